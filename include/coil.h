@@ -1,0 +1,18 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * coil.h - asyncio's core as a C library: one thread, one event loop.
+ * Include this one header; it brings in every coil/ header.
+ */
+#ifndef COIL_H
+#define COIL_H
+
+#define COIL_VERSION_MAJOR 0
+#define COIL_VERSION_MINOR 1
+#define COIL_VERSION_PATCH 0
+
+#include "coil/common.h"
+#include "coil/future.h"
+#include "coil/io.h"
+#include "coil/loop.h"
+
+#endif /* COIL_H */

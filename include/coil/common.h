@@ -1,0 +1,114 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * coil/common.h - what every other coil header needs: the export macro,
+ * time units, the opaque types, error names and the replaceable allocator.
+ *
+ * Conventions that hold for every coil function (docs/conventions.md has
+ * the long form):
+ *
+ *  - A function that can fail returns int: 0 (or a non-negative count) on
+ *    success, a negative errno code on failure. There is no global error
+ *    state; coil never sets errno for you to read.
+ *  - Bad arguments give -EINVAL (or a more precise code) and never crash.
+ *  - A constructor fills an out-parameter, always its last argument, and
+ *    sets it to NULL on failure.
+ *  - A call that failed had no side effects, and a callback passed to a
+ *    call that failed is never called.
+ *  - Memory comes from one replaceable allocator (coil_set_allocator), and
+ *    running out of memory gives -ENOMEM, never an abort.
+ *  - A loop belongs to one thread. Only functions documented as
+ *    thread-safe may be called from other threads.
+ */
+#ifndef COIL_COMMON_H
+#define COIL_COMMON_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(COIL_STATIC_DEFINE)
+#define COIL_API
+#elif defined(__GNUC__) || defined(__clang__)
+#define COIL_API __attribute__((visibility("default")))
+#else
+#define COIL_API
+#endif
+
+/* ------------------------------------------------------------------ */
+/* Time: int64_t nanoseconds on the monotonic clock.                   */
+/* ------------------------------------------------------------------ */
+
+#define COIL_NSEC ((int64_t)1)
+#define COIL_USEC ((int64_t)1000)
+#define COIL_MSEC ((int64_t)1000000)
+#define COIL_SEC ((int64_t)1000000000)
+
+/* The current time of the monotonic clock, in nanoseconds. Never fails. */
+COIL_API int64_t coil_now(void);
+
+/* ------------------------------------------------------------------ */
+/* Opaque types                                                         */
+/* ------------------------------------------------------------------ */
+
+typedef struct coil_loop coil_loop_t;
+typedef struct coil_handle coil_handle_t;
+typedef struct coil_future coil_future_t;
+
+/* A plain callback: everything it needs comes through arg. */
+typedef void (*coil_callback_fn)(void *arg);
+
+/* ------------------------------------------------------------------ */
+/* Errors                                                               */
+/* ------------------------------------------------------------------ */
+
+/*
+ * A description of a coil error code (negative errno), such as
+ * "Operation canceled" for -ECANCELED. Never NULL; the string is static.
+ * Positive codes are accepted too.
+ */
+COIL_API const char *coil_strerror(int err);
+
+/*
+ * The symbolic name of an error code, such as "ECANCELED" for -ECANCELED.
+ * Never NULL; unknown codes give "EUNKNOWN". The string is static.
+ */
+COIL_API const char *coil_err_name(int err);
+
+/* ------------------------------------------------------------------ */
+/* The replaceable allocator                                            */
+/* ------------------------------------------------------------------ */
+
+/*
+ * Every allocation coil makes goes through these three functions. They
+ * follow malloc/realloc/free, plus a context pointer. realloc is only ever
+ * called with a non-NULL pointer and a non-zero size. If coil is used from
+ * several threads (call_soon_threadsafe, executors) they must be
+ * thread-safe.
+ */
+typedef struct coil_allocator {
+    void *(*malloc)(size_t size, void *ctx);
+    void *(*realloc)(void *ptr, size_t size, void *ctx);
+    void (*free)(void *ptr, void *ctx);
+    void *ctx;
+} coil_allocator_t;
+
+/*
+ * Replace the allocator. NULL restores the C library's malloc/realloc/free.
+ * The table is copied.
+ *
+ * Errors: -EINVAL if a function pointer is missing; -EBUSY if memory
+ * allocated by the current allocator is still live (every coil object must
+ * be freed first, so that nothing is freed by the wrong allocator).
+ * Not thread-safe: call it while no other thread uses coil.
+ */
+COIL_API int coil_set_allocator(const coil_allocator_t *allocator);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* COIL_COMMON_H */

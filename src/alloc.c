@@ -1,0 +1,96 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * alloc.c - the replaceable allocator. Every allocation in coil comes
+ * through coil__malloc/realloc/free, so users can plug in their own
+ * allocator and tests can count allocations and make the Nth one fail.
+ *
+ * The count of live blocks lets coil_set_allocator refuse to switch while
+ * memory from the old allocator is still out. It is atomic because
+ * call_soon_threadsafe allocates on other threads; allocations are pooled
+ * on every hot path, so the atomic costs nothing measurable.
+ */
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+static void *libc_malloc(size_t size, void *ctx)
+{
+    (void)ctx;
+    return malloc(size);
+}
+
+static void *libc_realloc(void *ptr, size_t size, void *ctx)
+{
+    (void)ctx;
+    return realloc(ptr, size);
+}
+
+static void libc_free(void *ptr, void *ctx)
+{
+    (void)ctx;
+    free(ptr);
+}
+
+static coil_allocator_t current = {libc_malloc, libc_realloc, libc_free, NULL};
+static atomic_long live_blocks;
+
+int coil_set_allocator(const coil_allocator_t *allocator)
+{
+    if (allocator &&
+        (!allocator->malloc || !allocator->realloc || !allocator->free))
+        return -EINVAL;
+    if (atomic_load(&live_blocks) != 0)
+        return -EBUSY;
+    if (allocator)
+        current = *allocator;
+    else
+        current = (coil_allocator_t){libc_malloc, libc_realloc, libc_free,
+                                     NULL};
+    return 0;
+}
+
+void *coil__malloc(size_t size)
+{
+    void *p = current.malloc(size ? size : 1, current.ctx);
+    if (p)
+        atomic_fetch_add_explicit(&live_blocks, 1, memory_order_relaxed);
+    return p;
+}
+
+void *coil__calloc(size_t n, size_t size)
+{
+    size_t total;
+    if (__builtin_mul_overflow(n, size, &total))
+        return NULL;
+    void *p = coil__malloc(total);
+    if (p)
+        memset(p, 0, total);
+    return p;
+}
+
+void *coil__realloc(void *ptr, size_t size)
+{
+    if (!ptr)
+        return coil__malloc(size);
+    return current.realloc(ptr, size ? size : 1, current.ctx);
+}
+
+void coil__free(void *ptr)
+{
+    if (!ptr)
+        return;
+    atomic_fetch_sub_explicit(&live_blocks, 1, memory_order_relaxed);
+    current.free(ptr, current.ctx);
+}
+
+_Noreturn void coil__panic(const char *what, const char *file, int line)
+{
+    int err = errno;
+    fprintf(stderr, "coil: fatal: %s failed at %s:%d (errno %d: %s)\n", what,
+            file, line, err, strerror(err));
+    fflush(stderr);
+    abort();
+}

@@ -1,0 +1,219 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * future.c - futures: a result or an error, and the callbacks waiting for
+ * it. See future.h for the waiter mechanism underneath done callbacks.
+ */
+#include "future.h"
+
+struct done_cb {
+    struct coil__fwaiter w;
+    coil_done_fn fn;
+    void *arg;
+    coil_future_t *fut; /* holds a reference until the callback ran */
+};
+
+static void done_run(struct coil_loop *loop, struct coil__ready *node)
+{
+    (void)loop;
+    struct done_cb *cb = coil__container_of(node, struct done_cb, w.node);
+    coil_future_t *fut = cb->fut;
+    coil_done_fn fn = cb->fn;
+    void *arg = cb->arg;
+    coil__free(cb);
+    fn(fut, arg);
+    coil_future_unref(fut);
+}
+
+static void done_discard(struct coil_loop *loop, struct coil__ready *node)
+{
+    (void)loop;
+    struct done_cb *cb = coil__container_of(node, struct done_cb, w.node);
+    coil_future_t *fut = cb->fut;
+    coil__free(cb);
+    coil_future_unref(fut);
+}
+
+static const struct coil__ready_ops done_ops = {done_run, done_discard};
+
+void coil__future_init(coil_future_t *fut, struct coil_loop *loop,
+                       const struct coil__future_ops *ops)
+{
+    fut->loop = loop;
+    fut->ops = ops;
+    coil__list_init(&fut->waiters);
+    fut->value = NULL;
+    fut->outcome = -EINPROGRESS;
+    fut->refs = 1;
+    coil__loop_ref(loop);
+}
+
+int coil_future_new(coil_loop_t *loop, coil_future_t **fut_out)
+{
+    if (!fut_out)
+        return -EINVAL;
+    *fut_out = NULL;
+    if (!loop)
+        return -EINVAL;
+    if (loop->state == COIL__LOOP_CLOSED)
+        return -EBADF;
+    coil_future_t *fut = coil__malloc(sizeof(*fut));
+    if (!fut)
+        return -ENOMEM;
+    coil__future_init(fut, loop, NULL);
+    *fut_out = fut;
+    return 0;
+}
+
+coil_future_t *coil_future_ref(coil_future_t *fut)
+{
+    if (fut)
+        fut->refs++;
+    return fut;
+}
+
+void coil_future_unref(coil_future_t *fut)
+{
+    if (!fut || --fut->refs)
+        return;
+    /* Nothing can be waiting: every waiter holds a reference. */
+    struct coil_loop *loop = fut->loop;
+    if (fut->ops && fut->ops->destroy)
+        fut->ops->destroy(fut);
+    else
+        coil__free(fut);
+    coil__loop_unref(loop);
+}
+
+static void queue_or_discard(coil_future_t *fut, struct coil__fwaiter *w)
+{
+    struct coil_loop *loop = fut->loop;
+    if (loop->state == COIL__LOOP_CLOSED)
+        w->node.ops->discard(loop, &w->node);
+    else
+        coil__readyq_push(&loop->ready, &w->node);
+}
+
+void coil__future_complete(coil_future_t *fut, void *value, int outcome)
+{
+    fut->value = value;
+    fut->outcome = outcome;
+    /* Hold the future: a discarded waiter may drop the last reference. */
+    fut->refs++;
+    struct coil__list *l;
+    while ((l = coil__list_first(&fut->waiters))) {
+        coil__list_remove(l);
+        queue_or_discard(fut,
+                         coil__container_of(l, struct coil__fwaiter, link));
+    }
+    coil_future_unref(fut);
+}
+
+void coil__future_add_waiter(coil_future_t *fut, struct coil__fwaiter *w)
+{
+    if (fut->outcome != -EINPROGRESS) {
+        coil__list_init(&w->link);
+        queue_or_discard(fut, w);
+        return;
+    }
+    coil__list_push_back(&fut->waiters, &w->link);
+}
+
+int coil_future_set_result(coil_future_t *fut, void *value)
+{
+    if (!fut)
+        return -EINVAL;
+    if (fut->outcome != -EINPROGRESS)
+        return -EALREADY;
+    coil__future_complete(fut, value, 0);
+    return 0;
+}
+
+int coil_future_set_error(coil_future_t *fut, int error)
+{
+    if (!fut || error >= 0 || error == -ECANCELED ||
+        error == -EINPROGRESS)
+        return -EINVAL;
+    if (fut->outcome != -EINPROGRESS)
+        return -EALREADY;
+    coil__future_complete(fut, NULL, error);
+    return 0;
+}
+
+int coil_future_cancel(coil_future_t *fut)
+{
+    if (!fut)
+        return -EINVAL;
+    if (fut->outcome != -EINPROGRESS)
+        return -EALREADY;
+    coil__future_complete(fut, NULL, -ECANCELED);
+    return 0;
+}
+
+bool coil_future_done(const coil_future_t *fut)
+{
+    return fut && fut->outcome != -EINPROGRESS;
+}
+
+bool coil_future_cancelled(const coil_future_t *fut)
+{
+    return fut && fut->outcome == -ECANCELED;
+}
+
+int coil_future_result(const coil_future_t *fut, void **value_out)
+{
+    if (!fut)
+        return -EINVAL;
+    if (fut->outcome == 0 && value_out)
+        *value_out = fut->value;
+    return fut->outcome;
+}
+
+int coil_future_error(const coil_future_t *fut)
+{
+    return fut ? fut->outcome : -EINVAL;
+}
+
+coil_loop_t *coil_future_loop(const coil_future_t *fut)
+{
+    return fut ? fut->loop : NULL;
+}
+
+int coil_future_add_done_callback(coil_future_t *fut, coil_done_fn fn,
+                                  void *arg)
+{
+    if (!fut || !fn)
+        return -EINVAL;
+    struct done_cb *cb = coil__malloc(sizeof(*cb));
+    if (!cb)
+        return -ENOMEM;
+    cb->w.node.ops = &done_ops;
+    cb->fn = fn;
+    cb->arg = arg;
+    cb->fut = coil_future_ref(fut);
+    coil__future_add_waiter(fut, &cb->w);
+    return 0;
+}
+
+int coil_future_remove_done_callback(coil_future_t *fut, coil_done_fn fn,
+                                     void *arg)
+{
+    if (!fut || !fn)
+        return -EINVAL;
+    int removed = 0;
+    struct coil__list *l = fut->waiters.next;
+    while (l != &fut->waiters) {
+        struct coil__list *next = l->next;
+        struct coil__fwaiter *w =
+            coil__container_of(l, struct coil__fwaiter, link);
+        struct done_cb *cb = coil__container_of(w, struct done_cb, w);
+        if (w->node.ops == &done_ops && cb->fn == fn && cb->arg == arg) {
+            coil__list_remove(l);
+            coil__free(cb);
+            removed++;
+        }
+        l = next;
+    }
+    for (int i = 0; i < removed; i++)
+        coil_future_unref(fut); /* the callbacks' references */
+    return removed;
+}

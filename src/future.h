@@ -1,0 +1,52 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * future.h - the future's internals, for the modules that build on it
+ * (tasks embed a future; awaiting registers a waiter).
+ *
+ * Completion queues every waiter's node on the loop's ready queue in the
+ * order the waiters were added. A waiter is intrusive, so completing a
+ * future never allocates and never fails. If the loop is closed, the
+ * waiters are discarded instead.
+ */
+#ifndef COIL_FUTURE_INTERNAL_H
+#define COIL_FUTURE_INTERNAL_H
+
+#include "loop.h"
+
+struct coil__future_ops {
+    /* Free the object that embeds the future (refs reached 0). */
+    void (*destroy)(coil_future_t *fut);
+};
+
+struct coil__fwaiter {
+    struct coil__list link;  /* in the future's waiter list */
+    struct coil__ready node; /* queued when the future completes */
+};
+
+struct coil_future {
+    struct coil_loop *loop;              /* holds a loop reference */
+    const struct coil__future_ops *ops;  /* NULL for a plain future */
+    struct coil__list waiters;           /* struct coil__fwaiter, FIFO */
+    void *value;                         /* the result, once done */
+    int outcome;                         /* -EINPROGRESS while pending */
+    unsigned refs;
+};
+
+/* Initialise an embedded future; takes a loop reference. */
+void coil__future_init(coil_future_t *fut, struct coil_loop *loop,
+                       const struct coil__future_ops *ops);
+
+/* Complete: outcome 0 (value), a negative error, or -ECANCELED. The
+ * future must be pending. */
+void coil__future_complete(coil_future_t *fut, void *value, int outcome);
+
+/* Add a waiter; if the future is done it is queued at once. */
+void coil__future_add_waiter(coil_future_t *fut, struct coil__fwaiter *w);
+
+/* Take a waiter that has not been queued yet out of the list. */
+static inline void coil__future_remove_waiter(struct coil__fwaiter *w)
+{
+    coil__list_remove(&w->link);
+}
+
+#endif /* COIL_FUTURE_INTERNAL_H */

@@ -1,0 +1,64 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * internal.h - the few macros and helpers every coil source file shares:
+ * container_of, branch hints, the always-on COIL__MUST check, and the
+ * allocation wrappers over the replaceable allocator. Concept-specific
+ * declarations live in each concept's own header, not here.
+ */
+#ifndef COIL_INTERNAL_H
+#define COIL_INTERNAL_H
+
+#include <errno.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "coil.h"
+
+#define coil__container_of(ptr, type, member)                                  \
+    ((type *)((char *)(ptr)-offsetof(type, member)))
+
+#define coil__likely(x) __builtin_expect(!!(x), 1)
+#define coil__unlikely(x) __builtin_expect(!!(x), 0)
+
+/*
+ * A condition that, if false, makes continuing unsafe (the poller failing
+ * on an fd coil registered, a context switch returning where it must not).
+ * Checked in every build; prints the condition, file:line and errno, then
+ * aborts. Never used for bad input or for run-time conditions such as a
+ * peer reset or running out of memory.
+ */
+#define COIL__MUST(cond)                                                       \
+    do {                                                                       \
+        if (coil__unlikely(!(cond)))                                           \
+            coil__panic(#cond, __FILE__, __LINE__);                            \
+    } while (0)
+
+_Noreturn void coil__panic(const char *what, const char *file, int line);
+
+/* Allocation through the replaceable allocator (alloc.c). */
+void *coil__malloc(size_t size);
+void *coil__calloc(size_t n, size_t size);
+void *coil__realloc(void *ptr, size_t size);
+void coil__free(void *ptr);
+
+/* The monotonic clock in ns (clock.c). */
+int64_t coil__clock_now(void);
+
+#ifdef COIL_TESTING
+/* Test build only: a virtual clock (clock.c). */
+extern bool coil__clock_autojump;
+void coil__clock_fake(bool on, bool autojump);
+void coil__clock_advance(int64_t ns);
+#endif
+
+/* Saturating a + b for deadlines. */
+static inline int64_t coil__add_sat(int64_t a, int64_t b)
+{
+    int64_t r;
+    if (__builtin_add_overflow(a, b, &r))
+        return b > 0 ? INT64_MAX : INT64_MIN;
+    return r;
+}
+
+#endif /* COIL_INTERNAL_H */

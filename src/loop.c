@@ -1,0 +1,309 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * loop.c - the loop's lifecycle and the iteration that ties the modules
+ * together:
+ *
+ *   1. If nothing is ready, or COIL__IO_INTERVAL iterations ran since the
+ *      last poll, or a stop is pending: poll for I/O (without blocking if
+ *      anything is ready, else until the next timer), refresh the cached
+ *      time, queue the ready watchers, then the due timers.
+ *   2. Run every callback that was ready when this step began.
+ *
+ * Step 1 is skipped while callbacks keep coming, so a call_soon chain does
+ * not pay a syscall and a clock read per hop; the interval bounds how long
+ * I/O and timers can wait behind ready work (docs/architecture.md).
+ */
+#include <stdarg.h>
+#include <stdio.h>
+
+#include "future.h"
+#include "loop.h"
+
+static _Thread_local struct coil_loop *running_loop;
+
+int coil_loop_new(coil_loop_t **loop_out)
+{
+    return coil_loop_new_backend(NULL, loop_out);
+}
+
+int coil_loop_new_backend(const char *backend, coil_loop_t **loop_out)
+{
+    if (!loop_out)
+        return -EINVAL;
+    *loop_out = NULL;
+    const struct coil__poller_ops *pops;
+    int err = coil__poller_find(backend, &pops);
+    if (err)
+        return err;
+    struct coil_loop *loop = coil__calloc(1, sizeof(*loop));
+    if (!loop)
+        return -ENOMEM;
+    loop->pops = pops;
+    loop->refs = 1;
+    loop->state = COIL__LOOP_IDLE;
+    loop->now = coil__clock_now();
+    coil__ready_init(loop);
+    coil__timers_init(loop);
+    coil__io_init(loop);
+    err = pops->open(&loop->poller);
+    if (err)
+        goto fail_poller;
+    err = coil__threadsafe_init(loop);
+    if (err)
+        goto fail_threadsafe;
+    *loop_out = loop;
+    return 0;
+
+fail_threadsafe:
+    pops->close(loop->poller);
+fail_poller:
+    coil__io_term(loop);
+    coil__timers_term(loop);
+    coil__ready_term(loop);
+    coil__free(loop);
+    return err;
+}
+
+const char *coil_loop_backend(const coil_loop_t *loop)
+{
+    return loop ? loop->pops->name : NULL;
+}
+
+bool coil_loop_is_running(const coil_loop_t *loop)
+{
+    return loop && loop->state == COIL__LOOP_RUNNING;
+}
+
+bool coil_loop_is_closed(const coil_loop_t *loop)
+{
+    return loop && loop->state == COIL__LOOP_CLOSED;
+}
+
+int coil_loop_close(coil_loop_t *loop)
+{
+    if (!loop)
+        return -EINVAL;
+    if (loop->state == COIL__LOOP_RUNNING)
+        return -EBUSY;
+    if (loop->state == COIL__LOOP_CLOSED)
+        return 0;
+    loop->state = COIL__LOOP_CLOSED;
+    /* Keep the loop alive while discards release what they hold. */
+    coil__loop_ref(loop);
+    coil__threadsafe_close(loop);
+    coil__ready_discard_all(loop);
+    coil__timers_term(loop);
+    coil__io_drop_all(loop);
+    loop->pops->close(loop->poller);
+    loop->poller = NULL;
+    coil__loop_unref(loop);
+    return 0;
+}
+
+static void destroy(struct coil_loop *loop)
+{
+    coil__io_term(loop);
+    coil__threadsafe_term(loop);
+    coil__ready_term(loop);
+    coil__free(loop);
+}
+
+void coil__loop_unref(struct coil_loop *loop)
+{
+    if (--loop->refs == 0)
+        destroy(loop);
+}
+
+void coil_loop_free(coil_loop_t *loop)
+{
+    if (!loop)
+        return;
+    if (loop->state == COIL__LOOP_RUNNING || loop->user_freed) {
+        coil__loop_report(loop, -EBUSY,
+                          loop->user_freed ? "coil_loop_free called twice"
+                                           : "coil_loop_free on a running "
+                                             "loop ignored");
+        return;
+    }
+    coil_loop_close(loop);
+    loop->user_freed = true;
+    coil__loop_unref(loop);
+}
+
+int coil_get_running_loop(coil_loop_t **loop_out)
+{
+    if (!loop_out)
+        return -EINVAL;
+    *loop_out = running_loop;
+    return running_loop ? 0 : -ESRCH;
+}
+
+int64_t coil_loop_time(const coil_loop_t *loop)
+{
+    return loop ? loop->now : 0;
+}
+
+int64_t coil_loop_update_time(coil_loop_t *loop)
+{
+    if (!loop)
+        return 0;
+    loop->now = coil__clock_now();
+    return loop->now;
+}
+
+static int poll_io(struct coil_loop *loop)
+{
+    int64_t timeout;
+    if (loop->ready.len || loop->stopping)
+        timeout = 0;
+    else
+        timeout = coil__timers_timeout(loop);
+#ifdef COIL_TESTING
+    if (coil__clock_autojump && timeout > 0) {
+        /* Jump to the next deadline instead of sleeping until it. */
+        coil__clock_advance(timeout);
+        timeout = 0;
+    }
+#endif
+    int n = loop->pops->wait(loop->poller, timeout, loop->events,
+                             COIL__POLLER_BATCH);
+    loop->now = coil__clock_now();
+    if (n < 0)
+        return n;
+    for (int i = 0; i < n; i++) {
+        const struct coil__event *ev = &loop->events[i];
+        if (ev->tag == COIL__WAKE_TAG && ev->fd == loop->ts.rfd)
+            coil__threadsafe_drain(loop);
+        else
+            coil__io_event(loop, ev);
+    }
+    coil__timers_expire(loop);
+    return 0;
+}
+
+int coil__loop_run_once(struct coil_loop *loop)
+{
+    if (loop->ready.len == 0 || loop->ticks >= COIL__IO_INTERVAL ||
+        loop->stopping) {
+        loop->ticks = 0;
+        int err = poll_io(loop);
+        if (err)
+            return err;
+    } else {
+        loop->ticks++;
+    }
+    coil__ready_run(loop);
+    return 0;
+}
+
+static int enter(struct coil_loop *loop)
+{
+    if (!loop)
+        return -EINVAL;
+    if (loop->state == COIL__LOOP_CLOSED)
+        return -EBADF;
+    if (loop->state == COIL__LOOP_RUNNING || running_loop)
+        return -EBUSY;
+    loop->state = COIL__LOOP_RUNNING;
+    running_loop = loop;
+    loop->now = coil__clock_now();
+    loop->ticks = 0;
+    return 0;
+}
+
+static void leave(struct coil_loop *loop)
+{
+    loop->stopping = false;
+    loop->state = COIL__LOOP_IDLE;
+    running_loop = NULL;
+}
+
+/* Run until stopped or until `until` is done. */
+static int run(struct coil_loop *loop, const coil_future_t *until)
+{
+    int err = enter(loop);
+    if (err)
+        return err;
+    /* The loop stays alive even if a callback drops the last reference. */
+    coil__loop_ref(loop);
+    for (;;) {
+        err = coil__loop_run_once(loop);
+        if (err) {
+            coil__loop_report(loop, err, "waiting for I/O failed");
+            break;
+        }
+        if (loop->stopping || (until && until->outcome != -EINPROGRESS))
+            break;
+    }
+    leave(loop);
+    coil__loop_unref(loop);
+    return err;
+}
+
+int coil_loop_run_forever(coil_loop_t *loop)
+{
+    return run(loop, NULL);
+}
+
+int coil_loop_run_until_complete(coil_loop_t *loop, coil_future_t *fut)
+{
+    if (!loop || !fut || fut->loop != loop)
+        return -EINVAL;
+    /* Hold fut: a callback may drop the caller's reference meanwhile.
+     * Like asyncio, at least one iteration runs even if fut is done. */
+    coil_future_ref(fut);
+    int err = run(loop, fut);
+    if (!err)
+        err = fut->outcome == -EINPROGRESS ? -EINTR : fut->outcome;
+    coil_future_unref(fut);
+    return err;
+}
+
+int coil_loop_stop(coil_loop_t *loop)
+{
+    if (!loop)
+        return -EINVAL;
+    loop->stopping = true;
+    return 0;
+}
+
+int coil_loop_set_exception_handler(coil_loop_t *loop,
+                                    coil_exception_handler_fn fn, void *arg)
+{
+    if (!loop)
+        return -EINVAL;
+    loop->exc_fn = fn;
+    loop->exc_arg = arg;
+    return 0;
+}
+
+void coil_loop_default_exception_handler(coil_loop_t *loop, int error,
+                                         const char *message, void *arg)
+{
+    (void)loop;
+    (void)arg;
+    fprintf(stderr, "coil: %s: %s (%s)\n", message ? message : "error",
+            coil_strerror(error), coil_err_name(error));
+}
+
+int coil_loop_call_exception_handler(coil_loop_t *loop, int error,
+                                     const char *message)
+{
+    if (!loop || !message)
+        return -EINVAL;
+    if (loop->exc_fn)
+        loop->exc_fn(loop, error, message, loop->exc_arg);
+    else
+        coil_loop_default_exception_handler(loop, error, message, NULL);
+    return 0;
+}
+
+void coil__loop_report(struct coil_loop *loop, int error, const char *fmt, ...)
+{
+    char msg[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    coil_loop_call_exception_handler(loop, error, msg);
+}

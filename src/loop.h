@@ -1,0 +1,241 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * loop.h - struct coil_loop, composed of the parts each module owns, and
+ * the internal interfaces between those modules.
+ *
+ *   ready.c       the ready queue, call_soon, handles
+ *   timer.c       call_later / call_at on the timer heap
+ *   io.c          fd watchers (add_reader / add_writer)
+ *   threadsafe.c  call_soon_threadsafe and the wake-up fd
+ *   loop.c        lifecycle and the iteration that ties them together
+ *
+ * Internal rule (docs/architecture.md): anything a callback does may
+ * close or cancel anything, including the object being dispatched. So the
+ * ready queue runs a count fixed at the start of the batch, every queued
+ * node is self-describing (its ops say how to run or discard it), and an
+ * object that may still be queued is never freed before its node runs.
+ */
+#ifndef COIL_LOOP_INTERNAL_H
+#define COIL_LOOP_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "heap.h"
+#include "internal.h"
+#include "list.h"
+#include "poller.h"
+#include "pool.h"
+
+/* ------------------------------------------------------------------ */
+/* Ready queue (ready.c)                                                */
+/* ------------------------------------------------------------------ */
+
+struct coil__ready;
+struct coil_loop;
+
+struct coil__ready_ops {
+    /* Run the node; it has already left the queue. */
+    void (*run)(struct coil_loop *loop, struct coil__ready *node);
+    /* The loop closes with the node queued: release what it holds. */
+    void (*discard)(struct coil_loop *loop, struct coil__ready *node);
+};
+
+/*
+ * A node embedded in anything the loop can run: a call_soon record, a
+ * handle, a watcher direction, a future's waiter, a task resume.
+ */
+struct coil__ready {
+    struct coil__ready *next;
+    const struct coil__ready_ops *ops;
+};
+
+/* FIFO of nodes; pushing never allocates and never fails. */
+struct coil__readyq {
+    struct coil__ready *head;
+    struct coil__ready **tailp; /* &last->next, or &head when empty */
+    size_t len;
+};
+
+static inline void coil__readyq_init(struct coil__readyq *q)
+{
+    q->head = NULL;
+    q->tailp = &q->head;
+    q->len = 0;
+}
+
+static inline void coil__readyq_push(struct coil__readyq *q,
+                                     struct coil__ready *node)
+{
+    node->next = NULL;
+    *q->tailp = node;
+    q->tailp = &node->next;
+    q->len++;
+}
+
+static inline struct coil__ready *coil__readyq_pop(struct coil__readyq *q)
+{
+    struct coil__ready *node = q->head;
+    q->head = node->next;
+    if (!q->head)
+        q->tailp = &q->head;
+    q->len--;
+    return node;
+}
+
+/* The flags of a handle. */
+enum {
+    COIL__H_CANCELLED = 1, /* coil_handle_cancel was called */
+    COIL__H_QUEUED = 2,    /* its node is in the ready queue */
+    COIL__H_TIMER = 4,     /* made by call_later / call_at */
+};
+
+struct coil_handle {
+    struct coil__ready node;     /* in the ready queue when due */
+    coil_callback_fn fn;         /* what to call ... */
+    void *arg;                   /* ... and with what */
+    struct coil_loop *loop;      /* owner; holds a loop reference */
+    int64_t when;                /* deadline (timers) or time scheduled */
+    struct coil__heap_node heap; /* position in the timer heap */
+    uint16_t refs;               /* the loop's while pending, the user's */
+    uint16_t flags;              /* COIL__H_* */
+};
+
+void coil__ready_init(struct coil_loop *loop);
+void coil__ready_term(struct coil_loop *loop);
+/* Run the nodes that were ready when called; returns how many ran. */
+size_t coil__ready_run(struct coil_loop *loop);
+/* Discard every queued node (loop close). */
+void coil__ready_discard_all(struct coil_loop *loop);
+
+/* A handle with one reference for the loop; NULL on -ENOMEM. */
+struct coil_handle *coil__handle_new(struct coil_loop *loop,
+                                     coil_callback_fn fn, void *arg);
+/* Drop one reference. */
+void coil__handle_unref(struct coil_handle *h);
+/* Queue the handle's node (the loop's reference travels with it). */
+void coil__handle_queue(struct coil_handle *h);
+
+/* ------------------------------------------------------------------ */
+/* Timers (timer.c)                                                     */
+/* ------------------------------------------------------------------ */
+
+void coil__timers_init(struct coil_loop *loop);
+void coil__timers_term(struct coil_loop *loop);
+/* Move every timer due at loop->now to the ready queue, in order. */
+void coil__timers_expire(struct coil_loop *loop);
+/* ns until the next timer is due (0 if overdue), or -1 if none. */
+int64_t coil__timers_timeout(const struct coil_loop *loop);
+/* Take a timer out of the heap (cancel). */
+void coil__timers_remove(struct coil_loop *loop, struct coil_handle *h);
+
+/* ------------------------------------------------------------------ */
+/* fd watchers (io.c)                                                   */
+/* ------------------------------------------------------------------ */
+
+struct coil__watch_dir {
+    coil_callback_fn fn;    /* NULL when this direction is not watched */
+    void *arg;
+    uint32_t gen;           /* bumped on every add/remove */
+    uint32_t queued_gen;    /* gen when the node was queued */
+    bool queued;            /* node is in the ready queue */
+    struct coil__ready node;
+};
+
+struct coil__watch {
+    int fd;
+    unsigned mask;                 /* interest registered with the poller */
+    uint32_t tag;                  /* tag of that registration */
+    struct coil__watch_dir dir[2]; /* [0] reader, [1] writer */
+};
+
+struct coil__watches {
+    struct coil__watch **by_fd; /* by_fd[fd], NULL if never watched */
+    int len;                    /* entries in by_fd */
+    uint32_t next_tag;          /* 0 is reserved for the wake-up fd */
+};
+
+void coil__io_init(struct coil_loop *loop);
+void coil__io_term(struct coil_loop *loop);
+/* Forget every watcher (close); the poller is closed right after. */
+void coil__io_drop_all(struct coil_loop *loop);
+/* Queue the watchers an event makes ready. */
+void coil__io_event(struct coil_loop *loop, const struct coil__event *ev);
+
+/* ------------------------------------------------------------------ */
+/* call_soon_threadsafe (threadsafe.c)                                  */
+/* ------------------------------------------------------------------ */
+
+struct coil__threadsafe {
+    pthread_mutex_t lock;
+    struct coil__ready *head; /* calls made by other threads, FIFO */
+    struct coil__ready **tailp;
+    atomic_bool closed;       /* set under lock at close */
+    int rfd, wfd;             /* wake-up channel (eventfd: rfd == wfd) */
+};
+
+int coil__threadsafe_init(struct coil_loop *loop);
+/* Drop pending calls, close the wake-up fds. */
+void coil__threadsafe_close(struct coil_loop *loop);
+void coil__threadsafe_term(struct coil_loop *loop);
+/* The wake-up fd fired: move pending calls to the ready queue. */
+void coil__threadsafe_drain(struct coil_loop *loop);
+
+#define COIL__WAKE_TAG 0u
+
+/* ------------------------------------------------------------------ */
+/* The loop                                                             */
+/* ------------------------------------------------------------------ */
+
+enum coil__loop_state {
+    COIL__LOOP_IDLE,
+    COIL__LOOP_RUNNING,
+    COIL__LOOP_CLOSED,
+};
+
+struct coil_loop {
+    /* Hot: touched on every iteration. */
+    struct coil__readyq ready;     /* callbacks to run */
+    struct coil__pool soon_pool;   /* call_soon records without handle */
+    unsigned ticks;                /* iterations since the last poll */
+    bool stopping;                 /* coil_loop_stop was called */
+    enum coil__loop_state state;
+    int64_t now;                   /* cached monotonic time, ns */
+
+    struct coil__pool handle_pool; /* coil_handle objects */
+    struct coil__heap timers;      /* timer handles by deadline */
+    struct coil__watches io;       /* fd watchers */
+    const struct coil__poller_ops *pops;
+    struct coil__poller *poller;
+    struct coil__threadsafe ts;
+
+    coil_exception_handler_fn exc_fn; /* NULL: the default */
+    void *exc_arg;
+
+    /*
+     * References: 1 for the user (dropped by coil_loop_free), plus one per
+     * live handle and future. The memory goes when this reaches 0.
+     */
+    size_t refs;
+    bool user_freed;
+
+    struct coil__event events[COIL__POLLER_BATCH];
+};
+
+/* Poll I/O and timers at least every this many iterations. */
+#define COIL__IO_INTERVAL 64
+
+static inline void coil__loop_ref(struct coil_loop *loop)
+{
+    loop->refs++;
+}
+void coil__loop_unref(struct coil_loop *loop);
+
+/* Run one iteration; the loop must be marked running. */
+int coil__loop_run_once(struct coil_loop *loop);
+
+/* Report a problem through the exception handler, printf-style. */
+void coil__loop_report(struct coil_loop *loop, int error, const char *fmt,
+                       ...) __attribute__((format(printf, 3, 4)));
+
+#endif /* COIL_LOOP_INTERNAL_H */

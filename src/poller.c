@@ -1,0 +1,61 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * poller.c - the table of backends built into this library, and the
+ * choice among them: an explicit name, else COIL_BACKEND, else the first
+ * (best) entry.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+#include "poller.h"
+
+#ifdef COIL_HAVE_EPOLL
+extern const struct coil__poller_ops coil__poller_epoll;
+#endif
+#ifdef COIL_HAVE_KQUEUE
+extern const struct coil__poller_ops coil__poller_kqueue;
+#endif
+extern const struct coil__poller_ops coil__poller_poll;
+
+static const struct coil__poller_ops *const backends[] = {
+#ifdef COIL_HAVE_EPOLL
+    &coil__poller_epoll,
+#endif
+#ifdef COIL_HAVE_KQUEUE
+    &coil__poller_kqueue,
+#endif
+    &coil__poller_poll,
+};
+
+static const char *const known[] = {"epoll", "kqueue", "poll"};
+
+int coil__poller_find(const char *name, const struct coil__poller_ops **out)
+{
+    *out = NULL;
+    if (!name) {
+        name = getenv("COIL_BACKEND");
+        if (name && !*name)
+            name = NULL;
+    }
+    if (!name) {
+        *out = backends[0];
+        return 0;
+    }
+    for (size_t i = 0; i < sizeof(backends) / sizeof(*backends); i++) {
+        if (strcmp(backends[i]->name, name) == 0) {
+            *out = backends[i];
+            return 0;
+        }
+    }
+    for (size_t i = 0; i < sizeof(known) / sizeof(*known); i++)
+        if (strcmp(known[i], name) == 0)
+            return -ENOSYS;
+    return -EINVAL;
+}
+
+bool coil_backend_available(const char *backend)
+{
+    const struct coil__poller_ops *ops;
+    return backend && coil__poller_find(backend, &ops) == 0;
+}

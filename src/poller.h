@@ -1,0 +1,83 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * poller.h - the contract between the loop and an I/O readiness backend
+ * (epoll, kqueue, poll). The loop includes this header and never names a
+ * backend; adding one (io_uring, say) is adding a file and a line in
+ * poller.c's table.
+ *
+ * Semantics every backend keeps:
+ *  - Readiness is level-triggered: an fd that stays readable is reported
+ *    again by every wait until it is unwatched.
+ *  - Error and hang-up conditions are reported as both READ and WRITE, so
+ *    whichever side is watched sees the condition from its next syscall.
+ *  - Each watched fd carries a 32-bit tag chosen by the loop, returned with
+ *    every event. The loop changes the tag whenever it (re-)registers an
+ *    fd, so an event from a stale registration (an fd closed and its
+ *    number reused) is recognised and dropped.
+ *  - wait() rounds its timeout up to the backend's resolution, so it never
+ *    wakes early, and reports EINTR as zero events.
+ *  - An fd the backend finds closed (poll's POLLNVAL) is reported with
+ *    COIL__EV_INVALID.
+ */
+#ifndef COIL_POLLER_H
+#define COIL_POLLER_H
+
+#include <stdint.h>
+
+#define COIL__EV_READ 1u
+#define COIL__EV_WRITE 2u
+#define COIL__EV_INVALID 4u
+
+struct coil__poller; /* each backend defines its own, privately */
+
+struct coil__event {
+    int fd;
+    unsigned events; /* COIL__EV_* */
+    uint32_t tag;    /* the tag the fd was watched with */
+};
+
+struct coil__poller_ops {
+    const char *name;
+    /* Create the backend state. Errors: -ENOMEM, -EMFILE, -ENFILE... */
+    int (*open)(struct coil__poller **out);
+    /* Release everything, including the backend's own fd. */
+    void (*close)(struct coil__poller *p);
+    /*
+     * Set fd's interest to mask (COIL__EV_READ|WRITE), 0 to forget it.
+     * old_mask is what the loop last set successfully (0 if none); tag is
+     * as above. When old_mask is 0 the backend registers afresh.
+     * Errors: -EBADF (fd not open), -EPERM (fd cannot be polled),
+     * -ENOMEM, -ENOSPC. Forgetting (mask 0) never fails: an fd the kernel
+     * already dropped is simply forgotten.
+     */
+    int (*watch)(struct coil__poller *p, int fd, unsigned old_mask,
+                 unsigned mask, uint32_t tag);
+    /*
+     * Wait up to timeout_ns (-1: forever, 0: poll) and fill at most max
+     * events. Returns how many, or a negative errno that cannot be
+     * retried.
+     */
+    int (*wait)(struct coil__poller *p, int64_t timeout_ns,
+                struct coil__event *events, int max);
+};
+
+/*
+ * The backend of that name (NULL: COIL_BACKEND, else the best). Errors:
+ * -EINVAL (unknown name), -ENOSYS (not built here).
+ */
+int coil__poller_find(const char *name, const struct coil__poller_ops **out);
+
+/* Milliseconds for a poll-style timeout, rounded up; -1 stays -1. */
+static inline int coil__timeout_ms(int64_t timeout_ns)
+{
+    if (timeout_ns < 0)
+        return -1;
+    int64_t ms = timeout_ns / 1000000 + (timeout_ns % 1000000 != 0);
+    return ms > INT32_MAX ? INT32_MAX : (int)ms;
+}
+
+
+
+/* The most events one wait() delivers; the loop's buffer has this size. */
+#define COIL__POLLER_BATCH 256
+#endif /* COIL_POLLER_H */

@@ -1,0 +1,50 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * pool.c - slab refill for pool.h.
+ */
+#include "internal.h"
+#include "pool.h"
+
+#define FIRST_SLAB 32
+#define MAX_SLAB 4096
+#define SLAB_HEAD 16 /* link to the next slab, padded to keep alignment */
+
+void coil__pool_init(struct coil__pool *p, size_t size)
+{
+    p->free = NULL;
+    p->slabs = NULL;
+    p->size = (size + 15) & ~(size_t)15;
+    p->next_count = FIRST_SLAB;
+    p->live = 0;
+}
+
+void coil__pool_term(struct coil__pool *p)
+{
+    void *s = p->slabs;
+    while (s) {
+        void *next = *(void **)s;
+        coil__free(s);
+        s = next;
+    }
+    p->slabs = NULL;
+    p->free = NULL;
+}
+
+int coil__pool_grow(struct coil__pool *p)
+{
+    size_t n = p->next_count;
+    char *slab = coil__malloc(SLAB_HEAD + n * p->size);
+    if (!slab)
+        return -ENOMEM;
+    *(void **)slab = p->slabs;
+    p->slabs = slab;
+    char *obj = slab + SLAB_HEAD;
+    for (size_t i = n; i-- > 0;) {
+        struct coil__pool_free *o = (void *)(obj + i * p->size);
+        o->next = p->free;
+        p->free = o;
+    }
+    if (p->next_count < MAX_SLAB)
+        p->next_count *= 2;
+    return 0;
+}

@@ -1,0 +1,51 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * pool.h - a free list of fixed-size objects carved from slabs, so objects
+ * that churn (call_soon records, handles) cost no allocation in steady
+ * state. Slabs double in size up to a cap and are freed only when the pool
+ * is terminated; a burst leaves its memory in the pool for the next burst.
+ * Single-threaded: each pool belongs to one loop.
+ */
+#ifndef COIL_POOL_H
+#define COIL_POOL_H
+
+#include <stddef.h>
+
+struct coil__pool_free {
+    struct coil__pool_free *next;
+};
+
+struct coil__pool {
+    struct coil__pool_free *free; /* objects ready for reuse */
+    void *slabs;                  /* singly linked through each slab's head */
+    size_t size;                  /* object size, a multiple of 16 */
+    size_t next_count;            /* objects in the next slab */
+    size_t live;                  /* objects handed out */
+};
+
+void coil__pool_init(struct coil__pool *p, size_t size);
+void coil__pool_term(struct coil__pool *p);
+
+/* Refill with a slab; -ENOMEM if that fails. */
+int coil__pool_grow(struct coil__pool *p);
+
+/* An object, or NULL if memory ran out. */
+static inline void *coil__pool_get(struct coil__pool *p)
+{
+    if (__builtin_expect(!p->free, 0) && coil__pool_grow(p) != 0)
+        return NULL;
+    struct coil__pool_free *o = p->free;
+    p->free = o->next;
+    p->live++;
+    return o;
+}
+
+static inline void coil__pool_put(struct coil__pool *p, void *obj)
+{
+    struct coil__pool_free *o = obj;
+    o->next = p->free;
+    p->free = o;
+    p->live--;
+}
+
+#endif /* COIL_POOL_H */

@@ -1,0 +1,191 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * ready.c - the ready queue, call_soon and callback handles.
+ *
+ * The ready queue is an intrusive FIFO of nodes (loop.h). A plain
+ * call_soon without a handle takes a 32-byte record from a pool and gives
+ * it back before calling the user's function, so a callback that
+ * re-schedules itself reuses the record that is still hot in cache: no
+ * allocation in steady state. A call that asks for a handle uses a
+ * reference-counted coil_handle (also pooled) that the caller can cancel.
+ */
+#include "loop.h"
+
+struct soon {
+    struct coil__ready node;
+    coil_callback_fn fn;
+    void *arg;
+};
+
+static void soon_run(struct coil_loop *loop, struct coil__ready *node)
+{
+    struct soon *s = coil__container_of(node, struct soon, node);
+    coil_callback_fn fn = s->fn;
+    void *arg = s->arg;
+    coil__pool_put(&loop->soon_pool, s);
+    fn(arg);
+}
+
+static void soon_discard(struct coil_loop *loop, struct coil__ready *node)
+{
+    coil__pool_put(&loop->soon_pool,
+                   coil__container_of(node, struct soon, node));
+}
+
+static const struct coil__ready_ops soon_ops = {soon_run, soon_discard};
+
+static void handle_run(struct coil_loop *loop, struct coil__ready *node)
+{
+    (void)loop;
+    struct coil_handle *h = coil__container_of(node, struct coil_handle, node);
+    h->flags &= (uint16_t)~COIL__H_QUEUED;
+    if (!(h->flags & COIL__H_CANCELLED))
+        h->fn(h->arg);
+    coil__handle_unref(h);
+}
+
+static void handle_discard(struct coil_loop *loop, struct coil__ready *node)
+{
+    (void)loop;
+    struct coil_handle *h = coil__container_of(node, struct coil_handle, node);
+    h->flags &= (uint16_t)~COIL__H_QUEUED;
+    coil__handle_unref(h);
+}
+
+static const struct coil__ready_ops handle_ops = {handle_run, handle_discard};
+
+void coil__ready_init(struct coil_loop *loop)
+{
+    coil__readyq_init(&loop->ready);
+    coil__pool_init(&loop->soon_pool, sizeof(struct soon));
+    coil__pool_init(&loop->handle_pool, sizeof(struct coil_handle));
+}
+
+void coil__ready_term(struct coil_loop *loop)
+{
+    coil__pool_term(&loop->soon_pool);
+    coil__pool_term(&loop->handle_pool);
+}
+
+size_t coil__ready_run(struct coil_loop *loop)
+{
+    /* Only what was ready when the batch began: a callback scheduled by a
+     * callback runs in the next iteration, as in asyncio. */
+    size_t n = loop->ready.len;
+    for (size_t i = 0; i < n; i++) {
+        struct coil__ready *node = coil__readyq_pop(&loop->ready);
+        node->ops->run(loop, node);
+    }
+    return n;
+}
+
+void coil__ready_discard_all(struct coil_loop *loop)
+{
+    /* A discard may release objects, but never queues new nodes. */
+    while (loop->ready.len) {
+        struct coil__ready *node = coil__readyq_pop(&loop->ready);
+        node->ops->discard(loop, node);
+    }
+}
+
+struct coil_handle *coil__handle_new(struct coil_loop *loop,
+                                     coil_callback_fn fn, void *arg)
+{
+    struct coil_handle *h = coil__pool_get(&loop->handle_pool);
+    if (!h)
+        return NULL;
+    h->node.ops = &handle_ops;
+    h->fn = fn;
+    h->arg = arg;
+    h->loop = loop;
+    h->when = loop->now;
+    h->heap.index = COIL__HEAP_NONE;
+    h->refs = 1;
+    h->flags = 0;
+    coil__loop_ref(loop);
+    return h;
+}
+
+void coil__handle_unref(struct coil_handle *h)
+{
+    if (--h->refs)
+        return;
+    struct coil_loop *loop = h->loop;
+    coil__pool_put(&loop->handle_pool, h);
+    coil__loop_unref(loop);
+}
+
+void coil__handle_queue(struct coil_handle *h)
+{
+    h->flags |= COIL__H_QUEUED;
+    coil__readyq_push(&h->loop->ready, &h->node);
+}
+
+/* Common checks of the scheduling calls. */
+static int check_loop(const struct coil_loop *loop)
+{
+    if (!loop)
+        return -EINVAL;
+    if (loop->state == COIL__LOOP_CLOSED)
+        return -EBADF;
+    return 0;
+}
+
+int coil_call_soon(coil_loop_t *loop, coil_callback_fn fn, void *arg,
+                   coil_handle_t **handle_out)
+{
+    if (handle_out)
+        *handle_out = NULL;
+    int err = check_loop(loop);
+    if (err || !fn)
+        return err ? err : -EINVAL;
+    if (coil__likely(!handle_out)) {
+        struct soon *s = coil__pool_get(&loop->soon_pool);
+        if (!s)
+            return -ENOMEM;
+        s->node.ops = &soon_ops;
+        s->fn = fn;
+        s->arg = arg;
+        coil__readyq_push(&loop->ready, &s->node);
+        return 0;
+    }
+    struct coil_handle *h = coil__handle_new(loop, fn, arg);
+    if (!h)
+        return -ENOMEM;
+    h->refs++; /* the caller's */
+    coil__handle_queue(h);
+    *handle_out = h;
+    return 0;
+}
+
+int coil_handle_cancel(coil_handle_t *h)
+{
+    if (!h)
+        return -EINVAL;
+    if (h->flags & COIL__H_CANCELLED)
+        return 0;
+    h->flags |= COIL__H_CANCELLED;
+    /* A pending timer leaves the heap now, so it costs nothing later; a
+     * queued node stays and is skipped when its turn comes. */
+    if (coil__heap_contains(&h->heap)) {
+        coil__timers_remove(h->loop, h);
+        coil__handle_unref(h); /* the heap's reference */
+    }
+    return 0;
+}
+
+bool coil_handle_cancelled(const coil_handle_t *h)
+{
+    return h && (h->flags & COIL__H_CANCELLED);
+}
+
+int64_t coil_handle_when(const coil_handle_t *h)
+{
+    return h ? h->when : 0;
+}
+
+void coil_handle_release(coil_handle_t *h)
+{
+    if (h)
+        coil__handle_unref(h);
+}

@@ -1,0 +1,53 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * sys.h - the syscall seam. The few system calls whose failures cannot be
+ * provoked with real fds in a test (epoll_ctl failing, epoll_wait or poll
+ * interrupted, eventfd/pipe creation failing, a wake-up write failing) go
+ * through these wrappers. In a normal build they are the plain calls. In
+ * the test build (COIL_TESTING) a test can arm any of them to fail on its
+ * Nth call with a chosen errno, a chosen number of times (fault.c).
+ *
+ * The wrappers keep the libc convention (-1 and errno) so each call site
+ * reads like the syscall it is.
+ */
+#ifndef COIL_SYS_H
+#define COIL_SYS_H
+
+#include <errno.h>
+
+enum coil__sys_call {
+    COIL__SYS_EPOLL_CREATE,
+    COIL__SYS_EPOLL_CTL,
+    COIL__SYS_EPOLL_WAIT,
+    COIL__SYS_POLL,
+    COIL__SYS_KQUEUE,
+    COIL__SYS_KEVENT,
+    COIL__SYS_EVENTFD,
+    COIL__SYS_PIPE,
+    COIL__SYS_WAKE_WRITE,
+    COIL__SYS_COUNT
+};
+
+#ifdef COIL_TESTING
+/* Returns the errno the call must fail with now, or 0 to let it run. */
+int coil__fault_hit(enum coil__sys_call call);
+/*
+ * Arm call to fail with err, starting at its nth next use (1 = the next
+ * one), for count uses in a row (0 disarms). Test builds only.
+ */
+void coil__fault_arm(enum coil__sys_call call, unsigned nth, unsigned count,
+                     int err);
+void coil__fault_reset(void);
+#define COIL__FAULT(call) coil__fault_hit(call)
+#else
+#define COIL__FAULT(call) 0
+#endif
+
+/* Evaluates to -1 with errno set if call is armed to fail, else expr. */
+#define COIL__SYS(call, expr)                                                  \
+    __extension__({                                                            \
+        int coil__f = COIL__FAULT(call);                                       \
+        coil__f ? (errno = coil__f, -1) : (expr);                              \
+    })
+
+#endif /* COIL_SYS_H */

@@ -1,0 +1,204 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * threadsafe.c - call_soon_threadsafe and the loop's wake-up channel.
+ *
+ * Other threads append records to a mutex-protected FIFO. Only the call
+ * that makes the FIFO non-empty writes to the wake-up fd (an eventfd, or a
+ * pipe where there is none), so a burst of calls costs one syscall. The
+ * loop, woken by the fd, first drains the fd and then takes the whole FIFO
+ * under the lock: in that order, a call that lands after the take finds
+ * the FIFO empty and writes again, so no call is ever left unseen.
+ *
+ * The wake-up fd is registered with the poller directly, under the
+ * reserved tag COIL__WAKE_TAG, not as a user-visible watcher.
+ */
+#include <fcntl.h>
+#include <unistd.h>
+#ifdef __linux__
+#include <sys/eventfd.h>
+#define HAVE_EVENTFD 1
+#endif
+
+#include "loop.h"
+#include "sys.h"
+
+struct ts_call {
+    struct coil__ready node;
+    coil_callback_fn fn;
+    void *arg;
+};
+
+static void ts_run(struct coil_loop *loop, struct coil__ready *node)
+{
+    (void)loop;
+    struct ts_call *c = coil__container_of(node, struct ts_call, node);
+    coil_callback_fn fn = c->fn;
+    void *arg = c->arg;
+    coil__free(c);
+    fn(arg);
+}
+
+static void ts_discard(struct coil_loop *loop, struct coil__ready *node)
+{
+    (void)loop;
+    coil__free(coil__container_of(node, struct ts_call, node));
+}
+
+static const struct coil__ready_ops ts_ops = {ts_run, ts_discard};
+
+static int set_flags(int fd)
+{
+    int fl = fcntl(fd, F_GETFL);
+    if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
+        return -errno;
+    if (fcntl(fd, F_SETFD, FD_CLOEXEC) < 0)
+        return -errno;
+    return 0;
+}
+
+static int open_channel(struct coil__threadsafe *ts)
+{
+#ifdef HAVE_EVENTFD
+    int fd = COIL__SYS(COIL__SYS_EVENTFD,
+                       eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
+    if (fd >= 0) {
+        ts->rfd = ts->wfd = fd;
+        return 0;
+    }
+    if (errno != ENOSYS && errno != EINVAL)
+        return -errno;
+#endif
+    int p[2];
+    if (COIL__SYS(COIL__SYS_PIPE, pipe(p)) < 0)
+        return -errno;
+    int err = set_flags(p[0]);
+    if (!err)
+        err = set_flags(p[1]);
+    if (err) {
+        close(p[0]);
+        close(p[1]);
+        return err;
+    }
+    ts->rfd = p[0];
+    ts->wfd = p[1];
+    return 0;
+}
+
+static void close_channel(struct coil__threadsafe *ts)
+{
+    if (ts->rfd >= 0)
+        close(ts->rfd);
+    if (ts->wfd >= 0 && ts->wfd != ts->rfd)
+        close(ts->wfd);
+    ts->rfd = ts->wfd = -1;
+}
+
+int coil__threadsafe_init(struct coil_loop *loop)
+{
+    struct coil__threadsafe *ts = &loop->ts;
+    ts->head = NULL;
+    ts->tailp = &ts->head;
+    ts->rfd = ts->wfd = -1;
+    atomic_init(&ts->closed, false);
+    int err = pthread_mutex_init(&ts->lock, NULL);
+    if (err)
+        return -err;
+    err = open_channel(ts);
+    if (!err)
+        err = loop->pops->watch(loop->poller, ts->rfd, 0, COIL__EV_READ,
+                                COIL__WAKE_TAG);
+    if (err) {
+        close_channel(ts);
+        pthread_mutex_destroy(&ts->lock);
+    }
+    return err;
+}
+
+void coil__threadsafe_close(struct coil_loop *loop)
+{
+    struct coil__threadsafe *ts = &loop->ts;
+    pthread_mutex_lock(&ts->lock);
+    atomic_store(&ts->closed, true);
+    struct coil__ready *list = ts->head;
+    ts->head = NULL;
+    ts->tailp = &ts->head;
+    pthread_mutex_unlock(&ts->lock);
+    while (list) {
+        struct coil__ready *next = list->next;
+        ts_discard(loop, list);
+        list = next;
+    }
+    if (ts->rfd >= 0)
+        loop->pops->watch(loop->poller, ts->rfd, COIL__EV_READ, 0, 0);
+    close_channel(ts);
+}
+
+void coil__threadsafe_term(struct coil_loop *loop)
+{
+    pthread_mutex_destroy(&loop->ts.lock);
+}
+
+static void wake(struct coil__threadsafe *ts)
+{
+    uint64_t one = 1;
+    ssize_t r;
+    do {
+        r = COIL__SYS(COIL__SYS_WAKE_WRITE,
+                      (int)write(ts->wfd, &one, ts->wfd == ts->rfd
+                                                    ? sizeof(one)
+                                                    : 1));
+    } while (r < 0 && errno == EINTR);
+    /* EAGAIN: the channel is full, so the loop is being woken already.
+     * Anything else cannot be reported to this thread's caller usefully:
+     * the call is queued and will run at the loop's next wake-up. */
+}
+
+int coil_call_soon_threadsafe(coil_loop_t *loop, coil_callback_fn fn,
+                              void *arg)
+{
+    if (!loop || !fn)
+        return -EINVAL;
+    struct coil__threadsafe *ts = &loop->ts;
+    if (atomic_load(&ts->closed))
+        return -EBADF;
+    struct ts_call *c = coil__malloc(sizeof(*c));
+    if (!c)
+        return -ENOMEM;
+    c->node.ops = &ts_ops;
+    c->node.next = NULL;
+    c->fn = fn;
+    c->arg = arg;
+    pthread_mutex_lock(&ts->lock);
+    if (atomic_load(&ts->closed)) {
+        pthread_mutex_unlock(&ts->lock);
+        coil__free(c);
+        return -EBADF;
+    }
+    bool was_empty = ts->head == NULL;
+    *ts->tailp = &c->node;
+    ts->tailp = &c->node.next;
+    /* Write while holding the lock: the loop cannot close the fd under
+     * us, since closing takes the lock first. */
+    if (was_empty)
+        wake(ts);
+    pthread_mutex_unlock(&ts->lock);
+    return 0;
+}
+
+void coil__threadsafe_drain(struct coil_loop *loop)
+{
+    struct coil__threadsafe *ts = &loop->ts;
+    char buf[64];
+    while (read(ts->rfd, buf, sizeof(buf)) > 0 && ts->rfd != ts->wfd)
+        ;
+    pthread_mutex_lock(&ts->lock);
+    struct coil__ready *list = ts->head;
+    ts->head = NULL;
+    ts->tailp = &ts->head;
+    pthread_mutex_unlock(&ts->lock);
+    while (list) {
+        struct coil__ready *next = list->next;
+        coil__readyq_push(&loop->ready, list);
+        list = next;
+    }
+}

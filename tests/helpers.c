@@ -1,0 +1,224 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * helpers.c - see helpers.h.
+ */
+#include <dirent.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "helpers.h"
+
+static atomic_long live;
+static atomic_long total;
+static atomic_long fail_at;    /* allocation number that fails, 0: never */
+static atomic_bool failed;
+
+static bool should_fail(void)
+{
+    long n = atomic_fetch_add(&total, 1) + 1;
+    long at = atomic_load(&fail_at);
+    if (at && n == at) {
+        atomic_store(&failed, true);
+        return true;
+    }
+    return false;
+}
+
+static void *t_malloc(size_t size, void *ctx)
+{
+    (void)ctx;
+    if (should_fail())
+        return NULL;
+    void *p = malloc(size);
+    if (p)
+        atomic_fetch_add(&live, 1);
+    return p;
+}
+
+static void *t_realloc(void *ptr, size_t size, void *ctx)
+{
+    (void)ctx;
+    if (should_fail())
+        return NULL;
+    return realloc(ptr, size);
+}
+
+static void t_free(void *ptr, void *ctx)
+{
+    (void)ctx;
+    if (ptr)
+        atomic_fetch_sub(&live, 1);
+    free(ptr);
+}
+
+long test_alloc_live(void)
+{
+    return atomic_load(&live);
+}
+
+long test_alloc_count(void)
+{
+    return atomic_load(&total);
+}
+
+void test_alloc_fail_after(long nth)
+{
+    atomic_store(&failed, false);
+    atomic_store(&fail_at, nth > 0 ? atomic_load(&total) + nth : 0);
+}
+
+bool test_alloc_failed(void)
+{
+    return atomic_load(&failed);
+}
+
+long test_fd_count(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    if (!d) {
+        /* No /proc: count by probing. */
+        long n = 0;
+        for (int fd = 0; fd < 1024; fd++)
+            if (fcntl(fd, F_GETFD) >= 0)
+                n++;
+        return n;
+    }
+    long n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)))
+        if (e->d_name[0] != '.')
+            n++;
+    closedir(d);
+    return n - 1; /* the directory's own fd */
+}
+
+static const char *current_test = "?";
+
+static void on_alarm(int sig)
+{
+    (void)sig;
+    static const char msg[] = "\ncoil test: timed out: ";
+    write(2, msg, sizeof(msg) - 1);
+    write(2, current_test, strlen(current_test));
+    write(2, "\n", 1);
+    abort();
+}
+
+static unsigned timeout_seconds(void)
+{
+    const char *t = getenv("COIL_TEST_TIMEOUT");
+    const char *m = getenv("COIL_TEST_TIMEOUT_MULTIPLIER");
+    double s = t ? atof(t) : 10;
+    double k = m ? atof(m) : 1;
+    if (s <= 0)
+        s = 10;
+    if (k <= 0)
+        k = 1;
+    return (unsigned)(s * k + 0.5);
+}
+
+void test_init(void)
+{
+    static const coil_allocator_t a = {t_malloc, t_realloc, t_free, NULL};
+    if (coil_set_allocator(&a) != 0) {
+        fprintf(stderr, "test_init: could not install the allocator\n");
+        exit(1);
+    }
+    signal(SIGALRM, on_alarm);
+    signal(SIGPIPE, SIG_IGN);
+    fprintf(stderr, "[ backend  ] %s\n", test_backend());
+}
+
+const char *test_backend(void)
+{
+    const char *b = getenv("COIL_BACKEND");
+    if (b && *b)
+        return b;
+    coil_loop_t *loop;
+    static char name[16];
+    if (!name[0] && coil_loop_new(&loop) == 0) {
+        snprintf(name, sizeof(name), "%s", coil_loop_backend(loop));
+        coil_loop_free(loop);
+    }
+    return name;
+}
+
+int test_setup_noloop(void **state)
+{
+    struct fixture *f = calloc(1, sizeof(*f));
+    if (!f)
+        return -1;
+    coil__fault_reset();
+    test_alloc_fail_after(0);
+    f->fds_before = test_fd_count();
+    f->allocs_before = test_alloc_live();
+    current_test = "(see the last test named above)";
+    alarm(timeout_seconds());
+    *state = f;
+    return 0;
+}
+
+int test_setup(void **state)
+{
+    if (test_setup_noloop(state) != 0)
+        return -1;
+    struct fixture *f = *state;
+    int err = coil_loop_new(&f->loop);
+    if (err) {
+        fprintf(stderr, "test_setup: coil_loop_new: %s\n",
+                coil_strerror(err));
+        return -1;
+    }
+    return 0;
+}
+
+int test_teardown_noloop(void **state)
+{
+    struct fixture *f = *state;
+    alarm(0);
+    coil__fault_reset();
+    test_alloc_fail_after(0);
+    coil__clock_fake(false, false);
+    long fds = test_fd_count();
+    long allocs = test_alloc_live();
+    long fds_before = f->fds_before, allocs_before = f->allocs_before;
+    free(f);
+    *state = NULL;
+    /* The leak gate: everything the test made is gone. */
+    assert_int_equal(allocs, allocs_before);
+    assert_int_equal(fds, fds_before);
+    return 0;
+}
+
+int test_teardown(void **state)
+{
+    struct fixture *f = *state;
+    coil_loop_free(f->loop);
+    f->loop = NULL;
+    return test_teardown_noloop(state);
+}
+
+void test_exc_record(coil_loop_t *loop, int error, const char *message,
+                     void *arg)
+{
+    (void)loop;
+    struct exc_log *log = arg;
+    log->count++;
+    log->last_error = error;
+    snprintf(log->last_message, sizeof(log->last_message), "%s", message);
+}
+
+void test_run(coil_loop_t *loop)
+{
+    assert_int_equal(coil_loop_run_forever(loop), 0);
+}
+
+void test_stop_cb(void *loop)
+{
+    coil_loop_stop(loop);
+}

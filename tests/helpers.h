@@ -1,0 +1,90 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * helpers.h - what every coil test program shares:
+ *
+ *  - a counting allocator installed for the whole program, which can be
+ *    told to fail the Nth allocation from now (test_alloc_fail_after);
+ *  - the leak gate: test_setup() records the open fds and live
+ *    allocations, test_teardown() frees the fixture loop and fails the test
+ *    if any allocation or fd is left over;
+ *  - a per-test alarm (COIL_TEST_TIMEOUT seconds, default 10, times
+ *    COIL_TEST_TIMEOUT_MULTIPLIER) that names the hung test and aborts;
+ *  - an exception-handler recorder;
+ *  - access to the test build's internals: the virtual clock and syscall
+ *    fault injection (src/sys.h).
+ *
+ * Tests run their tasks and callbacks first, recording what they saw, and
+ * assert on the main stack afterwards (docs/testing.md).
+ */
+#ifndef COIL_TEST_HELPERS_H
+#define COIL_TEST_HELPERS_H
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include "coil.h"
+
+/* Internals of the test build (libcoil_testing). */
+#include "internal.h"
+#include "sys.h"
+
+/* The fixture every test gets through *state. */
+struct fixture {
+    coil_loop_t *loop;
+    long fds_before;
+    long allocs_before;
+};
+
+/* Install the counting allocator; call first thing in main(). */
+void test_init(void);
+
+/* cmocka setup/teardown: a fresh loop, then the leak gate. */
+int test_setup(void **state);
+int test_teardown(void **state);
+/* Setup/teardown for tests that make their own loops: only the gate. */
+int test_setup_noloop(void **state);
+int test_teardown_noloop(void **state);
+
+/* Blocks currently allocated through coil's allocator. */
+long test_alloc_live(void);
+/* Allocations made since the program started. */
+long test_alloc_count(void);
+/* Make the nth allocation from now fail (1 = the next); 0 disarms. */
+void test_alloc_fail_after(long nth);
+/* Whether an injected failure happened since the last arm. */
+bool test_alloc_failed(void);
+
+/* Open fds of this process. */
+long test_fd_count(void);
+
+/* Exception handler that records into a struct exc_log. */
+struct exc_log {
+    int count;
+    int last_error;
+    char last_message[256];
+};
+void test_exc_record(coil_loop_t *loop, int error, const char *message,
+                     void *arg);
+
+/* The backend the tests run on (COIL_BACKEND, or the default). */
+const char *test_backend(void);
+
+/* Run the loop until stopped, failing the test on error. */
+void test_run(coil_loop_t *loop);
+
+/* A callback that stops the loop passed as arg. */
+void test_stop_cb(void *loop);
+
+/* Run a cmocka group; prints the backend first. */
+#define TEST_MAIN(tests)                                                       \
+    int main(void)                                                             \
+    {                                                                          \
+        test_init();                                                           \
+        return cmocka_run_group_tests(tests, NULL, NULL);                      \
+    }
+
+#endif /* COIL_TEST_HELPERS_H */
