@@ -226,6 +226,10 @@ static int run(struct coil_loop *loop, const coil_future_t *until)
         return err;
     /* The loop stays alive even if a callback drops the last reference. */
     coil__loop_ref(loop);
+    /* A future already done gets one non-blocking iteration, as asyncio's
+     * done callback would stop the loop after one. */
+    if (until && until->outcome != -EINPROGRESS)
+        loop->stopping = true;
     for (;;) {
         err = coil__loop_run_once(loop);
         if (err) {

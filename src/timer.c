@@ -33,6 +33,8 @@ void coil__timers_expire(struct coil_loop *loop)
         struct coil__heap_node *n = coil__heap_pop(h);
         coil__handle_queue(coil__container_of(n, struct coil_handle, heap));
     }
+    if (h->len < h->cap / 4)
+        coil__heap_shrink(h);
 }
 
 int64_t coil__timers_timeout(const struct coil_loop *loop)
@@ -46,7 +48,7 @@ int64_t coil__timers_timeout(const struct coil_loop *loop)
 void coil__timers_remove(struct coil_loop *loop, struct coil_handle *h)
 {
     coil__heap_remove(&loop->timers, &h->heap);
-    /* Cancelling many timers must give their memory back. */
+    /* Cancelling many timers gives their memory back. */
     if (loop->timers.len < loop->timers.cap / 4)
         coil__heap_shrink(&loop->timers);
 }

@@ -129,6 +129,7 @@ void test_init(void)
         fprintf(stderr, "test_init: could not install the allocator\n");
         exit(1);
     }
+    setvbuf(stdout, NULL, _IONBF, 0); /* a hung test still names itself */
     signal(SIGALRM, on_alarm);
     signal(SIGPIPE, SIG_IGN);
     fprintf(stderr, "[ backend  ] %s\n", test_backend());

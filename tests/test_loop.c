@@ -1,0 +1,373 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * test_loop.c - the loop's lifecycle and run modes: backends by name and
+ * environment, running / closed states and their errors, stop before and
+ * during a run, run_until_complete outcomes, the per-thread running loop,
+ * the exception handler, and the guarantee that ready work never starves
+ * I/O and timers.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "helpers.h"
+#include "loop.h"
+
+static void noop(void *arg)
+{
+    (void)arg;
+}
+
+static void test_backends(void **state)
+{
+    (void)state;
+    coil_loop_t *loop = (coil_loop_t *)1;
+    assert_true(coil_backend_available("poll"));
+    assert_false(coil_backend_available("nope"));
+    assert_false(coil_backend_available(NULL));
+    assert_int_equal(coil_loop_new_backend("nope", &loop), -EINVAL);
+    assert_null(loop);
+    assert_int_equal(coil_loop_new(NULL), -EINVAL);
+    assert_int_equal(coil_loop_new_backend("poll", NULL), -EINVAL);
+    static const char *const names[] = {"epoll", "kqueue", "poll"};
+    for (int i = 0; i < 3; i++) {
+        int err = coil_loop_new_backend(names[i], &loop);
+        if (coil_backend_available(names[i])) {
+            assert_int_equal(err, 0);
+            assert_string_equal(coil_loop_backend(loop), names[i]);
+            coil_loop_free(loop);
+        } else {
+            assert_int_equal(err, -ENOSYS);
+            assert_null(loop);
+        }
+    }
+    assert_null(coil_loop_backend(NULL));
+}
+
+static void test_backend_from_environment(void **state)
+{
+    (void)state;
+    char *saved = getenv("COIL_BACKEND") ? strdup(getenv("COIL_BACKEND"))
+                                         : NULL;
+    coil_loop_t *loop;
+    setenv("COIL_BACKEND", "poll", 1);
+    assert_int_equal(coil_loop_new(&loop), 0);
+    assert_string_equal(coil_loop_backend(loop), "poll");
+    coil_loop_free(loop);
+    setenv("COIL_BACKEND", "bogus", 1);
+    assert_int_equal(coil_loop_new(&loop), -EINVAL);
+    assert_null(loop);
+    if (saved) {
+        setenv("COIL_BACKEND", saved, 1);
+        free(saved);
+    } else {
+        unsetenv("COIL_BACKEND");
+    }
+}
+
+/* What a callback sees of the loop that runs it. */
+struct inside {
+    coil_loop_t *loop;
+    coil_loop_t *other;
+    bool running;
+    int get_err;
+    coil_loop_t *got;
+    int rerun_err;
+    int other_err;
+    int close_err;
+    int until_err;
+};
+
+static void look_inside(void *arg)
+{
+    struct inside *in = arg;
+    in->running = coil_loop_is_running(in->loop);
+    in->get_err = coil_get_running_loop(&in->got);
+    in->rerun_err = coil_loop_run_forever(in->loop);
+    in->other_err = coil_loop_run_forever(in->other);
+    in->close_err = coil_loop_close(in->loop);
+    coil_future_t *fut;
+    if (coil_future_new(in->loop, &fut) == 0) {
+        in->until_err = coil_loop_run_until_complete(in->loop, fut);
+        coil_future_unref(fut);
+    }
+    coil_loop_stop(in->loop);
+}
+
+static void test_running_state(void **state)
+{
+    struct fixture *f = *state;
+    struct inside in = {.loop = f->loop};
+    assert_int_equal(coil_loop_new(&in.other), 0);
+    coil_loop_t *got = (coil_loop_t *)1;
+    assert_int_equal(coil_get_running_loop(&got), -ESRCH);
+    assert_null(got);
+    assert_int_equal(coil_get_running_loop(NULL), -EINVAL);
+    assert_false(coil_loop_is_running(f->loop));
+    assert_false(coil_loop_is_running(NULL));
+    assert_false(coil_loop_is_closed(NULL));
+    assert_int_equal(coil_call_soon(f->loop, look_inside, &in, NULL), 0);
+    test_run(f->loop);
+    assert_true(in.running);
+    assert_int_equal(in.get_err, 0);
+    assert_ptr_equal(in.got, f->loop);
+    assert_int_equal(in.rerun_err, -EBUSY);
+    assert_int_equal(in.other_err, -EBUSY); /* one running loop a thread */
+    assert_int_equal(in.close_err, -EBUSY);
+    assert_int_equal(in.until_err, -EBUSY);
+    assert_false(coil_loop_is_running(f->loop));
+    assert_int_equal(coil_get_running_loop(&got), -ESRCH);
+    /* The other loop is fine to run now. */
+    assert_int_equal(coil_call_soon(in.other, test_stop_cb, in.other, NULL), 0);
+    test_run(in.other);
+    coil_loop_free(in.other);
+}
+
+static void test_closed_loop_errors(void **state)
+{
+    struct fixture *f = *state;
+    assert_int_equal(coil_loop_close(NULL), -EINVAL);
+    assert_int_equal(coil_loop_close(f->loop), 0);
+    assert_true(coil_loop_is_closed(f->loop));
+    assert_int_equal(coil_loop_run_forever(f->loop), -EBADF);
+    assert_int_equal(coil_loop_run_forever(NULL), -EINVAL);
+    coil_future_t *fut = (coil_future_t *)1;
+    assert_int_equal(coil_future_new(f->loop, &fut), -EBADF);
+    assert_null(fut);
+    assert_int_equal(coil_call_soon(f->loop, noop, NULL, NULL), -EBADF);
+    assert_int_equal(coil_loop_stop(NULL), -EINVAL);
+}
+
+/* Stop before run: one iteration runs (what is ready now), then return. */
+struct stepper {
+    coil_loop_t *loop;
+    int a, b;
+};
+
+static void step_b(void *arg)
+{
+    ((struct stepper *)arg)->b++;
+}
+
+static void step_a(void *arg)
+{
+    struct stepper *s = arg;
+    s->a++;
+    coil_call_soon(s->loop, step_b, s, NULL);
+}
+
+static void test_stop_before_run(void **state)
+{
+    struct fixture *f = *state;
+    struct stepper s = {f->loop, 0, 0};
+    assert_int_equal(coil_call_soon(f->loop, step_a, &s, NULL), 0);
+    assert_int_equal(coil_loop_stop(f->loop), 0);
+    test_run(f->loop);
+    assert_int_equal(s.a, 1);
+    assert_int_equal(s.b, 0);
+    /* The stop was consumed: the next run needs its own stop. */
+    assert_int_equal(coil_call_soon(f->loop, test_stop_cb, f->loop, NULL), 0);
+    test_run(f->loop);
+    assert_int_equal(s.b, 1);
+}
+
+/* run_until_complete with each kind of outcome. */
+struct completer {
+    coil_future_t *fut;
+    int how; /* 0 result, 1 error, 2 cancel, 3 stop the loop instead */
+};
+
+static void complete(void *arg)
+{
+    struct completer *c = arg;
+    switch (c->how) {
+    case 0:
+        coil_future_set_result(c->fut, (void *)c);
+        break;
+    case 1:
+        coil_future_set_error(c->fut, -ECONNRESET);
+        break;
+    case 2:
+        coil_future_cancel(c->fut);
+        break;
+    default:
+        coil_loop_stop(coil_future_loop(c->fut));
+    }
+}
+
+static void test_run_until_complete(void **state)
+{
+    struct fixture *f = *state;
+    static const int expect[] = {0, -ECONNRESET, -ECANCELED, -EINTR};
+    for (int how = 0; how < 4; how++) {
+        struct completer c = {NULL, how};
+        assert_int_equal(coil_future_new(f->loop, &c.fut), 0);
+        assert_int_equal(
+            coil_call_later(f->loop, COIL_MSEC, complete, &c, NULL), 0);
+        assert_int_equal(coil_loop_run_until_complete(f->loop, c.fut),
+                         expect[how]);
+        if (how == 0) {
+            void *v = NULL;
+            assert_int_equal(coil_future_result(c.fut, &v), 0);
+            assert_ptr_equal(v, &c);
+        }
+        assert_int_equal(coil_future_done(c.fut), how != 3);
+        assert_false(coil_loop_is_running(f->loop));
+        coil_future_unref(c.fut);
+    }
+}
+
+static void test_run_until_complete_args(void **state)
+{
+    struct fixture *f = *state;
+    coil_loop_t *other;
+    coil_future_t *fut, *done;
+    assert_int_equal(coil_loop_new(&other), 0);
+    assert_int_equal(coil_future_new(other, &fut), 0);
+    assert_int_equal(coil_loop_run_until_complete(f->loop, fut), -EINVAL);
+    assert_int_equal(coil_loop_run_until_complete(f->loop, NULL), -EINVAL);
+    assert_int_equal(coil_loop_run_until_complete(NULL, fut), -EINVAL);
+    /* An already-done future returns at once with its outcome. */
+    assert_int_equal(coil_future_new(f->loop, &done), 0);
+    assert_int_equal(coil_future_set_error(done, -EPIPE), 0);
+    assert_int_equal(coil_loop_run_until_complete(f->loop, done), -EPIPE);
+    coil_future_unref(done);
+    coil_future_unref(fut);
+    coil_loop_free(other);
+}
+
+/* A future outlives a freed loop; its last reference frees the loop. */
+static void test_future_outlives_loop(void **state)
+{
+    struct fixture *f = *state;
+    coil_future_t *fut;
+    assert_int_equal(coil_future_new(f->loop, &fut), 0);
+    coil_loop_free(f->loop);
+    f->loop = NULL;
+    assert_false(coil_future_done(fut));
+    assert_int_equal(coil_future_set_result(fut, NULL), 0);
+    assert_true(coil_future_done(fut));
+    coil_future_unref(fut);
+}
+
+static void test_exception_handler(void **state)
+{
+    struct fixture *f = *state;
+    struct exc_log log = {0};
+    assert_int_equal(coil_loop_set_exception_handler(NULL, NULL, NULL),
+                     -EINVAL);
+    assert_int_equal(
+        coil_loop_set_exception_handler(f->loop, test_exc_record, &log), 0);
+    assert_int_equal(coil_loop_call_exception_handler(f->loop, -EIO, "boom"),
+                     0);
+    assert_int_equal(log.count, 1);
+    assert_int_equal(log.last_error, -EIO);
+    assert_string_equal(log.last_message, "boom");
+    assert_int_equal(coil_loop_call_exception_handler(f->loop, -EIO, NULL),
+                     -EINVAL);
+    assert_int_equal(coil_loop_call_exception_handler(NULL, -EIO, "x"),
+                     -EINVAL);
+    assert_int_equal(log.count, 1);
+    /* NULL restores the default, which prints instead of recording. */
+    assert_int_equal(coil_loop_set_exception_handler(f->loop, NULL, NULL), 0);
+    assert_int_equal(
+        coil_loop_call_exception_handler(f->loop, -EIO, "(expected line)"), 0);
+    assert_int_equal(log.count, 1);
+}
+
+/*
+ * Ready work never starves I/O or timers: a callback chain that would run
+ * forever, a readable socket and a due timer. The reader and the timer
+ * must fire within COIL__IO_INTERVAL + 1 hops of becoming ready.
+ */
+struct starve {
+    coil_loop_t *loop;
+    int fds[2];
+    long hops;
+    long reader_at, timer_at;
+};
+
+static void chain(void *arg)
+{
+    struct starve *s = arg;
+    s->hops++;
+    if ((s->reader_at >= 0 && s->timer_at >= 0) || s->hops > 1000000) {
+        coil_loop_stop(s->loop);
+        return;
+    }
+    coil_call_soon(s->loop, chain, s, NULL);
+}
+
+static void starve_reader(void *arg)
+{
+    struct starve *s = arg;
+    if (s->reader_at < 0)
+        s->reader_at = s->hops;
+    coil_remove_reader(s->loop, s->fds[0]);
+}
+
+static void starve_timer(void *arg)
+{
+    struct starve *s = arg;
+    s->timer_at = s->hops;
+}
+
+static void test_no_starvation(void **state)
+{
+    struct fixture *f = *state;
+    struct starve s = {f->loop, {-1, -1}, 0, -1, -1};
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, s.fds), 0);
+    assert_int_equal(write(s.fds[1], "x", 1), 1);
+    assert_int_equal(coil_add_reader(f->loop, s.fds[0], starve_reader, &s), 0);
+    /* Due "now", but only seen when the loop polls and reads the clock. */
+    assert_int_equal(coil_call_later(f->loop, 0, starve_timer, &s, NULL), 0);
+    /* Keep the queue non-empty from the start so the first poll is skipped
+     * only as the interval allows. */
+    assert_int_equal(coil_call_soon(f->loop, chain, &s, NULL), 0);
+    f->loop->ticks = 1; /* as if the loop had just polled */
+    test_run(f->loop);
+    assert_true(s.reader_at >= 0);
+    assert_true(s.timer_at >= 0);
+    assert_true(s.reader_at <= COIL__IO_INTERVAL + 1);
+    assert_true(s.timer_at <= COIL__IO_INTERVAL + 1);
+    close(s.fds[0]);
+    close(s.fds[1]);
+}
+
+/* A loop freed with nothing pending releases everything (leak gate), and
+ * a loop that is never run can be freed too. */
+static void test_new_free(void **state)
+{
+    (void)state;
+    for (int i = 0; i < 3; i++) {
+        coil_loop_t *loop;
+        assert_int_equal(coil_loop_new(&loop), 0);
+        coil_loop_free(loop);
+    }
+    coil_loop_free(NULL);
+}
+
+#define T(fn) cmocka_unit_test_setup_teardown(fn, test_setup, test_teardown)
+#define N(fn)                                                                  \
+    cmocka_unit_test_setup_teardown(fn, test_setup_noloop,                     \
+                                    test_teardown_noloop)
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        N(test_backends),
+        N(test_backend_from_environment),
+        N(test_new_free),
+        T(test_running_state),
+        T(test_closed_loop_errors),
+        T(test_stop_before_run),
+        T(test_run_until_complete),
+        T(test_run_until_complete_args),
+        T(test_future_outlives_loop),
+        T(test_exception_handler),
+        T(test_no_starvation),
+    };
+    test_init();
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

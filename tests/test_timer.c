@@ -1,0 +1,350 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * test_timer.c - call_later / call_at: deadline order, FIFO among equal
+ * deadlines, cancellation (before and after expiry, from a timer due in
+ * the same batch), zero, negative and far-future delays, time caching.
+ * Most tests run on the test build's virtual clock with autojump, so they
+ * never sleep and are deterministic.
+ */
+#include <stdlib.h>
+
+#include "helpers.h"
+#include "loop.h"
+
+#define MAXLOG 256
+
+struct log {
+    coil_loop_t *loop;
+    int ids[MAXLOG];
+    int64_t at[MAXLOG]; /* loop time when each ran */
+    int n;
+};
+
+struct entry {
+    struct log *log;
+    int id;
+    int64_t deadline;
+};
+
+static void record(void *arg)
+{
+    struct entry *e = arg;
+    struct log *l = e->log;
+    if (l->n < MAXLOG) {
+        l->at[l->n] = coil_loop_time(l->loop);
+        l->ids[l->n++] = e->id;
+    }
+}
+
+static int fake_setup(void **state)
+{
+    coil__clock_fake(true, true);
+    return test_setup(state);
+}
+
+static void test_deadline_order(void **state)
+{
+    struct fixture *f = *state;
+    struct log log = {.loop = f->loop};
+    enum { N = 200 };
+    struct entry e[N];
+    srand(7);
+    for (int i = 0; i < N; i++) {
+        int64_t delay = (rand() % 1000) * COIL_MSEC;
+        e[i] = (struct entry){&log, i, coil_loop_time(f->loop) + delay};
+        assert_int_equal(coil_call_later(f->loop, delay, record, &e[i], NULL),
+                         0);
+    }
+    assert_int_equal(
+        coil_call_later(f->loop, 2 * COIL_SEC, test_stop_cb, f->loop, NULL),
+        0);
+    test_run(f->loop);
+    assert_int_equal(log.n, N);
+    for (int i = 0; i < N; i++) {
+        struct entry *x = &e[log.ids[i]];
+        /* Never early, and in (deadline, scheduling) order. */
+        assert_true(log.at[i] >= x->deadline);
+        if (i > 0) {
+            struct entry *p = &e[log.ids[i - 1]];
+            assert_true(p->deadline < x->deadline ||
+                        (p->deadline == x->deadline && p->id < x->id));
+        }
+    }
+}
+
+static void test_equal_deadlines_fifo(void **state)
+{
+    struct fixture *f = *state;
+    struct log log = {.loop = f->loop};
+    struct entry e[50];
+    int64_t when = coil_loop_time(f->loop) + 5 * COIL_MSEC;
+    for (int i = 0; i < 50; i++) {
+        e[i] = (struct entry){&log, i, when};
+        assert_int_equal(coil_call_at(f->loop, when, record, &e[i], NULL), 0);
+    }
+    assert_int_equal(coil_call_at(f->loop, when, test_stop_cb, f->loop, NULL),
+                     0);
+    test_run(f->loop);
+    assert_int_equal(log.n, 50);
+    for (int i = 0; i < 50; i++)
+        assert_int_equal(log.ids[i], i);
+}
+
+static void test_cancel(void **state)
+{
+    struct fixture *f = *state;
+    struct log log = {.loop = f->loop};
+    struct entry e[10];
+    coil_handle_t *h[10];
+    for (int i = 0; i < 10; i++) {
+        e[i] = (struct entry){&log, i, 0};
+        assert_int_equal(
+            coil_call_later(f->loop, (i + 1) * COIL_MSEC, record, &e[i], &h[i]),
+            0);
+        assert_int_equal(coil_handle_when(h[i]),
+                         coil_loop_time(f->loop) + (i + 1) * COIL_MSEC);
+    }
+    for (int i = 0; i < 10; i += 2)
+        assert_int_equal(coil_handle_cancel(h[i]), 0);
+    /* A cancelled timer leaves the heap at once. */
+    assert_int_equal(f->loop->timers.len, 5);
+    assert_int_equal(
+        coil_call_later(f->loop, 20 * COIL_MSEC, test_stop_cb, f->loop, NULL),
+        0);
+    test_run(f->loop);
+    assert_int_equal(log.n, 5);
+    for (int i = 0; i < 5; i++)
+        assert_int_equal(log.ids[i], 2 * i + 1);
+    for (int i = 0; i < 10; i++) {
+        assert_int_equal(coil_handle_cancel(h[i]), 0); /* after: harmless */
+        coil_handle_release(h[i]);
+    }
+    assert_int_equal(f->loop->timers.len, 0);
+}
+
+/* Two timers due in the same batch; the first cancels the second. */
+struct pair {
+    coil_handle_t *other;
+    int ran_first, ran_second;
+};
+
+static void pair_first(void *arg)
+{
+    struct pair *p = arg;
+    p->ran_first++;
+    coil_handle_cancel(p->other);
+}
+
+static void pair_second(void *arg)
+{
+    ((struct pair *)arg)->ran_second++;
+}
+
+static void test_cancel_due_in_same_batch(void **state)
+{
+    struct fixture *f = *state;
+    struct pair p = {0};
+    int64_t when = coil_loop_time(f->loop) + COIL_MSEC;
+    assert_int_equal(coil_call_at(f->loop, when, pair_first, &p, NULL), 0);
+    assert_int_equal(coil_call_at(f->loop, when, pair_second, &p, &p.other),
+                     0);
+    assert_int_equal(
+        coil_call_later(f->loop, 10 * COIL_MSEC, test_stop_cb, f->loop, NULL),
+        0);
+    test_run(f->loop);
+    assert_int_equal(p.ran_first, 1);
+    assert_int_equal(p.ran_second, 0);
+    coil_handle_release(p.other);
+}
+
+static void test_zero_and_negative_delays(void **state)
+{
+    struct fixture *f = *state;
+    struct log log = {.loop = f->loop};
+    struct entry soon = {&log, 1, 0}, zero = {&log, 2, 0}, neg = {&log, 3, 0},
+                 past = {&log, 4, 0};
+    /* The timers are scheduled first but the call_soon is ready first. */
+    assert_int_equal(coil_call_later(f->loop, 0, record, &zero, NULL), 0);
+    assert_int_equal(coil_call_later(f->loop, -COIL_SEC, record, &neg, NULL),
+                     0);
+    assert_int_equal(coil_call_at(f->loop, INT64_MIN, record, &past, NULL), 0);
+    assert_int_equal(coil_call_soon(f->loop, record, &soon, NULL), 0);
+    assert_int_equal(
+        coil_call_later(f->loop, COIL_MSEC, test_stop_cb, f->loop, NULL), 0);
+    test_run(f->loop);
+    assert_int_equal(log.n, 4);
+    assert_int_equal(log.ids[0], 1);
+    /* Due timers by deadline: INT64_MIN, then -1 s, then 0. */
+    assert_int_equal(log.ids[1], 4);
+    assert_int_equal(log.ids[2], 3);
+    assert_int_equal(log.ids[3], 2);
+}
+
+static void test_far_future(void **state)
+{
+    struct fixture *f = *state;
+    struct log log = {.loop = f->loop};
+    struct entry far = {&log, 1, 0};
+    coil_handle_t *h;
+    assert_int_equal(coil_call_later(f->loop, INT64_MAX, record, &far, &h), 0);
+    assert_int_equal(coil_handle_when(h), INT64_MAX); /* saturated */
+    assert_int_equal(
+        coil_call_later(f->loop, COIL_SEC, test_stop_cb, f->loop, NULL), 0);
+    test_run(f->loop);
+    assert_int_equal(log.n, 0);
+    /* A year of virtual time later it is still pending. */
+    coil__clock_advance(365LL * 24 * 3600 * COIL_SEC);
+    assert_int_equal(coil_call_soon(f->loop, test_stop_cb, f->loop, NULL), 0);
+    test_run(f->loop);
+    assert_int_equal(log.n, 0);
+    assert_int_equal(f->loop->timers.len, 1);
+    assert_int_equal(coil_handle_cancel(h), 0);
+    assert_int_equal(f->loop->timers.len, 0);
+    coil_handle_release(h);
+}
+
+/* A timer that re-arms itself from its own callback. */
+struct rearm {
+    coil_loop_t *loop;
+    int count;
+};
+
+static void rearm_cb(void *arg)
+{
+    struct rearm *r = arg;
+    if (++r->count < 100)
+        coil_call_later(r->loop, COIL_MSEC, rearm_cb, r, NULL);
+    else
+        coil_loop_stop(r->loop);
+}
+
+static void test_rearm_from_callback(void **state)
+{
+    struct fixture *f = *state;
+    struct rearm r = {f->loop, 0};
+    int64_t start = coil_loop_time(f->loop);
+    assert_int_equal(coil_call_later(f->loop, COIL_MSEC, rearm_cb, &r, NULL),
+                     0);
+    test_run(f->loop);
+    assert_int_equal(r.count, 100);
+    assert_true(coil_loop_time(f->loop) - start >= 100 * COIL_MSEC);
+}
+
+static void test_time_cache(void **state)
+{
+    struct fixture *f = *state;
+    int64_t t0 = coil_loop_time(f->loop);
+    coil__clock_advance(5 * COIL_MSEC);
+    assert_int_equal(coil_loop_time(f->loop), t0); /* cached */
+    assert_int_equal(coil_loop_update_time(f->loop), t0 + 5 * COIL_MSEC);
+    assert_int_equal(coil_loop_time(f->loop), t0 + 5 * COIL_MSEC);
+    assert_int_equal(coil_loop_time(NULL), 0);
+    assert_int_equal(coil_loop_update_time(NULL), 0);
+}
+
+static void noop(void *arg)
+{
+    (void)arg;
+}
+
+static void test_bad_arguments(void **state)
+{
+    struct fixture *f = *state;
+    coil_handle_t *h = (coil_handle_t *)1;
+    assert_int_equal(coil_call_later(NULL, 0, noop, NULL, &h), -EINVAL);
+    assert_null(h);
+    h = (coil_handle_t *)1;
+    assert_int_equal(coil_call_at(f->loop, 0, NULL, NULL, &h), -EINVAL);
+    assert_null(h);
+    assert_int_equal(coil_call_later(f->loop, 0, NULL, NULL, NULL), -EINVAL);
+    assert_int_equal(coil_loop_close(f->loop), 0);
+    assert_int_equal(coil_call_later(f->loop, 0, noop, NULL, NULL), -EBADF);
+    assert_int_equal(coil_call_at(f->loop, 0, noop, NULL, &h), -EBADF);
+    assert_null(h);
+}
+
+/* Closing drops pending timers; held handles stay usable. */
+static void test_close_with_timers(void **state)
+{
+    struct fixture *f = *state;
+    struct log log = {.loop = f->loop};
+    struct entry e = {&log, 1, 0};
+    coil_handle_t *h;
+    assert_int_equal(coil_call_later(f->loop, COIL_MSEC, record, &e, &h), 0);
+    assert_int_equal(coil_call_later(f->loop, COIL_MSEC, record, &e, NULL), 0);
+    assert_int_equal(coil_loop_close(f->loop), 0);
+    assert_int_equal(coil_handle_cancel(h), 0);
+    coil_handle_release(h);
+    assert_int_equal(log.n, 0);
+}
+
+/* On the real clock: a 2 ms timer fires, never before its deadline. */
+static void test_real_clock(void **state)
+{
+    struct fixture *f = *state;
+    struct log log = {.loop = f->loop};
+    struct entry e = {&log, 1, 0};
+    coil_handle_t *h;
+    assert_int_equal(coil_call_later(f->loop, 2 * COIL_MSEC, record, &e, &h),
+                     0);
+    assert_int_equal(
+        coil_call_later(f->loop, 3 * COIL_MSEC, test_stop_cb, f->loop, NULL),
+        0);
+    test_run(f->loop);
+    assert_int_equal(log.n, 1);
+    assert_true(log.at[0] >= coil_handle_when(h));
+    assert_true(coil_now() >= coil_handle_when(h));
+    coil_handle_release(h);
+}
+
+/* Many timers: every second one cancelled, the heap shrinks back. */
+static void test_many_with_cancellation(void **state)
+{
+    struct fixture *f = *state;
+    enum { N = 20000 };
+    struct log log = {.loop = f->loop};
+    struct entry e = {&log, 0, 0};
+    coil_handle_t **h = test_calloc(N, sizeof(*h));
+    srand(3);
+    for (int i = 0; i < N; i++)
+        assert_int_equal(coil_call_later(f->loop,
+                                         (rand() % 100) * COIL_MSEC, record,
+                                         &e, i % 2 ? &h[i] : NULL),
+                         0);
+    for (int i = 1; i < N; i += 2) {
+        coil_handle_cancel(h[i]);
+        coil_handle_release(h[i]);
+    }
+    assert_int_equal(f->loop->timers.len, N / 2);
+    assert_int_equal(
+        coil_call_later(f->loop, 200 * COIL_MSEC, test_stop_cb, f->loop, NULL),
+        0);
+    test_run(f->loop);
+    assert_int_equal(log.n, MAXLOG); /* capped log: at least that many */
+    assert_int_equal(f->loop->timers.len, 0);
+    assert_true(f->loop->timers.cap <= 64);
+    test_free(h);
+}
+
+#define T(fn, setup)                                                           \
+    cmocka_unit_test_setup_teardown(fn, setup, test_teardown)
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        T(test_deadline_order, fake_setup),
+        T(test_equal_deadlines_fifo, fake_setup),
+        T(test_cancel, fake_setup),
+        T(test_cancel_due_in_same_batch, fake_setup),
+        T(test_zero_and_negative_delays, fake_setup),
+        T(test_far_future, fake_setup),
+        T(test_rearm_from_callback, fake_setup),
+        T(test_time_cache, fake_setup),
+        T(test_bad_arguments, fake_setup),
+        T(test_close_with_timers, fake_setup),
+        T(test_real_clock, test_setup),
+        T(test_many_with_cancellation, fake_setup),
+    };
+    test_init();
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
