@@ -2,6 +2,8 @@
 /*
  * pool.c - slab refill for pool.h.
  */
+#include <assert.h>
+
 #include "internal.h"
 #include "pool.h"
 
@@ -20,6 +22,9 @@ void coil__pool_init(struct coil__pool *p, size_t size)
 
 void coil__pool_term(struct coil__pool *p)
 {
+    /* Every object must be back: the loop goes only when nothing holds
+     * a handle or record any more. */
+    assert(p->live == 0);
     void *s = p->slabs;
     while (s) {
         void *next = *(void **)s;

@@ -122,10 +122,16 @@ static unsigned timeout_seconds(void)
     return (unsigned)(s * k + 0.5);
 }
 
+static const coil_allocator_t counting = {t_malloc, t_realloc, t_free, NULL};
+
+const coil_allocator_t *test_allocator(void)
+{
+    return &counting;
+}
+
 void test_init(void)
 {
-    static const coil_allocator_t a = {t_malloc, t_realloc, t_free, NULL};
-    if (coil_set_allocator(&a) != 0) {
+    if (coil_set_allocator(&counting) != 0) {
         fprintf(stderr, "test_init: could not install the allocator\n");
         exit(1);
     }

@@ -49,6 +49,9 @@ int test_teardown(void **state);
 int test_setup_noloop(void **state);
 int test_teardown_noloop(void **state);
 
+/* The counting allocator test_init installs. */
+const coil_allocator_t *test_allocator(void);
+
 /* Blocks currently allocated through coil's allocator. */
 long test_alloc_live(void);
 /* Allocations made since the program started. */
