@@ -4,6 +4,8 @@
  * strings are static and the functions thread-safe (unlike strerror on
  * some C libraries). Codes the table lacks fall back to a fixed text.
  */
+#include <limits.h>
+
 #include "internal.h"
 
 #define COIL__ERRNO_TABLE(X) \
@@ -89,6 +91,8 @@
 
 const char *coil_err_name(int err)
 {
+    if (err == INT_MIN)
+        return "EUNKNOWN";
     if (err < 0)
         err = -err;
     switch (err) {
@@ -106,6 +110,8 @@ const char *coil_strerror(int err)
 {
     if (err == 0)
         return "Success";
+    if (err == INT_MIN)
+        return "Unknown error";
     if (err < 0)
         err = -err;
     switch (err) {

@@ -348,6 +348,21 @@ static void test_new_free(void **state)
     coil_loop_free(NULL);
 }
 
+static void test_error_names(void **state)
+{
+    (void)state;
+    assert_string_equal(coil_err_name(-ECANCELED), "ECANCELED");
+    assert_string_equal(coil_err_name(ETIMEDOUT), "ETIMEDOUT");
+    assert_string_equal(coil_err_name(-EAGAIN), "EAGAIN");
+    assert_string_equal(coil_err_name(-99999), "EUNKNOWN");
+    assert_string_equal(coil_strerror(0), "Success");
+    assert_string_equal(coil_strerror(-ECANCELED), strerror(ECANCELED));
+    assert_string_equal(coil_strerror(-ENOMEM), strerror(ENOMEM));
+    assert_string_equal(coil_strerror(-99999), "Unknown error");
+    assert_string_equal(coil_strerror(INT32_MIN), "Unknown error");
+    assert_string_equal(coil_err_name(INT32_MIN), "EUNKNOWN");
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, test_setup, test_teardown)
 #define N(fn)                                                                  \
     cmocka_unit_test_setup_teardown(fn, test_setup_noloop,                     \
@@ -356,6 +371,7 @@ static void test_new_free(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        N(test_error_names),
         N(test_backends),
         N(test_backend_from_environment),
         N(test_new_free),
