@@ -1,0 +1,66 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * call_soon_chain - the cost of one hop of a callback that re-schedules
+ * itself with coil_call_soon: each hop is one loop iteration (a callback
+ * scheduled by a callback runs in the next iteration), so this measures
+ * the per-iteration overhead of the loop plus one call_soon.
+ *
+ * A callback re-schedules itself HOPS times, then stops the loop. The run
+ * is repeated REPS times, each on a fresh loop, and the best is printed:
+ *
+ *   call_soon_chain <wall ns per hop> ns/op
+ */
+#include <coil/loop.h>
+
+#include "bench.h"
+
+#define HOPS 5000000L
+#define REPS 3
+
+struct chain {
+    coil_loop_t *loop;
+    long left;
+};
+
+static void hop(void *arg)
+{
+    struct chain *c = arg;
+    if (--c->left == 0) {
+        coil_loop_stop(c->loop);
+        return;
+    }
+    if (coil_call_soon(c->loop, hop, c, NULL) != 0)
+        bench_fail("call_soon failed");
+}
+
+static double run_once(void)
+{
+    struct chain c = {NULL, HOPS};
+    int err = coil_loop_new(&c.loop);
+    if (err)
+        bench_fail("coil_loop_new: %d", err);
+    int64_t t0 = bench_wall_ns();
+    if (coil_call_soon(c.loop, hop, &c, NULL) != 0)
+        bench_fail("call_soon failed");
+    err = coil_loop_run_forever(c.loop);
+    int64_t t1 = bench_wall_ns();
+    if (err)
+        bench_fail("coil_loop_run_forever: %d", err);
+    if (c.left != 0)
+        bench_fail("chain stopped %ld hops early", c.left);
+    coil_loop_free(c.loop);
+    return (double)(t1 - t0) / HOPS;
+}
+
+int main(void)
+{
+    bench_guard(60);
+    double best = 0;
+    for (int r = 0; r < REPS; r++) {
+        double ns = run_once();
+        if (r == 0 || ns < best)
+            best = ns;
+    }
+    bench_print("call_soon_chain", best, "ns/op");
+    return 0;
+}
