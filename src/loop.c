@@ -6,8 +6,9 @@
  *   1. If nothing is ready, or COIL__IO_INTERVAL iterations ran since the
  *      last poll, or a stop is pending: poll for I/O (without blocking if
  *      anything is ready, else until the next timer), refresh the cached
- *      time, queue the ready watchers, then the due timers.
- *   2. Run every callback that was ready when this step began.
+ *      time, queue the ready watchers, and mark the timers due now.
+ *   2. Run every callback that was ready when this step began, then the
+ *      timers marked due (timer.c).
  *
  * Step 1 is skipped while callbacks keep coming, so a call_soon chain does
  * not pay a syscall and a clock read per hop; the interval bounds how long
@@ -153,11 +154,15 @@ int64_t coil_loop_update_time(coil_loop_t *loop)
 
 static int poll_io(struct coil_loop *loop)
 {
-    int64_t timeout;
-    if (loop->ready.len || loop->stopping)
-        timeout = 0;
-    else
+    int64_t timeout = 0;
+    if (!loop->ready.len && !loop->stopping && loop->timers.len) {
+        /* About to sleep until the next timer: measure from the real time,
+         * not from a cache that a long batch of callbacks made stale. */
+        loop->now = coil__clock_now();
         timeout = coil__timers_timeout(loop);
+    } else if (!loop->ready.len && !loop->stopping) {
+        timeout = -1;
+    }
 #ifdef COIL_TESTING
     if (coil__clock_autojump && timeout > 0) {
         /* Jump to the next deadline instead of sleeping until it. */
@@ -177,7 +182,7 @@ static int poll_io(struct coil_loop *loop)
         else
             coil__io_event(loop, ev);
     }
-    coil__timers_expire(loop);
+    coil__timers_mark_due(loop);
     return 0;
 }
 
@@ -193,6 +198,8 @@ int coil__loop_run_once(struct coil_loop *loop)
         loop->ticks++;
     }
     coil__ready_run(loop);
+    if (loop->timers_due)
+        coil__timers_run(loop);
     return 0;
 }
 

@@ -86,19 +86,29 @@ static inline struct coil__ready *coil__readyq_pop(struct coil__readyq *q)
 /* The flags of a handle. */
 enum {
     COIL__H_CANCELLED = 1, /* coil_handle_cancel was called */
-    COIL__H_QUEUED = 2,    /* its node is in the ready queue */
-    COIL__H_TIMER = 4,     /* made by call_later / call_at */
+    COIL__H_TIMER = 2,     /* made by call_later / call_at */
 };
 
+/*
+ * A handle: a scheduled call the caller can cancel. Timers use it as is
+ * (48 bytes: they run straight from the heap, never through the ready
+ * queue); call_soon handles add a ready-queue node (struct
+ * coil__soon_handle). One reference belongs to the loop while the call is
+ * pending, one to the caller if it asked for the handle.
+ */
 struct coil_handle {
-    struct coil__ready node;     /* in the ready queue when due */
     coil_callback_fn fn;         /* what to call ... */
     void *arg;                   /* ... and with what */
     struct coil_loop *loop;      /* owner; holds a loop reference */
     int64_t when;                /* deadline (timers) or time scheduled */
-    struct coil__heap_node heap; /* position in the timer heap */
-    uint16_t refs;               /* the loop's while pending, the user's */
+    uint16_t refs;
     uint16_t flags;              /* COIL__H_* */
+    struct coil__heap_node heap; /* timers: position in the heap */
+};
+
+struct coil__soon_handle {
+    struct coil_handle h;
+    struct coil__ready node; /* in the ready queue until it runs */
 };
 
 void coil__ready_init(struct coil_loop *loop);
@@ -108,13 +118,11 @@ size_t coil__ready_run(struct coil_loop *loop);
 /* Discard every queued node (loop close). */
 void coil__ready_discard_all(struct coil_loop *loop);
 
-/* A handle with one reference for the loop; NULL on -ENOMEM. */
-struct coil_handle *coil__handle_new(struct coil_loop *loop,
+/* A handle with one reference (the loop's); NULL on -ENOMEM. */
+struct coil_handle *coil__handle_new(struct coil_loop *loop, bool timer,
                                      coil_callback_fn fn, void *arg);
 /* Drop one reference. */
 void coil__handle_unref(struct coil_handle *h);
-/* Queue the handle's node (the loop's reference travels with it). */
-void coil__handle_queue(struct coil_handle *h);
 
 /* ------------------------------------------------------------------ */
 /* Timers (timer.c)                                                     */
@@ -122,8 +130,10 @@ void coil__handle_queue(struct coil_handle *h);
 
 void coil__timers_init(struct coil_loop *loop);
 void coil__timers_term(struct coil_loop *loop);
-/* Move every timer due at loop->now to the ready queue, in order. */
-void coil__timers_expire(struct coil_loop *loop);
+/* Note the time of a poll: the timers due then run after the batch. */
+void coil__timers_mark_due(struct coil_loop *loop);
+/* Run the timers marked due, in (deadline, scheduling) order. */
+void coil__timers_run(struct coil_loop *loop);
 /* ns until the next timer is due (0 if overdue), or -1 if none. */
 int64_t coil__timers_timeout(const struct coil_loop *loop);
 /* Take a timer out of the heap (cancel). */
@@ -202,8 +212,12 @@ struct coil_loop {
     enum coil__loop_state state;
     int64_t now;                   /* cached monotonic time, ns */
 
-    struct coil__pool handle_pool; /* coil_handle objects */
+    struct coil__pool timer_pool;  /* timer handles */
+    struct coil__pool soonh_pool;  /* call_soon handles */
     struct coil__heap timers;      /* timer handles by deadline */
+    bool timers_due;               /* a poll marked timers due */
+    int64_t due_now;               /* run timers due at this time ... */
+    uint32_t due_seq;              /* ... scheduled before this seq */
     struct coil__watches io;       /* fd watchers */
     const struct coil__poller_ops *pops;
     struct coil__poller *poller;

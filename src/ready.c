@@ -7,7 +7,8 @@
  * it back before calling the user's function, so a callback that
  * re-schedules itself reuses the record that is still hot in cache: no
  * allocation in steady state. A call that asks for a handle uses a
- * reference-counted coil_handle (also pooled) that the caller can cancel.
+ * reference-counted handle (also pooled) that the caller can cancel; the
+ * handle functions here serve timers (timer.c) too.
  */
 #include "loop.h"
 
@@ -37,8 +38,8 @@ static const struct coil__ready_ops soon_ops = {soon_run, soon_discard};
 static void handle_run(struct coil_loop *loop, struct coil__ready *node)
 {
     (void)loop;
-    struct coil_handle *h = coil__container_of(node, struct coil_handle, node);
-    h->flags &= (uint16_t)~COIL__H_QUEUED;
+    struct coil_handle *h =
+        &coil__container_of(node, struct coil__soon_handle, node)->h;
     if (!(h->flags & COIL__H_CANCELLED))
         h->fn(h->arg);
     coil__handle_unref(h);
@@ -47,9 +48,8 @@ static void handle_run(struct coil_loop *loop, struct coil__ready *node)
 static void handle_discard(struct coil_loop *loop, struct coil__ready *node)
 {
     (void)loop;
-    struct coil_handle *h = coil__container_of(node, struct coil_handle, node);
-    h->flags &= (uint16_t)~COIL__H_QUEUED;
-    coil__handle_unref(h);
+    coil__handle_unref(
+        &coil__container_of(node, struct coil__soon_handle, node)->h);
 }
 
 static const struct coil__ready_ops handle_ops = {handle_run, handle_discard};
@@ -58,13 +58,15 @@ void coil__ready_init(struct coil_loop *loop)
 {
     coil__readyq_init(&loop->ready);
     coil__pool_init(&loop->soon_pool, sizeof(struct soon));
-    coil__pool_init(&loop->handle_pool, sizeof(struct coil_handle));
+    coil__pool_init(&loop->timer_pool, sizeof(struct coil_handle));
+    coil__pool_init(&loop->soonh_pool, sizeof(struct coil__soon_handle));
 }
 
 void coil__ready_term(struct coil_loop *loop)
 {
     coil__pool_term(&loop->soon_pool);
-    coil__pool_term(&loop->handle_pool);
+    coil__pool_term(&loop->timer_pool);
+    coil__pool_term(&loop->soonh_pool);
 }
 
 size_t coil__ready_run(struct coil_loop *loop)
@@ -88,20 +90,27 @@ void coil__ready_discard_all(struct coil_loop *loop)
     }
 }
 
-struct coil_handle *coil__handle_new(struct coil_loop *loop,
+struct coil_handle *coil__handle_new(struct coil_loop *loop, bool timer,
                                      coil_callback_fn fn, void *arg)
 {
-    struct coil_handle *h = coil__pool_get(&loop->handle_pool);
+    struct coil_handle *h;
+    if (timer) {
+        h = coil__pool_get(&loop->timer_pool);
+    } else {
+        struct coil__soon_handle *sh = coil__pool_get(&loop->soonh_pool);
+        if (sh)
+            sh->node.ops = &handle_ops;
+        h = sh ? &sh->h : NULL;
+    }
     if (!h)
         return NULL;
-    h->node.ops = &handle_ops;
     h->fn = fn;
     h->arg = arg;
     h->loop = loop;
     h->when = loop->now;
-    h->heap.index = COIL__HEAP_NONE;
     h->refs = 1;
-    h->flags = 0;
+    h->flags = timer ? COIL__H_TIMER : 0;
+    h->heap.index = COIL__HEAP_NONE;
     coil__loop_ref(loop);
     return h;
 }
@@ -111,14 +120,12 @@ void coil__handle_unref(struct coil_handle *h)
     if (--h->refs)
         return;
     struct coil_loop *loop = h->loop;
-    coil__pool_put(&loop->handle_pool, h);
+    if (h->flags & COIL__H_TIMER)
+        coil__pool_put(&loop->timer_pool, h);
+    else
+        coil__pool_put(&loop->soonh_pool,
+                       coil__container_of(h, struct coil__soon_handle, h));
     coil__loop_unref(loop);
-}
-
-void coil__handle_queue(struct coil_handle *h)
-{
-    h->flags |= COIL__H_QUEUED;
-    coil__readyq_push(&h->loop->ready, &h->node);
 }
 
 /* Common checks of the scheduling calls. */
@@ -149,11 +156,12 @@ int coil_call_soon(coil_loop_t *loop, coil_callback_fn fn, void *arg,
         coil__readyq_push(&loop->ready, &s->node);
         return 0;
     }
-    struct coil_handle *h = coil__handle_new(loop, fn, arg);
+    struct coil_handle *h = coil__handle_new(loop, false, fn, arg);
     if (!h)
         return -ENOMEM;
     h->refs++; /* the caller's */
-    coil__handle_queue(h);
+    coil__readyq_push(&loop->ready,
+                      &coil__container_of(h, struct coil__soon_handle, h)->node);
     *handle_out = h;
     return 0;
 }
@@ -166,7 +174,7 @@ int coil_handle_cancel(coil_handle_t *h)
         return 0;
     h->flags |= COIL__H_CANCELLED;
     /* A pending timer leaves the heap now, so it costs nothing later; a
-     * queued node stays and is skipped when its turn comes. */
+     * queued call_soon node stays and is skipped when its turn comes. */
     if (coil__heap_contains(&h->heap)) {
         coil__timers_remove(h->loop, h);
         coil__handle_unref(h); /* the heap's reference */

@@ -26,8 +26,8 @@ static struct snap snap(const coil_loop_t *loop)
     if (!loop)
         return (struct snap){0};
     return (struct snap){loop->ready.len, loop->timers.len,
-                         loop->handle_pool.live, loop->soon_pool.live,
-                         loop->refs};
+                         loop->timer_pool.live + loop->soonh_pool.live,
+                         loop->soon_pool.live, loop->refs};
 }
 
 static void assert_same(struct snap a, struct snap b)
