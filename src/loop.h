@@ -113,8 +113,8 @@ struct coil__soon_handle {
 
 void coil__ready_init(struct coil_loop *loop);
 void coil__ready_term(struct coil_loop *loop);
-/* Run the nodes that were ready when called; returns how many ran. */
-size_t coil__ready_run(struct coil_loop *loop);
+/* Run the nodes that were ready when called (defined below the loop). */
+static inline size_t coil__ready_run(struct coil_loop *loop);
 /* Discard every queued node (loop close). */
 void coil__ready_discard_all(struct coil_loop *loop);
 
@@ -235,6 +235,43 @@ struct coil_loop {
 
     struct coil__event events[COIL__POLLER_BATCH];
 };
+
+/* A plain call_soon record (no handle), pooled in loop->soon_pool. */
+struct coil__soon {
+    struct coil__ready node;
+    coil_callback_fn fn;
+    void *arg;
+};
+
+extern const struct coil__ready_ops coil__soon_ops;
+
+/* Run a call_soon record: back to the pool first, so a callback that
+ * schedules again reuses the same, still cached, record. */
+static inline void coil__soon_run(struct coil_loop *loop,
+                                  struct coil__ready *node)
+{
+    struct coil__soon *s = coil__container_of(node, struct coil__soon, node);
+    coil_callback_fn fn = s->fn;
+    void *arg = s->arg;
+    coil__pool_put(&loop->soon_pool, s);
+    fn(arg);
+}
+
+static inline size_t coil__ready_run(struct coil_loop *loop)
+{
+    /* Only what was ready when the batch began: a callback scheduled by a
+     * callback runs in the next iteration, as in asyncio. Plain call_soon
+     * records, the common case, skip the indirect call. */
+    size_t n = loop->ready.len;
+    for (size_t i = 0; i < n; i++) {
+        struct coil__ready *node = coil__readyq_pop(&loop->ready);
+        if (node->ops == &coil__soon_ops)
+            coil__soon_run(loop, node);
+        else
+            node->ops->run(loop, node);
+    }
+    return n;
+}
 
 /* Poll I/O and timers at least every this many iterations. */
 #define COIL__IO_INTERVAL 64

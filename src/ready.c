@@ -12,28 +12,18 @@
  */
 #include "loop.h"
 
-struct soon {
-    struct coil__ready node;
-    coil_callback_fn fn;
-    void *arg;
-};
-
 static void soon_run(struct coil_loop *loop, struct coil__ready *node)
 {
-    struct soon *s = coil__container_of(node, struct soon, node);
-    coil_callback_fn fn = s->fn;
-    void *arg = s->arg;
-    coil__pool_put(&loop->soon_pool, s);
-    fn(arg);
+    coil__soon_run(loop, node);
 }
 
 static void soon_discard(struct coil_loop *loop, struct coil__ready *node)
 {
     coil__pool_put(&loop->soon_pool,
-                   coil__container_of(node, struct soon, node));
+                   coil__container_of(node, struct coil__soon, node));
 }
 
-static const struct coil__ready_ops soon_ops = {soon_run, soon_discard};
+const struct coil__ready_ops coil__soon_ops = {soon_run, soon_discard};
 
 static void handle_run(struct coil_loop *loop, struct coil__ready *node)
 {
@@ -57,7 +47,7 @@ static const struct coil__ready_ops handle_ops = {handle_run, handle_discard};
 void coil__ready_init(struct coil_loop *loop)
 {
     coil__readyq_init(&loop->ready);
-    coil__pool_init(&loop->soon_pool, sizeof(struct soon));
+    coil__pool_init(&loop->soon_pool, sizeof(struct coil__soon));
     coil__pool_init(&loop->timer_pool, sizeof(struct coil_handle));
     coil__pool_init(&loop->soonh_pool, sizeof(struct coil__soon_handle));
 }
@@ -67,18 +57,6 @@ void coil__ready_term(struct coil_loop *loop)
     coil__pool_term(&loop->soon_pool);
     coil__pool_term(&loop->timer_pool);
     coil__pool_term(&loop->soonh_pool);
-}
-
-size_t coil__ready_run(struct coil_loop *loop)
-{
-    /* Only what was ready when the batch began: a callback scheduled by a
-     * callback runs in the next iteration, as in asyncio. */
-    size_t n = loop->ready.len;
-    for (size_t i = 0; i < n; i++) {
-        struct coil__ready *node = coil__readyq_pop(&loop->ready);
-        node->ops->run(loop, node);
-    }
-    return n;
 }
 
 void coil__ready_discard_all(struct coil_loop *loop)
@@ -147,10 +125,10 @@ int coil_call_soon(coil_loop_t *loop, coil_callback_fn fn, void *arg,
     if (err || !fn)
         return err ? err : -EINVAL;
     if (coil__likely(!handle_out)) {
-        struct soon *s = coil__pool_get(&loop->soon_pool);
+        struct coil__soon *s = coil__pool_get(&loop->soon_pool);
         if (!s)
             return -ENOMEM;
-        s->node.ops = &soon_ops;
+        s->node.ops = &coil__soon_ops;
         s->fn = fn;
         s->arg = arg;
         coil__readyq_push(&loop->ready, &s->node);
