@@ -15,6 +15,8 @@
  *    gen is out of date is skipped (the watcher changed between the poll
  *    and the callback's turn).
  */
+#include <fcntl.h>
+
 #include "loop.h"
 
 enum { READER = 0, WRITER = 1 };
@@ -127,17 +129,17 @@ static struct coil__watch *get_watch(struct coil_loop *loop, int fd)
 
 /* Tell the poller the watch's interest; on failure nothing changes. */
 static int update(struct coil_loop *loop, struct coil__watch *w,
-                  unsigned mask)
+                  unsigned mask, bool force)
 {
-    if (mask == w->mask)
+    if (mask == w->mask && !force)
         return 0;
     uint32_t tag = mask ? new_tag(loop) : 0;
     int err = loop->pops->watch(loop->poller, w->fd, w->mask, mask, tag);
-    if (err)
+    if (err < 0)
         return err;
     w->mask = mask;
     w->tag = tag;
-    return 0;
+    return err;
 }
 
 /* The fd is gone: forget both directions without calling them. */
@@ -157,10 +159,28 @@ static int add(coil_loop_t *loop, int fd, int which, coil_callback_fn fn,
         return -EINVAL;
     if (loop->state == COIL__LOOP_CLOSED || fd < 0)
         return -EBADF;
+    /* Before growing the table for a number never seen: is it open? A
+     * closed huge number must not cost a huge table. */
+    if (fd >= loop->io.len && fcntl(fd, F_GETFD) == -1)
+        return -EBADF;
     struct coil__watch *w = get_watch(loop, fd);
     if (!w)
         return -ENOMEM;
-    int err = update(loop, w, w->mask | dir_mask[which]);
+    int err = update(loop, w, w->mask | dir_mask[which], true);
+    if (err == 1) {
+        /* The number names a new file: the other direction's watcher was
+         * for the closed one. Drop it (narrowing cannot fail in a way
+         * that matters: at worst the new file is watched both ways and
+         * the unwatched direction's events are ignored). */
+        if (w->dir[1 - which].fn)
+            coil__loop_report(loop, -EBADF,
+                              "fd %d was closed while watched; its old "
+                              "watcher was removed",
+                              fd);
+        clear_dir(&w->dir[1 - which]);
+        (void)update(loop, w, dir_mask[which], false);
+        err = 0;
+    }
     if (err == -EBADF) {
         /* The fd is not open: whatever was watched under this number
          * was closed behind our back. Drop it so the number is clean. */
@@ -188,18 +208,21 @@ static int del(coil_loop_t *loop, int fd, int which)
         return 0;
     clear_dir(d);
     unsigned mask = w->mask & ~dir_mask[which];
-    if (update(loop, w, mask) != 0) {
-        /* Narrowing the interest failed (the fd was closed, or the kernel
-         * is out of memory): stop watching the fd altogether, and keep
-         * the other direction's callback for the caller to re-add. */
-        loop->pops->watch(loop->poller, fd, w->mask, 0, 0);
-        w->mask = 0;
+    int err = update(loop, w, mask, false);
+    if (err) {
+        /* Narrowing the interest failed: the fd was closed behind our back
+         * (-EBADF), or the kernel is out of memory. Either way stop
+         * watching the fd altogether and say so if that drops the other
+         * direction's watcher. */
         if (w->dir[1 - which].fn)
-            coil__loop_report(loop, -EIO,
-                              "fd %d: could not narrow its watch; its %s "
-                              "was dropped too",
+            coil__loop_report(loop, err == -EBADF ? -EBADF : -EIO,
+                              err == -EBADF
+                                  ? "fd %d was closed while watched; its %s "
+                                    "was removed"
+                                  : "fd %d: could not narrow its watch; its "
+                                    "%s was removed too",
                               fd, which == READER ? "writer" : "reader");
-        clear_dir(&w->dir[1 - which]);
+        forget(loop, w);
     }
     return 1;
 }

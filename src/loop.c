@@ -182,6 +182,8 @@ static int poll_io(struct coil_loop *loop)
         else
             coil__io_event(loop, ev);
     }
+    if (atomic_load_explicit(&loop->ts.pending, memory_order_relaxed))
+        coil__threadsafe_drain(loop);
     coil__timers_mark_due(loop);
     return 0;
 }

@@ -181,6 +181,7 @@ struct coil__threadsafe {
     struct coil__ready *head; /* calls made by other threads, FIFO */
     struct coil__ready **tailp;
     atomic_bool closed;       /* set under lock at close */
+    atomic_bool pending;      /* head is not empty: checked every poll */
     int rfd, wfd;             /* wake-up channel (eventfd: rfd == wfd) */
 };
 

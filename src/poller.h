@@ -46,6 +46,11 @@ struct coil__poller_ops {
      * Set fd's interest to mask (COIL__EV_READ|WRITE), 0 to forget it.
      * old_mask is what the loop last set successfully (0 if none); tag is
      * as above. When old_mask is 0 the backend registers afresh.
+     * Returns 0, or 1 when old_mask was not 0 but the fd now names another
+     * file than the one registered (its number was closed and reused):
+     * the new file is then registered with mask, and the loop knows the
+     * old watchers are stale. The loop calls watch on every add, even
+     * with an unchanged mask, so that a reused number is always noticed.
      * Errors: -EBADF (fd not open), -EPERM (fd cannot be polled),
      * -ENOMEM, -ENOSPC. Forgetting (mask 0) never fails: an fd the kernel
      * already dropped is simply forgotten.

@@ -66,15 +66,19 @@ static int ep_watch(struct coil__poller *p, int fd, unsigned old_mask,
     int op = old_mask ? EPOLL_CTL_MOD : EPOLL_CTL_ADD;
     if (ctl(p, op, fd, mask, tag) == 0)
         return 0;
-    /* MOD of an fd whose number was closed and reused: register afresh.
-     * ADD of an fd the kernel still knows: modify it instead. */
-    if (op == EPOLL_CTL_MOD && errno == ENOENT)
+    /* MOD of an fd whose number was closed and reused: the kernel dropped
+     * the old registration, so register afresh and say so. ADD of an fd
+     * the kernel still knows: modify it instead. */
+    int fresh = 0;
+    if (op == EPOLL_CTL_MOD && errno == ENOENT) {
         op = EPOLL_CTL_ADD;
-    else if (op == EPOLL_CTL_ADD && errno == EEXIST)
+        fresh = 1;
+    } else if (op == EPOLL_CTL_ADD && errno == EEXIST) {
         op = EPOLL_CTL_MOD;
-    else
+    } else {
         return -errno;
-    return ctl(p, op, fd, mask, tag) == 0 ? 0 : -errno;
+    }
+    return ctl(p, op, fd, mask, tag) == 0 ? fresh : -errno;
 }
 
 static int ep_wait(struct coil__poller *p, int64_t timeout_ns,

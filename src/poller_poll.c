@@ -4,9 +4,9 @@
  *
  * Keeps a dense pollfd array (handed to poll() as is) and, per fd number,
  * the fd's slot in it; removal swaps the last slot in, so every operation
- * is O(1) and wait is O(watched fds). A cursor that advances on every wait
- * makes sure that when more fds are ready than one batch holds, the ones at
- * the end of the array get their turn.
+ * is O(1) and wait is O(watched fds). When more fds are ready than one
+ * batch holds, a cursor makes the next wait start after the last fd
+ * reported, so the ones at the end of the array get their turn.
  *
  * poll() names fds by number only, so an fd closed while watched and whose
  * number was reused would silently report the new file's readiness. Each
@@ -117,6 +117,8 @@ static int pl_watch(struct coil__poller *p, int fd, unsigned old_mask,
     struct stat st;
     if (fstat(fd, &st) < 0)
         return -EBADF;
+    int fresh = i >= 0 && (st.st_dev != p->info[i].dev ||
+                           st.st_ino != p->info[i].ino);
     if (i < 0) {
         int err = grow_slots(p, fd);
         if (!err)
@@ -130,7 +132,7 @@ static int pl_watch(struct coil__poller *p, int fd, unsigned old_mask,
     p->fds[i].events = to_poll(mask);
     p->fds[i].revents = 0;
     p->info[i] = (struct slot_info){tag, st.st_dev, st.st_ino};
-    return 0;
+    return fresh;
 }
 
 static int pl_wait(struct coil__poller *p, int64_t timeout_ns,
@@ -144,8 +146,9 @@ static int pl_wait(struct coil__poller *p, int64_t timeout_ns,
     int n = 0;
     int len = p->len;
     int start = len ? p->cursor % len : 0;
+    int i = start;
     for (int k = 0; k < len && r > 0 && n < max; k++) {
-        int i = (start + k) % len;
+        i = (start + k) % len;
         short re = p->fds[i].revents;
         if (!re)
             continue;
@@ -166,7 +169,9 @@ static int pl_wait(struct coil__poller *p, int64_t timeout_ns,
         out[n].events = ev;
         n++;
     }
-    p->cursor = start + 1;
+    /* When the batch filled up, the next wait starts just after the last
+     * fd reported, so every ready fd gets its turn. */
+    p->cursor = n == max ? i + 1 : start;
     return n;
 }
 

@@ -65,7 +65,8 @@ static int open_channel(struct coil__threadsafe *ts)
         ts->rfd = ts->wfd = fd;
         return 0;
     }
-    if (errno != ENOSYS && errno != EINVAL)
+    /* No eventfd here (old kernel, no anonymous inodes): use a pipe. */
+    if (errno != ENOSYS && errno != EINVAL && errno != ENODEV)
         return -errno;
 #endif
     int p[2];
@@ -100,6 +101,7 @@ int coil__threadsafe_init(struct coil_loop *loop)
     ts->tailp = &ts->head;
     ts->rfd = ts->wfd = -1;
     atomic_init(&ts->closed, false);
+    atomic_init(&ts->pending, false);
     int err = pthread_mutex_init(&ts->lock, NULL);
     if (err)
         return -err;
@@ -149,8 +151,9 @@ static void wake(struct coil__threadsafe *ts)
                                                     : 1));
     } while (r < 0 && errno == EINTR);
     /* EAGAIN: the channel is full, so the loop is being woken already.
-     * Anything else cannot be reported to this thread's caller usefully:
-     * the call is queued and will run at the loop's next wake-up. */
+     * Any other failure leaves the call queued with `pending` set, and the
+     * loop takes pending calls at every poll, so it runs when the loop
+     * next wakes for any reason. */
 }
 
 int coil_call_soon_threadsafe(coil_loop_t *loop, coil_callback_fn fn,
@@ -175,6 +178,7 @@ int coil_call_soon_threadsafe(coil_loop_t *loop, coil_callback_fn fn,
         return -EBADF;
     }
     bool was_empty = ts->head == NULL;
+    atomic_store(&ts->pending, true);
     *ts->tailp = &c->node;
     ts->tailp = &c->node.next;
     /* Write while holding the lock: the loop cannot close the fd under
@@ -195,6 +199,7 @@ void coil__threadsafe_drain(struct coil_loop *loop)
     struct coil__ready *list = ts->head;
     ts->head = NULL;
     ts->tailp = &ts->head;
+    atomic_store(&ts->pending, false);
     pthread_mutex_unlock(&ts->lock);
     while (list) {
         struct coil__ready *next = list->next;

@@ -11,8 +11,11 @@
  * The fd stays the caller's: coil never closes it. Remove the watchers
  * before closing the fd. A watched fd closed behind the loop's back is
  * dropped from the loop as soon as the loop notices (the exception handler
- * is told) and no event for it is ever delivered to a later watcher that
- * reuses the same fd number.
+ * is told, with -EBADF), and its old watcher never receives events of a
+ * new file that reuses the fd number. One case coil cannot see: with
+ * epoll, if the closed fd had a dup that stays open, the kernel keeps
+ * reporting the old file; coil drops those events, but the loop wakes for
+ * them until the dup is closed.
  */
 #ifndef COIL_IO_H
 #define COIL_IO_H
