@@ -18,6 +18,9 @@
  *    wakes early, and reports EINTR as zero events.
  *  - An fd the backend finds closed (poll's POLLNVAL) is reported with
  *    COIL__EV_INVALID.
+ *  - One fd may appear in two events of one batch (kqueue reports each
+ *    direction separately); the loop queues each direction once.
+ *  - A watch() that fails changes nothing.
  */
 #ifndef COIL_POLLER_H
 #define COIL_POLLER_H
@@ -52,6 +55,7 @@ struct coil__poller_ops {
      * old watchers are stale. The loop calls watch on every add, even
      * with an unchanged mask, so that a reused number is always noticed.
      * Errors: -EBADF (fd not open), -EPERM (fd cannot be polled),
+     * -EPIPE (kqueue: the write side of a pipe whose reader is gone),
      * -ENOMEM, -ENOSPC. Forgetting (mask 0) never fails: an fd the kernel
      * already dropped is simply forgotten.
      */
