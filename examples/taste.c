@@ -3,33 +3,31 @@
 #include <coil.h>
 #include <stdio.h>
 
-static int64_t start;
-
-static void tick(void *loop)
+static int fetch(void *arg)
 {
-    printf("tick after %lld ms\n",
-           (long long)((coil_loop_time(loop) - start) / COIL_MSEC));
+    int err = coil_sleep(100 * COIL_MSEC); /* suspends this task only */
+    if (err)
+        return err; /* -ECANCELED if cancelled while asleep */
+    printf("%s done\n", (char *)arg);
+    return 21;
 }
 
-static void finish(void *fut)
+static int main_task(void *arg)
 {
-    static char msg[] = "done";
-    coil_future_set_result(fut, msg);
+    (void)arg;
+    coil_loop_t *loop;
+    coil_get_running_loop(&loop);
+    char name_a[] = "a", name_b[] = "b";
+    coil_task_t *a, *b;
+    coil_task_spawn(loop, fetch, name_a, &a);
+    coil_task_spawn(loop, fetch, name_b, &b); /* both sleep at once */
+    int sum = coil_task_join(a) + coil_task_join(b);
+    coil_task_unref(a);
+    coil_task_unref(b);
+    return sum;
 }
 
 int main(void)
 {
-    coil_loop_t *loop;
-    coil_future_t *fut;
-    if (coil_loop_new(&loop) || coil_future_new(loop, &fut))
-        return 1;
-    start = coil_loop_time(loop);
-    coil_call_later(loop, 10 * COIL_MSEC, tick, loop, NULL);
-    coil_call_later(loop, 20 * COIL_MSEC, finish, fut, NULL);
-    void *result;
-    if (coil_loop_run_until_complete(loop, fut) == 0 &&
-        coil_future_result(fut, &result) == 0)
-        printf("%s\n", (char *)result);
-    coil_future_unref(fut);
-    coil_loop_free(loop);
+    printf("result %d\n", coil_run(main_task, NULL)); /* 42, after 100 ms */
 }

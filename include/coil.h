@@ -11,8 +11,12 @@
 #define COIL_VERSION_PATCH 0
 
 #include "coil/common.h"
+#include "coil/combinators.h"
 #include "coil/future.h"
+#include "coil/group.h"
 #include "coil/io.h"
 #include "coil/loop.h"
+#include "coil/task.h"
+#include "coil/timeout.h"
 
 #endif /* COIL_H */

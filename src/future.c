@@ -56,7 +56,7 @@ int coil_future_new(coil_loop_t *loop, coil_future_t **fut_out)
         return -EINVAL;
     if (loop->state == COIL__LOOP_CLOSED)
         return -EBADF;
-    coil_future_t *fut = coil__malloc(sizeof(*fut));
+    coil_future_t *fut = coil__pool_get(&loop->fut_pool);
     if (!fut)
         return -ENOMEM;
     coil__future_init(fut, loop, NULL);
@@ -80,7 +80,7 @@ void coil_future_unref(coil_future_t *fut)
     if (fut->ops && fut->ops->destroy)
         fut->ops->destroy(fut);
     else
-        coil__free(fut);
+        coil__pool_put(&loop->fut_pool, fut);
     coil__loop_unref(loop);
 }
 
@@ -93,10 +93,8 @@ static void queue_or_discard(coil_future_t *fut, struct coil__fwaiter *w)
         coil__readyq_push(&loop->ready, &w->node);
 }
 
-void coil__future_complete(coil_future_t *fut, void *value, int outcome)
+static COIL__COLD void discard_waiters(coil_future_t *fut)
 {
-    fut->value = value;
-    fut->outcome = outcome;
     /* Hold the future: a discarded waiter may drop the last reference. */
     fut->refs++;
     struct coil__list *l;
@@ -106,6 +104,25 @@ void coil__future_complete(coil_future_t *fut, void *value, int outcome)
                          coil__container_of(l, struct coil__fwaiter, link));
     }
     coil_future_unref(fut);
+}
+
+void coil__future_complete(coil_future_t *fut, void *value, int outcome)
+{
+    fut->value = value;
+    fut->outcome = outcome;
+    struct coil_loop *loop = fut->loop;
+    if (coil__unlikely(loop->state == COIL__LOOP_CLOSED)) {
+        discard_waiters(fut);
+        return;
+    }
+    /* Queue every waiter in order; queueing frees nothing. */
+    struct coil__list *l;
+    while ((l = coil__list_first(&fut->waiters))) {
+        coil__list_remove(l);
+        coil__readyq_push(&loop->ready,
+                          &coil__container_of(l, struct coil__fwaiter, link)
+                               ->node);
+    }
 }
 
 void coil__future_add_waiter(coil_future_t *fut, struct coil__fwaiter *w)
@@ -122,6 +139,8 @@ int coil_future_set_result(coil_future_t *fut, void *value)
 {
     if (!fut)
         return -EINVAL;
+    if (fut->ops && fut->ops->owned)
+        return -EPERM;
     if (fut->outcome != -EINPROGRESS)
         return -EALREADY;
     coil__future_complete(fut, value, 0);
@@ -133,6 +152,8 @@ int coil_future_set_error(coil_future_t *fut, int error)
     if (!fut || error >= 0 || error == -ECANCELED ||
         error == -EINPROGRESS)
         return -EINVAL;
+    if (fut->ops && fut->ops->owned)
+        return -EPERM;
     if (fut->outcome != -EINPROGRESS)
         return -EALREADY;
     coil__future_complete(fut, NULL, error);
@@ -143,6 +164,8 @@ int coil_future_cancel(coil_future_t *fut)
 {
     if (!fut)
         return -EINVAL;
+    if (fut->ops && fut->ops->cancel)
+        return fut->ops->cancel(fut);
     if (fut->outcome != -EINPROGRESS)
         return -EALREADY;
     coil__future_complete(fut, NULL, -ECANCELED);

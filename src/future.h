@@ -16,6 +16,10 @@
 struct coil__future_ops {
     /* Free the object that embeds the future (refs reached 0). */
     void (*destroy)(coil_future_t *fut);
+    /* coil_future_cancel on it (a task: request cancellation). */
+    int (*cancel)(coil_future_t *fut);
+    /* Only its owner completes it: set_result/set_error give -EPERM. */
+    bool owned;
 };
 
 struct coil__fwaiter {

@@ -18,6 +18,14 @@
 #define coil__container_of(ptr, type, member)                                  \
     ((type *)((char *)(ptr)-offsetof(type, member)))
 
+/* Thread-locals of the library: initial-exec, so reaching them in the
+ * shared library is a register-relative load, not a __tls_get_addr call
+ * (glibc reserves static TLS room for libraries loaded at startup and a
+ * little for dlopen). */
+#define COIL__TLS _Thread_local __attribute__((tls_model("initial-exec")))
+
+#define COIL__COLD __attribute__((noinline, cold))
+
 #define coil__likely(x) __builtin_expect(!!(x), 1)
 #define coil__unlikely(x) __builtin_expect(!!(x), 0)
 

@@ -19,8 +19,9 @@
 
 #include "future.h"
 #include "loop.h"
+#include "task.h"
 
-static _Thread_local struct coil_loop *running_loop;
+static COIL__TLS struct coil_loop *running_loop;
 
 int coil_loop_new(coil_loop_t **loop_out)
 {
@@ -36,9 +37,14 @@ int coil_loop_new_backend(const char *backend, coil_loop_t **loop_out)
     int err = coil__poller_find(backend, &pops);
     if (err)
         return err;
-    struct coil_loop *loop = coil__calloc(1, sizeof(*loop));
-    if (!loop)
+    /* Handles keep flags in the low 4 bits of their loop pointer: align
+     * the loop to 16 whatever the allocator's alignment. */
+    void *mem = coil__calloc(1, sizeof(struct coil_loop) + 15);
+    if (!mem)
         return -ENOMEM;
+    struct coil_loop *loop =
+        (struct coil_loop *)(((uintptr_t)mem + 15) & ~(uintptr_t)15);
+    loop->mem = mem;
     loop->pops = pops;
     loop->refs = 1;
     loop->state = COIL__LOOP_IDLE;
@@ -52,16 +58,23 @@ int coil_loop_new_backend(const char *backend, coil_loop_t **loop_out)
     err = coil__threadsafe_init(loop);
     if (err)
         goto fail_threadsafe;
+    err = coil__tasks_init(loop);
+    if (err)
+        goto fail_tasks;
     *loop_out = loop;
     return 0;
 
+fail_tasks:
+    coil__tasks_term(loop);
+    coil__threadsafe_close(loop);
+    coil__threadsafe_term(loop);
 fail_threadsafe:
     pops->close(loop->poller);
 fail_poller:
     coil__io_term(loop);
     coil__timers_term(loop);
     coil__ready_term(loop);
-    coil__free(loop);
+    coil__free(loop->mem);
     return err;
 }
 
@@ -94,6 +107,8 @@ int coil_loop_close(coil_loop_t *loop)
     coil__threadsafe_close(loop);
     coil__ready_discard_all(loop);
     coil__timers_term(loop);
+    coil__tasks_close(loop);
+    coil__ready_discard_all(loop); /* anything the abandoned tasks queued */
     coil__io_drop_all(loop);
     loop->pops->close(loop->poller);
     loop->poller = NULL;
@@ -103,10 +118,11 @@ int coil_loop_close(coil_loop_t *loop)
 
 static void destroy(struct coil_loop *loop)
 {
+    coil__tasks_term(loop);
     coil__io_term(loop);
     coil__threadsafe_term(loop);
     coil__ready_term(loop);
-    coil__free(loop);
+    coil__free(loop->mem);
 }
 
 void coil__loop_unref(struct coil_loop *loop)
@@ -227,17 +243,20 @@ static void leave(struct coil_loop *loop)
     running_loop = NULL;
 }
 
-/* Run until stopped or until `until` is done. */
-static int run(struct coil_loop *loop, const coil_future_t *until)
+/* Run until stopped, or until `until` is done, or (no_tasks) until every
+ * task has finished. */
+static int run(struct coil_loop *loop, const coil_future_t *until,
+               bool no_tasks)
 {
     int err = enter(loop);
     if (err)
         return err;
     /* The loop stays alive even if a callback drops the last reference. */
     coil__loop_ref(loop);
-    /* A future already done gets one non-blocking iteration, as asyncio's
-     * done callback would stop the loop after one. */
-    if (until && until->outcome != -EINPROGRESS)
+    /* Already there: one non-blocking iteration, as asyncio's done
+     * callback would stop the loop after one. */
+    if ((until && until->outcome != -EINPROGRESS) ||
+        (no_tasks && loop->tasks.count == 0))
         loop->stopping = true;
     for (;;) {
         err = coil__loop_run_once(loop);
@@ -245,7 +264,8 @@ static int run(struct coil_loop *loop, const coil_future_t *until)
             coil__loop_report(loop, err, "waiting for I/O failed");
             break;
         }
-        if (loop->stopping || (until && until->outcome != -EINPROGRESS))
+        if (loop->stopping || (until && until->outcome != -EINPROGRESS) ||
+            (no_tasks && loop->tasks.count == 0))
             break;
     }
     leave(loop);
@@ -253,9 +273,14 @@ static int run(struct coil_loop *loop, const coil_future_t *until)
     return err;
 }
 
+int coil__loop_run_until_no_tasks(struct coil_loop *loop)
+{
+    return run(loop, NULL, true);
+}
+
 int coil_loop_run_forever(coil_loop_t *loop)
 {
-    return run(loop, NULL);
+    return run(loop, NULL, false);
 }
 
 int coil_loop_run_until_complete(coil_loop_t *loop, coil_future_t *fut)
@@ -265,7 +290,7 @@ int coil_loop_run_until_complete(coil_loop_t *loop, coil_future_t *fut)
     /* Hold fut: a callback may drop the caller's reference meanwhile.
      * Like asyncio, at least one iteration runs even if fut is done. */
     coil_future_ref(fut);
-    int err = run(loop, fut);
+    int err = run(loop, fut, false);
     if (!err)
         err = fut->outcome == -EINPROGRESS ? -EINTR : fut->outcome;
     coil_future_unref(fut);

@@ -7,6 +7,7 @@
  *   timer.c       call_later / call_at on the timer heap
  *   io.c          fd watchers (add_reader / add_writer)
  *   threadsafe.c  call_soon_threadsafe and the wake-up fd
+ *   task.c        tasks: the context switches, stacks, the wait protocol
  *   loop.c        lifecycle and the iteration that ties them together
  *
  * Internal rule (docs/architecture.md): anything a callback does may
@@ -21,11 +22,13 @@
 #include <pthread.h>
 #include <stdatomic.h>
 
+#include "context.h"
 #include "heap.h"
 #include "internal.h"
 #include "list.h"
 #include "poller.h"
 #include "pool.h"
+#include "stack.h"
 
 /* ------------------------------------------------------------------ */
 /* Ready queue (ready.c)                                                */
@@ -83,28 +86,73 @@ static inline struct coil__ready *coil__readyq_pop(struct coil__readyq *q)
     return node;
 }
 
-/* The flags of a handle. */
+/* The flags of a handle, kept in the low bits of its loop pointer. */
 enum {
     COIL__H_CANCELLED = 1, /* coil_handle_cancel was called */
-    COIL__H_TIMER = 2,     /* made by call_later / call_at */
+    COIL__H_PENDING = 2,   /* a timer not yet run nor cancelled */
+    COIL__H_LOOP_REF = 4,  /* the loop holds it: the call is pending */
+    COIL__H_USER_REF = 8,  /* the caller holds it (asked for the handle) */
+    COIL__H_FLAGS = 15,
 };
 
+/* heap.index of a call_soon handle: never a heap position. */
+#define COIL__HEAP_SOON (COIL__HEAP_NONE - 1)
+
 /*
- * A handle: a scheduled call the caller can cancel. Timers use it as is
- * (48 bytes: they run straight from the heap, never through the ready
- * queue); call_soon handles add a ready-queue node (struct
- * coil__soon_handle). One reference belongs to the loop while the call is
- * pending, one to the caller if it asked for the handle.
+ * A handle: a scheduled call the caller can cancel.
+ *
+ * Timers use it as is: 48 bytes, the size that decides how much memory a
+ * million pending timers take. They run straight from the heap, never
+ * through the ready queue. Pending timers with the same deadline form a
+ * ring; only one of them, the leader, is in the heap (timer.c). Once a
+ * timer ran or was cancelled its ring links are free, and hold its
+ * deadline for coil_handle_when.
+ *
+ * Only two parties ever hold a handle: the loop while the call is
+ * pending, and the caller if it asked for it. So instead of a count there
+ * are two flag bits, and the flags live in the low bits of the loop
+ * pointer (the loop is allocated 16-byte aligned): use the accessors.
+ *
+ * call_soon handles add a ready-queue node (struct coil__soon_handle) and
+ * are told apart by heap.index == COIL__HEAP_SOON.
  */
 struct coil_handle {
-    coil_callback_fn fn;         /* what to call ... */
-    void *arg;                   /* ... and with what */
-    struct coil_loop *loop;      /* owner; holds a loop reference */
-    int64_t when;                /* deadline (timers) or time scheduled */
-    uint16_t refs;
-    uint16_t flags;              /* COIL__H_* */
-    struct coil__heap_node heap; /* timers: position in the heap */
+    coil_callback_fn fn;  /* what to call ... */
+    void *arg;            /* ... and with what */
+    uintptr_t loop_flags; /* the owner loop | COIL__H_* */
+    union {
+        struct {          /* timers while pending: same-deadline ring */
+            struct coil_handle *next, *prev;
+        } ring;
+        int64_t when;     /* otherwise: the deadline, or time scheduled */
+    } u;
+    struct coil__heap_node heap; /* the ring's leader: place in the heap */
 };
+
+static inline struct coil_loop *coil__handle_loop(const struct coil_handle *h)
+{
+    return (struct coil_loop *)(h->loop_flags & ~(uintptr_t)COIL__H_FLAGS);
+}
+
+static inline bool coil__handle_has(const struct coil_handle *h, unsigned f)
+{
+    return (h->loop_flags & f) != 0;
+}
+
+static inline void coil__handle_set(struct coil_handle *h, unsigned f)
+{
+    h->loop_flags |= f;
+}
+
+static inline void coil__handle_clear(struct coil_handle *h, unsigned f)
+{
+    h->loop_flags &= ~(uintptr_t)f;
+}
+
+static inline bool coil__handle_is_timer(const struct coil_handle *h)
+{
+    return h->heap.index != COIL__HEAP_SOON;
+}
 
 struct coil__soon_handle {
     struct coil_handle h;
@@ -118,11 +166,12 @@ static inline size_t coil__ready_run(struct coil_loop *loop);
 /* Discard every queued node (loop close). */
 void coil__ready_discard_all(struct coil_loop *loop);
 
-/* A handle with one reference (the loop's); NULL on -ENOMEM. */
+/* A handle held by the loop; NULL on -ENOMEM. */
 struct coil_handle *coil__handle_new(struct coil_loop *loop, bool timer,
                                      coil_callback_fn fn, void *arg);
-/* Drop one reference. */
-void coil__handle_unref(struct coil_handle *h);
+/* Drop a holder's claim (COIL__H_LOOP_REF or COIL__H_USER_REF); the
+ * handle goes when neither holds it. */
+void coil__handle_drop(struct coil_handle *h, unsigned ref);
 
 /* ------------------------------------------------------------------ */
 /* Timers (timer.c)                                                     */
@@ -136,8 +185,10 @@ void coil__timers_mark_due(struct coil_loop *loop);
 void coil__timers_run(struct coil_loop *loop);
 /* ns until the next timer is due (0 if overdue), or -1 if none. */
 int64_t coil__timers_timeout(const struct coil_loop *loop);
-/* Take a timer out of the heap (cancel). */
+/* Take a pending timer out (cancel). */
 void coil__timers_remove(struct coil_loop *loop, struct coil_handle *h);
+/* The deadline of a pending timer. */
+int64_t coil__timer_when(const struct coil_handle *h);
 
 /* ------------------------------------------------------------------ */
 /* fd watchers (io.c)                                                   */
@@ -195,6 +246,21 @@ void coil__threadsafe_drain(struct coil_loop *loop);
 #define COIL__WAKE_TAG 0u
 
 /* ------------------------------------------------------------------ */
+/* Tasks (task.c)                                                       */
+/* ------------------------------------------------------------------ */
+
+struct coil__tasks {
+    struct coil__list all;                  /* tasks not finished */
+    size_t count;                           /* how many */
+    const struct coil__context_ops *ctx_ops;
+    struct coil__context sched;             /* the loop's own context */
+    void *sched_storage;                    /* for ctx_ops->thread_storage */
+    struct coil__stack_pool stacks;         /* default-size stacks */
+    struct coil__pool task_pool;            /* struct coil_task */
+    uint64_t next_id;
+};
+
+/* ------------------------------------------------------------------ */
 /* The loop                                                             */
 /* ------------------------------------------------------------------ */
 
@@ -213,9 +279,12 @@ struct coil_loop {
     enum coil__loop_state state;
     int64_t now;                   /* cached monotonic time, ns */
 
+    struct coil__pool fut_pool;    /* plain futures */
     struct coil__pool timer_pool;  /* timer handles */
     struct coil__pool soonh_pool;  /* call_soon handles */
-    struct coil__heap timers;      /* timer handles by deadline */
+    struct coil__heap timers;      /* timer ring leaders by deadline */
+    struct coil_handle *last_leader; /* leader of the newest ring */
+    size_t ntimers;                /* pending timers, rings included */
     bool timers_due;               /* a poll marked timers due */
     int64_t due_now;               /* run timers due at this time ... */
     uint32_t due_seq;              /* ... scheduled before this seq */
@@ -223,6 +292,7 @@ struct coil_loop {
     const struct coil__poller_ops *pops;
     struct coil__poller *poller;
     struct coil__threadsafe ts;
+    struct coil__tasks tasks;
 
     coil_exception_handler_fn exc_fn; /* NULL: the default */
     void *exc_arg;
@@ -233,6 +303,7 @@ struct coil_loop {
      */
     size_t refs;
     bool user_freed;
+    void *mem; /* what was allocated (the loop is aligned inside it) */
 
     struct coil__event events[COIL__POLLER_BATCH];
 };
@@ -285,6 +356,9 @@ void coil__loop_unref(struct coil_loop *loop);
 
 /* Run one iteration; the loop must be marked running. */
 int coil__loop_run_once(struct coil_loop *loop);
+
+/* Run the loop until every task has finished (or it is stopped). */
+int coil__loop_run_until_no_tasks(struct coil_loop *loop);
 
 /* Report a problem through the exception handler, printf-style. */
 void coil__loop_report(struct coil_loop *loop, int error, const char *fmt,

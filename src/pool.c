@@ -15,7 +15,7 @@ void coil__pool_init(struct coil__pool *p, size_t size)
 {
     p->free = NULL;
     p->slabs = NULL;
-    p->size = (size + 15) & ~(size_t)15;
+    p->size = (size + 7) & ~(size_t)7;
     p->next_count = FIRST_SLAB;
     p->live = 0;
 }

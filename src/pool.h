@@ -18,7 +18,7 @@ struct coil__pool_free {
 struct coil__pool {
     struct coil__pool_free *free; /* objects ready for reuse */
     void *slabs;                  /* singly linked through each slab's head */
-    size_t size;                  /* object size, a multiple of 16 */
+    size_t size;                  /* object size, a multiple of 8 */
     size_t next_count;            /* objects in the next slab */
     size_t live;                  /* objects handed out */
 };

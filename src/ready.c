@@ -10,6 +10,7 @@
  * reference-counted handle (also pooled) that the caller can cancel; the
  * handle functions here serve timers (timer.c) too.
  */
+#include "future.h"
 #include "loop.h"
 
 static void soon_run(struct coil_loop *loop, struct coil__ready *node)
@@ -30,16 +31,17 @@ static void handle_run(struct coil_loop *loop, struct coil__ready *node)
     (void)loop;
     struct coil_handle *h =
         &coil__container_of(node, struct coil__soon_handle, node)->h;
-    if (!(h->flags & COIL__H_CANCELLED))
+    if (!coil__handle_has(h, COIL__H_CANCELLED))
         h->fn(h->arg);
-    coil__handle_unref(h);
+    coil__handle_drop(h, COIL__H_LOOP_REF);
 }
 
 static void handle_discard(struct coil_loop *loop, struct coil__ready *node)
 {
     (void)loop;
-    coil__handle_unref(
-        &coil__container_of(node, struct coil__soon_handle, node)->h);
+    coil__handle_drop(
+        &coil__container_of(node, struct coil__soon_handle, node)->h,
+        COIL__H_LOOP_REF);
 }
 
 static const struct coil__ready_ops handle_ops = {handle_run, handle_discard};
@@ -48,6 +50,7 @@ void coil__ready_init(struct coil_loop *loop)
 {
     coil__readyq_init(&loop->ready);
     coil__pool_init(&loop->soon_pool, sizeof(struct coil__soon));
+    coil__pool_init(&loop->fut_pool, sizeof(struct coil_future));
     coil__pool_init(&loop->timer_pool, sizeof(struct coil_handle));
     coil__pool_init(&loop->soonh_pool, sizeof(struct coil__soon_handle));
 }
@@ -55,6 +58,7 @@ void coil__ready_init(struct coil_loop *loop)
 void coil__ready_term(struct coil_loop *loop)
 {
     coil__pool_term(&loop->soon_pool);
+    coil__pool_term(&loop->fut_pool);
     coil__pool_term(&loop->timer_pool);
     coil__pool_term(&loop->soonh_pool);
 }
@@ -84,21 +88,20 @@ struct coil_handle *coil__handle_new(struct coil_loop *loop, bool timer,
         return NULL;
     h->fn = fn;
     h->arg = arg;
-    h->loop = loop;
-    h->when = loop->now;
-    h->refs = 1;
-    h->flags = timer ? COIL__H_TIMER : 0;
-    h->heap.index = COIL__HEAP_NONE;
+    h->loop_flags = (uintptr_t)loop | COIL__H_LOOP_REF;
+    h->u.when = loop->now;
+    h->heap.index = timer ? COIL__HEAP_NONE : COIL__HEAP_SOON;
     coil__loop_ref(loop);
     return h;
 }
 
-void coil__handle_unref(struct coil_handle *h)
+void coil__handle_drop(struct coil_handle *h, unsigned ref)
 {
-    if (--h->refs)
+    coil__handle_clear(h, ref);
+    if (coil__handle_has(h, COIL__H_LOOP_REF | COIL__H_USER_REF))
         return;
-    struct coil_loop *loop = h->loop;
-    if (h->flags & COIL__H_TIMER)
+    struct coil_loop *loop = coil__handle_loop(h);
+    if (coil__handle_is_timer(h))
         coil__pool_put(&loop->timer_pool, h);
     else
         coil__pool_put(&loop->soonh_pool,
@@ -137,7 +140,7 @@ int coil_call_soon(coil_loop_t *loop, coil_callback_fn fn, void *arg,
     struct coil_handle *h = coil__handle_new(loop, false, fn, arg);
     if (!h)
         return -ENOMEM;
-    h->refs++; /* the caller's */
+    coil__handle_set(h, COIL__H_USER_REF);
     coil__readyq_push(&loop->ready,
                       &coil__container_of(h, struct coil__soon_handle, h)->node);
     *handle_out = h;
@@ -148,30 +151,33 @@ int coil_handle_cancel(coil_handle_t *h)
 {
     if (!h)
         return -EINVAL;
-    if (h->flags & COIL__H_CANCELLED)
+    if (coil__handle_has(h, COIL__H_CANCELLED))
         return 0;
-    h->flags |= COIL__H_CANCELLED;
-    /* A pending timer leaves the heap now, so it costs nothing later; a
+    coil__handle_set(h, COIL__H_CANCELLED);
+    /* A pending timer leaves the timers now, so it costs nothing later; a
      * queued call_soon node stays and is skipped when its turn comes. */
-    if (coil__heap_contains(&h->heap)) {
-        coil__timers_remove(h->loop, h);
-        coil__handle_unref(h); /* the heap's reference */
+    if (coil__handle_has(h, COIL__H_PENDING)) {
+        coil__timers_remove(coil__handle_loop(h), h);
+        coil__handle_drop(h, COIL__H_LOOP_REF);
     }
     return 0;
 }
 
 bool coil_handle_cancelled(const coil_handle_t *h)
 {
-    return h && (h->flags & COIL__H_CANCELLED);
+    return h && coil__handle_has(h, COIL__H_CANCELLED);
 }
 
 int64_t coil_handle_when(const coil_handle_t *h)
 {
-    return h ? h->when : 0;
+    if (!h)
+        return 0;
+    return coil__handle_has(h, COIL__H_PENDING) ? coil__timer_when(h)
+                                                : h->u.when;
 }
 
 void coil_handle_release(coil_handle_t *h)
 {
     if (h)
-        coil__handle_unref(h);
+        coil__handle_drop(h, COIL__H_USER_REF);
 }

@@ -25,6 +25,9 @@ enum coil__sys_call {
     COIL__SYS_EVENTFD,
     COIL__SYS_PIPE,
     COIL__SYS_WAKE_WRITE,
+    COIL__SYS_MMAP,
+    COIL__SYS_MADVISE,
+    COIL__SYS_MPROTECT,
     COIL__SYS_COUNT
 };
 

@@ -108,6 +108,7 @@ static void test_cancel(void **state)
         assert_int_equal(coil_handle_cancel(h[i]), 0);
     /* A cancelled timer leaves the heap at once. */
     assert_int_equal(f->loop->timers.len, 5);
+    assert_int_equal(f->loop->ntimers, 5);
     assert_int_equal(
         coil_call_later(f->loop, 20 * COIL_MSEC, test_stop_cb, f->loop, NULL),
         0);
@@ -315,15 +316,101 @@ static void test_many_with_cancellation(void **state)
         coil_handle_cancel(h[i]);
         coil_handle_release(h[i]);
     }
-    assert_int_equal(f->loop->timers.len, N / 2);
+    assert_int_equal(f->loop->ntimers, N / 2);
     assert_int_equal(
         coil_call_later(f->loop, 200 * COIL_MSEC, test_stop_cb, f->loop, NULL),
         0);
     test_run(f->loop);
     assert_int_equal(log.n, MAXLOG); /* capped log: at least that many */
+    assert_int_equal(f->loop->ntimers, 0);
     assert_int_equal(f->loop->timers.len, 0);
     assert_true(f->loop->timers.cap <= 64);
     test_free(h);
+}
+
+/*
+ * Timers with one deadline share a ring (timer.c). Order must stay exact
+ * across rings of the same deadline split by other timers, and cancelling
+ * a ring's leader or a member must keep the rest in order.
+ */
+static void test_same_deadline_rings(void **state)
+{
+    struct fixture *f = *state;
+    struct log log = {.loop = f->loop};
+    int64_t now = coil_loop_time(f->loop);
+    int64_t T = now + 10 * COIL_MSEC, T2 = now + 5 * COIL_MSEC;
+    /* A B (ring at T), C (T2), D E (a second ring at T), F G H (T). */
+    int64_t at[8] = {T, T, T2, T, T, T, T, T};
+    struct entry e[8];
+    coil_handle_t *h[8];
+    for (int i = 0; i < 8; i++) {
+        e[i] = (struct entry){&log, i, at[i]};
+        assert_int_equal(coil_call_at(f->loop, at[i], record, &e[i], &h[i]),
+                         0);
+    }
+    assert_int_equal(f->loop->ntimers, 8);
+    /* Two heap entries for T (the split), one for T2. */
+    assert_int_equal(f->loop->timers.len, 3);
+    for (int i = 0; i < 8; i++)
+        assert_int_equal(coil_handle_when(h[i]), at[i]);
+    /* Cancel A (a leader with a member), E (a member), H (the tail). */
+    assert_int_equal(coil_handle_cancel(h[0]), 0);
+    assert_int_equal(coil_handle_cancel(h[4]), 0);
+    assert_int_equal(coil_handle_cancel(h[7]), 0);
+    assert_int_equal(f->loop->ntimers, 5);
+    assert_int_equal(coil_handle_when(h[1]), T); /* B leads now */
+    assert_int_equal(coil_handle_when(h[0]), T); /* kept after cancel */
+    assert_int_equal(
+        coil_call_later(f->loop, 20 * COIL_MSEC, test_stop_cb, f->loop, NULL),
+        0);
+    test_run(f->loop);
+    static const int expect[] = {2, 1, 3, 5, 6};
+    assert_int_equal(log.n, 5);
+    for (int i = 0; i < 5; i++)
+        assert_int_equal(log.ids[i], expect[i]);
+    for (int i = 0; i < 8; i++) {
+        assert_int_equal(coil_handle_when(h[i]), at[i]);
+        coil_handle_release(h[i]);
+    }
+    assert_int_equal(f->loop->ntimers, 0);
+}
+
+/* A timer callback that schedules a timer already due: it runs in the
+ * next iteration, not in the batch being run. */
+struct chained {
+    coil_loop_t *loop;
+    int first_iter_hits, second;
+    struct log *log;
+};
+
+static void due_again(void *arg)
+{
+    ((struct chained *)arg)->second++;
+}
+
+static void first_due(void *arg)
+{
+    struct chained *c = arg;
+    c->first_iter_hits++;
+    coil_call_at(c->loop, coil_loop_time(c->loop), due_again, c, NULL);
+    coil_loop_stop(c->loop);
+}
+
+static void test_due_timer_from_timer_waits(void **state)
+{
+    struct fixture *f = *state;
+    struct chained c = {f->loop, 0, 0, NULL};
+    int64_t when = coil_loop_time(f->loop) + COIL_MSEC;
+    assert_int_equal(coil_call_at(f->loop, when, first_due, &c, NULL), 0);
+    test_run(f->loop);
+    assert_int_equal(c.first_iter_hits, 1);
+    assert_int_equal(c.second, 0); /* not in the same batch */
+    assert_int_equal(coil_call_soon(f->loop, test_stop_cb, f->loop, NULL), 0);
+    assert_int_equal(
+        coil_call_later(f->loop, COIL_MSEC, test_stop_cb, f->loop, NULL), 0);
+    test_run(f->loop);
+    test_run(f->loop);
+    assert_int_equal(c.second, 1);
 }
 
 #define T(fn, setup)                                                           \
@@ -344,6 +431,8 @@ int main(void)
         T(test_close_with_timers, fake_setup),
         T(test_real_clock, test_setup),
         T(test_many_with_cancellation, fake_setup),
+        T(test_same_deadline_rings, fake_setup),
+        T(test_due_timer_from_timer_waits, fake_setup),
     };
     test_init();
     return cmocka_run_group_tests(tests, NULL, NULL);

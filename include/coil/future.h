@@ -39,20 +39,23 @@ COIL_API void coil_future_unref(coil_future_t *fut);
 /*
  * Complete with a result (an opaque pointer; coil never dereferences it).
  * Done callbacks are scheduled with call_soon, in registration order.
- * Errors: -EINVAL (NULL), -EALREADY (already done; nothing changes).
+ * Errors: -EINVAL (NULL), -EALREADY (already done; nothing changes),
+ * -EPERM (the future of a task: only the task completes it).
  */
 COIL_API int coil_future_set_result(coil_future_t *fut, void *value);
 
 /*
  * Complete with an error: a negative errno code other than -ECANCELED
  * (use coil_future_cancel for that).
- * Errors: -EINVAL (NULL, error >= 0, or -ECANCELED), -EALREADY.
+ * Errors: -EINVAL (NULL, error >= 0, or -ECANCELED), -EALREADY, -EPERM
+ * (a task's future).
  */
 COIL_API int coil_future_set_error(coil_future_t *fut, int error);
 
 /*
  * Cancel: a pending future becomes done with -ECANCELED and its callbacks
- * are scheduled. Errors: -EINVAL (NULL), -EALREADY (already done).
+ * are scheduled. On a task's future this is coil_task_cancel (a request
+ * the task handles). Errors: -EINVAL (NULL), -EALREADY (already done).
  */
 COIL_API int coil_future_cancel(coil_future_t *fut);
 

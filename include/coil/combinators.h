@@ -1,0 +1,83 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * coil/combinators.h - waiting for many futures at once: gather, wait,
+ * as_completed (asyncio's functions of the same names). Tasks are futures
+ * here through coil_task_future(). Each call may suspend and returns
+ * -EPERM outside a task. The futures must belong to the running task's
+ * loop and stay referenced by the caller for the duration of the call.
+ */
+#ifndef COIL_COMBINATORS_H
+#define COIL_COMBINATORS_H
+
+#include "common.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Flags of coil_gather. */
+#define COIL_GATHER_RETURN_ERRORS 1u /* errors per slot, cancel nothing */
+
+/*
+ * Wait for every future and collect the results in argument order into
+ * results[i] (if results is not NULL; a slot whose future failed gets
+ * NULL).
+ *
+ * By default the first error (in completion order) cancels every future
+ * not yet done, waits for them to finish, and is returned. With
+ * COIL_GATHER_RETURN_ERRORS nothing is cancelled, the call returns 0 when
+ * all are done, and each slot's outcome is coil_future_error(futs[i]).
+ *
+ * If the waiting task is cancelled, every future not done is cancelled and
+ * waited for, and -ECANCELED returned.
+ * Errors: -EINVAL (futs NULL with n > 0, a NULL entry, a future of another
+ * loop), -EPERM, -ENOMEM.
+ */
+COIL_API int coil_gather(coil_future_t *const *futs, size_t n, void **results,
+                         unsigned flags);
+
+/* Modes of coil_wait. */
+enum coil_wait_mode {
+    COIL_ALL_COMPLETED,   /* every future is done */
+    COIL_FIRST_COMPLETED, /* any future is done */
+    COIL_FIRST_EXCEPTION, /* any future failed (or all are done) */
+};
+
+/*
+ * Wait until mode is satisfied or timeout_ns passes (negative: no limit).
+ * Cancels nothing. Returns how many of the futures are done (check each
+ * with coil_future_done); a timeout is not an error.
+ * Errors: -EINVAL (as coil_gather, or a bad mode), -EPERM, -ECANCELED (the
+ * waiting task was cancelled), -ENOMEM.
+ */
+COIL_API int coil_wait(coil_future_t *const *futs, size_t n,
+                       enum coil_wait_mode mode, int64_t timeout_ns);
+
+typedef struct coil_as_completed coil_as_completed_t;
+
+/*
+ * Start iterating over futs in the order they complete, with an overall
+ * timeout (negative: none). The futures are referenced by the iterator.
+ * Errors: -EINVAL, -EPERM, -ENOMEM. Does not suspend.
+ */
+COIL_API int coil_as_completed_begin(coil_future_t *const *futs, size_t n,
+                                     int64_t timeout_ns,
+                                     coil_as_completed_t **it_out);
+
+/*
+ * The next future to complete, in *fut_out (borrowed from the caller's
+ * array). Returns 1 with a future, 0 when every future has been
+ * delivered, -ETIMEDOUT when the timeout passed first, -ECANCELED when the
+ * task was cancelled. May suspend. Errors: -EINVAL, -EPERM.
+ */
+COIL_API int coil_as_completed_next(coil_as_completed_t *it,
+                                    coil_future_t **fut_out);
+
+/* Finish iterating; cancels nothing. Accepts NULL. */
+COIL_API void coil_as_completed_end(coil_as_completed_t *it);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* COIL_COMBINATORS_H */

@@ -1,0 +1,83 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * coil/group.h - task groups: structured concurrency (asyncio.TaskGroup).
+ *
+ * A group belongs to the task that made it (its parent). Children are
+ * spawned into it; coil_group_wait suspends the parent until every child
+ * has finished. The first child to fail (return an error other than
+ * -ECANCELED) cancels every sibling and the parent's current wait, so the
+ * parent stops what it is doing and comes to coil_group_wait, which
+ * returns that first error. Every child error is kept
+ * (coil_group_errors): none is lost.
+ *
+ * If the parent is cancelled from outside while it waits, the children are
+ * cancelled and waited for, and coil_group_wait returns -ECANCELED; if a
+ * child had failed as well, the child's error is returned and the outside
+ * cancellation stays pending for the parent's next wait.
+ *
+ *     coil_group_t *g;
+ *     coil_group_new(&g);
+ *     coil_group_spawn(g, fetch, &a, NULL);
+ *     coil_group_spawn(g, fetch, &b, NULL);
+ *     int err = coil_group_wait(g);   // both finished, or one failed
+ *     coil_group_free(g);
+ */
+#ifndef COIL_GROUP_H
+#define COIL_GROUP_H
+
+#include "common.h"
+#include "task.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct coil_group coil_group_t;
+
+/* A group whose parent is the running task.
+ * Errors: -EINVAL (NULL), -EPERM (not in a task), -ENOMEM. */
+COIL_API int coil_group_new(coil_group_t **group_out);
+
+/*
+ * Spawn a child (as coil_task_spawn_opts on the parent's loop; opts may be
+ * NULL). If the group is already shutting down after a failure, the child
+ * is created cancelled: it never runs. Errors: -EINVAL, -EBADF (the group
+ * was waited for already), -ENOMEM.
+ */
+COIL_API int coil_group_spawn(coil_group_t *group, coil_task_fn fn, void *arg,
+                              const coil_task_options_t *opts,
+                              coil_task_t **task_out);
+
+/* Cancel every child still running. Errors: -EINVAL. */
+COIL_API int coil_group_cancel(coil_group_t *group);
+
+/*
+ * Wait for every child (see the top of this file). Only the parent may
+ * call it, once. Returns 0, the first child error, or -ECANCELED.
+ * Errors: -EINVAL, -EPERM (not the parent), -EALREADY (called before).
+ * May suspend.
+ */
+COIL_API int coil_group_wait(coil_group_t *group);
+
+/*
+ * The errors of the children that failed, in the order they failed:
+ * fills errors[0..n) and returns how many there are in all (if memory ran
+ * out while recording them, the count still includes every failure but
+ * the array holds only those recorded; the first is always returned by
+ * coil_group_wait).
+ * -EINVAL for NULL group, or errors NULL with n > 0.
+ */
+COIL_API int coil_group_errors(const coil_group_t *group, int *errors,
+                               size_t n);
+
+/*
+ * Free the group. If it was not waited for, its children are cancelled
+ * (and finish on their own). Accepts NULL.
+ */
+COIL_API void coil_group_free(coil_group_t *group);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* COIL_GROUP_H */

@@ -1,0 +1,540 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * stack.c - coroutine stacks (stack.h): one mapping each, a guard below,
+ * a per-loop pool, and the overflow report.
+ *
+ * One mmap per stack and nothing else: the struct coil__stack lives in
+ * the top 64 bytes of its own mapping.
+ *
+ *   mapping + map_size  +---------------------------+  page aligned
+ *                       | struct coil__stack (64 B) |
+ *   base + size         +---------------------------+  64-byte aligned
+ *                       | usable stack: size bytes  |
+ *                       |      (grows down)         |
+ *   base                +---------------------------+  page aligned
+ *                       | guard: GUARD_MIN rounded  |
+ *                       | up to whole pages         |
+ *   mapping             +---------------------------+
+ *
+ * The header shares the top page with the first frames, which every
+ * stack touches anyway, so it costs no resident page of its own; usable
+ * sizes are the request rounded up so that usable + header fill whole
+ * pages (>= the request, never less). The mapping is MAP_NORESERVE, so
+ * only touched pages cost memory, and MAP_STACK, which also keeps
+ * transparent huge pages away (a 2 MiB page per stack would defeat the
+ * point).
+ *
+ * Guard: MADV_GUARD_INSTALL (Linux 6.13+) turns the low pages into
+ * no-access markers without splitting the mapping, so a stack is one VMA
+ * (or less: neighbours with equal flags merge). An older kernel answers
+ * EINVAL; then the whole process switches, for good, to mprotect
+ * (PROT_NONE) guards, which cost a second VMA per stack and so run into
+ * vm.max_map_count (65530 by default: ~32,000 stacks). A stack is never
+ * handed out without a guard: when the kernel refuses, get fails with
+ * -ENOMEM, and COIL_DEBUG=1 in the environment prints why to stderr.
+ *
+ * Pool: a LIFO of up to max_free returned stacks per pool; the rest are
+ * unmapped. Pooled stacks keep their touched pages (no MADV_DONTNEED): a
+ * reused stack's first frames are already resident and hot in the TLB and
+ * caches, which is the point of pooling. The price is memory: a pool can
+ * hold up to max_free times the deepest use its stacks saw (64 x 64 KiB =
+ * 4 MiB at worst with the defaults) until the pool is terminated.
+ *
+ * Overflow: the first stack mapped installs, once per process, a SIGSEGV
+ * and SIGBUS handler (SA_ONSTACK, so it runs on the thread's alternate
+ * signal stack: the faulting stack is exhausted). A fault between the
+ * start of coil__stack_running's mapping and its base is an overflow: the
+ * handler writes one line naming the owner and the size, and aborts. Any
+ * other fault is not ours: the handler puts back the handler it replaced
+ * and returns, so the faulting instruction runs again and faults into it
+ * (a signal sent by kill is raised again instead, since it would not
+ * recur). From then on overflows go unreported in that process; a program
+ * that survives foreign faults should install its handler before coil's.
+ * A frame larger than the guard can jump past it into another mapping;
+ * no guard catches that (compile with -fstack-clash-protection to probe).
+ *
+ * Each stack's usable range is registered with valgrind while mapped, and
+ * under ASan its shadow is cleared when it is returned (a context that
+ * never finished leaves poisoned frames behind).
+ *
+ * The system calls are made through four small functions (sys_map,
+ * sys_unmap, sys_guard, sys_protect) so each can go through the fault
+ * injection seam (sys.h) with a one-line change.
+ */
+#include <assert.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "internal.h"
+#include "stack.h"
+#include "sys.h"
+
+#if defined(__has_include)
+#if __has_include(<valgrind/valgrind.h>)
+#include <valgrind/valgrind.h>
+#define COIL__VALGRIND 1
+#endif
+#endif
+#ifndef COIL__VALGRIND
+#define VALGRIND_STACK_REGISTER(start, end) 0u
+#define VALGRIND_STACK_DEREGISTER(id) ((void)(id))
+#endif
+
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define COIL__ASAN 1
+#endif
+#endif
+#if defined(__SANITIZE_ADDRESS__) && !defined(COIL__ASAN)
+#define COIL__ASAN 1
+#endif
+#ifdef COIL__ASAN
+#include <sanitizer/asan_interface.h>
+#endif
+
+/* Linux 6.13's guard regions; glibc's headers may not know it yet. */
+#ifndef MADV_GUARD_INSTALL
+#define MADV_GUARD_INSTALL 102
+#endif
+
+#ifdef MAP_STACK
+#define STACK_MAP_FLAGS                                                        \
+    (MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK)
+#else
+#define STACK_MAP_FLAGS (MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE)
+#endif
+
+/* The guard is at least this big, whole pages: a frame with a few KiB of
+ * locals that steps over a one-page guard still lands in it. */
+#define GUARD_MIN (16 * 1024)
+
+/* The header's slot at the top of the mapping; keeps the top of the
+ * usable area 64-byte aligned. */
+#define HEADER ((sizeof(struct coil__stack) + 63) & ~(size_t)63)
+
+/* Stacks a pool keeps for reuse. */
+#define POOL_KEEP 64
+
+/* Bytes of each thread's alternate signal stack, at least. */
+#define ALTSTACK_MIN (64 * 1024)
+
+/* Initial-exec (COIL__TLS): the overflow handler reads it without a
+ * __tls_get_addr call, which is not async-signal-safe. */
+COIL__TLS struct coil__stack *coil__stack_running;
+
+/* ------------------------------------------------------------------ */
+/* Small helpers                                                        */
+/* ------------------------------------------------------------------ */
+
+__attribute__((format(printf, 1, 2))) static void debug(const char *fmt, ...)
+{
+    const char *on = getenv("COIL_DEBUG");
+    if (!on || !*on || strcmp(on, "0") == 0)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("coil: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+}
+
+static size_t page_size(void)
+{
+    return (size_t)sysconf(_SC_PAGESIZE);
+}
+
+static size_t round_up(size_t n, size_t to)
+{
+    return (n + to - 1) / to * to;
+}
+
+static size_t guard_size(void)
+{
+    return round_up(GUARD_MIN, page_size());
+}
+
+/* ------------------------------------------------------------------ */
+/* System calls, through the fault-injection seam (sys.h)               */
+/* ------------------------------------------------------------------ */
+
+static void *sys_map(size_t len, int flags)
+{
+    int injected = COIL__FAULT(COIL__SYS_MMAP);
+    if (injected) {
+        errno = injected;
+        return MAP_FAILED;
+    }
+    return mmap(NULL, len, PROT_READ | PROT_WRITE, flags, -1, 0);
+}
+
+static int sys_unmap(void *addr, size_t len)
+{
+    return munmap(addr, len);
+}
+
+static int sys_guard(void *addr, size_t len)
+{
+    return COIL__SYS(COIL__SYS_MADVISE, madvise(addr, len, MADV_GUARD_INSTALL));
+}
+
+static int sys_protect(void *addr, size_t len)
+{
+    return COIL__SYS(COIL__SYS_MPROTECT, mprotect(addr, len, PROT_NONE));
+}
+
+/* ------------------------------------------------------------------ */
+/* Guards                                                               */
+/* ------------------------------------------------------------------ */
+
+enum { GUARD_UNKNOWN, GUARD_MADVISE, GUARD_MPROTECT };
+
+/* Process-wide: decided by the first guard installed. */
+static atomic_int guard_mode;
+
+/* madvise's answers that mean "no guard regions here", not "no memory":
+ * an older kernel (EINVAL), or a sandbox that filters the call. */
+static bool no_guard_regions(int err)
+{
+    return err == EINVAL || err == ENOSYS || err == EPERM;
+}
+
+static int install_guard(void *addr, size_t len)
+{
+    if (atomic_load_explicit(&guard_mode, memory_order_relaxed) !=
+        GUARD_MPROTECT) {
+        if (sys_guard(addr, len) == 0) {
+            atomic_store_explicit(&guard_mode, GUARD_MADVISE,
+                                  memory_order_relaxed);
+            return 0;
+        }
+        int err = errno;
+        if (!no_guard_regions(err)) {
+            debug("stack: MADV_GUARD_INSTALL failed: %s", strerror(err));
+            return -err;
+        }
+        debug("stack: no guard regions (MADV_GUARD_INSTALL: %s); guard "
+              "pages use mprotect from now on",
+              strerror(err));
+        atomic_store_explicit(&guard_mode, GUARD_MPROTECT,
+                              memory_order_relaxed);
+    }
+    if (sys_protect(addr, len) == 0)
+        return 0;
+    int err = errno;
+    debug("stack: mprotect of a guard page failed: %s%s", strerror(err),
+          err == ENOMEM ? " (memory, or vm.max_map_count reached: each "
+                          "stack costs two mappings with mprotect guards)"
+                        : "");
+    return -err;
+}
+
+const char *coil__stack_guard_kind(void)
+{
+    if (atomic_load(&guard_mode) == GUARD_UNKNOWN) {
+        /* Nothing decided yet: decide on a scratch mapping. */
+        size_t len = guard_size() + page_size();
+        void *m = sys_map(len, STACK_MAP_FLAGS);
+        if (m != MAP_FAILED) {
+            (void)install_guard(m, guard_size());
+            (void)sys_unmap(m, len);
+        }
+    }
+    return atomic_load(&guard_mode) == GUARD_MPROTECT ? "mprotect" : "madvise";
+}
+
+/* ------------------------------------------------------------------ */
+/* Overflow handler                                                     */
+/* ------------------------------------------------------------------ */
+
+static pthread_once_t handler_once = PTHREAD_ONCE_INIT;
+static struct sigaction old_segv, old_bus;
+
+/* Appends s to buf[*len..cap), truncating. */
+static void append(char *buf, size_t *len, size_t cap, const char *s)
+{
+    while (*s && *len < cap)
+        buf[(*len)++] = *s++;
+}
+
+static void append_size(char *buf, size_t *len, size_t cap, size_t n)
+{
+    char digits[24];
+    size_t i = sizeof(digits);
+    digits[--i] = '\0';
+    do {
+        digits[--i] = (char)('0' + n % 10);
+        n /= 10;
+    } while (n);
+    append(buf, len, cap, digits + i);
+}
+
+/* Async-signal-safe: one write(2), then abort(). */
+_Noreturn static void report_overflow(const struct coil__stack *s)
+{
+    char buf[512];
+    size_t len = 0, cap = sizeof(buf);
+    append(buf, &len, cap, "coil: stack overflow in task '");
+    append(buf, &len, cap - 200, s->owner ? s->owner : "(unnamed)");
+    append(buf, &len, cap, "' (stack size ");
+    append_size(buf, &len, cap, s->size);
+    append(buf, &len, cap,
+           " bytes); give it a larger stack: coil_task_options_t."
+           "stack_size, or coil_loop_set_stack_size()\n");
+    ssize_t r = write(STDERR_FILENO, buf, len);
+    (void)r;
+    abort();
+}
+
+/* Not an overflow of ours: hand the signal to whoever had it before. */
+static void pass_on(int sig, const siginfo_t *si)
+{
+    (void)sigaction(sig, sig == SIGBUS ? &old_bus : &old_segv, NULL);
+    /* A real fault recurs when we return; a sent signal would not. */
+    if (si->si_code <= 0)
+        (void)raise(sig);
+}
+
+static void on_fault(int sig, siginfo_t *si, void *uc)
+{
+    (void)uc;
+    int saved = errno;
+    const struct coil__stack *s = coil__stack_running;
+    const char *addr = si->si_addr;
+    if (s && addr >= (const char *)s->mapping && addr < (const char *)s->base)
+        report_overflow(s);
+    pass_on(sig, si);
+    errno = saved;
+}
+
+static bool is_ours(const struct sigaction *sa)
+{
+    return (sa->sa_flags & SA_SIGINFO) && sa->sa_sigaction == on_fault;
+}
+
+static void install_handler(void)
+{
+    struct sigaction sa, prev;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_sigaction = on_fault;
+    sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
+    sigemptyset(&sa.sa_mask);
+    /* Installing twice must not make us our own predecessor. */
+    if (sigaction(SIGSEGV, &sa, &prev) == 0 && !is_ours(&prev))
+        old_segv = prev;
+    if (sigaction(SIGBUS, &sa, &prev) == 0 && !is_ours(&prev))
+        old_bus = prev;
+}
+
+/* ------------------------------------------------------------------ */
+/* Alternate signal stacks                                              */
+/* ------------------------------------------------------------------ */
+
+static pthread_once_t altstack_once = PTHREAD_ONCE_INIT;
+static pthread_key_t altstack_key;
+static bool altstack_key_ok;
+static _Thread_local bool thread_ready;
+
+static size_t altstack_size(void)
+{
+    size_t n = (size_t)SIGSTKSZ;
+    return round_up(n > ALTSTACK_MIN ? n : ALTSTACK_MIN, page_size());
+}
+
+/* At thread exit: switch ours off (if still installed) and unmap it. */
+static void free_altstack(void *mem)
+{
+    stack_t cur;
+    if (sigaltstack(NULL, &cur) == 0 && cur.ss_sp == mem &&
+        !(cur.ss_flags & SS_DISABLE)) {
+        stack_t off = {.ss_flags = SS_DISABLE};
+        (void)sigaltstack(&off, NULL);
+    }
+    (void)sys_unmap(mem, altstack_size());
+}
+
+static void make_altstack_key(void)
+{
+    altstack_key_ok = pthread_key_create(&altstack_key, free_altstack) == 0;
+}
+
+int coil__stack_thread_init(void)
+{
+    if (thread_ready)
+        return 0;
+    pthread_once(&altstack_once, make_altstack_key);
+    if (!altstack_key_ok)
+        return -ENOMEM;
+    /* One already there (the program's, or a sanitizer's) is kept: its
+     * owner frees it, and the report needs little room. */
+    stack_t cur;
+    if (sigaltstack(NULL, &cur) == 0 && !(cur.ss_flags & SS_DISABLE)) {
+        thread_ready = true;
+        return 0;
+    }
+    size_t n = altstack_size();
+    void *mem = sys_map(n, MAP_PRIVATE | MAP_ANONYMOUS);
+    if (mem == MAP_FAILED) {
+        debug("stack: no memory for an alternate signal stack: %s",
+              strerror(errno));
+        return -ENOMEM;
+    }
+    stack_t ss = {.ss_sp = mem, .ss_size = n, .ss_flags = 0};
+    if (sigaltstack(&ss, NULL) != 0 ||
+        pthread_setspecific(altstack_key, mem) != 0) {
+        debug("stack: cannot install an alternate signal stack");
+        free_altstack(mem);
+        return -ENOMEM;
+    }
+    thread_ready = true;
+    return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Stacks and pools                                                     */
+/* ------------------------------------------------------------------ */
+
+static int map_stack(size_t usable, struct coil__stack **out)
+{
+    size_t guard = guard_size();
+    size_t len = guard + usable + HEADER;
+    char *m = sys_map(len, STACK_MAP_FLAGS);
+    if (m == MAP_FAILED) {
+        int err = errno;
+        debug("stack: mmap of %zu bytes failed: %s%s", len, strerror(err),
+              err == ENOMEM ? " (memory, or vm.max_map_count reached)" : "");
+        return -ENOMEM;
+    }
+    int err = install_guard(m, guard);
+    if (err) {
+        (void)sys_unmap(m, len);
+        return -ENOMEM;
+    }
+    struct coil__stack *s = (struct coil__stack *)(m + len - HEADER);
+    s->base = m + guard;
+    s->size = usable;
+    s->mapping = m;
+    s->map_size = len;
+    s->owner = NULL;
+    s->next_free = NULL;
+    s->valgrind_id = VALGRIND_STACK_REGISTER(s->base, (char *)s->base + usable);
+    *out = s;
+    return 0;
+}
+
+/* Frames a context left behind keep their redzones poisoned in ASan's
+ * shadow; the next user of the memory must start clean. */
+static void forget_frames(struct coil__stack *s)
+{
+#ifdef COIL__ASAN
+    __asan_unpoison_memory_region(s->base, s->size);
+#else
+    (void)s;
+#endif
+}
+
+/* False if the kernel refused (munmap can need a new VMA to split a
+ * merged one, and so fail at vm.max_map_count): s is still mapped. */
+static bool unmap_stack(struct coil__stack *s)
+{
+    void *m = s->mapping;
+    size_t len = s->map_size;
+    unsigned id = s->valgrind_id;
+    forget_frames(s);
+    if (sys_unmap(m, len) != 0) {
+        debug("stack: munmap failed: %s", strerror(errno));
+        return false;
+    }
+    VALGRIND_STACK_DEREGISTER(id);
+    return true;
+}
+
+void coil__stack_pool_init(struct coil__stack_pool *p, size_t size)
+{
+    assert(size >= COIL__STACK_MIN && size <= COIL__STACK_MAX);
+    p->size = round_up(size + HEADER, page_size()) - HEADER;
+    p->free = NULL;
+    p->nfree = 0;
+    p->max_free = POOL_KEEP;
+    p->live = 0;
+}
+
+void coil__stack_pool_term(struct coil__stack_pool *p)
+{
+    assert(p->live == 0);
+    while (p->free) {
+        struct coil__stack *s = p->free;
+        p->free = s->next_free;
+        if (!unmap_stack(s))
+            debug("stack: a pooled stack stays mapped (leaked)");
+    }
+    p->nfree = 0;
+}
+
+int coil__stack_get(struct coil__stack_pool *p, struct coil__stack **out)
+{
+    struct coil__stack *s = p->free;
+    if (s) {
+        p->free = s->next_free;
+        p->nfree--;
+        s->next_free = NULL;
+    } else {
+        pthread_once(&handler_once, install_handler);
+        int err = map_stack(p->size, &s);
+        if (err) {
+            *out = NULL;
+            return err;
+        }
+    }
+    p->live++;
+    *out = s;
+    return 0;
+}
+
+void coil__stack_put(struct coil__stack_pool *p, struct coil__stack *s)
+{
+    assert(p->live > 0 && s->size == p->size);
+    p->live--;
+    s->owner = NULL;
+    if (p->nfree >= p->max_free) {
+        if (unmap_stack(s))
+            return;
+        /* Could not unmap: keep it rather than lose it. */
+    } else {
+        forget_frames(s);
+    }
+    s->next_free = p->free;
+    p->free = s;
+    p->nfree++;
+}
+
+/* ------------------------------------------------------------------ */
+/* Test build hooks                                                     */
+/* ------------------------------------------------------------------ */
+
+#ifdef COIL_TESTING
+void coil__stack_force_mprotect(bool on);
+void coil__stack_reinstall_handler(void);
+
+/* on: use mprotect guards from now on; off: decide again (madvise first). */
+void coil__stack_force_mprotect(bool on)
+{
+    atomic_store(&guard_mode, on ? GUARD_MPROTECT : GUARD_UNKNOWN);
+}
+
+/* Install the overflow handler again, over whatever replaced it (a test
+ * framework installs its own around each test). */
+void coil__stack_reinstall_handler(void)
+{
+    pthread_once(&handler_once, install_handler);
+    install_handler();
+}
+#endif

@@ -1,0 +1,692 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * task.c - tasks: a future driven by a coroutine with a stack of its own.
+ *
+ * A task runs in steps. Its node (task->fw.node) is queued on the ready
+ * queue to run the next step; running it switches from the loop's context
+ * (tasks.sched) to the task's, and the step lasts until the task suspends
+ * in a wait or returns. Nothing but the node ever resumes a task, so a
+ * task is resumed at most once per wake, always from the loop.
+ *
+ * References: the loop holds one from spawn until the task finishes (the
+ * future's initial reference); the caller holds one if it asked for the
+ * task. A waiting task holds one on the future it awaits.
+ *
+ * The wait protocol is described in task.h. sleep, yield, await and shield
+ * are here; the combinators build on the same protocol.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "task.h"
+
+static COIL__TLS struct coil_task *current;
+
+struct coil_task *coil__task_current(void)
+{
+    return current;
+}
+
+coil_task_t *coil_current_task(void)
+{
+    return current;
+}
+
+/* ------------------------------------------------------------------ */
+/* The task as a future                                                 */
+/* ------------------------------------------------------------------ */
+
+static void task_destroy(coil_future_t *fut);
+static int task_cancel_op(coil_future_t *fut);
+
+static const struct coil__future_ops task_future_ops = {
+    .destroy = task_destroy,
+    .cancel = task_cancel_op,
+    .owned = true,
+};
+
+struct coil_task *coil__task_of(coil_future_t *fut)
+{
+    if (!fut || fut->ops != &task_future_ops)
+        return NULL;
+    return coil__container_of(fut, struct coil_task, fut);
+}
+
+static void task_destroy(coil_future_t *fut)
+{
+    struct coil_task *t = coil__container_of(fut, struct coil_task, fut);
+    struct coil_loop *loop = fut->loop;
+    coil__free(t->name);
+    coil__pool_put(&loop->tasks.task_pool, t);
+}
+
+static int task_cancel_op(coil_future_t *fut)
+{
+    return coil_task_cancel(coil__container_of(fut, struct coil_task, fut));
+}
+
+/* ------------------------------------------------------------------ */
+/* Stacks                                                               */
+/* ------------------------------------------------------------------ */
+
+static int stack_get(struct coil_loop *loop, size_t size,
+                     struct coil__stack **out)
+{
+    /* Pools round sizes: compare what a pool of this size would hand out
+     * with what the loop's pool hands out. */
+    struct coil__stack_pool p;
+    coil__stack_pool_init(&p, size);
+    if (p.size == loop->tasks.stacks.size)
+        return coil__stack_get(&loop->tasks.stacks, out);
+    /* Another size: a one-off pool that keeps nothing. */
+    p.max_free = 0;
+    return coil__stack_get(&p, out);
+}
+
+static void stack_put(struct coil_loop *loop, struct coil__stack *s)
+{
+    if (s->size == loop->tasks.stacks.size) {
+        coil__stack_put(&loop->tasks.stacks, s);
+        return;
+    }
+    struct coil__stack_pool p;
+    coil__stack_pool_init(&p, s->size);
+    p.max_free = 0;
+    p.live = 1;
+    coil__stack_put(&p, s);
+}
+
+/* ------------------------------------------------------------------ */
+/* Steps                                                                */
+/* ------------------------------------------------------------------ */
+
+/* The task is finished (or abandoned): give back what only a running
+ * task needs, and the loop's reference. */
+static COIL__COLD void retire(struct coil_loop *loop, struct coil_task *t)
+{
+    coil__context_destroy(&t->ctx);
+    if (t->stack) {
+        stack_put(loop, t->stack);
+        t->stack = NULL;
+    }
+    coil__list_remove(&t->link);
+    loop->tasks.count--;
+    coil_future_unref(&t->fut);
+}
+
+static COIL__COLD void complete(struct coil_task *t, int r)
+{
+    if (r == -EINPROGRESS) {
+        /* -EINPROGRESS means "pending" to every future query. */
+        coil__loop_report(t->fut.loop, -EINVAL,
+                          "task '%s' returned -EINPROGRESS; it fails with "
+                          "-EINVAL instead",
+                          coil_task_name(t));
+        r = -EINVAL;
+    }
+    coil__timeouts_drop(t);
+    t->state = COIL__TASK_DONE;
+    coil__future_complete(&t->fut, r >= 0 ? (void *)(intptr_t)r : NULL,
+                          r >= 0 ? 0 : r);
+}
+
+/* The first frame on a task's stack. */
+static void task_main(void *arg)
+{
+    struct coil_task *t = arg;
+    int r = t->fn(t->arg);
+    complete(t, r);
+    struct coil_loop *loop = t->fut.loop;
+    coil__context_exit(loop->tasks.ctx_ops, &t->ctx, &loop->tasks.sched);
+}
+
+static void step_run(struct coil_loop *loop, struct coil__ready *node)
+{
+    struct coil_task *t = coil__container_of(node, struct coil_task, fw.node);
+    t->queued = false;
+    struct coil__wait *w = t->wait;
+    t->wait = NULL;
+    if (w) {
+        if (w->ops->resume)
+            t->wake_result = w->ops->resume(w);
+        /* A pending cancel is delivered now if this wait ends in a
+         * cancellation anyway, or carries no data worth keeping. */
+        if (t->must_cancel &&
+            (t->wake_result == -ECANCELED || !w->keep_result)) {
+            t->must_cancel = false;
+            t->wake_result = -ECANCELED;
+        }
+    }
+    if (t->state == COIL__TASK_PENDING && t->must_cancel) {
+        /* Cancelled before it started: its body never runs. */
+        t->must_cancel = false;
+        complete(t, -ECANCELED);
+        retire(loop, t);
+        return;
+    }
+    t->state = COIL__TASK_RUNNING;
+    current = t;
+    coil__stack_running = t->stack;
+    coil__context_switch(loop->tasks.ctx_ops, &loop->tasks.sched, &t->ctx);
+    current = NULL;
+    coil__stack_running = NULL;
+    if (t->state == COIL__TASK_DONE)
+        retire(loop, t);
+}
+
+static void step_discard(struct coil_loop *loop, struct coil__ready *node)
+{
+    (void)loop;
+    /* The loop closes; coil__tasks_close abandons the task itself. */
+    coil__container_of(node, struct coil_task, fw.node)->queued = false;
+}
+
+static const struct coil__ready_ops step_ops = {step_run, step_discard};
+
+static void queue(struct coil_loop *loop, struct coil_task *t)
+{
+    t->queued = true;
+    coil__readyq_push(&loop->ready, &t->fw.node);
+}
+
+/* ------------------------------------------------------------------ */
+/* The wait protocol (task.h)                                           */
+/* ------------------------------------------------------------------ */
+
+int coil__task_begin_wait(struct coil_task **out)
+{
+    struct coil_task *t = current;
+    *out = t;
+    if (!t)
+        return -EPERM;
+    if (t->must_cancel) {
+        t->must_cancel = false;
+        return -ECANCELED;
+    }
+    t->wake_result = 0;
+    return 0;
+}
+
+int coil__task_suspend(struct coil_task *t, struct coil__wait *w)
+{
+    struct coil_loop *loop = t->fut.loop;
+    t->wait = w;
+    t->state = COIL__TASK_SUSPENDED;
+    coil__context_switch(loop->tasks.ctx_ops, &t->ctx, &loop->tasks.sched);
+    /* step_run resumed us; it set wake_result and cleared t->wait. */
+    return t->wake_result;
+}
+
+void coil__task_wake(struct coil_task *t, int result)
+{
+    t->wake_result = result;
+    queue(t->fut.loop, t);
+}
+
+/* ------------------------------------------------------------------ */
+/* Spawning                                                             */
+/* ------------------------------------------------------------------ */
+
+static int check_stack_size(size_t size)
+{
+    return size >= COIL__STACK_MIN && size <= COIL__STACK_MAX ? 0 : -EINVAL;
+}
+
+static char *copy_name(const char *name)
+{
+    size_t n = strlen(name) + 1;
+    char *c = coil__malloc(n);
+    if (c)
+        memcpy(c, name, n);
+    return c;
+}
+
+int coil_task_spawn_opts(coil_loop_t *loop, coil_task_fn fn, void *arg,
+                         const coil_task_options_t *opts,
+                         coil_task_t **task_out)
+{
+    if (task_out)
+        *task_out = NULL;
+    if (!loop || !fn)
+        return -EINVAL;
+    size_t size = loop->tasks.stacks.size;
+    if (opts && opts->stack_size) {
+        if (check_stack_size(opts->stack_size))
+            return -EINVAL;
+        size = opts->stack_size;
+    }
+    if (loop->state == COIL__LOOP_CLOSED)
+        return -EBADF;
+    struct coil_task *t = coil__pool_get(&loop->tasks.task_pool);
+    if (!t)
+        return -ENOMEM;
+    t->name = NULL;
+    if (opts && opts->name && !(t->name = copy_name(opts->name))) {
+        coil__pool_put(&loop->tasks.task_pool, t);
+        return -ENOMEM;
+    }
+    int err = stack_get(loop, size, &t->stack);
+    if (err) {
+        coil__free(t->name);
+        coil__pool_put(&loop->tasks.task_pool, t);
+        return err;
+    }
+    coil__future_init(&t->fut, loop, &task_future_ops);
+    coil__list_init(&t->fw.link);
+    t->fw.node.ops = &step_ops;
+    t->fn = fn;
+    t->arg = arg;
+    t->wait = NULL;
+    t->wake_result = 0;
+    t->state = COIL__TASK_PENDING;
+    t->must_cancel = false;
+    t->cancelling = 0;
+    t->id = ++loop->tasks.next_id;
+    t->defname[0] = '\0';
+    t->scope = NULL;
+    coil__stack_set_owner(t->stack, coil_task_name(t));
+    coil__context_make(loop->tasks.ctx_ops, &t->ctx, t->stack->base,
+                       t->stack->size, task_main, t);
+    coil__list_push_back(&loop->tasks.all, &t->link);
+    loop->tasks.count++;
+    queue(loop, t);
+    if (task_out)
+        *task_out = coil_task_ref(t);
+    return 0;
+}
+
+int coil_task_spawn(coil_loop_t *loop, coil_task_fn fn, void *arg,
+                    coil_task_t **task_out)
+{
+    return coil_task_spawn_opts(loop, fn, arg, NULL, task_out);
+}
+
+coil_task_t *coil_task_ref(coil_task_t *t)
+{
+    if (t)
+        coil_future_ref(&t->fut);
+    return t;
+}
+
+void coil_task_unref(coil_task_t *t)
+{
+    if (t)
+        coil_future_unref(&t->fut);
+}
+
+coil_future_t *coil_task_future(coil_task_t *t)
+{
+    return t ? &t->fut : NULL;
+}
+
+const char *coil_task_name(coil_task_t *t)
+{
+    if (!t)
+        return NULL;
+    if (t->name)
+        return t->name;
+    if (!t->defname[0])
+        snprintf(t->defname, sizeof(t->defname), "Task-%llu",
+                 (unsigned long long)t->id);
+    return t->defname;
+}
+
+int coil_task_set_name(coil_task_t *t, const char *name)
+{
+    if (!t || !name)
+        return -EINVAL;
+    char *c = copy_name(name);
+    if (!c)
+        return -ENOMEM;
+    coil__free(t->name);
+    t->name = c;
+    if (t->stack)
+        coil__stack_set_owner(t->stack, c);
+    return 0;
+}
+
+size_t coil_task_stack_size(const coil_task_t *t)
+{
+    return t && t->stack ? t->stack->size : 0;
+}
+
+int coil_all_tasks(coil_loop_t *loop, coil_task_t **out, size_t n)
+{
+    if (!loop || (!out && n))
+        return -EINVAL;
+    size_t i = 0;
+    for (struct coil__list *l = loop->tasks.all.next; l != &loop->tasks.all;
+         l = l->next) {
+        if (i < n)
+            out[i] = coil_task_ref(coil__container_of(l, struct coil_task,
+                                                      link));
+        i++;
+    }
+    return (int)i;
+}
+
+int coil_loop_set_stack_size(coil_loop_t *loop, size_t size)
+{
+    if (!loop || check_stack_size(size))
+        return -EINVAL;
+    struct coil__stack_pool p;
+    coil__stack_pool_init(&p, size);
+    if (p.size == loop->tasks.stacks.size)
+        return 0;
+    /* Pooled stacks of the old size go; live ones come back to stack_put,
+     * which sees their size differs and unmaps them. */
+    struct coil__stack_pool old = loop->tasks.stacks;
+    old.live = 0;
+    coil__stack_pool_term(&old);
+    coil__stack_pool_init(&loop->tasks.stacks, size);
+    return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Cancellation                                                         */
+/* ------------------------------------------------------------------ */
+
+int coil_task_cancel(coil_task_t *t)
+{
+    if (!t)
+        return -EINVAL;
+    if (t->state == COIL__TASK_DONE)
+        return -EALREADY;
+    t->cancelling++;
+    if (t->must_cancel)
+        return 0;
+    if (t->wait && !t->queued && t->wait->ops->cancel(t->wait, t))
+        return 0;
+    t->must_cancel = true;
+    return 0;
+}
+
+unsigned coil_task_cancelling(const coil_task_t *t)
+{
+    return t ? t->cancelling : 0;
+}
+
+unsigned coil_task_uncancel(coil_task_t *t)
+{
+    if (!t)
+        return 0;
+    if (t->cancelling > 0)
+        t->cancelling--;
+    if (t->cancelling == 0)
+        t->must_cancel = false;
+    return t->cancelling;
+}
+
+/* ------------------------------------------------------------------ */
+/* await and shield                                                     */
+/* ------------------------------------------------------------------ */
+
+struct await_wait {
+    struct coil__wait wait;
+    struct coil_task *task;
+    coil_future_t *fut;
+    bool shield;
+};
+
+static int await_resume(struct coil__wait *w)
+{
+    return ((struct await_wait *)w)->fut->outcome;
+}
+
+static bool await_cancel(struct coil__wait *w, struct coil_task *t)
+{
+    struct await_wait *aw = (struct await_wait *)w;
+    if (coil__list_empty(&t->fw.link))
+        return false; /* fut completed: the task is on its way back */
+    if (aw->shield) {
+        coil__list_remove(&t->fw.link);
+        coil__task_wake(t, -ECANCELED);
+        return true;
+    }
+    /* As asyncio: cancelling the waiter cancels what it waits for; the
+     * waiter then wakes when that is done (cancelled or not). */
+    return coil_future_cancel(aw->fut) == 0;
+}
+
+static void await_abandon(struct coil__wait *w)
+{
+    struct await_wait *aw = (struct await_wait *)w;
+    /* Unlink before dropping the reference: the list is inside fut. */
+    coil__list_remove(&aw->task->fw.link);
+    coil_future_unref(aw->fut);
+}
+
+static const struct coil__wait_ops await_ops = {await_cancel, await_resume,
+                                                await_abandon};
+
+static int await(coil_future_t *fut, void **value_out, bool shield)
+{
+    struct coil_task *t;
+    int err = coil__task_begin_wait(&t);
+    if (err)
+        return err;
+    if (!fut || fut->loop != t->fut.loop)
+        return -EINVAL;
+    if (fut == &t->fut)
+        return -EDEADLK;
+    if (fut->outcome == -EINPROGRESS) {
+        struct await_wait aw = {{&await_ops, true}, t, fut, shield};
+        fut->refs++; /* kept alive while we wait, whoever else lets go */
+        coil__list_push_back(&fut->waiters, &t->fw.link);
+        err = coil__task_suspend(t, &aw.wait);
+        if (err == 0 && value_out)
+            *value_out = fut->value;
+        if (coil__unlikely(--fut->refs == 0)) {
+            fut->refs = 1;
+            coil_future_unref(fut);
+        }
+        return err;
+    }
+    if (fut->outcome == 0 && value_out)
+        *value_out = fut->value;
+    return fut->outcome;
+}
+
+int coil_await(coil_future_t *fut, void **value_out)
+{
+    return await(fut, value_out, false);
+}
+
+int coil_shield(coil_future_t *fut, void **value_out)
+{
+    return await(fut, value_out, true);
+}
+
+int coil_task_join(coil_task_t *task)
+{
+    void *v = NULL;
+    int err = coil_await(task ? &task->fut : NULL, &v);
+    return err ? err : (int)(intptr_t)v;
+}
+
+/* ------------------------------------------------------------------ */
+/* sleep and yield                                                      */
+/* ------------------------------------------------------------------ */
+
+struct sleep_wait {
+    struct coil__wait wait;
+    struct coil_task *task;
+    coil_handle_t *timer;
+    bool done; /* the timer fired or the sleep was cancelled */
+};
+
+static void sleep_fire(void *arg)
+{
+    struct sleep_wait *sw = arg;
+    sw->done = true;
+    coil__task_wake(sw->task, 0);
+}
+
+static bool sleep_cancel(struct coil__wait *w, struct coil_task *t)
+{
+    struct sleep_wait *sw = (struct sleep_wait *)w;
+    if (sw->done)
+        return false;
+    sw->done = true;
+    coil_handle_cancel(sw->timer);
+    coil__task_wake(t, -ECANCELED);
+    return true;
+}
+
+static void sleep_abandon(struct coil__wait *w)
+{
+    struct sleep_wait *sw = (struct sleep_wait *)w;
+    coil_handle_cancel(sw->timer);
+    coil_handle_release(sw->timer);
+}
+
+static const struct coil__wait_ops sleep_ops = {sleep_cancel, NULL,
+                                                sleep_abandon};
+
+static bool yield_cancel(struct coil__wait *w, struct coil_task *t)
+{
+    (void)w;
+    (void)t;
+    return false; /* already queued; step_run delivers the cancel */
+}
+
+static void yield_abandon(struct coil__wait *w)
+{
+    (void)w;
+}
+
+static const struct coil__wait_ops yield_ops = {yield_cancel, NULL,
+                                                yield_abandon};
+
+int coil_yield(void)
+{
+    struct coil_task *t;
+    int err = coil__task_begin_wait(&t);
+    if (err)
+        return err;
+    struct coil__wait w = {&yield_ops, false};
+    coil__task_wake(t, 0);
+    return coil__task_suspend(t, &w);
+}
+
+int coil_sleep(int64_t delay_ns)
+{
+    if (delay_ns <= 0)
+        return coil_yield();
+    struct coil_task *t;
+    int err = coil__task_begin_wait(&t);
+    if (err)
+        return err;
+    struct sleep_wait sw = {{&sleep_ops, false}, t, NULL, false};
+    struct coil_loop *loop = t->fut.loop;
+    err = coil_call_later(loop, delay_ns, sleep_fire, &sw, &sw.timer);
+    if (err)
+        return err;
+    err = coil__task_suspend(t, &sw.wait);
+    coil_handle_release(sw.timer);
+    return err;
+}
+
+/* ------------------------------------------------------------------ */
+/* The loop's part                                                      */
+/* ------------------------------------------------------------------ */
+
+int coil__tasks_init(struct coil_loop *loop)
+{
+    struct coil__tasks *ts = &loop->tasks;
+    coil__list_init(&ts->all);
+    ts->count = 0;
+    ts->next_id = 0;
+    ts->sched_storage = NULL;
+    coil__pool_init(&ts->task_pool, sizeof(struct coil_task));
+    coil__stack_pool_init(&ts->stacks, COIL__STACK_DEFAULT);
+    int err = coil__context_find(NULL, &ts->ctx_ops);
+    if (err)
+        return err;
+    if (ts->ctx_ops->thread_storage) {
+        ts->sched_storage = coil__malloc(ts->ctx_ops->thread_storage);
+        if (!ts->sched_storage)
+            return -ENOMEM;
+    }
+    coil__context_init_thread(ts->ctx_ops, &ts->sched, ts->sched_storage);
+    return 0;
+}
+
+void coil__tasks_close(struct coil_loop *loop)
+{
+    struct coil__list *l;
+    while ((l = coil__list_first(&loop->tasks.all))) {
+        struct coil_task *t = coil__container_of(l, struct coil_task, link);
+        if (t->state != COIL__TASK_PENDING)
+            coil__loop_report(loop, -ECANCELED,
+                              "task '%s' was destroyed while pending: the "
+                              "loop was closed",
+                              coil_task_name(t));
+        coil_future_ref(&t->fut);
+        if (t->wait) {
+            t->wait->ops->abandon(t->wait);
+            t->wait = NULL;
+        }
+        coil__list_remove(&t->fw.link);
+        if (t->state != COIL__TASK_DONE)
+            complete(t, -ECANCELED);
+        retire(loop, t);
+        coil_future_unref(&t->fut);
+    }
+}
+
+void coil__tasks_term(struct coil_loop *loop)
+{
+    struct coil__tasks *ts = &loop->tasks;
+    coil__stack_pool_term(&ts->stacks);
+    coil__pool_term(&ts->task_pool);
+    coil__free(ts->sched_storage);
+    ts->sched_storage = NULL;
+}
+
+/* ------------------------------------------------------------------ */
+/* coil_run                                                             */
+/* ------------------------------------------------------------------ */
+
+/* Cancel every task and run until all have finished; a task that ignores
+ * cancellation is cancelled again each round. */
+static void cancel_all(struct coil_loop *loop)
+{
+    while (loop->tasks.count) {
+        for (struct coil__list *l = loop->tasks.all.next;
+             l != &loop->tasks.all; l = l->next)
+            coil_task_cancel(coil__container_of(l, struct coil_task, link));
+        if (coil__loop_run_until_no_tasks(loop) != 0)
+            break;
+    }
+}
+
+int coil_run(coil_task_fn main, void *arg)
+{
+    if (!main)
+        return -EINVAL;
+    coil_loop_t *running;
+    if (coil_get_running_loop(&running) == 0)
+        return -EBUSY;
+    coil_loop_t *loop;
+    int err = coil_loop_new(&loop);
+    if (err)
+        return err;
+    coil_task_t *t;
+    err = coil_task_spawn(loop, main, arg, &t);
+    if (err) {
+        coil_loop_free(loop);
+        return err;
+    }
+    coil_loop_run_until_complete(loop, &t->fut);
+    if (!coil_future_done(&t->fut))
+        coil_task_cancel(t); /* the loop was stopped early */
+    cancel_all(loop);
+    void *v = NULL;
+    err = coil_future_result(&t->fut, &v);
+    if (err == 0)
+        err = (int)(intptr_t)v;
+    coil_task_unref(t);
+    coil_loop_free(loop);
+    return err;
+}

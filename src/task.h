@@ -1,0 +1,106 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * task.h - tasks' internals, and the wait protocol every suspending call
+ * in coil is built on.
+ *
+ * A suspending call (sleep, await, a lock, a socket read...) does:
+ *
+ *     struct coil_task *t;
+ *     int err = coil__task_begin_wait(&t);   // -EPERM, or a pending cancel
+ *     if (err) return err;
+ *     ... arm: register w with whatever will complete it ...
+ *     err = coil__task_suspend(t, &w.wait);  // returns what the wait got
+ *
+ * and whatever completes the wait calls coil__task_wake(t, result), or
+ * (a future the task awaits) queues the task's node, in which case the
+ * wait's resume op computes the result. Cancelling the task calls the
+ * wait's cancel op, which either interrupts the wait (it disarms and
+ * wakes the task with -ECANCELED, or arranges for that to happen, and
+ * returns true) or says the wait already completed (false): then the
+ * cancel is delivered by the next wait, unless this wait carries no data
+ * (keep_result false), in which case it is delivered right here.
+ *
+ * If the loop is closed while a task is suspended, the task can never
+ * resume: its wait's abandon op releases what the wait holds (the task's
+ * stack, where the wait lives, is freed right after).
+ */
+#ifndef COIL_TASK_INTERNAL_H
+#define COIL_TASK_INTERNAL_H
+
+#include "future.h"
+
+struct coil_task;
+struct coil__wait;
+
+struct coil__wait_ops {
+    /* The task is cancelled: interrupt the wait (true) or not (false). */
+    bool (*cancel)(struct coil__wait *w, struct coil_task *t);
+    /* Optional: compute the wait's result when the task's node ran without
+     * coil__task_wake (a future it waited for completed). */
+    int (*resume)(struct coil__wait *w);
+    /* The loop closed with the task suspended here: release everything
+     * the wait holds; never wakes the task. */
+    void (*abandon)(struct coil__wait *w);
+};
+
+struct coil__wait {
+    const struct coil__wait_ops *ops;
+    bool keep_result; /* a completed result wins over a pending cancel */
+};
+
+enum coil__task_state {
+    COIL__TASK_PENDING,   /* created, its first step queued */
+    COIL__TASK_RUNNING,   /* on the CPU */
+    COIL__TASK_SUSPENDED, /* in a wait (task->wait), maybe already woken */
+    COIL__TASK_DONE,      /* fn returned; the future is complete */
+};
+
+struct coil_task {
+    struct coil_future fut;   /* the outcome; holds the references */
+    struct coil__fwaiter fw;  /* fw.node runs the task's next step; fw.link
+                                 is used while it awaits one future */
+    struct coil__context ctx; /* where the task's registers are saved */
+    struct coil__stack *stack;
+    coil_task_fn fn;
+    void *arg;
+    struct coil__list link;   /* in loop->tasks.all until finished */
+    struct coil__wait *wait;  /* the wait it is suspended in */
+    int wake_result;          /* what that wait returns */
+    uint8_t state;            /* enum coil__task_state */
+    bool must_cancel;         /* a cancel waits for the next wait */
+    bool queued;              /* fw.node is in the ready queue */
+    unsigned cancelling;      /* cancel requests not withdrawn */
+    uint64_t id;
+    char *name;               /* owned copy; NULL: defname */
+    char defname[24];         /* "Task-<id>" */
+    struct coil_timeout *scope; /* innermost timeout scope (timeout.c) */
+};
+
+int coil__tasks_init(struct coil_loop *loop);
+/* The loop closes: abandon every unfinished task. */
+void coil__tasks_close(struct coil_loop *loop);
+void coil__tasks_term(struct coil_loop *loop);
+
+/* The running task, or NULL. */
+struct coil_task *coil__task_current(void);
+
+/*
+ * Start a wait: the running task in *out, or -EPERM (not in a task), or
+ * -ECANCELED (a cancel was pending; it is consumed).
+ */
+int coil__task_begin_wait(struct coil_task **out);
+
+/* Suspend the running task t in w; returns the wait's result. */
+int coil__task_suspend(struct coil_task *t, struct coil__wait *w);
+
+/* Make t resume with result (queues its node). t must be suspended and
+ * not yet woken. */
+void coil__task_wake(struct coil_task *t, int result);
+
+/* Free the timeout scopes a finished task left open (timeout.c). */
+void coil__timeouts_drop(struct coil_task *t);
+
+/* The task whose future fut is, or NULL for a plain future. */
+struct coil_task *coil__task_of(coil_future_t *fut);
+
+#endif /* COIL_TASK_INTERNAL_H */

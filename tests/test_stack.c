@@ -1,0 +1,639 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * test_stack.c - coroutine stacks (stack.h): the pool, sizes, the guard
+ * and the overflow report, both guard mechanisms, and the mapping limits.
+ *
+ * Faults are provoked in forked children, which the parent watches
+ * through a pipe on their stderr with a bounded wait. A child first puts
+ * SIGSEGV and SIGBUS back to the default action and reinstalls coil's
+ * handler over it (cmocka installs its own around each test), so what the
+ * handler passes a foreign fault on to is the default action.
+ */
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "context.h"
+#include "helpers.h"
+#include "stack.h"
+
+#if defined(__has_include)
+#if __has_include(<valgrind/valgrind.h>)
+#include <valgrind/valgrind.h>
+#endif
+#endif
+#ifndef RUNNING_ON_VALGRIND
+#define RUNNING_ON_VALGRIND 0
+#endif
+
+#if defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define TEST_TSAN 1
+#endif
+#endif
+#if defined(__SANITIZE_THREAD__) && !defined(TEST_TSAN)
+#define TEST_TSAN 1
+#endif
+
+/* Test-build hooks of stack.c. */
+void coil__stack_force_mprotect(bool on);
+void coil__stack_reinstall_handler(void);
+
+static size_t page(void)
+{
+    return (size_t)sysconf(_SC_PAGESIZE);
+}
+
+static struct coil__stack *get(struct coil__stack_pool *pool)
+{
+    struct coil__stack *s = NULL;
+    assert_int_equal(coil__stack_get(pool, &s), 0);
+    assert_non_null(s);
+    return s;
+}
+
+/* ------------------------------------------------------------------ */
+/* The pool                                                             */
+/* ------------------------------------------------------------------ */
+
+static void test_get_put_lifo(void **state)
+{
+    (void)state;
+    struct coil__stack_pool pool;
+    coil__stack_pool_init(&pool, COIL__STACK_DEFAULT);
+    assert_int_equal(pool.max_free, 64);
+    struct coil__stack *a = get(&pool), *b = get(&pool), *c = get(&pool);
+    assert_true(a != b && b != c && a != c);
+    assert_int_equal(pool.live, 3);
+    coil__stack_set_owner(a, "a");
+    assert_string_equal(a->owner, "a");
+
+    coil__stack_put(&pool, a);
+    coil__stack_put(&pool, b);
+    assert_int_equal(pool.live, 1);
+    assert_int_equal(pool.nfree, 2);
+    assert_null(a->owner); /* a returned stack has no owner */
+    /* Last in, first out: the warmest stack comes back first. */
+    assert_ptr_equal(get(&pool), b);
+    assert_ptr_equal(get(&pool), a);
+    struct coil__stack *d = get(&pool); /* a new one */
+    assert_true(d != a && d != b && d != c);
+    assert_int_equal(pool.nfree, 0);
+    assert_int_equal(pool.live, 4);
+    coil__stack_put(&pool, a);
+    coil__stack_put(&pool, b);
+    coil__stack_put(&pool, c);
+    coil__stack_put(&pool, d);
+    assert_int_equal(pool.live, 0);
+    coil__stack_pool_term(&pool);
+    assert_int_equal(pool.nfree, 0);
+    assert_null(pool.free);
+}
+
+static void test_pool_keeps_at_most_max_free(void **state)
+{
+    (void)state;
+    enum { N = 100 };
+    struct coil__stack_pool pool;
+    struct coil__stack *s[N];
+    coil__stack_pool_init(&pool, COIL__STACK_MIN);
+    for (int i = 0; i < N; i++)
+        s[i] = get(&pool);
+    for (int i = 0; i < N; i++)
+        coil__stack_put(&pool, s[i]);
+    assert_int_equal(pool.nfree, pool.max_free);
+    assert_int_equal(pool.live, 0);
+    /* The kept ones are the first max_free returned, newest on top. */
+    assert_ptr_equal(pool.free, s[pool.max_free - 1]);
+    coil__stack_pool_term(&pool);
+}
+
+/* ------------------------------------------------------------------ */
+/* Sizes and layout                                                     */
+/* ------------------------------------------------------------------ */
+
+static void check_layout(size_t request)
+{
+    struct coil__stack_pool pool;
+    coil__stack_pool_init(&pool, request);
+    struct coil__stack *s = get(&pool);
+    uintptr_t base = (uintptr_t)s->base, map = (uintptr_t)s->mapping;
+    size_t header = map + s->map_size - (base + s->size);
+
+    assert_int_equal(s->size, pool.size);
+    assert_true(s->size >= request);         /* never less */
+    assert_true(s->size < request + page()); /* rounded, not more */
+    assert_int_equal(base % page(), 0);      /* guard: whole pages */
+    assert_int_equal(map % page(), 0);
+    assert_int_equal(s->map_size % page(), 0);
+    assert_true(base - map >= 16 * 1024); /* the guard */
+    assert_true(header >= sizeof(struct coil__stack) && header <= 64);
+    assert_int_equal((base + s->size) % 64, 0); /* top of the stack */
+    /* The header lives above the usable area, inside the mapping. */
+    assert_true((uintptr_t)s >= base + s->size);
+    assert_true((uintptr_t)(s + 1) <= map + s->map_size);
+    coil__stack_put(&pool, s);
+    coil__stack_pool_term(&pool);
+}
+
+static void test_sizes_rounded(void **state)
+{
+    (void)state;
+    check_layout(COIL__STACK_MIN);
+    check_layout(20000);
+    check_layout(COIL__STACK_DEFAULT);
+    check_layout(COIL__STACK_DEFAULT + 1);
+    check_layout(1024 * 1024 + 123);
+    check_layout(COIL__STACK_MAX); /* 1 GiB: reserved, never touched */
+}
+
+static void test_whole_area_writable(void **state)
+{
+    (void)state;
+    struct coil__stack_pool pool;
+    coil__stack_pool_init(&pool, COIL__STACK_DEFAULT);
+    struct coil__stack *s = get(&pool);
+    struct coil__stack copy = *s;
+    unsigned char *p = s->base;
+    memset(p, 0xa5, s->size);
+    for (size_t i = 0; i < s->size; i++)
+        if (p[i] != 0xa5)
+            fail_msg("byte %zu of the stack did not keep its value", i);
+    assert_memory_equal(s, &copy, sizeof(copy)); /* header untouched */
+    coil__stack_put(&pool, s);
+    /* Pooled stacks keep their contents (no MADV_DONTNEED). */
+    s = get(&pool);
+    assert_int_equal(((unsigned char *)s->base)[0], 0xa5);
+    coil__stack_put(&pool, s);
+    coil__stack_pool_term(&pool);
+}
+
+static void test_guard_kind(void **state)
+{
+    (void)state;
+    const char *kind = coil__stack_guard_kind();
+    printf("[ guard    ] %s\n", kind);
+    assert_true(strcmp(kind, "madvise") == 0 || strcmp(kind, "mprotect") == 0);
+    coil__stack_force_mprotect(true);
+    assert_string_equal(coil__stack_guard_kind(), "mprotect");
+    coil__stack_force_mprotect(false);
+    assert_string_equal(coil__stack_guard_kind(), kind); /* decided again */
+}
+
+/* ------------------------------------------------------------------ */
+/* Forked children                                                      */
+/* ------------------------------------------------------------------ */
+
+enum { CHILD_SURVIVED = 42, CHILD_SETUP_FAILED = 43 };
+
+struct child {
+    int status;
+    bool timed_out;
+    char err[16384]; /* its stderr */
+    size_t len;
+};
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int64_t child_budget_ms(void)
+{
+    const char *m = getenv("COIL_TEST_TIMEOUT_MULTIPLIER");
+    double k = m ? atof(m) : 1;
+    return (int64_t)(8000 * (k > 1 ? k : 1));
+}
+
+/* Run fn(arg) in a child with stderr into c->err; wait a bounded time. */
+static void run_child(void (*fn)(const void *), const void *arg,
+                      struct child *c)
+{
+    int fds[2];
+    memset(c, 0, sizeof(*c));
+    if (RUNNING_ON_VALGRIND)
+        printf("[ NOTE     ] what valgrind says about the child's fault "
+               "below is expected\n");
+    assert_int_equal(pipe(fds), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        close(fds[0]);
+        dup2(fds[1], STDERR_FILENO);
+        close(fds[1]);
+        signal(SIGALRM, SIG_DFL);
+        alarm(30); /* a hung child dies by SIGALRM, not as a pass */
+        fn(arg);
+        _exit(CHILD_SURVIVED);
+    }
+    close(fds[1]);
+    int64_t deadline = now_ms() + child_budget_ms();
+    for (;;) {
+        int64_t left = deadline - now_ms();
+        struct pollfd pfd = {.fd = fds[0], .events = POLLIN};
+        if (left <= 0) {
+            c->timed_out = true;
+            break;
+        }
+        if (poll(&pfd, 1, (int)left) <= 0)
+            continue;
+        ssize_t n = read(fds[0], c->err + c->len, sizeof(c->err) - 1 - c->len);
+        if (n <= 0)
+            break; /* EOF: the child is gone */
+        c->len += (size_t)n;
+        if (c->len == sizeof(c->err) - 1)
+            break;
+    }
+    close(fds[0]);
+    c->err[c->len] = '\0';
+    while (waitpid(pid, &c->status, WNOHANG) == 0) {
+        if (now_ms() >= deadline) {
+            c->timed_out = true;
+            kill(pid, SIGKILL);
+            waitpid(pid, &c->status, 0);
+            break;
+        }
+        usleep(1000);
+    }
+}
+
+static void expect_signal(const struct child *c, int sig)
+{
+    if (c->timed_out)
+        fail_msg("the child hung; its stderr:\n%s", c->err);
+    if (!WIFSIGNALED(c->status))
+        fail_msg("the child exited with %d instead of dying by signal %d; "
+                 "its stderr:\n%s",
+                 WEXITSTATUS(c->status), sig, c->err);
+    if (WTERMSIG(c->status) != sig)
+        fail_msg("the child died by signal %d instead of %d; its stderr:\n%s",
+                 WTERMSIG(c->status), sig, c->err);
+}
+
+/* First thing in a child: the default action under coil's handler. */
+static void child_prepare(bool use_mprotect)
+{
+    signal(SIGSEGV, SIG_DFL);
+    signal(SIGBUS, SIG_DFL);
+    coil__stack_force_mprotect(use_mprotect);
+    coil__stack_reinstall_handler();
+    if (coil__stack_thread_init() != 0)
+        _exit(CHILD_SETUP_FAILED);
+}
+
+/* ------------------------------------------------------------------ */
+/* Overflow: a context recursing without bound                          */
+/* ------------------------------------------------------------------ */
+
+static volatile bool keep_going = true;
+
+__attribute__((noinline)) static int bottomless(int depth)
+{
+    volatile char pad[512];
+    pad[0] = (char)depth;
+    pad[sizeof(pad) - 1] = (char)depth;
+    int below = keep_going ? bottomless(depth + 1) : 0;
+    return below + pad[0] + pad[sizeof(pad) - 1];
+}
+
+static const char VICTIM[] = "overflow-victim";
+
+struct overflow {
+    bool use_mprotect;
+    bool in_thread;
+};
+
+static struct {
+    const struct coil__context_ops *ops;
+    struct coil__context main, co;
+} ov;
+
+static void overflow_entry(void *arg)
+{
+    (void)arg;
+    bottomless(0);
+    coil__context_exit(ov.ops, &ov.co, &ov.main);
+}
+
+static void *overflow_run(void *unused)
+{
+    (void)unused;
+    struct coil__stack_pool pool;
+    struct coil__stack *s;
+    if (coil__stack_thread_init() != 0 ||
+        coil__context_find(NULL, &ov.ops) != 0)
+        _exit(CHILD_SETUP_FAILED);
+    coil__stack_pool_init(&pool, COIL__STACK_DEFAULT);
+    if (coil__stack_get(&pool, &s) != 0)
+        _exit(CHILD_SETUP_FAILED);
+    fprintf(stderr, "guard: %s\n", coil__stack_guard_kind());
+    coil__stack_set_owner(s, VICTIM);
+    void *storage = malloc(ov.ops->thread_storage + 1);
+    coil__context_init_thread(ov.ops, &ov.main, storage);
+    coil__context_make(ov.ops, &ov.co, s->base, s->size, overflow_entry, NULL);
+    coil__stack_running = s; /* as the task switch does */
+    coil__context_switch(ov.ops, &ov.main, &ov.co);
+    return NULL; /* not reached: the child aborts */
+}
+
+static void overflow_child(const void *arg)
+{
+    const struct overflow *o = arg;
+    child_prepare(o->use_mprotect);
+    if (o->in_thread) {
+        pthread_t t;
+        if (pthread_create(&t, NULL, overflow_run, NULL) != 0)
+            _exit(CHILD_SETUP_FAILED);
+        pthread_join(t, NULL);
+    } else {
+        overflow_run(NULL);
+    }
+}
+
+static void check_overflow(bool use_mprotect, bool in_thread)
+{
+    struct overflow o = {use_mprotect, in_thread};
+    struct child *c = calloc(1, sizeof(*c));
+    struct coil__stack_pool pool;
+    char want[128];
+    coil__stack_pool_init(&pool, COIL__STACK_DEFAULT); /* just the size */
+    run_child(overflow_child, &o, c);
+    expect_signal(c, SIGABRT);
+    snprintf(want, sizeof(want),
+             "stack overflow in task '%s' (stack size %zu "
+             "bytes)",
+             VICTIM, pool.size);
+    if (!strstr(c->err, want))
+        fail_msg("stderr lacks \"%s\":\n%s", want, c->err);
+    if (!strstr(c->err, "larger stack"))
+        fail_msg("stderr lacks the hint:\n%s", c->err);
+    if (use_mprotect && !strstr(c->err, "guard: mprotect"))
+        fail_msg("the child did not use mprotect guards:\n%s", c->err);
+    free(c);
+}
+
+static void test_overflow_reported(void **state)
+{
+    (void)state;
+    check_overflow(false, false);
+}
+
+static void test_overflow_reported_mprotect(void **state)
+{
+    (void)state;
+    check_overflow(true, false);
+}
+
+static void test_overflow_reported_in_thread(void **state)
+{
+    (void)state;
+    check_overflow(false, true);
+}
+
+/* ------------------------------------------------------------------ */
+/* Faults that are not overflows go on to the previous handler           */
+/* ------------------------------------------------------------------ */
+
+static void foreign_fault_child(const void *arg)
+{
+    (void)arg;
+    struct coil__stack_pool pool;
+    struct coil__stack *s;
+    child_prepare(false);
+    coil__stack_pool_init(&pool, COIL__STACK_DEFAULT);
+    if (coil__stack_get(&pool, &s) != 0)
+        _exit(CHILD_SETUP_FAILED);
+    coil__stack_running = s; /* a stack is running, the fault is elsewhere */
+    volatile char *p =
+        mmap(NULL, page(), PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED)
+        _exit(CHILD_SETUP_FAILED);
+    p[0] = 1;
+}
+
+static void test_foreign_fault_passes_on(void **state)
+{
+    (void)state;
+    struct child *c = calloc(1, sizeof(*c));
+    run_child(foreign_fault_child, NULL, c);
+    expect_signal(c, SIGSEGV);
+    assert_null(strstr(c->err, "stack overflow"));
+    free(c);
+}
+
+/* A fault in the guard of a stack that is not running is not reported
+ * as its overflow either. */
+static void idle_guard_child(const void *arg)
+{
+    (void)arg;
+    struct coil__stack_pool pool;
+    struct coil__stack *s;
+    child_prepare(false);
+    coil__stack_pool_init(&pool, COIL__STACK_DEFAULT);
+    if (coil__stack_get(&pool, &s) != 0)
+        _exit(CHILD_SETUP_FAILED);
+    coil__stack_running = NULL;
+    ((volatile char *)s->base)[-1] = 1;
+}
+
+static void test_idle_guard_fault_passes_on(void **state)
+{
+    (void)state;
+    struct child *c = calloc(1, sizeof(*c));
+    run_child(idle_guard_child, NULL, c);
+    expect_signal(c, SIGSEGV);
+    assert_null(strstr(c->err, "stack overflow"));
+    free(c);
+}
+
+/* ------------------------------------------------------------------ */
+/* Many stacks, and the mapping limit                                   */
+/* ------------------------------------------------------------------ */
+
+static void test_many_stacks(void **state)
+{
+    (void)state;
+    /* More than the ~32,700 that mprotect guards allow at the default
+     * vm.max_map_count of 65530. */
+    size_t n = 40000;
+    if (strcmp(coil__stack_guard_kind(), "madvise") != 0) {
+        printf("[ SKIP     ] guards use mprotect here (no "
+               "MADV_GUARD_INSTALL): %zu stacks would pass "
+               "vm.max_map_count\n",
+               n);
+        skip();
+    }
+    struct coil__stack **v = calloc(n, sizeof(*v));
+    struct coil__stack_pool pool;
+    coil__stack_pool_init(&pool, COIL__STACK_MIN);
+    int64_t t0 = now_ms();
+    for (size_t i = 0; i < n; i++) {
+        int err = coil__stack_get(&pool, &v[i]);
+        if (err)
+            fail_msg("stack %zu of %zu: %d", i, n, err);
+        ((volatile char *)v[i]->base)[v[i]->size - 1] = 1; /* touch the top */
+    }
+    assert_int_equal(pool.live, n);
+    for (size_t i = 0; i < n; i++)
+        coil__stack_put(&pool, v[i]);
+    coil__stack_pool_term(&pool);
+    printf("[ stacks   ] %zu stacks got, touched and released in %lld ms\n", n,
+           (long long)(now_ms() - t0));
+    free(v);
+}
+
+static long max_map_count(void)
+{
+    long v = -1;
+    FILE *f = fopen("/proc/sys/vm/max_map_count", "r");
+    if (f) {
+        if (fscanf(f, "%ld", &v) != 1)
+            v = -1;
+        fclose(f);
+    }
+    return v;
+}
+
+static void test_mprotect_map_limit(void **state)
+{
+    (void)state;
+    long limit = max_map_count();
+    if (limit < 0 || limit > 200000) {
+        printf("[ SKIP     ] vm.max_map_count is %ld: reaching it would be "
+               "slow or impossible to read\n",
+               limit);
+        skip();
+    }
+    if (RUNNING_ON_VALGRIND) {
+        printf("[ SKIP     ] under valgrind: its own table of mappings "
+               "(VG_N_SEGMENTS) fills before the kernel's limit, and "
+               "valgrind exits\n");
+        skip();
+    }
+#ifdef TEST_TSAN
+    printf("[ SKIP     ] under ThreadSanitizer: it maps memory of its own "
+           "as it runs, and aborts when the limit is reached\n");
+    skip();
+#endif
+    /* Each stack with an mprotect guard is two mappings. */
+    size_t cap = (size_t)limit + 16, n = 0;
+    struct coil__stack **v = calloc(cap, sizeof(*v));
+    assert_non_null(v);
+    struct coil__stack_pool pool;
+    coil__stack_pool_init(&pool, COIL__STACK_MIN);
+    coil__stack_force_mprotect(true);
+    int err = 0;
+    while (n < cap && (err = coil__stack_get(&pool, &v[n])) == 0)
+        n++;
+    struct coil__stack *failed = n < cap ? v[n] : NULL;
+    /* Release before asserting: nothing can map while at the limit. */
+    for (size_t i = 0; i < n; i++)
+        coil__stack_put(&pool, v[i]);
+    struct coil__stack *after = NULL;
+    int err_after = coil__stack_get(&pool, &after);
+    if (after)
+        coil__stack_put(&pool, after);
+    coil__stack_pool_term(&pool);
+    coil__stack_force_mprotect(false);
+    free(v);
+
+    printf("[ limit    ] %zu stacks with mprotect guards, then %d "
+           "(vm.max_map_count %ld)\n",
+           n, err, limit);
+    assert_int_equal(err, -ENOMEM);
+    assert_null(failed);
+    assert_true(n > (size_t)limit / 4 && n < (size_t)limit / 2 + 1);
+    assert_int_equal(err_after, 0); /* usable again once released */
+}
+
+/* ------------------------------------------------------------------ */
+/* Alternate signal stacks                                              */
+/* ------------------------------------------------------------------ */
+
+struct altstack_seen {
+    bool ok;
+    stack_t ss; /* the thread's alternate signal stack */
+};
+
+static void *thread_altstack(void *arg)
+{
+    struct altstack_seen *seen = arg;
+    seen->ok = coil__stack_thread_init() == 0 &&
+               coil__stack_thread_init() == 0 &&
+               sigaltstack(NULL, &seen->ss) == 0 &&
+               !(seen->ss.ss_flags & SS_DISABLE) &&
+               seen->ss.ss_size >= (size_t)MINSIGSTKSZ;
+    return NULL;
+}
+
+/* Whether any byte of [addr, addr + len) is mapped (/proc/self/maps:
+ * probing with a system call would count as an error under valgrind). */
+static bool mapped(void *addr, size_t len)
+{
+    uintptr_t lo = (uintptr_t)addr, hi = lo + len;
+    unsigned long start, end;
+    bool found = false;
+    FILE *f = fopen("/proc/self/maps", "r");
+    assert_non_null(f);
+    char line[512];
+    while (!found && fgets(line, sizeof(line), f))
+        if (sscanf(line, "%lx-%lx", &start, &end) == 2)
+            found = start < hi && lo < end;
+    fclose(f);
+    return found;
+}
+
+static void test_thread_init(void **state)
+{
+    (void)state;
+    stack_t ss;
+    assert_int_equal(coil__stack_thread_init(), 0);
+    assert_int_equal(coil__stack_thread_init(), 0);
+    assert_int_equal(sigaltstack(NULL, &ss), 0);
+    assert_false(ss.ss_flags & SS_DISABLE);
+
+    /* Each thread gets one, and it goes away with the thread. */
+    for (int i = 0; i < 20; i++) {
+        struct altstack_seen seen = {0};
+        pthread_t t;
+        assert_int_equal(pthread_create(&t, NULL, thread_altstack, &seen), 0);
+        assert_int_equal(pthread_join(t, NULL), 0);
+        assert_true(seen.ok);
+        assert_true(seen.ss.ss_sp != ss.ss_sp);
+        if (mapped(seen.ss.ss_sp, seen.ss.ss_size))
+            fail_msg("thread %d's alternate signal stack is still mapped", i);
+    }
+}
+
+#define TEST(fn)                                                               \
+    cmocka_unit_test_setup_teardown(fn, test_setup_noloop, test_teardown_noloop)
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        TEST(test_get_put_lifo),
+        TEST(test_pool_keeps_at_most_max_free),
+        TEST(test_sizes_rounded),
+        TEST(test_whole_area_writable),
+        TEST(test_guard_kind),
+        TEST(test_overflow_reported),
+        TEST(test_overflow_reported_mprotect),
+        TEST(test_overflow_reported_in_thread),
+        TEST(test_foreign_fault_passes_on),
+        TEST(test_idle_guard_fault_passes_on),
+        TEST(test_many_stacks),
+        TEST(test_mprotect_map_limit),
+        TEST(test_thread_init),
+    };
+    test_init();
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
