@@ -151,7 +151,11 @@ static bool ws_cancel(struct coil__wait *w, struct coil_task *t)
 static void unlink_all(struct watchset *ws)
 {
     for (size_t i = 0; i < ws->n; i++)
-        coil__list_remove(&ws->e[i].fw.link);
+        if (!coil__list_empty(&ws->e[i].fw.link)) {
+            /* Not queued: it will never run, so it counts as done. */
+            coil__list_remove(&ws->e[i].fw.link);
+            ws->e[i].ran = true;
+        }
 }
 
 static void disarm(struct watchset *ws)
@@ -300,6 +304,8 @@ int coil_wait(coil_future_t *const *futs, size_t n, enum coil_wait_mode mode,
         return -EINVAL;
     if ((err = coil__task_begin_wait(&t)))
         return err;
+    if (n == 0)
+        return 0; /* nothing to wait for (asyncio refuses an empty set) */
     struct watchset *ws;
     if ((err = ws_new(t, futs, n, timeout_ns, &ws)))
         return err;

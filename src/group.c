@@ -137,8 +137,11 @@ static bool group_cancel_op(struct coil__wait *w, struct coil_task *t)
 static void group_abandon(struct coil__wait *w)
 {
     /* The loop closed: the children are abandoned by the same pass and
-     * their member records discarded; nothing to do here. */
-    (void)w;
+     * their member records discarded. The parent never resumes to free
+     * the group, so its reference goes here. */
+    struct coil_group *g = coil__container_of(w, struct coil_group, wait);
+    g->freed = true;
+    group_unref(g);
 }
 
 static const struct coil__wait_ops group_wait_ops = {group_cancel_op, NULL,
@@ -228,8 +231,11 @@ int coil_group_wait(coil_group_t *g)
         coil__task_suspend(t, &g->wait);
         g->waiting = false;
     }
-    if (g->cancelled_parent)
-        coil_task_uncancel(t);
+    /* Withdraw the group's own request. One left over came from outside:
+     * it may have been delivered together with ours (one -ECANCELED for
+     * both), so it is delivered again at the next wait. */
+    if (g->cancelled_parent && coil_task_uncancel(t) > 0)
+        g->outside_cancel = true;
     if (g->first_error) {
         /* An outside cancel stays pending for the parent's next wait. */
         if (g->outside_cancel)

@@ -111,6 +111,12 @@ static COIL__COLD void retire(struct coil_loop *loop, struct coil_task *t)
     }
     coil__list_remove(&t->link);
     loop->tasks.count--;
+    /* Failed, and nobody holds or awaits it: nobody ever will see it. */
+    if (t->fut.refs == 1 && t->fut.outcome < 0 &&
+        t->fut.outcome != -ECANCELED && loop->state != COIL__LOOP_CLOSED)
+        coil__loop_report(loop, t->fut.outcome,
+                          "task '%s' failed and nobody awaited it",
+                          coil_task_name(t));
     coil_future_unref(&t->fut);
 }
 
@@ -143,11 +149,12 @@ static void task_main(void *arg)
 static void step_run(struct coil_loop *loop, struct coil__ready *node)
 {
     struct coil_task *t = coil__container_of(node, struct coil_task, fw.node);
+    bool woken = t->queued; /* by coil__task_wake, which set wake_result */
     t->queued = false;
     struct coil__wait *w = t->wait;
     t->wait = NULL;
     if (w) {
-        if (w->ops->resume)
+        if (w->ops->resume && !woken)
             t->wake_result = w->ops->resume(w);
         /* A pending cancel is delivered now if this wait ends in a
          * cancellation anyway, or carries no data worth keeping. */

@@ -39,6 +39,10 @@ static int arm(struct coil_timeout *sc, int64_t when)
     sc->when = when;
     if (when == INT64_MAX)
         return 0;
+    /* Already past: expire in the next iteration, ahead of anything the
+     * task queues after this (a yield), so its next wait is cut short. */
+    if (when <= coil_loop_time(sc->task->fut.loop))
+        return coil_call_soon(sc->task->fut.loop, expire, sc, &sc->timer);
     return coil_call_at(sc->task->fut.loop, when, expire, sc, &sc->timer);
 }
 

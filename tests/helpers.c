@@ -15,7 +15,7 @@
 
 static atomic_long live;
 static atomic_long total;
-static atomic_long fail_at;    /* allocation number that fails, 0: never */
+static atomic_long fail_at; /* allocation number that fails, 0: never */
 static atomic_bool failed;
 
 static bool should_fail(void)
@@ -177,8 +177,7 @@ int test_setup(void **state)
     struct fixture *f = *state;
     int err = coil_loop_new(&f->loop);
     if (err) {
-        fprintf(stderr, "test_setup: coil_loop_new: %s\n",
-                coil_strerror(err));
+        fprintf(stderr, "test_setup: coil_loop_new: %s\n", coil_strerror(err));
         return -1;
     }
     return 0;
@@ -228,4 +227,65 @@ void test_run(coil_loop_t *loop)
 void test_stop_cb(void *loop)
 {
     coil_loop_stop(loop);
+}
+
+int test_setup_fake(void **state)
+{
+    coil__clock_fake(true, true);
+    return test_setup(state);
+}
+
+int test_setup_fake_noloop(void **state)
+{
+    coil__clock_fake(true, true);
+    return test_setup_noloop(state);
+}
+
+/* A stop a virtual day later: a wait that never ends fails the test. */
+static coil_handle_t *safety_stop(coil_loop_t *loop)
+{
+    coil_handle_t *safety;
+    assert_int_equal(coil_call_later(loop, 24 * 3600 * COIL_SEC, test_stop_cb,
+                                     loop, &safety),
+                     0);
+    return safety;
+}
+
+static void safety_off(coil_handle_t *safety)
+{
+    coil_handle_cancel(safety);
+    coil_handle_release(safety);
+}
+
+int test_run_until(coil_loop_t *loop, coil_future_t *fut)
+{
+    coil_handle_t *safety = safety_stop(loop);
+    int err = coil_loop_run_until_complete(loop, fut);
+    safety_off(safety);
+    return err;
+}
+
+void test_run_stopped(coil_loop_t *loop)
+{
+    coil_handle_t *safety = safety_stop(loop);
+    test_run(loop);
+    safety_off(safety);
+}
+
+int test_run_task(coil_loop_t *loop, coil_task_fn fn, void *arg)
+{
+    coil_task_t *t;
+    assert_int_equal(coil_task_spawn(loop, fn, arg, &t), 0);
+    int err = test_run_until(loop, coil_task_future(t));
+    assert_true(coil_future_done(coil_task_future(t)));
+    void *v = NULL;
+    int r = coil_future_result(coil_task_future(t), &v);
+    assert_int_equal(err, r);
+    coil_task_unref(t);
+    return r == 0 ? (int)(intptr_t)v : r;
+}
+
+void test_assert_no_tasks(coil_loop_t *loop)
+{
+    assert_int_equal(coil_all_tasks(loop, NULL, 0), 0);
 }

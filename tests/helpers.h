@@ -82,6 +82,25 @@ void test_run(coil_loop_t *loop);
 /* A callback that stops the loop passed as arg. */
 void test_stop_cb(void *loop);
 
+/* Setup with the virtual clock (autojump) on, with or without a loop. */
+int test_setup_fake(void **state);
+int test_setup_fake_noloop(void **state);
+
+/*
+ * Run the loop until fut is done (coil_loop_run_until_complete) or until
+ * something stops it, with a safety stop a virtual day later so that a
+ * wait that never ends fails the test instead of hanging it.
+ */
+int test_run_until(coil_loop_t *loop, coil_future_t *fut);
+void test_run_stopped(coil_loop_t *loop);
+
+/* Spawn fn(arg), run the loop until it finishes and return its outcome:
+ * its result (>= 0) or its error. */
+int test_run_task(coil_loop_t *loop, coil_task_fn fn, void *arg);
+
+/* Fails unless the loop has no unfinished task. */
+void test_assert_no_tasks(coil_loop_t *loop);
+
 /* Run a cmocka group; prints the backend first. */
 #define TEST_MAIN(tests)                                                       \
     int main(void)                                                             \

@@ -36,12 +36,6 @@ static void record(void *arg)
     }
 }
 
-static int fake_setup(void **state)
-{
-    coil__clock_fake(true, true);
-    return test_setup(state);
-}
-
 static void test_deadline_order(void **state)
 {
     struct fixture *f = *state;
@@ -419,20 +413,20 @@ static void test_due_timer_from_timer_waits(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        T(test_deadline_order, fake_setup),
-        T(test_equal_deadlines_fifo, fake_setup),
-        T(test_cancel, fake_setup),
-        T(test_cancel_due_in_same_batch, fake_setup),
-        T(test_zero_and_negative_delays, fake_setup),
-        T(test_far_future, fake_setup),
-        T(test_rearm_from_callback, fake_setup),
-        T(test_time_cache, fake_setup),
-        T(test_bad_arguments, fake_setup),
-        T(test_close_with_timers, fake_setup),
+        T(test_deadline_order, test_setup_fake),
+        T(test_equal_deadlines_fifo, test_setup_fake),
+        T(test_cancel, test_setup_fake),
+        T(test_cancel_due_in_same_batch, test_setup_fake),
+        T(test_zero_and_negative_delays, test_setup_fake),
+        T(test_far_future, test_setup_fake),
+        T(test_rearm_from_callback, test_setup_fake),
+        T(test_time_cache, test_setup_fake),
+        T(test_bad_arguments, test_setup_fake),
+        T(test_close_with_timers, test_setup_fake),
         T(test_real_clock, test_setup),
-        T(test_many_with_cancellation, fake_setup),
-        T(test_same_deadline_rings, fake_setup),
-        T(test_due_timer_from_timer_waits, fake_setup),
+        T(test_many_with_cancellation, test_setup_fake),
+        T(test_same_deadline_rings, test_setup_fake),
+        T(test_due_timer_from_timer_waits, test_setup_fake),
     };
     test_init();
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -46,7 +46,8 @@ enum coil_wait_mode {
 /*
  * Wait until mode is satisfied or timeout_ns passes (negative: no limit).
  * Cancels nothing. Returns how many of the futures are done (check each
- * with coil_future_done); a timeout is not an error.
+ * with coil_future_done); a timeout is not an error. With n == 0 it
+ * returns 0 at once.
  * Errors: -EINVAL (as coil_gather, or a bad mode), -EPERM, -ECANCELED (the
  * waiting task was cancelled), -ENOMEM.
  */

@@ -17,8 +17,10 @@
  *
  * Cancellation (asyncio's CancelledError, as an error code):
  *  - coil_task_cancel() makes the wait the task is suspended in return
- *    -ECANCELED. A task not suspended (running, or woken and about to run)
- *    gets -ECANCELED from its next wait instead. The task then cleans up
+ *    -ECANCELED. A running task gets -ECANCELED from its next wait
+ *    instead. A task whose wait has completed but which has not resumed
+ *    yet gets it from that wait if the wait carries no data (sleep,
+ *    yield), else from its next wait (see the last point). The task then cleans up
  *    (it may wait again: only one wait sees each cancellation) and returns,
  *    usually -ECANCELED.
  *  - A task cancelled before it started never runs fn.
@@ -93,7 +95,8 @@ COIL_API const char *coil_task_name(coil_task_t *task);
 /* Rename (the string is copied). Errors: -EINVAL, -ENOMEM. */
 COIL_API int coil_task_set_name(coil_task_t *task, const char *name);
 
-/* The usable stack size of the task. 0 for NULL. */
+/* The usable stack size of the task; 0 once it has finished (its stack is
+ * gone) and for NULL. */
 COIL_API size_t coil_task_stack_size(const coil_task_t *task);
 
 /*

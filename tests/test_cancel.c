@@ -1,0 +1,1002 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * test_cancel.c - cancelling tasks: at every kind of suspension point
+ * (sleep, yield, await of a future and of a task, shield, gather, wait,
+ * as_completed, group_wait, waits inside a timeout scope), before the task
+ * started, repeatedly, after it finished; a task that catches the cancel
+ * and cleans up with more waits; self-cancel; a completed result winning
+ * over a cancel that arrives in the same iteration; uncancel; and many
+ * tasks cancelled at once, with the leak gate after every test.
+ *
+ * Tasks and callbacks only record what they see; the assertions run on
+ * the main stack once the loop has returned. Time runs on the virtual
+ * clock with autojump.
+ */
+#include <string.h>
+
+#include "helpers.h"
+
+#define HOUR (3600 * COIL_SEC)
+
+/* Run the loop until t has finished; returns its outcome code. */
+static int run_until_done(coil_loop_t *loop, coil_task_t *t)
+{
+    int err = test_run_until(loop, coil_task_future(t));
+    assert_true(coil_future_done(coil_task_future(t)));
+    return err;
+}
+
+/* The task's result (>= 0) or error. */
+static int outcome(coil_task_t *t)
+{
+    void *v = NULL;
+    int r = coil_future_result(coil_task_future(t), &v);
+    return r == 0 ? (int)(intptr_t)v : r;
+}
+
+/* A callback that cancels a task, recording what coil_task_cancel said. */
+struct canceller {
+    coil_task_t *task;
+    int result;
+    int calls;
+};
+
+static void cancel_cb(void *arg)
+{
+    struct canceller *c = arg;
+    c->result = coil_task_cancel(c->task);
+    c->calls++;
+}
+
+/* ------------------------------------------------------------------ */
+/* Suspension points                                                    */
+/* ------------------------------------------------------------------ */
+
+struct sleeper {
+    coil_loop_t *loop;
+    int r;
+    int64_t slept;
+    bool after;
+};
+
+static int sleep_hour(void *arg)
+{
+    struct sleeper *s = arg;
+    int64_t t0 = coil_loop_time(s->loop);
+    s->r = coil_sleep(HOUR);
+    s->slept = coil_loop_time(s->loop) - t0;
+    s->after = true;
+    return s->r;
+}
+
+static void test_cancel_sleep(void **state)
+{
+    struct fixture *f = *state;
+    struct sleeper s = {.loop = f->loop, .r = 1};
+    coil_task_t *t;
+    assert_int_equal(coil_task_spawn(f->loop, sleep_hour, &s, &t), 0);
+    struct canceller c = {t, 1, 0};
+    assert_int_equal(
+        coil_call_later(f->loop, 5 * COIL_MSEC, cancel_cb, &c, NULL), 0);
+    assert_int_equal(run_until_done(f->loop, t), -ECANCELED);
+    assert_int_equal(c.result, 0);
+    assert_int_equal(s.r, -ECANCELED);
+    assert_true(s.slept >= 5 * COIL_MSEC);
+    assert_true(s.slept < HOUR);
+    assert_true(coil_future_cancelled(coil_task_future(t)));
+    assert_int_equal(coil_task_cancelling(t), 1u);
+    coil_task_unref(t);
+    test_assert_no_tasks(f->loop);
+}
+
+struct yielder {
+    coil_task_t *victim;
+    int r_yield, r_next, cancel_r;
+};
+
+static int yield_once(void *arg)
+{
+    struct yielder *y = arg;
+    y->r_yield = coil_yield();
+    y->r_next = coil_yield();
+    return 0;
+}
+
+/* Runs after the victim in the same iteration: the victim is suspended in
+ * its yield, already queued to resume. */
+static int cancel_victim(void *arg)
+{
+    struct yielder *y = arg;
+    y->cancel_r = coil_task_cancel(y->victim);
+    return 0;
+}
+
+static void test_cancel_yield(void **state)
+{
+    struct fixture *f = *state;
+    struct yielder y = {NULL, 1, 1, 1};
+    coil_task_t *other;
+    assert_int_equal(coil_task_spawn(f->loop, yield_once, &y, &y.victim), 0);
+    assert_int_equal(coil_task_spawn(f->loop, cancel_victim, &y, &other), 0);
+    run_until_done(f->loop, y.victim);
+    assert_int_equal(y.cancel_r, 0);
+    assert_int_equal(y.r_yield, -ECANCELED);
+    assert_int_equal(y.r_next, 0); /* one cancel, one -ECANCELED */
+    assert_int_equal(outcome(y.victim), 0);
+    coil_task_unref(y.victim);
+    coil_task_unref(other);
+    test_assert_no_tasks(f->loop);
+}
+
+struct awaiter {
+    coil_future_t *fut;
+    coil_task_t *inner;
+    int r;
+    int r_next;
+    bool fut_done_at_return;
+    void *value;
+};
+
+static int await_fut(void *arg)
+{
+    struct awaiter *a = arg;
+    a->r = coil_await(a->fut, &a->value);
+    a->fut_done_at_return = coil_future_done(a->fut);
+    return a->r;
+}
+
+static void test_cancel_await_future(void **state)
+{
+    struct fixture *f = *state;
+    struct awaiter a = {.r = 1};
+    assert_int_equal(coil_future_new(f->loop, &a.fut), 0);
+    coil_task_t *t;
+    assert_int_equal(coil_task_spawn(f->loop, await_fut, &a, &t), 0);
+    struct canceller c = {t, 1, 0};
+    assert_int_equal(coil_call_later(f->loop, COIL_MSEC, cancel_cb, &c, NULL),
+                     0);
+    assert_int_equal(run_until_done(f->loop, t), -ECANCELED);
+    assert_int_equal(c.result, 0);
+    assert_int_equal(a.r, -ECANCELED);
+    /* The awaited future was cancelled with the task. */
+    assert_true(coil_future_cancelled(a.fut));
+    coil_future_unref(a.fut);
+    coil_task_unref(t);
+    test_assert_no_tasks(f->loop);
+}
+
+struct inner {
+    int sleep_r;
+    int cleanup_r;
+    int ret_on_cancel; /* returned when cancelled; 0: -ECANCELED */
+    bool catches;
+};
+
+static int inner_body(void *arg)
+{
+    struct inner *in = arg;
+    in->sleep_r = coil_sleep(HOUR);
+    if (in->sleep_r == -ECANCELED && in->catches) {
+        in->cleanup_r = coil_sleep(COIL_MSEC);
+        return in->ret_on_cancel;
+    }
+    return in->sleep_r;
+}
+
+struct outer {
+    coil_loop_t *loop;
+    struct inner *in;
+    coil_task_t *inner;
+    int join_r;
+};
+
+static int outer_body(void *arg)
+{
+    struct outer *o = arg;
+    if (coil_task_spawn(o->loop, inner_body, o->in, &o->inner))
+        return -ENOMEM;
+    o->join_r = coil_task_join(o->inner);
+    return o->join_r;
+}
+
+static void test_cancel_await_task(void **state)
+{
+    struct fixture *f = *state;
+    for (int catches = 0; catches < 2; catches++) {
+        struct inner in = {1, 1, 5, catches};
+        struct outer o = {f->loop, &in, NULL, 1};
+        coil_task_t *t;
+        assert_int_equal(coil_task_spawn(f->loop, outer_body, &o, &t), 0);
+        struct canceller c = {t, 1, 0};
+        assert_int_equal(
+            coil_call_later(f->loop, COIL_MSEC, cancel_cb, &c, NULL), 0);
+        run_until_done(f->loop, t);
+        assert_int_equal(c.result, 0);
+        /* The inner task was cancelled through the outer's await. */
+        assert_int_equal(in.sleep_r, -ECANCELED);
+        assert_true(coil_task_cancelling(o.inner) >= 1);
+        if (catches) {
+            /* It caught the cancel, cleaned up and returned 5: that is
+             * what the outer's await gives (asyncio semantics). */
+            assert_int_equal(in.cleanup_r, 0);
+            assert_int_equal(outcome(o.inner), 5);
+            assert_int_equal(o.join_r, 5);
+            assert_int_equal(outcome(t), 5);
+        } else {
+            assert_true(coil_future_cancelled(coil_task_future(o.inner)));
+            assert_int_equal(o.join_r, -ECANCELED);
+            assert_true(coil_future_cancelled(coil_task_future(t)));
+        }
+        coil_task_unref(o.inner);
+        coil_task_unref(t);
+        test_assert_no_tasks(f->loop);
+    }
+}
+
+struct shielder {
+    coil_loop_t *loop;
+    coil_future_t *fut; /* a plain future or the inner task's */
+    int r;
+    bool fut_done_at_return;
+    int64_t returned_at;
+};
+
+static int shield_body(void *arg)
+{
+    struct shielder *s = arg;
+    s->r = coil_shield(s->fut, NULL);
+    s->fut_done_at_return = coil_future_done(s->fut);
+    s->returned_at = coil_loop_time(s->loop);
+    return s->r;
+}
+
+static int sleep_then_7(void *arg)
+{
+    int *r = arg;
+    *r = coil_sleep(50 * COIL_MSEC);
+    return 7;
+}
+
+static void set_result_cb(void *arg)
+{
+    coil_future_set_result(arg, (void *)(intptr_t)3);
+}
+
+static void test_cancel_shield(void **state)
+{
+    struct fixture *f = *state;
+    /* A plain future. */
+    struct shielder s = {.loop = f->loop, .r = 1};
+    assert_int_equal(coil_future_new(f->loop, &s.fut), 0);
+    coil_task_t *t;
+    assert_int_equal(coil_task_spawn(f->loop, shield_body, &s, &t), 0);
+    struct canceller c = {t, 1, 0};
+    int64_t t0 = coil_loop_time(f->loop);
+    assert_int_equal(coil_call_later(f->loop, COIL_MSEC, cancel_cb, &c, NULL),
+                     0);
+    assert_int_equal(run_until_done(f->loop, t), -ECANCELED);
+    /* The waiter got -ECANCELED at once; the future carries on. */
+    assert_int_equal(s.r, -ECANCELED);
+    assert_false(s.fut_done_at_return);
+    assert_true(s.returned_at - t0 < 50 * COIL_MSEC);
+    assert_false(coil_future_done(s.fut));
+    assert_int_equal(coil_future_set_result(s.fut, NULL), 0);
+    coil_future_unref(s.fut);
+    coil_task_unref(t);
+
+    /* A task: it is not cancelled and finishes with its result. */
+    int inner_sleep = 1;
+    coil_task_t *inner;
+    assert_int_equal(
+        coil_task_spawn(f->loop, sleep_then_7, &inner_sleep, &inner), 0);
+    s = (struct shielder){
+        .loop = f->loop, .r = 1, .fut = coil_task_future(inner)};
+    assert_int_equal(coil_task_spawn(f->loop, shield_body, &s, &t), 0);
+    c = (struct canceller){t, 1, 0};
+    t0 = coil_loop_time(f->loop);
+    assert_int_equal(coil_call_later(f->loop, COIL_MSEC, cancel_cb, &c, NULL),
+                     0);
+    assert_int_equal(run_until_done(f->loop, t), -ECANCELED);
+    assert_int_equal(s.r, -ECANCELED);
+    assert_false(s.fut_done_at_return);
+    assert_true(s.returned_at - t0 < 50 * COIL_MSEC);
+    assert_int_equal(coil_task_cancelling(inner), 0u);
+    assert_int_equal(run_until_done(f->loop, inner), 0);
+    assert_int_equal(inner_sleep, 0);
+    assert_int_equal(outcome(inner), 7);
+    coil_task_unref(inner);
+    coil_task_unref(t);
+
+    /* Shield of a future that completes normally gives its value. */
+    coil_future_t *fut;
+    assert_int_equal(coil_future_new(f->loop, &fut), 0);
+    s = (struct shielder){.loop = f->loop, .r = 1, .fut = fut};
+    assert_int_equal(coil_task_spawn(f->loop, shield_body, &s, &t), 0);
+    assert_int_equal(
+        coil_call_later(f->loop, COIL_MSEC, set_result_cb, fut, NULL), 0);
+    assert_int_equal(run_until_done(f->loop, t), 0);
+    assert_int_equal(s.r, 0);
+    coil_future_unref(fut);
+    coil_task_unref(t);
+    test_assert_no_tasks(f->loop);
+}
+
+/* gather, wait, as_completed: children that sleep an hour and note
+ * whether their cleanup ran. */
+struct child {
+    int sleep_r;
+    bool cleaned;
+};
+
+static int child_body(void *arg)
+{
+    struct child *ch = arg;
+    ch->sleep_r = coil_sleep(HOUR);
+    if (ch->sleep_r == -ECANCELED) {
+        coil_sleep(2 * COIL_MSEC); /* cleanup takes a while */
+        ch->cleaned = true;
+    }
+    return ch->sleep_r;
+}
+
+struct multi {
+    coil_loop_t *loop;
+    struct child ch[3];
+    coil_task_t *t[3];
+    coil_future_t *futs[3];
+    int r;
+    bool done_at_return[3];
+    int next_r;
+    coil_future_t *got;
+};
+
+static int multi_spawn(struct multi *m)
+{
+    for (int i = 0; i < 3; i++) {
+        if (coil_task_spawn(m->loop, child_body, &m->ch[i], &m->t[i]))
+            return -ENOMEM;
+        m->futs[i] = coil_task_future(m->t[i]);
+    }
+    return 0;
+}
+
+static void multi_note(struct multi *m)
+{
+    for (int i = 0; i < 3; i++)
+        m->done_at_return[i] = coil_future_done(m->futs[i]);
+}
+
+static int gather_body(void *arg)
+{
+    struct multi *m = arg;
+    if (multi_spawn(m))
+        return -ENOMEM;
+    m->r = coil_gather(m->futs, 3, NULL, 0);
+    multi_note(m);
+    return m->r;
+}
+
+static int wait_body(void *arg)
+{
+    struct multi *m = arg;
+    if (multi_spawn(m))
+        return -ENOMEM;
+    m->r = coil_wait(m->futs, 3, COIL_ALL_COMPLETED, -1);
+    multi_note(m);
+    for (int i = 0; i < 3; i++)
+        coil_task_cancel(m->t[i]); /* let the test finish */
+    return m->r;
+}
+
+static int as_completed_body(void *arg)
+{
+    struct multi *m = arg;
+    if (multi_spawn(m))
+        return -ENOMEM;
+    coil_as_completed_t *it;
+    m->r = coil_as_completed_begin(m->futs, 3, -1, &it);
+    if (m->r)
+        return m->r;
+    m->got = (coil_future_t *)1;
+    m->r = coil_as_completed_next(it, &m->got);
+    multi_note(m);
+    coil_as_completed_end(it);
+    for (int i = 0; i < 3; i++)
+        coil_task_cancel(m->t[i]);
+    return m->r;
+}
+
+static void multi_release(struct multi *m)
+{
+    for (int i = 0; i < 3; i++)
+        coil_task_unref(m->t[i]);
+}
+
+static void cancel_multi(coil_loop_t *loop, coil_task_fn body, struct multi *m,
+                         coil_task_t **out)
+{
+    memset(m, 0, sizeof(*m));
+    m->loop = loop;
+    m->r = 1;
+    coil_task_t *t;
+    assert_int_equal(coil_task_spawn(loop, body, m, &t), 0);
+    struct canceller c = {t, 1, 0};
+    assert_int_equal(coil_call_later(loop, COIL_MSEC, cancel_cb, &c, NULL), 0);
+    run_until_done(loop, t);
+    assert_int_equal(c.result, 0);
+    *out = t;
+}
+
+static void test_cancel_gather(void **state)
+{
+    struct fixture *f = *state;
+    struct multi m;
+    coil_task_t *t;
+    cancel_multi(f->loop, gather_body, &m, &t);
+    assert_int_equal(m.r, -ECANCELED);
+    /* Every child was cancelled and had finished (cleanup included)
+     * before gather returned. */
+    for (int i = 0; i < 3; i++) {
+        assert_true(m.done_at_return[i]);
+        assert_int_equal(m.ch[i].sleep_r, -ECANCELED);
+        assert_true(m.ch[i].cleaned);
+        assert_true(coil_future_cancelled(m.futs[i]));
+    }
+    assert_true(coil_future_cancelled(coil_task_future(t)));
+    multi_release(&m);
+    coil_task_unref(t);
+    test_assert_no_tasks(f->loop);
+}
+
+static void test_cancel_wait(void **state)
+{
+    struct fixture *f = *state;
+    struct multi m;
+    coil_task_t *t;
+    cancel_multi(f->loop, wait_body, &m, &t);
+    assert_int_equal(m.r, -ECANCELED);
+    /* wait cancels nothing: the children were still running. */
+    for (int i = 0; i < 3; i++)
+        assert_false(m.done_at_return[i]);
+    assert_int_equal(run_until_done(f->loop, m.t[2]), -ECANCELED);
+    multi_release(&m);
+    coil_task_unref(t);
+    test_assert_no_tasks(f->loop);
+}
+
+static void test_cancel_as_completed(void **state)
+{
+    struct fixture *f = *state;
+    struct multi m;
+    coil_task_t *t;
+    cancel_multi(f->loop, as_completed_body, &m, &t);
+    assert_int_equal(m.r, -ECANCELED);
+    assert_null(m.got);
+    for (int i = 0; i < 3; i++)
+        assert_false(m.done_at_return[i]);
+    assert_int_equal(run_until_done(f->loop, m.t[2]), -ECANCELED);
+    multi_release(&m);
+    coil_task_unref(t);
+    test_assert_no_tasks(f->loop);
+}
+
+struct grouper {
+    struct child ch[2];
+    int r;
+    bool cleaned_at_return[2];
+    int next_r;
+};
+
+static int group_body(void *arg)
+{
+    struct grouper *g = arg;
+    coil_group_t *grp;
+    int err = coil_group_new(&grp);
+    if (err)
+        return err;
+    for (int i = 0; i < 2; i++)
+        coil_group_spawn(grp, child_body, &g->ch[i], NULL, NULL);
+    g->r = coil_group_wait(grp);
+    for (int i = 0; i < 2; i++)
+        g->cleaned_at_return[i] = g->ch[i].cleaned;
+    coil_group_free(grp);
+    g->next_r = coil_sleep(COIL_MSEC);
+    return g->r;
+}
+
+static void test_cancel_group_wait(void **state)
+{
+    struct fixture *f = *state;
+    struct grouper g = {.r = 1, .next_r = 1};
+    coil_task_t *t;
+    assert_int_equal(coil_task_spawn(f->loop, group_body, &g, &t), 0);
+    struct canceller c = {t, 1, 0};
+    assert_int_equal(coil_call_later(f->loop, COIL_MSEC, cancel_cb, &c, NULL),
+                     0);
+    assert_int_equal(run_until_done(f->loop, t), -ECANCELED);
+    assert_int_equal(g.r, -ECANCELED);
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(g.ch[i].sleep_r, -ECANCELED);
+        assert_true(g.cleaned_at_return[i]);
+    }
+    /* The cancel was delivered by group_wait, once. */
+    assert_int_equal(g.next_r, 0);
+    coil_task_unref(t);
+    test_assert_no_tasks(f->loop);
+}
+
+struct scoped {
+    int inner_r, end_r;
+    bool expired;
+};
+
+static int scoped_body(void *arg)
+{
+    struct scoped *s = arg;
+    coil_timeout_t *sc;
+    int err = coil_timeout_begin(HOUR / 2, &sc);
+    if (err)
+        return err;
+    s->inner_r = coil_sleep(HOUR);
+    s->expired = coil_timeout_expired(sc);
+    s->end_r = coil_timeout_end(sc, s->inner_r);
+    return s->end_r;
+}
+
+static void test_cancel_inside_timeout_scope(void **state)
+{
+    struct fixture *f = *state;
+    struct scoped s = {1, 1, true};
+    coil_task_t *t;
+    assert_int_equal(coil_task_spawn(f->loop, scoped_body, &s, &t), 0);
+    struct canceller c = {t, 1, 0};
+    assert_int_equal(coil_call_later(f->loop, COIL_MSEC, cancel_cb, &c, NULL),
+                     0);
+    assert_int_equal(run_until_done(f->loop, t), -ECANCELED);
+    assert_int_equal(s.inner_r, -ECANCELED);
+    assert_false(s.expired);
+    /* Not the scope's doing: it stays -ECANCELED. */
+    assert_int_equal(s.end_r, -ECANCELED);
+    coil_task_unref(t);
+    test_assert_no_tasks(f->loop);
+}
+
+/* ------------------------------------------------------------------ */
+/* When and how often                                                   */
+/* ------------------------------------------------------------------ */
+
+static int mark_ran(void *arg)
+{
+    (*(int *)arg)++;
+    return 0;
+}
+
+static void test_cancel_before_start(void **state)
+{
+    struct fixture *f = *state;
+    int ran = 0;
+    coil_task_t *t, *u;
+    assert_int_equal(coil_task_spawn(f->loop, mark_ran, &ran, &t), 0);
+    assert_int_equal(coil_task_cancel(t), 0);
+    assert_int_equal(coil_task_spawn(f->loop, mark_ran, &ran, &u), 0);
+    assert_int_equal(coil_future_cancel(coil_task_future(u)), 0);
+    assert_int_equal(run_until_done(f->loop, t), -ECANCELED);
+    assert_int_equal(run_until_done(f->loop, u), -ECANCELED);
+    assert_int_equal(ran, 0);
+    assert_true(coil_future_cancelled(coil_task_future(t)));
+    assert_true(coil_future_cancelled(coil_task_future(u)));
+    coil_task_unref(t);
+    coil_task_unref(u);
+
+    /* Cancelled by a callback of the iteration in which it would have
+     * started (queued ahead of it). */
+    struct canceller c = {NULL, 1, 0};
+    assert_int_equal(coil_call_soon(f->loop, cancel_cb, &c, NULL), 0);
+    assert_int_equal(coil_task_spawn(f->loop, mark_ran, &ran, &t), 0);
+    c.task = t;
+    assert_int_equal(run_until_done(f->loop, t), -ECANCELED);
+    assert_int_equal(c.result, 0);
+    assert_int_equal(ran, 0);
+    coil_task_unref(t);
+    test_assert_no_tasks(f->loop);
+}
+
+struct repeat {
+    int r1, r2, r3;
+    unsigned cancelling_seen;
+    int self_cancel[2];
+};
+
+static int repeat_body(void *arg)
+{
+    struct repeat *r = arg;
+    r->r1 = coil_sleep(HOUR);
+    r->cancelling_seen = coil_task_cancelling(coil_current_task());
+    r->r2 = coil_yield();
+    /* Cancelling itself twice before the next wait: one delivery. */
+    r->self_cancel[0] = coil_task_cancel(coil_current_task());
+    r->self_cancel[1] = coil_task_cancel(coil_current_task());
+    r->r3 = coil_yield();
+    return coil_yield();
+}
+
+static void cancel_thrice(void *arg)
+{
+    struct canceller *c = arg;
+    for (int i = 0; i < 3; i++) {
+        int r = coil_task_cancel(c->task);
+        if (r != 0)
+            c->result = r;
+        c->calls++;
+    }
+}
+
+static void test_cancel_repeated(void **state)
+{
+    struct fixture *f = *state;
+    struct repeat r = {1, 1, 1, 0, {1, 1}};
+    coil_task_t *t;
+    assert_int_equal(coil_task_spawn(f->loop, repeat_body, &r, &t), 0);
+    struct canceller c = {t, 0, 0};
+    assert_int_equal(
+        coil_call_later(f->loop, COIL_MSEC, cancel_thrice, &c, NULL), 0);
+    assert_int_equal(run_until_done(f->loop, t), 0);
+    assert_int_equal(c.result, 0);
+    assert_int_equal(c.calls, 3);
+    assert_int_equal(r.r1, -ECANCELED);
+    assert_int_equal(r.cancelling_seen, 3u);
+    assert_int_equal(r.r2, 0);
+    assert_int_equal(r.self_cancel[0], 0);
+    assert_int_equal(r.self_cancel[1], 0);
+    assert_int_equal(r.r3, -ECANCELED);
+    assert_int_equal(outcome(t), 0); /* the last yield was not cancelled */
+    assert_int_equal(coil_task_cancelling(t), 5u);
+    coil_task_unref(t);
+    test_assert_no_tasks(f->loop);
+}
+
+static void test_cancel_finished(void **state)
+{
+    struct fixture *f = *state;
+    int ran = 0;
+    coil_task_t *t;
+    assert_int_equal(coil_task_spawn(f->loop, mark_ran, &ran, &t), 0);
+    assert_int_equal(run_until_done(f->loop, t), 0);
+    assert_int_equal(coil_task_cancel(t), -EALREADY);
+    assert_int_equal(coil_future_cancel(coil_task_future(t)), -EALREADY);
+    assert_false(coil_future_cancelled(coil_task_future(t)));
+    assert_int_equal(coil_task_cancelling(t), 0u);
+    assert_int_equal(coil_task_cancel(NULL), -EINVAL);
+    assert_int_equal(coil_task_cancelling(NULL), 0u);
+    assert_int_equal(coil_task_uncancel(NULL), 0u);
+    coil_task_unref(t);
+}
+
+struct catcher {
+    coil_loop_t *loop;
+    coil_future_t *fut;
+    int r_sleep, r_cleanup_sleep, r_cleanup_await, r_cleanup_yield;
+    void *value;
+};
+
+static int catcher_body(void *arg)
+{
+    struct catcher *c = arg;
+    c->r_sleep = coil_sleep(HOUR);
+    if (c->r_sleep != -ECANCELED)
+        return -EPROTO;
+    /* Cleanup: every wait works as usual. */
+    c->r_cleanup_sleep = coil_sleep(3 * COIL_MSEC);
+    coil_call_later(c->loop, COIL_MSEC, set_result_cb, c->fut, NULL);
+    c->r_cleanup_await = coil_await(c->fut, &c->value);
+    c->r_cleanup_yield = coil_yield();
+    return 0;
+}
+
+static void test_cancel_caught_cleanup(void **state)
+{
+    struct fixture *f = *state;
+    struct catcher k = {.loop = f->loop,
+                        .r_sleep = 1,
+                        .r_cleanup_sleep = 1,
+                        .r_cleanup_await = 1,
+                        .r_cleanup_yield = 1};
+    assert_int_equal(coil_future_new(f->loop, &k.fut), 0);
+    coil_task_t *t;
+    assert_int_equal(coil_task_spawn(f->loop, catcher_body, &k, &t), 0);
+    struct canceller c = {t, 1, 0};
+    assert_int_equal(coil_call_later(f->loop, COIL_MSEC, cancel_cb, &c, NULL),
+                     0);
+    assert_int_equal(run_until_done(f->loop, t), 0);
+    assert_int_equal(k.r_sleep, -ECANCELED);
+    assert_int_equal(k.r_cleanup_sleep, 0);
+    assert_int_equal(k.r_cleanup_await, 0);
+    assert_int_equal((intptr_t)k.value, 3);
+    assert_int_equal(k.r_cleanup_yield, 0);
+    /* It returned 0: a result, not a cancelled task. */
+    assert_false(coil_future_cancelled(coil_task_future(t)));
+    assert_int_equal(outcome(t), 0);
+    coil_future_unref(k.fut);
+    coil_task_unref(t);
+    test_assert_no_tasks(f->loop);
+}
+
+struct selfc {
+    coil_loop_t *loop;
+    int cancel_r, r_sleep, r_after;
+    int64_t slept;
+    bool ran_on;
+};
+
+static int self_cancel_body(void *arg)
+{
+    struct selfc *s = arg;
+    s->cancel_r = coil_task_cancel(coil_current_task());
+    s->ran_on = true; /* cancelling does not suspend */
+    int64_t t0 = coil_loop_time(s->loop);
+    s->r_sleep = coil_sleep(HOUR);
+    s->slept = coil_loop_time(s->loop) - t0;
+    s->r_after = coil_sleep(COIL_MSEC);
+    return 0;
+}
+
+static void test_self_cancel(void **state)
+{
+    struct fixture *f = *state;
+    struct selfc s = {.loop = f->loop, 1, 1, 1, -1, false};
+    coil_task_t *t;
+    assert_int_equal(coil_task_spawn(f->loop, self_cancel_body, &s, &t), 0);
+    assert_int_equal(run_until_done(f->loop, t), 0);
+    assert_int_equal(s.cancel_r, 0);
+    assert_true(s.ran_on);
+    assert_int_equal(s.r_sleep, -ECANCELED);
+    assert_int_equal(s.slept, 0); /* it did not wait at all */
+    assert_int_equal(s.r_after, 0);
+    coil_task_unref(t);
+    test_assert_no_tasks(f->loop);
+}
+
+/* The completed result wins: the future's result arrives, then the cancel,
+ * before the task resumes. */
+struct race {
+    coil_future_t *fut;
+    coil_task_t *task;
+    int set_r, cancel_r;
+};
+
+static void result_then_cancel(void *arg)
+{
+    struct race *r = arg;
+    r->set_r = coil_future_set_result(r->fut, (void *)(intptr_t)11);
+    r->cancel_r = coil_task_cancel(r->task);
+}
+
+struct race_waiter {
+    coil_future_t *fut;
+    int r_await, r_next, r_after;
+    void *value;
+};
+
+static int race_waiter_body(void *arg)
+{
+    struct race_waiter *w = arg;
+    w->r_await = coil_await(w->fut, &w->value);
+    w->r_next = coil_yield();
+    w->r_after = coil_yield();
+    return 0;
+}
+
+struct race_inner_ctx {
+    coil_loop_t *loop;
+    struct canceller *cancel_outer;
+};
+
+static int race_inner(void *arg)
+{
+    struct race_inner_ctx *c = arg;
+    coil_sleep(COIL_MSEC);
+    /* Queued before this task completes, so it runs after the outer's
+     * wait has its result but before the outer resumes. */
+    coil_call_soon(c->loop, cancel_cb, c->cancel_outer, NULL);
+    return 9;
+}
+
+static void test_completed_result_wins(void **state)
+{
+    struct fixture *f = *state;
+    /* A plain future. */
+    struct race_waiter w = {.r_await = 1, .r_next = 1, .r_after = 1};
+    assert_int_equal(coil_future_new(f->loop, &w.fut), 0);
+    coil_task_t *t;
+    assert_int_equal(coil_task_spawn(f->loop, race_waiter_body, &w, &t), 0);
+    struct race r = {w.fut, t, 1, 1};
+    assert_int_equal(
+        coil_call_later(f->loop, COIL_MSEC, result_then_cancel, &r, NULL), 0);
+    assert_int_equal(run_until_done(f->loop, t), 0);
+    assert_int_equal(r.set_r, 0);
+    assert_int_equal(r.cancel_r, 0);
+    assert_int_equal(w.r_await, 0);
+    assert_int_equal((intptr_t)w.value, 11);
+    assert_int_equal(w.r_next, -ECANCELED); /* delivered, not lost */
+    assert_int_equal(w.r_after, 0);         /* and only once */
+    coil_future_unref(w.fut);
+    coil_task_unref(t);
+
+    /* A task's result. */
+    struct canceller c = {NULL, 1, 0};
+    struct race_inner_ctx ic = {f->loop, &c};
+    coil_task_t *inner;
+    assert_int_equal(coil_task_spawn(f->loop, race_inner, &ic, &inner), 0);
+    w = (struct race_waiter){coil_task_future(inner), 1, 1, 1, NULL};
+    assert_int_equal(coil_task_spawn(f->loop, race_waiter_body, &w, &t), 0);
+    c.task = t;
+    assert_int_equal(run_until_done(f->loop, t), 0);
+    assert_int_equal(c.result, 0);
+    assert_int_equal(w.r_await, 0);
+    assert_int_equal((intptr_t)w.value, 9);
+    assert_int_equal(coil_task_cancelling(inner), 0u);
+    assert_int_equal(w.r_next, -ECANCELED);
+    assert_int_equal(w.r_after, 0);
+    coil_task_unref(inner);
+    coil_task_unref(t);
+    test_assert_no_tasks(f->loop);
+}
+
+struct uncancel_ctx {
+    unsigned left[4];
+    int r[3];
+};
+
+static int uncancel_body(void *arg)
+{
+    struct uncancel_ctx *u = arg;
+    coil_task_t *me = coil_current_task();
+    /* One request, withdrawn: nothing is delivered. */
+    coil_task_cancel(me);
+    u->left[0] = coil_task_uncancel(me);
+    u->r[0] = coil_yield();
+    /* Two requests, one withdrawn: still delivered. */
+    coil_task_cancel(me);
+    coil_task_cancel(me);
+    u->left[1] = coil_task_uncancel(me);
+    u->r[1] = coil_yield();
+    /* Withdrawing the last one after delivery changes nothing more. */
+    u->left[2] = coil_task_uncancel(me);
+    u->left[3] = coil_task_uncancel(me); /* none left: stays 0 */
+    u->r[2] = coil_yield();
+    return 0;
+}
+
+static void test_uncancel(void **state)
+{
+    struct fixture *f = *state;
+    struct uncancel_ctx u;
+    memset(&u, 0x55, sizeof(u));
+    coil_task_t *t;
+    assert_int_equal(coil_task_spawn(f->loop, uncancel_body, &u, &t), 0);
+    assert_int_equal(run_until_done(f->loop, t), 0);
+    assert_int_equal(u.left[0], 0u);
+    assert_int_equal(u.r[0], 0);
+    assert_int_equal(u.left[1], 1u);
+    assert_int_equal(u.r[1], -ECANCELED);
+    assert_int_equal(u.left[2], 0u);
+    assert_int_equal(u.left[3], 0u);
+    assert_int_equal(u.r[2], 0);
+    coil_task_unref(t);
+
+    /* Withdrawn from outside before the task starts: it runs. */
+    int ran = 0;
+    assert_int_equal(coil_task_spawn(f->loop, mark_ran, &ran, &t), 0);
+    assert_int_equal(coil_task_cancel(t), 0);
+    assert_int_equal(coil_task_cancelling(t), 1u);
+    assert_int_equal(coil_task_uncancel(t), 0u);
+    assert_int_equal(run_until_done(f->loop, t), 0);
+    assert_int_equal(ran, 1);
+    coil_task_unref(t);
+    test_assert_no_tasks(f->loop);
+}
+
+#define MANY 1000
+
+struct many {
+    int results[MANY];
+    int finished;
+};
+
+struct many_arg {
+    struct many *m;
+    int i;
+};
+
+static int many_body(void *arg)
+{
+    struct many_arg *a = arg;
+    a->m->results[a->i] = coil_sleep(HOUR);
+    a->m->finished++;
+    return a->m->results[a->i];
+}
+
+struct many_main {
+    coil_loop_t *loop;
+    struct many_arg *args;
+    coil_task_t **tasks;
+    int spawn_errors, cancel_errors, gather_r;
+};
+
+static int many_main_body(void *arg)
+{
+    struct many_main *mm = arg;
+    coil_future_t **futs = test_calloc(MANY, sizeof(*futs));
+    if (!futs)
+        return -ENOMEM;
+    for (int i = 0; i < MANY; i++) {
+        if (coil_task_spawn(mm->loop, many_body, &mm->args[i], &mm->tasks[i]))
+            mm->spawn_errors++;
+        futs[i] = coil_task_future(mm->tasks[i]);
+    }
+    coil_sleep(COIL_MSEC); /* all of them are asleep now */
+    for (int i = 0; i < MANY; i++)
+        if (coil_task_cancel(mm->tasks[i]) != 0)
+            mm->cancel_errors++;
+    mm->gather_r = coil_gather(futs, MANY, NULL, COIL_GATHER_RETURN_ERRORS);
+    test_free(futs);
+    return 0;
+}
+
+static void test_cancel_many(void **state)
+{
+    struct fixture *f = *state;
+    struct many *m = test_calloc(1, sizeof(*m));
+    struct many_arg *args = test_calloc(MANY, sizeof(*args));
+    coil_task_t **tasks = test_calloc(MANY, sizeof(*tasks));
+    for (int i = 0; i < MANY; i++) {
+        args[i] = (struct many_arg){m, i};
+        m->results[i] = 1;
+    }
+    struct many_main mm = {f->loop, args, tasks, 0, 0, 1};
+    coil_task_t *t;
+    assert_int_equal(coil_task_spawn(f->loop, many_main_body, &mm, &t), 0);
+    assert_int_equal(run_until_done(f->loop, t), 0);
+    assert_int_equal(mm.spawn_errors, 0);
+    assert_int_equal(mm.cancel_errors, 0);
+    assert_int_equal(mm.gather_r, 0);
+    assert_int_equal(m->finished, MANY);
+    for (int i = 0; i < MANY; i++) {
+        assert_int_equal(m->results[i], -ECANCELED);
+        assert_true(coil_future_cancelled(coil_task_future(tasks[i])));
+        coil_task_unref(tasks[i]);
+    }
+    coil_task_unref(t);
+    test_assert_no_tasks(f->loop);
+    test_free(m);
+    test_free(args);
+    test_free(tasks);
+}
+
+#define T(fn) cmocka_unit_test_setup_teardown(fn, test_setup_fake, test_teardown)
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        T(test_cancel_sleep),
+        T(test_cancel_yield),
+        T(test_cancel_await_future),
+        T(test_cancel_await_task),
+        T(test_cancel_shield),
+        T(test_cancel_gather),
+        T(test_cancel_wait),
+        T(test_cancel_as_completed),
+        T(test_cancel_group_wait),
+        T(test_cancel_inside_timeout_scope),
+        T(test_cancel_before_start),
+        T(test_cancel_repeated),
+        T(test_cancel_finished),
+        T(test_cancel_caught_cleanup),
+        T(test_self_cancel),
+        T(test_completed_result_wins),
+        T(test_uncancel),
+        T(test_cancel_many),
+    };
+    test_init();
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
