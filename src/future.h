@@ -23,8 +23,8 @@ struct coil__future_ops {
 };
 
 struct coil__fwaiter {
-    struct coil__list link;  /* in the future's waiter list */
     struct coil__ready node; /* queued when the future completes */
+    struct coil__list link;  /* in the future's waiter list */
 };
 
 struct coil_future {

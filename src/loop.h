@@ -187,6 +187,14 @@ void coil__timers_run(struct coil_loop *loop);
 int64_t coil__timers_timeout(const struct coil_loop *loop);
 /* Take a pending timer out (cancel). */
 void coil__timers_remove(struct coil_loop *loop, struct coil_handle *h);
+/*
+ * Start a timer embedded in another object (a task's sleep). The owner
+ * plays the caller's part (it holds the "user" claim for good), so the
+ * handle is never freed and holds no loop reference. -ENOMEM if the heap
+ * cannot grow.
+ */
+int coil__timer_start(struct coil_loop *loop, struct coil_handle *h,
+                      int64_t when, coil_callback_fn fn, void *arg);
 /* The deadline of a pending timer. */
 int64_t coil__timer_when(const struct coil_handle *h);
 

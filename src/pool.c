@@ -13,9 +13,15 @@
 
 void coil__pool_init(struct coil__pool *p, size_t size)
 {
+    coil__pool_init_aligned(p, size, 8);
+}
+
+void coil__pool_init_aligned(struct coil__pool *p, size_t size, size_t align)
+{
     p->free = NULL;
     p->slabs = NULL;
-    p->size = (size + 7) & ~(size_t)7;
+    p->align = align;
+    p->size = (size + align - 1) & ~(align - 1);
     p->next_count = FIRST_SLAB;
     p->live = 0;
 }
@@ -38,12 +44,17 @@ void coil__pool_term(struct coil__pool *p)
 int coil__pool_grow(struct coil__pool *p)
 {
     size_t n = p->next_count;
-    char *slab = coil__malloc(SLAB_HEAD + n * p->size);
+    /* The head links slabs; objects start at the first aligned address
+     * after it (malloc aligns to 16, so 8- and 16-aligned pools waste
+     * nothing). */
+    size_t pad = p->align > 16 ? p->align : 0;
+    char *slab = coil__malloc(SLAB_HEAD + pad + n * p->size);
     if (!slab)
         return -ENOMEM;
     *(void **)slab = p->slabs;
     p->slabs = slab;
-    char *obj = slab + SLAB_HEAD;
+    char *obj = (char *)(((uintptr_t)slab + SLAB_HEAD + p->align - 1) &
+                         ~(uintptr_t)(p->align - 1));
     for (size_t i = n; i-- > 0;) {
         struct coil__pool_free *o = (void *)(obj + i * p->size);
         o->next = p->free;

@@ -18,12 +18,15 @@ struct coil__pool_free {
 struct coil__pool {
     struct coil__pool_free *free; /* objects ready for reuse */
     void *slabs;                  /* singly linked through each slab's head */
-    size_t size;                  /* object size, a multiple of 8 */
+    size_t size;                  /* object size, a multiple of align */
+    size_t align;                 /* object alignment (8 or more) */
     size_t next_count;            /* objects in the next slab */
     size_t live;                  /* objects handed out */
 };
 
 void coil__pool_init(struct coil__pool *p, size_t size);
+/* Objects aligned to align (a power of two): for cache-line layouts. */
+void coil__pool_init_aligned(struct coil__pool *p, size_t size, size_t align);
 void coil__pool_term(struct coil__pool *p);
 
 /* Refill with a slab; -ENOMEM if that fails. */

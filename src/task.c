@@ -146,20 +146,24 @@ static void task_main(void *arg)
     coil__context_exit(loop->tasks.ctx_ops, &t->ctx, &loop->tasks.sched);
 }
 
+static void step_run(struct coil_loop *loop, struct coil__ready *node);
+static void step_discard(struct coil_loop *loop, struct coil__ready *node);
+static const struct coil__ready_ops step_ops = {step_run, step_discard};
+
 static void step_run(struct coil_loop *loop, struct coil__ready *node)
 {
     struct coil_task *t = coil__container_of(node, struct coil_task, fw.node);
     bool woken = t->queued; /* by coil__task_wake, which set wake_result */
     t->queued = false;
-    struct coil__wait *w = t->wait;
-    t->wait = NULL;
-    if (w) {
-        if (w->ops->resume && !woken)
-            t->wake_result = w->ops->resume(w);
+    const struct coil__wait_ops *ops = t->wait_ops;
+    t->wait_ops = NULL;
+    if (ops) {
+        if (ops->resume && !woken)
+            t->wake_result = ops->resume(t->wait);
         /* A pending cancel is delivered now if this wait ends in a
          * cancellation anyway, or carries no data worth keeping. */
         if (t->must_cancel &&
-            (t->wake_result == -ECANCELED || !w->keep_result)) {
+            (t->wake_result == -ECANCELED || !t->wait_keep)) {
             t->must_cancel = false;
             t->wake_result = -ECANCELED;
         }
@@ -170,6 +174,16 @@ static void step_run(struct coil_loop *loop, struct coil__ready *node)
         complete(t, -ECANCELED);
         retire(loop, t);
         return;
+    }
+    /* The next ready node is often another task's step: start loading its
+     * saved frame (on its own stack, cold when thousands of tasks take
+     * turns) while this one runs. */
+    struct coil__ready *next = t->fw.node.next;
+    if (next && next->ops == &step_ops) {
+        const char *sp =
+            coil__container_of(next, struct coil_task, fw.node)->ctx.sp;
+        __builtin_prefetch(sp);
+        __builtin_prefetch(sp + 63);
     }
     t->state = COIL__TASK_RUNNING;
     current = t;
@@ -188,7 +202,6 @@ static void step_discard(struct coil_loop *loop, struct coil__ready *node)
     coil__container_of(node, struct coil_task, fw.node)->queued = false;
 }
 
-static const struct coil__ready_ops step_ops = {step_run, step_discard};
 
 static void queue(struct coil_loop *loop, struct coil_task *t)
 {
@@ -218,6 +231,8 @@ int coil__task_suspend(struct coil_task *t, struct coil__wait *w)
 {
     struct coil_loop *loop = t->fut.loop;
     t->wait = w;
+    t->wait_ops = w->ops;
+    t->wait_keep = w->keep_result;
     t->state = COIL__TASK_SUSPENDED;
     coil__context_switch(loop->tasks.ctx_ops, &t->ctx, &loop->tasks.sched);
     /* step_run resumed us; it set wake_result and cleared t->wait. */
@@ -227,7 +242,7 @@ int coil__task_suspend(struct coil_task *t, struct coil__wait *w)
 void coil__task_wake(struct coil_task *t, int result)
 {
     t->wake_result = result;
-    queue(t->fut.loop, t);
+    queue(t->loop, t);
 }
 
 /* ------------------------------------------------------------------ */
@@ -281,9 +296,11 @@ int coil_task_spawn_opts(coil_loop_t *loop, coil_task_fn fn, void *arg,
     coil__future_init(&t->fut, loop, &task_future_ops);
     coil__list_init(&t->fw.link);
     t->fw.node.ops = &step_ops;
+    t->loop = loop;
     t->fn = fn;
     t->arg = arg;
     t->wait = NULL;
+    t->wait_ops = NULL;
     t->wake_result = 0;
     t->state = COIL__TASK_PENDING;
     t->must_cancel = false;
@@ -402,7 +419,7 @@ int coil_task_cancel(coil_task_t *t)
     t->cancelling++;
     if (t->must_cancel)
         return 0;
-    if (t->wait && !t->queued && t->wait->ops->cancel(t->wait, t))
+    if (t->wait_ops && !t->queued && t->wait_ops->cancel(t->wait, t))
         return 0;
     t->must_cancel = true;
     return 0;
@@ -515,36 +532,27 @@ int coil_task_join(coil_task_t *task)
 /* sleep and yield                                                      */
 /* ------------------------------------------------------------------ */
 
-struct sleep_wait {
-    struct coil__wait wait;
-    struct coil_task *task;
-    coil_handle_t *timer;
-    bool done; /* the timer fired or the sleep was cancelled */
-};
-
+/* The timer is the task's own (task->timer), and its argument is the
+ * task, not the wait on its stack: firing thousands of sleeps touches no
+ * stack and no allocator. */
 static void sleep_fire(void *arg)
 {
-    struct sleep_wait *sw = arg;
-    sw->done = true;
-    coil__task_wake(sw->task, 0);
+    coil__task_wake(arg, 0);
 }
 
 static bool sleep_cancel(struct coil__wait *w, struct coil_task *t)
 {
-    struct sleep_wait *sw = (struct sleep_wait *)w;
-    if (sw->done)
-        return false;
-    sw->done = true;
-    coil_handle_cancel(sw->timer);
+    (void)w;
+    /* Called only while the task is not queued: the timer has not fired
+     * (it would have woken the task), so cancelling it wins. */
+    coil_handle_cancel(&t->timer);
     coil__task_wake(t, -ECANCELED);
     return true;
 }
 
 static void sleep_abandon(struct coil__wait *w)
 {
-    struct sleep_wait *sw = (struct sleep_wait *)w;
-    coil_handle_cancel(sw->timer);
-    coil_handle_release(sw->timer);
+    (void)w; /* the loop's close already dropped every timer */
 }
 
 static const struct coil__wait_ops sleep_ops = {sleep_cancel, NULL,
@@ -584,14 +592,13 @@ int coil_sleep(int64_t delay_ns)
     int err = coil__task_begin_wait(&t);
     if (err)
         return err;
-    struct sleep_wait sw = {{&sleep_ops, false}, t, NULL, false};
-    struct coil_loop *loop = t->fut.loop;
-    err = coil_call_later(loop, delay_ns, sleep_fire, &sw, &sw.timer);
+    struct coil_loop *loop = t->loop;
+    err = coil__timer_start(loop, &t->timer,
+                            coil__add_sat(loop->now, delay_ns), sleep_fire, t);
     if (err)
         return err;
-    err = coil__task_suspend(t, &sw.wait);
-    coil_handle_release(sw.timer);
-    return err;
+    struct coil__wait w = {&sleep_ops, false};
+    return coil__task_suspend(t, &w);
 }
 
 /* ------------------------------------------------------------------ */
@@ -605,7 +612,7 @@ int coil__tasks_init(struct coil_loop *loop)
     ts->count = 0;
     ts->next_id = 0;
     ts->sched_storage = NULL;
-    coil__pool_init(&ts->task_pool, sizeof(struct coil_task));
+    coil__pool_init_aligned(&ts->task_pool, sizeof(struct coil_task), 64);
     coil__stack_pool_init(&ts->stacks, COIL__STACK_DEFAULT);
     int err = coil__context_find(NULL, &ts->ctx_ops);
     if (err)
@@ -630,9 +637,9 @@ void coil__tasks_close(struct coil_loop *loop)
                               "loop was closed",
                               coil_task_name(t));
         coil_future_ref(&t->fut);
-        if (t->wait) {
-            t->wait->ops->abandon(t->wait);
-            t->wait = NULL;
+        if (t->wait_ops) {
+            t->wait_ops->abandon(t->wait);
+            t->wait_ops = NULL;
         }
         coil__list_remove(&t->fw.link);
         if (t->state != COIL__TASK_DONE)

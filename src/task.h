@@ -55,20 +55,38 @@ enum coil__task_state {
     COIL__TASK_DONE,      /* fn returned; the future is complete */
 };
 
+/*
+ * Laid out for many tasks: the first cache line holds everything a wake
+ * and a step touch (the loop wakes thousands of tasks per iteration, and
+ * each one is a cache miss), the second begins with the saved stack
+ * pointer the switch needs. Task structs are 64-byte aligned in their
+ * pool. The rest is cold.
+ */
 struct coil_task {
-    struct coil_future fut;   /* the outcome; holds the references */
+    /* line 0: waking and stepping */
     struct coil__fwaiter fw;  /* fw.node runs the task's next step; fw.link
                                  is used while it awaits one future */
-    struct coil__context ctx; /* where the task's registers are saved */
-    struct coil__stack *stack;
-    coil_task_fn fn;
-    void *arg;
-    struct coil__list link;   /* in loop->tasks.all until finished */
-    struct coil__wait *wait;  /* the wait it is suspended in */
+    const struct coil__wait_ops *wait_ops; /* of the wait it is suspended
+                                 in, NULL if none; copied from the wait
+                                 (with wait_keep) so that waking and
+                                 resuming the task never touch its stack */
     int wake_result;          /* what that wait returns */
     uint8_t state;            /* enum coil__task_state */
     bool must_cancel;         /* a cancel waits for the next wait */
     bool queued;              /* fw.node is in the ready queue */
+    bool wait_keep;
+    struct coil__stack *stack;
+    struct coil_loop *loop;   /* = fut.loop, kept here for the wake */
+    /* line 1: switching */
+    struct coil__context ctx; /* where the task's registers are saved */
+    struct coil__wait *wait;  /* the wait's data, on the task's stack */
+    struct coil_handle timer; /* coil_sleep's, embedded: a task sleeps at
+                                 most once at a time */
+    /* cold */
+    struct coil_future fut;   /* the outcome; holds the references */
+    coil_task_fn fn;
+    void *arg;
+    struct coil__list link;   /* in loop->tasks.all until finished */
     unsigned cancelling;      /* cancel requests not withdrawn */
     uint64_t id;
     char *name;               /* owned copy; NULL: defname */

@@ -162,6 +162,21 @@ static int insert(struct coil_loop *loop, struct coil_handle *h, int64_t when)
     return 0;
 }
 
+int coil__timer_start(struct coil_loop *loop, struct coil_handle *h,
+                      int64_t when, coil_callback_fn fn, void *arg)
+{
+    h->fn = fn;
+    h->arg = arg;
+    h->loop_flags = (uintptr_t)loop | COIL__H_LOOP_REF | COIL__H_USER_REF;
+    h->heap.index = COIL__HEAP_NONE;
+    int err = insert(loop, h, when);
+    if (err)
+        return err;
+    coil__handle_set(h, COIL__H_PENDING);
+    loop->ntimers++;
+    return 0;
+}
+
 int coil_call_at(coil_loop_t *loop, int64_t when_ns, coil_callback_fn fn,
                  void *arg, coil_handle_t **handle_out)
 {
