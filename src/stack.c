@@ -149,7 +149,14 @@ __attribute__((format(printf, 1, 2))) static void debug(const char *fmt, ...)
 
 static size_t page_size(void)
 {
-    return (size_t)sysconf(_SC_PAGESIZE);
+    /* Asked once: sysconf is a libc call on every spawn otherwise. */
+    static atomic_size_t cached;
+    size_t p = atomic_load_explicit(&cached, memory_order_relaxed);
+    if (!p) {
+        p = (size_t)sysconf(_SC_PAGESIZE);
+        atomic_store_explicit(&cached, p, memory_order_relaxed);
+    }
+    return p;
 }
 
 static size_t round_up(size_t n, size_t to)

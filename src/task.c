@@ -15,7 +15,6 @@
  * The wait protocol is described in task.h. sleep, yield, await and shield
  * are here; the combinators build on the same protocol.
  */
-#include <stdio.h>
 #include <string.h>
 
 #include "task.h"
@@ -72,6 +71,8 @@ static int task_cancel_op(coil_future_t *fut)
 static int stack_get(struct coil_loop *loop, size_t size,
                      struct coil__stack **out)
 {
+    if (size == 0)
+        return coil__stack_get(&loop->tasks.stacks, out);
     /* Pools round sizes: compare what a pool of this size would hand out
      * with what the loop's pool hands out. */
     struct coil__stack_pool p;
@@ -249,6 +250,24 @@ void coil__task_wake(struct coil_task *t, int result)
 /* Spawning                                                             */
 /* ------------------------------------------------------------------ */
 
+/* "Task-<id>", written by hand: snprintf costs more than the rest of a
+ * spawn, and the name must be ready before the task runs, for the stack
+ * overflow report. */
+static void format_default_name(struct coil_task *t)
+{
+    char digits[24];
+    int n = 0;
+    uint64_t id = t->id;
+    do {
+        digits[n++] = (char)('0' + id % 10);
+        id /= 10;
+    } while (id);
+    memcpy(t->defname, "Task-", 5);
+    for (int i = 0; i < n; i++)
+        t->defname[5 + i] = digits[n - 1 - i];
+    t->defname[5 + n] = '\0';
+}
+
 static int check_stack_size(size_t size)
 {
     return size >= COIL__STACK_MIN && size <= COIL__STACK_MAX ? 0 : -EINVAL;
@@ -271,7 +290,7 @@ int coil_task_spawn_opts(coil_loop_t *loop, coil_task_fn fn, void *arg,
         *task_out = NULL;
     if (!loop || !fn)
         return -EINVAL;
-    size_t size = loop->tasks.stacks.size;
+    size_t size = 0; /* the loop's default */
     if (opts && opts->stack_size) {
         if (check_stack_size(opts->stack_size))
             return -EINVAL;
@@ -306,9 +325,9 @@ int coil_task_spawn_opts(coil_loop_t *loop, coil_task_fn fn, void *arg,
     t->must_cancel = false;
     t->cancelling = 0;
     t->id = ++loop->tasks.next_id;
-    t->defname[0] = '\0';
+    format_default_name(t);
     t->scope = NULL;
-    coil__stack_set_owner(t->stack, coil_task_name(t));
+    coil__stack_set_owner(t->stack, t->name ? t->name : t->defname);
     coil__context_make(loop->tasks.ctx_ops, &t->ctx, t->stack->base,
                        t->stack->size, task_main, t);
     coil__list_push_back(&loop->tasks.all, &t->link);
@@ -347,12 +366,7 @@ const char *coil_task_name(coil_task_t *t)
 {
     if (!t)
         return NULL;
-    if (t->name)
-        return t->name;
-    if (!t->defname[0])
-        snprintf(t->defname, sizeof(t->defname), "Task-%llu",
-                 (unsigned long long)t->id);
-    return t->defname;
+    return t->name ? t->name : t->defname;
 }
 
 int coil_task_set_name(coil_task_t *t, const char *name)

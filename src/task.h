@@ -90,7 +90,7 @@ struct coil_task {
     unsigned cancelling;      /* cancel requests not withdrawn */
     uint64_t id;
     char *name;               /* owned copy; NULL: defname */
-    char defname[24];         /* "Task-<id>" */
+    char defname[26];         /* "Task-<id>": 5 + up to 20 digits + NUL */
     struct coil_timeout *scope; /* innermost timeout scope (timeout.c) */
 };
 
