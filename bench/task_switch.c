@@ -14,7 +14,9 @@
 
 #include "bench.h"
 
+#ifndef HANDOFFS
 #define HANDOFFS 10000000L
+#endif
 
 static coil_loop_t *loop;
 

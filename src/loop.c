@@ -243,6 +243,12 @@ static void leave(struct coil_loop *loop)
     running_loop = NULL;
 }
 
+bool coil__loop_until_done(const struct coil_loop *loop)
+{
+    return (loop->until && loop->until->outcome != -EINPROGRESS) ||
+           (loop->until_no_tasks && loop->tasks.count == 0);
+}
+
 /* Run until stopped, or until `until` is done, or (no_tasks) until every
  * task has finished. */
 static int run(struct coil_loop *loop, const coil_future_t *until,
@@ -253,10 +259,11 @@ static int run(struct coil_loop *loop, const coil_future_t *until,
         return err;
     /* The loop stays alive even if a callback drops the last reference. */
     coil__loop_ref(loop);
+    loop->until = until;
+    loop->until_no_tasks = no_tasks;
     /* Already there: one non-blocking iteration, as asyncio's done
      * callback would stop the loop after one. */
-    if ((until && until->outcome != -EINPROGRESS) ||
-        (no_tasks && loop->tasks.count == 0))
+    if (coil__loop_until_done(loop))
         loop->stopping = true;
     for (;;) {
         err = coil__loop_run_once(loop);
@@ -264,10 +271,11 @@ static int run(struct coil_loop *loop, const coil_future_t *until,
             coil__loop_report(loop, err, "waiting for I/O failed");
             break;
         }
-        if (loop->stopping || (until && until->outcome != -EINPROGRESS) ||
-            (no_tasks && loop->tasks.count == 0))
+        if (loop->stopping || coil__loop_until_done(loop))
             break;
     }
+    loop->until = NULL;
+    loop->until_no_tasks = false;
     leave(loop);
     coil__loop_unref(loop);
     return err;

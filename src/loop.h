@@ -162,7 +162,7 @@ struct coil__soon_handle {
 void coil__ready_init(struct coil_loop *loop);
 void coil__ready_term(struct coil_loop *loop);
 /* Run the nodes that were ready when called (defined below the loop). */
-static inline size_t coil__ready_run(struct coil_loop *loop);
+static inline void coil__ready_run(struct coil_loop *loop);
 /* Discard every queued node (loop close). */
 void coil__ready_discard_all(struct coil_loop *loop);
 
@@ -266,6 +266,8 @@ struct coil__tasks {
     struct coil__stack_pool stacks;         /* default-size stacks */
     struct coil__pool task_pool;            /* struct coil_task */
     uint64_t next_id;
+    struct coil_task *returning; /* the task that last switched back to
+                                    the loop's context */
 };
 
 /* ------------------------------------------------------------------ */
@@ -283,7 +285,10 @@ struct coil_loop {
     struct coil__readyq ready;     /* callbacks to run */
     struct coil__pool soon_pool;   /* call_soon records without handle */
     unsigned ticks;                /* iterations since the last poll */
+    size_t batch_left;             /* nodes left in this iteration's batch */
     bool stopping;                 /* coil_loop_stop was called */
+    bool until_no_tasks;           /* run until every task finished */
+    const struct coil_future *until; /* run_until_complete's future */
     enum coil__loop_state state;
     int64_t now;                   /* cached monotonic time, ns */
 
@@ -337,20 +342,22 @@ static inline void coil__soon_run(struct coil_loop *loop,
     fn(arg);
 }
 
-static inline size_t coil__ready_run(struct coil_loop *loop)
+static inline void coil__ready_run(struct coil_loop *loop)
 {
     /* Only what was ready when the batch began: a callback scheduled by a
-     * callback runs in the next iteration, as in asyncio. Plain call_soon
-     * records, the common case, skip the indirect call. */
-    size_t n = loop->ready.len;
-    for (size_t i = 0; i < n; i++) {
+     * callback runs in the next iteration, as in asyncio. The count lives
+     * in the loop because tasks handing over directly to each other take
+     * their steps from it too (task.c). Plain call_soon records, the
+     * common case, skip the indirect call. */
+    loop->batch_left = loop->ready.len;
+    while (loop->batch_left) {
+        loop->batch_left--;
         struct coil__ready *node = coil__readyq_pop(&loop->ready);
         if (node->ops == &coil__soon_ops)
             coil__soon_run(loop, node);
         else
             node->ops->run(loop, node);
     }
-    return n;
 }
 
 /* Poll I/O and timers at least every this many iterations. */
@@ -367,6 +374,9 @@ int coil__loop_run_once(struct coil_loop *loop);
 
 /* Run the loop until every task has finished (or it is stopped). */
 int coil__loop_run_until_no_tasks(struct coil_loop *loop);
+
+/* Whether the running loop has reached what it runs until. */
+bool coil__loop_until_done(const struct coil_loop *loop);
 
 /* Report a problem through the exception handler, printf-style. */
 void coil__loop_report(struct coil_loop *loop, int error, const char *fmt,

@@ -143,7 +143,10 @@ static void task_main(void *arg)
     struct coil_task *t = arg;
     int r = t->fn(t->arg);
     complete(t, r);
-    struct coil_loop *loop = t->fut.loop;
+    struct coil_loop *loop = t->loop;
+    /* A finished task always goes back to the loop's context, which
+     * retires it: its stack must not be in use when it is freed. */
+    loop->tasks.returning = t;
     coil__context_exit(loop->tasks.ctx_ops, &t->ctx, &loop->tasks.sched);
 }
 
@@ -151,9 +154,14 @@ static void step_run(struct coil_loop *loop, struct coil__ready *node);
 static void step_discard(struct coil_loop *loop, struct coil__ready *node);
 static const struct coil__ready_ops step_ops = {step_run, step_discard};
 
-static void step_run(struct coil_loop *loop, struct coil__ready *node)
+/*
+ * Make t ready to run its next step: settle the result of the wait it is
+ * resuming from (delivering a pending cancel where the protocol says so)
+ * and make it current. Returns false if t needs no switch: a task
+ * cancelled before it started completes here without running.
+ */
+static bool prepare_step(struct coil_loop *loop, struct coil_task *t)
 {
-    struct coil_task *t = coil__container_of(node, struct coil_task, fw.node);
     bool woken = t->queued; /* by coil__task_wake, which set wake_result */
     t->queued = false;
     const struct coil__wait_ops *ops = t->wait_ops;
@@ -174,7 +182,7 @@ static void step_run(struct coil_loop *loop, struct coil__ready *node)
         t->must_cancel = false;
         complete(t, -ECANCELED);
         retire(loop, t);
-        return;
+        return false;
     }
     /* The next ready node is often another task's step: start loading its
      * saved frame (on its own stack, cold when thousands of tasks take
@@ -189,11 +197,57 @@ static void step_run(struct coil_loop *loop, struct coil__ready *node)
     t->state = COIL__TASK_RUNNING;
     current = t;
     coil__stack_running = t->stack;
+    return true;
+}
+
+/*
+ * Runs on the loop's own context. Whatever task switches back to it last
+ * (not necessarily t: tasks hand over to each other directly, see
+ * next_direct) is in tasks.returning; a finished one is retired here,
+ * never on its own stack.
+ */
+static void step_run(struct coil_loop *loop, struct coil__ready *node)
+{
+    struct coil_task *t = coil__container_of(node, struct coil_task, fw.node);
+    if (!prepare_step(loop, t))
+        return;
     coil__context_switch(loop->tasks.ctx_ops, &loop->tasks.sched, &t->ctx);
     current = NULL;
     coil__stack_running = NULL;
-    if (t->state == COIL__TASK_DONE)
-        retire(loop, t);
+    struct coil_task *r = loop->tasks.returning;
+    if (r->state == COIL__TASK_DONE)
+        retire(loop, r);
+}
+
+/*
+ * The task about to suspend may hand over directly to the next task
+ * instead of switching to the loop's context and back out again: one
+ * switch instead of two. Allowed only where the loop would do exactly the
+ * same: the next ready node is a task's step, and it belongs to this
+ * iteration's batch, or this batch is done and the next iteration would
+ * start without polling (no poll due, no stop asked, no timers marked due,
+ * run_until_complete's future not done). Starting that iteration here
+ * counts it (ticks) as the loop would.
+ */
+static struct coil_task *next_direct(struct coil_loop *loop)
+{
+    struct coil__ready *head = loop->ready.head;
+    if (!head || head->ops != &step_ops)
+        return NULL;
+    if (loop->batch_left == 0) {
+        if (loop->ticks >= COIL__IO_INTERVAL || loop->stopping ||
+            loop->timers_due || coil__loop_until_done(loop))
+            return NULL;
+        loop->ticks++;
+        loop->batch_left = loop->ready.len;
+    }
+    struct coil_task *next =
+        coil__container_of(head, struct coil_task, fw.node);
+    if (next->state == COIL__TASK_PENDING && next->must_cancel)
+        return NULL; /* the loop's context completes it, not a task's */
+    coil__readyq_pop(&loop->ready);
+    loop->batch_left--;
+    return next;
 }
 
 static void step_discard(struct coil_loop *loop, struct coil__ready *node)
@@ -230,12 +284,21 @@ int coil__task_begin_wait(struct coil_task **out)
 
 int coil__task_suspend(struct coil_task *t, struct coil__wait *w)
 {
-    struct coil_loop *loop = t->fut.loop;
+    struct coil_loop *loop = t->loop;
     t->wait = w;
     t->wait_ops = w->ops;
     t->wait_keep = w->keep_result;
     t->state = COIL__TASK_SUSPENDED;
-    coil__context_switch(loop->tasks.ctx_ops, &t->ctx, &loop->tasks.sched);
+    struct coil_task *next = next_direct(loop);
+    if (next && prepare_step(loop, next)) {
+        /* A task that yields with nothing else ready is its own next. */
+        if (next != t)
+            coil__context_switch(loop->tasks.ctx_ops, &t->ctx, &next->ctx);
+    } else {
+        loop->tasks.returning = t;
+        coil__context_switch(loop->tasks.ctx_ops, &t->ctx,
+                             &loop->tasks.sched);
+    }
     /* step_run resumed us; it set wake_result and cleared t->wait. */
     return t->wake_result;
 }
