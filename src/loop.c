@@ -229,6 +229,10 @@ static int enter(struct coil_loop *loop)
         return -EBADF;
     if (loop->state == COIL__LOOP_RUNNING || running_loop)
         return -EBUSY;
+    /* Tasks may run on this thread: give it the alternate signal stack
+     * the stack-overflow report runs on (once per thread; without it an
+     * overflow would still abort, just without saying which task). */
+    (void)coil__stack_thread_init();
     loop->state = COIL__LOOP_RUNNING;
     running_loop = loop;
     loop->now = coil__clock_now();

@@ -15,9 +15,13 @@
  * virtual clock with autojump.
  */
 #include <limits.h>
+#include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "helpers.h"
@@ -1514,10 +1518,108 @@ static void test_close_with_suspended_tasks(void **state)
 #define TN(fn, setup)                                                          \
     cmocka_unit_test_setup_teardown(fn, setup, test_teardown_noloop)
 
+/*
+ * A task that overflows its stack: in a forked child, the process must
+ * die by SIGABRT after printing which task overflowed and its stack size
+ * (from the handler on the loop thread's alternate signal stack).
+ */
+void coil__stack_reinstall_handler(void); /* test build only (stack.c) */
+
+static volatile int sink;
+static volatile bool keep_descending = true;
+
+__attribute__((noinline)) static int bottomless(int depth)
+{
+    volatile char frame[512];
+    frame[0] = (char)depth;
+    sink = frame[0];
+    if (!keep_descending)
+        return depth;
+    return bottomless(depth + 1) + frame[depth % 512];
+}
+
+static int overflow_task(void *arg)
+{
+    (void)arg;
+    return bottomless(0);
+}
+
+static int overflow_main(void *arg)
+{
+    (void)arg;
+    coil_loop_t *loop;
+    coil_get_running_loop(&loop);
+    char name[] = "deep-diver";
+    coil_task_options_t opts = {.name = name, .stack_size = 32 * 1024};
+    coil_task_t *t;
+    if (coil_task_spawn_opts(loop, overflow_task, NULL, &opts, &t))
+        return -ENOMEM;
+    return coil_task_join(t);
+}
+
+static void test_stack_overflow_reported(void **state)
+{
+    (void)state;
+    int fds[2];
+    assert_int_equal(pipe(fds), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        close(fds[0]);
+        dup2(fds[1], STDERR_FILENO);
+        close(fds[1]);
+        /* cmocka's own handlers are not what a program would have. */
+        signal(SIGSEGV, SIG_DFL);
+        signal(SIGBUS, SIG_DFL);
+        signal(SIGALRM, SIG_DFL);
+        alarm(20); /* a hung child dies by SIGALRM, not as a pass */
+        coil__stack_reinstall_handler();
+        coil_run(overflow_main, NULL);
+        _exit(0); /* surviving the overflow is a failure */
+    }
+    close(fds[1]);
+    char err[2048];
+    size_t len = 0;
+    struct timespec start;
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    for (;;) {
+        struct pollfd pfd = {.fd = fds[0], .events = POLLIN};
+        if (poll(&pfd, 1, 1000) <= 0) {
+            struct timespec now;
+            clock_gettime(CLOCK_MONOTONIC, &now);
+            if (now.tv_sec - start.tv_sec > 30)
+                break;
+            continue;
+        }
+        ssize_t n = read(fds[0], err + len, sizeof(err) - 1 - len);
+        if (n <= 0 || (len += (size_t)n) == sizeof(err) - 1)
+            break;
+    }
+    close(fds[0]);
+    err[len] = '\0';
+    int status;
+    if (waitpid(pid, &status, WNOHANG) == 0) {
+        kill(pid, SIGKILL);
+        waitpid(pid, &status, 0);
+        fail_msg("the child hung; its stderr:\n%s", err);
+    }
+    if (!WIFSIGNALED(status) || WTERMSIG(status) != SIGABRT)
+        fail_msg("the child did not abort (status %d); its stderr:\n%s",
+                 status, err);
+    if (!strstr(err, "stack overflow in task 'deep-diver'"))
+        fail_msg("no overflow report naming the task; stderr:\n%s", err);
+    if (!strstr(err, "stack size"))
+        fail_msg("the report does not give the stack size; stderr:\n%s",
+                 err);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         T(test_spawn_runs_next_iteration, test_setup_fake),
+        cmocka_unit_test_setup_teardown(test_stack_overflow_reported,
+                                        test_setup_noloop,
+                                        test_teardown_noloop),
         T(test_spawn_bad_arguments, test_setup_fake),
         T(test_result_and_error, test_setup_fake),
         T(test_yield_round_robin, test_setup_fake),
