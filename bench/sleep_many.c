@@ -11,7 +11,9 @@
 
 #include "bench.h"
 
+#ifndef TASKS
 #define TASKS 10000
+#endif
 #define ROUNDS 100
 
 static int sleeper(void *arg)
