@@ -16,6 +16,7 @@
 #include "coil/group.h"
 #include "coil/io.h"
 #include "coil/loop.h"
+#include "coil/net.h"
 #include "coil/task.h"
 #include "coil/timeout.h"
 

@@ -11,6 +11,7 @@ struct fault {
     atomic_uint skip;  /* uses still to let through before failing */
     atomic_uint count; /* failures still to inject */
     atomic_int err;
+    atomic_uint calls; /* uses since the last arm */
 };
 
 static struct fault faults[COIL__SYS_COUNT];
@@ -18,6 +19,7 @@ static struct fault faults[COIL__SYS_COUNT];
 int coil__fault_hit(enum coil__sys_call call)
 {
     struct fault *f = &faults[call];
+    atomic_fetch_add_explicit(&f->calls, 1, memory_order_relaxed);
     if (atomic_load_explicit(&f->count, memory_order_relaxed) == 0)
         return 0;
     unsigned skip = atomic_load(&f->skip);
@@ -36,7 +38,13 @@ void coil__fault_arm(enum coil__sys_call call, unsigned nth, unsigned count,
     atomic_store(&f->count, 0);
     atomic_store(&f->err, err);
     atomic_store(&f->skip, nth ? nth - 1 : 0);
+    atomic_store(&f->calls, 0);
     atomic_store(&f->count, count);
+}
+
+unsigned coil__fault_calls(enum coil__sys_call call)
+{
+    return atomic_load(&faults[call].calls);
 }
 
 void coil__fault_reset(void)

@@ -202,9 +202,18 @@ int64_t coil__timer_when(const struct coil_handle *h);
 /* fd watchers (io.c)                                                   */
 /* ------------------------------------------------------------------ */
 
+struct coil_task;
+
+/*
+ * One direction of a watch. It has a user, or none: a callback (fn, from
+ * add_reader/add_writer) or a task suspended in coil__io_wait (task),
+ * never both. Its bit in the watch's mask may stay set with no user (a
+ * waiting task woke and the interest was left armed, see io.c).
+ */
 struct coil__watch_dir {
-    coil_callback_fn fn;    /* NULL when this direction is not watched */
+    coil_callback_fn fn;    /* NULL when no callback watches */
     void *arg;
+    struct coil_task *task; /* the task waiting in coil__io_wait, or NULL */
     uint32_t gen;           /* bumped on every add/remove */
     uint32_t queued_gen;    /* gen when the node was queued */
     bool queued;            /* node is in the ready queue */
@@ -215,13 +224,28 @@ struct coil__watch {
     int fd;
     unsigned mask;                 /* interest registered with the poller */
     uint32_t tag;                  /* tag of that registration */
+    unsigned epoch;                /* coil__io_epoch when last registered
+                                      or checked (io.c) */
     struct coil__watch_dir dir[2]; /* [0] reader, [1] writer */
+};
+
+/*
+ * An I/O request served off the loop thread (a getaddrinfo on a helper
+ * thread) that must hear of the loop's close, because the helper will
+ * touch the loop when it finishes. on_close runs on the loop thread
+ * during coil_loop_close, after every task was abandoned; the job has
+ * been unlinked already.
+ */
+struct coil__io_job {
+    struct coil__list link; /* in loop->io.jobs while linked */
+    void (*on_close)(struct coil__io_job *job);
 };
 
 struct coil__watches {
     struct coil__watch **by_fd; /* by_fd[fd], NULL if never watched */
     int len;                    /* entries in by_fd */
     uint32_t next_tag;          /* 0 is reserved for the wake-up fd */
+    struct coil__list jobs;     /* struct coil__io_job */
 };
 
 void coil__io_init(struct coil_loop *loop);
@@ -230,6 +254,34 @@ void coil__io_term(struct coil_loop *loop);
 void coil__io_drop_all(struct coil_loop *loop);
 /* Queue the watchers an event makes ready. */
 void coil__io_event(struct coil_loop *loop, const struct coil__event *ev);
+
+/*
+ * Suspend the running task until fd is ready in direction dir
+ * (COIL__EV_READ or COIL__EV_WRITE), or has an error or hang-up. Call it
+ * after the fd's non-blocking I/O said EAGAIN: the fd is then known to be
+ * open, which the fast path (interest still armed from the previous wait)
+ * relies on. Returns 0 (ready: retry the I/O), -ECANCELED (the task was
+ * cancelled; nothing stays registered for it), -EPERM (not in a task),
+ * -EBUSY (a callback watcher or another task already has that direction),
+ * -EBADF (fd not open, or closed while waiting: coil__io_close_fd or, on
+ * poll, the loop noticed), -EPERM (fd cannot be polled), -ENOMEM.
+ */
+int coil__io_wait(struct coil_loop *loop, int fd, unsigned dir);
+
+/*
+ * fd is about to be closed (or was just created by coil, so its number
+ * may be a closed one's): forget its watchers and armed interest in loop,
+ * and wake tasks waiting on it with -EBADF. No-op for numbers never
+ * watched. With loop NULL (no loop runs in this thread, so which one
+ * remembers fd is unknown), every loop re-checks its armed interests
+ * before trusting them again.
+ */
+void coil__io_forget_fd(struct coil_loop *loop, int fd);
+
+/* Link a job (see struct coil__io_job). */
+void coil__io_job_add(struct coil_loop *loop, struct coil__io_job *job);
+/* Unlink a job that no longer needs to hear of the close. */
+void coil__io_job_remove(struct coil__io_job *job);
 
 /* ------------------------------------------------------------------ */
 /* call_soon_threadsafe (threadsafe.c)                                  */

@@ -28,6 +28,15 @@ enum coil__sys_call {
     COIL__SYS_MMAP,
     COIL__SYS_MADVISE,
     COIL__SYS_MPROTECT,
+    /* sockets (net.c): the calls whose EINTR, EAGAIN and peer errors the
+     * suspending socket calls must handle */
+    COIL__SYS_ACCEPT,
+    COIL__SYS_CONNECT,
+    COIL__SYS_RECV,
+    COIL__SYS_SEND,
+    COIL__SYS_RECVFROM,
+    COIL__SYS_SENDTO,
+    COIL__SYS_SENDFILE,
     COIL__SYS_COUNT
 };
 
@@ -41,6 +50,9 @@ int coil__fault_hit(enum coil__sys_call call);
 void coil__fault_arm(enum coil__sys_call call, unsigned nth, unsigned count,
                      int err);
 void coil__fault_reset(void);
+/* How many times call went through the seam (injected failures
+ * included) since it was last armed or reset. Test builds only. */
+unsigned coil__fault_calls(enum coil__sys_call call);
 #define COIL__FAULT(call) coil__fault_hit(call)
 #else
 #define COIL__FAULT(call) 0
@@ -51,6 +63,18 @@ void coil__fault_reset(void);
     __extension__({                                                            \
         int coil__f = COIL__FAULT(call);                                       \
         coil__f ? (errno = coil__f, -1) : (expr);                              \
+    })
+
+/*
+ * As COIL__SYS, but the call runs first and the injected failure replaces
+ * its outcome: a signal that interrupted a call whose effect goes on
+ * (connect: the connection attempt proceeds after EINTR).
+ */
+#define COIL__SYS_AFTER(call, expr)                                            \
+    __extension__({                                                            \
+        __typeof__(expr) coil__r = (expr);                                     \
+        int coil__f = COIL__FAULT(call);                                       \
+        coil__f ? (errno = coil__f, (__typeof__(expr))-1) : coil__r;           \
     })
 
 #endif /* COIL_SYS_H */

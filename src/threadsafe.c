@@ -46,16 +46,6 @@ static void ts_discard(struct coil_loop *loop, struct coil__ready *node)
 
 static const struct coil__ready_ops ts_ops = {ts_run, ts_discard};
 
-static int set_flags(int fd)
-{
-    int fl = fcntl(fd, F_GETFL);
-    if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
-        return -errno;
-    if (fcntl(fd, F_SETFD, FD_CLOEXEC) < 0)
-        return -errno;
-    return 0;
-}
-
 static int open_channel(struct coil__threadsafe *ts)
 {
 #ifdef HAVE_EVENTFD
@@ -72,9 +62,9 @@ static int open_channel(struct coil__threadsafe *ts)
     int p[2];
     if (COIL__SYS(COIL__SYS_PIPE, pipe(p)) < 0)
         return -errno;
-    int err = set_flags(p[0]);
+    int err = coil__fd_nonblock_cloexec(p[0]);
     if (!err)
-        err = set_flags(p[1]);
+        err = coil__fd_nonblock_cloexec(p[1]);
     if (err) {
         close(p[0]);
         close(p[1]);

@@ -31,7 +31,8 @@ extern "C" {
  * The fd should be non-blocking.
  * Errors: -EINVAL (NULL loop or fn), -EBADF (fd negative or not open, or
  * loop closed), -EPERM (fd cannot be polled, e.g. a regular file with
- * epoll), -ENOMEM.
+ * epoll), -EBUSY (a task is suspended waiting for this fd in this
+ * direction, in a coil_sock_* call), -ENOMEM.
  */
 COIL_API int coil_add_reader(coil_loop_t *loop, int fd, coil_callback_fn fn,
                              void *arg);

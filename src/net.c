@@ -1,0 +1,443 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * net.c - suspending socket calls for tasks (coil/net.h).
+ *
+ * Every call has the same shape: try the non-blocking system call; on
+ * EAGAIN suspend in coil__io_wait until the fd is ready, then try again.
+ * The wait is the only suspension point, so cancellation, timeout scopes
+ * and loop close all act through it, between two system calls: a call
+ * that is cancelled has consumed nothing (recv, accept) or reports what
+ * it handed to the kernel (send_all, sendfile).
+ *
+ * The system calls go through the syscall seam (sys.h) so that tests can
+ * make them fail with EINTR, EAGAIN or a peer error on their Nth use.
+ * close() is deliberately not behind the seam and never retried.
+ */
+#include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#ifdef __linux__
+#include <sys/sendfile.h>
+#define HAVE_SENDFILE 1
+#endif
+
+#include "sys.h"
+#include "task.h"
+
+#ifdef MSG_NOSIGNAL
+#define SEND_FLAGS MSG_NOSIGNAL
+#else
+#define SEND_FLAGS 0
+#endif
+#ifdef MSG_DONTWAIT
+#define DONTWAIT MSG_DONTWAIT
+#else
+#define DONTWAIT 0
+#endif
+
+/* The size of sendfile's copy buffer when sendfile(2) cannot be used. */
+#define COPY_BUF (64 * 1024)
+
+static bool would_block(int e)
+{
+    return e == EAGAIN || e == EWOULDBLOCK;
+}
+
+/* Where MSG_NOSIGNAL is missing, the socket itself must say it. */
+static void no_sigpipe(int fd)
+{
+#if !defined(MSG_NOSIGNAL) && defined(SO_NOSIGPIPE)
+    int one = 1;
+    (void)setsockopt(fd, SOL_SOCKET, SO_NOSIGPIPE, &one, sizeof(one));
+#else
+    (void)fd;
+#endif
+}
+
+
+/* A blocking fd would freeze the loop in accept/connect/sendfile. */
+static int check_nonblocking(int fd)
+{
+    int fl = fcntl(fd, F_GETFL);
+    if (fl < 0)
+        return -errno;
+    return (fl & O_NONBLOCK) ? 0 : -EINVAL;
+}
+
+/* fd is a new file made by coil, or about to be closed: whatever the
+ * running loop remembers of its number is (or will be) stale. With no
+ * running loop, coil__io_forget_fd(NULL) makes every loop check again. */
+static void claim(struct coil_loop *loop, int fd)
+{
+    if (!loop && coil_get_running_loop(&loop) != 0)
+        loop = NULL;
+    coil__io_forget_fd(loop, fd);
+}
+
+/* ------------------------------------------------------------------ */
+/* Sockets                                                              */
+/* ------------------------------------------------------------------ */
+
+int coil_socket(int domain, int type, int protocol)
+{
+#ifdef SOCK_NONBLOCK
+    int fd = socket(domain, type | SOCK_NONBLOCK | SOCK_CLOEXEC, protocol);
+    if (fd < 0)
+        return -errno;
+#else
+    int fd = socket(domain, type, protocol);
+    if (fd < 0)
+        return -errno;
+    int err = coil__fd_nonblock_cloexec(fd);
+    if (err) {
+        close(fd);
+        return err;
+    }
+#endif
+    no_sigpipe(fd);
+    claim(NULL, fd);
+    return fd;
+}
+
+int coil_sock_close(int fd)
+{
+    if (fd < 0)
+        return -EBADF;
+    claim(NULL, fd);
+    /* Once, whatever it says (see net.h). */
+    if (close(fd) < 0 && errno != EINTR)
+        return -errno;
+    return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Receiving                                                            */
+/* ------------------------------------------------------------------ */
+
+static ssize_t recv_common(int fd, void *buf, size_t n,
+                           struct sockaddr *addr, socklen_t *addrlen,
+                           bool from)
+{
+    struct coil_task *t;
+    int err = coil__task_begin_wait(&t);
+    if (err)
+        return err;
+    if (fd < 0)
+        return -EBADF;
+    if ((!buf && n) || (!addr != !addrlen))
+        return -EINVAL;
+    socklen_t cap = addrlen ? *addrlen : 0;
+    for (;;) {
+        ssize_t r;
+        if (from) {
+            if (addrlen)
+                *addrlen = cap;
+            r = COIL__SYS(COIL__SYS_RECVFROM,
+                          recvfrom(fd, buf, n, DONTWAIT, addr, addrlen));
+        } else {
+            r = COIL__SYS(COIL__SYS_RECV, recv(fd, buf, n, DONTWAIT));
+        }
+        if (r >= 0)
+            return r;
+        int e = errno;
+        if (e == EINTR)
+            continue;
+        if (!would_block(e))
+            return -e;
+        if ((err = coil__io_wait(t->loop, fd, COIL__EV_READ)))
+            return err;
+    }
+}
+
+ssize_t coil_sock_recv(int fd, void *buf, size_t n)
+{
+    return recv_common(fd, buf, n, NULL, NULL, false);
+}
+
+ssize_t coil_sock_recvfrom(int fd, void *buf, size_t n, struct sockaddr *addr,
+                           socklen_t *addrlen)
+{
+    return recv_common(fd, buf, n, addr, addrlen, true);
+}
+
+/* ------------------------------------------------------------------ */
+/* Sending                                                              */
+/* ------------------------------------------------------------------ */
+
+/* Send all of buf; *sent counts what the kernel took, whatever happens. */
+static int send_loop(struct coil_task *t, int fd, const char *buf, size_t n,
+                     size_t *sent)
+{
+    *sent = 0;
+    no_sigpipe(fd);
+    while (*sent < n) {
+        ssize_t r = COIL__SYS(COIL__SYS_SEND, send(fd, buf + *sent, n - *sent,
+                                                   SEND_FLAGS | DONTWAIT));
+        if (r >= 0) {
+            *sent += (size_t)r;
+            continue;
+        }
+        int e = errno;
+        if (e == EINTR)
+            continue;
+        if (!would_block(e))
+            return -e;
+        int err = coil__io_wait(t->loop, fd, COIL__EV_WRITE);
+        if (err)
+            return err;
+    }
+    return 0;
+}
+
+int coil_sock_send_all(int fd, const void *buf, size_t n, size_t *sent_out)
+{
+    if (sent_out)
+        *sent_out = 0;
+    struct coil_task *t;
+    int err = coil__task_begin_wait(&t);
+    if (err)
+        return err;
+    if (fd < 0)
+        return -EBADF;
+    if (!buf && n)
+        return -EINVAL;
+    if (n == 0)
+        return 0;
+    size_t sent;
+    err = send_loop(t, fd, buf, n, &sent);
+    if (sent_out)
+        *sent_out = sent;
+    return err;
+}
+
+ssize_t coil_sock_sendto(int fd, const void *buf, size_t n,
+                         const struct sockaddr *addr, socklen_t addrlen)
+{
+    struct coil_task *t;
+    int err = coil__task_begin_wait(&t);
+    if (err)
+        return err;
+    if (fd < 0)
+        return -EBADF;
+    if ((!buf && n) || (!addr != (addrlen == 0)))
+        return -EINVAL;
+    no_sigpipe(fd);
+    for (;;) {
+        ssize_t r = COIL__SYS(COIL__SYS_SENDTO,
+                              sendto(fd, buf, n, SEND_FLAGS | DONTWAIT, addr,
+                                     addrlen));
+        if (r >= 0)
+            return r;
+        int e = errno;
+        if (e == EINTR)
+            continue;
+        if (!would_block(e))
+            return -e;
+        if ((err = coil__io_wait(t->loop, fd, COIL__EV_WRITE)))
+            return err;
+    }
+}
+
+/* ------------------------------------------------------------------ */
+/* Accepting and connecting                                             */
+/* ------------------------------------------------------------------ */
+
+int coil_sock_accept(int fd, struct sockaddr *addr, socklen_t *addrlen)
+{
+    struct coil_task *t;
+    int err = coil__task_begin_wait(&t);
+    if (err)
+        return err;
+    if (fd < 0)
+        return -EBADF;
+    if (!addr != !addrlen)
+        return -EINVAL;
+    if ((err = check_nonblocking(fd)))
+        return err;
+    socklen_t cap = addrlen ? *addrlen : 0;
+    for (;;) {
+        if (addrlen)
+            *addrlen = cap;
+#ifdef SOCK_NONBLOCK
+        int c = COIL__SYS(COIL__SYS_ACCEPT,
+                          accept4(fd, addr, addrlen,
+                                  SOCK_NONBLOCK | SOCK_CLOEXEC));
+#else
+        int c = COIL__SYS(COIL__SYS_ACCEPT, accept(fd, addr, addrlen));
+        if (c >= 0 && (err = coil__fd_nonblock_cloexec(c))) {
+            close(c);
+            return err;
+        }
+#endif
+        if (c >= 0) {
+            no_sigpipe(c);
+            claim(t->loop, c);
+            return c;
+        }
+        int e = errno;
+        /* A connection that died in the queue: take the next one. */
+        if (e == EINTR || e == ECONNABORTED || e == EPROTO)
+            continue;
+        if (!would_block(e)) {
+            if (addrlen)
+                *addrlen = cap;
+            return -e;
+        }
+        if ((err = coil__io_wait(t->loop, fd, COIL__EV_READ)))
+            return err;
+    }
+}
+
+int coil_sock_connect(int fd, const struct sockaddr *addr, socklen_t len)
+{
+    struct coil_task *t;
+    int err = coil__task_begin_wait(&t);
+    if (err)
+        return err;
+    if (fd < 0)
+        return -EBADF;
+    if (!addr || len == 0)
+        return -EINVAL;
+    if ((err = check_nonblocking(fd)))
+        return err;
+    /* The seam's "after" form: an injected EINTR leaves the attempt under
+     * way, as a real signal would. */
+    if (COIL__SYS_AFTER(COIL__SYS_CONNECT, connect(fd, addr, len)) == 0)
+        return 0;
+    int e = errno;
+    /* EINTR: the attempt goes on in the kernel (POSIX), and connecting
+     * again would say EALREADY; both complete through writability. */
+    if (e != EINPROGRESS && e != EINTR)
+        return -e;
+    if ((err = coil__io_wait(t->loop, fd, COIL__EV_WRITE)))
+        return err;
+    int soerr = 0;
+    socklen_t sl = sizeof(soerr);
+    if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) < 0)
+        return -errno;
+    return -soerr;
+}
+
+/* ------------------------------------------------------------------ */
+/* sendfile                                                             */
+/* ------------------------------------------------------------------ */
+
+/* Copy through a buffer, reading at an explicit position so that bytes
+ * read but not sent are not lost from the file's position. */
+static ssize_t copy_file(struct coil_task *t, int out_fd, int in_fd,
+                         off_t *offset, size_t count)
+{
+    off_t pos = offset ? *offset : lseek(in_fd, 0, SEEK_CUR);
+    if (pos < 0)
+        return -errno;
+    char *buf = coil__malloc(COPY_BUF);
+    if (!buf)
+        return -ENOMEM;
+    size_t total = 0;
+    ssize_t result;
+    for (;;) {
+        if (total == count) {
+            result = (ssize_t)total;
+            break;
+        }
+        size_t want = count - total < COPY_BUF ? count - total : COPY_BUF;
+        ssize_t r = pread(in_fd, buf, want, pos);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0) {
+            result = r < 0 ? -errno : (ssize_t)total;
+            break;
+        }
+        size_t sent;
+        int err = send_loop(t, out_fd, buf, (size_t)r, &sent);
+        pos += (off_t)sent;
+        total += sent;
+        if (err) {
+            result = err;
+            break;
+        }
+    }
+    coil__free(buf);
+    if (offset)
+        *offset = pos;
+    else
+        (void)lseek(in_fd, pos, SEEK_SET);
+    return result;
+}
+
+#ifdef HAVE_SENDFILE
+/*
+ * sendfile(2) has no MSG_NOSIGNAL: block SIGPIPE in this thread around
+ * the call, and if the call raised one that was not already pending,
+ * take it back before unblocking.
+ */
+static ssize_t sendfile_nosigpipe(int out_fd, int in_fd, off_t *offset,
+                                  size_t n)
+{
+    sigset_t pipe_set, old, pending;
+    sigemptyset(&pipe_set);
+    sigaddset(&pipe_set, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &pipe_set, &old);
+    bool was_pending = sigpending(&pending) == 0 &&
+                       sigismember(&pending, SIGPIPE) == 1;
+    ssize_t r = COIL__SYS(COIL__SYS_SENDFILE,
+                          sendfile(out_fd, in_fd, offset, n));
+    int e = errno;
+    if (r < 0 && e == EPIPE && !was_pending) {
+        struct timespec zero = {0, 0};
+        while (sigtimedwait(&pipe_set, NULL, &zero) < 0 && errno == EINTR)
+            ;
+    }
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    errno = e;
+    return r;
+}
+#endif
+
+ssize_t coil_sock_sendfile(int out_fd, int in_fd, off_t *offset,
+                           size_t count)
+{
+    struct coil_task *t;
+    int err = coil__task_begin_wait(&t);
+    if (err)
+        return err;
+    if (out_fd < 0 || in_fd < 0)
+        return -EBADF;
+    if (offset && *offset < 0)
+        return -EINVAL;
+    if ((err = check_nonblocking(out_fd)))
+        return err;
+    if (count > SSIZE_MAX)
+        count = SSIZE_MAX;
+#ifdef HAVE_SENDFILE
+    size_t total = 0;
+    while (total < count) {
+        size_t n = count - total;
+        if (n > 0x7ffff000) /* the most Linux moves per call */
+            n = 0x7ffff000;
+        ssize_t r = sendfile_nosigpipe(out_fd, in_fd, offset, n);
+        if (r > 0) {
+            total += (size_t)r;
+            continue;
+        }
+        if (r == 0)
+            break; /* end of file */
+        int e = errno;
+        if (e == EINTR)
+            continue;
+        if (would_block(e)) {
+            if ((err = coil__io_wait(t->loop, out_fd, COIL__EV_WRITE)))
+                return err;
+            continue;
+        }
+        if ((e == EINVAL || e == ENOSYS) && total == 0)
+            return copy_file(t, out_fd, in_fd, offset, count);
+        return -e;
+    }
+    return (ssize_t)total;
+#else
+    return copy_file(t, out_fd, in_fd, offset, count);
+#endif
+}
