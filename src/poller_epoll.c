@@ -8,8 +8,10 @@
  * the fd number was closed and reused (a dup of the old file still open)
  * carries an old tag and is dropped by the loop.
  */
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <sys/epoll.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -81,14 +83,40 @@ static int ep_watch(struct coil__poller *p, int fd, unsigned old_mask,
     return ctl(p, op, fd, mask, tag) == 0 ? fresh : -errno;
 }
 
+/*
+ * epoll_pwait2 takes the timeout in nanoseconds (Linux 5.11+). With
+ * epoll_wait's milliseconds, rounded up so as never to wake early, a loop
+ * waiting for a timer 0.2 ms away sleeps a whole millisecond. Where the
+ * kernel lacks it, the first ENOSYS switches this process to epoll_wait.
+ */
+#if defined(__GLIBC__) &&                                                      \
+    (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 35))
+#define HAVE_EPOLL_PWAIT2 1
+static atomic_bool no_pwait2;
+#endif
+
+static int wait_ns(struct coil__poller *p, int max, int64_t timeout_ns)
+{
+#ifdef HAVE_EPOLL_PWAIT2
+    if (timeout_ns > 0 && timeout_ns % 1000000 &&
+        !atomic_load_explicit(&no_pwait2, memory_order_relaxed)) {
+        struct timespec ts = {(time_t)(timeout_ns / 1000000000),
+                              (long)(timeout_ns % 1000000000)};
+        int n = epoll_pwait2(p->epfd, p->events, max, &ts, NULL);
+        if (n >= 0 || errno != ENOSYS)
+            return n;
+        atomic_store_explicit(&no_pwait2, true, memory_order_relaxed);
+    }
+#endif
+    return epoll_wait(p->epfd, p->events, max, coil__timeout_ms(timeout_ns));
+}
+
 static int ep_wait(struct coil__poller *p, int64_t timeout_ns,
                    struct coil__event *out, int max)
 {
     if (max > COIL__POLLER_BATCH)
         max = COIL__POLLER_BATCH;
-    int n = COIL__SYS(COIL__SYS_EPOLL_WAIT,
-                      epoll_wait(p->epfd, p->events, max,
-                                 coil__timeout_ms(timeout_ns)));
+    int n = COIL__SYS(COIL__SYS_EPOLL_WAIT, wait_ns(p, max, timeout_ns));
     if (n < 0)
         return errno == EINTR ? 0 : -errno;
     for (int i = 0; i < n; i++) {
