@@ -19,6 +19,7 @@ void coil__pool_init(struct coil__pool *p, size_t size)
 void coil__pool_init_aligned(struct coil__pool *p, size_t size, size_t align)
 {
     p->free = NULL;
+    p->fresh = p->fresh_end = NULL;
     p->slabs = NULL;
     p->align = align;
     p->size = (size + align - 1) & ~(align - 1);
@@ -39,6 +40,7 @@ void coil__pool_term(struct coil__pool *p)
     }
     p->slabs = NULL;
     p->free = NULL;
+    p->fresh = p->fresh_end = NULL;
 }
 
 int coil__pool_grow(struct coil__pool *p)
@@ -53,13 +55,11 @@ int coil__pool_grow(struct coil__pool *p)
         return -ENOMEM;
     *(void **)slab = p->slabs;
     p->slabs = slab;
-    char *obj = (char *)(((uintptr_t)slab + SLAB_HEAD + p->align - 1) &
-                         ~(uintptr_t)(p->align - 1));
-    for (size_t i = n; i-- > 0;) {
-        struct coil__pool_free *o = (void *)(obj + i * p->size);
-        o->next = p->free;
-        p->free = o;
-    }
+    /* Whatever was left of the previous slab's fresh objects was used up
+     * (the pool grows only when both the free list and they are empty). */
+    p->fresh = (char *)(((uintptr_t)slab + SLAB_HEAD + p->align - 1) &
+                        ~(uintptr_t)(p->align - 1));
+    p->fresh_end = p->fresh + n * p->size;
     if (p->next_count < MAX_SLAB)
         p->next_count *= 2;
     return 0;
