@@ -36,6 +36,14 @@ struct coil_future {
     unsigned refs;
 };
 
+/* Whether the running loop has reached what it runs until
+ * (run_until_complete's future, or coil_run's "no task left"). */
+static inline bool coil__loop_until_done(const struct coil_loop *loop)
+{
+    return (loop->until && loop->until->outcome != -EINPROGRESS) ||
+           (loop->until_no_tasks && loop->tasks.count == 0);
+}
+
 /* Initialise an embedded future; takes a loop reference. */
 void coil__future_init(coil_future_t *fut, struct coil_loop *loop,
                        const struct coil__future_ops *ops);

@@ -125,10 +125,9 @@ static void destroy(struct coil_loop *loop)
     coil__free(loop->mem);
 }
 
-void coil__loop_unref(struct coil_loop *loop)
+void coil__loop_destroy(struct coil_loop *loop)
 {
-    if (--loop->refs == 0)
-        destroy(loop);
+    destroy(loop);
 }
 
 void coil_loop_free(coil_loop_t *loop)
@@ -245,12 +244,6 @@ static void leave(struct coil_loop *loop)
     loop->stopping = false;
     loop->state = COIL__LOOP_IDLE;
     running_loop = NULL;
-}
-
-bool coil__loop_until_done(const struct coil_loop *loop)
-{
-    return (loop->until && loop->until->outcome != -EINPROGRESS) ||
-           (loop->until_no_tasks && loop->tasks.count == 0);
 }
 
 /* Run until stopped, or until `until` is done, or (no_tasks) until every

@@ -419,7 +419,15 @@ static inline void coil__loop_ref(struct coil_loop *loop)
 {
     loop->refs++;
 }
-void coil__loop_unref(struct coil_loop *loop);
+
+/* Free the loop's memory (the last reference went). */
+void coil__loop_destroy(struct coil_loop *loop);
+
+static inline void coil__loop_unref(struct coil_loop *loop)
+{
+    if (--loop->refs == 0)
+        coil__loop_destroy(loop);
+}
 
 /* Run one iteration; the loop must be marked running. */
 int coil__loop_run_once(struct coil_loop *loop);
@@ -427,8 +435,6 @@ int coil__loop_run_once(struct coil_loop *loop);
 /* Run the loop until every task has finished (or it is stopped). */
 int coil__loop_run_until_no_tasks(struct coil_loop *loop);
 
-/* Whether the running loop has reached what it runs until. */
-bool coil__loop_until_done(const struct coil_loop *loop);
 
 /* Report a problem through the exception handler, printf-style. */
 void coil__loop_report(struct coil_loop *loop, int error, const char *fmt,
