@@ -102,7 +102,8 @@ static int wait_ns(struct coil__poller *p, int max, int64_t timeout_ns)
         !atomic_load_explicit(&no_pwait2, memory_order_relaxed)) {
         struct timespec ts = {(time_t)(timeout_ns / 1000000000),
                               (long)(timeout_ns % 1000000000)};
-        int n = epoll_pwait2(p->epfd, p->events, max, &ts, NULL);
+        int n = COIL__SYS(COIL__SYS_EPOLL_PWAIT2,
+                          epoll_pwait2(p->epfd, p->events, max, &ts, NULL));
         if (n >= 0 || errno != ENOSYS)
             return n;
         atomic_store_explicit(&no_pwait2, true, memory_order_relaxed);

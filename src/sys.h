@@ -28,6 +28,7 @@ enum coil__sys_call {
     COIL__SYS_MMAP,
     COIL__SYS_MADVISE,
     COIL__SYS_MPROTECT,
+    COIL__SYS_EPOLL_PWAIT2, /* ENOSYS: an older kernel */
     /* sockets (net.c): the calls whose EINTR, EAGAIN and peer errors the
      * suspending socket calls must handle */
     COIL__SYS_ACCEPT,
