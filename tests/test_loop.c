@@ -6,6 +6,7 @@
  * the exception handler, and the guarantee that ready work never starves
  * I/O and timers.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -276,6 +277,35 @@ static void test_exception_handler(void **state)
     assert_int_equal(log.count, 1);
 }
 
+/* The default handler writes one line to stderr: capture and check it. */
+static void test_default_exception_handler(void **state)
+{
+    struct fixture *f = *state;
+    int fds[2];
+    assert_int_equal(pipe(fds), 0);
+    fflush(stderr);
+    int saved = dup(STDERR_FILENO);
+    assert_true(saved >= 0);
+    assert_int_equal(dup2(fds[1], STDERR_FILENO), STDERR_FILENO);
+    coil_loop_default_exception_handler(f->loop, -EPIPE, "writing", NULL);
+    coil_loop_default_exception_handler(f->loop, -EIO, NULL, NULL);
+    /* With no handler set, calling the handler uses the default. */
+    coil_loop_call_exception_handler(f->loop, -ECONNRESET, "via the loop");
+    fflush(stderr);
+    dup2(saved, STDERR_FILENO);
+    close(saved);
+    close(fds[1]);
+    char buf[512] = {0};
+    ssize_t n = read(fds[0], buf, sizeof(buf) - 1);
+    close(fds[0]);
+    assert_true(n > 0);
+    assert_non_null(strstr(buf, "coil: writing: "));
+    assert_non_null(strstr(buf, "(EPIPE)"));
+    assert_non_null(strstr(buf, "coil: error: "));
+    assert_non_null(strstr(buf, "coil: via the loop: "));
+    assert_non_null(strstr(buf, "(ECONNRESET)"));
+}
+
 /*
  * Ready work never starves I/O or timers: a callback chain that would run
  * forever, a readable socket and a due timer. The reader and the timer
@@ -382,6 +412,7 @@ int main(void)
         T(test_run_until_complete_args),
         T(test_future_outlives_loop),
         T(test_exception_handler),
+        T(test_default_exception_handler),
         T(test_no_starvation),
     };
     test_init();
