@@ -44,6 +44,20 @@ static inline bool coil__loop_until_done(const struct coil_loop *loop)
            (loop->until_no_tasks && loop->tasks.count == 0);
 }
 
+/* Complete *fp with a NULL result if it is still pending, drop the
+ * reference held in *fp and clear it (for objects that keep a "closed" or
+ * "idle" future for others to await). */
+static inline void coil__future_settle(coil_future_t **fp)
+{
+    coil_future_t *f = *fp;
+    if (!f)
+        return;
+    *fp = NULL;
+    if (!coil_future_done(f))
+        (void)coil_future_set_result(f, NULL);
+    coil_future_unref(f);
+}
+
 /* Initialise an embedded future; takes a loop reference. */
 void coil__future_init(coil_future_t *fut, struct coil_loop *loop,
                        const struct coil__future_ops *ops);

@@ -23,6 +23,7 @@
 #define HAVE_SENDFILE 1
 #endif
 
+#include "sock.h"
 #include "sys.h"
 #include "task.h"
 
@@ -39,23 +40,6 @@
 
 /* The size of sendfile's copy buffer when sendfile(2) cannot be used. */
 #define COPY_BUF (64 * 1024)
-
-static bool would_block(int e)
-{
-    return e == EAGAIN || e == EWOULDBLOCK;
-}
-
-/* Where MSG_NOSIGNAL is missing, the socket itself must say it. */
-static void no_sigpipe(int fd)
-{
-#if !defined(MSG_NOSIGNAL) && defined(SO_NOSIGPIPE)
-    int one = 1;
-    (void)setsockopt(fd, SOL_SOCKET, SO_NOSIGPIPE, &one, sizeof(one));
-#else
-    (void)fd;
-#endif
-}
-
 
 /* A blocking fd would freeze the loop in accept/connect/sendfile. */
 static int check_nonblocking(int fd)
@@ -96,7 +80,7 @@ int coil_socket(int domain, int type, int protocol)
         return err;
     }
 #endif
-    no_sigpipe(fd);
+    coil__sock_no_sigpipe(fd);
     claim(NULL, fd);
     return fd;
 }
@@ -144,7 +128,7 @@ static ssize_t recv_common(int fd, void *buf, size_t n,
         int e = errno;
         if (e == EINTR)
             continue;
-        if (!would_block(e))
+        if (!coil__would_block(e))
             return -e;
         if ((err = coil__io_wait(t->loop, fd, COIL__EV_READ)))
             return err;
@@ -171,7 +155,7 @@ static int send_loop(struct coil_task *t, int fd, const char *buf, size_t n,
                      size_t *sent)
 {
     *sent = 0;
-    no_sigpipe(fd);
+    coil__sock_no_sigpipe(fd);
     while (*sent < n) {
         ssize_t r = COIL__SYS(COIL__SYS_SEND, send(fd, buf + *sent, n - *sent,
                                                    SEND_FLAGS | DONTWAIT));
@@ -182,7 +166,7 @@ static int send_loop(struct coil_task *t, int fd, const char *buf, size_t n,
         int e = errno;
         if (e == EINTR)
             continue;
-        if (!would_block(e))
+        if (!coil__would_block(e))
             return -e;
         int err = coil__io_wait(t->loop, fd, COIL__EV_WRITE);
         if (err)
@@ -223,7 +207,7 @@ ssize_t coil_sock_sendto(int fd, const void *buf, size_t n,
         return -EBADF;
     if ((!buf && n) || (!addr != (addrlen == 0)))
         return -EINVAL;
-    no_sigpipe(fd);
+    coil__sock_no_sigpipe(fd);
     for (;;) {
         ssize_t r = COIL__SYS(COIL__SYS_SENDTO,
                               sendto(fd, buf, n, SEND_FLAGS | DONTWAIT, addr,
@@ -233,7 +217,7 @@ ssize_t coil_sock_sendto(int fd, const void *buf, size_t n,
         int e = errno;
         if (e == EINTR)
             continue;
-        if (!would_block(e))
+        if (!coil__would_block(e))
             return -e;
         if ((err = coil__io_wait(t->loop, fd, COIL__EV_WRITE)))
             return err;
@@ -272,7 +256,7 @@ int coil_sock_accept(int fd, struct sockaddr *addr, socklen_t *addrlen)
         }
 #endif
         if (c >= 0) {
-            no_sigpipe(c);
+            coil__sock_no_sigpipe(c);
             claim(t->loop, c);
             return c;
         }
@@ -280,7 +264,7 @@ int coil_sock_accept(int fd, struct sockaddr *addr, socklen_t *addrlen)
         /* A connection that died in the queue: take the next one. */
         if (e == EINTR || e == ECONNABORTED || e == EPROTO)
             continue;
-        if (!would_block(e)) {
+        if (!coil__would_block(e)) {
             if (addrlen)
                 *addrlen = cap;
             return -e;
@@ -427,7 +411,7 @@ ssize_t coil_sock_sendfile(int out_fd, int in_fd, off_t *offset,
         int e = errno;
         if (e == EINTR)
             continue;
-        if (would_block(e)) {
+        if (coil__would_block(e)) {
             if ((err = coil__io_wait(t->loop, out_fd, COIL__EV_WRITE)))
                 return err;
             continue;

@@ -1,0 +1,346 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * coil/stream.h - buffered byte streams over connected sockets, and
+ * servers that hand each accepted connection to a task of its own
+ * (asyncio's open_connection, start_server, StreamReader, StreamWriter).
+ *
+ * A coil_stream_t plays asyncio's StreamReader and StreamWriter together:
+ * one object, one socket, a read buffer and a write buffer.
+ *
+ * Ownership. A stream is reference counted. The creator gets one
+ * reference; coil_stream_ref takes another, coil_stream_unref drops one.
+ * The stream owns its fd and closes it with coil_sock_close. Dropping the
+ * last reference closes the stream as coil_stream_close does: data still
+ * in the write buffer is flushed in the background first (the stream then
+ * frees itself once flushed, once the peer fails, or when the loop is
+ * closed). All calls are for the loop's thread.
+ *
+ * Reading. Bytes received from the socket go into the stream's read
+ * buffer before anything else can happen, and are only taken out of it
+ * when a call returns them: a read that is cancelled (or cut short by a
+ * timeout scope) has consumed nothing, and what had arrived stays
+ * buffered for the next read. One task reads a stream at a time (a second
+ * concurrent reader gets -EBUSY); one task may read while another writes.
+ * The read buffer is bounded by a limit (64 KiB by default,
+ * coil_stream_set_limit) for readline and readuntil: a separator not found
+ * within the limit gives -EMSGSIZE (asyncio's LimitOverrunError) and the
+ * data stays buffered, readable with coil_stream_read.
+ *
+ * Writing. coil_stream_write never suspends: it sends what the socket
+ * takes at once (when nothing is queued before it) and buffers the rest,
+ * which the loop sends in the background whenever the socket is writable
+ * (a writer watcher, as asyncio's transports do), so buffered data always
+ * goes out, drained or not. coil_stream_drain is the flow control: it
+ * suspends while the buffer holds more than the high-water mark, until it
+ * is down to the low-water mark (64 KiB / 16 KiB by default). A peer
+ * error met by the background sender (-EPIPE, -ECONNRESET) discards the
+ * buffer and is returned by the next drain and write.
+ *
+ * The conventions of coil/net.h apply: negative errno returns, -EPERM
+ * outside a task for calls that may suspend, -ECANCELED when the waiting
+ * task is cancelled, -ETIMEDOUT through timeout scopes.
+ */
+#ifndef COIL_STREAM_H
+#define COIL_STREAM_H
+
+#include <sys/socket.h>
+#include <sys/types.h>
+
+#include "common.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct coil_stream coil_stream_t;
+typedef struct coil_server coil_server_t;
+
+/* Defaults. */
+#define COIL_STREAM_LIMIT (64 * 1024)
+#define COIL_STREAM_HIGH_WATER (64 * 1024)
+#define COIL_STREAM_LOW_WATER (16 * 1024)
+
+/* ------------------------------------------------------------------ */
+/* Making streams                                                       */
+/* ------------------------------------------------------------------ */
+
+/*
+ * Connect to host (a name or a numeric address) at port (a number or a
+ * service name) over TCP and return a stream in *out. The name is
+ * resolved with coil_getaddrinfo (IPv4 and IPv6); the addresses are tried
+ * one after the other in the resolver's order, the next only once the
+ * previous one failed (a sequential fallback, no parallel attempts).
+ * Returns 0, or the error of the first address tried (-ECONNREFUSED,
+ * -ENETUNREACH, ...), the resolver's errors (coil/net.h), -EINVAL (out,
+ * or both host and port, NULL), -EPERM, -ECANCELED, -ENOMEM. *out is
+ * NULL on failure. May suspend.
+ */
+COIL_API int coil_open_connection(const char *host, const char *port,
+                                  coil_stream_t **out);
+
+/* As coil_open_connection, to a Unix-domain stream socket at path.
+ * -ENAMETOOLONG for a path that does not fit sockaddr_un. May suspend. */
+COIL_API int coil_open_unix_connection(const char *path, coil_stream_t **out);
+
+/*
+ * Wrap a connected, non-blocking stream socket fd (from coil_socket,
+ * coil_sock_accept, or a socketpair made non-blocking). On success the
+ * stream owns fd; on failure fd is left to the caller. Must be called on
+ * the thread of a running loop (inside a task or callback): the stream
+ * belongs to that loop. Errors: -EBADF (fd < 0), -EINVAL (out NULL),
+ * -EPERM (no running loop), -ENOMEM. Does not suspend.
+ */
+COIL_API int coil_stream_from_fd(int fd, coil_stream_t **out);
+
+/* Take a reference; returns s. NULL gives NULL. */
+COIL_API coil_stream_t *coil_stream_ref(coil_stream_t *s);
+
+/* Drop a reference (see the top of this file). Accepts NULL. */
+COIL_API void coil_stream_unref(coil_stream_t *s);
+
+/* The stream's socket, or -1 once it is closed. Do not close it. */
+COIL_API int coil_stream_fd(const coil_stream_t *s);
+
+/* ------------------------------------------------------------------ */
+/* Reading (one reading task at a time)                                 */
+/* ------------------------------------------------------------------ */
+
+/*
+ * Read up to n bytes into buf: what is buffered if anything is, else
+ * waits for the socket. Returns how many (>= 1), 0 at end of stream (or
+ * for n == 0), or -errno: -ECONNRESET, -EBADF (the stream was closed),
+ * -EINVAL (s NULL, buf NULL with n > 0), -EBUSY (another task is
+ * reading), -EPERM, -ECANCELED, -ENOMEM. May suspend.
+ */
+COIL_API ssize_t coil_stream_read(coil_stream_t *s, void *buf, size_t n);
+
+/*
+ * Read exactly n bytes into buf. The bytes are gathered in the stream's
+ * buffer (which grows to n) and taken out together, so a cancelled call
+ * consumes nothing. Returns 0 with *got (if not NULL) = n, or:
+ *  -EPIPE  the stream ended before n bytes (asyncio's IncompleteReadError):
+ *          the bytes that were there are in buf, *got says how many, and
+ *          they are consumed. EPIPE ("the other end is gone") is what a
+ *          read never returns otherwise (a reset is -ECONNRESET), so it
+ *          means exactly this here;
+ *  and the errors of coil_stream_read (*got = 0; nothing consumed).
+ * May suspend.
+ */
+COIL_API int coil_stream_read_exactly(coil_stream_t *s, void *buf, size_t n,
+                                      size_t *got);
+
+/*
+ * Read up to and including the first occurrence of sep (seplen >= 1
+ * bytes) into buf (cap bytes); *len receives the length (sep included).
+ * Returns 0, or:
+ *  -EMSGSIZE  sep was not found within the stream's limit (or was found
+ *             past it): nothing is consumed, the data stays buffered and
+ *             can be read with coil_stream_read (asyncio's
+ *             LimitOverrunError);
+ *  -ENOBUFS   the data up to sep is longer than cap: nothing consumed, *len
+ *             says how long it is;
+ *  -EPIPE     end of stream before sep: the rest of the data (maybe none)
+ *             is in buf and consumed, *len says how much (if it does not
+ *             fit in cap: -ENOBUFS, nothing consumed);
+ *  and the errors of coil_stream_read (-EINVAL also for sep NULL, seplen
+ *  0, len NULL). May suspend.
+ */
+COIL_API int coil_stream_readuntil(coil_stream_t *s, const void *sep,
+                                   size_t seplen, void *buf, size_t cap,
+                                   size_t *len);
+
+/*
+ * coil_stream_readuntil with "\n", except that at end of stream the rest
+ * of the data is returned as the last line (0, not -EPIPE) and an empty
+ * *len means the stream ended (asyncio's readline). Not NUL-terminated.
+ */
+COIL_API int coil_stream_readline(coil_stream_t *s, void *buf, size_t cap,
+                                  size_t *len);
+
+/* Whether the peer ended the stream and everything buffered was read
+ * (asyncio's at_eof). false for NULL. */
+COIL_API bool coil_stream_at_eof(const coil_stream_t *s);
+
+/* How many received bytes are buffered, not yet read. 0 for NULL. */
+COIL_API size_t coil_stream_read_buffered(const coil_stream_t *s);
+
+/* Set the limit of readline/readuntil (>= 1). Errors: -EINVAL. */
+COIL_API int coil_stream_set_limit(coil_stream_t *s, size_t limit);
+
+/* ------------------------------------------------------------------ */
+/* Writing                                                              */
+/* ------------------------------------------------------------------ */
+
+/*
+ * Queue n bytes for sending (see the top of this file). Returns 0 (every
+ * byte sent or buffered), or -errno: -EPIPE (the stream was closed or
+ * write_eof'd), the peer error met earlier or right now (-EPIPE,
+ * -ECONNRESET; then nothing of buf was sent), -EINVAL (s NULL, buf NULL
+ * with n > 0), -ENOMEM (nothing sent or buffered). Does not suspend;
+ * works outside a task.
+ */
+COIL_API int coil_stream_write(coil_stream_t *s, const void *buf, size_t n);
+
+/*
+ * Flow control: if more than the high-water mark is buffered, wait until
+ * the buffer is down to the low-water mark. Returns 0, or the peer error
+ * the background sender met (-EPIPE, -ECONNRESET; also when it met it
+ * while this call waited), -EPIPE if the stream was closed with data
+ * still unsent, -EINVAL, -EPERM, -ECANCELED (the buffered data stays
+ * queued and is still sent). May suspend; several tasks may drain.
+ */
+COIL_API int coil_stream_drain(coil_stream_t *s);
+
+/*
+ * Set the high- and low-water marks of the write buffer (low <= high;
+ * high 0 makes drain wait for an empty buffer). Errors: -EINVAL.
+ */
+COIL_API int coil_stream_set_write_limits(coil_stream_t *s, size_t high,
+                                          size_t low);
+
+/* How many bytes are buffered, not yet handed to the kernel. */
+COIL_API size_t coil_stream_write_buffered(const coil_stream_t *s);
+
+/*
+ * Half-close: once the buffered data is sent, shut the sending side
+ * (shutdown SHUT_WR): the peer reads end of stream and may still send.
+ * Later writes give -EPIPE. Calling it again does nothing. Returns 0, or
+ * -EINVAL, -EPIPE (closed), the peer error met earlier, -ENOTCONN. Does
+ * not suspend.
+ */
+COIL_API int coil_stream_write_eof(coil_stream_t *s);
+
+/*
+ * Close the stream: no more reads (-EBADF) or writes (-EPIPE); data still
+ * buffered is sent in the background, then the fd is closed (at once if
+ * nothing is buffered, or the peer failed). A task suspended reading the
+ * stream wakes with -EBADF when the fd is closed. Calling it again does
+ * nothing. Returns 0 or -EINVAL. Does not suspend. The references are
+ * not dropped.
+ */
+COIL_API int coil_stream_close(coil_stream_t *s);
+
+/* As coil_stream_close, discarding whatever is buffered: the fd is closed
+ * at once. Returns 0 or -EINVAL. */
+COIL_API int coil_stream_abort(coil_stream_t *s);
+
+/* Whether close (or abort) was called. false for NULL. */
+COIL_API bool coil_stream_is_closing(const coil_stream_t *s);
+
+/*
+ * Wait until the fd is closed (after coil_stream_close, once the buffer
+ * is flushed). Returns 0, -EINVAL, -EPERM, -ECANCELED (the close goes on).
+ * May suspend.
+ */
+COIL_API int coil_stream_wait_closed(coil_stream_t *s);
+
+/*
+ * The address of the peer (getpeername) or of this end (getsockname),
+ * into *addr. Returns the address's length (> 0), or -EINVAL (NULL),
+ * -EBADF (closed), -ENOTCONN, ... Does not suspend.
+ */
+COIL_API int coil_stream_peer_address(const coil_stream_t *s,
+                                      struct sockaddr_storage *addr);
+COIL_API int coil_stream_local_address(const coil_stream_t *s,
+                                       struct sockaddr_storage *addr);
+
+/* ------------------------------------------------------------------ */
+/* Servers                                                              */
+/* ------------------------------------------------------------------ */
+
+/*
+ * A connection handler: runs in a task of its own for each accepted
+ * connection (started on the server's loop), with a stream holding one
+ * reference that is dropped when the handler returns (which closes the
+ * stream, flushing it, unless the handler took a reference of its own).
+ * Its return value is the task's outcome and is otherwise ignored.
+ */
+typedef int (*coil_conn_handler_fn)(coil_stream_t *s, void *arg);
+
+/* Options for the listening sockets; zero-initialise. NULL options mean
+ * the defaults. */
+typedef struct coil_server_options {
+    int backlog;           /* listen(2) backlog; 0: 100 (asyncio's) */
+    bool no_reuse_address; /* do not set SO_REUSEADDR (set by default) */
+    bool reuse_port;       /* set SO_REUSEPORT (-EOPNOTSUPP if missing) */
+} coil_server_options_t;
+
+/*
+ * Listen on every address host resolves to (NULL: every interface, IPv4
+ * and IPv6) at port ("0" picks a free port, per listening socket; see
+ * coil_server_port), and serve: one accept task per listening socket,
+ * one task per connection running handler(stream, arg). IPv6 sockets are
+ * IPV6_V6ONLY so that both families can share a port. Accepting goes on
+ * through EMFILE/ENFILE/ENOBUFS/ENOMEM: the accept task sleeps 100 ms,
+ * doubling up to 1 s while the error lasts, then tries again (connections
+ * wait in the backlog meanwhile). The server is returned in *out; free it
+ * with coil_server_free. Errors: -EINVAL (handler or out NULL, negative
+ * backlog), the resolver's errors, bind/listen/socket errors
+ * (-EADDRINUSE, -EACCES, ...; every socket made is closed again),
+ * -EPERM (not in a task), -ECANCELED, -ENOMEM. May suspend (resolving).
+ */
+COIL_API int coil_start_server(const char *host, const char *port,
+                               coil_conn_handler_fn handler, void *arg,
+                               const coil_server_options_t *opts,
+                               coil_server_t **out);
+
+/*
+ * As coil_start_server, on a Unix-domain socket bound at path. An
+ * existing file at path gives -EADDRINUSE; the socket file is not
+ * removed by close or free (unlink it yourself). Must be called inside a
+ * task (-EPERM otherwise) although it does not suspend.
+ */
+COIL_API int coil_start_unix_server(const char *path,
+                                    coil_conn_handler_fn handler, void *arg,
+                                    const coil_server_options_t *opts,
+                                    coil_server_t **out);
+
+/*
+ * Stop serving: the listening sockets are closed at once and their accept
+ * tasks end; connections already accepted carry on. Calling it again
+ * does nothing. Returns 0 or -EINVAL. Does not suspend.
+ */
+COIL_API int coil_server_close(coil_server_t *server);
+
+/* Cancel the task of every open connection (their handlers see
+ * -ECANCELED from their current or next wait). Returns how many were
+ * cancelled, or -EINVAL. Does not suspend. */
+COIL_API int coil_server_close_clients(coil_server_t *server);
+
+/*
+ * Wait until the server is closed and every connection task (and accept
+ * task) has finished and been cleaned up: after it returns 0, freeing the
+ * server releases everything at once. Returns 0, -EINVAL, -EPERM, -ECANCELED. May suspend.
+ */
+COIL_API int coil_server_wait_closed(coil_server_t *server);
+
+/*
+ * Wait until the server is closed (by coil_server_close from another
+ * task). If the waiting task is cancelled the server is closed and
+ * -ECANCELED returned (asyncio's serve_forever). Returns 0, -EINVAL,
+ * -EPERM, -ECANCELED. May suspend.
+ */
+COIL_API int coil_server_serve_forever(coil_server_t *server);
+
+/* Whether the server still accepts. false for NULL. */
+COIL_API bool coil_server_is_serving(const coil_server_t *server);
+
+/* The local port of the first listening socket (the one to use with port
+ * "0"), or -EINVAL (NULL, a Unix server) or -EBADF (closed). */
+COIL_API int coil_server_port(const coil_server_t *server);
+
+/* How many connection tasks are running. 0 for NULL. */
+COIL_API size_t coil_server_connections(const coil_server_t *server);
+
+/*
+ * Close the server (coil_server_close) and release the caller's hold on
+ * it. Connection tasks still running keep what they use; the memory goes
+ * when the last one finishes. Accepts NULL. Does not suspend.
+ */
+COIL_API void coil_server_free(coil_server_t *server);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* COIL_STREAM_H */

@@ -1,0 +1,488 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * server.c - servers (coil/stream.h): listening sockets, one accept task
+ * each, one task per connection.
+ *
+ * The server is reference counted internally: the user's hold (dropped by
+ * coil_server_free), one per accept task and one per connection task.
+ * Tasks release theirs from a done callback on their future rather than
+ * at the end of their function, because a task cancelled before its
+ * first step never runs its function at all (coil_server_close and
+ * close_clients may cancel tasks that were only just spawned).
+ *
+ * Accept errors that mean "out of resources" (EMFILE, ENFILE, ENOBUFS,
+ * ENOMEM) leave the connection queued and the listener readable; the
+ * accept task then sleeps (100 ms, doubling to 1 s) before trying again,
+ * instead of spinning on a readable fd it cannot serve.
+ */
+#include <netinet/in.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "coil/stream.h"
+#include "list.h"
+#include "task.h"
+
+#define DEFAULT_BACKLOG 100
+#define BACKOFF_MIN (100 * COIL_MSEC)
+#define BACKOFF_MAX (1 * COIL_SEC)
+
+struct listener {
+    struct coil_server *srv;
+    int fd;
+    coil_task_t *task; /* its accept task, NULL once finished */
+};
+
+struct conn {
+    struct coil__list link; /* in srv->conns */
+    struct coil_server *srv;
+    coil_stream_t *stream;
+    coil_task_t *task;
+};
+
+struct coil_server {
+    unsigned refs;
+    coil_loop_t *loop;
+    coil_conn_handler_fn handler;
+    void *arg;
+    struct listener *ls;
+    size_t nls;
+    bool is_unix;
+    bool closed;
+    struct coil__list conns;
+    size_t nconns;
+    size_t naccepting;         /* accept tasks whose done callback is due */
+    coil_future_t *closed_fut; /* serve_forever: done at close */
+    coil_future_t *idle_fut;   /* wait_closed: closed and no connection */
+};
+
+static void server_unref(struct coil_server *srv)
+{
+    if (--srv->refs > 0)
+        return;
+    coil_future_unref(srv->closed_fut);
+    coil_future_unref(srv->idle_fut);
+    coil__free(srv->ls);
+    coil__free(srv);
+}
+
+static void check_idle(struct coil_server *srv)
+{
+    if (srv->closed && srv->nconns == 0 && srv->naccepting == 0)
+        coil__future_settle(&srv->idle_fut);
+}
+
+/* ------------------------------------------------------------------ */
+/* Connections                                                          */
+/* ------------------------------------------------------------------ */
+
+static int conn_main(void *arg)
+{
+    struct conn *c = arg;
+    return c->srv->handler(c->stream, c->srv->arg);
+}
+
+static void conn_free(struct conn *c)
+{
+    struct coil_server *srv = c->srv;
+    coil__list_remove(&c->link);
+    srv->nconns--;
+    coil_stream_unref(c->stream);
+    coil_task_unref(c->task);
+    coil__free(c);
+    check_idle(srv);
+    server_unref(srv);
+}
+
+static void conn_done(coil_future_t *fut, void *arg)
+{
+    (void)fut;
+    conn_free(arg);
+}
+
+/* A connection was accepted: give it a task, or close it. */
+static void start_conn(struct coil_server *srv, int fd)
+{
+    struct conn *c = coil__malloc(sizeof(*c));
+    if (!c) {
+        (void)coil_sock_close(fd);
+        return;
+    }
+    memset(c, 0, sizeof(*c));
+    c->srv = srv;
+    if (coil_stream_from_fd(fd, &c->stream) != 0) {
+        (void)coil_sock_close(fd);
+        coil__free(c);
+        return;
+    }
+    if (coil_task_spawn(srv->loop, conn_main, c, &c->task) != 0) {
+        coil_stream_unref(c->stream);
+        coil__free(c);
+        return;
+    }
+    if (coil_future_add_done_callback(coil_task_future(c->task), conn_done,
+                                      c) != 0) {
+        /* Cancelled before its first step, it never runs conn_main. */
+        (void)coil_task_cancel(c->task);
+        coil_task_unref(c->task);
+        coil_stream_unref(c->stream);
+        coil__free(c);
+        return;
+    }
+    coil__list_push_back(&srv->conns, &c->link);
+    srv->nconns++;
+    srv->refs++;
+}
+
+/* ------------------------------------------------------------------ */
+/* Accepting                                                            */
+/* ------------------------------------------------------------------ */
+
+static bool out_of_resources(int err)
+{
+    return err == -EMFILE || err == -ENFILE || err == -ENOBUFS ||
+           err == -ENOMEM;
+}
+
+static int accept_main(void *arg)
+{
+    struct listener *l = arg;
+    struct coil_server *srv = l->srv;
+    int64_t backoff = 0;
+    while (!srv->closed) {
+        int fd = coil_sock_accept(l->fd, NULL, NULL);
+        if (fd >= 0) {
+            backoff = 0;
+            start_conn(srv, fd);
+            continue;
+        }
+        if (!out_of_resources(fd))
+            return fd == -EBADF && srv->closed ? 0 : fd;
+        backoff = backoff ? backoff * 2 : BACKOFF_MIN;
+        if (backoff > BACKOFF_MAX)
+            backoff = BACKOFF_MAX;
+        int err = coil_sleep(backoff);
+        if (err)
+            return err;
+    }
+    return 0;
+}
+
+static void accept_done(coil_future_t *fut, void *arg)
+{
+    (void)fut;
+    struct listener *l = arg;
+    struct coil_server *srv = l->srv;
+    coil_task_unref(l->task);
+    l->task = NULL;
+    srv->naccepting--;
+    check_idle(srv);
+    server_unref(srv);
+}
+
+/* ------------------------------------------------------------------ */
+/* Starting                                                             */
+/* ------------------------------------------------------------------ */
+
+static int server_new(coil_conn_handler_fn handler, void *arg, size_t n,
+                      struct coil_server **out)
+{
+    coil_loop_t *loop;
+    if (coil_get_running_loop(&loop) != 0)
+        return -EPERM;
+    struct coil_server *srv = coil__malloc(sizeof(*srv));
+    if (!srv)
+        return -ENOMEM;
+    memset(srv, 0, sizeof(*srv));
+    srv->ls = coil__malloc(n * sizeof(*srv->ls));
+    if (!srv->ls) {
+        coil__free(srv);
+        return -ENOMEM;
+    }
+    for (size_t i = 0; i < n; i++)
+        srv->ls[i] = (struct listener){srv, -1, NULL};
+    srv->refs = 1;
+    srv->loop = loop;
+    srv->handler = handler;
+    srv->arg = arg;
+    coil__list_init(&srv->conns);
+    *out = srv;
+    return 0;
+}
+
+/* Close every listening socket made so far (startup failed). */
+static void close_listeners(struct coil_server *srv)
+{
+    for (size_t i = 0; i < srv->nls; i++)
+        if (srv->ls[i].fd >= 0) {
+            (void)coil_sock_close(srv->ls[i].fd);
+            srv->ls[i].fd = -1;
+        }
+}
+
+static int listen_on(struct coil_server *srv, const struct sockaddr *addr,
+                     socklen_t len, const coil_server_options_t *opts)
+{
+    int family = addr->sa_family;
+    int fd = coil_socket(family, SOCK_STREAM, 0);
+    if (fd < 0)
+        return fd;
+    srv->ls[srv->nls++].fd = fd;
+    int one = 1;
+    if (family != AF_UNIX && !opts->no_reuse_address &&
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0)
+        return -errno;
+    if (opts->reuse_port) {
+#ifdef SO_REUSEPORT
+        if (setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0)
+            return -errno;
+#else
+        return -EOPNOTSUPP;
+#endif
+    }
+#ifdef IPV6_V6ONLY
+    if (family == AF_INET6 &&
+        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)) < 0)
+        return -errno;
+#endif
+    if (bind(fd, addr, len) < 0)
+        return -errno;
+    if (listen(fd, opts->backlog ? opts->backlog : DEFAULT_BACKLOG) < 0)
+        return -errno;
+    return 0;
+}
+
+/* Spawn the accept tasks; on failure the caller frees the server. */
+static int start_accepting(struct coil_server *srv)
+{
+    for (size_t i = 0; i < srv->nls; i++) {
+        struct listener *l = &srv->ls[i];
+        int err = coil_task_spawn(srv->loop, accept_main, l, &l->task);
+        if (err)
+            return err;
+        err = coil_future_add_done_callback(coil_task_future(l->task),
+                                            accept_done, l);
+        if (err) {
+            (void)coil_task_cancel(l->task); /* never runs */
+            coil_task_unref(l->task);
+            l->task = NULL;
+            return err;
+        }
+        srv->refs++;
+        srv->naccepting++;
+    }
+    return 0;
+}
+
+static int check_opts(const coil_server_options_t *opts)
+{
+    return opts && opts->backlog < 0 ? -EINVAL : 0;
+}
+
+int coil_start_server(const char *host, const char *port,
+                      coil_conn_handler_fn handler, void *arg,
+                      const coil_server_options_t *opts, coil_server_t **out)
+{
+    if (out)
+        *out = NULL;
+    if (!handler || !out || check_opts(opts))
+        return -EINVAL;
+    if (!coil_current_task())
+        return -EPERM;
+    coil_server_options_t defaults = {0};
+    if (!opts)
+        opts = &defaults;
+    struct addrinfo hints;
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE;
+    struct addrinfo *res;
+    int err = coil_getaddrinfo(host, port ? port : "0", &hints, &res);
+    if (err)
+        return err;
+    size_t n = 0;
+    for (struct addrinfo *ai = res; ai; ai = ai->ai_next)
+        n++;
+    struct coil_server *srv;
+    if ((err = server_new(handler, arg, n, &srv))) {
+        coil_freeaddrinfo(res);
+        return err;
+    }
+    /* A family this host cannot make sockets of is skipped (asyncio). */
+    for (struct addrinfo *ai = res; ai && !err; ai = ai->ai_next) {
+        err = listen_on(srv, ai->ai_addr, ai->ai_addrlen, opts);
+        if (err == -EAFNOSUPPORT && srv->ls[srv->nls].fd < 0)
+            err = 0;
+    }
+    if (!err && srv->nls == 0)
+        err = -EAFNOSUPPORT;
+    coil_freeaddrinfo(res);
+    if (err) {
+        close_listeners(srv);
+        server_unref(srv);
+        return err;
+    }
+    if ((err = start_accepting(srv))) {
+        coil_server_free(srv);
+        return err;
+    }
+    *out = srv;
+    return 0;
+}
+
+int coil_start_unix_server(const char *path, coil_conn_handler_fn handler,
+                           void *arg, const coil_server_options_t *opts,
+                           coil_server_t **out)
+{
+    if (out)
+        *out = NULL;
+    if (!handler || !out || !path || !*path || check_opts(opts))
+        return -EINVAL;
+    struct sockaddr_un sun;
+    size_t plen = strlen(path);
+    if (plen >= sizeof(sun.sun_path))
+        return -ENAMETOOLONG;
+    if (!coil_current_task())
+        return -EPERM;
+    coil_server_options_t defaults = {0};
+    if (!opts)
+        opts = &defaults;
+    memset(&sun, 0, sizeof(sun));
+    sun.sun_family = AF_UNIX;
+    memcpy(sun.sun_path, path, plen + 1);
+    socklen_t len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) +
+                                plen + 1);
+    struct coil_server *srv;
+    int err = server_new(handler, arg, 1, &srv);
+    if (err)
+        return err;
+    srv->is_unix = true;
+    if ((err = listen_on(srv, (struct sockaddr *)&sun, len, opts))) {
+        close_listeners(srv);
+        server_unref(srv);
+        return err;
+    }
+    if ((err = start_accepting(srv))) {
+        coil_server_free(srv);
+        return err;
+    }
+    *out = srv;
+    return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Running and closing                                                  */
+/* ------------------------------------------------------------------ */
+
+int coil_server_close(coil_server_t *srv)
+{
+    if (!srv)
+        return -EINVAL;
+    if (srv->closed)
+        return 0;
+    srv->closed = true;
+    for (size_t i = 0; i < srv->nls; i++) {
+        struct listener *l = &srv->ls[i];
+        if (l->task)
+            (void)coil_task_cancel(l->task);
+    }
+    close_listeners(srv);
+    coil__future_settle(&srv->closed_fut);
+    check_idle(srv);
+    return 0;
+}
+
+int coil_server_close_clients(coil_server_t *srv)
+{
+    if (!srv)
+        return -EINVAL;
+    int n = 0;
+    for (struct coil__list *l = srv->conns.next; l != &srv->conns;
+         l = l->next) {
+        struct conn *c = coil__container_of(l, struct conn, link);
+        if (coil_task_cancel(c->task) == 0)
+            n++;
+    }
+    return n;
+}
+
+/* Wait on *fp (made if needed) unless done() already holds. */
+static int wait_on(struct coil_server *srv, coil_future_t **fp)
+{
+    int err = 0;
+    srv->refs++;
+    if (!*fp)
+        err = coil_future_new(srv->loop, fp);
+    if (!err) {
+        coil_future_t *f = coil_future_ref(*fp);
+        err = coil_shield(f, NULL);
+        coil_future_unref(f);
+    }
+    server_unref(srv);
+    return err;
+}
+
+int coil_server_wait_closed(coil_server_t *srv)
+{
+    if (!srv)
+        return -EINVAL;
+    if (!coil_current_task())
+        return -EPERM;
+    if (srv->closed && srv->nconns == 0 && srv->naccepting == 0)
+        return 0;
+    return wait_on(srv, &srv->idle_fut);
+}
+
+int coil_server_serve_forever(coil_server_t *srv)
+{
+    if (!srv)
+        return -EINVAL;
+    if (!coil_current_task())
+        return -EPERM;
+    if (srv->closed)
+        return 0;
+    srv->refs++;
+    int err = wait_on(srv, &srv->closed_fut);
+    if (err == -ECANCELED)
+        coil_server_close(srv);
+    server_unref(srv);
+    return err;
+}
+
+bool coil_server_is_serving(const coil_server_t *srv)
+{
+    return srv && !srv->closed;
+}
+
+int coil_server_port(const coil_server_t *srv)
+{
+    if (!srv || srv->is_unix || srv->nls == 0)
+        return -EINVAL;
+    if (srv->closed || srv->ls[0].fd < 0)
+        return -EBADF;
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+    if (getsockname(srv->ls[0].fd, (struct sockaddr *)&ss, &len) < 0)
+        return -errno;
+    if (ss.ss_family == AF_INET)
+        return ntohs(((struct sockaddr_in *)&ss)->sin_port);
+    if (ss.ss_family == AF_INET6)
+        return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+    return -EINVAL;
+}
+
+size_t coil_server_connections(const coil_server_t *srv)
+{
+    return srv ? srv->nconns : 0;
+}
+
+void coil_server_free(coil_server_t *srv)
+{
+    if (!srv)
+        return;
+    coil_server_close(srv);
+    server_unref(srv);
+}

@@ -1,0 +1,29 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * sock.h - small socket helpers shared by net.c and stream.c.
+ */
+#ifndef COIL_SOCK_H
+#define COIL_SOCK_H
+
+#include <errno.h>
+#include <stdbool.h>
+#include <sys/socket.h>
+
+/* Where MSG_NOSIGNAL is missing (macOS), keep SIGPIPE off the socket. */
+static inline void coil__sock_no_sigpipe(int fd)
+{
+#if !defined(MSG_NOSIGNAL) && defined(SO_NOSIGPIPE)
+    int one = 1;
+    (void)setsockopt(fd, SOL_SOCKET, SO_NOSIGPIPE, &one, sizeof(one));
+#else
+    (void)fd;
+#endif
+}
+
+/* Whether errno e means "try again when the fd is ready". */
+static inline bool coil__would_block(int e)
+{
+    return e == EAGAIN || e == EWOULDBLOCK;
+}
+
+#endif /* COIL_SOCK_H */

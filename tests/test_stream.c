@@ -1,0 +1,875 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * test_stream.c - streams (coil/stream.h) over Unix socketpairs and
+ * loopback TCP pairs: readline/readuntil (limit overrun and a too small
+ * buffer leave the data buffered), read_exactly short at end of stream,
+ * 2 MiB both ways through small socket buffers in odd-sized pieces, drain
+ * backpressure, write_eof half-close, peer reset while reading and while
+ * writing, cancellation of a pending read and drain (nothing lost), the
+ * last unref flushing in the background, close waking a reader, bad
+ * arguments, -EPERM outside a task, allocation failure.
+ *
+ * Tasks only record what they see; the assertions run on the main stack
+ * after the loop has returned.
+ */
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "helpers.h"
+
+static coil_loop_t *fixture_loop(void **state)
+{
+    return ((struct fixture *)*state)->loop;
+}
+
+static void small_buffers(int fd)
+{
+    int sz = 4096;
+    setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sz, sizeof(sz));
+    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &sz, sizeof(sz));
+}
+
+static void make_pair(int sv[2], bool small)
+{
+    assert_int_equal(
+        socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv),
+        0);
+    if (small) {
+        small_buffers(sv[0]);
+        small_buffers(sv[1]);
+    }
+}
+
+/* A connected loopback TCP pair, both ends non-blocking. */
+static void tcp_pair(int fds[2])
+{
+    int l = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_true(l >= 0);
+    struct sockaddr_in a = {0};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof(a);
+    assert_int_equal(bind(l, (struct sockaddr *)&a, len), 0);
+    assert_int_equal(listen(l, 4), 0);
+    assert_int_equal(getsockname(l, (struct sockaddr *)&a, &len), 0);
+    int c = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_true(c >= 0);
+    assert_int_equal(connect(c, (struct sockaddr *)&a, len), 0);
+    int s = accept4(l, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    assert_true(s >= 0);
+    assert_int_equal(fcntl(c, F_SETFL, fcntl(c, F_GETFL) | O_NONBLOCK), 0);
+    close(l);
+    fds[0] = c;
+    fds[1] = s;
+}
+
+static void reset_close(int fd)
+{
+    struct linger lg = {1, 0};
+    setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+    coil_sock_close(fd);
+}
+
+static unsigned char pattern(size_t i, unsigned seed)
+{
+    return (unsigned char)((i * 131u + seed * 7u + (i >> 9)) & 0xff);
+}
+
+/* Spawn from inside a task; failures are counted and checked after. */
+static int spawn_failures;
+
+static coil_task_t *spawn(coil_loop_t *loop, coil_task_fn fn, void *arg)
+{
+    coil_task_t *t = NULL;
+    if (coil_task_spawn(loop, fn, arg, &t) != 0)
+        spawn_failures++;
+    return t;
+}
+
+static void join(coil_task_t *t)
+{
+    coil_task_join(t);
+    coil_task_unref(t);
+}
+
+static int run_task(coil_loop_t *loop, coil_task_fn fn, void *arg)
+{
+    spawn_failures = 0;
+    int r = test_run_task(loop, fn, arg);
+    assert_int_equal(spawn_failures, 0);
+    return r;
+}
+
+/* ------------------------------------------------------------------ */
+/* readline / readuntil / read_exactly                                  */
+/* ------------------------------------------------------------------ */
+
+struct lines {
+    int fds[2];
+    int r[16];
+    size_t len[16];
+    char got[16][64];
+    bool eof_before, eof_after;
+    size_t buffered;
+    char overrun[64];
+    size_t overrun_len;
+};
+
+static void put(int fd, const char *s)
+{
+    size_t n = strlen(s);
+    assert_true(send(fd, s, n, 0) == (ssize_t)n);
+}
+
+static int lines_main(void *arg)
+{
+    struct lines *L = arg;
+    coil_stream_t *s;
+    if (coil_stream_from_fd(L->fds[0], &s))
+        return -1;
+    int peer = L->fds[1];
+    int k = 0;
+    put(peer, "hello\nworld\r\n\r\nabc");
+    L->r[k] = coil_stream_readline(s, L->got[k], 64, &L->len[k]), k++;
+    L->r[k] = coil_stream_readuntil(s, "\r\n\r\n", 4, L->got[k], 64,
+                                    &L->len[k]), k++;
+    /* Overrun: the limit is 8 and the line is longer. */
+    coil_stream_set_limit(s, 8);
+    put(peer, "0123456789ABCDEF\n");
+    L->r[k] = coil_stream_readline(s, L->got[k], 64, &L->len[k]), k++; /*2*/
+    L->buffered = coil_stream_read_buffered(s);
+    /* Still usable: everything is there for read(). */
+    while (L->overrun_len < 20) {
+        ssize_t n = coil_stream_read(s, L->overrun + L->overrun_len,
+                                     sizeof(L->overrun) - L->overrun_len);
+        if (n <= 0)
+            break;
+        L->overrun_len += (size_t)n;
+    }
+    coil_stream_set_limit(s, 64);
+    /* Too small a buffer: nothing consumed. */
+    put(peer, "xyzxyz\n");
+    L->r[k] = coil_stream_readline(s, L->got[k], 3, &L->len[k]), k++; /*3*/
+    L->r[k] = coil_stream_readline(s, L->got[k], 64, &L->len[k]), k++; /*4*/
+    /* End of stream: the last line without its newline, then empty. */
+    put(peer, "tail");
+    shutdown(peer, SHUT_WR);
+    L->eof_before = coil_stream_at_eof(s);
+    L->r[k] = coil_stream_readline(s, L->got[k], 64, &L->len[k]), k++; /*5*/
+    L->r[k] = coil_stream_readline(s, L->got[k], 64, &L->len[k]), k++; /*6*/
+    L->r[k] = coil_stream_readuntil(s, "--", 2, L->got[k], 64,
+                                    &L->len[k]), k++;                  /*7*/
+    L->eof_after = coil_stream_at_eof(s);
+    coil_stream_unref(s);
+    return 0;
+}
+
+static void test_readline_readuntil(void **state)
+{
+    struct lines L = {0};
+    make_pair(L.fds, false);
+    assert_int_equal(run_task(fixture_loop(state), lines_main, &L), 0);
+    close(L.fds[1]);
+    assert_int_equal(L.r[0], 0);
+    assert_int_equal(L.len[0], 6);
+    assert_memory_equal(L.got[0], "hello\n", 6);
+    assert_int_equal(L.r[1], 0);
+    assert_int_equal(L.len[1], 9);
+    assert_memory_equal(L.got[1], "world\r\n\r\n", 9);
+    assert_int_equal(L.r[2], -EMSGSIZE);
+    assert_true(L.buffered >= 3);
+    assert_int_equal(L.overrun_len, 20);
+    assert_memory_equal(L.overrun, "abc0123456789ABCDEF\n", 20);
+    assert_int_equal(L.r[3], -ENOBUFS);
+    assert_int_equal(L.len[3], 7);
+    assert_int_equal(L.r[4], 0);
+    assert_int_equal(L.len[4], 7);
+    assert_memory_equal(L.got[4], "xyzxyz\n", 7);
+    assert_false(L.eof_before);
+    assert_int_equal(L.r[5], 0);
+    assert_int_equal(L.len[5], 4);
+    assert_memory_equal(L.got[5], "tail", 4);
+    assert_int_equal(L.r[6], 0);
+    assert_int_equal(L.len[6], 0);
+    assert_int_equal(L.r[7], -EPIPE);
+    assert_int_equal(L.len[7], 0);
+    assert_true(L.eof_after);
+}
+
+struct exact {
+    int fds[2];
+    int r1, r2;
+    size_t got1, got2;
+    char b1[16], b2[16];
+};
+
+static int exact_main(void *arg)
+{
+    struct exact *e = arg;
+    coil_stream_t *s;
+    if (coil_stream_from_fd(e->fds[0], &s))
+        return -1;
+    put(e->fds[1], "0123456789abc");
+    shutdown(e->fds[1], SHUT_WR);
+    e->r1 = coil_stream_read_exactly(s, e->b1, 10, &e->got1);
+    e->r2 = coil_stream_read_exactly(s, e->b2, 10, &e->got2);
+    coil_stream_unref(s);
+    return 0;
+}
+
+static void test_read_exactly_short(void **state)
+{
+    struct exact e = {0};
+    make_pair(e.fds, false);
+    assert_int_equal(run_task(fixture_loop(state), exact_main, &e), 0);
+    close(e.fds[1]);
+    assert_int_equal(e.r1, 0);
+    assert_int_equal(e.got1, 10);
+    assert_memory_equal(e.b1, "0123456789", 10);
+    assert_int_equal(e.r2, -EPIPE);
+    assert_int_equal(e.got2, 3);
+    assert_memory_equal(e.b2, "abc", 3);
+}
+
+/* ------------------------------------------------------------------ */
+/* Bulk through small buffers, both directions at once                 */
+/* ------------------------------------------------------------------ */
+
+#define BULK (2u << 20)
+
+struct bulk {
+    coil_loop_t *loop;
+    coil_stream_t *s[2];
+    int werr[2];
+    int rerr[2];
+    size_t rgot[2];
+    size_t bad[2];
+    unsigned seed;
+};
+
+struct side {
+    struct bulk *b;
+    int i;
+};
+
+static int bulk_writer(void *arg)
+{
+    struct side *sd = arg;
+    coil_stream_t *s = sd->b->s[sd->i];
+    enum { CHUNK = 70001 }; /* more than a task's stack can hold */
+    unsigned char *chunk = malloc(CHUNK);
+    if (!chunk)
+        return -ENOMEM;
+    size_t off = 0;
+    unsigned r = 1234u + (unsigned)sd->i;
+    while (off < BULK) {
+        r = r * 1103515245u + 12345u;
+        size_t n = 1 + (r >> 8) % CHUNK;
+        if (n > BULK - off)
+            n = BULK - off;
+        for (size_t j = 0; j < n; j++)
+            chunk[j] = pattern(off + j, (unsigned)sd->i);
+        int err = coil_stream_write(s, chunk, n);
+        if (!err)
+            err = coil_stream_drain(s);
+        if (err) {
+            sd->b->werr[sd->i] = err;
+            free(chunk);
+            return 0;
+        }
+        off += n;
+    }
+    free(chunk);
+    sd->b->werr[sd->i] = coil_stream_write_eof(s);
+    return 0;
+}
+
+static int bulk_reader(void *arg)
+{
+    struct side *sd = arg;
+    coil_stream_t *s = sd->b->s[sd->i];
+    unsigned peer = (unsigned)(1 - sd->i);
+    unsigned char buf[5003];
+    unsigned r = 77u + (unsigned)sd->i;
+    for (;;) {
+        r = r * 1103515245u + 12345u;
+        size_t want = 1 + (r >> 8) % sizeof(buf);
+        ssize_t n;
+        if (r & 0x10000) {
+            size_t got = 0;
+            int e = coil_stream_read_exactly(s, buf, want, &got);
+            n = e == 0 || e == -EPIPE ? (ssize_t)got : e;
+            if (e == -EPIPE && got == 0)
+                n = 0;
+        } else {
+            n = coil_stream_read(s, buf, want);
+        }
+        if (n < 0) {
+            sd->b->rerr[sd->i] = (int)n;
+            return 0;
+        }
+        if (n == 0)
+            return 0;
+        for (ssize_t j = 0; j < n; j++)
+            if (buf[j] != pattern(sd->b->rgot[sd->i] + (size_t)j, peer))
+                sd->b->bad[sd->i]++;
+        sd->b->rgot[sd->i] += (size_t)n;
+    }
+}
+
+static int bulk_main(void *arg)
+{
+    struct bulk *b = arg;
+    struct side sd[2] = {{b, 0}, {b, 1}};
+    coil_task_t *t[4];
+    t[0] = spawn(b->loop, bulk_writer, &sd[0]);
+    t[1] = spawn(b->loop, bulk_writer, &sd[1]);
+    t[2] = spawn(b->loop, bulk_reader, &sd[0]);
+    t[3] = spawn(b->loop, bulk_reader, &sd[1]);
+    for (int i = 0; i < 4; i++)
+        join(t[i]);
+    return 0;
+}
+
+struct wrap {
+    int fds[2];
+    coil_stream_t **out;
+    int r;
+};
+
+static int wrap_main(void *arg)
+{
+    struct wrap *w = arg;
+    w->r = coil_stream_from_fd(w->fds[0], &w->out[0]);
+    if (!w->r)
+        w->r = coil_stream_from_fd(w->fds[1], &w->out[1]);
+    return 0;
+}
+
+static void bulk_run(coil_loop_t *loop, int fds[2])
+{
+    struct bulk b = {.loop = loop};
+    struct wrap w = {{fds[0], fds[1]}, b.s, 0};
+    assert_int_equal(run_task(loop, wrap_main, &w), 0);
+    assert_int_equal(w.r, 0);
+    coil_stream_set_write_limits(b.s[0], 8192, 1024);
+    assert_int_equal(run_task(loop, bulk_main, &b), 0);
+    coil_stream_unref(b.s[0]);
+    coil_stream_unref(b.s[1]);
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(b.werr[i], 0);
+        assert_int_equal(b.rerr[i], 0);
+        assert_int_equal(b.rgot[i], BULK);
+        assert_int_equal(b.bad[i], 0);
+    }
+}
+
+static void test_bulk_small_buffers_unix(void **state)
+{
+    int fds[2];
+    make_pair(fds, true);
+    bulk_run(fixture_loop(state), fds);
+}
+
+static void test_bulk_small_buffers_tcp(void **state)
+{
+    int fds[2];
+    tcp_pair(fds);
+    bulk_run(fixture_loop(state), fds);
+}
+
+/* ------------------------------------------------------------------ */
+/* drain                                                                */
+/* ------------------------------------------------------------------ */
+
+#define PUSH (512u * 1024)
+
+struct bp {
+    coil_loop_t *loop;
+    int fds[2];
+    coil_stream_t *s;
+    int wr, dr;
+    bool in_drain, drained;
+    size_t buffered_before, buffered_after;
+    bool blocked_while_unread;
+    size_t received;
+    coil_task_t *writer;
+};
+
+static int bp_writer(void *arg)
+{
+    struct bp *b = arg;
+    char *big = malloc(PUSH);
+    if (!big)
+        return -ENOMEM;
+    memset(big, 'x', PUSH);
+    b->wr = coil_stream_write(b->s, big, PUSH);
+    free(big);
+    b->buffered_before = coil_stream_write_buffered(b->s);
+    b->in_drain = true;
+    b->dr = coil_stream_drain(b->s);
+    b->drained = true;
+    b->buffered_after = coil_stream_write_buffered(b->s);
+    return 0;
+}
+
+static int bp_main(void *arg)
+{
+    struct bp *b = arg;
+    if (coil_stream_from_fd(b->fds[0], &b->s))
+        return -1;
+    coil_task_t *w = spawn(b->loop, bp_writer, b);
+    coil_sleep(50 * COIL_MSEC); /* the peer reads nothing meanwhile */
+    b->blocked_while_unread = b->in_drain && !b->drained;
+    char buf[8192];
+    while (b->received < PUSH) {
+        ssize_t n = coil_sock_recv(b->fds[1], buf, sizeof(buf));
+        if (n <= 0)
+            break;
+        b->received += (size_t)n;
+    }
+    join(w);
+    coil_stream_unref(b->s);
+    return 0;
+}
+
+static void test_drain_backpressure(void **state)
+{
+    struct bp b = {.loop = fixture_loop(state)};
+    make_pair(b.fds, true);
+    assert_int_equal(run_task(b.loop, bp_main, &b), 0);
+    coil_sock_close(b.fds[1]);
+    assert_int_equal(b.wr, 0);
+    assert_true(b.buffered_before > COIL_STREAM_HIGH_WATER);
+    assert_true(b.blocked_while_unread);
+    assert_int_equal(b.dr, 0);
+    assert_true(b.drained);
+    assert_true(b.buffered_after <= COIL_STREAM_LOW_WATER);
+    assert_int_equal(b.received, PUSH);
+}
+
+/* A cancelled drain: the buffered data is still sent, all of it. */
+static int bp_cancel_main(void *arg)
+{
+    struct bp *b = arg;
+    if (coil_stream_from_fd(b->fds[0], &b->s))
+        return -1;
+    coil_task_t *w = spawn(b->loop, bp_writer, b);
+    coil_sleep(20 * COIL_MSEC);
+    coil_task_cancel(w);
+    join(w);
+    char buf[8192];
+    while (b->received < PUSH) {
+        ssize_t n = coil_sock_recv(b->fds[1], buf, sizeof(buf));
+        if (n <= 0)
+            break;
+        b->received += (size_t)n;
+    }
+    coil_stream_unref(b->s);
+    return 0;
+}
+
+static void test_drain_cancel(void **state)
+{
+    struct bp b = {.loop = fixture_loop(state)};
+    make_pair(b.fds, true);
+    assert_int_equal(run_task(b.loop, bp_cancel_main, &b), 0);
+    coil_sock_close(b.fds[1]);
+    assert_int_equal(b.wr, 0);
+    assert_int_equal(b.dr, -ECANCELED);
+    assert_int_equal(b.received, PUSH);
+}
+
+/* The last unref with data buffered: it is flushed, then the fd closed. */
+static int orphan_main(void *arg)
+{
+    struct bp *b = arg;
+    if (coil_stream_from_fd(b->fds[0], &b->s))
+        return -1;
+    char *big = malloc(PUSH);
+    if (!big)
+        return -ENOMEM;
+    for (size_t i = 0; i < PUSH; i++)
+        big[i] = (char)pattern(i, 3);
+    b->wr = coil_stream_write(b->s, big, PUSH);
+    b->buffered_before = coil_stream_write_buffered(b->s);
+    coil_stream_unref(b->s);
+    char buf[8192];
+    size_t bad = 0;
+    for (;;) {
+        ssize_t n = coil_sock_recv(b->fds[1], buf, sizeof(buf));
+        if (n <= 0) {
+            b->dr = (int)n;
+            break;
+        }
+        for (ssize_t j = 0; j < n; j++)
+            bad += buf[j] != big[b->received + (size_t)j];
+        b->received += (size_t)n;
+    }
+    free(big);
+    return (int)bad;
+}
+
+static void test_unref_flushes(void **state)
+{
+    struct bp b = {.loop = fixture_loop(state)};
+    make_pair(b.fds, true);
+    assert_int_equal(run_task(b.loop, orphan_main, &b), 0);
+    coil_sock_close(b.fds[1]);
+    assert_int_equal(b.wr, 0);
+    assert_true(b.buffered_before > 0);
+    assert_int_equal(b.received, PUSH);
+    assert_int_equal(b.dr, 0); /* end of stream: the fd was closed */
+}
+
+/* ------------------------------------------------------------------ */
+/* Half-close, reset, close                                             */
+/* ------------------------------------------------------------------ */
+
+struct half {
+    coil_loop_t *loop;
+    int fds[2];
+    coil_stream_t *a, *b;
+    int eof_r, write_after, b_eof;
+    char a_got[8], b_got[8];
+    ssize_t a_n, a_end, b_n;
+};
+
+static int half_b(void *arg)
+{
+    struct half *h = arg;
+    size_t len = 0;
+    h->b_n = coil_stream_read_exactly(h->b, h->b_got, 4, &len);
+    char x;
+    h->b_eof = (int)coil_stream_read(h->b, &x, 1);
+    coil_stream_write(h->b, "pong", 4);
+    coil_stream_close(h->b);
+    return coil_stream_wait_closed(h->b);
+}
+
+static int half_main(void *arg)
+{
+    struct half *h = arg;
+    if (coil_stream_from_fd(h->fds[0], &h->a) ||
+        coil_stream_from_fd(h->fds[1], &h->b))
+        return -1;
+    coil_task_t *t = spawn(h->loop, half_b, h);
+    coil_stream_write(h->a, "ping", 4);
+    h->eof_r = coil_stream_write_eof(h->a);
+    h->write_after = coil_stream_write(h->a, "x", 1);
+    h->a_n = coil_stream_read(h->a, h->a_got, sizeof(h->a_got));
+    h->a_end = coil_stream_read(h->a, h->a_got + 4, 4);
+    join(t);
+    coil_stream_unref(h->a);
+    coil_stream_unref(h->b);
+    return 0;
+}
+
+static void test_write_eof_half_close(void **state)
+{
+    struct half h = {.loop = fixture_loop(state)};
+    make_pair(h.fds, false);
+    assert_int_equal(run_task(h.loop, half_main, &h), 0);
+    assert_int_equal(h.eof_r, 0);
+    assert_int_equal(h.write_after, -EPIPE);
+    assert_int_equal(h.b_n, 0);
+    assert_memory_equal(h.b_got, "ping", 4);
+    assert_int_equal(h.b_eof, 0);
+    assert_int_equal(h.a_n, 4);
+    assert_memory_equal(h.a_got, "pong", 4);
+    assert_int_equal(h.a_end, 0);
+}
+
+struct rst {
+    coil_loop_t *loop;
+    int fds[2];
+    coil_stream_t *s;
+    int r1, r2, werr;
+    size_t len;
+    char buf[64];
+};
+
+static int rst_reader(void *arg)
+{
+    struct rst *r = arg;
+    r->r1 = coil_stream_readline(r->s, r->buf, sizeof(r->buf), &r->len);
+    r->r2 = (int)coil_stream_read(r->s, r->buf, sizeof(r->buf));
+    return 0;
+}
+
+static int rst_read_main(void *arg)
+{
+    struct rst *r = arg;
+    if (coil_stream_from_fd(r->fds[0], &r->s))
+        return -1;
+    coil_task_t *t = spawn(r->loop, rst_reader, r);
+    coil_sleep(10 * COIL_MSEC);
+    reset_close(r->fds[1]);
+    join(t);
+    coil_stream_unref(r->s);
+    return 0;
+}
+
+static void test_peer_reset_read(void **state)
+{
+    struct rst r = {.loop = fixture_loop(state)};
+    tcp_pair(r.fds);
+    assert_int_equal(run_task(r.loop, rst_read_main, &r), 0);
+    assert_int_equal(r.r1, -ECONNRESET);
+    assert_int_equal(r.r2, -ECONNRESET); /* sticky */
+}
+
+static int rst_later(void *arg)
+{
+    struct rst *r = arg;
+    coil_sleep(10 * COIL_MSEC); /* the writer is blocked in drain */
+    reset_close(r->fds[1]);
+    return 0;
+}
+
+static int rst_write_main(void *arg)
+{
+    struct rst *r = arg;
+    if (coil_stream_from_fd(r->fds[0], &r->s))
+        return -1;
+    static char chunk[65536];
+    int err = 0;
+    coil_task_t *t = spawn(r->loop, rst_later, r);
+    for (int i = 0; i < 1000 && !err; i++) {
+        err = coil_stream_write(r->s, chunk, sizeof(chunk));
+        if (!err)
+            err = coil_stream_drain(r->s);
+    }
+    r->werr = err;
+    r->r1 = coil_stream_write(r->s, "x", 1); /* the error sticks */
+    join(t);
+    coil_stream_unref(r->s);
+    return 0;
+}
+
+static void test_peer_reset_write(void **state)
+{
+    struct rst r = {.loop = fixture_loop(state)};
+    tcp_pair(r.fds);
+    small_buffers(r.fds[0]);
+    assert_int_equal(run_task(r.loop, rst_write_main, &r), 0);
+    assert_true(r.werr == -ECONNRESET || r.werr == -EPIPE);
+    assert_int_equal(r.r1, r.werr);
+}
+
+/* ------------------------------------------------------------------ */
+/* Cancellation of a read keeps what arrived                            */
+/* ------------------------------------------------------------------ */
+
+static int cancel_reader(void *arg)
+{
+    struct rst *r = arg;
+    r->r1 = coil_stream_readline(r->s, r->buf, sizeof(r->buf), &r->len);
+    return 0;
+}
+
+static int cancel_read_main(void *arg)
+{
+    struct rst *r = arg;
+    if (coil_stream_from_fd(r->fds[0], &r->s))
+        return -1;
+    coil_task_t *t = spawn(r->loop, cancel_reader, r);
+    coil_sleep(5 * COIL_MSEC);
+    put(r->fds[1], "partial");
+    coil_sleep(10 * COIL_MSEC); /* the reader buffers it and waits on */
+    coil_task_cancel(t);
+    join(t);
+    r->werr = (int)coil_stream_read_buffered(r->s);
+    put(r->fds[1], "rest\n");
+    r->r2 = coil_stream_readline(r->s, r->buf, sizeof(r->buf), &r->len);
+    coil_stream_unref(r->s);
+    return 0;
+}
+
+static void test_cancel_read_keeps_data(void **state)
+{
+    struct rst r = {.loop = fixture_loop(state)};
+    make_pair(r.fds, false);
+    assert_int_equal(run_task(r.loop, cancel_read_main, &r), 0);
+    close(r.fds[1]);
+    assert_int_equal(r.r1, -ECANCELED);
+    assert_int_equal(r.werr, 7);
+    assert_int_equal(r.r2, 0);
+    assert_int_equal(r.len, 12);
+    assert_memory_equal(r.buf, "partialrest\n", 12);
+}
+
+static int close_reader(void *arg)
+{
+    struct rst *r = arg;
+    r->r1 = (int)coil_stream_read(r->s, r->buf, sizeof(r->buf));
+    return 0;
+}
+
+static int close_main(void *arg)
+{
+    struct rst *r = arg;
+    if (coil_stream_from_fd(r->fds[0], &r->s))
+        return -1;
+    coil_task_t *t = spawn(r->loop, close_reader, r);
+    coil_sleep(5 * COIL_MSEC);
+    coil_stream_close(r->s);
+    r->werr = coil_stream_wait_closed(r->s);
+    join(t);
+    r->r2 = (int)coil_stream_read(r->s, r->buf, 1);
+    r->len = (size_t)coil_stream_write(r->s, "x", 1);
+    coil_stream_unref(r->s);
+    return 0;
+}
+
+static void test_close_wakes_reader(void **state)
+{
+    struct rst r = {.loop = fixture_loop(state)};
+    make_pair(r.fds, false);
+    assert_int_equal(run_task(r.loop, close_main, &r), 0);
+    close(r.fds[1]);
+    assert_int_equal(r.r1, -EBADF);
+    assert_int_equal(r.werr, 0);
+    assert_int_equal(r.r2, -EBADF);
+    assert_int_equal((int)r.len, -EPIPE);
+}
+
+/* ------------------------------------------------------------------ */
+/* Arguments, -EPERM, allocation failure                                */
+/* ------------------------------------------------------------------ */
+
+static int make_one(void *arg)
+{
+    struct rst *r = arg;
+    return coil_stream_from_fd(r->fds[0], &r->s);
+}
+
+static void test_bad_arguments(void **state)
+{
+    coil_stream_t *s = (coil_stream_t *)1;
+    char b[4];
+    size_t len;
+    assert_int_equal(coil_stream_from_fd(3, NULL), -EINVAL);
+    assert_int_equal(coil_stream_from_fd(-1, &s), -EBADF);
+    assert_null(s);
+    assert_int_equal(coil_stream_from_fd(0, &s), -EPERM); /* no loop */
+    assert_int_equal(coil_stream_read(NULL, b, 1), -EINVAL);
+    assert_int_equal(coil_stream_read_exactly(NULL, b, 1, NULL), -EINVAL);
+    assert_int_equal(coil_stream_readline(NULL, b, 4, &len), -EINVAL);
+    assert_int_equal(coil_stream_write(NULL, b, 1), -EINVAL);
+    assert_int_equal(coil_stream_drain(NULL), -EINVAL);
+    assert_int_equal(coil_stream_write_eof(NULL), -EINVAL);
+    assert_int_equal(coil_stream_close(NULL), -EINVAL);
+    assert_int_equal(coil_stream_abort(NULL), -EINVAL);
+    assert_int_equal(coil_stream_wait_closed(NULL), -EINVAL);
+    assert_int_equal(coil_stream_set_limit(NULL, 1), -EINVAL);
+    assert_int_equal(coil_stream_set_write_limits(NULL, 2, 1), -EINVAL);
+    assert_int_equal(coil_stream_peer_address(NULL, NULL), -EINVAL);
+    assert_int_equal(coil_stream_fd(NULL), -1);
+    assert_false(coil_stream_at_eof(NULL));
+    coil_stream_unref(NULL);
+    assert_null(coil_stream_ref(NULL));
+
+    struct rst r = {0};
+    make_pair(r.fds, false);
+    assert_int_equal(run_task(fixture_loop(state), make_one, &r), 0);
+    /* Outside a task. */
+    assert_int_equal(coil_stream_read(r.s, b, 1), -EPERM);
+    assert_int_equal(coil_stream_read_exactly(r.s, b, 1, &len), -EPERM);
+    assert_int_equal(coil_stream_readline(r.s, b, 4, &len), -EPERM);
+    assert_int_equal(coil_stream_readuntil(r.s, "x", 1, b, 4, &len), -EPERM);
+    assert_int_equal(coil_stream_drain(r.s), -EPERM);
+    assert_int_equal(coil_stream_wait_closed(r.s), -EPERM);
+    /* Bad values. */
+    assert_int_equal(coil_stream_set_limit(r.s, 0), -EINVAL);
+    assert_int_equal(coil_stream_set_write_limits(r.s, 1, 2), -EINVAL);
+    assert_int_equal(coil_stream_write(r.s, NULL, 1), -EINVAL);
+    assert_int_equal(coil_stream_write(r.s, "ok", 2), 0); /* any thread */
+    assert_int_equal(recv(r.fds[1], b, 4, 0), 2);
+    struct sockaddr_storage ss;
+    assert_true(coil_stream_local_address(r.s, &ss) > 0);
+    assert_int_equal(ss.ss_family, AF_UNIX);
+    assert_int_equal(coil_stream_fd(r.s), r.fds[0]);
+    assert_int_equal(coil_stream_close(r.s), 0);
+    assert_int_equal(coil_stream_close(r.s), 0);
+    assert_true(coil_stream_is_closing(r.s));
+    assert_int_equal(coil_stream_fd(r.s), -1);
+    assert_int_equal(coil_stream_peer_address(r.s, &ss), -EBADF);
+    coil_stream_unref(r.s);
+    close(r.fds[1]);
+}
+
+struct oom {
+    int fds[2];
+    long nth;
+    int r1, r2;
+    bool failed;
+};
+
+static int oom_main(void *arg)
+{
+    struct oom *o = arg;
+    coil_stream_t *s = NULL;
+    static char big[8192];
+    test_alloc_fail_after(o->nth);
+    o->r1 = coil_stream_from_fd(o->fds[0], &s);
+    if (!o->r1) {
+        /* Fill the socket, then buffer: the buffer allocates. */
+        o->r2 = 0;
+        for (int i = 0; i < 200 && !o->r2; i++)
+            o->r2 = coil_stream_write(s, big, sizeof(big));
+    }
+    o->failed = test_alloc_failed();
+    test_alloc_fail_after(0);
+    coil_stream_unref(s);
+    return 0;
+}
+
+static void test_alloc_failure(void **state)
+{
+    bool done = false;
+    for (long nth = 1; nth < 50 && !done; nth++) {
+        struct oom o = {.nth = nth};
+        make_pair(o.fds, true);
+        assert_int_equal(run_task(fixture_loop(state), oom_main, &o), 0);
+        if (o.r1) {
+            assert_int_equal(o.r1, -ENOMEM);
+            close(o.fds[0]);
+        }
+        close(o.fds[1]);
+        if (!o.failed)
+            done = true;
+        else
+            assert_true(o.r1 == -ENOMEM || o.r2 == -ENOMEM);
+    }
+    assert_true(done);
+}
+
+#define T(fn) cmocka_unit_test_setup_teardown(fn, test_setup, test_teardown)
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        T(test_readline_readuntil),
+        T(test_read_exactly_short),
+        T(test_bulk_small_buffers_unix),
+        T(test_bulk_small_buffers_tcp),
+        T(test_drain_backpressure),
+        T(test_drain_cancel),
+        T(test_unref_flushes),
+        T(test_write_eof_half_close),
+        T(test_peer_reset_read),
+        T(test_peer_reset_write),
+        T(test_cancel_read_keeps_data),
+        T(test_close_wakes_reader),
+        T(test_bad_arguments),
+        T(test_alloc_failure),
+    };
+    test_init();
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
