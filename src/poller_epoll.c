@@ -95,6 +95,15 @@ static int ep_watch(struct coil__poller *p, int fd, unsigned old_mask,
 static atomic_bool no_pwait2;
 #endif
 
+#if defined(COIL_TESTING) && defined(HAVE_EPOLL_PWAIT2)
+/* Test build: forget an earlier fallback, so a test can provoke one. */
+void coil__epoll_pwait2_reset(void);
+void coil__epoll_pwait2_reset(void)
+{
+    atomic_store(&no_pwait2, false);
+}
+#endif
+
 static int wait_ns(struct coil__poller *p, int max, int64_t timeout_ns)
 {
 #ifdef HAVE_EPOLL_PWAIT2
