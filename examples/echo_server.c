@@ -15,7 +15,7 @@
 static int echo(coil_stream_t *s, void *arg)
 {
     (void)arg;
-    char buf[64 * 1024];
+    char buf[16 * 1024]; /* task stacks are 64 KiB by default: keep frames small */
     for (;;) {
         ssize_t n = coil_stream_read(s, buf, sizeof(buf));
         if (n <= 0)

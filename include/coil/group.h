@@ -17,8 +17,8 @@
  *
  *     coil_group_t *g;
  *     coil_group_new(&g);
- *     coil_group_spawn(g, fetch, &a, NULL);
- *     coil_group_spawn(g, fetch, &b, NULL);
+ *     coil_group_spawn(g, fetch, &a, NULL, NULL);
+ *     coil_group_spawn(g, fetch, &b, NULL, NULL);
  *     int err = coil_group_wait(g);   // both finished, or one failed
  *     coil_group_free(g);
  */

@@ -1,0 +1,177 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * http_hello.c - a minimal HTTP/1.1 "Hello, World!" server with keep-alive,
+ * fast enough to be driven by a load generator such as wrk. Each
+ * connection is a task that reads one request's headers at a time with
+ * coil_stream_readuntil and answers with a single write. Pipelined
+ * requests need no special code: whatever arrived after one request stays
+ * in the stream's buffer for the next read.
+ *
+ * Not a real HTTP server: requests with a body (Content-Length > 0 or
+ * Transfer-Encoding) get 501 and the connection is closed; headers over
+ * 8 KiB get 431 and the connection is closed.
+ *
+ * Usage: http_hello PORT   (listens on 127.0.0.1; PORT 0 picks a free one)
+ *        curl http://127.0.0.1:PORT/
+ *        wrk -t1 -c10 -d2s http://127.0.0.1:PORT/
+ * Stop it with Ctrl-C.
+ */
+#include <coil.h>
+
+#include <errno.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#define MAX_HEADER (8 * 1024)
+
+#define BODY "Hello, World!"
+#define OK_HEAD                                                                \
+    "HTTP/1.1 200 OK\r\n"                                                      \
+    "Content-Type: text/plain\r\n"                                             \
+    "Content-Length: 13\r\n"
+static const char ok_keep[] = OK_HEAD "Connection: keep-alive\r\n\r\n" BODY;
+static const char ok_close[] = OK_HEAD "Connection: close\r\n\r\n" BODY;
+static const char too_large[] =
+    "HTTP/1.1 431 Request Header Fields Too Large\r\n"
+    "Content-Length: 0\r\nConnection: close\r\n\r\n";
+static const char not_impl[] = "HTTP/1.1 501 Not Implemented\r\n"
+                               "Content-Length: 0\r\nConnection: close\r\n\r\n";
+static const char bad_req[] = "HTTP/1.1 400 Bad Request\r\n"
+                              "Content-Length: 0\r\nConnection: close\r\n\r\n";
+
+/* What the server needs to know about one request. */
+struct request {
+    bool keep_alive;
+    bool has_body;
+};
+
+/* Whether the comma-separated header value [v, end) holds token. */
+static bool has_token(const char *v, const char *end, const char *token)
+{
+    size_t tl = strlen(token);
+    while (v < end) {
+        while (v < end && (*v == ' ' || *v == '\t' || *v == ','))
+            v++;
+        const char *t = v;
+        while (v < end && *v != ',')
+            v++;
+        const char *te = v;
+        while (te > t && (te[-1] == ' ' || te[-1] == '\t'))
+            te--;
+        if ((size_t)(te - t) == tl && strncasecmp(t, token, tl) == 0)
+            return true;
+    }
+    return false;
+}
+
+/* Whether the header line [line, end) is "name: ..."; *value gets what
+ * follows the colon. */
+static bool header_is(const char *line, const char *end, const char *name,
+                      const char **value)
+{
+    size_t nl = strlen(name);
+    if ((size_t)(end - line) <= nl || line[nl] != ':' ||
+        strncasecmp(line, name, nl) != 0)
+        return false;
+    *value = line + nl + 1;
+    return true;
+}
+
+/* Parse the head in buf[0..len) (ending in "\r\n\r\n"). 0 or -EPROTO. */
+static int parse_request(const char *buf, size_t len, struct request *req)
+{
+    const char *end = buf + len;
+    const char *eol = memchr(buf, '\r', len);
+    if (!eol || eol - buf < 8)
+        return -EPROTO;
+    const char *ver = eol - 8; /* "HTTP/1.x" ends the request line */
+    if (memcmp(ver, "HTTP/1.", 7) != 0)
+        return -EPROTO;
+    bool http10 = ver[7] == '0';
+    bool conn_close = false, conn_keep = false;
+    req->has_body = false;
+    for (const char *line = eol + 2; line < end;) {
+        const char *le = memchr(line, '\r', (size_t)(end - line));
+        if (!le || le == line)
+            break; /* the empty line that ends the head */
+        const char *v;
+        if (header_is(line, le, "Connection", &v)) {
+            conn_close |= has_token(v, le, "close");
+            conn_keep |= has_token(v, le, "keep-alive");
+        } else if (header_is(line, le, "Content-Length", &v)) {
+            req->has_body |= strtol(v, NULL, 10) != 0;
+        } else if (header_is(line, le, "Transfer-Encoding", &v)) {
+            req->has_body = true;
+        }
+        line = le + 2;
+    }
+    req->keep_alive = !conn_close && (!http10 || conn_keep);
+    return 0;
+}
+
+/* Send a final response; returning closes the stream once it is sent. */
+static int reply_and_close(coil_stream_t *s, const char *resp, size_t n)
+{
+    int err = coil_stream_write(s, resp, n);
+    return err ? err : coil_stream_drain(s);
+}
+
+static int serve_http(coil_stream_t *s, void *arg)
+{
+    (void)arg;
+    char buf[MAX_HEADER];
+    int err = coil_stream_set_limit(s, sizeof(buf));
+    while (!err) {
+        size_t len;
+        err = coil_stream_readuntil(s, "\r\n\r\n", 4, buf, sizeof(buf), &len);
+        if (err == -EMSGSIZE || err == -ENOBUFS)
+            return reply_and_close(s, too_large, sizeof(too_large) - 1);
+        if (err == -EPIPE)
+            return 0; /* the client closed (maybe mid-request) */
+        if (err)
+            return err;
+        struct request req;
+        if (parse_request(buf, len, &req))
+            return reply_and_close(s, bad_req, sizeof(bad_req) - 1);
+        if (req.has_body)
+            return reply_and_close(s, not_impl, sizeof(not_impl) - 1);
+        if (!req.keep_alive)
+            return reply_and_close(s, ok_close, sizeof(ok_close) - 1);
+        err = coil_stream_write(s, ok_keep, sizeof(ok_keep) - 1);
+        if (!err)
+            err = coil_stream_drain(s); /* suspends only if far behind */
+    }
+    return err == -ECONNRESET ? 0 : err;
+}
+
+static int serve(void *arg)
+{
+    const char *port = arg;
+    coil_server_t *srv;
+    coil_server_options_t opts = {.backlog = 1024};
+    int err =
+        coil_start_server("127.0.0.1", port, serve_http, NULL, &opts, &srv);
+    if (err) {
+        fprintf(stderr, "http_hello: 127.0.0.1:%s: %s\n", port,
+                coil_strerror(err));
+        return err;
+    }
+    printf("http_hello: listening on http://127.0.0.1:%d/\n",
+           coil_server_port(srv));
+    fflush(stdout);
+    err = coil_server_serve_forever(srv);
+    coil_server_free(srv);
+    return err;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc != 2 || strcmp(argv[1], "-h") == 0) {
+        fprintf(stderr, "usage: http_hello PORT\n");
+        return 2;
+    }
+    return coil_run(serve, argv[1]) < 0;
+}
