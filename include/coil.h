@@ -20,5 +20,6 @@
 #include "coil/stream.h"
 #include "coil/task.h"
 #include "coil/timeout.h"
+#include "coil/udp.h"
 
 #endif /* COIL_H */

@@ -6,13 +6,19 @@
  * and its cancellation, close with live connections (close_clients,
  * wait_closed), EMFILE at accept (the server backs off instead of
  * spinning and serves again once the limit is raised), refused
- * connections, bad arguments, -EPERM outside a task, and allocation
- * failure at each step of start_server and open_connection.
+ * connections, bad arguments, -EPERM outside a task, allocation
+ * failure at each step of start_server and open_connection, and the
+ * connection race behind open_connection (coil__connect_race on address
+ * lists built by hand: first refused, all refused, first stalled by a
+ * full listen queue so the second starts after the delay, the caller
+ * cancelled mid-race (virtual clock); and "localhost" with a server on
+ * only one of its two families, where it resolves to both).
  *
  * Tasks only record what they see; the assertions run on the main stack
  * after the loop has returned.
  */
 #include <netinet/in.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +26,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "connect.h"
 #include "helpers.h"
 
 static coil_loop_t *fixture_loop(void **state)
@@ -549,7 +556,367 @@ static void test_alloc_failure(void **state)
     assert_true(done);
 }
 
+/* ------------------------------------------------------------------ */
+/* Connection racing (happy eyeballs)                                   */
+/* ------------------------------------------------------------------ */
+
+/* The local port of fd. */
+static int local_port(int fd)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+    if (getsockname(fd, (struct sockaddr *)&ss, &len) != 0)
+        return -1;
+    if (ss.ss_family == AF_INET)
+        return ntohs(((struct sockaddr_in *)&ss)->sin_port);
+    return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+}
+
+static int peer_port(int fd)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+    if (getpeername(fd, (struct sockaddr *)&ss, &len) != 0)
+        return -1;
+    if (ss.ss_family == AF_INET)
+        return ntohs(((struct sockaddr_in *)&ss)->sin_port);
+    return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+}
+
+/* A TCP socket bound to the loopback of family at port (0: any), and
+ * listening with backlog if backlog >= 0 (else a bound port where nobody
+ * listens: connecting there is refused). -1 if the bind fails. */
+static int tcp_socket_at(int family, int port, int backlog)
+{
+    int fd = coil_socket(family, SOCK_STREAM, 0);
+    assert_true(fd >= 0);
+    struct sockaddr_storage ss;
+    memset(&ss, 0, sizeof(ss));
+    socklen_t len;
+    if (family == AF_INET) {
+        struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+        a->sin_family = AF_INET;
+        a->sin_port = htons((uint16_t)port);
+        a->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        len = sizeof(*a);
+    } else {
+        struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+        a->sin6_family = AF_INET6;
+        a->sin6_port = htons((uint16_t)port);
+        a->sin6_addr = in6addr_loopback;
+        len = sizeof(*a);
+    }
+    if (bind(fd, (struct sockaddr *)&ss, len) != 0 ||
+        (backlog >= 0 && listen(fd, backlog) != 0)) {
+        coil_sock_close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+/* An addrinfo node for 127.0.0.1:port (the list is built by hand). */
+struct node {
+    struct addrinfo ai;
+    struct sockaddr_in sin;
+};
+
+static void make_list(struct node *n, const int *ports, size_t count)
+{
+    for (size_t i = 0; i < count; i++) {
+        memset(&n[i], 0, sizeof(n[i]));
+        n[i].sin.sin_family = AF_INET;
+        n[i].sin.sin_port = htons((uint16_t)ports[i]);
+        n[i].sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        n[i].ai.ai_family = AF_INET;
+        n[i].ai.ai_socktype = SOCK_STREAM;
+        n[i].ai.ai_addr = (struct sockaddr *)&n[i].sin;
+        n[i].ai.ai_addrlen = sizeof(n[i].sin);
+        n[i].ai.ai_next = i + 1 < count ? &n[i + 1].ai : NULL;
+    }
+}
+
+/*
+ * A listener whose accept queue is full, so that a connection to it
+ * neither succeeds nor fails (Linux drops the SYN): listen(0), then
+ * connect until a connection hangs for 200 ms. Returns the listener and
+ * fills fds[0..*nfds) with the connections that got in; -1 where that
+ * does not happen here.
+ */
+static int slow_listener(int fds[8], int *nfds)
+{
+    *nfds = 0;
+    int l = tcp_socket_at(AF_INET, 0, 0);
+    if (l < 0)
+        return -1;
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons((uint16_t)local_port(l)),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    for (int i = 0; i < 8; i++) {
+        int c = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
+                       0);
+        if (connect(c, (struct sockaddr *)&a, sizeof(a)) == 0) {
+            fds[(*nfds)++] = c;
+            continue;
+        }
+        struct pollfd p = {.fd = c, .events = POLLOUT};
+        if (errno == EINPROGRESS && poll(&p, 1, 200) == 0) {
+            close(c); /* hangs: the queue is full */
+            return l;
+        }
+        fds[(*nfds)++] = c;
+    }
+    for (int i = 0; i < *nfds; i++)
+        close(fds[i]);
+    *nfds = 0;
+    coil_sock_close(l);
+    return -1;
+}
+
+static void close_slow(int l, int *fds, int nfds)
+{
+    for (int i = 0; i < nfds; i++)
+        close(fds[i]);
+    coil_sock_close(l);
+}
+
+struct race {
+    coil_loop_t *loop;
+    const struct addrinfo *list;
+    int64_t delay;
+    int r, fd, peer;
+    int64_t elapsed;
+    coil_task_t *racer;
+    int64_t cancel_after;
+};
+
+static int race_task(void *arg)
+{
+    struct race *r = arg;
+    int64_t t0 = coil_loop_time(r->loop);
+    r->r = coil__connect_race(r->list, r->delay, &r->fd);
+    r->elapsed = coil_loop_time(r->loop) - t0;
+    if (r->fd >= 0) {
+        r->peer = peer_port(r->fd);
+        coil_sock_close(r->fd);
+    }
+    return 0;
+}
+
+static int race_main(void *arg)
+{
+    struct race *r = arg;
+    r->racer = spawn(r->loop, race_task, r);
+    if (r->cancel_after > 0) {
+        coil_sleep(r->cancel_after);
+        coil_task_cancel(r->racer);
+    }
+    join(r->racer);
+    return 0;
+}
+
+static void run_race(coil_loop_t *loop, struct race *r)
+{
+    r->loop = loop;
+    r->fd = -2;
+    assert_int_equal(run_task(loop, race_main, r), 0);
+}
+
+/* First refused: the second starts at once (not after the delay). */
+static void test_race_first_refused(void **state)
+{
+    int refused = tcp_socket_at(AF_INET, 0, -1);
+    int good = tcp_socket_at(AF_INET, 0, 8);
+    int ports[2] = {local_port(refused), local_port(good)};
+    struct node n[2];
+    make_list(n, ports, 2);
+    struct race r = {.list = &n[0].ai, .delay = 30 * COIL_SEC};
+    run_race(fixture_loop(state), &r);
+    assert_int_equal(r.r, 0);
+    assert_int_equal(r.peer, ports[1]);
+    assert_true(r.elapsed < 10 * COIL_SEC);
+    coil_sock_close(refused);
+    coil_sock_close(good);
+}
+
+/* Every address refused: the first one's error. */
+static void test_race_all_refused(void **state)
+{
+    int a = tcp_socket_at(AF_INET, 0, -1);
+    int b = tcp_socket_at(AF_INET, 0, -1);
+    int ports[3] = {local_port(a), local_port(b), local_port(a)};
+    struct node n[3];
+    make_list(n, ports, 3);
+    struct race r = {.list = &n[0].ai, .delay = 30 * COIL_SEC};
+    run_race(fixture_loop(state), &r);
+    assert_int_equal(r.r, -ECONNREFUSED);
+    assert_int_equal(r.fd, -1);
+    assert_true(r.elapsed < 10 * COIL_SEC);
+    coil_sock_close(a);
+    coil_sock_close(b);
+}
+
+/* First never answers: the second starts after the delay and wins (on
+ * the real clock: the virtual one's autojump would not wait for the
+ * second handshake, which is real I/O); the first is cancelled and its socket closed (the
+ * leak gate checks). */
+static void test_race_first_slow(void **state)
+{
+    int fds[8], nfds;
+    int slow = slow_listener(fds, &nfds);
+    assert_true(slow >= 0);
+    int good = tcp_socket_at(AF_INET, 0, 8);
+    int ports[2] = {local_port(slow), local_port(good)};
+    struct node n[2];
+    make_list(n, ports, 2);
+    struct race r = {.list = &n[0].ai, .delay = 250 * COIL_MSEC};
+    run_race(fixture_loop(state), &r);
+    assert_int_equal(r.r, 0);
+    assert_int_equal(r.peer, ports[1]);
+    assert_true(r.elapsed >= 250 * COIL_MSEC);
+    assert_true(r.elapsed < 10 * COIL_SEC);
+    coil_sock_close(good);
+    close_slow(slow, fds, nfds);
+}
+
+/* The caller cancelled with one attempt, then with two, in flight
+ * (virtual clock: nothing here completes, so autojump is safe). */
+static void test_race_cancel(void **state)
+{
+    int fds[8], nfds;
+    int slow = slow_listener(fds, &nfds);
+    assert_true(slow >= 0);
+    int ports[3] = {local_port(slow), local_port(slow), local_port(slow)};
+    struct node n[3];
+    make_list(n, ports, 3);
+    int64_t when[2] = {100 * COIL_MSEC, 400 * COIL_MSEC};
+    for (int i = 0; i < 2; i++) {
+        struct race r = {.list = &n[0].ai, .delay = 250 * COIL_MSEC,
+                         .cancel_after = when[i]};
+        run_race(fixture_loop(state), &r);
+        assert_int_equal(r.r, -ECANCELED);
+        assert_int_equal(r.fd, -1);
+        assert_true(r.elapsed >= when[i]);
+        assert_true(r.elapsed < when[i] + 100 * COIL_MSEC);
+    }
+    close_slow(slow, fds, nfds);
+}
+
+/* Allocation failure at each step of a two-address race. */
+struct race_oom {
+    const struct addrinfo *list;
+    long nth;
+    int r, fd;
+    bool failed;
+};
+
+static int race_oom_main(void *arg)
+{
+    struct race_oom *o = arg;
+    test_alloc_fail_after(o->nth);
+    o->r = coil__connect_race(o->list, 30 * COIL_SEC, &o->fd);
+    o->failed = test_alloc_failed();
+    test_alloc_fail_after(0);
+    if (o->fd >= 0)
+        coil_sock_close(o->fd);
+    return 0;
+}
+
+static void test_race_alloc_failure(void **state)
+{
+    int refused = tcp_socket_at(AF_INET, 0, -1);
+    int good = tcp_socket_at(AF_INET, 0, 8);
+    int ports[2] = {local_port(refused), local_port(good)};
+    struct node n[2];
+    make_list(n, ports, 2);
+    long nth;
+    for (nth = 1; nth < 200; nth++) {
+        struct race_oom o = {.list = &n[0].ai, .nth = nth};
+        assert_int_equal(run_task(fixture_loop(state), race_oom_main, &o),
+                         0);
+        /* Accept the queued connection, if any, so nothing piles up. */
+        int c = accept(good, NULL, NULL);
+        if (c >= 0)
+            close(c);
+        if (!o.failed) {
+            assert_int_equal(o.r, 0);
+            break;
+        }
+        /* -ECONNREFUSED: the second attempt failed for memory, so the
+         * first address's error is what comes back. */
+        if (o.r != -ENOMEM && o.r != -ECONNREFUSED && o.r != 0)
+            fail_msg("allocation %ld failed: %d (%s)", nth, o.r,
+                     coil_err_name(o.r));
+    }
+    assert_true(nth > 1 && nth < 200);
+    coil_sock_close(refused);
+    coil_sock_close(good);
+}
+
+/* "localhost" gives ::1 and 127.0.0.1: listen only on the second family
+ * and coil_open_connection still connects (the first is refused). */
+static int localhost_families(int fam[2])
+{
+    struct addrinfo hints, *res;
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_ADDRCONFIG;
+    if (getaddrinfo("localhost", "1", &hints, &res) != 0)
+        return 0;
+    int n = 0;
+    for (struct addrinfo *ai = res; ai && n < 2; ai = ai->ai_next)
+        if (n == 0 || ai->ai_family != fam[0])
+            fam[n++] = ai->ai_family;
+    freeaddrinfo(res);
+    return n;
+}
+
+struct lh {
+    char port[16];
+    int r, family;
+};
+
+static int lh_main(void *arg)
+{
+    struct lh *l = arg;
+    coil_stream_t *s;
+    l->r = coil_open_connection("localhost", l->port, &s);
+    if (!l->r) {
+        struct sockaddr_storage ss;
+        if (coil_stream_peer_address(s, &ss) > 0)
+            l->family = ss.ss_family;
+        coil_stream_close(s);
+        coil_stream_unref(s);
+    }
+    return 0;
+}
+
+static void test_race_localhost(void **state)
+{
+    int fam[2];
+    assert_int_equal(localhost_families(fam), 2);
+    /* A port listening on the second family and bound, not listening, on
+     * the first. */
+    int l = -1, refused = -1;
+    for (int tries = 0; tries < 20 && refused < 0; tries++) {
+        if (l >= 0)
+            coil_sock_close(l);
+        l = tcp_socket_at(fam[1], 0, 8);
+        assert_true(l >= 0);
+        refused = tcp_socket_at(fam[0], local_port(l), -1);
+    }
+    assert_true(refused >= 0);
+    struct lh h = {.family = -1};
+    snprintf(h.port, sizeof(h.port), "%d", local_port(l));
+    assert_int_equal(run_task(fixture_loop(state), lh_main, &h), 0);
+    assert_int_equal(h.r, 0);
+    assert_int_equal(h.family, fam[1]);
+    coil_sock_close(l);
+    coil_sock_close(refused);
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, test_setup, test_teardown)
+#define T_FAKE(fn)                                                             \
+    cmocka_unit_test_setup_teardown(fn, test_setup_fake, test_teardown)
 
 int main(void)
 {
@@ -561,6 +928,16 @@ int main(void)
         T(test_errors),
         T(test_bad_arguments_eperm),
         T(test_alloc_failure),
+        T(test_race_first_refused),
+        T(test_race_all_refused),
+        T(test_race_alloc_failure),
+    };
+    const struct CMUnitTest slow_tests[] = {
+        T(test_race_first_slow),
+        T_FAKE(test_race_cancel),
+    };
+    const struct CMUnitTest localhost_tests[] = {
+        T(test_race_localhost),
     };
     const struct CMUnitTest emfile_tests[] = {
         T(test_accept_emfile_backoff),
@@ -572,5 +949,22 @@ int main(void)
     else
         print_message("[ N/A      ] EMFILE test not registered: RLIMIT_NOFILE "
                       "cannot be lowered usefully under valgrind\n");
+    int fds[8], nfds, slow = slow_listener(fds, &nfds);
+    if (slow >= 0) {
+        close_slow(slow, fds, nfds);
+        failed += cmocka_run_group_tests(slow_tests, NULL, NULL);
+    } else {
+        print_message("[ N/A      ] %zu slow-connection race tests not "
+                      "registered: a full listen queue does not stall "
+                      "connect here\n",
+                      sizeof(slow_tests) / sizeof(*slow_tests));
+    }
+    int fam[2];
+    if (localhost_families(fam) == 2)
+        failed += cmocka_run_group_tests(localhost_tests, NULL, NULL);
+    else
+        print_message("[ N/A      ] localhost race test not registered: "
+                      "\"localhost\" does not resolve to two families "
+                      "here\n");
     return failed;
 }

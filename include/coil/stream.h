@@ -67,13 +67,20 @@ typedef struct coil_server coil_server_t;
 /*
  * Connect to host (a name or a numeric address) at port (a number or a
  * service name) over TCP and return a stream in *out. The name is
- * resolved with coil_getaddrinfo (IPv4 and IPv6); the addresses are tried
- * one after the other in the resolver's order, the next only once the
- * previous one failed (a sequential fallback, no parallel attempts).
- * Returns 0, or the error of the first address tried (-ECONNREFUSED,
- * -ENETUNREACH, ...), the resolver's errors (coil/net.h), -EINVAL (out,
- * or both host and port, NULL), -EPERM, -ECANCELED, -ENOMEM. *out is
- * NULL on failure. May suspend.
+ * resolved with coil_getaddrinfo (IPv4 and IPv6). With several addresses
+ * they are raced in the resolver's order, as in RFC 8305 ("happy
+ * eyeballs", simplified: no reordering by family): the first attempt
+ * starts at once, and the next one starts when every attempt so far has
+ * failed or 250 ms after the last start, whichever comes first, while the
+ * earlier attempts keep trying. The first connection made wins; the other
+ * attempts are cancelled and their sockets closed before the call
+ * returns (also when the caller is cancelled or times out: nothing is
+ * left behind). Each attempt is a child task (stack and all); a single
+ * address is connected to directly, without one.
+ * Returns 0, or (every address failed) the error of the first address
+ * (-ECONNREFUSED, -ENETUNREACH, ...), the resolver's errors (coil/net.h),
+ * -EINVAL (out, or both host and port, NULL), -EPERM, -ECANCELED, -ENOMEM.
+ * *out is NULL on failure. May suspend.
  */
 COIL_API int coil_open_connection(const char *host, const char *port,
                                   coil_stream_t **out);

@@ -1,0 +1,267 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * udp.c - UDP endpoints for tasks (coil/udp.h).
+ *
+ * A thin layer over the suspending socket calls of net.c: opening
+ * resolves and binds/connects, sends go through coil_sock_sendto, and
+ * receiving has its own loop (the same shape as net.c's) only so that it
+ * can pass MSG_TRUNC and report a truncated datagram's real size. The
+ * only suspension point is coil__io_wait, before the recvfrom(2) that
+ * takes the datagram: a cancelled receive consumed nothing.
+ */
+#include <string.h>
+#include <sys/socket.h>
+
+#include "coil/net.h"
+#include "coil/udp.h"
+#include "sock.h"
+#include "task.h"
+
+#ifdef MSG_DONTWAIT
+#define DONTWAIT MSG_DONTWAIT
+#else
+#define DONTWAIT 0
+#endif
+#ifdef __linux__
+#define TRUNC MSG_TRUNC /* recv returns the datagram's real size */
+#else
+#define TRUNC 0
+#endif
+
+struct coil_udp {
+    int fd; /* -1 once closed */
+    bool connected;
+};
+
+/* ------------------------------------------------------------------ */
+/* Opening                                                              */
+/* ------------------------------------------------------------------ */
+
+/* A UDP socket of ai's family bound to local (if any), connected to
+ * remote (if any). Returns the fd or -errno. */
+static int make_socket(int family, const struct addrinfo *local,
+                       const struct addrinfo *remote)
+{
+    int fd = coil_socket(family, SOCK_DGRAM, 0);
+    if (fd < 0)
+        return fd;
+    int err = 0;
+    if (local && bind(fd, local->ai_addr, local->ai_addrlen) < 0)
+        err = -errno;
+    if (!err && remote)
+        err = coil_sock_connect(fd, remote->ai_addr, remote->ai_addrlen);
+    if (err) {
+        (void)coil_sock_close(fd);
+        return err;
+    }
+    return fd;
+}
+
+/* The first address of list in family, or NULL. */
+static const struct addrinfo *of_family(const struct addrinfo *list, int family)
+{
+    for (; list; list = list->ai_next)
+        if (list->ai_family == family)
+            return list;
+    return NULL;
+}
+
+static int resolve(const char *host, const char *port, bool passive,
+                   struct addrinfo **res)
+{
+    struct addrinfo hints;
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_DGRAM;
+    hints.ai_protocol = IPPROTO_UDP;
+    hints.ai_flags = passive ? AI_PASSIVE : 0;
+    if (host && !port)
+        port = "0";
+    return coil_getaddrinfo(host, port, &hints, res);
+}
+
+int coil_udp_open(const char *local_host, const char *local_port,
+                  const char *remote_host, const char *remote_port,
+                  coil_udp_t **out)
+{
+    if (out)
+        *out = NULL;
+    bool want_local = local_host || local_port;
+    bool want_remote = remote_host || remote_port;
+    if (!out || (!want_local && !want_remote) ||
+        (want_remote && (!remote_host || !remote_port)))
+        return -EINVAL;
+    if (!coil_current_task())
+        return -EPERM;
+    struct coil_udp *u = coil__malloc(sizeof(*u));
+    if (!u)
+        return -ENOMEM;
+    struct addrinfo *local = NULL, *remote = NULL;
+    int err = 0;
+    if (want_local)
+        err = resolve(local_host, local_port, true, &local);
+    if (!err && want_remote)
+        err = resolve(remote_host, remote_port, false, &remote);
+    int fd = -1;
+    if (!err) {
+        int first = 0;
+        if (remote) {
+            for (const struct addrinfo *r = remote; r && fd < 0;
+                 r = r->ai_next) {
+                const struct addrinfo *l = NULL;
+                if (local && !(l = of_family(local, r->ai_family))) {
+                    fd = -EADDRNOTAVAIL;
+                } else {
+                    fd = make_socket(r->ai_family, l, r);
+                }
+                if (fd < 0 && !first)
+                    first = fd;
+                if (fd == -ECANCELED || fd == -ENOMEM)
+                    break;
+            }
+        } else {
+            for (const struct addrinfo *l = local; l && fd < 0;
+                 l = l->ai_next) {
+                fd = make_socket(l->ai_family, l, NULL);
+                if (fd < 0 && !first)
+                    first = fd;
+                if (fd == -ENOMEM)
+                    break;
+            }
+        }
+        if (fd < 0)
+            err = first ? first : -ENOENT;
+    }
+    coil_freeaddrinfo(local);
+    coil_freeaddrinfo(remote);
+    if (err) {
+        coil__free(u);
+        return err;
+    }
+    u->fd = fd;
+    u->connected = remote != NULL;
+    *out = u;
+    return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Sending and receiving                                                */
+/* ------------------------------------------------------------------ */
+
+ssize_t coil_udp_send(coil_udp_t *u, const void *buf, size_t n)
+{
+    if (!u)
+        return -EINVAL;
+    if (!coil_current_task())
+        return -EPERM;
+    if (u->fd < 0)
+        return -EBADF;
+    if (!u->connected)
+        return -EDESTADDRREQ;
+    return coil_sock_sendto(u->fd, buf, n, NULL, 0);
+}
+
+ssize_t coil_udp_sendto(coil_udp_t *u, const void *buf, size_t n,
+                        const struct sockaddr *addr, socklen_t addrlen)
+{
+    if (!u)
+        return -EINVAL;
+    if (!coil_current_task())
+        return -EPERM;
+    if (u->fd < 0)
+        return -EBADF;
+    if (u->connected)
+        return -EISCONN;
+    if (!addr || addrlen == 0)
+        return -EINVAL;
+    return coil_sock_sendto(u->fd, buf, n, addr, addrlen);
+}
+
+ssize_t coil_udp_recvfrom(coil_udp_t *u, void *buf, size_t n,
+                          struct sockaddr *addr, socklen_t *addrlen)
+{
+    if (!u)
+        return -EINVAL;
+    struct coil_task *t;
+    int err = coil__task_begin_wait(&t);
+    if (err)
+        return err;
+    /* Read once: after a wait the endpoint may be closed (and freed by
+     * whoever closed it, once this task has returned). */
+    int fd = u->fd;
+    if (fd < 0)
+        return -EBADF;
+    if ((!buf && n) || (!addr != !addrlen))
+        return -EINVAL;
+    socklen_t cap = addrlen ? *addrlen : 0;
+    for (;;) {
+        if (addrlen)
+            *addrlen = cap;
+        ssize_t r = recvfrom(fd, buf, n, DONTWAIT | TRUNC, addr, addrlen);
+        if (r >= 0)
+            return r;
+        int e = errno;
+        if (e == EINTR)
+            continue;
+        if (!coil__would_block(e))
+            return -e;
+        if ((err = coil__io_wait(t->loop, fd, COIL__EV_READ)))
+            return err;
+    }
+}
+
+ssize_t coil_udp_recv(coil_udp_t *u, void *buf, size_t n)
+{
+    return coil_udp_recvfrom(u, buf, n, NULL, NULL);
+}
+
+/* ------------------------------------------------------------------ */
+/* Addresses, closing                                                   */
+/* ------------------------------------------------------------------ */
+
+static int address(const coil_udp_t *u, struct sockaddr_storage *addr,
+                   bool peer)
+{
+    if (!u || !addr)
+        return -EINVAL;
+    if (u->fd < 0)
+        return -EBADF;
+    socklen_t len = sizeof(*addr);
+    memset(addr, 0, sizeof(*addr));
+    int r = peer ? getpeername(u->fd, (struct sockaddr *)addr, &len)
+                 : getsockname(u->fd, (struct sockaddr *)addr, &len);
+    if (r < 0)
+        return -errno;
+    return (int)len;
+}
+
+int coil_udp_local_address(const coil_udp_t *u, struct sockaddr_storage *addr)
+{
+    return address(u, addr, false);
+}
+
+int coil_udp_peer_address(const coil_udp_t *u, struct sockaddr_storage *addr)
+{
+    return address(u, addr, true);
+}
+
+int coil_udp_close(coil_udp_t *u)
+{
+    if (!u)
+        return -EINVAL;
+    if (u->fd < 0)
+        return -EBADF;
+    int fd = u->fd;
+    u->fd = -1;
+    (void)coil_sock_close(fd);
+    return 0;
+}
+
+void coil_udp_free(coil_udp_t *u)
+{
+    if (!u)
+        return;
+    if (u->fd >= 0)
+        (void)coil_udp_close(u);
+    coil__free(u);
+}
