@@ -9,23 +9,35 @@
  */
 #include <coil.h>
 
+#include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static int echo(coil_stream_t *s, void *arg)
 {
     (void)arg;
-    char buf[16 * 1024]; /* task stacks are 64 KiB by default: keep frames small */
+    /* 64 KiB per connection, on the heap: a task's stack is 64 KiB by
+     * default, so large buffers do not belong on it. */
+    enum { BUF = 64 * 1024 };
+    char *buf = malloc(BUF);
+    if (!buf)
+        return -ENOMEM;
+    int err = 0;
     for (;;) {
-        ssize_t n = coil_stream_read(s, buf, sizeof(buf));
-        if (n <= 0)
-            return (int)n; /* 0: the peer closed; else its error */
-        int err = coil_stream_write(s, buf, (size_t)n);
+        ssize_t n = coil_stream_read(s, buf, BUF);
+        if (n <= 0) {
+            err = (int)n; /* 0: the peer closed; else its error */
+            break;
+        }
+        err = coil_stream_write(s, buf, (size_t)n);
         if (!err)
             err = coil_stream_drain(s); /* backpressure: wait if behind */
         if (err)
-            return err;
+            break;
     }
+    free(buf);
+    return err;
 }
 
 struct args {

@@ -7,6 +7,8 @@
 
 #include <errno.h>
 #include <stdbool.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 
 /* Where MSG_NOSIGNAL is missing (macOS), keep SIGPIPE off the socket. */
@@ -18,6 +20,18 @@ static inline void coil__sock_no_sigpipe(int fd)
 #else
     (void)fd;
 #endif
+}
+
+/*
+ * Send small writes at once on TCP sockets (asyncio does the same for its
+ * transports): with Nagle's algorithm, the tail of a response written in
+ * pieces waits for the peer's delayed ACK, tens of milliseconds. Harmless
+ * on other sockets (the call just fails there).
+ */
+static inline void coil__sock_nodelay(int fd)
+{
+    int one = 1;
+    (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 }
 
 /* Whether errno e means "try again when the fd is ready". */

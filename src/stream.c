@@ -108,6 +108,7 @@ int coil_stream_from_fd(int fd, coil_stream_t **out)
     s->high = COIL_STREAM_HIGH_WATER;
     s->low = COIL_STREAM_LOW_WATER;
     coil__sock_no_sigpipe(fd);
+    coil__sock_nodelay(fd);
     *out = s;
     return 0;
 }

@@ -92,9 +92,10 @@ COIL_API int coil_open_unix_connection(const char *path, coil_stream_t **out);
 /*
  * Wrap a connected, non-blocking stream socket fd (from coil_socket,
  * coil_sock_accept, or a socketpair made non-blocking). On success the
- * stream owns fd; on failure fd is left to the caller. Must be called on
- * the thread of a running loop (inside a task or callback): the stream
- * belongs to that loop. Errors: -EBADF (fd < 0), -EINVAL (out NULL),
+ * stream owns fd; on failure fd is left to the caller. TCP sockets get
+ * TCP_NODELAY (as asyncio's transports do: small writes go out at once).
+ * Must be called on the thread of a running loop (inside a task or
+ * callback): the stream belongs to that loop. Errors: -EBADF (fd < 0), -EINVAL (out NULL),
  * -EPERM (no running loop), -ENOMEM. Does not suspend.
  */
 COIL_API int coil_stream_from_fd(int fd, coil_stream_t **out);
