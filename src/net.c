@@ -125,12 +125,8 @@ static ssize_t recv_common(int fd, void *buf, size_t n,
         }
         if (r >= 0)
             return r;
-        int e = errno;
-        if (e == EINTR)
-            continue;
-        if (!coil__would_block(e))
-            return -e;
-        if ((err = coil__io_wait(t->loop, fd, COIL__EV_READ)))
+        err = coil__sock_again(t->loop, fd, COIL__EV_READ, errno);
+        if (err)
             return err;
     }
 }
@@ -144,6 +140,15 @@ ssize_t coil_sock_recvfrom(int fd, void *buf, size_t n, struct sockaddr *addr,
                            socklen_t *addrlen)
 {
     return recv_common(fd, buf, n, addr, addrlen, true);
+}
+
+int coil__sock_again(struct coil_loop *loop, int fd, unsigned dir, int e)
+{
+    if (e == EINTR)
+        return 0;
+    if (!coil__would_block(e))
+        return -e;
+    return coil__io_wait(loop, fd, dir);
 }
 
 /* ------------------------------------------------------------------ */
@@ -163,12 +168,7 @@ static int send_loop(struct coil_task *t, int fd, const char *buf, size_t n,
             *sent += (size_t)r;
             continue;
         }
-        int e = errno;
-        if (e == EINTR)
-            continue;
-        if (!coil__would_block(e))
-            return -e;
-        int err = coil__io_wait(t->loop, fd, COIL__EV_WRITE);
+        int err = coil__sock_again(t->loop, fd, COIL__EV_WRITE, errno);
         if (err)
             return err;
     }
@@ -214,12 +214,8 @@ ssize_t coil_sock_sendto(int fd, const void *buf, size_t n,
                                      addrlen));
         if (r >= 0)
             return r;
-        int e = errno;
-        if (e == EINTR)
-            continue;
-        if (!coil__would_block(e))
-            return -e;
-        if ((err = coil__io_wait(t->loop, fd, COIL__EV_WRITE)))
+        err = coil__sock_again(t->loop, fd, COIL__EV_WRITE, errno);
+        if (err)
             return err;
     }
 }

@@ -40,4 +40,14 @@ static inline bool coil__would_block(int e)
     return e == EAGAIN || e == EWOULDBLOCK;
 }
 
+struct coil_loop;
+
+/*
+ * A non-blocking socket call on fd failed with errno e: returns 0 when the
+ * call should simply be made again (e was EINTR, or the fd was not ready
+ * and the running task waited until it is: may suspend), or the negative
+ * error to return (e itself, or the wait's: -ECANCELED, -EBADF...).
+ */
+int coil__sock_again(struct coil_loop *loop, int fd, unsigned dir, int e);
+
 #endif /* COIL_SOCK_H */

@@ -200,12 +200,8 @@ ssize_t coil_udp_recvfrom(coil_udp_t *u, void *buf, size_t n,
         ssize_t r = recvfrom(fd, buf, n, DONTWAIT | TRUNC, addr, addrlen);
         if (r >= 0)
             return r;
-        int e = errno;
-        if (e == EINTR)
-            continue;
-        if (!coil__would_block(e))
-            return -e;
-        if ((err = coil__io_wait(t->loop, fd, COIL__EV_READ)))
+        err = coil__sock_again(t->loop, fd, COIL__EV_READ, errno);
+        if (err)
             return err;
     }
 }
