@@ -27,16 +27,6 @@
 #include "sys.h"
 #include "task.h"
 
-#ifdef MSG_NOSIGNAL
-#define SEND_FLAGS MSG_NOSIGNAL
-#else
-#define SEND_FLAGS 0
-#endif
-#ifdef MSG_DONTWAIT
-#define DONTWAIT MSG_DONTWAIT
-#else
-#define DONTWAIT 0
-#endif
 
 /* The size of sendfile's copy buffer when sendfile(2) cannot be used. */
 #define COPY_BUF (64 * 1024)
@@ -100,9 +90,9 @@ int coil_sock_close(int fd)
 /* Receiving                                                            */
 /* ------------------------------------------------------------------ */
 
-static ssize_t recv_common(int fd, void *buf, size_t n,
-                           struct sockaddr *addr, socklen_t *addrlen,
-                           bool from)
+ssize_t coil__sock_recv_flags(int fd, void *buf, size_t n, int flags,
+                              struct sockaddr *addr, socklen_t *addrlen,
+                              bool from)
 {
     struct coil_task *t;
     int err = coil__task_begin_wait(&t);
@@ -119,9 +109,10 @@ static ssize_t recv_common(int fd, void *buf, size_t n,
             if (addrlen)
                 *addrlen = cap;
             r = COIL__SYS(COIL__SYS_RECVFROM,
-                          recvfrom(fd, buf, n, DONTWAIT, addr, addrlen));
+                          recvfrom(fd, buf, n, COIL__DONTWAIT | flags, addr,
+                                   addrlen));
         } else {
-            r = COIL__SYS(COIL__SYS_RECV, recv(fd, buf, n, DONTWAIT));
+            r = COIL__SYS(COIL__SYS_RECV, recv(fd, buf, n, COIL__DONTWAIT | flags));
         }
         if (r >= 0)
             return r;
@@ -133,13 +124,13 @@ static ssize_t recv_common(int fd, void *buf, size_t n,
 
 ssize_t coil_sock_recv(int fd, void *buf, size_t n)
 {
-    return recv_common(fd, buf, n, NULL, NULL, false);
+    return coil__sock_recv_flags(fd, buf, n, 0, NULL, NULL, false);
 }
 
 ssize_t coil_sock_recvfrom(int fd, void *buf, size_t n, struct sockaddr *addr,
                            socklen_t *addrlen)
 {
-    return recv_common(fd, buf, n, addr, addrlen, true);
+    return coil__sock_recv_flags(fd, buf, n, 0, addr, addrlen, true);
 }
 
 int coil__sock_again(struct coil_loop *loop, int fd, unsigned dir, int e)
@@ -163,7 +154,7 @@ static int send_loop(struct coil_task *t, int fd, const char *buf, size_t n,
     coil__sock_no_sigpipe(fd);
     while (*sent < n) {
         ssize_t r = COIL__SYS(COIL__SYS_SEND, send(fd, buf + *sent, n - *sent,
-                                                   SEND_FLAGS | DONTWAIT));
+                                                   COIL__SEND_FLAGS | COIL__DONTWAIT));
         if (r >= 0) {
             *sent += (size_t)r;
             continue;
@@ -210,7 +201,7 @@ ssize_t coil_sock_sendto(int fd, const void *buf, size_t n,
     coil__sock_no_sigpipe(fd);
     for (;;) {
         ssize_t r = COIL__SYS(COIL__SYS_SENDTO,
-                              sendto(fd, buf, n, SEND_FLAGS | DONTWAIT, addr,
+                              sendto(fd, buf, n, COIL__SEND_FLAGS | COIL__DONTWAIT, addr,
                                      addrlen));
         if (r >= 0)
             return r;

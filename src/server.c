@@ -281,6 +281,22 @@ static int check_opts(const coil_server_options_t *opts)
     return opts && opts->backlog < 0 ? -EINVAL : 0;
 }
 
+/* The listeners are set up (err 0) or not: start serving, or undo. */
+static int finish_start(struct coil_server *srv, int err, coil_server_t **out)
+{
+    if (err) {
+        close_listeners(srv);
+        server_unref(srv);
+        return err;
+    }
+    if ((err = start_accepting(srv))) {
+        coil_server_free(srv);
+        return err;
+    }
+    *out = srv;
+    return 0;
+}
+
 int coil_start_server(const char *host, const char *port,
                       coil_conn_handler_fn handler, void *arg,
                       const coil_server_options_t *opts, coil_server_t **out)
@@ -320,17 +336,7 @@ int coil_start_server(const char *host, const char *port,
     if (!err && srv->nls == 0)
         err = -EAFNOSUPPORT;
     coil_freeaddrinfo(res);
-    if (err) {
-        close_listeners(srv);
-        server_unref(srv);
-        return err;
-    }
-    if ((err = start_accepting(srv))) {
-        coil_server_free(srv);
-        return err;
-    }
-    *out = srv;
-    return 0;
+    return finish_start(srv, err, out);
 }
 
 int coil_start_unix_server(const char *path, coil_conn_handler_fn handler,
@@ -360,17 +366,8 @@ int coil_start_unix_server(const char *path, coil_conn_handler_fn handler,
     if (err)
         return err;
     srv->is_unix = true;
-    if ((err = listen_on(srv, (struct sockaddr *)&sun, len, opts))) {
-        close_listeners(srv);
-        server_unref(srv);
-        return err;
-    }
-    if ((err = start_accepting(srv))) {
-        coil_server_free(srv);
-        return err;
-    }
-    *out = srv;
-    return 0;
+    err = listen_on(srv, (struct sockaddr *)&sun, len, opts);
+    return finish_start(srv, err, out);
 }
 
 /* ------------------------------------------------------------------ */

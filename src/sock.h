@@ -11,6 +11,19 @@
 #include <netinet/tcp.h>
 #include <sys/socket.h>
 
+/* Flags for every send and recv: never raise SIGPIPE (where the platform
+ * can say so per call), never block. */
+#ifdef MSG_NOSIGNAL
+#define COIL__SEND_FLAGS MSG_NOSIGNAL
+#else
+#define COIL__SEND_FLAGS 0
+#endif
+#ifdef MSG_DONTWAIT
+#define COIL__DONTWAIT MSG_DONTWAIT
+#else
+#define COIL__DONTWAIT 0
+#endif
+
 /* Where MSG_NOSIGNAL is missing (macOS), keep SIGPIPE off the socket. */
 static inline void coil__sock_no_sigpipe(int fd)
 {
@@ -49,5 +62,14 @@ struct coil_loop;
  * error to return (e itself, or the wait's: -ECANCELED, -EBADF...).
  */
 int coil__sock_again(struct coil_loop *loop, int fd, unsigned dir, int e);
+
+/*
+ * The receive loop of coil_sock_recv/recvfrom, with extra recv flags (UDP
+ * endpoints pass MSG_TRUNC): in a task, wait until fd is readable and take
+ * what is there. addr and addrlen both or neither; from: use recvfrom.
+ */
+ssize_t coil__sock_recv_flags(int fd, void *buf, size_t n, int flags,
+                              struct sockaddr *addr, socklen_t *addrlen,
+                              bool from);
 
 #endif /* COIL_SOCK_H */

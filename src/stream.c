@@ -37,16 +37,6 @@
 #include "sys.h"
 #include "task.h"
 
-#ifdef MSG_NOSIGNAL
-#define SEND_FLAGS MSG_NOSIGNAL
-#else
-#define SEND_FLAGS 0
-#endif
-#ifdef MSG_DONTWAIT
-#define DONTWAIT MSG_DONTWAIT
-#else
-#define DONTWAIT 0
-#endif
 
 /* The smallest read buffer, and how much a plain fill asks for. */
 #define RBUF_MIN 4096
@@ -454,7 +444,7 @@ static ssize_t raw_send(int fd, const char *buf, size_t n)
 {
     for (;;) {
         ssize_t r = COIL__SYS(COIL__SYS_SEND,
-                              send(fd, buf, n, SEND_FLAGS | DONTWAIT));
+                              send(fd, buf, n, COIL__SEND_FLAGS | COIL__DONTWAIT));
         if (r >= 0)
             return r;
         if (errno == EINTR)

@@ -4,10 +4,10 @@
  *
  * A thin layer over the suspending socket calls of net.c: opening
  * resolves and binds/connects, sends go through coil_sock_sendto, and
- * receiving has its own loop (the same shape as net.c's) only so that it
- * can pass MSG_TRUNC and report a truncated datagram's real size. The
- * only suspension point is coil__io_wait, before the recvfrom(2) that
- * takes the datagram: a cancelled receive consumed nothing.
+ * receives through net.c's receive loop with MSG_TRUNC, so that a
+ * truncated datagram's real size is reported. The only suspension point
+ * is the readiness wait before the recvfrom(2) that takes the datagram: a
+ * cancelled receive consumed nothing.
  */
 #include <string.h>
 #include <sys/socket.h>
@@ -17,11 +17,6 @@
 #include "sock.h"
 #include "task.h"
 
-#ifdef MSG_DONTWAIT
-#define DONTWAIT MSG_DONTWAIT
-#else
-#define DONTWAIT 0
-#endif
 #ifdef __linux__
 #define TRUNC MSG_TRUNC /* recv returns the datagram's real size */
 #else
@@ -182,28 +177,9 @@ ssize_t coil_udp_recvfrom(coil_udp_t *u, void *buf, size_t n,
 {
     if (!u)
         return -EINVAL;
-    struct coil_task *t;
-    int err = coil__task_begin_wait(&t);
-    if (err)
-        return err;
-    /* Read once: after a wait the endpoint may be closed (and freed by
-     * whoever closed it, once this task has returned). */
-    int fd = u->fd;
-    if (fd < 0)
-        return -EBADF;
-    if ((!buf && n) || (!addr != !addrlen))
-        return -EINVAL;
-    socklen_t cap = addrlen ? *addrlen : 0;
-    for (;;) {
-        if (addrlen)
-            *addrlen = cap;
-        ssize_t r = recvfrom(fd, buf, n, DONTWAIT | TRUNC, addr, addrlen);
-        if (r >= 0)
-            return r;
-        err = coil__sock_again(t->loop, fd, COIL__EV_READ, errno);
-        if (err)
-            return err;
-    }
+    /* The fd is read once: after the wait the endpoint may be closed (and
+     * freed by whoever closed it, once this task has returned). */
+    return coil__sock_recv_flags(u->fd, buf, n, TRUNC, addr, addrlen, true);
 }
 
 ssize_t coil_udp_recv(coil_udp_t *u, void *buf, size_t n)
