@@ -80,26 +80,9 @@ static const char *const known[] = {"asm", "ucontext"};
 
 int coil__context_find(const char *name, const struct coil__context_ops **out)
 {
-    *out = NULL;
-    if (!name) {
-        name = getenv("COIL_CONTEXT");
-        if (name && !*name)
-            name = NULL;
-    }
-    if (!name) {
-        *out = impls[0];
-        return 0;
-    }
-    for (size_t i = 0; i < sizeof(impls) / sizeof(*impls); i++) {
-        if (strcmp(impls[i]->name, name) == 0) {
-            *out = impls[i];
-            return 0;
-        }
-    }
-    for (size_t i = 0; i < sizeof(known) / sizeof(*known); i++)
-        if (strcmp(known[i], name) == 0)
-            return -ENOSYS;
-    return -EINVAL;
+    return coil__pick(name, "COIL_CONTEXT", (const void *const *)impls,
+                      sizeof(impls) / sizeof(*impls), known,
+                      sizeof(known) / sizeof(*known), (const void **)out);
 }
 
 /* ------------------------------------------------------------------ */
@@ -272,3 +255,6 @@ void coil__context_destroy(struct coil__context *ctx)
         tsan_free_fiber(ctx->tsan_fiber);
     ctx->tsan_fiber = NULL;
 }
+
+_Static_assert(offsetof(struct coil__context_ops, name) == 0,
+               "coil__pick reads an ops table's name as its first member");

@@ -53,7 +53,7 @@ struct coil__context {
 };
 
 struct coil__context_ops {
-    const char *name; /* "asm" or "ucontext" */
+    const char *name; /* "asm" or "ucontext"; first (pick.c) */
     /*
      * Bytes the implementation needs for a thread's own context (one that
      * is never made, only switched away from): sizeof(ucontext_t) for

@@ -53,6 +53,16 @@ void coil__free(void *ptr);
 /* Make fd non-blocking and close-on-exec (io.c). Returns 0 or -errno. */
 int coil__fd_nonblock_cloexec(int fd);
 
+/*
+ * Choose an implementation (pick.c): name, else the environment variable
+ * env, else built[0] (the best). built[] are ops tables whose first member
+ * is their name; known[] every name that exists anywhere. Errors: -EINVAL
+ * (unknown name), -ENOSYS (known, not built here).
+ */
+int coil__pick(const char *name, const char *env, const void *const *built,
+               size_t nbuilt, const char *const *known, size_t nknown,
+               const void **out);
+
 /* The monotonic clock in ns (clock.c). */
 int64_t coil__clock_now(void);
 

@@ -32,26 +32,9 @@ static const char *const known[] = {"epoll", "kqueue", "poll"};
 
 int coil__poller_find(const char *name, const struct coil__poller_ops **out)
 {
-    *out = NULL;
-    if (!name) {
-        name = getenv("COIL_BACKEND");
-        if (name && !*name)
-            name = NULL;
-    }
-    if (!name) {
-        *out = backends[0];
-        return 0;
-    }
-    for (size_t i = 0; i < sizeof(backends) / sizeof(*backends); i++) {
-        if (strcmp(backends[i]->name, name) == 0) {
-            *out = backends[i];
-            return 0;
-        }
-    }
-    for (size_t i = 0; i < sizeof(known) / sizeof(*known); i++)
-        if (strcmp(known[i], name) == 0)
-            return -ENOSYS;
-    return -EINVAL;
+    return coil__pick(name, "COIL_BACKEND", (const void *const *)backends,
+                      sizeof(backends) / sizeof(*backends), known,
+                      sizeof(known) / sizeof(*known), (const void **)out);
 }
 
 bool coil_backend_available(const char *backend)
@@ -59,3 +42,6 @@ bool coil_backend_available(const char *backend)
     const struct coil__poller_ops *ops;
     return backend && coil__poller_find(backend, &ops) == 0;
 }
+
+_Static_assert(offsetof(struct coil__poller_ops, name) == 0,
+               "coil__pick reads an ops table's name as its first member");

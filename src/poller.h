@@ -40,7 +40,7 @@ struct coil__event {
 };
 
 struct coil__poller_ops {
-    const char *name;
+    const char *name; /* first: coil__pick (pick.c) reads it */
     /* Create the backend state. Errors: -ENOMEM, -EMFILE, -ENFILE... */
     int (*open)(struct coil__poller **out);
     /* Release everything, including the backend's own fd. */
