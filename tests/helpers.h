@@ -23,6 +23,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include <cmocka.h>
 
@@ -100,6 +101,31 @@ int test_run_task(coil_loop_t *loop, coil_task_fn fn, void *arg);
 
 /* Fails unless the loop has no unfinished task. */
 void test_assert_no_tasks(coil_loop_t *loop);
+
+/*
+ * Whether RLIMIT_NOFILE can be lowered so that new fds fail with EMFILE
+ * while open ones stay usable (not under valgrind, which emulates the
+ * limit badly). Restores the limit.
+ */
+bool test_nofile_limit_works(void);
+
+/* Whether the IPv6 loopback address (::1) can be bound here. */
+bool test_ipv6_loopback(void);
+
+/*
+ * Run a group of tests that apply only sometimes (one backend, IPv6, a
+ * lowerable fd limit...). When they do not apply they are not registered
+ * at all, and a line says why: never counted as passed. Returns the
+ * failures.
+ */
+int test_run_if(bool applies, const char *why, const char *group,
+                const struct CMUnitTest *tests, size_t n);
+#define TEST_RUN_IF(applies, why, tests)                                       \
+    test_run_if((applies), (why), #tests, (tests),                             \
+                sizeof(tests) / sizeof(*(tests)))
+
+/* Whether the tests run on the epoll backend. */
+#define TEST_ON_EPOLL (strcmp(test_backend(), "epoll") == 0)
 
 /* Run a cmocka group; prints the backend first. */
 #define TEST_MAIN(tests)                                                       \

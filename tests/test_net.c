@@ -1169,39 +1169,6 @@ static int lowest_free(void)
     return fd;
 }
 
-/* Whether lowering RLIMIT_NOFILE takes effect here (not under valgrind,
- * which keeps the limit to itself). */
-static bool nofile_limit_works(void)
-{
-    /* valgrind emulates the limit, and badly for fds above it (accept
-     * on the listener fails): it preloads its own library. */
-    const char *pre = getenv("LD_PRELOAD");
-    if (pre && strstr(pre, "vgpreload"))
-        return false;
-    struct rlimit old, low;
-    if (getrlimit(RLIMIT_NOFILE, &old) != 0)
-        return false;
-    /* keep sits at the new limit: the kernel keeps such fds usable and
-     * refuses new ones with EMFILE; valgrind refuses the old ones too. */
-    int keep = dup(0);
-    if (keep < 0)
-        return false;
-    low = old;
-    low.rlim_cur = (rlim_t)keep;
-    if (setrlimit(RLIMIT_NOFILE, &low) != 0) {
-        close(keep);
-        return false;
-    }
-    bool works = fcntl(keep, F_GETFD) >= 0;
-    int fd = dup(0);
-    works = works && fd < 0 && errno == EMFILE;
-    if (fd >= 0)
-        close(fd);
-    setrlimit(RLIMIT_NOFILE, &old);
-    close(keep);
-    return works;
-}
-
 static void test_accept_emfile(void **state)
 {
     coil_loop_t *loop = fixture_loop(state);
@@ -1832,19 +1799,6 @@ static void test_getaddrinfo_alloc_failure(void **state)
 
 /* ------------------------------------------------------------------ */
 
-static bool ipv6_loopback_available(void)
-{
-    int fd = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        return false;
-    struct sockaddr_storage ss;
-    socklen_t len;
-    loopback(AF_INET6, 0, &ss, &len);
-    bool ok = bind(fd, (struct sockaddr *)&ss, len) == 0;
-    close(fd);
-    return ok;
-}
-
 #define T(fn) cmocka_unit_test_setup_teardown(fn, test_setup, test_teardown)
 #define T_FAKE(fn)                                                             \
     cmocka_unit_test_setup_teardown(fn, test_setup_fake, test_teardown)
@@ -1895,28 +1849,16 @@ int main(void)
     };
     test_init();
     int failed = cmocka_run_group_tests(tests, NULL, NULL);
-    if (ipv6_loopback_available())
-        failed += cmocka_run_group_tests(ipv6_tests, NULL, NULL);
-    else
-        print_message("[ N/A      ] %zu IPv6 tests not registered: no ::1 "
-                      "loopback here\n",
-                      sizeof(ipv6_tests) / sizeof(*ipv6_tests));
-    if (nofile_limit_works())
-        failed += cmocka_run_group_tests(emfile_tests, NULL, NULL);
-    else
-        print_message("[ N/A      ] EMFILE test not registered: RLIMIT_NOFILE "
-                      "cannot be lowered usefully here (valgrind?)\n");
-    if (strcmp(test_backend(), "epoll") == 0)
-        failed += cmocka_run_group_tests(epoll_tests, NULL, NULL);
-    else
-        print_message("[ N/A      ] epoll_ctl count test not registered on "
-                      "%s\n",
-                      test_backend());
-    if (strcmp(test_backend(), "poll") == 0)
-        failed += cmocka_run_group_tests(poll_tests, NULL, NULL);
-    else
-        print_message("[ N/A      ] plain-close test (poll sees closed fds) "
-                      "not registered on %s\n",
-                      test_backend());
+    failed += TEST_RUN_IF(test_ipv6_loopback(), "no ::1 loopback here",
+                          ipv6_tests);
+    failed += TEST_RUN_IF(test_nofile_limit_works(),
+                          "RLIMIT_NOFILE cannot be lowered usefully here "
+                          "(valgrind?)",
+                          emfile_tests);
+    failed += TEST_RUN_IF(TEST_ON_EPOLL, "they count epoll_ctl calls",
+                          epoll_tests);
+    failed += TEST_RUN_IF(strcmp(test_backend(), "poll") == 0,
+                          "only poll sees a plain close by itself",
+                          poll_tests);
     return failed;
 }

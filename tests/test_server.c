@@ -327,15 +327,6 @@ static void test_serve_forever_cancel(void **state)
 /* EMFILE at accept                                                     */
 /* ------------------------------------------------------------------ */
 
-static bool nofile_limit_works(void)
-{
-    const char *pre = getenv("LD_PRELOAD");
-    if (pre && strstr(pre, "vgpreload"))
-        return false;
-    struct rlimit old;
-    return getrlimit(RLIMIT_NOFILE, &old) == 0;
-}
-
 static int lowest_free(void)
 {
     int fd = dup(0);
@@ -944,11 +935,10 @@ int main(void)
     };
     test_init();
     int failed = cmocka_run_group_tests(tests, NULL, NULL);
-    if (nofile_limit_works())
-        failed += cmocka_run_group_tests(emfile_tests, NULL, NULL);
-    else
-        print_message("[ N/A      ] EMFILE test not registered: RLIMIT_NOFILE "
-                      "cannot be lowered usefully under valgrind\n");
+    failed += TEST_RUN_IF(test_nofile_limit_works(),
+                          "RLIMIT_NOFILE cannot be lowered usefully here "
+                          "(valgrind?)",
+                          emfile_tests);
     int fds[8], nfds, slow = slow_listener(fds, &nfds);
     if (slow >= 0) {
         close_slow(slow, fds, nfds);
@@ -960,11 +950,9 @@ int main(void)
                       sizeof(slow_tests) / sizeof(*slow_tests));
     }
     int fam[2];
-    if (localhost_families(fam) == 2)
-        failed += cmocka_run_group_tests(localhost_tests, NULL, NULL);
-    else
-        print_message("[ N/A      ] localhost race test not registered: "
-                      "\"localhost\" does not resolve to two families "
-                      "here\n");
+    failed += TEST_RUN_IF(localhost_families(fam) == 2,
+                          "\"localhost\" does not resolve to two families "
+                          "here",
+                          localhost_tests);
     return failed;
 }

@@ -844,12 +844,7 @@ int main(void)
     };
     test_init();
     int failed = cmocka_run_group_tests(tests, NULL, NULL);
-    if (strcmp(test_backend(), "epoll") == 0)
-        failed += cmocka_run_group_tests(epoll_tests, NULL, NULL);
-    else
-        print_message("[ N/A      ] %zu epoll-only test not registered on "
-                      "%s\n",
-                      sizeof(epoll_tests) / sizeof(*epoll_tests),
-                      test_backend());
+    failed += TEST_RUN_IF(TEST_ON_EPOLL, "it injects an epoll_ctl fault",
+                          epoll_tests);
     return failed;
 }

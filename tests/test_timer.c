@@ -51,8 +51,7 @@ static void test_deadline_order(void **state)
                          0);
     }
     assert_int_equal(
-        coil_call_later(f->loop, 2 * COIL_SEC, test_stop_cb, f->loop, NULL),
-        0);
+        coil_call_later(f->loop, 2 * COIL_SEC, test_stop_cb, f->loop, NULL), 0);
     test_run(f->loop);
     assert_int_equal(log.n, N);
     for (int i = 0; i < N; i++) {
@@ -142,8 +141,7 @@ static void test_cancel_due_in_same_batch(void **state)
     struct pair p = {0};
     int64_t when = coil_loop_time(f->loop) + COIL_MSEC;
     assert_int_equal(coil_call_at(f->loop, when, pair_first, &p, NULL), 0);
-    assert_int_equal(coil_call_at(f->loop, when, pair_second, &p, &p.other),
-                     0);
+    assert_int_equal(coil_call_at(f->loop, when, pair_second, &p, &p.other), 0);
     assert_int_equal(
         coil_call_later(f->loop, 10 * COIL_MSEC, test_stop_cb, f->loop, NULL),
         0);
@@ -307,8 +305,8 @@ static void test_epoll_without_pwait2(void **state)
     coil_handle_t *h;
     coil__epoll_pwait2_reset();
     coil__fault_arm(COIL__SYS_EPOLL_PWAIT2, 1, 1, ENOSYS);
-    assert_int_equal(
-        coil_call_later(f->loop, 1500 * COIL_USEC, record, &e, &h), 0);
+    assert_int_equal(coil_call_later(f->loop, 1500 * COIL_USEC, record, &e, &h),
+                     0);
     assert_int_equal(
         coil_call_later(f->loop, 3 * COIL_MSEC, test_stop_cb, f->loop, NULL),
         0);
@@ -330,9 +328,8 @@ static void test_many_with_cancellation(void **state)
     coil_handle_t **h = test_calloc(N, sizeof(*h));
     srand(3);
     for (int i = 0; i < N; i++)
-        assert_int_equal(coil_call_later(f->loop,
-                                         (rand() % 100) * COIL_MSEC, record,
-                                         &e, i % 2 ? &h[i] : NULL),
+        assert_int_equal(coil_call_later(f->loop, (rand() % 100) * COIL_MSEC,
+                                         record, &e, i % 2 ? &h[i] : NULL),
                          0);
     for (int i = 1; i < N; i += 2) {
         coil_handle_cancel(h[i]);
@@ -367,8 +364,7 @@ static void test_same_deadline_rings(void **state)
     coil_handle_t *h[8];
     for (int i = 0; i < 8; i++) {
         e[i] = (struct entry){&log, i, at[i]};
-        assert_int_equal(coil_call_at(f->loop, at[i], record, &e[i], &h[i]),
-                         0);
+        assert_int_equal(coil_call_at(f->loop, at[i], record, &e[i], &h[i]), 0);
     }
     assert_int_equal(f->loop->ntimers, 8);
     /* Two heap entries for T (the split), one for T2. */
@@ -435,8 +431,7 @@ static void test_due_timer_from_timer_waits(void **state)
     assert_int_equal(c.second, 1);
 }
 
-#define T(fn, setup)                                                           \
-    cmocka_unit_test_setup_teardown(fn, setup, test_teardown)
+#define T(fn, setup) cmocka_unit_test_setup_teardown(fn, setup, test_teardown)
 
 int main(void)
 {
@@ -462,10 +457,8 @@ int main(void)
     };
     test_init();
     int failed = cmocka_run_group_tests(tests, NULL, NULL);
-    if (strcmp(test_backend(), "epoll") == 0)
-        failed += cmocka_run_group_tests(epoll_tests, NULL, NULL);
-    else
-        print_message("[ N/A      ] 1 epoll-only test not registered on %s\n",
-                      test_backend());
+    failed +=
+        TEST_RUN_IF(TEST_ON_EPOLL, "it tests the epoll backend's own fallback",
+                    epoll_tests);
     return failed;
 }

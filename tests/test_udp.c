@@ -513,18 +513,6 @@ static void test_open_alloc_failure(void **state)
 
 /* ------------------------------------------------------------------ */
 
-static bool ipv6_loopback_available(void)
-{
-    int fd = socket(AF_INET6, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        return false;
-    struct sockaddr_in6 a = {.sin6_family = AF_INET6,
-                             .sin6_addr = IN6ADDR_LOOPBACK_INIT};
-    bool ok = bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0;
-    close(fd);
-    return ok;
-}
-
 #define T(fn) cmocka_unit_test_setup_teardown(fn, test_setup, test_teardown)
 
 int main(void)
@@ -540,11 +528,7 @@ int main(void)
     };
     test_init();
     int failed = cmocka_run_group_tests(tests, NULL, NULL);
-    if (ipv6_loopback_available())
-        failed += cmocka_run_group_tests(ipv6_tests, NULL, NULL);
-    else
-        print_message("[ N/A      ] %zu IPv6 test not registered: no ::1 "
-                      "loopback here\n",
-                      sizeof(ipv6_tests) / sizeof(*ipv6_tests));
+    failed += TEST_RUN_IF(test_ipv6_loopback(), "no ::1 loopback here",
+                          ipv6_tests);
     return failed;
 }
