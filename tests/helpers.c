@@ -276,8 +276,42 @@ void test_run_stopped(coil_loop_t *loop)
     safety_off(safety);
 }
 
+static int spawn_failures;
+
+coil_task_t *test_spawn(coil_loop_t *loop, coil_task_fn fn, void *arg)
+{
+    coil_task_t *t = NULL;
+    if (coil_task_spawn(loop, fn, arg, &t) != 0)
+        spawn_failures++;
+    return t;
+}
+
+void test_join(coil_task_t *t)
+{
+    coil_task_join(t);
+    coil_task_unref(t);
+}
+
+coil_loop_t *test_loop(void **state)
+{
+    return ((struct fixture *)*state)->loop;
+}
+
+void test_socketpair(int sv[2])
+{
+    assert_int_equal(
+        socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv),
+        0);
+}
+
+unsigned char test_pattern(size_t i, unsigned seed)
+{
+    return (unsigned char)((i * 131u + seed * 7u + (i >> 9)) & 0xff);
+}
+
 int test_run_task(coil_loop_t *loop, coil_task_fn fn, void *arg)
 {
+    spawn_failures = 0;
     coil_task_t *t;
     assert_int_equal(coil_task_spawn(loop, fn, arg, &t), 0);
     int err = test_run_until(loop, coil_task_future(t));
@@ -286,6 +320,7 @@ int test_run_task(coil_loop_t *loop, coil_task_fn fn, void *arg)
     int r = coil_future_result(coil_task_future(t), &v);
     assert_int_equal(err, r);
     coil_task_unref(t);
+    assert_int_equal(spawn_failures, 0); /* test_spawn inside the run */
     return r == 0 ? (int)(intptr_t)v : r;
 }
 

@@ -96,8 +96,24 @@ int test_run_until(coil_loop_t *loop, coil_future_t *fut);
 void test_run_stopped(coil_loop_t *loop);
 
 /* Spawn fn(arg), run the loop until it finishes and return its outcome:
- * its result (>= 0) or its error. */
+ * its result (>= 0) or its error. Fails the test if a test_spawn made
+ * during the run failed. */
 int test_run_task(coil_loop_t *loop, coil_task_fn fn, void *arg);
+
+/* Spawn from inside a task (no asserting there): a failure is counted
+ * and test_run_task fails the test afterwards. test_join awaits the task
+ * and drops the reference. */
+coil_task_t *test_spawn(coil_loop_t *loop, coil_task_fn fn, void *arg);
+void test_join(coil_task_t *task);
+
+/* The fixture's loop (test_setup). */
+coil_loop_t *test_loop(void **state);
+
+/* A connected, non-blocking, close-on-exec Unix stream socket pair. */
+void test_socketpair(int sv[2]);
+
+/* Byte i of a reproducible test payload (seed picks the variant). */
+unsigned char test_pattern(size_t i, unsigned seed);
 
 /* Fails unless the loop has no unfinished task. */
 void test_assert_no_tasks(coil_loop_t *loop);

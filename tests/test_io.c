@@ -27,11 +27,6 @@
 /* Helpers                                                              */
 /* ------------------------------------------------------------------ */
 
-static coil_loop_t *fixture_loop(void **state)
-{
-    return ((struct fixture *)*state)->loop;
-}
-
 static bool is_backend(coil_loop_t *loop, const char *name)
 {
     return strcmp(coil_loop_backend(loop), name) == 0;
@@ -45,13 +40,6 @@ static enum coil__sys_call wait_call(coil_loop_t *loop)
     if (is_backend(loop, "kqueue"))
         return COIL__SYS_KEVENT;
     return COIL__SYS_POLL;
-}
-
-static void make_pair(int sv[2])
-{
-    assert_int_equal(
-        socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv),
-        0);
 }
 
 static void make_pipe(int p[2])
@@ -174,7 +162,7 @@ static void ticker_open(struct ticker *t, coil_loop_t *loop)
     t->loop = loop;
     t->count = 0;
     t->limit = 0;
-    make_pair(t->sv);
+    test_socketpair(t->sv);
     assert_int_equal(coil_add_writer(loop, t->sv[0], ticker_cb, t), 0);
 }
 
@@ -237,11 +225,11 @@ static void rec_cb(void *arg)
 
 static void test_reader_fires_on_data(void **state)
 {
-    coil_loop_t *loop = fixture_loop(state);
+    coil_loop_t *loop = test_loop(state);
     struct ticker t;
     ticker_open(&t, loop);
     int sv[2];
-    make_pair(sv);
+    test_socketpair(sv);
     struct rec r = {.loop = loop, .fd = sv[0], .do_read = true, .stop_at = 1};
     assert_int_equal(coil_add_reader(loop, sv[0], rec_cb, &r), 0);
 
@@ -263,9 +251,9 @@ static void test_reader_fires_on_data(void **state)
 
 static void test_writer_fires_when_writable(void **state)
 {
-    coil_loop_t *loop = fixture_loop(state);
+    coil_loop_t *loop = test_loop(state);
     int sv[2];
-    make_pair(sv);
+    test_socketpair(sv);
     struct rec w = {.loop = loop,
                     .fd = sv[0],
                     .writer = true,
@@ -297,11 +285,11 @@ static void test_writer_fires_when_writable(void **state)
 
 static void test_reader_and_writer_on_one_fd(void **state)
 {
-    coil_loop_t *loop = fixture_loop(state);
+    coil_loop_t *loop = test_loop(state);
     struct ticker t;
     ticker_open(&t, loop);
     int sv[2];
-    make_pair(sv);
+    test_socketpair(sv);
     put_byte(sv[1]); /* readable, and writable anyway; never drained */
     struct rec r = {.loop = loop, .fd = sv[0]};
     struct rec w = {.loop = loop, .fd = sv[0], .writer = true};
@@ -338,9 +326,9 @@ static void test_reader_and_writer_on_one_fd(void **state)
 
 static void test_level_triggered(void **state)
 {
-    coil_loop_t *loop = fixture_loop(state);
+    coil_loop_t *loop = test_loop(state);
     int sv[2];
-    make_pair(sv);
+    test_socketpair(sv);
     put_byte(sv[1]);
 
     /* Not drained: it fires again in the next poll, and the next. */
@@ -362,12 +350,12 @@ static void test_level_triggered(void **state)
 
 static void test_remove_self_fires_once(void **state)
 {
-    coil_loop_t *loop = fixture_loop(state);
+    coil_loop_t *loop = test_loop(state);
     struct ticker t;
     ticker_open(&t, loop);
     int sv[2], sv2[2];
-    make_pair(sv);
-    make_pair(sv2);
+    test_socketpair(sv);
+    test_socketpair(sv2);
     put_byte(sv[1]); /* stays readable: nothing drains it */
     struct rec r = {.loop = loop, .fd = sv[0], .remove_self = true};
     struct rec w = {
@@ -412,12 +400,12 @@ static void cross_cb(void *arg)
 
 static void test_remove_queued_watcher(void **state)
 {
-    coil_loop_t *loop = fixture_loop(state);
+    coil_loop_t *loop = test_loop(state);
     struct ticker t;
     ticker_open(&t, loop);
     int a[2], b[2];
-    make_pair(a);
-    make_pair(b);
+    test_socketpair(a);
+    test_socketpair(b);
     put_byte(a[1]);
     put_byte(b[1]);
     struct cross ca = {loop, a[0], b[0], 0, -1000, -1000};
@@ -461,12 +449,12 @@ static void swapper_cb(void *arg)
 
 static void test_replace_queued_watcher(void **state)
 {
-    coil_loop_t *loop = fixture_loop(state);
+    coil_loop_t *loop = test_loop(state);
     struct ticker t;
     ticker_open(&t, loop);
     int a[2], b[2];
-    make_pair(a);
-    make_pair(b);
+    test_socketpair(a);
+    test_socketpair(b);
     put_byte(a[1]);
     put_byte(b[1]);
     struct rec next_a = {.loop = loop, .fd = a[0]};
@@ -509,11 +497,11 @@ static void replacer_cb(void *arg)
 
 static void test_replace_reader(void **state)
 {
-    coil_loop_t *loop = fixture_loop(state);
+    coil_loop_t *loop = test_loop(state);
     struct ticker t;
     ticker_open(&t, loop);
     int sv[2];
-    make_pair(sv);
+    test_socketpair(sv);
     put_byte(sv[1]);
 
     struct rec old = {.loop = loop, .fd = sv[0]};
@@ -543,9 +531,9 @@ static void test_replace_reader(void **state)
 
 static void test_remove_return_values(void **state)
 {
-    coil_loop_t *loop = fixture_loop(state);
+    coil_loop_t *loop = test_loop(state);
     int sv[2];
-    make_pair(sv);
+    test_socketpair(sv);
     struct rec r = {0};
 
     /* Never watched, including numbers far beyond any table. */
@@ -570,9 +558,9 @@ static void test_remove_return_values(void **state)
 
 static void test_bad_arguments(void **state)
 {
-    coil_loop_t *loop = fixture_loop(state);
+    coil_loop_t *loop = test_loop(state);
     int sv[2];
-    make_pair(sv);
+    test_socketpair(sv);
     struct rec r = {.loop = loop, .fd = sv[0]};
 
     assert_int_equal(coil_add_reader(NULL, sv[0], rec_cb, &r), -EINVAL);
@@ -612,7 +600,7 @@ static void test_bad_arguments(void **state)
 /* An fd number no process can have open is "not open": -EBADF. */
 static void test_add_huge_fd_number(void **state)
 {
-    coil_loop_t *loop = fixture_loop(state);
+    coil_loop_t *loop = test_loop(state);
     struct rec r = {0};
     assert_int_equal(coil_add_reader(loop, INT_MAX, rec_cb, &r), -EBADF);
     assert_int_equal(coil_add_writer(loop, INT_MAX, rec_cb, &r), -EBADF);
@@ -622,7 +610,7 @@ static void test_add_huge_fd_number(void **state)
 /* epoll cannot watch a regular file (-EPERM); poll reports it ready. */
 static void test_regular_file(void **state)
 {
-    coil_loop_t *loop = fixture_loop(state);
+    coil_loop_t *loop = test_loop(state);
     FILE *f = tmpfile();
     assert_non_null(f);
     int fd = fileno(f);
@@ -647,11 +635,11 @@ static void test_regular_file(void **state)
 
 static void test_peer_close_wakes_reader(void **state)
 {
-    coil_loop_t *loop = fixture_loop(state);
+    coil_loop_t *loop = test_loop(state);
     struct ticker t;
     ticker_open(&t, loop);
     int sv[2];
-    make_pair(sv);
+    test_socketpair(sv);
     struct rec r = {.loop = loop,
                     .fd = sv[0],
                     .do_read = true,
@@ -676,11 +664,11 @@ static void test_peer_close_wakes_reader(void **state)
  * goes away, and the write then fails with EPIPE. */
 static void test_peer_close_wakes_writer(void **state)
 {
-    coil_loop_t *loop = fixture_loop(state);
+    coil_loop_t *loop = test_loop(state);
     struct ticker t;
     ticker_open(&t, loop);
     int sv[2];
-    make_pair(sv);
+    test_socketpair(sv);
     fill(sv[0]);
     struct rec w = {.loop = loop,
                     .fd = sv[0],
@@ -707,7 +695,7 @@ static void test_peer_close_wakes_writer(void **state)
  * end closed) can wake a writer on it. */
 static void test_hangup_wakes_writer(void **state)
 {
-    coil_loop_t *loop = fixture_loop(state);
+    coil_loop_t *loop = test_loop(state);
     struct ticker t;
     ticker_open(&t, loop);
     int p[2];
@@ -731,7 +719,7 @@ static void test_hangup_wakes_writer(void **state)
  * closed) can wake a reader on it. */
 static void test_error_wakes_reader(void **state)
 {
-    coil_loop_t *loop = fixture_loop(state);
+    coil_loop_t *loop = test_loop(state);
     struct ticker t;
     ticker_open(&t, loop);
     int p[2];
@@ -759,14 +747,14 @@ static void test_error_wakes_reader(void **state)
 /* (a) Closed, then removed: the removal still reports the watcher. */
 static void test_closed_fd_then_removed(void **state)
 {
-    coil_loop_t *loop = fixture_loop(state);
+    coil_loop_t *loop = test_loop(state);
     struct exc_log exc = {0};
     coil_loop_set_exception_handler(loop, test_exc_record, &exc);
     struct ticker t;
     ticker_open(&t, loop);
 
     int sv[2];
-    make_pair(sv);
+    test_socketpair(sv);
     struct rec r = {.loop = loop, .fd = sv[0]};
     int fd = sv[0];
     assert_int_equal(coil_add_reader(loop, fd, rec_cb, &r), 0);
@@ -776,7 +764,7 @@ static void test_closed_fd_then_removed(void **state)
 
     /* Both directions watched: neither removal crashes or fails. */
     int sv2[2];
-    make_pair(sv2);
+    test_socketpair(sv2);
     put_byte(sv2[1]);
     struct rec r2 = {.loop = loop, .fd = sv2[0]};
     struct rec w2 = {.loop = loop, .fd = sv2[0], .writer = true};
@@ -801,14 +789,14 @@ static void test_closed_fd_then_removed(void **state)
  * poll notices (POLLNVAL), reports -EBADF and drops the watchers. */
 static void test_closed_fd_never_runs(void **state)
 {
-    coil_loop_t *loop = fixture_loop(state);
+    coil_loop_t *loop = test_loop(state);
     struct exc_log exc = {0};
     coil_loop_set_exception_handler(loop, test_exc_record, &exc);
     struct ticker t;
     ticker_open(&t, loop);
 
     int sv[2];
-    make_pair(sv);
+    test_socketpair(sv);
     put_byte(sv[1]);
     int fd = sv[0];
     struct rec r = {.loop = loop, .fd = fd};
@@ -843,7 +831,7 @@ static int close_and_reuse(int sv[2], int nb[2])
 {
     int num = sv[0];
     close_pair(sv);
-    make_pair(nb);
+    test_socketpair(nb);
     if (nb[1] == num) {
         int tmp = nb[0];
         nb[0] = nb[1];
@@ -857,14 +845,14 @@ static int close_and_reuse(int sv[2], int nb[2])
 /* (c) The number reused, not re-added: the old callback never runs. */
 static void test_reused_fd_number_no_stale_event(void **state)
 {
-    coil_loop_t *loop = fixture_loop(state);
+    coil_loop_t *loop = test_loop(state);
     struct exc_log exc = {0};
     coil_loop_set_exception_handler(loop, test_exc_record, &exc);
     struct ticker t;
     ticker_open(&t, loop);
 
     int sv[2], nb[2];
-    make_pair(sv);
+    test_socketpair(sv);
     struct rec old = {.loop = loop, .fd = sv[0]};
     assert_int_equal(coil_add_reader(loop, sv[0], rec_cb, &old), 0);
     ticker_run(&t, 1);
@@ -890,14 +878,14 @@ static void test_reused_fd_number_no_stale_event(void **state)
  * old reader must not receive the new file's readability. */
 static void test_reused_fd_number_other_direction(void **state)
 {
-    coil_loop_t *loop = fixture_loop(state);
+    coil_loop_t *loop = test_loop(state);
     struct exc_log exc = {0};
     coil_loop_set_exception_handler(loop, test_exc_record, &exc);
     struct ticker t;
     ticker_open(&t, loop);
 
     int sv[2], nb[2];
-    make_pair(sv);
+    test_socketpair(sv);
     struct rec old = {.loop = loop, .fd = sv[0]};
     assert_int_equal(coil_add_reader(loop, sv[0], rec_cb, &old), 0);
     ticker_run(&t, 1);
@@ -918,14 +906,14 @@ static void test_reused_fd_number_other_direction(void **state)
 /* (d) The number reused and re-added: only the new callback runs. */
 static void test_reused_fd_number_readded(void **state)
 {
-    coil_loop_t *loop = fixture_loop(state);
+    coil_loop_t *loop = test_loop(state);
     struct exc_log exc = {0};
     coil_loop_set_exception_handler(loop, test_exc_record, &exc);
     struct ticker t;
     ticker_open(&t, loop);
 
     int sv[2], nb[2];
-    make_pair(sv);
+    test_socketpair(sv);
     struct rec old = {.loop = loop, .fd = sv[0]};
     assert_int_equal(coil_add_reader(loop, sv[0], rec_cb, &old), 0);
     ticker_run(&t, 1);
@@ -989,7 +977,7 @@ static void many_fds(coil_loop_t *loop, bool remove_self)
     assert_non_null(recs);
     struct many m = {loop, remove_self, 0};
     for (int i = 0; i < MANY; i++) {
-        make_pair(sv[i]);
+        test_socketpair(sv[i]);
         recs[i] = (struct many_rec){&m, sv[i][0], 0};
         assert_int_equal(coil_add_reader(loop, sv[i][0], many_cb, &recs[i]), 0);
     }
@@ -1016,13 +1004,13 @@ static void many_fds(coil_loop_t *loop, bool remove_self)
 /* All readable at once, each reader drains and removes itself. */
 static void test_many_fds(void **state)
 {
-    many_fds(fixture_loop(state), true);
+    many_fds(test_loop(state), true);
 }
 
 /* All readable and never drained: every one still gets its turn. */
 static void test_many_fds_level_all_get_a_turn(void **state)
 {
-    many_fds(fixture_loop(state), false);
+    many_fds(test_loop(state), false);
 }
 
 /* ------------------------------------------------------------------ */
@@ -1031,11 +1019,11 @@ static void test_many_fds_level_all_get_a_turn(void **state)
 
 static void test_wait_interrupted(void **state)
 {
-    coil_loop_t *loop = fixture_loop(state);
+    coil_loop_t *loop = test_loop(state);
     struct exc_log exc = {0};
     coil_loop_set_exception_handler(loop, test_exc_record, &exc);
     int sv[2];
-    make_pair(sv);
+    test_socketpair(sv);
     put_byte(sv[1]);
     struct rec r = {.loop = loop, .fd = sv[0], .do_read = true, .stop_at = 1};
     assert_int_equal(coil_add_reader(loop, sv[0], rec_cb, &r), 0);
@@ -1054,14 +1042,14 @@ static void test_wait_interrupted(void **state)
 
 static void test_wait_fails_fatally(void **state)
 {
-    coil_loop_t *loop = fixture_loop(state);
+    coil_loop_t *loop = test_loop(state);
     static const int errs[] = {EBADF, EINVAL};
     enum coil__sys_call call = wait_call(loop);
     for (size_t i = 0; i < sizeof(errs) / sizeof(*errs); i++) {
         struct exc_log exc = {0};
         coil_loop_set_exception_handler(loop, test_exc_record, &exc);
         int sv[2];
-        make_pair(sv);
+        test_socketpair(sv);
         put_byte(sv[1]);
         struct rec r = {
             .loop = loop, .fd = sv[0], .do_read = true, .stop_at = 1};
@@ -1093,11 +1081,11 @@ static void test_wait_fails_fatally(void **state)
 
 static void test_epoll_ctl_fails(void **state)
 {
-    coil_loop_t *loop = fixture_loop(state);
+    coil_loop_t *loop = test_loop(state);
     struct ticker t;
     ticker_open(&t, loop);
     int sv[2];
-    make_pair(sv);
+    test_socketpair(sv);
     put_byte(sv[1]);
     struct rec r = {.loop = loop, .fd = sv[0], .do_read = true};
 
@@ -1136,13 +1124,13 @@ static void test_epoll_ctl_fails(void **state)
  * the other direction is reported; nothing runs afterwards. */
 static void test_epoll_ctl_fails_on_remove(void **state)
 {
-    coil_loop_t *loop = fixture_loop(state);
+    coil_loop_t *loop = test_loop(state);
     struct exc_log exc = {0};
     coil_loop_set_exception_handler(loop, test_exc_record, &exc);
     struct ticker t;
     ticker_open(&t, loop);
     int sv[2];
-    make_pair(sv);
+    test_socketpair(sv);
     put_byte(sv[1]);
     struct rec r = {.loop = loop, .fd = sv[0]};
     struct rec w = {.loop = loop, .fd = sv[0], .writer = true};
@@ -1179,7 +1167,7 @@ static void alloc_failure_case(int fd_number)
         coil_loop_t *loop;
         assert_int_equal(coil_loop_new(&loop), 0);
         int sv[2];
-        make_pair(sv);
+        test_socketpair(sv);
         if (fd_number >= 0)
             sv[0] = move_fd(sv[0], fd_number);
         put_byte(sv[1]);
@@ -1223,10 +1211,10 @@ static void test_add_alloc_failure(void **state)
 
 static void test_close_loop_with_watchers(void **state)
 {
-    coil_loop_t *loop = fixture_loop(state);
+    coil_loop_t *loop = test_loop(state);
     int a[2], b[2];
-    make_pair(a);
-    make_pair(b);
+    test_socketpair(a);
+    test_socketpair(b);
     put_byte(a[1]);
     struct rec r = {.loop = loop, .fd = a[0], .stop_at = 1};
     struct rec w = {.loop = loop, .fd = b[0], .writer = true};

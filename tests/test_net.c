@@ -38,21 +38,9 @@
 /* resolve.c: helper threads still working (test build internals). */
 extern atomic_int coil__resolve_helpers;
 
-static coil_loop_t *fixture_loop(void **state)
-{
-    return ((struct fixture *)*state)->loop;
-}
-
 /* ------------------------------------------------------------------ */
 /* Helpers                                                              */
 /* ------------------------------------------------------------------ */
-
-static void make_pair(int sv[2])
-{
-    assert_int_equal(
-        socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv),
-        0);
-}
 
 static void loopback(int family, int port, struct sockaddr_storage *ss,
                      socklen_t *len)
@@ -153,11 +141,6 @@ static void close_fds(int *fds, int n)
         }
 }
 
-static unsigned char pattern(size_t i, unsigned seed)
-{
-    return (unsigned char)((i * 131u + seed * 7u + (i >> 9)) & 0xff);
-}
-
 /* Helper threads of getaddrinfo finish on their own: wait for them (a
  * running one would look like a leak to the gate). */
 static void wait_helpers(void)
@@ -170,24 +153,6 @@ static void wait_helpers(void)
 
 /* Spawn from inside a task: no assertion there, a failure is counted
  * and checked by run_task (coil_task_join(NULL) is -EINVAL, harmless). */
-static int spawn_failures;
-
-static coil_task_t *spawn(coil_loop_t *loop, coil_task_fn fn, void *arg)
-{
-    coil_task_t *t = NULL;
-    if (coil_task_spawn(loop, fn, arg, &t) != 0)
-        spawn_failures++;
-    return t;
-}
-
-static int run_task(coil_loop_t *loop, coil_task_fn fn, void *arg)
-{
-    spawn_failures = 0;
-    int r = test_run_task(loop, fn, arg);
-    assert_int_equal(spawn_failures, 0);
-    return r;
-}
-
 /* ------------------------------------------------------------------ */
 /* Echo                                                                 */
 /* ------------------------------------------------------------------ */
@@ -239,7 +204,7 @@ static int client_write(void *arg)
     struct client_writer *w = arg;
     unsigned char *buf = malloc(w->size);
     for (size_t i = 0; i < w->size; i++)
-        buf[i] = pattern(i, w->seed);
+        buf[i] = test_pattern(i, w->seed);
     /* In uneven pieces, to cross buffer boundaries in odd places. */
     size_t off = 0, piece = 1;
     while (off < w->size && !w->err) {
@@ -278,7 +243,7 @@ static int echo_client(void *arg)
         return 0;
     }
     struct client_writer w = {fd, e->size, e->seed, 0, 0};
-    coil_task_t *wt = spawn(e->loop, client_write, &w);
+    coil_task_t *wt = test_spawn(e->loop, client_write, &w);
     unsigned char buf[7000];
     for (;;) {
         ssize_t n = coil_sock_recv(fd, buf, sizeof(buf));
@@ -289,7 +254,7 @@ static int echo_client(void *arg)
         if (n == 0)
             break;
         for (ssize_t i = 0; i < n; i++)
-            if (buf[i] != pattern(e->received + (size_t)i, e->seed))
+            if (buf[i] != test_pattern(e->received + (size_t)i, e->seed))
                 e->mismatches++;
         e->received += (size_t)n;
     }
@@ -321,7 +286,7 @@ static int echo_server(void *arg)
             s->accept_err = c;
             break;
         }
-        conns[got] = spawn(s->loop, serve_conn, (void *)(intptr_t)c);
+        conns[got] = test_spawn(s->loop, serve_conn, (void *)(intptr_t)c);
     }
     for (int i = 0; i < got; i++) {
         if (coil_task_join(conns[i]) != 0)
@@ -342,10 +307,10 @@ struct echo_run {
 static int echo_main(void *arg)
 {
     struct echo_run *r = arg;
-    coil_task_t *srv = spawn(r->loop, echo_server, &r->srv);
+    coil_task_t *srv = test_spawn(r->loop, echo_server, &r->srv);
     coil_task_t **cl = calloc((size_t)r->n, sizeof(*cl));
     for (int i = 0; i < r->n; i++)
-        cl[i] = spawn(r->loop, echo_client, &r->clients[i]);
+        cl[i] = test_spawn(r->loop, echo_client, &r->clients[i]);
     for (int i = 0; i < r->n; i++) {
         coil_task_join(cl[i]);
         coil_task_unref(cl[i]);
@@ -366,7 +331,7 @@ static void run_echo(coil_loop_t *loop, int family, int n, size_t size)
         r.clients[i] = (struct echo){.loop = loop, .family = family,
                                      .lfd = lfd, .port = port_of(lfd),
                                      .size = size, .seed = (unsigned)i + 1};
-    assert_int_equal(run_task(loop, echo_main, &r), 0);
+    assert_int_equal(test_run_task(loop, echo_main, &r), 0);
     assert_int_equal(r.srv.accept_err, 0);
     assert_int_equal(r.srv.serve_errs, 0);
     for (int i = 0; i < n; i++) {
@@ -385,17 +350,17 @@ static void run_echo(coil_loop_t *loop, int family, int n, size_t size)
 
 static void test_echo_4mib(void **state)
 {
-    run_echo(fixture_loop(state), AF_INET, 1, BIG);
+    run_echo(test_loop(state), AF_INET, 1, BIG);
 }
 
 static void test_echo_50_clients(void **state)
 {
-    run_echo(fixture_loop(state), AF_INET, 50, 100000);
+    run_echo(test_loop(state), AF_INET, 50, 100000);
 }
 
 static void test_echo_ipv6(void **state)
 {
-    run_echo(fixture_loop(state), AF_INET6, 3, 50000);
+    run_echo(test_loop(state), AF_INET6, 3, 50000);
 }
 
 /* ------------------------------------------------------------------ */
@@ -443,8 +408,8 @@ static int ac_connect(void *arg)
 static int ac_main(void *arg)
 {
     struct ac *a = arg;
-    coil_task_t *t1 = spawn(a->loop, ac_accept, a);
-    coil_task_t *t2 = spawn(a->loop, ac_connect, a);
+    coil_task_t *t1 = test_spawn(a->loop, ac_accept, a);
+    coil_task_t *t2 = test_spawn(a->loop, ac_connect, a);
     coil_task_join(t1);
     coil_task_join(t2);
     coil_task_unref(t1);
@@ -457,7 +422,7 @@ static void accept_connect(coil_loop_t *loop, int family)
     struct ac a = {.loop = loop, .family = family};
     a.lfd = listener(family, 8, false);
     a.port = port_of(a.lfd);
-    assert_int_equal(run_task(loop, ac_main, &a), 0);
+    assert_int_equal(test_run_task(loop, ac_main, &a), 0);
     assert_true(a.accepted >= 0);
     assert_int_equal(a.connected, 0);
     assert_true(a.flags_ok);
@@ -473,12 +438,12 @@ static void accept_connect(coil_loop_t *loop, int family)
 
 static void test_accept_connect_ipv4(void **state)
 {
-    accept_connect(fixture_loop(state), AF_INET);
+    accept_connect(test_loop(state), AF_INET);
 }
 
 static void test_accept_connect_ipv6(void **state)
 {
-    accept_connect(fixture_loop(state), AF_INET6);
+    accept_connect(test_loop(state), AF_INET6);
 }
 
 /* Also over a Unix-domain socket (connect completes at once). */
@@ -503,7 +468,7 @@ static int connect_once(void *arg)
 
 static void test_connect_refused(void **state)
 {
-    coil_loop_t *loop = fixture_loop(state);
+    coil_loop_t *loop = test_loop(state);
     /* A port bound and then released: nobody listens there. */
     int l = coil_socket(AF_INET, SOCK_STREAM, 0);
     struct simple s = {.loop = loop};
@@ -512,7 +477,7 @@ static void test_connect_refused(void **state)
     loopback(AF_INET, port_of(l), &s.ss, &s.len);
     coil_sock_close(l);
     s.fd = coil_socket(AF_INET, SOCK_STREAM, 0);
-    assert_int_equal(run_task(loop, connect_once, &s), 0);
+    assert_int_equal(test_run_task(loop, connect_once, &s), 0);
     assert_int_equal(s.r, -ECONNREFUSED);
     coil_sock_close(s.fd);
 }
@@ -520,13 +485,13 @@ static void test_connect_refused(void **state)
 /* EINTR from connect: not issued again, completed through writability. */
 static void test_connect_eintr_not_reissued(void **state)
 {
-    coil_loop_t *loop = fixture_loop(state);
+    coil_loop_t *loop = test_loop(state);
     int l = listener(AF_INET, 8, false);
     struct simple s = {.loop = loop};
     loopback(AF_INET, port_of(l), &s.ss, &s.len);
     s.fd = coil_socket(AF_INET, SOCK_STREAM, 0);
     coil__fault_arm(COIL__SYS_CONNECT, 1, 1, EINTR);
-    assert_int_equal(run_task(loop, connect_once, &s), 0);
+    assert_int_equal(test_run_task(loop, connect_once, &s), 0);
     assert_int_equal(s.r, 0);
     assert_int_equal(coil__fault_calls(COIL__SYS_CONNECT), 1);
     int c = accept(l, NULL, NULL);
@@ -548,7 +513,7 @@ static void test_connect_eintr_not_reissued(void **state)
     assert_int_equal(listen(u, 4), 0);
     s.fd = coil_socket(AF_UNIX, SOCK_STREAM, 0);
     coil__fault_arm(COIL__SYS_CONNECT, 1, 1, EINTR);
-    assert_int_equal(run_task(loop, connect_once, &s), 0);
+    assert_int_equal(test_run_task(loop, connect_once, &s), 0);
     assert_int_equal(s.r, 0);
     assert_int_equal(coil__fault_calls(COIL__SYS_CONNECT), 1);
     coil_sock_close(s.fd);
@@ -586,7 +551,7 @@ static int recv_task(void *arg)
 static int wait_for_recv(void *arg)
 {
     struct simple *s = arg;
-    coil_task_t *t = spawn(s->loop, recv_task, s);
+    coil_task_t *t = test_spawn(s->loop, recv_task, s);
     s->r = coil_wait_for(coil_task_future(t), 30 * COIL_MSEC, NULL);
     s->r2 = coil_future_error(coil_task_future(t));
     coil_task_unref(t);
@@ -598,18 +563,18 @@ static int wait_for_recv(void *arg)
 
 static void test_recv_timeout(void **state)
 {
-    coil_loop_t *loop = fixture_loop(state);
+    coil_loop_t *loop = test_loop(state);
     int sv[2];
     tcp_pair(AF_INET, sv);
     struct simple s = {.loop = loop, .fd = sv[0], .fd2 = sv[1]};
-    assert_int_equal(run_task(loop, recv_in_scope, &s), 0);
+    assert_int_equal(test_run_task(loop, recv_in_scope, &s), 0);
     assert_int_equal(s.r, -ETIMEDOUT);
     assert_int_equal(s.r2, 0);
     assert_int_equal(s.n, 4);
     assert_memory_equal(s.buf, "late", 4);
 
     s = (struct simple){.loop = loop, .fd = sv[0], .fd2 = sv[1]};
-    assert_int_equal(run_task(loop, wait_for_recv, &s), 0);
+    assert_int_equal(test_run_task(loop, wait_for_recv, &s), 0);
     assert_int_equal(s.r, -ETIMEDOUT);
     assert_int_equal(s.r2, -ECANCELED);
     assert_int_equal(s.n, 5);
@@ -631,14 +596,14 @@ static int accept_in_scope(void *arg)
 
 static void test_accept_timeout(void **state)
 {
-    coil_loop_t *loop = fixture_loop(state);
+    coil_loop_t *loop = test_loop(state);
     struct simple s = {.loop = loop, .fd = listener(AF_INET, 4, false)};
-    assert_int_equal(run_task(loop, accept_in_scope, &s), 0);
+    assert_int_equal(test_run_task(loop, accept_in_scope, &s), 0);
     assert_int_equal(s.r, -ETIMEDOUT);
     /* The listener still works. */
     struct ac a = {.loop = loop, .family = AF_INET, .lfd = s.fd,
                    .port = port_of(s.fd)};
-    assert_int_equal(run_task(loop, ac_main, &a), 0);
+    assert_int_equal(test_run_task(loop, ac_main, &a), 0);
     assert_true(a.accepted >= 0);
     assert_int_equal(a.connected, 0);
     coil_sock_close(a.accepted);
@@ -687,7 +652,7 @@ static int cancel_victim(void *arg)
 static int cancel_main(void *arg)
 {
     struct cancel_case *c = arg;
-    c->victim = spawn(c->loop, cancel_victim, c);
+    c->victim = test_spawn(c->loop, cancel_victim, c);
     coil_yield(); /* the victim runs and suspends */
     coil_task_cancel(c->victim);
     coil_task_join(c->victim);
@@ -737,7 +702,7 @@ static int cancel_main(void *arg)
 
 static void test_cancel_pending_calls(void **state)
 {
-    coil_loop_t *loop = fixture_loop(state);
+    coil_loop_t *loop = test_loop(state);
     for (int kind = 0; kind < 4; kind++) {
         struct cancel_case c = {.loop = loop, .kind = kind};
         int sv[2] = {-1, -1};
@@ -753,7 +718,7 @@ static void test_cancel_pending_calls(void **state)
             loopback(AF_INET, port_of(c.peer), &c.ss, &c.len);
             sv[0] = c.fd = coil_socket(AF_INET, SOCK_STREAM, 0);
         }
-        assert_int_equal(run_task(loop, cancel_main, &c), 0);
+        assert_int_equal(test_run_task(loop, cancel_main, &c), 0);
         if (kind == 3 && c.first == 0) {
             /* Connected before the cancel could land: still fine. */
         } else {
@@ -797,8 +762,8 @@ static int reset_peer(void *arg)
 static int reader_and_resetter(void *arg)
 {
     struct simple *s = arg;
-    coil_task_t *r = spawn(s->loop, recv_task, s);
-    coil_task_t *k = spawn(s->loop, reset_peer, s);
+    coil_task_t *r = test_spawn(s->loop, recv_task, s);
+    coil_task_t *k = test_spawn(s->loop, reset_peer, s);
     s->r = coil_task_join(r);
     coil_task_join(k);
     coil_task_unref(r);
@@ -808,11 +773,11 @@ static int reader_and_resetter(void *arg)
 
 static void test_peer_reset(void **state)
 {
-    coil_loop_t *loop = fixture_loop(state);
+    coil_loop_t *loop = test_loop(state);
     int sv[2];
     tcp_pair(AF_INET, sv);
     struct simple s = {.loop = loop, .fd = sv[0], .fd2 = sv[1]};
-    assert_int_equal(run_task(loop, reader_and_resetter, &s), 0);
+    assert_int_equal(test_run_task(loop, reader_and_resetter, &s), 0);
     assert_int_equal(s.r, -ECONNRESET);
     coil_sock_close(sv[0]);
 }
@@ -827,13 +792,13 @@ static int eof_reader(void *arg)
 
 static void test_eof(void **state)
 {
-    coil_loop_t *loop = fixture_loop(state);
+    coil_loop_t *loop = test_loop(state);
     int sv[2];
     tcp_pair(AF_INET, sv);
     assert_int_equal(send(sv[1], "bye", 3, 0), 3);
     assert_int_equal(shutdown(sv[1], SHUT_WR), 0);
     struct simple s = {.loop = loop, .fd = sv[0]};
-    assert_int_equal(run_task(loop, eof_reader, &s), 0);
+    assert_int_equal(test_run_task(loop, eof_reader, &s), 0);
     assert_int_equal(s.n, 3);
     assert_int_equal(s.r, 0);
     coil_sock_close(sv[0]);
@@ -893,7 +858,7 @@ static void test_no_sigpipe(void **state)
      * assertion in the child would go on running tests there). */
     struct pipe_case p = {0};
     tcp_pair(AF_INET, p.tcp);
-    make_pair(p.unix_);
+    test_socketpair(p.unix_);
     char path[] = "/tmp/coil-net-XXXXXX";
     p.file = mkstemp(path);
     assert_true(p.file >= 0);
@@ -926,7 +891,7 @@ static void test_no_sigpipe(void **state)
 static int second_reader(void *arg)
 {
     struct simple *s = arg;
-    coil_task_t *first = spawn(s->loop, recv_task, s);
+    coil_task_t *first = test_spawn(s->loop, recv_task, s);
     coil_yield(); /* first is suspended in recv */
     char b[4];
     s->r = (int)coil_sock_recv(s->fd, b, sizeof(b));
@@ -941,11 +906,11 @@ static int second_reader(void *arg)
 
 static void test_two_readers_ebusy(void **state)
 {
-    coil_loop_t *loop = fixture_loop(state);
+    coil_loop_t *loop = test_loop(state);
     int sv[2];
-    make_pair(sv);
+    test_socketpair(sv);
     struct simple s = {.loop = loop, .fd = sv[0], .fd2 = sv[1]};
-    assert_int_equal(run_task(loop, second_reader, &s), 0);
+    assert_int_equal(test_run_task(loop, second_reader, &s), 0);
     assert_int_equal(s.r, -EBUSY);
     assert_int_equal(s.r2, -EBUSY);
     assert_int_equal(s.r3, 0);
@@ -953,7 +918,7 @@ static void test_two_readers_ebusy(void **state)
     /* A callback watcher holds the direction: tasks get -EBUSY. */
     assert_int_equal(coil_add_reader(loop, sv[0], test_stop_cb, loop), 0);
     s.r = 0;
-    assert_int_equal(run_task(loop, recv_task, &s), -EBUSY);
+    assert_int_equal(test_run_task(loop, recv_task, &s), -EBUSY);
     assert_int_equal(coil_remove_reader(loop, sv[0]), 1);
     coil_sock_close(sv[0]);
     coil_sock_close(sv[1]);
@@ -962,7 +927,7 @@ static void test_two_readers_ebusy(void **state)
 static int closer(void *arg)
 {
     struct simple *s = arg;
-    coil_task_t *r = spawn(s->loop, recv_task, s);
+    coil_task_t *r = test_spawn(s->loop, recv_task, s);
     coil_yield();
     s->r2 = coil_sock_close(s->fd);
     s->r = coil_task_join(r);
@@ -973,7 +938,7 @@ static int closer(void *arg)
         s->r3 = sv[0] == s->fd || sv[1] == s->fd;
         s->fd = sv[0];
         s->fd2 = sv[1];
-        coil_task_t *r2 = spawn(s->loop, recv_task, s);
+        coil_task_t *r2 = test_spawn(s->loop, recv_task, s);
         coil_yield();
         send(sv[1], "new", 3, 0);
         s->n = coil_task_join(r2);
@@ -984,12 +949,12 @@ static int closer(void *arg)
 
 static void test_sock_close_wakes_waiter(void **state)
 {
-    coil_loop_t *loop = fixture_loop(state);
+    coil_loop_t *loop = test_loop(state);
     int sv[2];
-    make_pair(sv);
+    test_socketpair(sv);
     struct simple s = {.loop = loop, .fd = sv[0], .fd2 = sv[1]};
     int old2 = sv[1];
-    assert_int_equal(run_task(loop, closer, &s), 0);
+    assert_int_equal(test_run_task(loop, closer, &s), 0);
     assert_int_equal(s.r2, 0);
     assert_int_equal(s.r, -EBADF);
     assert_true(s.r3);
@@ -1015,7 +980,7 @@ static int reuse_main(void *arg)
     struct reuse *r = arg;
     /* a wait on the victim, so that its read interest stays armed */
     struct simple s = {.loop = r->loop, .fd = r->victim};
-    coil_task_t *t = spawn(r->loop, recv_task, &s);
+    coil_task_t *t = test_spawn(r->loop, recv_task, &s);
     coil_yield();
     send(r->peer, "1", 1, 0);
     coil_task_join(t);
@@ -1029,7 +994,7 @@ static int reuse_main(void *arg)
     r->accepted = coil_sock_accept(r->lfd, NULL, NULL); /* same number */
     coil_sock_send_all(c, "3", 1, NULL);
     s.fd = r->accepted;
-    t = spawn(r->loop, recv_task, &s);
+    t = test_spawn(r->loop, recv_task, &s);
     r->n = coil_task_join(t);
     coil_task_unref(t);
     coil_sock_close(c);
@@ -1038,15 +1003,15 @@ static int reuse_main(void *arg)
 
 static void test_reused_number_from_accept(void **state)
 {
-    coil_loop_t *loop = fixture_loop(state);
+    coil_loop_t *loop = test_loop(state);
     struct reuse r = {.loop = loop};
     r.lfd = listener(AF_INET, 4, false);
     r.port = port_of(r.lfd);
     int sv[2];
-    make_pair(sv);
+    test_socketpair(sv);
     r.victim = sv[0];
     r.peer = sv[1];
-    assert_int_equal(run_task(loop, reuse_main, &r), 0);
+    assert_int_equal(test_run_task(loop, reuse_main, &r), 0);
     if (r.accepted != sv[0])
         print_message("[ NOTE     ] accept got fd %d, not the closed %d: "
                       "the reuse was not exercised\n",
@@ -1094,38 +1059,38 @@ static int inj_accept(void *arg)
 
 static void test_injected_errors(void **state)
 {
-    coil_loop_t *loop = fixture_loop(state);
+    coil_loop_t *loop = test_loop(state);
     int sv[2];
-    make_pair(sv);
+    test_socketpair(sv);
     struct inj i = {.loop = loop, .fd = sv[0], .peer = sv[1]};
 
     /* recv: EINTR three times, retried; EAGAIN with data there: waits,
      * wakes at once (level-triggered), reads. */
     send(sv[1], "abc", 3, 0);
     coil__fault_arm(COIL__SYS_RECV, 1, 3, EINTR);
-    assert_int_equal(run_task(loop, inj_recv, &i), 0);
+    assert_int_equal(test_run_task(loop, inj_recv, &i), 0);
     assert_int_equal(i.n, 3);
     assert_int_equal(coil__fault_calls(COIL__SYS_RECV), 4);
     send(sv[1], "de", 2, 0);
     coil__fault_arm(COIL__SYS_RECV, 1, 1, EAGAIN);
-    assert_int_equal(run_task(loop, inj_recv, &i), 0);
+    assert_int_equal(test_run_task(loop, inj_recv, &i), 0);
     assert_int_equal(i.n, 2);
     coil__fault_arm(COIL__SYS_RECV, 1, 1, ECONNRESET);
-    assert_int_equal(run_task(loop, inj_recv, &i), 0);
+    assert_int_equal(test_run_task(loop, inj_recv, &i), 0);
     assert_int_equal(i.n, -ECONNRESET);
 
     /* send: EINTR, EAGAIN retried; EPIPE returned. */
     coil__fault_arm(COIL__SYS_SEND, 1, 2, EINTR);
-    assert_int_equal(run_task(loop, inj_send, &i), 0);
+    assert_int_equal(test_run_task(loop, inj_send, &i), 0);
     assert_int_equal(i.r, 0);
     assert_int_equal(i.n, 5);
     assert_int_equal(coil__fault_calls(COIL__SYS_SEND), 3);
     coil__fault_arm(COIL__SYS_SEND, 1, 1, EAGAIN);
-    assert_int_equal(run_task(loop, inj_send, &i), 0);
+    assert_int_equal(test_run_task(loop, inj_send, &i), 0);
     assert_int_equal(i.r, 0);
     assert_int_equal(i.n, 5);
     coil__fault_arm(COIL__SYS_SEND, 1, 1, EPIPE);
-    assert_int_equal(run_task(loop, inj_send, &i), 0);
+    assert_int_equal(test_run_task(loop, inj_send, &i), 0);
     assert_int_equal(i.r, -EPIPE);
 
     /* accept: EINTR and ECONNABORTED retried, EMFILE returned. */
@@ -1136,10 +1101,10 @@ static void test_injected_errors(void **state)
     loopback(AF_INET, port_of(i.lfd), &ss, &len);
     assert_int_equal(connect(c, (struct sockaddr *)&ss, len), 0);
     coil__fault_arm(COIL__SYS_ACCEPT, 1, 1, EMFILE);
-    assert_int_equal(run_task(loop, inj_accept, &i), 0);
+    assert_int_equal(test_run_task(loop, inj_accept, &i), 0);
     assert_int_equal(i.r, -EMFILE);
     coil__fault_arm(COIL__SYS_ACCEPT, 1, 3, EINTR);
-    assert_int_equal(run_task(loop, inj_accept, &i), 0);
+    assert_int_equal(test_run_task(loop, inj_accept, &i), 0);
     assert_true(i.r >= 0);
     assert_int_equal(coil__fault_calls(COIL__SYS_ACCEPT), 4);
     coil_sock_close(i.r);
@@ -1147,7 +1112,7 @@ static void test_injected_errors(void **state)
     c = socket(AF_INET, SOCK_STREAM, 0);
     assert_int_equal(connect(c, (struct sockaddr *)&ss, len), 0);
     coil__fault_arm(COIL__SYS_ACCEPT, 1, 2, ECONNABORTED);
-    assert_int_equal(run_task(loop, inj_accept, &i), 0);
+    assert_int_equal(test_run_task(loop, inj_accept, &i), 0);
     assert_true(i.r >= 0);
     coil_sock_close(i.r);
     close(c);
@@ -1171,7 +1136,7 @@ static int lowest_free(void)
 
 static void test_accept_emfile(void **state)
 {
-    coil_loop_t *loop = fixture_loop(state);
+    coil_loop_t *loop = test_loop(state);
     struct inj i = {.loop = loop};
     i.lfd = listener(AF_INET, 4, false);
     int c = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -1184,13 +1149,13 @@ static void test_accept_emfile(void **state)
     low = old;
     low.rlim_cur = (rlim_t)lowest_free();
     assert_int_equal(setrlimit(RLIMIT_NOFILE, &low), 0);
-    int err = run_task(loop, inj_accept, &i);
+    int err = test_run_task(loop, inj_accept, &i);
     int first = i.r;
     assert_int_equal(setrlimit(RLIMIT_NOFILE, &old), 0);
     assert_int_equal(err, 0);
     assert_int_equal(first, -EMFILE);
     /* The connection stayed queued: with the limit back, it comes. */
-    assert_int_equal(run_task(loop, inj_accept, &i), 0);
+    assert_int_equal(test_run_task(loop, inj_accept, &i), 0);
     assert_true(i.r >= 0);
     coil_sock_close(i.r);
     close(c);
@@ -1228,7 +1193,7 @@ static int udp_server(void *arg)
 static int udp_main(void *arg)
 {
     struct udp *u = arg;
-    coil_task_t *srv = spawn(u->loop, udp_server, u);
+    coil_task_t *srv = test_spawn(u->loop, udp_server, u);
     coil_yield(); /* the server waits in recvfrom */
     u->sent = coil_sock_sendto(u->b, "ping", 4, (struct sockaddr *)&u->a_addr,
                                u->a_len);
@@ -1244,7 +1209,7 @@ static int udp_main(void *arg)
 
 static void test_udp_roundtrip(void **state)
 {
-    coil_loop_t *loop = fixture_loop(state);
+    coil_loop_t *loop = test_loop(state);
     struct udp u = {.loop = loop};
     u.a = coil_socket(AF_INET, SOCK_DGRAM, 0);
     u.b = coil_socket(AF_INET, SOCK_DGRAM, 0);
@@ -1254,7 +1219,7 @@ static void test_udp_roundtrip(void **state)
     assert_int_equal(bind(u.a, (struct sockaddr *)&any, len), 0);
     assert_int_equal(bind(u.b, (struct sockaddr *)&any, len), 0);
     loopback(AF_INET, port_of(u.a), &u.a_addr, &u.a_len);
-    assert_int_equal(run_task(loop, udp_main, &u), 0);
+    assert_int_equal(test_run_task(loop, udp_main, &u), 0);
     assert_int_equal(u.got, 4);
     assert_int_equal(u.sent, 4);
     assert_int_equal(u.reply, 4);
@@ -1292,14 +1257,14 @@ static int sf_sender(void *arg)
 static int sf_main(void *arg)
 {
     struct sf *s = arg;
-    coil_task_t *t = spawn(s->loop, sf_sender, s);
+    coil_task_t *t = test_spawn(s->loop, sf_sender, s);
     unsigned char buf[5000];
     for (;;) {
         ssize_t n = coil_sock_recv(s->in, buf, sizeof(buf));
         if (n <= 0)
             break;
         for (ssize_t i = 0; i < n; i++)
-            if (buf[i] != pattern((size_t)s->start + s->received + (size_t)i,
+            if (buf[i] != test_pattern((size_t)s->start + s->received + (size_t)i,
                                   9))
                 s->mismatches++;
         s->received += (size_t)n;
@@ -1317,7 +1282,7 @@ static void sendfile_case(coil_loop_t *loop, bool use_offset, bool fallback)
     unlink(path);
     unsigned char *data = malloc(FILE_SIZE);
     for (size_t i = 0; i < FILE_SIZE; i++)
-        data[i] = pattern(i, 9);
+        data[i] = test_pattern(i, 9);
     assert_int_equal(write(file, data, FILE_SIZE), (ssize_t)FILE_SIZE);
     free(data);
     int sv[2];
@@ -1328,7 +1293,7 @@ static void sendfile_case(coil_loop_t *loop, bool use_offset, bool fallback)
     assert_int_equal(lseek(file, 100, SEEK_SET), 100);
     if (fallback)
         coil__fault_arm(COIL__SYS_SENDFILE, 1, 1, ENOSYS);
-    assert_int_equal(run_task(loop, sf_main, &s), 0);
+    assert_int_equal(test_run_task(loop, sf_main, &s), 0);
     assert_int_equal(s.sent, FILE_SIZE - 100);
     assert_int_equal(s.received, FILE_SIZE - 100);
     assert_int_equal(s.mismatches, 0);
@@ -1345,7 +1310,7 @@ static void sendfile_case(coil_loop_t *loop, bool use_offset, bool fallback)
 
 static void test_sendfile(void **state)
 {
-    coil_loop_t *loop = fixture_loop(state);
+    coil_loop_t *loop = test_loop(state);
     sendfile_case(loop, true, false);
     sendfile_case(loop, false, false);
     sendfile_case(loop, true, true);
@@ -1391,33 +1356,33 @@ static int gai_task(void *arg)
 
 static void test_getaddrinfo(void **state)
 {
-    coil_loop_t *loop = fixture_loop(state);
+    coil_loop_t *loop = test_loop(state);
     struct gai g = {.loop = loop, .host = "localhost", .service = "80"};
-    assert_int_equal(run_task(loop, gai_task, &g), 0);
+    assert_int_equal(test_run_task(loop, gai_task, &g), 0);
     assert_int_equal(g.r, 0);
     assert_true(g.found_v4 + g.found_v6 >= 1);
     assert_int_equal(g.port_ok, g.count);
 
     g = (struct gai){.loop = loop, .host = "127.0.0.1", .service = "80",
                      .flags = AI_NUMERICHOST};
-    assert_int_equal(run_task(loop, gai_task, &g), 0);
+    assert_int_equal(test_run_task(loop, gai_task, &g), 0);
     assert_int_equal(g.r, 0);
     assert_true(g.found_v4 >= 1);
 
     g = (struct gai){.loop = loop, .host = "::1", .service = "80",
                      .flags = AI_NUMERICHOST};
-    assert_int_equal(run_task(loop, gai_task, &g), 0);
+    assert_int_equal(test_run_task(loop, gai_task, &g), 0);
     assert_int_equal(g.r, 0);
     assert_int_equal(g.found_v6, g.count);
 
     /* Errors, without the network: a name that is not a number. */
     g = (struct gai){.loop = loop, .host = "not-a-number", .service = "80",
                      .flags = AI_NUMERICHOST};
-    assert_int_equal(run_task(loop, gai_task, &g), 0);
+    assert_int_equal(test_run_task(loop, gai_task, &g), 0);
     assert_int_equal(g.r, -ENOENT);
     g = (struct gai){.loop = loop, .host = "127.0.0.1", .service = "80",
                      .family = 12345};
-    assert_int_equal(run_task(loop, gai_task, &g), 0);
+    assert_int_equal(test_run_task(loop, gai_task, &g), 0);
     assert_int_equal(g.r, -EAFNOSUPPORT);
     wait_helpers();
 }
@@ -1425,7 +1390,7 @@ static void test_getaddrinfo(void **state)
 static int gai_cancel_main(void *arg)
 {
     struct gai *g = arg;
-    g->t = spawn(g->loop, gai_task, g);
+    g->t = test_spawn(g->loop, gai_task, g);
     coil_yield(); /* the lookup is under way */
     coil_task_cancel(g->t);
     coil_task_join(g->t);
@@ -1440,9 +1405,9 @@ static int gai_cancel_main(void *arg)
 
 static void test_getaddrinfo_cancel(void **state)
 {
-    coil_loop_t *loop = fixture_loop(state);
+    coil_loop_t *loop = test_loop(state);
     struct gai g = {.loop = loop, .host = "localhost", .service = "80"};
-    assert_int_equal(run_task(loop, gai_cancel_main, &g), 0);
+    assert_int_equal(test_run_task(loop, gai_cancel_main, &g), 0);
     assert_int_equal(g.r, -ECANCELED);
     wait_helpers();
 }
@@ -1456,7 +1421,7 @@ static void test_getaddrinfo_loop_closed(void **state)
         coil_loop_t *loop;
         assert_int_equal(coil_loop_new(&loop), 0);
         struct gai g = {.loop = loop, .host = "localhost", .service = "80"};
-        coil_task_t *t = spawn(loop, gai_task, &g);
+        coil_task_t *t = test_spawn(loop, gai_task, &g);
         /* one iteration: the task starts its lookup and suspends */
         coil_loop_stop(loop);
         assert_int_equal(coil_loop_run_forever(loop), 0);
@@ -1498,7 +1463,7 @@ static int pong(void *arg)
 static int ping(void *arg)
 {
     struct pingpong *p = arg;
-    coil_task_t *t = spawn(p->loop, pong, p);
+    coil_task_t *t = test_spawn(p->loop, pong, p);
     coil__fault_arm(COIL__SYS_EPOLL_CTL, 0, 0, 0); /* count from here */
     char c = 'x';
     for (int i = 0; i < p->rounds; i++) {
@@ -1516,11 +1481,11 @@ static int ping(void *arg)
 
 static void test_lazy_disarm_epoll_ctl_count(void **state)
 {
-    coil_loop_t *loop = fixture_loop(state);
+    coil_loop_t *loop = test_loop(state);
     int sv[2];
-    make_pair(sv);
+    test_socketpair(sv);
     struct pingpong p = {.loop = loop, .a = sv[0], .b = sv[1], .rounds = 200};
-    assert_int_equal(run_task(loop, ping, &p), 0);
+    assert_int_equal(test_run_task(loop, ping, &p), 0);
     assert_int_equal(p.done, 200);
     /* 400 waits (each side waits for every byte): one ADD per fd. */
     assert_true(p.ctl_calls <= 4);
@@ -1536,13 +1501,13 @@ static void test_loop_close_with_waiters(void **state)
 {
     (void)state;
     int sv[2];
-    make_pair(sv);
+    test_socketpair(sv);
     coil_loop_t *loop;
     assert_int_equal(coil_loop_new(&loop), 0);
     struct simple s = {.loop = loop, .fd = sv[0]};
-    coil_task_t *t = spawn(loop, recv_task, &s);
+    coil_task_t *t = test_spawn(loop, recv_task, &s);
     struct simple s2 = {.loop = loop, .fd = sv[1]};
-    coil_task_t *t2 = spawn(loop, recv_task, &s2);
+    coil_task_t *t2 = test_spawn(loop, recv_task, &s2);
     coil_loop_stop(loop);
     assert_int_equal(coil_loop_run_forever(loop), 0);
     assert_false(coil_future_done(coil_task_future(t)));
@@ -1562,7 +1527,7 @@ static void test_loop_close_with_waiters(void **state)
 static int close_behind(void *arg)
 {
     struct simple *s = arg;
-    coil_task_t *r = spawn(s->loop, recv_task, s);
+    coil_task_t *r = test_spawn(s->loop, recv_task, s);
     coil_yield();
     close(s->fd);
     s->r = coil_task_join(r);
@@ -1572,11 +1537,11 @@ static int close_behind(void *arg)
 
 static void test_poll_plain_close_ebadf(void **state)
 {
-    coil_loop_t *loop = fixture_loop(state);
+    coil_loop_t *loop = test_loop(state);
     int sv[2];
-    make_pair(sv);
+    test_socketpair(sv);
     struct simple s = {.loop = loop, .fd = sv[0]};
-    assert_int_equal(run_task(loop, close_behind, &s), 0);
+    assert_int_equal(test_run_task(loop, close_behind, &s), 0);
     assert_int_equal(s.r, -EBADF);
     close(sv[1]);
 }
@@ -1638,12 +1603,12 @@ static int bad_args(void *arg)
 
 static void test_bad_arguments(void **state)
 {
-    coil_loop_t *loop = fixture_loop(state);
+    coil_loop_t *loop = test_loop(state);
     int sv[2];
-    make_pair(sv);
+    test_socketpair(sv);
     struct args a = {.fd = sv[0]};
     a.blocking = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    assert_int_equal(run_task(loop, bad_args, &a), 0);
+    assert_int_equal(test_run_task(loop, bad_args, &a), 0);
     const int want[] = {
         -EBADF, -EINVAL, -EINVAL, -EINVAL, -EBADF, 0, -EINVAL, 0,
         -EBADF, -EINVAL, -EINVAL, -EINVAL, -EBADF, -EINVAL, -EINVAL,
@@ -1665,7 +1630,7 @@ static void test_eperm_outside_task(void **state)
 {
     (void)state;
     int sv[2];
-    make_pair(sv);
+    test_socketpair(sv);
     char b[4];
     size_t sent = 7;
     struct sockaddr_in sin = {.sin_family = AF_INET};
@@ -1730,8 +1695,8 @@ static int oom_feeder(void *arg)
 static int oom_main(void *arg)
 {
     struct oom *o = arg;
-    coil_task_t *f = spawn(o->loop, oom_feeder, o);
-    coil_task_t *r = spawn(o->loop, oom_recv, o);
+    coil_task_t *f = test_spawn(o->loop, oom_feeder, o);
+    coil_task_t *r = test_spawn(o->loop, oom_recv, o);
     coil_task_join(r);
     coil_task_join(f);
     coil_task_unref(r);
@@ -1747,12 +1712,12 @@ static void test_wait_alloc_failure(void **state)
         coil_loop_t *loop;
         assert_int_equal(coil_loop_new(&loop), 0);
         int sv[2];
-        make_pair(sv);
+        test_socketpair(sv);
         /* A number above the table's first size, so it must grow. */
         int hi = fcntl(sv[0], F_DUPFD_CLOEXEC, 200);
         assert_true(hi >= 200);
         struct oom o = {.loop = loop, .fd = hi, .peer = sv[1], .nth = nth};
-        assert_int_equal(run_task(loop, oom_main, &o), 0);
+        assert_int_equal(test_run_task(loop, oom_main, &o), 0);
         coil_loop_free(loop);
         close(hi);
         close(sv[0]);
@@ -1781,11 +1746,11 @@ static int oom_gai(void *arg)
 
 static void test_getaddrinfo_alloc_failure(void **state)
 {
-    coil_loop_t *loop = fixture_loop(state);
+    coil_loop_t *loop = test_loop(state);
     int nth;
     for (nth = 1; nth < 50; nth++) {
         struct oom o = {.loop = loop, .nth = nth};
-        assert_int_equal(run_task(loop, oom_gai, &o), 0);
+        assert_int_equal(test_run_task(loop, oom_gai, &o), 0);
         wait_helpers();
         if (!o.failed) {
             assert_int_equal(o.r, 0);

@@ -29,40 +29,6 @@
 #include "connect.h"
 #include "helpers.h"
 
-static coil_loop_t *fixture_loop(void **state)
-{
-    return ((struct fixture *)*state)->loop;
-}
-
-static unsigned char pattern(size_t i, unsigned seed)
-{
-    return (unsigned char)((i * 131u + seed * 7u + (i >> 9)) & 0xff);
-}
-
-static int spawn_failures;
-
-static coil_task_t *spawn(coil_loop_t *loop, coil_task_fn fn, void *arg)
-{
-    coil_task_t *t = NULL;
-    if (coil_task_spawn(loop, fn, arg, &t) != 0)
-        spawn_failures++;
-    return t;
-}
-
-static void join(coil_task_t *t)
-{
-    coil_task_join(t);
-    coil_task_unref(t);
-}
-
-static int run_task(coil_loop_t *loop, coil_task_fn fn, void *arg)
-{
-    spawn_failures = 0;
-    int r = test_run_task(loop, fn, arg);
-    assert_int_equal(spawn_failures, 0);
-    return r;
-}
-
 /* The echo handler: everything back until end of stream. */
 static int echo_handler(coil_stream_t *s, void *arg)
 {
@@ -117,7 +83,7 @@ static int client_writer(void *arg)
     while (off < PAYLOAD) {
         size_t n = sizeof(buf) < PAYLOAD - off ? sizeof(buf) : PAYLOAD - off;
         for (size_t j = 0; j < n; j++)
-            buf[j] = pattern(off + j, (unsigned)c->i);
+            buf[j] = test_pattern(off + j, (unsigned)c->i);
         int err = coil_stream_write(c->s, buf, n);
         if (!err)
             err = coil_stream_drain(c->s);
@@ -139,7 +105,7 @@ static int client(void *arg)
         e->conn_err[c.i] = err;
         return 0;
     }
-    coil_task_t *w = spawn(e->loop, client_writer, &c);
+    coil_task_t *w = test_spawn(e->loop, client_writer, &c);
     unsigned char buf[9000];
     for (;;) {
         ssize_t n = coil_stream_read(c.s, buf, sizeof(buf));
@@ -149,7 +115,7 @@ static int client(void *arg)
             break;
         }
         for (ssize_t j = 0; j < n; j++)
-            if (buf[j] != pattern(e->got[c.i] + (size_t)j, (unsigned)c.i))
+            if (buf[j] != test_pattern(e->got[c.i] + (size_t)j, (unsigned)c.i))
                 e->bad[c.i]++;
         e->got[c.i] += (size_t)n;
     }
@@ -173,9 +139,9 @@ static int echo_main(void *arg)
         snprintf(e->port, sizeof(e->port), "%d", coil_server_port(e->srv));
     coil_task_t *t[CLIENTS];
     for (int i = 0; i < CLIENTS; i++)
-        t[i] = spawn(e->loop, client, e);
+        t[i] = test_spawn(e->loop, client, e);
     for (int i = 0; i < CLIENTS; i++)
-        join(t[i]);
+        test_join(t[i]);
     coil_server_close(e->srv);
     e->closed = coil_server_wait_closed(e->srv);
     coil_server_free(e->srv);
@@ -196,8 +162,8 @@ static void check_echo(struct echo *e)
 
 static void test_echo_many_clients(void **state)
 {
-    struct echo e = {.loop = fixture_loop(state), .host = "127.0.0.1"};
-    assert_int_equal(run_task(e.loop, echo_main, &e), 0);
+    struct echo e = {.loop = test_loop(state), .host = "127.0.0.1"};
+    assert_int_equal(test_run_task(e.loop, echo_main, &e), 0);
     check_echo(&e);
 }
 
@@ -206,8 +172,8 @@ static void test_echo_unix(void **state)
     char path[64];
     snprintf(path, sizeof(path), "/tmp/coil-test-%d.sock", (int)getpid());
     unlink(path);
-    struct echo e = {.loop = fixture_loop(state), .unix_path = path};
-    assert_int_equal(run_task(e.loop, echo_main, &e), 0);
+    struct echo e = {.loop = test_loop(state), .unix_path = path};
+    assert_int_equal(test_run_task(e.loop, echo_main, &e), 0);
     unlink(path);
     check_echo(&e);
 }
@@ -262,9 +228,9 @@ static int live_main(void *arg)
     while (l->nh < 3)
         coil_sleep(COIL_MSEC);
     l->conns_before = coil_server_connections(l->srv);
-    coil_task_t *t = spawn(l->loop, closer, l);
+    coil_task_t *t = test_spawn(l->loop, closer, l);
     l->serve_r = coil_server_serve_forever(l->srv); /* until closer */
-    join(t);
+    test_join(t);
     l->serving_after = coil_server_is_serving(l->srv);
     /* No more connections are accepted. */
     coil_stream_t *x = NULL;
@@ -280,8 +246,8 @@ static int live_main(void *arg)
 
 static void test_close_with_live_connections(void **state)
 {
-    struct live l = {.loop = fixture_loop(state)};
-    assert_int_equal(run_task(l.loop, live_main, &l), 0);
+    struct live l = {.loop = test_loop(state)};
+    assert_int_equal(test_run_task(l.loop, live_main, &l), 0);
     assert_int_equal(l.conns_before, 3);
     assert_int_equal(l.serve_r, 0);
     assert_false(l.serving_after);
@@ -304,10 +270,10 @@ static int serve_cancel_main(void *arg)
     struct live *l = arg;
     if (coil_start_server("127.0.0.1", "0", idle_handler, l, NULL, &l->srv))
         return -1;
-    coil_task_t *t = spawn(l->loop, serve_task, l);
+    coil_task_t *t = test_spawn(l->loop, serve_task, l);
     coil_sleep(5 * COIL_MSEC);
     coil_task_cancel(t);
-    join(t);
+    test_join(t);
     l->serving_after = coil_server_is_serving(l->srv);
     l->closed = coil_server_wait_closed(l->srv);
     coil_server_free(l->srv);
@@ -316,8 +282,8 @@ static int serve_cancel_main(void *arg)
 
 static void test_serve_forever_cancel(void **state)
 {
-    struct live l = {.loop = fixture_loop(state)};
-    assert_int_equal(run_task(l.loop, serve_cancel_main, &l), 0);
+    struct live l = {.loop = test_loop(state)};
+    assert_int_equal(test_run_task(l.loop, serve_cancel_main, &l), 0);
     assert_int_equal(l.serve_cancel_r, -ECANCELED);
     assert_false(l.serving_after);
     assert_int_equal(l.closed, 0);
@@ -379,9 +345,9 @@ static int mf_main(void *arg)
 
 static void test_accept_emfile_backoff(void **state)
 {
-    struct mf m = {.loop = fixture_loop(state)};
+    struct mf m = {.loop = test_loop(state)};
     assert_int_equal(getrlimit(RLIMIT_NOFILE, &m.old), 0);
-    int r = run_task(m.loop, mf_main, &m);
+    int r = test_run_task(m.loop, mf_main, &m);
     setrlimit(RLIMIT_NOFILE, &m.old);
     assert_int_equal(r, 0);
     assert_int_equal(m.conn, 0);
@@ -438,7 +404,7 @@ static int errs_main(void *arg)
 static void test_errors(void **state)
 {
     struct errs e = {0};
-    assert_int_equal(run_task(fixture_loop(state), errs_main, &e), 0);
+    assert_int_equal(test_run_task(test_loop(state), errs_main, &e), 0);
     assert_int_equal(e.inuse, -EADDRINUSE);
     assert_int_equal(e.port_closed, -EBADF);
     assert_int_equal(e.refused, -ECONNREFUSED);
@@ -533,7 +499,7 @@ static void test_alloc_failure(void **state)
     bool done = false;
     for (long nth = 1; nth < 200 && !done; nth++) {
         struct oom o = {.nth = nth};
-        assert_int_equal(run_task(fixture_loop(state), oom_main, &o), 0);
+        assert_int_equal(test_run_task(test_loop(state), oom_main, &o), 0);
         if (!o.failed) {
             done = true;
             assert_int_equal(o.start, 0);
@@ -696,12 +662,12 @@ static int race_task(void *arg)
 static int race_main(void *arg)
 {
     struct race *r = arg;
-    r->racer = spawn(r->loop, race_task, r);
+    r->racer = test_spawn(r->loop, race_task, r);
     if (r->cancel_after > 0) {
         coil_sleep(r->cancel_after);
         coil_task_cancel(r->racer);
     }
-    join(r->racer);
+    test_join(r->racer);
     return 0;
 }
 
@@ -709,7 +675,7 @@ static void run_race(coil_loop_t *loop, struct race *r)
 {
     r->loop = loop;
     r->fd = -2;
-    assert_int_equal(run_task(loop, race_main, r), 0);
+    assert_int_equal(test_run_task(loop, race_main, r), 0);
 }
 
 /* First refused: the second starts at once (not after the delay). */
@@ -721,7 +687,7 @@ static void test_race_first_refused(void **state)
     struct node n[2];
     make_list(n, ports, 2);
     struct race r = {.list = &n[0].ai, .delay = 30 * COIL_SEC};
-    run_race(fixture_loop(state), &r);
+    run_race(test_loop(state), &r);
     assert_int_equal(r.r, 0);
     assert_int_equal(r.peer, ports[1]);
     assert_true(r.elapsed < 10 * COIL_SEC);
@@ -738,7 +704,7 @@ static void test_race_all_refused(void **state)
     struct node n[3];
     make_list(n, ports, 3);
     struct race r = {.list = &n[0].ai, .delay = 30 * COIL_SEC};
-    run_race(fixture_loop(state), &r);
+    run_race(test_loop(state), &r);
     assert_int_equal(r.r, -ECONNREFUSED);
     assert_int_equal(r.fd, -1);
     assert_true(r.elapsed < 10 * COIL_SEC);
@@ -760,7 +726,7 @@ static void test_race_first_slow(void **state)
     struct node n[2];
     make_list(n, ports, 2);
     struct race r = {.list = &n[0].ai, .delay = 250 * COIL_MSEC};
-    run_race(fixture_loop(state), &r);
+    run_race(test_loop(state), &r);
     assert_int_equal(r.r, 0);
     assert_int_equal(r.peer, ports[1]);
     assert_true(r.elapsed >= 250 * COIL_MSEC);
@@ -783,7 +749,7 @@ static void test_race_cancel(void **state)
     for (int i = 0; i < 2; i++) {
         struct race r = {.list = &n[0].ai, .delay = 250 * COIL_MSEC,
                          .cancel_after = when[i]};
-        run_race(fixture_loop(state), &r);
+        run_race(test_loop(state), &r);
         assert_int_equal(r.r, -ECANCELED);
         assert_int_equal(r.fd, -1);
         assert_true(r.elapsed >= when[i]);
@@ -822,7 +788,7 @@ static void test_race_alloc_failure(void **state)
     long nth;
     for (nth = 1; nth < 200; nth++) {
         struct race_oom o = {.list = &n[0].ai, .nth = nth};
-        assert_int_equal(run_task(fixture_loop(state), race_oom_main, &o),
+        assert_int_equal(test_run_task(test_loop(state), race_oom_main, &o),
                          0);
         /* Accept the queued connection, if any, so nothing piles up. */
         int c = accept(good, NULL, NULL);
@@ -898,7 +864,7 @@ static void test_race_localhost(void **state)
     assert_true(refused >= 0);
     struct lh h = {.family = -1};
     snprintf(h.port, sizeof(h.port), "%d", local_port(l));
-    assert_int_equal(run_task(fixture_loop(state), lh_main, &h), 0);
+    assert_int_equal(test_run_task(test_loop(state), lh_main, &h), 0);
     assert_int_equal(h.r, 0);
     assert_int_equal(h.family, fam[1]);
     coil_sock_close(l);

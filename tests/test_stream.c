@@ -22,27 +22,11 @@
 
 #include "helpers.h"
 
-static coil_loop_t *fixture_loop(void **state)
-{
-    return ((struct fixture *)*state)->loop;
-}
-
 static void small_buffers(int fd)
 {
     int sz = 4096;
     setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sz, sizeof(sz));
     setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &sz, sizeof(sz));
-}
-
-static void make_pair(int sv[2], bool small)
-{
-    assert_int_equal(
-        socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv),
-        0);
-    if (small) {
-        small_buffers(sv[0]);
-        small_buffers(sv[1]);
-    }
 }
 
 /* A connected loopback TCP pair, both ends non-blocking. */
@@ -68,41 +52,20 @@ static void tcp_pair(int fds[2])
     fds[1] = s;
 }
 
+static void make_pair(int sv[2], bool small)
+{
+    test_socketpair(sv);
+    if (small) {
+        small_buffers(sv[0]);
+        small_buffers(sv[1]);
+    }
+}
+
 static void reset_close(int fd)
 {
     struct linger lg = {1, 0};
     setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
     coil_sock_close(fd);
-}
-
-static unsigned char pattern(size_t i, unsigned seed)
-{
-    return (unsigned char)((i * 131u + seed * 7u + (i >> 9)) & 0xff);
-}
-
-/* Spawn from inside a task; failures are counted and checked after. */
-static int spawn_failures;
-
-static coil_task_t *spawn(coil_loop_t *loop, coil_task_fn fn, void *arg)
-{
-    coil_task_t *t = NULL;
-    if (coil_task_spawn(loop, fn, arg, &t) != 0)
-        spawn_failures++;
-    return t;
-}
-
-static void join(coil_task_t *t)
-{
-    coil_task_join(t);
-    coil_task_unref(t);
-}
-
-static int run_task(coil_loop_t *loop, coil_task_fn fn, void *arg)
-{
-    spawn_failures = 0;
-    int r = test_run_task(loop, fn, arg);
-    assert_int_equal(spawn_failures, 0);
-    return r;
 }
 
 /* ------------------------------------------------------------------ */
@@ -173,7 +136,7 @@ static void test_readline_readuntil(void **state)
 {
     struct lines L = {0};
     make_pair(L.fds, false);
-    assert_int_equal(run_task(fixture_loop(state), lines_main, &L), 0);
+    assert_int_equal(test_run_task(test_loop(state), lines_main, &L), 0);
     close(L.fds[1]);
     assert_int_equal(L.r[0], 0);
     assert_int_equal(L.len[0], 6);
@@ -226,7 +189,7 @@ static void test_read_exactly_short(void **state)
 {
     struct exact e = {0};
     make_pair(e.fds, false);
-    assert_int_equal(run_task(fixture_loop(state), exact_main, &e), 0);
+    assert_int_equal(test_run_task(test_loop(state), exact_main, &e), 0);
     close(e.fds[1]);
     assert_int_equal(e.r1, 0);
     assert_int_equal(e.got1, 10);
@@ -273,7 +236,7 @@ static int bulk_writer(void *arg)
         if (n > BULK - off)
             n = BULK - off;
         for (size_t j = 0; j < n; j++)
-            chunk[j] = pattern(off + j, (unsigned)sd->i);
+            chunk[j] = test_pattern(off + j, (unsigned)sd->i);
         int err = coil_stream_write(s, chunk, n);
         if (!err)
             err = coil_stream_drain(s);
@@ -316,7 +279,7 @@ static int bulk_reader(void *arg)
         if (n == 0)
             return 0;
         for (ssize_t j = 0; j < n; j++)
-            if (buf[j] != pattern(sd->b->rgot[sd->i] + (size_t)j, peer))
+            if (buf[j] != test_pattern(sd->b->rgot[sd->i] + (size_t)j, peer))
                 sd->b->bad[sd->i]++;
         sd->b->rgot[sd->i] += (size_t)n;
     }
@@ -327,12 +290,12 @@ static int bulk_main(void *arg)
     struct bulk *b = arg;
     struct side sd[2] = {{b, 0}, {b, 1}};
     coil_task_t *t[4];
-    t[0] = spawn(b->loop, bulk_writer, &sd[0]);
-    t[1] = spawn(b->loop, bulk_writer, &sd[1]);
-    t[2] = spawn(b->loop, bulk_reader, &sd[0]);
-    t[3] = spawn(b->loop, bulk_reader, &sd[1]);
+    t[0] = test_spawn(b->loop, bulk_writer, &sd[0]);
+    t[1] = test_spawn(b->loop, bulk_writer, &sd[1]);
+    t[2] = test_spawn(b->loop, bulk_reader, &sd[0]);
+    t[3] = test_spawn(b->loop, bulk_reader, &sd[1]);
     for (int i = 0; i < 4; i++)
-        join(t[i]);
+        test_join(t[i]);
     return 0;
 }
 
@@ -355,10 +318,10 @@ static void bulk_run(coil_loop_t *loop, int fds[2])
 {
     struct bulk b = {.loop = loop};
     struct wrap w = {{fds[0], fds[1]}, b.s, 0};
-    assert_int_equal(run_task(loop, wrap_main, &w), 0);
+    assert_int_equal(test_run_task(loop, wrap_main, &w), 0);
     assert_int_equal(w.r, 0);
     coil_stream_set_write_limits(b.s[0], 8192, 1024);
-    assert_int_equal(run_task(loop, bulk_main, &b), 0);
+    assert_int_equal(test_run_task(loop, bulk_main, &b), 0);
     coil_stream_unref(b.s[0]);
     coil_stream_unref(b.s[1]);
     for (int i = 0; i < 2; i++) {
@@ -373,14 +336,14 @@ static void test_bulk_small_buffers_unix(void **state)
 {
     int fds[2];
     make_pair(fds, true);
-    bulk_run(fixture_loop(state), fds);
+    bulk_run(test_loop(state), fds);
 }
 
 static void test_bulk_small_buffers_tcp(void **state)
 {
     int fds[2];
     tcp_pair(fds);
-    bulk_run(fixture_loop(state), fds);
+    bulk_run(test_loop(state), fds);
 }
 
 /* ------------------------------------------------------------------ */
@@ -423,7 +386,7 @@ static int bp_main(void *arg)
     struct bp *b = arg;
     if (coil_stream_from_fd(b->fds[0], &b->s))
         return -1;
-    coil_task_t *w = spawn(b->loop, bp_writer, b);
+    coil_task_t *w = test_spawn(b->loop, bp_writer, b);
     coil_sleep(50 * COIL_MSEC); /* the peer reads nothing meanwhile */
     b->blocked_while_unread = b->in_drain && !b->drained;
     char buf[8192];
@@ -433,16 +396,16 @@ static int bp_main(void *arg)
             break;
         b->received += (size_t)n;
     }
-    join(w);
+    test_join(w);
     coil_stream_unref(b->s);
     return 0;
 }
 
 static void test_drain_backpressure(void **state)
 {
-    struct bp b = {.loop = fixture_loop(state)};
+    struct bp b = {.loop = test_loop(state)};
     make_pair(b.fds, true);
-    assert_int_equal(run_task(b.loop, bp_main, &b), 0);
+    assert_int_equal(test_run_task(b.loop, bp_main, &b), 0);
     coil_sock_close(b.fds[1]);
     assert_int_equal(b.wr, 0);
     assert_true(b.buffered_before > COIL_STREAM_HIGH_WATER);
@@ -459,10 +422,10 @@ static int bp_cancel_main(void *arg)
     struct bp *b = arg;
     if (coil_stream_from_fd(b->fds[0], &b->s))
         return -1;
-    coil_task_t *w = spawn(b->loop, bp_writer, b);
+    coil_task_t *w = test_spawn(b->loop, bp_writer, b);
     coil_sleep(20 * COIL_MSEC);
     coil_task_cancel(w);
-    join(w);
+    test_join(w);
     char buf[8192];
     while (b->received < PUSH) {
         ssize_t n = coil_sock_recv(b->fds[1], buf, sizeof(buf));
@@ -476,9 +439,9 @@ static int bp_cancel_main(void *arg)
 
 static void test_drain_cancel(void **state)
 {
-    struct bp b = {.loop = fixture_loop(state)};
+    struct bp b = {.loop = test_loop(state)};
     make_pair(b.fds, true);
-    assert_int_equal(run_task(b.loop, bp_cancel_main, &b), 0);
+    assert_int_equal(test_run_task(b.loop, bp_cancel_main, &b), 0);
     coil_sock_close(b.fds[1]);
     assert_int_equal(b.wr, 0);
     assert_int_equal(b.dr, -ECANCELED);
@@ -495,7 +458,7 @@ static int orphan_main(void *arg)
     if (!big)
         return -ENOMEM;
     for (size_t i = 0; i < PUSH; i++)
-        big[i] = (char)pattern(i, 3);
+        big[i] = (char)test_pattern(i, 3);
     b->wr = coil_stream_write(b->s, big, PUSH);
     b->buffered_before = coil_stream_write_buffered(b->s);
     coil_stream_unref(b->s);
@@ -517,9 +480,9 @@ static int orphan_main(void *arg)
 
 static void test_unref_flushes(void **state)
 {
-    struct bp b = {.loop = fixture_loop(state)};
+    struct bp b = {.loop = test_loop(state)};
     make_pair(b.fds, true);
-    assert_int_equal(run_task(b.loop, orphan_main, &b), 0);
+    assert_int_equal(test_run_task(b.loop, orphan_main, &b), 0);
     coil_sock_close(b.fds[1]);
     assert_int_equal(b.wr, 0);
     assert_true(b.buffered_before > 0);
@@ -558,13 +521,13 @@ static int half_main(void *arg)
     if (coil_stream_from_fd(h->fds[0], &h->a) ||
         coil_stream_from_fd(h->fds[1], &h->b))
         return -1;
-    coil_task_t *t = spawn(h->loop, half_b, h);
+    coil_task_t *t = test_spawn(h->loop, half_b, h);
     coil_stream_write(h->a, "ping", 4);
     h->eof_r = coil_stream_write_eof(h->a);
     h->write_after = coil_stream_write(h->a, "x", 1);
     h->a_n = coil_stream_read(h->a, h->a_got, sizeof(h->a_got));
     h->a_end = coil_stream_read(h->a, h->a_got + 4, 4);
-    join(t);
+    test_join(t);
     coil_stream_unref(h->a);
     coil_stream_unref(h->b);
     return 0;
@@ -572,9 +535,9 @@ static int half_main(void *arg)
 
 static void test_write_eof_half_close(void **state)
 {
-    struct half h = {.loop = fixture_loop(state)};
+    struct half h = {.loop = test_loop(state)};
     make_pair(h.fds, false);
-    assert_int_equal(run_task(h.loop, half_main, &h), 0);
+    assert_int_equal(test_run_task(h.loop, half_main, &h), 0);
     assert_int_equal(h.eof_r, 0);
     assert_int_equal(h.write_after, -EPIPE);
     assert_int_equal(h.b_n, 0);
@@ -607,19 +570,19 @@ static int rst_read_main(void *arg)
     struct rst *r = arg;
     if (coil_stream_from_fd(r->fds[0], &r->s))
         return -1;
-    coil_task_t *t = spawn(r->loop, rst_reader, r);
+    coil_task_t *t = test_spawn(r->loop, rst_reader, r);
     coil_sleep(10 * COIL_MSEC);
     reset_close(r->fds[1]);
-    join(t);
+    test_join(t);
     coil_stream_unref(r->s);
     return 0;
 }
 
 static void test_peer_reset_read(void **state)
 {
-    struct rst r = {.loop = fixture_loop(state)};
+    struct rst r = {.loop = test_loop(state)};
     tcp_pair(r.fds);
-    assert_int_equal(run_task(r.loop, rst_read_main, &r), 0);
+    assert_int_equal(test_run_task(r.loop, rst_read_main, &r), 0);
     assert_int_equal(r.r1, -ECONNRESET);
     assert_int_equal(r.r2, -ECONNRESET); /* sticky */
 }
@@ -639,7 +602,7 @@ static int rst_write_main(void *arg)
         return -1;
     static char chunk[65536];
     int err = 0;
-    coil_task_t *t = spawn(r->loop, rst_later, r);
+    coil_task_t *t = test_spawn(r->loop, rst_later, r);
     for (int i = 0; i < 1000 && !err; i++) {
         err = coil_stream_write(r->s, chunk, sizeof(chunk));
         if (!err)
@@ -647,17 +610,17 @@ static int rst_write_main(void *arg)
     }
     r->werr = err;
     r->r1 = coil_stream_write(r->s, "x", 1); /* the error sticks */
-    join(t);
+    test_join(t);
     coil_stream_unref(r->s);
     return 0;
 }
 
 static void test_peer_reset_write(void **state)
 {
-    struct rst r = {.loop = fixture_loop(state)};
+    struct rst r = {.loop = test_loop(state)};
     tcp_pair(r.fds);
     small_buffers(r.fds[0]);
-    assert_int_equal(run_task(r.loop, rst_write_main, &r), 0);
+    assert_int_equal(test_run_task(r.loop, rst_write_main, &r), 0);
     assert_true(r.werr == -ECONNRESET || r.werr == -EPIPE);
     assert_int_equal(r.r1, r.werr);
 }
@@ -678,12 +641,12 @@ static int cancel_read_main(void *arg)
     struct rst *r = arg;
     if (coil_stream_from_fd(r->fds[0], &r->s))
         return -1;
-    coil_task_t *t = spawn(r->loop, cancel_reader, r);
+    coil_task_t *t = test_spawn(r->loop, cancel_reader, r);
     coil_sleep(5 * COIL_MSEC);
     put(r->fds[1], "partial");
     coil_sleep(10 * COIL_MSEC); /* the reader buffers it and waits on */
     coil_task_cancel(t);
-    join(t);
+    test_join(t);
     r->werr = (int)coil_stream_read_buffered(r->s);
     put(r->fds[1], "rest\n");
     r->r2 = coil_stream_readline(r->s, r->buf, sizeof(r->buf), &r->len);
@@ -693,9 +656,9 @@ static int cancel_read_main(void *arg)
 
 static void test_cancel_read_keeps_data(void **state)
 {
-    struct rst r = {.loop = fixture_loop(state)};
+    struct rst r = {.loop = test_loop(state)};
     make_pair(r.fds, false);
-    assert_int_equal(run_task(r.loop, cancel_read_main, &r), 0);
+    assert_int_equal(test_run_task(r.loop, cancel_read_main, &r), 0);
     close(r.fds[1]);
     assert_int_equal(r.r1, -ECANCELED);
     assert_int_equal(r.werr, 7);
@@ -716,11 +679,11 @@ static int close_main(void *arg)
     struct rst *r = arg;
     if (coil_stream_from_fd(r->fds[0], &r->s))
         return -1;
-    coil_task_t *t = spawn(r->loop, close_reader, r);
+    coil_task_t *t = test_spawn(r->loop, close_reader, r);
     coil_sleep(5 * COIL_MSEC);
     coil_stream_close(r->s);
     r->werr = coil_stream_wait_closed(r->s);
-    join(t);
+    test_join(t);
     r->r2 = (int)coil_stream_read(r->s, r->buf, 1);
     r->len = (size_t)coil_stream_write(r->s, "x", 1);
     coil_stream_unref(r->s);
@@ -729,9 +692,9 @@ static int close_main(void *arg)
 
 static void test_close_wakes_reader(void **state)
 {
-    struct rst r = {.loop = fixture_loop(state)};
+    struct rst r = {.loop = test_loop(state)};
     make_pair(r.fds, false);
-    assert_int_equal(run_task(r.loop, close_main, &r), 0);
+    assert_int_equal(test_run_task(r.loop, close_main, &r), 0);
     close(r.fds[1]);
     assert_int_equal(r.r1, -EBADF);
     assert_int_equal(r.werr, 0);
@@ -777,7 +740,7 @@ static void test_bad_arguments(void **state)
 
     struct rst r = {0};
     make_pair(r.fds, false);
-    assert_int_equal(run_task(fixture_loop(state), make_one, &r), 0);
+    assert_int_equal(test_run_task(test_loop(state), make_one, &r), 0);
     /* Outside a task. */
     assert_int_equal(coil_stream_read(r.s, b, 1), -EPERM);
     assert_int_equal(coil_stream_read_exactly(r.s, b, 1, &len), -EPERM);
@@ -836,7 +799,7 @@ static void test_alloc_failure(void **state)
     for (long nth = 1; nth < 50 && !done; nth++) {
         struct oom o = {.nth = nth};
         make_pair(o.fds, true);
-        assert_int_equal(run_task(fixture_loop(state), oom_main, &o), 0);
+        assert_int_equal(test_run_task(test_loop(state), oom_main, &o), 0);
         if (o.r1) {
             assert_int_equal(o.r1, -ENOMEM);
             close(o.fds[0]);

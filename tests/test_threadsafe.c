@@ -26,11 +26,6 @@
 /* Helpers                                                              */
 /* ------------------------------------------------------------------ */
 
-static coil_loop_t *fixture_loop(void **state)
-{
-    return ((struct fixture *)*state)->loop;
-}
-
 static void sleep_ms(long ms)
 {
     struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
@@ -235,7 +230,7 @@ static bool watchdog_stop(struct watchdog *w)
  * wake-up channel can bring it back. */
 static void test_wakes_loop_asleep_without_timers(void **state)
 {
-    coil_loop_t *loop = fixture_loop(state);
+    coil_loop_t *loop = test_loop(state);
     struct hit h = hit_make(loop, true);
     struct watchdog dog;
     watchdog_start(&dog, loop);
@@ -256,7 +251,7 @@ static void test_wakes_loop_asleep_without_timers(void **state)
 /* With a (far) timer pending, the loop is woken all the same. */
 static void test_wakes_loop_asleep_with_timer(void **state)
 {
-    check_woken_by_thread(fixture_loop(state));
+    check_woken_by_thread(test_loop(state));
 }
 
 /* ------------------------------------------------------------------ */
@@ -390,7 +385,7 @@ static void many_threads(coil_loop_t *loop, int nthreads, int ncalls)
 
 static void test_many_threads(void **state)
 {
-    many_threads(fixture_loop(state), 4, 10000);
+    many_threads(test_loop(state), 4, 10000);
 }
 
 /* ------------------------------------------------------------------ */
@@ -435,7 +430,7 @@ static void own_cb(void *arg)
 
 static void test_calls_from_loop_thread(void **state)
 {
-    coil_loop_t *loop = fixture_loop(state);
+    coil_loop_t *loop = test_loop(state);
     struct own o = {.loop = loop};
     for (int i = 0; i < OWN_CALLS; i++)
         o.calls[i] = (struct own_call){&o, i};
@@ -482,7 +477,7 @@ static int call_from_thread(coil_loop_t *loop, coil_callback_fn fn, void *arg)
 
 static void test_closed_loop(void **state)
 {
-    coil_loop_t *loop = fixture_loop(state);
+    coil_loop_t *loop = test_loop(state);
     struct hit h = hit_make(loop, false);
     assert_int_equal(coil_loop_close(loop), 0);
     assert_int_equal(coil_call_soon_threadsafe(loop, hit_cb, &h), -EBADF);
@@ -496,7 +491,7 @@ static void test_closed_loop(void **state)
  * that their records are freed. */
 static void test_pending_calls_dropped_at_close(void **state)
 {
-    coil_loop_t *loop = fixture_loop(state);
+    coil_loop_t *loop = test_loop(state);
     struct hit h = hit_make(loop, false);
     long live = test_alloc_live();
     for (int i = 0; i < 50; i++)
@@ -512,7 +507,7 @@ static void test_pending_calls_dropped_at_close(void **state)
 
 static void test_bad_arguments(void **state)
 {
-    coil_loop_t *loop = fixture_loop(state);
+    coil_loop_t *loop = test_loop(state);
     struct hit h = hit_make(loop, false);
     assert_int_equal(coil_call_soon_threadsafe(NULL, hit_cb, &h), -EINVAL);
     assert_int_equal(coil_call_soon_threadsafe(loop, NULL, &h), -EINVAL);
@@ -546,7 +541,7 @@ static void *alloc_fail_main(void *arg)
 
 static void test_alloc_failure(void **state)
 {
-    coil_loop_t *loop = fixture_loop(state);
+    coil_loop_t *loop = test_loop(state);
     struct hit failed = hit_make(loop, false);
 
     /* On the loop's thread. */
@@ -614,7 +609,7 @@ static void tick_cb(void *arg)
 
 static void test_wake_write_fails(void **state)
 {
-    coil_loop_t *loop = fixture_loop(state);
+    coil_loop_t *loop = test_loop(state);
     struct order_rec p = {.loop = loop};
     coil__fault_arm(COIL__SYS_WAKE_WRITE, 1, 1, EAGAIN);
     assert_int_equal(call_from_thread(loop, first_cb, &p), 0);
@@ -784,7 +779,7 @@ static void *racer_main(void *arg)
 
 static void test_close_while_threads_call(void **state)
 {
-    coil_loop_t *loop = fixture_loop(state);
+    coil_loop_t *loop = test_loop(state);
     enum { N = 3 };
     struct race race = {loop, 0, 0};
     struct racer t[N];

@@ -24,11 +24,6 @@
 
 #include "helpers.h"
 
-static coil_loop_t *fixture_loop(void **state)
-{
-    return ((struct fixture *)*state)->loop;
-}
-
 static int port_of_addr(const struct sockaddr_storage *ss)
 {
     if (ss->ss_family == AF_INET)
@@ -135,12 +130,12 @@ static void roundtrip(coil_loop_t *loop, const char *host, int family)
 
 static void test_roundtrip_ipv4(void **state)
 {
-    roundtrip(fixture_loop(state), "127.0.0.1", AF_INET);
+    roundtrip(test_loop(state), "127.0.0.1", AF_INET);
 }
 
 static void test_roundtrip_ipv6(void **state)
 {
-    roundtrip(fixture_loop(state), "::1", AF_INET6);
+    roundtrip(test_loop(state), "::1", AF_INET6);
 }
 
 /* ------------------------------------------------------------------ */
@@ -227,7 +222,7 @@ static int many_main(void *arg)
 
 static void test_many_datagrams(void **state)
 {
-    struct many m = {.loop = fixture_loop(state)};
+    struct many m = {.loop = test_loop(state)};
     assert_int_equal(test_run_task(m.loop, many_main, &m), 0);
     assert_int_equal(m.open_errors, 0);
     assert_int_equal(m.send_errors, 0);
@@ -304,7 +299,7 @@ static int cx_main(void *arg)
 
 static void test_cancel_timeout_close(void **state)
 {
-    struct cx c = {.loop = fixture_loop(state)};
+    struct cx c = {.loop = test_loop(state)};
     assert_int_equal(test_run_task(c.loop, cx_main, &c), 0);
     assert_int_equal(c.busy, -EBUSY);
     assert_int_equal(c.cancelled, -ECANCELED);
@@ -356,7 +351,7 @@ static int refused_main(void *arg)
 static void test_connection_refused(void **state)
 {
     struct refused r = {0};
-    assert_int_equal(test_run_task(fixture_loop(state), refused_main, &r), 0);
+    assert_int_equal(test_run_task(test_loop(state), refused_main, &r), 0);
     assert_int_equal(r.open, 0);
     assert_int_equal(r.first_send, 1);
     assert_int_equal(r.recv, -ECONNREFUSED);
@@ -423,7 +418,7 @@ static int bad_main(void *arg)
 static void test_bad_arguments(void **state)
 {
     struct bad b = {0};
-    assert_int_equal(test_run_task(fixture_loop(state), bad_main, &b), 0);
+    assert_int_equal(test_run_task(test_loop(state), bad_main, &b), 0);
     static const int want[] = {
         -EINVAL,       0,        -EINVAL,   -EINVAL, -EINVAL, -EINVAL, -EINVAL,
         -EDESTADDRREQ, -EISCONN, -EINVAL,   -EINVAL, -EINVAL, -EINVAL, -EINVAL,
@@ -448,7 +443,7 @@ static int make_endpoint(void *arg)
 
 static void test_eperm_outside_task(void **state)
 {
-    coil_loop_t *loop = fixture_loop(state);
+    coil_loop_t *loop = test_loop(state);
     coil_udp_t *u = (coil_udp_t *)1;
     assert_int_equal(coil_udp_open("127.0.0.1", "0", NULL, NULL, &u), -EPERM);
     assert_null(u);
@@ -489,7 +484,7 @@ static int oom_main(void *arg)
 
 static void oom_sweep(void **state, bool remote)
 {
-    coil_loop_t *loop = fixture_loop(state);
+    coil_loop_t *loop = test_loop(state);
     long nth;
     for (nth = 1; nth < 100; nth++) {
         struct oom o = {.nth = nth, .remote = remote};
