@@ -70,7 +70,11 @@ COIL_API int coil_loop_close(coil_loop_t *loop);
  */
 COIL_API void coil_loop_free(coil_loop_t *loop);
 
+/* Whether the loop is running (inside run_forever/run_until_complete).
+ * false for NULL. */
 COIL_API bool coil_loop_is_running(const coil_loop_t *loop);
+
+/* Whether coil_loop_close was called. false for NULL. */
 COIL_API bool coil_loop_is_closed(const coil_loop_t *loop);
 
 /* ------------------------------------------------------------------ */
