@@ -69,10 +69,4 @@ void coil__future_complete(coil_future_t *fut, void *value, int outcome);
 /* Add a waiter; if the future is done it is queued at once. */
 void coil__future_add_waiter(coil_future_t *fut, struct coil__fwaiter *w);
 
-/* Take a waiter that has not been queued yet out of the list. */
-static inline void coil__future_remove_waiter(struct coil__fwaiter *w)
-{
-    coil__list_remove(&w->link);
-}
-
 #endif /* COIL_FUTURE_INTERNAL_H */

@@ -52,17 +52,4 @@ static inline struct coil__list *coil__list_first(struct coil__list *head)
     return head->next == head ? NULL : head->next;
 }
 
-/* Move every node of from to the tail of to; from becomes empty. */
-static inline void coil__list_splice(struct coil__list *to,
-                                     struct coil__list *from)
-{
-    if (coil__list_empty(from))
-        return;
-    from->next->prev = to->prev;
-    to->prev->next = from->next;
-    from->prev->next = to;
-    to->prev = from->prev;
-    coil__list_init(from);
-}
-
 #endif /* COIL_LIST_H */
