@@ -49,6 +49,7 @@ struct coil_stream {
     char *rbuf;
     size_t rpos, rlen, rcap; /* data is rbuf[rpos, rpos + rlen) */
     size_t limit;
+    coil_task_t *reader;  /* the task suspended reading, or NULL */
     bool eof;             /* the peer ended the stream */
     int read_err;         /* a sticky read error (-ECONNRESET...) or 0 */
     /* writing */
@@ -231,25 +232,57 @@ static bool sticky(int err)
            err != -EPERM && err != -EINTR && err != -EAGAIN;
 }
 
-/* Checks shared by the reading calls: 0 if reading may go on. */
+/* Checks shared by the reading calls: 0 if reading may go on. A closed
+ * stream still gives what is buffered: only receiving more is refused
+ * (recv_some). */
 static int read_check(struct coil_stream *s)
 {
     if (!s)
         return -EINVAL;
     if (!coil_current_task())
         return -EPERM;
+    if (s->reader)
+        return -EBUSY;
+    return 0;
+}
+
+/*
+ * Receive up to n bytes into p: the one place a reading call suspends.
+ * While it waits the stream is marked as being read, so that a second
+ * task calling any reading function gets -EBUSY instead of taking bytes
+ * out of the buffer under the first one. Returns > 0, 0 at end of stream
+ * (s->eof set), -EBADF if the stream is or gets closed, or -errno (peer
+ * errors stay: every later read returns them).
+ */
+static ssize_t recv_some(struct coil_stream *s, void *p, size_t n)
+{
     if (s->closing || s->fd < 0)
         return -EBADF;
-    return 0;
+    if (s->read_err)
+        return s->read_err;
+    if (s->eof)
+        return 0;
+    s->reader = coil_current_task();
+    ssize_t r = coil_sock_recv(s->fd, p, n);
+    s->reader = NULL;
+    if (r < 0 && (s->closing || s->fd < 0))
+        return -EBADF;
+    if (r == 0)
+        s->eof = true;
+    else if (r < 0 && sticky((int)r))
+        s->read_err = (int)r;
+    return r;
 }
 
 /*
  * Receive more into the read buffer, making room for at least `want`
  * bytes in all (the buffer grows to it). Returns > 0 (bytes received),
- * 0 at end of stream (s->eof set) or -errno.
+ * 0 at end of stream or -errno (recv_some).
  */
 static ssize_t fill(struct coil_stream *s, size_t want)
 {
+    if (s->closing || s->fd < 0)
+        return -EBADF;
     if (s->read_err)
         return s->read_err;
     if (s->eof)
@@ -275,15 +308,9 @@ static ssize_t fill(struct coil_stream *s, size_t want)
         }
     }
     size_t room = s->rcap - s->rpos - s->rlen;
-    ssize_t r = coil_sock_recv(s->fd, s->rbuf + s->rpos + s->rlen, room);
-    if (r < 0 && (s->closing || s->fd < 0))
-        return -EBADF;
+    ssize_t r = recv_some(s, s->rbuf + s->rpos + s->rlen, room);
     if (r > 0)
         s->rlen += (size_t)r;
-    else if (r == 0)
-        s->eof = true;
-    else if (sticky((int)r))
-        s->read_err = (int)r;
     return r;
 }
 
@@ -311,19 +338,8 @@ ssize_t coil_stream_read(coil_stream_t *s, void *buf, size_t n)
         consume(s, buf, k);
         return (ssize_t)k;
     }
-    if (s->read_err)
-        return s->read_err;
-    if (s->eof)
-        return 0;
     /* Nothing buffered: receive straight into the caller's buffer. */
-    ssize_t r = coil_sock_recv(s->fd, buf, n);
-    if (r == 0)
-        s->eof = true;
-    else if (r < 0 && (s->closing || s->fd < 0))
-        return -EBADF;
-    else if (r < 0 && sticky((int)r))
-        s->read_err = (int)r;
-    return r;
+    return recv_some(s, buf, n);
 }
 
 int coil_stream_read_exactly(coil_stream_t *s, void *buf, size_t n,

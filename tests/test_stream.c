@@ -6,7 +6,10 @@
  * 2 MiB both ways through small socket buffers in odd-sized pieces, drain
  * backpressure, write_eof half-close, peer reset while reading and while
  * writing, cancellation of a pending read and drain (nothing lost), the
- * last unref flushing in the background, close waking a reader, bad
+ * last unref flushing in the background, close waking a reader, a second
+ * reader refused (-EBUSY) without taking bytes from the first, a timeout
+ * scope around a read (nothing consumed), received data still readable
+ * after close, interrupted and failing recv/send (the fault seam), bad
  * arguments, -EPERM outside a task, allocation failure.
  *
  * Tasks only record what they see; the assertions run on the main stack
@@ -703,6 +706,271 @@ static void test_close_wakes_reader(void **state)
 }
 
 /* ------------------------------------------------------------------ */
+/* One reader at a time; a timeout around a read; reading after close   */
+/* ------------------------------------------------------------------ */
+
+struct two {
+    coil_loop_t *loop;
+    int fds[2];
+    coil_stream_t *s;
+    int a_r, b_read, b_line, b_exact, b_until, next_r;
+    size_t a_len, buffered, next_len;
+    char a_buf[64], next_buf[64];
+};
+
+static int first_reader(void *arg)
+{
+    struct two *w = arg;
+    w->a_r = coil_stream_readline(w->s, w->a_buf, sizeof(w->a_buf),
+                                  &w->a_len);
+    return 0;
+}
+
+static int two_main(void *arg)
+{
+    struct two *w = arg;
+    if (coil_stream_from_fd(w->fds[0], &w->s))
+        return -1;
+    coil_task_t *t = test_spawn(w->loop, first_reader, w);
+    coil_sleep(5 * COIL_MSEC);
+    put(w->fds[1], "par");
+    coil_sleep(10 * COIL_MSEC); /* the first reader holds "par", waits on */
+    char b[8];
+    size_t len;
+    w->b_read = (int)coil_stream_read(w->s, b, sizeof(b));
+    w->b_line = coil_stream_readline(w->s, b, sizeof(b), &len);
+    w->b_exact = coil_stream_read_exactly(w->s, b, 2, &len);
+    w->b_until = coil_stream_readuntil(w->s, "r", 1, b, sizeof(b), &len);
+    w->buffered = coil_stream_read_buffered(w->s);
+    put(w->fds[1], "tial\nnext\n");
+    test_join(t);
+    /* Once the first reader is done, anyone may read. */
+    w->next_r = coil_stream_readline(w->s, w->next_buf, sizeof(w->next_buf),
+                                     &w->next_len);
+    coil_stream_unref(w->s);
+    return 0;
+}
+
+static void test_two_readers(void **state)
+{
+    struct two w = {.loop = test_loop(state)};
+    make_pair(w.fds, false);
+    assert_int_equal(test_run_task(w.loop, two_main, &w), 0);
+    close(w.fds[1]);
+    assert_int_equal(w.b_read, -EBUSY);
+    assert_int_equal(w.b_line, -EBUSY);
+    assert_int_equal(w.b_exact, -EBUSY);
+    assert_int_equal(w.b_until, -EBUSY);
+    assert_int_equal(w.buffered, 3); /* nothing taken from under it */
+    assert_int_equal(w.a_r, 0);
+    assert_int_equal(w.a_len, 8);
+    assert_memory_equal(w.a_buf, "partial\n", 8);
+    assert_int_equal(w.next_r, 0);
+    assert_int_equal(w.next_len, 5);
+    assert_memory_equal(w.next_buf, "next\n", 5);
+}
+
+struct tmo {
+    int fds[2];
+    int line_r, exact_r, line2_r;
+    size_t buffered_line, buffered_exact, exact_got, len;
+    char buf[64];
+};
+
+/* readline/read_exactly inside a 20 ms timeout scope. */
+static int read_within(coil_stream_t *s, bool exact, struct tmo *t)
+{
+    coil_timeout_t *scope;
+    int r = coil_timeout_begin(20 * COIL_MSEC, &scope);
+    if (r)
+        return r;
+    if (exact)
+        r = coil_stream_read_exactly(s, t->buf, 10, &t->exact_got);
+    else
+        r = coil_stream_readline(s, t->buf, sizeof(t->buf), &t->len);
+    return coil_timeout_end(scope, r);
+}
+
+static int tmo_main(void *arg)
+{
+    struct tmo *t = arg;
+    coil_stream_t *s;
+    if (coil_stream_from_fd(t->fds[0], &s))
+        return -1;
+    put(t->fds[1], "ab");
+    t->line_r = read_within(s, false, t);
+    t->buffered_line = coil_stream_read_buffered(s);
+    t->exact_r = read_within(s, true, t);
+    t->buffered_exact = coil_stream_read_buffered(s);
+    put(t->fds[1], "c\n");
+    t->line2_r = coil_stream_readline(s, t->buf, sizeof(t->buf), &t->len);
+    coil_stream_unref(s);
+    return 0;
+}
+
+static void test_timeout_around_read(void **state)
+{
+    struct tmo t = {0};
+    make_pair(t.fds, false);
+    assert_int_equal(test_run_task(test_loop(state), tmo_main, &t), 0);
+    close(t.fds[1]);
+    assert_int_equal(t.line_r, -ETIMEDOUT);
+    assert_int_equal(t.buffered_line, 2);
+    assert_int_equal(t.exact_r, -ETIMEDOUT);
+    assert_int_equal(t.exact_got, 0);
+    assert_int_equal(t.buffered_exact, 2);
+    assert_int_equal(t.line2_r, 0);
+    assert_int_equal(t.len, 4);
+    assert_memory_equal(t.buf, "abc\n", 4);
+}
+
+struct after {
+    int fds[2];
+    int line_r, line2_r, exact_r, exact2_r, read_r, read2_r;
+    size_t len, got;
+    bool at_eof;
+    char line[16], rest[4];
+};
+
+static int after_main(void *arg)
+{
+    struct after *a = arg;
+    coil_stream_t *s;
+    if (coil_stream_from_fd(a->fds[0], &s))
+        return -1;
+    put(a->fds[1], "abc\nde");
+    a->line_r = coil_stream_readline(s, a->line, sizeof(a->line), &a->len);
+    coil_stream_close(s);
+    size_t len;
+    char b[8];
+    /* What needs the socket fails and consumes nothing... */
+    a->line2_r = coil_stream_readline(s, b, sizeof(b), &len);
+    a->exact_r = coil_stream_read_exactly(s, b, 3, &a->got);
+    /* ...what was received is still there. */
+    a->read_r = (int)coil_stream_read(s, a->rest, 1);
+    a->exact2_r = coil_stream_read_exactly(s, a->rest + 1, 1, NULL);
+    a->read2_r = (int)coil_stream_read(s, b, 1);
+    a->at_eof = coil_stream_at_eof(s);
+    coil_stream_unref(s);
+    return 0;
+}
+
+static void test_read_after_close(void **state)
+{
+    struct after a = {0};
+    make_pair(a.fds, false);
+    assert_int_equal(test_run_task(test_loop(state), after_main, &a), 0);
+    close(a.fds[1]);
+    assert_int_equal(a.line_r, 0);
+    assert_int_equal(a.len, 4);
+    assert_int_equal(a.line2_r, -EBADF);
+    assert_int_equal(a.exact_r, -EBADF);
+    assert_int_equal(a.got, 0);
+    assert_int_equal(a.read_r, 1);
+    assert_int_equal(a.exact2_r, 0);
+    assert_memory_equal(a.rest, "de", 2);
+    assert_int_equal(a.read2_r, -EBADF);
+    assert_false(a.at_eof);
+}
+
+/* ------------------------------------------------------------------ */
+/* Failing system calls under the stream (the fault seam)              */
+/* ------------------------------------------------------------------ */
+
+struct faults {
+    int fds[2];
+    int eintr_r, reset_r, reset2_r, send_eintr_r, send_fail_r, send_fail2_r;
+    int drain_r, bg_r, bg_write_r;
+    unsigned reset_calls;
+    size_t len, peer_got;
+    char buf[16];
+};
+
+static int faults_main(void *arg)
+{
+    struct faults *f = arg;
+    coil_stream_t *s;
+    if (coil_stream_from_fd(f->fds[0], &s))
+        return -1;
+    /* Interrupted receives are retried. */
+    put(f->fds[1], "hi\n");
+    coil__fault_arm(COIL__SYS_RECV, 1, 3, EINTR);
+    f->eintr_r = coil_stream_readline(s, f->buf, sizeof(f->buf), &f->len);
+    /* Interrupted sends too: every byte arrives once. */
+    coil__fault_arm(COIL__SYS_SEND, 1, 2, EINTR);
+    f->send_eintr_r = coil_stream_write(s, "0123456789", 10);
+    f->peer_got = (size_t)recv(f->fds[1], f->buf + 3, 10, MSG_DONTWAIT);
+    /* A reset is returned, and stays without another receive. */
+    put(f->fds[1], "more");
+    coil__fault_arm(COIL__SYS_RECV, 1, 1, ECONNRESET);
+    f->reset_r = (int)coil_stream_read(s, f->buf, sizeof(f->buf));
+    f->reset2_r = (int)coil_stream_read(s, f->buf, sizeof(f->buf));
+    f->reset_calls = coil__fault_calls(COIL__SYS_RECV);
+    /* A failed send is returned now, by every later write and by drain. */
+    coil__fault_arm(COIL__SYS_SEND, 1, 1, EPIPE);
+    f->send_fail_r = coil_stream_write(s, "x", 1);
+    f->send_fail2_r = coil_stream_write(s, "y", 1);
+    f->drain_r = coil_stream_drain(s);
+    coil__fault_reset();
+    coil_stream_unref(s);
+    return 0;
+}
+
+static void test_syscall_faults(void **state)
+{
+    struct faults f = {0};
+    make_pair(f.fds, false);
+    assert_int_equal(test_run_task(test_loop(state), faults_main, &f), 0);
+    close(f.fds[1]);
+    assert_int_equal(f.eintr_r, 0);
+    assert_int_equal(f.len, 3);
+    assert_memory_equal(f.buf, "hi\n", 3);
+    assert_int_equal(f.send_eintr_r, 0);
+    assert_int_equal(f.peer_got, 10);
+    assert_memory_equal(f.buf + 3, "0123456789", 10);
+    assert_int_equal(f.reset_r, -ECONNRESET);
+    assert_int_equal(f.reset2_r, -ECONNRESET);
+    assert_int_equal(f.reset_calls, 1);
+    assert_int_equal(f.send_fail_r, -EPIPE);
+    assert_int_equal(f.send_fail2_r, -EPIPE);
+    assert_int_equal(f.drain_r, -EPIPE);
+}
+
+/* The background sender meets the failure: drain reports it. */
+static int bg_fault_main(void *arg)
+{
+    struct faults *f = arg;
+    coil_stream_t *s;
+    if (coil_stream_from_fd(f->fds[0], &s))
+        return -1;
+    static char chunk[65536];
+    coil_stream_set_write_limits(s, 0, 0);
+    f->bg_write_r = coil_stream_write(s, chunk, sizeof(chunk));
+    size_t queued = coil_stream_write_buffered(s); /* the socket is full */
+    coil__fault_arm(COIL__SYS_SEND, 1, 1, ECONNRESET);
+    /* Make room at the peer so the socket turns writable. */
+    char sink[4096];
+    while (recv(f->fds[1], sink, sizeof(sink), MSG_DONTWAIT) > 0)
+        ;
+    f->bg_r = queued ? coil_stream_drain(s) : -1;
+    f->len = coil_stream_write_buffered(s);
+    coil__fault_reset();
+    coil_stream_unref(s);
+    return 0;
+}
+
+static void test_background_send_fault(void **state)
+{
+    struct faults f = {0};
+    make_pair(f.fds, true);
+    assert_int_equal(test_run_task(test_loop(state), bg_fault_main, &f), 0);
+    close(f.fds[1]);
+    assert_int_equal(f.bg_write_r, 0);
+    assert_int_equal(f.bg_r, -ECONNRESET);
+    assert_int_equal(f.len, 0); /* the buffer went with the failure */
+}
+
+/* ------------------------------------------------------------------ */
 /* Arguments, -EPERM, allocation failure                                */
 /* ------------------------------------------------------------------ */
 
@@ -830,6 +1098,11 @@ int main(void)
         T(test_peer_reset_write),
         T(test_cancel_read_keeps_data),
         T(test_close_wakes_reader),
+        T(test_two_readers),
+        T(test_timeout_around_read),
+        T(test_read_after_close),
+        T(test_syscall_faults),
+        T(test_background_send_fault),
         T(test_bad_arguments),
         T(test_alloc_failure),
     };

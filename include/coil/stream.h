@@ -116,7 +116,8 @@ COIL_API int coil_stream_fd(const coil_stream_t *s);
 /*
  * Read up to n bytes into buf: what is buffered if anything is, else
  * waits for the socket. Returns how many (>= 1), 0 at end of stream (or
- * for n == 0), or -errno: -ECONNRESET, -EBADF (the stream was closed),
+ * for n == 0), or -errno: -ECONNRESET, -EBADF (the stream was closed and
+ * nothing is buffered),
  * -EINVAL (s NULL, buf NULL with n > 0), -EBUSY (another task is
  * reading), -EPERM, -ECANCELED, -ENOMEM. May suspend.
  */
@@ -219,17 +220,21 @@ COIL_API size_t coil_stream_write_buffered(const coil_stream_t *s);
 COIL_API int coil_stream_write_eof(coil_stream_t *s);
 
 /*
- * Close the stream: no more reads (-EBADF) or writes (-EPIPE); data still
- * buffered is sent in the background, then the fd is closed (at once if
- * nothing is buffered, or the peer failed). A task suspended reading the
- * stream wakes with -EBADF when the fd is closed. Calling it again does
+ * Close the stream: nothing more is received and no more writes are taken
+ * (-EPIPE); data still in the write buffer is sent in the background,
+ * then the fd is closed (at once if nothing is buffered, or the peer
+ * failed). What was already received stays readable: a reading call is
+ * served from the read buffer if it can be, and otherwise returns -EBADF
+ * (consuming nothing). A task suspended reading the stream wakes with
+ * -EBADF (what it had gathered stays buffered). Calling it again does
  * nothing. Returns 0 or -EINVAL. Does not suspend. The references are
  * not dropped.
  */
 COIL_API int coil_stream_close(coil_stream_t *s);
 
-/* As coil_stream_close, discarding whatever is buffered: the fd is closed
- * at once. Returns 0 or -EINVAL. */
+/* As coil_stream_close, discarding the unsent data: the fd is closed at
+ * once (received data stays readable, as after close). Returns 0 or
+ * -EINVAL. */
 COIL_API int coil_stream_abort(coil_stream_t *s);
 
 /* Whether close (or abort) was called. false for NULL. */
