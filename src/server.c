@@ -18,6 +18,7 @@
 #include <netinet/in.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -51,6 +52,11 @@ struct coil_server {
     size_t nls;
     bool is_unix;
     bool closed;
+    /* Unix servers: the socket file to remove at close (if it is still
+     * the one bound: same device and inode), or path[0] == 0. */
+    char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+    dev_t path_dev;
+    ino_t path_ino;
     struct coil__list conns;
     size_t nconns;
     size_t naccepting;         /* accept tasks whose done callback is due */
@@ -339,6 +345,30 @@ int coil_start_server(const char *host, const char *port,
     return finish_start(srv, err, out);
 }
 
+/*
+ * A socket file left at path by a server that is gone (it crashed, or
+ * kept its file) would make bind fail: remove it if nothing accepts
+ * there, which a non-blocking connect tells at once (ECONNREFUSED).
+ * Anything else at path (a live server, a file that is not a socket)
+ * is left alone and bind reports -EADDRINUSE.
+ */
+static int clear_stale_socket(const char *path, const struct sockaddr_un *sun,
+                              socklen_t len)
+{
+    struct stat st;
+    if (lstat(path, &st) < 0 || !S_ISSOCK(st.st_mode))
+        return 0;
+    int fd = coil_socket(AF_UNIX, SOCK_STREAM, 0);
+    if (fd < 0)
+        return fd;
+    int r = connect(fd, (const struct sockaddr *)sun, len);
+    int err = r < 0 ? errno : 0;
+    (void)coil_sock_close(fd);
+    if (err == ECONNREFUSED && unlink(path) < 0 && errno != ENOENT)
+        return -errno;
+    return 0;
+}
+
 int coil_start_unix_server(const char *path, coil_conn_handler_fn handler,
                            void *arg, const coil_server_options_t *opts,
                            coil_server_t **out)
@@ -361,18 +391,36 @@ int coil_start_unix_server(const char *path, coil_conn_handler_fn handler,
     memcpy(sun.sun_path, path, plen + 1);
     socklen_t len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) +
                                 plen + 1);
-    struct coil_server *srv;
-    int err = server_new(handler, arg, 1, &srv);
+    int err = clear_stale_socket(path, &sun, len);
     if (err)
+        return err;
+    struct coil_server *srv;
+    if ((err = server_new(handler, arg, 1, &srv)))
         return err;
     srv->is_unix = true;
     err = listen_on(srv, (struct sockaddr *)&sun, len, opts);
+    struct stat st;
+    if (!err && !opts->keep_socket_file && stat(path, &st) == 0) {
+        memcpy(srv->path, path, plen + 1);
+        srv->path_dev = st.st_dev;
+        srv->path_ino = st.st_ino;
+    }
     return finish_start(srv, err, out);
 }
 
 /* ------------------------------------------------------------------ */
 /* Running and closing                                                  */
 /* ------------------------------------------------------------------ */
+
+/* Remove the Unix socket file, unless another has taken its place. */
+static void remove_socket_file(struct coil_server *srv)
+{
+    struct stat st;
+    if (srv->path[0] && lstat(srv->path, &st) == 0 &&
+        st.st_dev == srv->path_dev && st.st_ino == srv->path_ino)
+        (void)unlink(srv->path);
+    srv->path[0] = 0;
+}
 
 int coil_server_close(coil_server_t *srv)
 {
@@ -387,6 +435,7 @@ int coil_server_close(coil_server_t *srv)
             (void)coil_task_cancel(l->task);
     }
     close_listeners(srv);
+    remove_socket_file(srv);
     coil__future_settle(&srv->closed_fut);
     check_idle(srv);
     return 0;

@@ -2,7 +2,9 @@
 /*
  * test_server.c - servers and connecting (coil/stream.h), on loopback:
  * an echo server with many concurrent clients sending large payloads
- * (verified byte by byte), a Unix-socket server and client, serve_forever
+ * (verified byte by byte) over IPv4, IPv6 (where ::1 exists) and a Unix
+ * socket, the Unix socket file (removed at close unless kept or replaced,
+ * a stale one replaced, a live one or a plain file never), serve_forever
  * and its cancellation, close with live connections (close_clients,
  * wait_closed), EMFILE at accept (the server backs off instead of
  * spinning and serves again once the limit is raised), refused
@@ -17,6 +19,7 @@
  * Tasks only record what they see; the assertions run on the main stack
  * after the loop has returned.
  */
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <stdio.h>
@@ -24,6 +27,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "connect.h"
@@ -174,10 +178,104 @@ static void test_echo_unix(void **state)
     unlink(path);
     struct echo e = {.loop = test_loop(state), .unix_path = path};
     assert_int_equal(test_run_task(e.loop, echo_main, &e), 0);
+    bool removed = access(path, F_OK) < 0; /* by coil_server_free */
     unlink(path);
+    check_echo(&e);
+    assert_true(removed);
+}
+
+static void test_echo_ipv6(void **state)
+{
+    struct echo e = {.loop = test_loop(state), .host = "::1"};
+    assert_int_equal(test_run_task(e.loop, echo_main, &e), 0);
     check_echo(&e);
 }
 
+/* ------------------------------------------------------------------ */
+/* The Unix socket file                                                 */
+/* ------------------------------------------------------------------ */
+
+struct sockfile {
+    char path[64];
+    int first, live, regular, after_close, stale, replaced;
+    bool exists_while_serving, gone_after_close, kept, regular_kept;
+    bool replacement_kept, gone_at_end;
+};
+
+static bool is_socket_file(const char *path)
+{
+    struct stat st;
+    return lstat(path, &st) == 0 && S_ISSOCK(st.st_mode);
+}
+
+/* Close, wait until the server's tasks are gone, free. */
+static void server_done(coil_server_t *srv)
+{
+    coil_server_close(srv);
+    coil_server_wait_closed(srv);
+    coil_server_free(srv);
+}
+
+static int sockfile_main(void *arg)
+{
+    struct sockfile *f = arg;
+    coil_server_t *a = NULL, *b = NULL;
+    /* Made, then removed at close. */
+    f->first = coil_start_unix_server(f->path, echo_handler, NULL, NULL, &a);
+    if (f->first)
+        return 0;
+    f->exists_while_serving = is_socket_file(f->path);
+    /* A live server's socket is never taken over. */
+    f->live = coil_start_unix_server(f->path, echo_handler, NULL, NULL, &b);
+    server_done(a);
+    f->gone_after_close = access(f->path, F_OK) < 0 && errno == ENOENT;
+    /* A file that is not a socket is left alone. */
+    int fd = open(f->path, O_CREAT | O_WRONLY | O_CLOEXEC, 0600);
+    close(fd);
+    f->regular = coil_start_unix_server(f->path, echo_handler, NULL, NULL, &b);
+    struct stat st;
+    f->regular_kept = lstat(f->path, &st) == 0 && S_ISREG(st.st_mode);
+    unlink(f->path);
+    /* keep_socket_file leaves a stale socket, which the next server
+     * removes and replaces. */
+    coil_server_options_t keep = {.keep_socket_file = true};
+    f->after_close = coil_start_unix_server(f->path, echo_handler, NULL,
+                                            &keep, &a);
+    server_done(a);
+    f->kept = is_socket_file(f->path);
+    f->stale = coil_start_unix_server(f->path, echo_handler, NULL, NULL, &a);
+    /* Replaced behind the server's back: closing it leaves the new file. */
+    unlink(f->path);
+    f->replaced = coil_start_unix_server(f->path, echo_handler, NULL, NULL,
+                                         &b);
+    server_done(a);
+    f->replacement_kept = is_socket_file(f->path);
+    server_done(b);
+    f->gone_at_end = access(f->path, F_OK) < 0;
+    return 0;
+}
+
+static void test_unix_socket_file(void **state)
+{
+    struct sockfile f = {0};
+    snprintf(f.path, sizeof(f.path), "/tmp/coil-test-file-%d.sock",
+             (int)getpid());
+    unlink(f.path);
+    assert_int_equal(test_run_task(test_loop(state), sockfile_main, &f), 0);
+    unlink(f.path);
+    assert_int_equal(f.first, 0);
+    assert_true(f.exists_while_serving);
+    assert_int_equal(f.live, -EADDRINUSE);
+    assert_true(f.gone_after_close);
+    assert_int_equal(f.regular, -EADDRINUSE);
+    assert_true(f.regular_kept);
+    assert_int_equal(f.after_close, 0);
+    assert_true(f.kept);
+    assert_int_equal(f.stale, 0);
+    assert_int_equal(f.replaced, 0);
+    assert_true(f.replacement_kept);
+    assert_true(f.gone_at_end);
+}
 
 /* ------------------------------------------------------------------ */
 /* Closing with live connections, serve_forever                        */
@@ -880,6 +978,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         T(test_echo_many_clients),
         T(test_echo_unix),
+        T(test_unix_socket_file),
         T(test_close_with_live_connections),
         T(test_serve_forever_cancel),
         T(test_errors),
@@ -896,11 +995,16 @@ int main(void)
     const struct CMUnitTest localhost_tests[] = {
         T(test_race_localhost),
     };
+    const struct CMUnitTest ipv6_tests[] = {
+        T(test_echo_ipv6),
+    };
     const struct CMUnitTest emfile_tests[] = {
         T(test_accept_emfile_backoff),
     };
     test_init();
     int failed = cmocka_run_group_tests(tests, NULL, NULL);
+    failed += TEST_RUN_IF(test_ipv6_loopback(), "no ::1 loopback here",
+                          ipv6_tests);
     failed += TEST_RUN_IF(test_nofile_limit_works(),
                           "RLIMIT_NOFILE cannot be lowered usefully here "
                           "(valgrind?)",

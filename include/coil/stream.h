@@ -276,6 +276,7 @@ typedef struct coil_server_options {
     int backlog;           /* listen(2) backlog; 0: 100 (asyncio's) */
     bool no_reuse_address; /* do not set SO_REUSEADDR (set by default) */
     bool reuse_port;       /* set SO_REUSEPORT (-EOPNOTSUPP if missing) */
+    bool keep_socket_file; /* Unix servers: leave the file at close */
 } coil_server_options_t;
 
 /*
@@ -298,10 +299,14 @@ COIL_API int coil_start_server(const char *host, const char *port,
                                coil_server_t **out);
 
 /*
- * As coil_start_server, on a Unix-domain socket bound at path. An
- * existing file at path gives -EADDRINUSE; the socket file is not
- * removed by close or free (unlink it yourself). Must be called inside a
- * task (-EPERM otherwise) although it does not suspend.
+ * As coil_start_server, on a Unix-domain socket bound at path. A socket
+ * file already at path that nothing accepts on (left by a server that is
+ * gone) is removed first; a live server's socket or any other file there
+ * gives -EADDRINUSE. The socket file is removed when the server is
+ * closed (coil_server_close, coil_server_free), unless it was replaced
+ * meanwhile or opts->keep_socket_file is set (asyncio's cleanup_socket).
+ * Must be called inside a task (-EPERM otherwise) although it does not
+ * suspend.
  */
 COIL_API int coil_start_unix_server(const char *path,
                                     coil_conn_handler_fn handler, void *arg,
