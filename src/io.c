@@ -40,7 +40,9 @@
  * closed through coil_sock_close (coil__io_forget_fd: wakes its waiters
  * with -EBADF, forgets the interest), and the fds coil itself creates
  * (coil_socket, coil_sock_accept) forget whatever was recorded for their
- * number before they are returned. Those calls find the loop only when
+ * number before they are returned; an fd of the user's adopted by a
+ * stream (coil_stream_from_fd) has its next wait re-register
+ * (coil__io_recheck_fd). Those calls find the loop only when
  * one runs in the calling thread; outside a running loop (a program
  * setting up or tearing down between runs) they bump a process-wide
  * epoch instead, and a wait that finds its interest armed under an older
@@ -510,4 +512,12 @@ void coil__io_forget_fd(struct coil_loop *loop, int fd)
         return;
     forget(loop, w);
     /* A later registration of this number is a new file: new tag. */
+}
+
+void coil__io_recheck_fd(struct coil_loop *loop, int fd)
+{
+    if (fd < 0 || fd >= loop->io.len || !loop->io.by_fd[fd])
+        return;
+    /* Any epoch but the current one: the next wait re-registers. */
+    loop->io.by_fd[fd]->epoch = epoch_now() - 1;
 }

@@ -278,6 +278,15 @@ int coil__io_wait(struct coil_loop *loop, int fd, unsigned dir);
  */
 void coil__io_forget_fd(struct coil_loop *loop, int fd);
 
+/*
+ * fd was handed to coil by its user (coil_stream_from_fd) and may reuse
+ * the number of an fd closed behind the loop's back: the next task wait
+ * on it registers its interest again instead of trusting an armed bit
+ * (one epoll_ctl, which also notices the new file). Watchers and waiting
+ * tasks are left alone.
+ */
+void coil__io_recheck_fd(struct coil_loop *loop, int fd);
+
 /* Link a job (see struct coil__io_job). */
 void coil__io_job_add(struct coil_loop *loop, struct coil__io_job *job);
 /* Unlink a job that no longer needs to hear of the close. */

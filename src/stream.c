@@ -100,6 +100,7 @@ int coil_stream_from_fd(int fd, coil_stream_t **out)
     s->low = COIL_STREAM_LOW_WATER;
     coil__sock_no_sigpipe(fd);
     coil__sock_nodelay(fd);
+    coil__io_recheck_fd(loop, fd);
     *out = s;
     return 0;
 }

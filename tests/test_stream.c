@@ -9,7 +9,8 @@
  * last unref flushing in the background, close waking a reader, a second
  * reader refused (-EBUSY) without taking bytes from the first, a timeout
  * scope around a read (nothing consumed), received data still readable
- * after close, interrupted and failing recv/send (the fault seam), bad
+ * after close, a stream on an fd number closed behind the loop's back and
+ * reused, interrupted and failing recv/send (the fault seam), bad
  * arguments, -EPERM outside a task, allocation failure.
  *
  * Tasks only record what they see; the assertions run on the main stack
@@ -874,6 +875,76 @@ static void test_read_after_close(void **state)
 }
 
 /* ------------------------------------------------------------------ */
+/* A stream made from an fd number that was closed behind the loop     */
+/* ------------------------------------------------------------------ */
+
+struct reuse {
+    coil_loop_t *loop;
+    int peer;
+    int wait_r, line_r;
+    bool reused;
+    size_t len;
+    char buf[16];
+};
+
+static int late_sender(void *arg)
+{
+    struct reuse *u = arg;
+    coil_sleep(5 * COIL_MSEC);
+    put(u->peer, "hi\n");
+    return 0;
+}
+
+static int reuse_main(void *arg)
+{
+    struct reuse *u = arg;
+    int a[2], b[2];
+    test_socketpair(a);
+    /* A wait that times out leaves the read interest armed... */
+    coil_timeout_t *scope;
+    char c;
+    if (coil_timeout_begin(COIL_MSEC, &scope))
+        return -1;
+    u->wait_r = coil_timeout_end(scope, (int)coil_sock_recv(a[0], &c, 1));
+    /* ...and a plain close() is not seen by the loop. The number is then
+     * given to a new socket, as the kernel would. */
+    int num = a[0];
+    close(a[0]);
+    close(a[1]);
+    test_socketpair(b);
+    if (b[0] != num) {
+        u->reused = dup2(b[0], num) == num;
+        close(b[0]);
+    } else {
+        u->reused = true;
+    }
+    u->peer = b[1];
+    coil_stream_t *s;
+    if (coil_stream_from_fd(num, &s))
+        return -1;
+    coil_task_t *t = test_spawn(u->loop, late_sender, u);
+    if (coil_timeout_begin(2 * COIL_SEC, &scope))
+        return -1;
+    u->line_r = coil_timeout_end(
+        scope, coil_stream_readline(s, u->buf, sizeof(u->buf), &u->len));
+    test_join(t);
+    coil_stream_unref(s);
+    close(b[1]);
+    return 0;
+}
+
+static void test_stream_on_reused_number(void **state)
+{
+    struct reuse u = {.loop = test_loop(state)};
+    assert_int_equal(test_run_task(u.loop, reuse_main, &u), 0);
+    assert_int_equal(u.wait_r, -ETIMEDOUT);
+    assert_true(u.reused);
+    assert_int_equal(u.line_r, 0);
+    assert_int_equal(u.len, 3);
+    assert_memory_equal(u.buf, "hi\n", 3);
+}
+
+/* ------------------------------------------------------------------ */
 /* Failing system calls under the stream (the fault seam)              */
 /* ------------------------------------------------------------------ */
 
@@ -1101,6 +1172,7 @@ int main(void)
         T(test_two_readers),
         T(test_timeout_around_read),
         T(test_read_after_close),
+        T(test_stream_on_reused_number),
         T(test_syscall_faults),
         T(test_background_send_fault),
         T(test_bad_arguments),

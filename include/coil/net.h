@@ -39,7 +39,9 @@
  * on with coil_sock_close, from the loop's thread. A plain close can make
  * a later wait on a new fd that reuses the number sleep forever (epoll,
  * kqueue) unless that fd comes from coil_socket or coil_sock_accept,
- * which clear what the loop remembered of their number.
+ * which clear what the loop remembered of their number, or is wrapped in
+ * a stream (coil_stream_from_fd, which makes the loop check the number
+ * again at its first wait).
  */
 #ifndef COIL_NET_H
 #define COIL_NET_H
