@@ -153,6 +153,19 @@ static inline void bench_guard(unsigned seconds)
         exit(1);                                                               \
     } while (0)
 
+/* The port of a server's command line "NAME PORT", or exit 2 with a
+ * usage line. */
+static inline int bench_port_arg(int argc, char **argv, const char *name)
+{
+    char *end;
+    long port = argc == 2 ? strtol(argv[1], &end, 10) : -1;
+    if (argc != 2 || *end || port < 1 || port > 65535) {
+        fprintf(stderr, "usage: %s PORT\n", name);
+        exit(2);
+    }
+    return (int)port;
+}
+
 /* Print one result line. */
 static inline void bench_print(const char *name, double value, const char *unit)
 {
