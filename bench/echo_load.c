@@ -3,7 +3,7 @@
  * echo_load - load client for the echo server benchmarks, on plain epoll
  * (no coil, so the client costs the same whichever server it measures).
  *
- *   echo_load HOST PORT CONNECTIONS SIZE SECONDS NAME
+ *   echo_load HOST PORT CONNECTIONS SIZE SECONDS NAME [SERVER_PID]
  *
  * Opens CONNECTIONS TCP connections to HOST:PORT (loopback only:
  * 127.0.0.1, ::1 or localhost) and on each runs a ping-pong: send one
@@ -14,6 +14,13 @@
  *   NAME_rps  <completed round trips per second, all connections> req/s
  *   NAME_p50  <median round-trip latency>                         us
  *   NAME_p99  <99th percentile round-trip latency>                us
+ *   NAME_cpu  <the server's CPU time per round trip>              ns/req
+ *
+ * The last line only when SERVER_PID is given: the server's user +
+ * system time (/proc/SERVER_PID/stat, in clock ticks) is read when the
+ * measured interval starts and when it ends, so neither the warm-up nor
+ * the connections' setup and teardown count, and the difference is
+ * divided by the round trips counted in between.
  *
  * A round trip runs from the first byte handed to send() to the last
  * byte of the echo received. Each message differs from the one before on
@@ -160,6 +167,35 @@ static double quantile_us(double q)
     return (double)samples[i] / 1000.0;
 }
 
+/*
+ * User + system CPU time of process pid, ns: fields 14 and 15 of
+ * /proc/PID/stat, counted from the ')' that closes the command name (which
+ * may itself hold spaces and parentheses). Clock-tick resolution.
+ */
+static int64_t proc_cpu_ns(long pid)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof(path), "/proc/%ld/stat", pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        bench_fail("server %ld: %s: %s", pid, path, strerror(errno));
+    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    char *p = strrchr(buf, ')');
+    unsigned long long utime, stime;
+    /* After ")": state, then fields 4..13, then utime and stime. */
+    if (!p || sscanf(p + 1,
+                     " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u "
+                     "%llu %llu",
+                     &utime, &stime) != 2)
+        bench_fail("server %ld: cannot parse %s", pid, path);
+    long hz = sysconf(_SC_CLK_TCK);
+    if (hz <= 0)
+        hz = 100;
+    return (int64_t)((utime + stime) * 1000000000ull / (unsigned long)hz);
+}
+
 static long parse_long(const char *s, const char *what, long lo, long hi)
 {
     char *end;
@@ -205,9 +241,9 @@ static int open_conn(const char *host, int port)
 
 int main(int argc, char **argv)
 {
-    if (argc != 7) {
+    if (argc != 7 && argc != 8) {
         fprintf(stderr, "usage: echo_load HOST PORT CONNECTIONS SIZE SECONDS "
-                        "NAME\n");
+                        "NAME [SERVER_PID]\n");
         return 2;
     }
     const char *host = argv[1];
@@ -220,6 +256,10 @@ int main(int argc, char **argv)
     size = (size_t)parse_long(argv[4], "size", 1, MAX_SIZE);
     long seconds = parse_long(argv[5], "duration (seconds)", 1, 600);
     const char *name = argv[6];
+    long server_pid =
+        argc == 8 ? parse_long(argv[7], "server pid", 1, INT32_MAX) : 0;
+    if (server_pid)
+        proc_cpu_ns(server_pid); /* fail now, not after the run */
 
     bench_guard((unsigned)seconds + 20);
 
@@ -251,7 +291,8 @@ int main(int argc, char **argv)
     int64_t m_start = t0 + WARMUP_NS;
     int64_t m_end = m_start + (int64_t)seconds * 1000000000;
     int64_t last_done = t0;
-    bool full = false;
+    bool full = false, measuring = false;
+    int64_t cpu_start = 0, cpu_end = 0;
     for (long i = 0; i < nconns; i++) {
         start_message(&conns[i], t0);
         pump_send(&conns[i]);
@@ -267,6 +308,11 @@ int main(int argc, char **argv)
             bench_fail("epoll_wait: %s", strerror(errno));
         }
         now = bench_wall_ns();
+        if (!measuring && now >= m_start) {
+            measuring = true;
+            if (server_pid)
+                cpu_start = proc_cpu_ns(server_pid);
+        }
         for (int i = 0; i < n; i++) {
             struct conn *c = evs[i].data.ptr;
             uint32_t e = evs[i].events;
@@ -300,6 +346,8 @@ int main(int argc, char **argv)
             bench_fail("no echo completed for %.1f s: server stalled",
                        (double)STALL_NS / 1e9);
     }
+    if (server_pid)
+        cpu_end = proc_cpu_ns(server_pid);
 
     for (long i = 0; i < nconns; i++) {
         close(conns[i].fd);
@@ -319,6 +367,11 @@ int main(int argc, char **argv)
     bench_print(line, quantile_us(0.50), "us");
     snprintf(line, sizeof(line), "%s_p99", name);
     bench_print(line, quantile_us(0.99), "us");
+    if (server_pid) {
+        snprintf(line, sizeof(line), "%s_cpu", name);
+        bench_print(line, (double)(cpu_end - cpu_start) / (double)nsamples,
+                    "ns/req");
+    }
     free(samples);
     return 0;
 }
