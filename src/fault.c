@@ -1,9 +1,13 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * fault.c - syscall fault injection for the test build (see sys.h). Not
- * compiled into the installed library.
+ * fault.c - syscall fault injection for the test build (see sys.h), and
+ * chaos I/O. Not compiled into the installed library.
  */
 #include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <sys/socket.h>
 
 #include "sys.h"
 
@@ -16,12 +20,14 @@ struct fault {
 
 static struct fault faults[COIL__SYS_COUNT];
 
+static int chaos_hit(enum coil__sys_call call);
+
 int coil__fault_hit(enum coil__sys_call call)
 {
     struct fault *f = &faults[call];
     atomic_fetch_add_explicit(&f->calls, 1, memory_order_relaxed);
     if (atomic_load_explicit(&f->count, memory_order_relaxed) == 0)
-        return 0;
+        return chaos_hit(call);
     unsigned skip = atomic_load(&f->skip);
     if (skip > 0) {
         atomic_store(&f->skip, skip - 1);
@@ -51,4 +57,94 @@ void coil__fault_reset(void)
 {
     for (int i = 0; i < COIL__SYS_COUNT; i++)
         coil__fault_arm((enum coil__sys_call)i, 0, 0, 0);
+}
+
+/* ------------------------------------------------------------------ */
+/* Chaos I/O                                                            */
+/* ------------------------------------------------------------------ */
+
+/*
+ * With COIL_CHAOS_IO set to a seed (a nonzero number), socket I/O behaves
+ * like the slowest, choppiest network the code must survive: about one
+ * send/recv/sendto/recvfrom/sendfile in four fails with EAGAIN although
+ * the kernel could have moved data (never twice in a row for the same
+ * call, so every operation still makes progress), and on stream sockets
+ * each call moves a random length, one byte a quarter of the time. The
+ * sequence is reproducible from the seed (per thread).
+ */
+static atomic_ulong chaos_seed_cache = ~0UL; /* ~0: not read yet */
+
+unsigned long coil__chaos_seed(void)
+{
+    unsigned long seed = atomic_load_explicit(&chaos_seed_cache,
+                                              memory_order_relaxed);
+    if (seed == ~0UL) {
+        const char *v = getenv("COIL_CHAOS_IO");
+        seed = v ? strtoul(v, NULL, 0) : 0;
+        if (seed == ~0UL)
+            seed = 1;
+        atomic_store_explicit(&chaos_seed_cache, seed, memory_order_relaxed);
+    }
+    return seed;
+}
+
+static atomic_bool chaos_paused;
+
+void coil__chaos_pause(bool paused)
+{
+    atomic_store_explicit(&chaos_paused, paused, memory_order_relaxed);
+}
+
+static _Thread_local uint64_t chaos_state;
+static _Thread_local unsigned chaos_eagain_last; /* a bit per call */
+
+/* splitmix64: small, fast, and good enough to shuffle outcomes. */
+static uint64_t chaos_next(void)
+{
+    if (!chaos_state)
+        chaos_state = coil__chaos_seed() * 0x9e3779b97f4a7c15ULL;
+    uint64_t z = (chaos_state += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
+static int chaos_hit(enum coil__sys_call call)
+{
+    switch (call) {
+    case COIL__SYS_RECV:
+    case COIL__SYS_SEND:
+    case COIL__SYS_RECVFROM:
+    case COIL__SYS_SENDTO:
+    case COIL__SYS_SENDFILE:
+        break;
+    default:
+        return 0;
+    }
+    if (!coil__chaos_seed() ||
+        atomic_load_explicit(&chaos_paused, memory_order_relaxed))
+        return 0;
+    unsigned bit = 1u << call;
+    if (chaos_eagain_last & bit) {
+        chaos_eagain_last &= ~bit;
+        return 0;
+    }
+    if ((chaos_next() & 3) != 0)
+        return 0;
+    chaos_eagain_last |= bit;
+    return EAGAIN;
+}
+
+size_t coil__chaos_len(int fd, size_t n)
+{
+    if (n <= 1 || !coil__chaos_seed() ||
+        atomic_load_explicit(&chaos_paused, memory_order_relaxed))
+        return n;
+    int type = 0;
+    socklen_t len = sizeof(type);
+    if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) < 0 ||
+        type != SOCK_STREAM)
+        return n; /* datagrams keep their size */
+    uint64_t r = chaos_next();
+    return (r & 3) == 0 ? 1 : 1 + (size_t)((r >> 2) % n);
 }

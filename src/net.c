@@ -112,7 +112,8 @@ ssize_t coil__sock_recv_flags(int fd, void *buf, size_t n, int flags,
                           recvfrom(fd, buf, n, COIL__DONTWAIT | flags, addr,
                                    addrlen));
         } else {
-            r = COIL__SYS(COIL__SYS_RECV, recv(fd, buf, n, COIL__DONTWAIT | flags));
+            r = COIL__SYS(COIL__SYS_RECV, recv(fd, buf, COIL__CHAOS_LEN(fd, n),
+                                               COIL__DONTWAIT | flags));
         }
         if (r >= 0)
             return r;
@@ -153,7 +154,8 @@ static int send_loop(struct coil_task *t, int fd, const char *buf, size_t n,
     *sent = 0;
     coil__sock_no_sigpipe(fd);
     while (*sent < n) {
-        ssize_t r = COIL__SYS(COIL__SYS_SEND, send(fd, buf + *sent, n - *sent,
+        ssize_t r = COIL__SYS(COIL__SYS_SEND, send(fd, buf + *sent,
+                                                   COIL__CHAOS_LEN(fd, n - *sent),
                                                    COIL__SEND_FLAGS | COIL__DONTWAIT));
         if (r >= 0) {
             *sent += (size_t)r;
@@ -354,7 +356,8 @@ static ssize_t sendfile_nosigpipe(int out_fd, int in_fd, off_t *offset,
     bool was_pending = sigpending(&pending) == 0 &&
                        sigismember(&pending, SIGPIPE) == 1;
     ssize_t r = COIL__SYS(COIL__SYS_SENDFILE,
-                          sendfile(out_fd, in_fd, offset, n));
+                          sendfile(out_fd, in_fd, offset,
+                                   COIL__CHAOS_LEN(out_fd, n)));
     int e = errno;
     if (r < 0 && e == EPIPE && !was_pending) {
         struct timespec zero = {0, 0};

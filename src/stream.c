@@ -461,7 +461,8 @@ static ssize_t raw_send(int fd, const char *buf, size_t n)
 {
     for (;;) {
         ssize_t r = COIL__SYS(COIL__SYS_SEND,
-                              send(fd, buf, n, COIL__SEND_FLAGS | COIL__DONTWAIT));
+                              send(fd, buf, COIL__CHAOS_LEN(fd, n),
+                                   COIL__SEND_FLAGS | COIL__DONTWAIT));
         if (r >= 0)
             return r;
         if (errno == EINTR)

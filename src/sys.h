@@ -14,6 +14,8 @@
 #define COIL_SYS_H
 
 #include <errno.h>
+#include <stdbool.h>
+#include <stddef.h>
 
 enum coil__sys_call {
     COIL__SYS_EPOLL_CREATE,
@@ -55,8 +57,17 @@ void coil__fault_reset(void);
  * included) since it was last armed or reset. Test builds only. */
 unsigned coil__fault_calls(enum coil__sys_call call);
 #define COIL__FAULT(call) coil__fault_hit(call)
+/* Chaos I/O (fault.c): the seed from COIL_CHAOS_IO, 0 when off; and how
+ * many of n bytes a send/recv on fd may move now (n when off, or fd is
+ * not a stream socket). */
+unsigned long coil__chaos_seed(void);
+/* Hold chaos off (a test that checks exact syscall counts or lengths). */
+void coil__chaos_pause(bool paused);
+size_t coil__chaos_len(int fd, size_t n);
+#define COIL__CHAOS_LEN(fd, n) coil__chaos_len(fd, n)
 #else
 #define COIL__FAULT(call) 0
+#define COIL__CHAOS_LEN(fd, n) (n)
 #endif
 
 /* Evaluates to -1 with errno set if call is armed to fail, else expr. */

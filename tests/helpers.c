@@ -143,6 +143,14 @@ void test_init(void)
     signal(SIGALRM, on_alarm);
     signal(SIGPIPE, SIG_IGN);
     fprintf(stderr, "[ backend  ] %s\n", test_backend());
+    if (coil__chaos_seed())
+        fprintf(stderr, "[ chaos io ] seed %lu (COIL_CHAOS_IO)\n",
+                coil__chaos_seed());
+}
+
+void test_exact_io(void)
+{
+    coil__chaos_pause(true);
 }
 
 const char *test_backend(void)
@@ -165,6 +173,7 @@ int test_setup_noloop(void **state)
     if (!f)
         return -1;
     coil__fault_reset();
+    coil__chaos_pause(false);
     test_alloc_fail_after(0);
     f->fds_before = test_fd_count();
     f->allocs_before = test_alloc_live();

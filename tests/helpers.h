@@ -112,6 +112,14 @@ coil_loop_t *test_loop(void **state);
 /* A connected, non-blocking, close-on-exec Unix stream socket pair. */
 void test_socketpair(int sv[2]);
 
+/*
+ * Chaos I/O (COIL_CHAOS_IO=<seed>, see src/fault.c) makes socket calls
+ * move short, random lengths and fail with EAGAIN now and then. A test
+ * that checks exact syscall counts or exact lengths from one call calls
+ * this first: chaos stays off until the test ends.
+ */
+void test_exact_io(void);
+
 /* Byte i of a reproducible test payload (seed picks the variant). */
 unsigned char test_pattern(size_t i, unsigned seed);
 
