@@ -3,7 +3,8 @@
  * test_server.c - servers and connecting (coil/stream.h), on loopback:
  * an echo server with many concurrent clients sending large payloads
  * (verified byte by byte) over IPv4, IPv6 (where ::1 exists) and a Unix
- * socket, the Unix socket file (removed at close unless kept or replaced,
+ * socket, SO_REUSEPORT (two loops in two threads serving one port, the
+ * kernel spreading 32 connections over both), the Unix socket file (removed at close unless kept or replaced,
  * a stale one replaced, a live one or a plain file never), serve_forever
  * and its cancellation, close with live connections (close_clients,
  * wait_closed), EMFILE at accept (the server backs off instead of
@@ -22,6 +23,8 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -189,6 +192,132 @@ static void test_echo_ipv6(void **state)
     struct echo e = {.loop = test_loop(state), .host = "::1"};
     assert_int_equal(test_run_task(e.loop, echo_main, &e), 0);
     check_echo(&e);
+}
+
+/* ------------------------------------------------------------------ */
+/* SO_REUSEPORT: two loops in two threads share a port                  */
+/* ------------------------------------------------------------------ */
+
+#define RP_CLIENTS 32
+
+struct rp {
+    char port[16];
+    atomic_int ready;          /* thread B's server is listening (or failed) */
+    coil_loop_t *loop_b;
+    coil_server_t *srv_b;
+    int start_a, start_b, serve_b, closed_b, without_opt;
+    int served_a, served_b;    /* each counted on its own loop's thread */
+    int echo_err[RP_CLIENTS];
+};
+
+static int b_main(void *arg)
+{
+    struct rp *p = arg;
+    coil_get_running_loop(&p->loop_b);
+    coil_server_options_t o = {.reuse_port = true};
+    p->start_b = coil_start_server("127.0.0.1", p->port, echo_handler,
+                                   &p->served_b, &o, &p->srv_b);
+    atomic_store(&p->ready, 1);
+    if (p->start_b)
+        return 0;
+    p->serve_b = coil_server_serve_forever(p->srv_b);
+    p->closed_b = coil_server_wait_closed(p->srv_b);
+    coil_server_free(p->srv_b);
+    return 0;
+}
+
+static void *b_thread(void *arg)
+{
+    coil_run(b_main, arg);
+    return NULL;
+}
+
+/* Thread B's loop: stop serving (serve_forever then returns). */
+static void close_b(void *arg)
+{
+    struct rp *p = arg;
+    coil_server_close(p->srv_b);
+}
+
+struct rp_conn {
+    struct rp *p;
+    int i;
+};
+
+static int rp_echo(void *arg)
+{
+    struct rp_conn *c = arg;
+    coil_stream_t *s;
+    int err = coil_open_connection("127.0.0.1", c->p->port, &s);
+    if (!err) {
+        char b[2];
+        err = coil_stream_write(s, "x\n", 2);
+        if (!err)
+            err = coil_stream_read_exactly(s, b, 2, NULL);
+        if (!err && memcmp(b, "x\n", 2) != 0)
+            err = -EPROTO;
+        coil_stream_unref(s);
+    }
+    c->p->echo_err[c->i] = err;
+    return 0;
+}
+
+static int rp_main(void *arg)
+{
+    struct rp *p = arg;
+    coil_loop_t *loop;
+    coil_get_running_loop(&loop);
+    coil_server_t *a = NULL, *plain = NULL;
+    coil_server_options_t o = {.reuse_port = true};
+    p->start_a = coil_start_server("127.0.0.1", "0", echo_handler,
+                                   &p->served_a, &o, &a);
+    if (p->start_a)
+        return 0;
+    snprintf(p->port, sizeof(p->port), "%d", coil_server_port(a));
+    /* Without the option the port is taken. */
+    p->without_opt = coil_start_server("127.0.0.1", p->port, echo_handler,
+                                       NULL, NULL, &plain);
+    pthread_t t;
+    if (pthread_create(&t, NULL, b_thread, p) != 0) {
+        p->start_b = -EAGAIN;
+    } else {
+        for (int i = 0; i < 5000 && !atomic_load(&p->ready); i++)
+            coil_sleep(COIL_MSEC);
+        if (!p->start_b && atomic_load(&p->ready)) {
+            /* The kernel spreads connections over both listeners. */
+            struct rp_conn c[RP_CLIENTS];
+            coil_task_t *ts[RP_CLIENTS];
+            for (int i = 0; i < RP_CLIENTS; i++) {
+                c[i] = (struct rp_conn){p, i};
+                ts[i] = test_spawn(loop, rp_echo, &c[i]);
+            }
+            for (int i = 0; i < RP_CLIENTS; i++)
+                test_join(ts[i]);
+            coil_call_soon_threadsafe(p->loop_b, close_b, p);
+        }
+        pthread_join(t, NULL); /* B's loop needs nothing from this one */
+    }
+    coil_server_close(a);
+    coil_server_wait_closed(a);
+    coil_server_free(a);
+    return 0;
+}
+
+static void test_reuse_port_two_loops(void **state)
+{
+    struct rp p = {0};
+    assert_int_equal(test_run_task(test_loop(state), rp_main, &p), 0);
+    assert_int_equal(p.start_a, 0);
+    assert_int_equal(p.without_opt, -EADDRINUSE);
+    assert_int_equal(p.start_b, 0);
+    assert_int_equal(p.serve_b, 0);
+    assert_int_equal(p.closed_b, 0);
+    for (int i = 0; i < RP_CLIENTS; i++)
+        assert_int_equal(p.echo_err[i], 0);
+    assert_int_equal(p.served_a + p.served_b, RP_CLIENTS);
+    /* 32 connections all hashed to one listener: odds 2 in 2^32. */
+    assert_true(p.served_a > 0);
+    assert_true(p.served_b > 0);
 }
 
 /* ------------------------------------------------------------------ */
@@ -986,6 +1115,7 @@ int main(void)
         T(test_echo_many_clients),
         T(test_echo_unix),
         T(test_unix_socket_file),
+        T(test_reuse_port_two_loops),
         T(test_close_with_live_connections),
         T(test_serve_forever_cancel),
         T(test_errors),
