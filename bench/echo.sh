@@ -21,7 +21,9 @@
 # connection dropped), after running the rest.
 #
 # Environment: ECHO_CONNECTIONS (default 50), ECHO_SECONDS (default 2, the
-# measured time per run; each run also has a 0.2 s warm-up).
+# measured time per run; each run also has a 0.2 s warm-up); BENCH_PIN=N
+# runs the servers and echo_load on CPU N only (steadier _cpu lines, see
+# bench/README.md).
 # The programs are built by the bench CMake targets (bench/run, or
 # -DCOIL_BUILD_BENCH=ON); this script does not build them.
 set -uo pipefail

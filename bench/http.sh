@@ -22,7 +22,8 @@
 # the rest; exits 0 with a note on stderr if wrk is not installed.
 #
 # Environment: HTTP_CONNECTIONS (default 50), HTTP_SECONDS (default 2),
-# HTTP_THREADS (wrk's threads, default 1).
+# HTTP_THREADS (wrk's threads, default 1); BENCH_PIN=N runs the servers
+# and wrk on CPU N only (steadier _cpu lines, see bench/README.md).
 # The programs are built by the bench CMake targets (bench/run, or
 # -DCOIL_BUILD_BENCH=ON); this script does not build them.
 set -uo pipefail

@@ -11,6 +11,10 @@
 # Each server is an entry "LABEL:PATH" (LABEL is epoll, libuv or coil);
 # server_entries builds the usual three. While a server runs, `port`
 # holds its port and `server_pid` its process id.
+#
+# BENCH_PIN=N in the environment runs every server and load program on
+# CPU N only (taskset), so that they take turns on one core instead of
+# waking each other across two.
 
 say() { echo "${0##*/}: $*" >&2; }
 
@@ -21,6 +25,20 @@ case "${1:-}" in
     ;;
 esac
 build=${1:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/build-bench}
+
+pin=() # the command prefix that applies BENCH_PIN
+if [ -n "${BENCH_PIN:-}" ]; then
+    if ! command -v taskset >/dev/null; then
+        say "BENCH_PIN is set but taskset (util-linux) is missing"
+        exit 1
+    fi
+    if ! taskset -c "$BENCH_PIN" true 2>/dev/null; then
+        say "BENCH_PIN=$BENCH_PIN: no such CPU to run on"
+        exit 1
+    fi
+    pin=(taskset -c "$BENCH_PIN")
+    say "servers and load on CPU $BENCH_PIN only (BENCH_PIN)"
+fi
 
 server_pid=
 load_pid=
@@ -68,7 +86,7 @@ trap 'cleanup; exit 143' TERM
 # foreground commands). Returns the program's status.
 run_load() {
     local rc
-    "$@" &
+    "${pin[@]}" "$@" &
     load_pid=$!
     wait "$load_pid"
     rc=$?
@@ -104,7 +122,8 @@ start_server() {
     local exe=$1 try i
     for ((try = 0; try < 5; try++)); do
         port=$(pick_port) || { say "no free port found"; return 1; }
-        "$exe" "$port" >&2 &
+        # taskset execs the server: the pid stays the server's.
+        "${pin[@]}" "$exe" "$port" >&2 &
         server_pid=$!
         for ((i = 0; i < 50; i++)); do
             if ! kill -0 "$server_pid" 2>/dev/null; then
