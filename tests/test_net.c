@@ -9,7 +9,8 @@
  * default), end of stream, cancellation of every pending call leaving the
  * fd usable, one waiter per direction (-EBUSY), EINTR/EAGAIN/ECONNRESET
  * injected through the syscall seam (connect issued once), EMFILE on
- * accept, UDP, sendfile (and its copy fallback), getaddrinfo (and its
+ * accept, UDP, sendfile (and its copy fallback), getaddrinfo (numeric
+ * names parsed at once without suspending; a lookup, its
  * cancellation and the loop closing under it), coil_sock_close waking
  * waiters, fd numbers reused, the number of epoll_ctl calls per wait,
  * bad arguments, -EPERM outside a task, and allocation failure.
@@ -1393,6 +1394,52 @@ static void test_getaddrinfo(void **state)
     wait_helpers();
 }
 
+/* Numeric hosts and ports are parsed on the spot: no helper thread, no
+ * suspension (a task spawned before the call has not run after it). */
+struct gai_num {
+    coil_loop_t *loop;
+    bool other_ran, ran_during[3];
+    int r[3], family[3];
+};
+
+static int note_ran(void *arg)
+{
+    ((struct gai_num *)arg)->other_ran = true;
+    return 0;
+}
+
+static int gai_num_main(void *arg)
+{
+    struct gai_num *g = arg;
+    static const char *const hosts[3] = {"127.0.0.1", "::1", NULL};
+    struct addrinfo hints = {.ai_flags = AI_PASSIVE,
+                             .ai_socktype = SOCK_STREAM};
+    for (int i = 0; i < 3; i++) {
+        g->other_ran = false;
+        coil_task_t *t = test_spawn(g->loop, note_ran, g);
+        struct addrinfo *res = NULL;
+        g->r[i] = coil_getaddrinfo(hosts[i], "8080", &hints, &res);
+        g->ran_during[i] = g->other_ran;
+        g->family[i] = res ? res->ai_family : -1;
+        coil_freeaddrinfo(res);
+        test_join(t);
+    }
+    return 0;
+}
+
+static void test_getaddrinfo_numeric_inline(void **state)
+{
+    struct gai_num g = {.loop = test_loop(state)};
+    assert_int_equal(test_run_task(g.loop, gai_num_main, &g), 0);
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(g.r[i], 0);
+        assert_false(g.ran_during[i]);
+    }
+    assert_int_equal(g.family[0], AF_INET);
+    assert_int_equal(g.family[1], AF_INET6);
+    assert_true(g.family[2] == AF_INET || g.family[2] == AF_INET6);
+}
+
 static int gai_cancel_main(void *arg)
 {
     struct gai *g = arg;
@@ -1745,7 +1792,7 @@ static int oom_gai(void *arg)
     struct oom *o = arg;
     struct addrinfo *res = NULL;
     test_alloc_fail_after(o->nth);
-    o->r = coil_getaddrinfo("127.0.0.1", "80", NULL, &res);
+    o->r = coil_getaddrinfo("localhost", "80", NULL, &res); /* a lookup */
     o->failed = test_alloc_failed();
     test_alloc_fail_after(0);
     coil_freeaddrinfo(res);
@@ -1799,6 +1846,7 @@ int main(void)
         T(test_udp_roundtrip),
         T(test_sendfile),
         T(test_getaddrinfo),
+        T(test_getaddrinfo_numeric_inline),
         T(test_getaddrinfo_cancel),
         T_NOLOOP(test_getaddrinfo_loop_closed),
         T_NOLOOP(test_loop_close_with_waiters),

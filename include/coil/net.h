@@ -199,7 +199,9 @@ COIL_API ssize_t coil_sock_sendfile(int out_fd, int in_fd, off_t *offset,
  * call returns at once; the helper finishes the lookup on its own and its
  * result is freed then (nothing leaks, also if the loop is closed
  * meanwhile). A result that arrived before the cancel is returned (the
- * cancel is delivered by the task's next wait). May suspend.
+ * cancel is delivered by the task's next wait). May suspend; a numeric
+ * host (or none) with a numeric port (or none) needs no lookup and is
+ * answered at once, without a thread and without suspending.
  */
 COIL_API int coil_getaddrinfo(const char *host, const char *service,
                               const struct addrinfo *hints,
