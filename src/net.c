@@ -217,6 +217,32 @@ ssize_t coil_sock_sendto(int fd, const void *buf, size_t n,
 /* Accepting and connecting                                             */
 /* ------------------------------------------------------------------ */
 
+/*
+ * Errors accept(2) returns for one queued connection rather than for the
+ * listening socket: the connection was aborted, or (Linux passes them on
+ * from the new socket) a network error was already pending on it.
+ * EOPNOTSUPP, which Linux also lists, is left out: it is what accept on a
+ * socket of the wrong type says, every time.
+ */
+static bool accept_conn_error(int e)
+{
+    switch (e) {
+    case ECONNABORTED:
+    case EPROTO:
+    case ENETDOWN:
+    case ENETUNREACH:
+    case EHOSTDOWN:
+    case EHOSTUNREACH:
+    case ENOPROTOOPT:
+#ifdef ENONET
+    case ENONET:
+#endif
+        return true;
+    default:
+        return false;
+    }
+}
+
 int coil_sock_accept(int fd, struct sockaddr *addr, socklen_t *addrlen)
 {
     struct coil_task *t;
@@ -250,8 +276,9 @@ int coil_sock_accept(int fd, struct sockaddr *addr, socklen_t *addrlen)
             return c;
         }
         int e = errno;
-        /* A connection that died in the queue: take the next one. */
-        if (e == EINTR || e == ECONNABORTED || e == EPROTO)
+        /* Interrupted, or a connection that died in the queue: take the
+         * next one (the queue empty gives EAGAIN, so no spin). */
+        if (e == EINTR || accept_conn_error(e))
             continue;
         if (!coil__would_block(e)) {
             if (addrlen)

@@ -13,7 +13,12 @@
  * Accept errors that mean "out of resources" (EMFILE, ENFILE, ENOBUFS,
  * ENOMEM) leave the connection queued and the listener readable; the
  * accept task then sleeps (100 ms, doubling to 1 s) before trying again,
- * instead of spinning on a readable fd it cannot serve.
+ * instead of spinning on a readable fd it cannot serve. Any other error
+ * (one the listening socket should never give) is reported through the
+ * loop's exception handler and met the same way: a server never stops
+ * accepting on its own, as asyncio's keeps its reader after reporting.
+ * Errors of single connections never get here (coil_sock_accept skips
+ * them).
  */
 #include <netinet/in.h>
 #include <string.h>
@@ -164,8 +169,13 @@ static int accept_main(void *arg)
             start_conn(srv, fd);
             continue;
         }
+        if (srv->closed || fd == -ECANCELED)
+            return 0; /* closed under us (-EBADF), or cancelled by close */
         if (!out_of_resources(fd))
-            return fd == -EBADF && srv->closed ? 0 : fd;
+            coil__loop_report(srv->loop, fd,
+                              "server: accept on fd %d failed; accepting "
+                              "again after a pause",
+                              l->fd);
         backoff = backoff ? backoff * 2 : BACKOFF_MIN;
         if (backoff > BACKOFF_MAX)
             backoff = BACKOFF_MAX;

@@ -1123,6 +1123,19 @@ static void test_injected_errors(void **state)
     assert_true(i.r >= 0);
     coil_sock_close(i.r);
     close(c);
+    /* A network error pending on the queued connection is its own, not
+     * the listener's: skipped the same way. */
+    static const int conn_errs[] = {EPROTO, ENETDOWN, EHOSTUNREACH};
+    for (size_t k = 0; k < sizeof(conn_errs) / sizeof(*conn_errs); k++) {
+        c = socket(AF_INET, SOCK_STREAM, 0);
+        assert_int_equal(connect(c, (struct sockaddr *)&ss, len), 0);
+        coil__fault_arm(COIL__SYS_ACCEPT, 1, 1, conn_errs[k]);
+        assert_int_equal(test_run_task(loop, inj_accept, &i), 0);
+        assert_true(i.r >= 0);
+        assert_int_equal(coil__fault_calls(COIL__SYS_ACCEPT), 2);
+        coil_sock_close(i.r);
+        close(c);
+    }
     coil_sock_close(i.lfd);
     coil_sock_close(sv[0]);
     coil_sock_close(sv[1]);

@@ -595,6 +595,55 @@ static void test_accept_emfile_backoff(void **state)
 }
 
 /* ------------------------------------------------------------------ */
+/* An accept error the listener should never give: reported, and the   */
+/* server goes on accepting                                             */
+/* ------------------------------------------------------------------ */
+
+struct odd {
+    coil_loop_t *loop;
+    int conn, echo, closed;
+    char buf[4];
+};
+
+static int odd_main(void *arg)
+{
+    struct odd *o = arg;
+    coil_server_t *srv;
+    if (coil_start_server("127.0.0.1", "0", echo_handler, NULL, NULL, &srv))
+        return -1;
+    char port[16];
+    snprintf(port, sizeof(port), "%d", coil_server_port(srv));
+    coil__fault_arm(COIL__SYS_ACCEPT, 1, 1, EINVAL);
+    coil_stream_t *s;
+    o->conn = coil_open_connection("127.0.0.1", port, &s);
+    if (!o->conn) {
+        o->echo = coil_stream_write(s, "abc", 3);
+        if (!o->echo)
+            o->echo = coil_stream_read_exactly(s, o->buf, 3, NULL);
+        coil_stream_unref(s);
+    }
+    coil_server_close(srv);
+    o->closed = coil_server_wait_closed(srv);
+    coil_server_free(srv);
+    return 0;
+}
+
+static void test_accept_odd_error_reported(void **state)
+{
+    struct odd o = {.loop = test_loop(state)};
+    struct exc_log log = {0};
+    coil_loop_set_exception_handler(o.loop, test_exc_record, &log);
+    assert_int_equal(test_run_task(o.loop, odd_main, &o), 0);
+    assert_int_equal(o.conn, 0);
+    assert_int_equal(o.echo, 0); /* served after the pause */
+    assert_memory_equal(o.buf, "abc", 3);
+    assert_int_equal(o.closed, 0);
+    assert_int_equal(log.count, 1);
+    assert_int_equal(log.last_error, -EINVAL);
+    assert_non_null(strstr(log.last_message, "accept"));
+}
+
+/* ------------------------------------------------------------------ */
 /* Errors                                                               */
 /* ------------------------------------------------------------------ */
 
@@ -1116,6 +1165,7 @@ int main(void)
         T(test_echo_unix),
         T(test_unix_socket_file),
         T(test_reuse_port_two_loops),
+        T(test_accept_odd_error_reported),
         T(test_close_with_live_connections),
         T(test_serve_forever_cancel),
         T(test_errors),

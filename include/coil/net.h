@@ -107,8 +107,10 @@ COIL_API int coil_sock_send_all(int fd, const void *buf, size_t n,
  * fd, non-blocking and close-on-exec (accept4 where available; the
  * caller owns it), with its peer address in addr/addrlen as accept(2)
  * (both NULL, or both set; *addrlen is the capacity in, the length out).
- * Connections aborted before they were accepted (ECONNABORTED, EPROTO)
- * are skipped, not returned. -EMFILE/-ENFILE/-ENOBUFS/-ENOMEM are
+ * Connections that died before they were accepted are skipped, not
+ * returned: ECONNABORTED, and the network errors Linux passes on from
+ * the new connection (EPROTO, ENETDOWN, ENETUNREACH, EHOSTDOWN,
+ * EHOSTUNREACH, ENOPROTOOPT, ENONET). -EMFILE/-ENFILE/-ENOBUFS/-ENOMEM are
  * returned: the pending connection stays queued and fd stays readable, so
  * back off (close fds, sleep) before accepting again. Other errors:
  * -EBADF, -EINVAL (not listening, blocking fd, addr without addrlen or

@@ -287,8 +287,10 @@ typedef struct coil_server_options {
  * IPV6_V6ONLY so that both families can share a port. Accepting goes on
  * through EMFILE/ENFILE/ENOBUFS/ENOMEM: the accept task sleeps 100 ms,
  * doubling up to 1 s while the error lasts, then tries again (connections
- * wait in the backlog meanwhile). The server is returned in *out; free it
- * with coil_server_free. Errors: -EINVAL (handler or out NULL, negative
+ * wait in the backlog meanwhile); any other accept error is reported
+ * through the loop's exception handler and met with the same pause: a
+ * server stops accepting only when closed. The server is returned in
+ * *out; free it with coil_server_free. Errors: -EINVAL (handler or out NULL, negative
  * backlog), the resolver's errors, bind/listen/socket errors
  * (-EADDRINUSE, -EACCES, ...; every socket made is closed again),
  * -EPERM (not in a task), -ECANCELED, -ENOMEM. May suspend (resolving).
