@@ -1,12 +1,14 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * fault.c - syscall fault injection for the test build (see sys.h), and
- * chaos I/O. Not compiled into the installed library.
+ * fault.c - syscall fault injection for the test build (see sys.h),
+ * chaos I/O, and the shuffling of I/O events. Not compiled into the
+ * installed library.
  */
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/socket.h>
 
 #include "sys.h"
@@ -72,20 +74,26 @@ void coil__fault_reset(void)
  * each call moves a random length, one byte a quarter of the time. The
  * sequence is reproducible from the seed (per thread).
  */
-static atomic_ulong chaos_seed_cache = ~0UL; /* ~0: not read yet */
-
-unsigned long coil__chaos_seed(void)
+/* A seed from the environment variable name, read once into *cache
+ * (~0 until read): 0 when unset, never ~0. */
+static unsigned long env_seed(atomic_ulong *cache, const char *name)
 {
-    unsigned long seed = atomic_load_explicit(&chaos_seed_cache,
-                                              memory_order_relaxed);
+    unsigned long seed = atomic_load_explicit(cache, memory_order_relaxed);
     if (seed == ~0UL) {
-        const char *v = getenv("COIL_CHAOS_IO");
+        const char *v = getenv(name);
         seed = v ? strtoul(v, NULL, 0) : 0;
         if (seed == ~0UL)
             seed = 1;
-        atomic_store_explicit(&chaos_seed_cache, seed, memory_order_relaxed);
+        atomic_store_explicit(cache, seed, memory_order_relaxed);
     }
     return seed;
+}
+
+static atomic_ulong chaos_seed_cache = ~0UL;
+
+unsigned long coil__chaos_seed(void)
+{
+    return env_seed(&chaos_seed_cache, "COIL_CHAOS_IO");
 }
 
 static atomic_bool chaos_paused;
@@ -147,4 +155,43 @@ size_t coil__chaos_len(int fd, size_t n)
         return n; /* datagrams keep their size */
     uint64_t r = chaos_next();
     return (r & 3) == 0 ? 1 : 1 + (size_t)((r >> 2) % n);
+}
+
+/* ------------------------------------------------------------------ */
+/* Shuffled I/O events                                                  */
+/* ------------------------------------------------------------------ */
+
+/*
+ * The kernel reports ready fds in an order nobody promises. With
+ * COIL_SHUFFLE set to a seed, every batch the poller returns is shuffled
+ * before it is dispatched, so a test that passes only because one fd's
+ * event happened to come before another's fails under some seed.
+ */
+static atomic_ulong shuffle_seed_cache = ~0UL;
+static _Thread_local uint64_t shuffle_state;
+
+unsigned long coil__shuffle_seed(void)
+{
+    return env_seed(&shuffle_seed_cache, "COIL_SHUFFLE");
+}
+
+void coil__shuffle(void *items, size_t n, size_t size)
+{
+    if (n < 2 || size > 64 || !coil__shuffle_seed())
+        return;
+    if (!shuffle_state)
+        shuffle_state = coil__shuffle_seed() * 0xd1b54a32d192ed03ULL;
+    unsigned char *base = items, tmp[64];
+    for (size_t i = n - 1; i > 0; i--) {
+        /* xorshift64: the sequence only has to vary with the seed */
+        shuffle_state ^= shuffle_state << 13;
+        shuffle_state ^= shuffle_state >> 7;
+        shuffle_state ^= shuffle_state << 17;
+        size_t j = (size_t)(shuffle_state % (i + 1));
+        if (j != i) {
+            memcpy(tmp, base + i * size, size);
+            memcpy(base + i * size, base + j * size, size);
+            memcpy(base + j * size, tmp, size);
+        }
+    }
 }

@@ -19,6 +19,7 @@
 
 #include "future.h"
 #include "loop.h"
+#include "sys.h"
 #include "task.h"
 
 static COIL__TLS struct coil_loop *running_loop;
@@ -190,6 +191,9 @@ static int poll_io(struct coil_loop *loop)
     loop->now = coil__clock_now();
     if (n < 0)
         return n;
+#ifdef COIL_TESTING
+    coil__shuffle(loop->events, (size_t)n, sizeof(*loop->events));
+#endif
     for (int i = 0; i < n; i++) {
         const struct coil__event *ev = &loop->events[i];
         if (ev->tag == COIL__WAKE_TAG && ev->fd == loop->ts.rfd)

@@ -65,6 +65,10 @@ unsigned long coil__chaos_seed(void);
 void coil__chaos_pause(bool paused);
 size_t coil__chaos_len(int fd, size_t n);
 #define COIL__CHAOS_LEN(fd, n) coil__chaos_len(fd, n)
+/* Shuffled I/O events (fault.c): the seed from COIL_SHUFFLE, 0 when off;
+ * shuffle n items of size bytes (at most 64) in place when on. */
+unsigned long coil__shuffle_seed(void);
+void coil__shuffle(void *items, size_t n, size_t size);
 #else
 #define COIL__FAULT(call) 0
 #define COIL__CHAOS_LEN(fd, n) (n)

@@ -146,6 +146,9 @@ void test_init(void)
     if (coil__chaos_seed())
         fprintf(stderr, "[ chaos io ] seed %lu (COIL_CHAOS_IO)\n",
                 coil__chaos_seed());
+    if (coil__shuffle_seed())
+        fprintf(stderr, "[ shuffle  ] seed %lu (COIL_SHUFFLE)\n",
+                coil__shuffle_seed());
 }
 
 void test_exact_io(void)
