@@ -77,6 +77,7 @@
 #include <unistd.h>
 
 #include "coil.h"
+#include "fuzz_common.h"
 #include "sys.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -112,61 +113,6 @@ static const struct {
 
 /* How long a run may go without finishing before it counts as hung. */
 #define HANG_SECONDS 20
-
-/* ------------------------------------------------------------------ */
-/* The counting allocator                                               */
-/* ------------------------------------------------------------------ */
-
-/* Installed for the whole process: counts coil's live blocks, and fails
- * the reader's allocations while a reading call is armed (FAULT_NOMEM). */
-static struct {
-    long live;
-    coil_task_t *reader; /* only this task's allocations may fail */
-    bool armed;          /* a reading call is in progress */
-    unsigned skip;       /* allocations to let through first */
-    unsigned failures;   /* allocations still to fail */
-    bool hit;            /* one failed during the current call */
-} mem;
-
-static bool should_fail(void)
-{
-    if (!mem.armed || !mem.failures || coil_current_task() != mem.reader)
-        return false;
-    if (mem.skip) {
-        mem.skip--;
-        return false;
-    }
-    mem.failures--;
-    mem.hit = true;
-    return true;
-}
-
-static void *m_malloc(size_t size, void *ctx)
-{
-    (void)ctx;
-    if (should_fail())
-        return NULL;
-    void *p = malloc(size);
-    if (p)
-        mem.live++;
-    return p;
-}
-
-static void *m_realloc(void *ptr, size_t size, void *ctx)
-{
-    (void)ctx;
-    return should_fail() ? NULL : realloc(ptr, size);
-}
-
-static void m_free(void *ptr, void *ctx)
-{
-    (void)ctx;
-    if (ptr)
-        mem.live--;
-    free(ptr);
-}
-
-static const coil_allocator_t counting = {m_malloc, m_realloc, m_free, NULL};
 
 /* ------------------------------------------------------------------ */
 /* One run                                                              */
@@ -236,12 +182,6 @@ static void trace(const struct run *R, const char *call, size_t arg, long r,
                 len, R->pos, R->end, coil_stream_read_buffered(R->s));
 }
 
-/* Byte i of the input, 0 past its end. */
-static uint8_t byte_at(const uint8_t *data, size_t size, size_t i)
-{
-    return i < size ? data[i] : 0;
-}
-
 /* The next chunk at *at in the chunk area: its bytes and length. */
 static const uint8_t *next_chunk(const struct run *R, size_t *at,
                                  size_t *len)
@@ -282,7 +222,7 @@ static void note_error(struct run *R, long err)
 static bool transient(const struct run *R, long err)
 {
     return (err == -ECANCELED && R->cancel.fired) ||
-           (err == -ENOMEM && mem.hit);
+           (err == -ENOMEM && fuzz_mem.hit);
 }
 
 /* The stream ended, and a call said so. */
@@ -335,10 +275,10 @@ static void do_read(struct run *R, size_t n, size_t buffered)
 {
     uint8_t *buf = n ? malloc(n) : NULL;
     CHECK(R, n == 0 || buf);
-    mem.armed = true;
-    mem.hit = false;
+    fuzz_mem.armed = true;
+    fuzz_mem.hit = false;
     ssize_t r = coil_stream_read(R->s, buf, n);
-    mem.armed = false;
+    fuzz_mem.armed = false;
     trace(R, "read", n, r, 0);
     note_error(R, r);
     if (n == 0) {
@@ -366,10 +306,10 @@ static void do_read_exactly(struct run *R, size_t n, size_t buffered)
     uint8_t *buf = n ? malloc(n) : NULL;
     CHECK(R, n == 0 || buf);
     size_t got = (size_t)-1;
-    mem.armed = true;
-    mem.hit = false;
+    fuzz_mem.armed = true;
+    fuzz_mem.hit = false;
     int r = coil_stream_read_exactly(R->s, buf, n, &got);
-    mem.armed = false;
+    fuzz_mem.armed = false;
     trace(R, "read_exactly", n, r, got);
     note_error(R, r);
     size_t left = R->end - R->pos;
@@ -395,11 +335,11 @@ static void do_readuntil(struct run *R, const void *sep, size_t seplen,
     uint8_t *buf = cap ? malloc(cap) : NULL;
     CHECK(R, cap == 0 || buf);
     size_t len = (size_t)-1;
-    mem.armed = true;
-    mem.hit = false;
+    fuzz_mem.armed = true;
+    fuzz_mem.hit = false;
     int r = line ? coil_stream_readline(R->s, buf, cap, &len)
                  : coil_stream_readuntil(R->s, sep, seplen, buf, cap, &len);
-    mem.armed = false;
+    fuzz_mem.armed = false;
     trace(R, line ? "readline" : "readuntil", cap, r, len);
     note_error(R, r);
     if (transient(R, r)) {
@@ -615,7 +555,7 @@ static void small_buffer(int fd, int opt)
 
 static void parse(struct run *R, const uint8_t *data, size_t size)
 {
-    R->ncalls = byte_at(data, size, 3);
+    R->ncalls = fuzz_byte(data, size, 3);
     size_t script_at = 4, chunks_at = script_at + 3 * R->ncalls;
     if (chunks_at > size) {
         R->ncalls = size > script_at ? (size - script_at) / 3 : 0;
@@ -641,9 +581,9 @@ static void parse(struct run *R, const uint8_t *data, size_t size)
 
 static void arm_fault(struct run *R, const uint8_t *data, size_t size)
 {
-    unsigned options = byte_at(data, size, 0);
-    unsigned nth = 1u + byte_at(data, size, 1);
-    unsigned count = 1u + (byte_at(data, size, 2) & 7u);
+    unsigned options = fuzz_byte(data, size, 0);
+    unsigned nth = 1u + fuzz_byte(data, size, 1);
+    unsigned count = 1u + (fuzz_byte(data, size, 2) & 7u);
     R->fault = (enum fault)((options >> 2) & 7);
     switch (R->fault) {
     case FAULT_EINTR:
@@ -656,8 +596,7 @@ static void arm_fault(struct run *R, const uint8_t *data, size_t size)
         coil__fault_arm(COIL__SYS_RECV, nth, 1, ECONNRESET);
         break;
     case FAULT_NOMEM:
-        mem.skip = nth - 1;
-        mem.failures = count;
+        fuzz_mem_arm(NULL, nth - 1, count);
         break;
     default:
         R->fault = FAULT_NONE;
@@ -680,15 +619,11 @@ static void finish(struct run *R, coil_loop_t *loop, coil_task_t *task)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    static bool installed;
     struct run run, *R = &run;
     memset(R, 0, sizeof(*R));
-    if (!installed) {
-        CHECK(R, coil_set_allocator(&counting) == 0);
-        tracing = getenv("FUZZ_STREAM_TRACE") != NULL;
-        installed = true;
-    }
-    CHECK(R, mem.live == 0);
+    CHECK(R, fuzz_mem_install() == 0);
+    tracing = getenv("FUZZ_STREAM_TRACE") != NULL;
+    CHECK(R, fuzz_mem.live == 0);
     parse(R, data, size);
 
     int sv[2];
@@ -697,7 +632,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     R->rfd = sv[0];
     R->wfd = sv[1];
     coil__fault_reset();
-    mem.skip = mem.failures = 0;
+    fuzz_mem_disarm();
     arm_fault(R, data, size);
 
     coil_loop_t *loop;
@@ -705,24 +640,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     CHECK(R, coil_loop_new(&loop) == 0);
     CHECK(R, coil_task_spawn(loop, reader_main, R, &reader) == 0);
     CHECK(R, coil_task_spawn(loop, writer_main, R, &writer) == 0);
-    mem.reader = reader;
+    fuzz_mem.only = reader;
     R->cancel.loop = loop;
     R->cancel.task = reader;
-    const char *mult = getenv("COIL_TEST_TIMEOUT_MULTIPLIER");
-    int scale = mult ? atoi(mult) : 1;
-    int64_t hang = HANG_SECONDS * COIL_SEC * (scale > 1 ? scale : 1);
-    CHECK(R, coil_call_later(loop, hang, on_hang, R, NULL) == 0);
+    CHECK(R, fuzz_hang_timer(loop, HANG_SECONDS, on_hang, R) == 0);
 
     finish(R, loop, reader);
     finish(R, loop, writer);
-    mem.reader = NULL;
+    fuzz_mem.only = NULL;
     CHECK(R, coil_loop_close(loop) == 0);
     coil_loop_free(loop);
     coil__fault_reset();
     close(R->wfd);
 
     /* Everything made for the run is gone, the stream's fd included. */
-    CHECK(R, mem.live == 0);
+    CHECK(R, fuzz_mem.live == 0);
     CHECK(R, fcntl(R->rfd, F_GETFD) == -1 && errno == EBADF);
     free(R->sent);
     return 0;
