@@ -42,7 +42,7 @@
  * (coil_socket, coil_sock_accept) forget whatever was recorded for their
  * number before they are returned; an fd of the user's adopted by a
  * stream (coil_stream_from_fd) has its next wait re-register
- * (coil__io_recheck_fd). Those calls find the loop only when
+ * (coil__io_adopt_fd). Those calls find the loop only when
  * one runs in the calling thread; outside a running loop (a program
  * setting up or tearing down between runs) they bump a process-wide
  * epoch instead, and a wait that finds its interest armed under an older
@@ -514,10 +514,14 @@ void coil__io_forget_fd(struct coil_loop *loop, int fd)
     /* A later registration of this number is a new file: new tag. */
 }
 
-void coil__io_recheck_fd(struct coil_loop *loop, int fd)
+int coil__io_adopt_fd(struct coil_loop *loop, int fd)
 {
-    if (fd < 0 || fd >= loop->io.len || !loop->io.by_fd[fd])
-        return;
+    bool known = fd < loop->io.len && loop->io.by_fd[fd];
+    struct coil__watch *w = get_watch(loop, fd);
+    if (!w)
+        return -ENOMEM;
     /* Any epoch but the current one: the next wait re-registers. */
-    loop->io.by_fd[fd]->epoch = epoch_now() - 1;
+    if (known)
+        w->epoch = epoch_now() - 1;
+    return 0;
 }

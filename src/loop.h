@@ -279,13 +279,15 @@ int coil__io_wait(struct coil_loop *loop, int fd, unsigned dir);
 void coil__io_forget_fd(struct coil_loop *loop, int fd);
 
 /*
- * fd was handed to coil by its user (coil_stream_from_fd) and may reuse
- * the number of an fd closed behind the loop's back: the next task wait
- * on it registers its interest again instead of trusting an armed bit
- * (one epoll_ctl, which also notices the new file). Watchers and waiting
- * tasks are left alone.
+ * fd was handed to coil by its user (coil_stream_from_fd): make sure loop
+ * has its watch (so that watching it later needs no allocation of the
+ * loop's own), and since the number may be one of an fd closed behind
+ * the loop's back, make the next task wait on it register its interest
+ * again instead of trusting an armed bit (one epoll_ctl, which also
+ * notices the new file). Watchers and waiting tasks are left alone.
+ * Returns 0 or -ENOMEM.
  */
-void coil__io_recheck_fd(struct coil_loop *loop, int fd);
+int coil__io_adopt_fd(struct coil_loop *loop, int fd);
 
 /* Link a job (see struct coil__io_job). */
 void coil__io_job_add(struct coil_loop *loop, struct coil__io_job *job);

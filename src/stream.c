@@ -24,6 +24,7 @@
  * watcher, until the data is out (or the sender fails); it is then linked
  * as an io job so that a loop closed meanwhile closes its fd and frees it.
  */
+#include <fcntl.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -89,9 +90,17 @@ int coil_stream_from_fd(int fd, coil_stream_t **out)
     coil_loop_t *loop;
     if (coil_get_running_loop(&loop) != 0)
         return -EPERM;
+    if (fcntl(fd, F_GETFD) < 0)
+        return -EBADF;
     struct coil_stream *s = coil__malloc(sizeof(*s));
     if (!s)
         return -ENOMEM;
+    /* The loop's watch of fd made now, so that starting the background
+     * sender later needs no memory of the loop's (see start_writer). */
+    if (coil__io_adopt_fd(loop, fd)) {
+        coil__free(s);
+        return -ENOMEM;
+    }
     memset(s, 0, sizeof(*s));
     s->refs = 1;
     s->loop = loop;
@@ -101,7 +110,6 @@ int coil_stream_from_fd(int fd, coil_stream_t **out)
     s->low = COIL_STREAM_LOW_WATER;
     coil__sock_no_sigpipe(fd);
     coil__sock_nodelay(fd);
-    coil__io_recheck_fd(loop, fd);
     *out = s;
     return 0;
 }
@@ -168,14 +176,16 @@ static void on_loop_close(struct coil__io_job *job)
         destroy(s);
 }
 
+static int start_writer(struct coil_stream *s);
+
 /* Begin closing (close and the last unref). */
 static void begin_close(struct coil_stream *s)
 {
     s->closing = true;
     if (s->fd < 0)
         return;
-    if (s->wlen == 0 || s->write_err || !s->writer_on ||
-        coil_loop_is_closed(s->loop))
+    if (s->wlen == 0 || s->write_err || coil_loop_is_closed(s->loop) ||
+        start_writer(s) != 0)
         finish_close(s);
     /* else the writer watcher sends the rest, then closes */
 }
@@ -593,19 +603,30 @@ int coil_stream_write(coil_stream_t *s, const void *buf, size_t n)
         if (n == 0)
             return 0;
     }
-    if (!s->writer_on) {
-        err = coil_add_writer(s->loop, s->fd, on_writable, s);
-        if (err) {
-            if (p != buf) { /* a prefix went out: the stream is broken */
-                fail_write(s, err);
-            }
-            return err;
-        }
-        s->writer_on = true;
-    }
     memcpy(s->wbuf + s->wpos + s->wlen, p, n);
     s->wlen += n;
-    return 0;
+    if ((err = start_writer(s)) && p == buf)
+        s->wlen -= n; /* nothing of buf went out: take it back */
+    /* else if err, a prefix went out: the rest stays buffered for the
+     * sender that drain, the next write or close starts */
+    return err;
+}
+
+/*
+ * Make sure the writer watcher runs while data is buffered. Its watch was
+ * made with the stream, so on epoll this cannot fail for want of the
+ * loop's memory; a backend that allocates per watcher (poll) or the
+ * kernel (epoll_ctl) still may, and then the data stays buffered and the
+ * next write, drain or close tries again.
+ */
+static int start_writer(struct coil_stream *s)
+{
+    if (s->writer_on || s->wlen == 0)
+        return 0;
+    int err = coil_add_writer(s->loop, s->fd, on_writable, s);
+    if (!err)
+        s->writer_on = true;
+    return err;
 }
 
 int coil_stream_drain(coil_stream_t *s)
@@ -615,8 +636,10 @@ int coil_stream_drain(coil_stream_t *s)
     if (!coil_current_task())
         return -EPERM;
     coil_stream_ref(s);
-    int err = 0;
-    while (!s->write_err && s->fd >= 0 && s->wlen > s->high) {
+    /* A sender that could not be started by write is started here: if
+     * it still cannot be, say so (the data stays buffered). */
+    int err = s->write_err || s->fd < 0 ? 0 : start_writer(s);
+    while (!err && !s->write_err && s->fd >= 0 && s->wlen > s->high) {
         if (!s->drain_fut && (err = coil_future_new(s->loop, &s->drain_fut)))
             break;
         coil_future_t *f = coil_future_ref(s->drain_fut);
@@ -663,12 +686,18 @@ int coil_stream_write_eof(coil_stream_t *s)
         return s->write_err;
     if (s->eof_requested)
         return 0;
-    s->eof_requested = true;
-    if (s->wlen == 0) {
-        s->eof_done = true;
-        if (shutdown(s->fd, SHUT_WR) < 0)
-            return -errno;
+    if (s->wlen) {
+        /* The sender shuts the socket once the buffer is out. */
+        int err = start_writer(s);
+        if (err)
+            return err; /* nothing changed: try again */
+        s->eof_requested = true;
+        return 0;
     }
+    s->eof_requested = true;
+    s->eof_done = true;
+    if (shutdown(s->fd, SHUT_WR) < 0)
+        return -errno;
     return 0;
 }
 

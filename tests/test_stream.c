@@ -1045,6 +1045,84 @@ static void test_background_send_fault(void **state)
 }
 
 /* ------------------------------------------------------------------ */
+/* The background sender cannot be started (epoll_ctl fails)            */
+/* ------------------------------------------------------------------ */
+
+#define SENDER_BYTES (256u * 1024)
+
+struct nosender {
+    coil_loop_t *loop;
+    int fds[2];
+    coil_stream_t *s;
+    int part_r, none_r, drain_r, bad;
+    size_t buffered_after_part, buffered_before_none, buffered_after_none;
+    size_t got;
+};
+
+static int sink(void *arg)
+{
+    struct nosender *x = arg;
+    unsigned char b[8192];
+    for (;;) {
+        ssize_t n = coil_sock_recv(x->fds[1], b, sizeof(b));
+        if (n <= 0)
+            return (int)n;
+        for (ssize_t i = 0; i < n; i++)
+            x->bad += b[i] != test_pattern(x->got + (size_t)i, 3);
+        x->got += (size_t)n;
+    }
+}
+
+static int nosender_main(void *arg)
+{
+    struct nosender *x = arg;
+    if (coil_stream_from_fd(x->fds[0], &x->s))
+        return -1;
+    static unsigned char data[SENDER_BYTES];
+    for (size_t i = 0; i < sizeof(data); i++)
+        data[i] = test_pattern(i, 3);
+    size_t half = sizeof(data) / 2;
+    /* The kernel takes a prefix, the sender cannot be registered: the
+     * rest is kept, in order. */
+    coil__fault_arm(COIL__SYS_EPOLL_CTL, 1, 1, ENOMEM);
+    x->part_r = coil_stream_write(x->s, data, half);
+    x->buffered_after_part = coil_stream_write_buffered(x->s);
+    /* Nothing of this one can go out before the rest: a failure to start
+     * the sender now takes nothing. */
+    coil__fault_arm(COIL__SYS_EPOLL_CTL, 1, 1, ENOMEM);
+    x->buffered_before_none = coil_stream_write_buffered(x->s);
+    x->none_r = coil_stream_write(x->s, data + half, half);
+    x->buffered_after_none = coil_stream_write_buffered(x->s);
+    coil__fault_reset();
+    int err = x->none_r ? coil_stream_write(x->s, data + half, half) : 0;
+    coil_task_t *t = test_spawn(x->loop, sink, x);
+    coil_stream_set_write_limits(x->s, 0, 0);
+    x->drain_r = err ? err : coil_stream_drain(x->s);
+    coil_stream_close(x->s);
+    coil_stream_wait_closed(x->s);
+    test_join(t);
+    coil_stream_unref(x->s);
+    return 0;
+}
+
+static void test_sender_start_fails(void **state)
+{
+    test_exact_io(); /* the kernel must take a prefix, not all */
+    struct nosender x = {.loop = test_loop(state)};
+    make_pair(x.fds, true);
+    assert_int_equal(test_run_task(x.loop, nosender_main, &x), 0);
+    coil_sock_close(x.fds[1]);
+    assert_int_equal(x.part_r, -ENOMEM);
+    assert_true(x.buffered_after_part > 0);
+    assert_true(x.buffered_after_part < SENDER_BYTES / 2);
+    assert_int_equal(x.none_r, -ENOMEM);
+    assert_int_equal(x.buffered_after_none, x.buffered_before_none);
+    assert_int_equal(x.drain_r, 0);
+    assert_int_equal(x.got, SENDER_BYTES); /* all of it, once, in order */
+    assert_int_equal(x.bad, 0);
+}
+
+/* ------------------------------------------------------------------ */
 /* Arguments, -EPERM, allocation failure                                */
 /* ------------------------------------------------------------------ */
 
@@ -1182,6 +1260,12 @@ int main(void)
         T(test_bad_arguments),
         T(test_alloc_failure),
     };
+    const struct CMUnitTest epoll_tests[] = {
+        T(test_sender_start_fails),
+    };
     test_init();
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    int failed = cmocka_run_group_tests(tests, NULL, NULL);
+    failed += TEST_RUN_IF(TEST_ON_EPOLL, "it injects an epoll_ctl fault",
+                          epoll_tests);
+    return failed;
 }

@@ -95,8 +95,9 @@ COIL_API int coil_open_unix_connection(const char *path, coil_stream_t **out);
  * stream owns fd; on failure fd is left to the caller. TCP sockets get
  * TCP_NODELAY (as asyncio's transports do: small writes go out at once).
  * Must be called on the thread of a running loop (inside a task or
- * callback): the stream belongs to that loop. Errors: -EBADF (fd < 0), -EINVAL (out NULL),
- * -EPERM (no running loop), -ENOMEM. Does not suspend.
+ * callback): the stream belongs to that loop. Errors: -EBADF (fd < 0 or
+ * not open), -EINVAL (out NULL), -EPERM (no running loop), -ENOMEM. Does
+ * not suspend.
  */
 COIL_API int coil_stream_from_fd(int fd, coil_stream_t **out);
 
@@ -185,8 +186,12 @@ COIL_API int coil_stream_set_limit(coil_stream_t *s, size_t limit);
  * byte sent or buffered), or -errno: -EPIPE (the stream was closed or
  * write_eof'd), the peer error met earlier or right now (-EPIPE,
  * -ECONNRESET; then nothing of buf was sent), -EINVAL (s NULL, buf NULL
- * with n > 0), -ENOMEM (nothing sent or buffered). Does not suspend;
- * works outside a task.
+ * with n > 0), -ENOMEM: nothing of buf was sent or buffered; or, when
+ * the kernel took part of buf at once but the background sender could
+ * not be started (the poller out of memory), the rest is buffered, in
+ * order, and goes out once a later write, drain or close starts the
+ * sender. Nothing is dropped either way. Does not suspend; works outside
+ * a task.
  */
 COIL_API int coil_stream_write(coil_stream_t *s, const void *buf, size_t n);
 
@@ -195,8 +200,10 @@ COIL_API int coil_stream_write(coil_stream_t *s, const void *buf, size_t n);
  * the buffer is down to the low-water mark. Returns 0, or the peer error
  * the background sender met (-EPIPE, -ECONNRESET; also when it met it
  * while this call waited), -EPIPE if the stream was closed with data
- * still unsent, -EINVAL, -EPERM, -ECANCELED (the buffered data stays
- * queued and is still sent). May suspend; several tasks may drain.
+ * still unsent, -ENOMEM (the background sender could not be started: see
+ * coil_stream_write; the data stays buffered, try again), -EINVAL,
+ * -EPERM, -ECANCELED (the buffered data stays queued and is still sent).
+ * May suspend; several tasks may drain.
  */
 COIL_API int coil_stream_drain(coil_stream_t *s);
 
@@ -214,8 +221,9 @@ COIL_API size_t coil_stream_write_buffered(const coil_stream_t *s);
  * Half-close: once the buffered data is sent, shut the sending side
  * (shutdown SHUT_WR): the peer reads end of stream and may still send.
  * Later writes give -EPIPE. Calling it again does nothing. Returns 0, or
- * -EINVAL, -EPIPE (closed), the peer error met earlier, -ENOTCONN. Does
- * not suspend.
+ * -EINVAL, -EPIPE (closed), the peer error met earlier, -ENOTCONN,
+ * -ENOMEM (the background sender could not be started, see
+ * coil_stream_write: nothing changed, try again). Does not suspend.
  */
 COIL_API int coil_stream_write_eof(coil_stream_t *s);
 
