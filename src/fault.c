@@ -106,6 +106,12 @@ void coil__chaos_pause(bool paused)
 static _Thread_local uint64_t chaos_state;
 static _Thread_local unsigned chaos_eagain_last; /* a bit per call */
 
+void coil__chaos_restart(void)
+{
+    chaos_state = 0;
+    chaos_eagain_last = 0;
+}
+
 /* splitmix64: small, fast, and good enough to shuffle outcomes. */
 static uint64_t chaos_next(void)
 {

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Writes the seed corpus of tests/fuzz_api.c into api/ (the input layout
 # is described at the top of that file): OPTIONS, then operations of four
-# bytes "code,a,b,c" (decimal). Inputs that found a bug in coil go into
-# api-bugs/ (not replayed by the test suite until the bug is fixed).
+# bytes "code,a,b,c" (decimal). Inputs that found a bug in coil are kept
+# in api/ as files of their own (they are not written by this script).
 set -euo pipefail
 cd "$(dirname "$0")"
 mkdir -p api
