@@ -205,7 +205,11 @@ struct run {
     size_t nservers;
     coil_server_t *server; /* the one connections go to */
     int port;
-    coil_stream_t *accepted; /* handed over by the server's handler */
+    /* Streams the server's handler handed over, not yet matched to the
+     * client end they belong to (a connection whose client gave up, on
+     * an injected connect failure, may still be accepted, late). */
+    coil_stream_t *acc[32];
+    size_t nacc;
     bool small_bufs;
     /* injected failures */
     enum coil__sys_call fault_call;
@@ -744,13 +748,35 @@ static void spawn_stream(struct run *R, enum work kind, struct conn *c,
 static int handler(coil_stream_t *s, void *arg)
 {
     struct run *R = arg;
-    if (!R->accepted) {
-        R->accepted = coil_stream_ref(s);
+    if (R->nacc < sizeof(R->acc) / sizeof(*R->acc)) {
+        R->acc[R->nacc++] = coil_stream_ref(s);
         /* Stay around so that close_clients has a task to cancel. */
         int r = coil_stream_wait_closed(s);
         trace(R, "handler: wait_closed = %d", r);
     }
     return 0;
+}
+
+/* Take the accepted stream whose peer is the client stream c, or NULL. */
+static coil_stream_t *take_accepted(struct run *R, coil_stream_t *c)
+{
+    struct sockaddr_storage me, peer;
+    if (coil_stream_local_address(c, &me) <= 0 || me.ss_family != AF_INET)
+        return NULL;
+    const struct sockaddr_in *m = (const struct sockaddr_in *)&me;
+    for (size_t k = 0; k < R->nacc; k++) {
+        if (coil_stream_peer_address(R->acc[k], &peer) <= 0 ||
+            peer.ss_family != AF_INET)
+            continue;
+        const struct sockaddr_in *p = (const struct sockaddr_in *)&peer;
+        if (p->sin_port == m->sin_port &&
+            p->sin_addr.s_addr == m->sin_addr.s_addr) {
+            coil_stream_t *s = R->acc[k];
+            R->acc[k] = R->acc[--R->nacc];
+            return s;
+        }
+    }
+    return NULL;
 }
 
 static void small_buffers(int fd)
@@ -820,7 +846,6 @@ static void open_pair(struct run *R, size_t p)
             return;
         char port[16];
         snprintf(port, sizeof(port), "%d", R->port);
-        R->accepted = NULL;
         int r = coil_open_connection("127.0.0.1", port, &c->end[0].s);
         trace(R, "open_connection = %d", r);
         ALLOWED(R, "open_connection", r,
@@ -830,12 +855,13 @@ static void open_pair(struct run *R, size_t p)
         if (r)
             return;
         /* The server's end, from the handler. */
-        for (int i = 0; i < 4000 && !R->accepted; i++)
+        coil_stream_t *mine = NULL;
+        for (int i = 0; i < 4000 && !(mine = take_accepted(R, c->end[0].s));
+             i++)
             (void)coil_sleep(COIL_MSEC / 2);
-        CHECK(R, R->accepted || fuzz_mem.hit);
-        c->end[1].s = R->accepted;
+        CHECK(R, mine || fuzz_mem.hit);
+        c->end[1].s = mine;
         c->end[1].handled = true;
-        R->accepted = NULL;
     }
     R->nconns++;
     R->pair[p] = c;
@@ -1379,8 +1405,8 @@ static int driver_main(void *arg)
     for (size_t k = 0; k < R->nudps; k++)
         for (int i = 0; i < 2; i++)
             coil_udp_free(R->udps[k].u[i]);
-    if (R->accepted)
-        coil_stream_unref(R->accepted);
+    while (R->nacc)
+        coil_stream_unref(R->acc[--R->nacc]); /* strays */
     for (size_t k = 0; k < R->nservers; k++) {
         coil_server_t *srv = R->servers[k];
         CHECK(R, coil_server_close(srv) == 0);
