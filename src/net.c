@@ -90,16 +90,25 @@ int coil_sock_close(int fd)
 /* Receiving                                                            */
 /* ------------------------------------------------------------------ */
 
+/* The start every suspending socket call shares: the running task in *t
+ * (-EPERM outside one; a pending cancel comes out here as -ECANCELED),
+ * and -EBADF for a negative fd. */
+static int sock_begin(int fd, struct coil_task **t)
+{
+    int err = coil__task_begin_wait(t);
+    if (err)
+        return err;
+    return fd < 0 ? -EBADF : 0;
+}
+
 ssize_t coil__sock_recv_flags(int fd, void *buf, size_t n, int flags,
                               struct sockaddr *addr, socklen_t *addrlen,
                               bool from)
 {
     struct coil_task *t;
-    int err = coil__task_begin_wait(&t);
+    int err = sock_begin(fd, &t);
     if (err)
         return err;
-    if (fd < 0)
-        return -EBADF;
     if ((!buf && n) || (!addr != !addrlen))
         return -EINVAL;
     socklen_t cap = addrlen ? *addrlen : 0;
@@ -173,11 +182,9 @@ int coil_sock_send_all(int fd, const void *buf, size_t n, size_t *sent_out)
     if (sent_out)
         *sent_out = 0;
     struct coil_task *t;
-    int err = coil__task_begin_wait(&t);
+    int err = sock_begin(fd, &t);
     if (err)
         return err;
-    if (fd < 0)
-        return -EBADF;
     if (!buf && n)
         return -EINVAL;
     if (n == 0)
@@ -193,11 +200,9 @@ ssize_t coil_sock_sendto(int fd, const void *buf, size_t n,
                          const struct sockaddr *addr, socklen_t addrlen)
 {
     struct coil_task *t;
-    int err = coil__task_begin_wait(&t);
+    int err = sock_begin(fd, &t);
     if (err)
         return err;
-    if (fd < 0)
-        return -EBADF;
     if ((!buf && n) || (!addr != (addrlen == 0)))
         return -EINVAL;
     coil__sock_no_sigpipe(fd);
@@ -246,11 +251,9 @@ static bool accept_conn_error(int e)
 int coil_sock_accept(int fd, struct sockaddr *addr, socklen_t *addrlen)
 {
     struct coil_task *t;
-    int err = coil__task_begin_wait(&t);
+    int err = sock_begin(fd, &t);
     if (err)
         return err;
-    if (fd < 0)
-        return -EBADF;
     if (!addr != !addrlen)
         return -EINVAL;
     if ((err = check_nonblocking(fd)))
@@ -293,11 +296,9 @@ int coil_sock_accept(int fd, struct sockaddr *addr, socklen_t *addrlen)
 int coil_sock_connect(int fd, const struct sockaddr *addr, socklen_t len)
 {
     struct coil_task *t;
-    int err = coil__task_begin_wait(&t);
+    int err = sock_begin(fd, &t);
     if (err)
         return err;
-    if (fd < 0)
-        return -EBADF;
     if (!addr || len == 0)
         return -EINVAL;
     if ((err = check_nonblocking(fd)))

@@ -259,6 +259,20 @@ static int read_check(struct coil_stream *s)
 }
 
 /*
+ * What a receive would return without touching the socket: -EBADF (the
+ * stream is closed), the sticky read error, 0 (end of stream); or 1: it
+ * must receive.
+ */
+static ssize_t settled(const struct coil_stream *s)
+{
+    if (s->closing || s->fd < 0)
+        return -EBADF;
+    if (s->read_err)
+        return s->read_err;
+    return s->eof ? 0 : 1;
+}
+
+/*
  * Receive up to n bytes into p: the one place a reading call suspends.
  * While it waits the stream is marked as being read, so that a second
  * task calling any reading function gets -EBUSY instead of taking bytes
@@ -274,14 +288,11 @@ static int read_check(struct coil_stream *s)
  */
 static ssize_t recv_some(struct coil_stream *s, void *p, size_t n)
 {
-    if (s->closing || s->fd < 0)
-        return -EBADF;
-    if (s->read_err)
-        return s->read_err;
-    if (s->eof)
-        return 0;
+    ssize_t r = settled(s);
+    if (r <= 0)
+        return r;
     s->reader = coil_current_task();
-    ssize_t r = 0;
+    r = 0;
     if (s->drained)
         r = coil__io_wait(s->loop, s->fd, COIL__EV_READ);
     if (r == 0)
@@ -304,12 +315,9 @@ static ssize_t recv_some(struct coil_stream *s, void *p, size_t n)
  */
 static ssize_t fill(struct coil_stream *s, size_t want)
 {
-    if (s->closing || s->fd < 0)
-        return -EBADF;
-    if (s->read_err)
-        return s->read_err;
-    if (s->eof)
-        return 0;
+    ssize_t r = settled(s);
+    if (r <= 0)
+        return r; /* before growing a buffer nothing will go into */
     if (s->rlen == 0)
         s->rpos = 0;
     size_t need = s->rlen + 1; /* room for one more byte at least */
@@ -331,7 +339,7 @@ static ssize_t fill(struct coil_stream *s, size_t want)
         }
     }
     size_t room = s->rcap - s->rpos - s->rlen;
-    ssize_t r = recv_some(s, s->rbuf + s->rpos + s->rlen, room);
+    r = recv_some(s, s->rbuf + s->rpos + s->rlen, room);
     if (r > 0)
         s->rlen += (size_t)r;
     return r;

@@ -143,14 +143,21 @@ int coil_udp_open(const char *local_host, const char *local_port,
 /* Sending and receiving                                                */
 /* ------------------------------------------------------------------ */
 
-ssize_t coil_udp_send(coil_udp_t *u, const void *buf, size_t n)
+/* Checks shared by the sends: 0 if sending may go on. */
+static int send_check(const coil_udp_t *u)
 {
     if (!u)
         return -EINVAL;
     if (!coil_current_task())
         return -EPERM;
-    if (u->fd < 0)
-        return -EBADF;
+    return u->fd < 0 ? -EBADF : 0;
+}
+
+ssize_t coil_udp_send(coil_udp_t *u, const void *buf, size_t n)
+{
+    int err = send_check(u);
+    if (err)
+        return err;
     if (!u->connected)
         return -EDESTADDRREQ;
     return coil_sock_sendto(u->fd, buf, n, NULL, 0);
@@ -159,12 +166,9 @@ ssize_t coil_udp_send(coil_udp_t *u, const void *buf, size_t n)
 ssize_t coil_udp_sendto(coil_udp_t *u, const void *buf, size_t n,
                         const struct sockaddr *addr, socklen_t addrlen)
 {
-    if (!u)
-        return -EINVAL;
-    if (!coil_current_task())
-        return -EPERM;
-    if (u->fd < 0)
-        return -EBADF;
+    int err = send_check(u);
+    if (err)
+        return err;
     if (u->connected)
         return -EISCONN;
     if (!addr || addrlen == 0)
