@@ -59,6 +59,19 @@ static inline int64_t bench_status_bytes(const char *field)
     return v;
 }
 
+/* /proc/self/status's field in bytes, else the peak RSS from getrusage
+ * (the only figure there is without /proc). */
+static inline int64_t bench_status_or_maxrss(const char *field)
+{
+    int64_t bytes = bench_status_bytes(field);
+    if (bytes < 0) {
+        struct rusage ru;
+        getrusage(RUSAGE_SELF, &ru);
+        bytes = (int64_t)ru.ru_maxrss * 1024;
+    }
+    return bytes;
+}
+
 /*
  * The current resident set, bytes. Also resets the peak ("high water
  * mark") to it where the kernel allows (clear_refs 5), so a later
@@ -73,25 +86,26 @@ static inline int64_t bench_rss_baseline(void)
                     strerror(errno));
         close(fd);
     }
-    int64_t rss = bench_status_bytes("VmRSS");
-    if (rss < 0) {
-        struct rusage ru;
-        getrusage(RUSAGE_SELF, &ru);
-        rss = (int64_t)ru.ru_maxrss * 1024;
-    }
-    return rss;
+    return bench_status_or_maxrss("VmRSS");
 }
 
 /* The peak resident set, bytes (VmHWM, else ru_maxrss). */
 static inline int64_t bench_peak_rss(void)
 {
-    int64_t hwm = bench_status_bytes("VmHWM");
-    if (hwm < 0) {
-        struct rusage ru;
-        getrusage(RUSAGE_SELF, &ru);
-        hwm = (int64_t)ru.ru_maxrss * 1024;
+    return bench_status_or_maxrss("VmHWM");
+}
+
+/* The lowest of reps results of run (ns per operation): the run least
+ * disturbed by the rest of a shared machine. */
+static inline double bench_best_of(int reps, double (*run)(void))
+{
+    double best = 0;
+    for (int r = 0; r < reps; r++) {
+        double ns = run();
+        if (r == 0 || ns < best)
+            best = ns;
     }
-    return hwm;
+    return best;
 }
 
 /* splitmix64: small, fast, and the same sequence everywhere. */

@@ -54,12 +54,6 @@ static double run_once(void)
 int main(void)
 {
     bench_guard(60);
-    double best = 0;
-    for (int r = 0; r < REPS; r++) {
-        double ns = run_once();
-        if (r == 0 || ns < best)
-            best = ns;
-    }
-    bench_print("libuv_call_soon_chain", best, "ns/op");
+    bench_print("libuv_call_soon_chain", bench_best_of(REPS, run_once), "ns/op");
     return 0;
 }

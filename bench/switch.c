@@ -110,16 +110,18 @@ static double run_raw(long rounds)
     return (double)(t1 - t0) / (2.0 * (double)rounds);
 }
 
-static double best_of(double (*run)(const struct coil__context_ops *, long),
-                      const struct coil__context_ops *ops, long rounds)
+/* bench_best_of takes no arguments: what the next rounds run. */
+static const struct coil__context_ops *cur_ops;
+static long cur_rounds;
+
+static double run_current(void)
 {
-    double best = 0;
-    for (int r = 0; r < REPS; r++) {
-        double ns = run(ops, rounds);
-        if (r == 0 || ns < best)
-            best = ns;
-    }
-    return best;
+    return run_context(cur_ops, cur_rounds);
+}
+
+static double run_raw_ucontext(void)
+{
+    return run_raw(ROUNDS_UCONTEXT);
 }
 
 int main(void)
@@ -137,16 +139,12 @@ int main(void)
                     err);
             continue;
         }
-        long rounds = i == 0 ? ROUNDS_ASM : ROUNDS_UCONTEXT;
+        cur_ops = ops;
+        cur_rounds = i == 0 ? ROUNDS_ASM : ROUNDS_UCONTEXT;
         snprintf(line, sizeof(line), "context_switch_%s", names[i]);
-        bench_print(line, best_of(run_context, ops, rounds), "ns/op");
+        bench_print(line, bench_best_of(REPS, run_current), "ns/op");
     }
-    double best = 0;
-    for (int r = 0; r < REPS; r++) {
-        double ns = run_raw(ROUNDS_UCONTEXT);
-        if (r == 0 || ns < best)
-            best = ns;
-    }
-    bench_print("swapcontext_raw", best, "ns/op");
+    bench_print("swapcontext_raw", bench_best_of(REPS, run_raw_ucontext),
+                "ns/op");
     return 0;
 }
