@@ -136,6 +136,14 @@ bool test_nofile_limit_works(void);
 /* Whether the IPv6 loopback address (::1) can be bound here. */
 bool test_ipv6_loopback(void);
 
+/* The groups that need them, each run only where it can (TEST_RUN_IF). */
+#define TEST_RUN_IF_IPV6(tests)                                                \
+    TEST_RUN_IF(test_ipv6_loopback(), "no ::1 loopback here", tests)
+#define TEST_RUN_IF_NOFILE(tests)                                              \
+    TEST_RUN_IF(test_nofile_limit_works(),                                     \
+                "RLIMIT_NOFILE cannot be lowered usefully here (valgrind?)",   \
+                tests)
+
 /*
  * Run a group of tests that apply only sometimes (one backend, IPv6, a
  * lowerable fd limit...). When they do not apply they are not registered

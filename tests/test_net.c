@@ -1883,12 +1883,8 @@ int main(void)
     };
     test_init();
     int failed = cmocka_run_group_tests(tests, NULL, NULL);
-    failed += TEST_RUN_IF(test_ipv6_loopback(), "no ::1 loopback here",
-                          ipv6_tests);
-    failed += TEST_RUN_IF(test_nofile_limit_works(),
-                          "RLIMIT_NOFILE cannot be lowered usefully here "
-                          "(valgrind?)",
-                          emfile_tests);
+    failed += TEST_RUN_IF_IPV6(ipv6_tests);
+    failed += TEST_RUN_IF_NOFILE(emfile_tests);
     failed += TEST_RUN_IF(TEST_ON_EPOLL, "they count epoll_ctl calls",
                           epoll_tests);
     failed += TEST_RUN_IF(strcmp(test_backend(), "poll") == 0,

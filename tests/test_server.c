@@ -1190,12 +1190,8 @@ int main(void)
     };
     test_init();
     int failed = cmocka_run_group_tests(tests, NULL, NULL);
-    failed += TEST_RUN_IF(test_ipv6_loopback(), "no ::1 loopback here",
-                          ipv6_tests);
-    failed += TEST_RUN_IF(test_nofile_limit_works(),
-                          "RLIMIT_NOFILE cannot be lowered usefully here "
-                          "(valgrind?)",
-                          emfile_tests);
+    failed += TEST_RUN_IF_IPV6(ipv6_tests);
+    failed += TEST_RUN_IF_NOFILE(emfile_tests);
     int fds[8], nfds, slow = slow_listener(fds, &nfds);
     if (slow >= 0) {
         close_slow(slow, fds, nfds);

@@ -1132,6 +1132,19 @@ static int make_one(void *arg)
     return coil_stream_from_fd(r->fds[0], &r->s);
 }
 
+/* A number that is not open (the pair's, closed): -EBADF, *out NULL. */
+static int make_on_closed(void *arg)
+{
+    struct rst *r = arg;
+    int sv[2];
+    test_socketpair(sv);
+    close(sv[0]);
+    close(sv[1]);
+    r->s = (coil_stream_t *)1;
+    r->r1 = coil_stream_from_fd(sv[0], &r->s);
+    return 0;
+}
+
 static void test_bad_arguments(void **state)
 {
     test_exact_io(); /* one write outside a loop sends all */
@@ -1160,6 +1173,9 @@ static void test_bad_arguments(void **state)
     assert_null(coil_stream_ref(NULL));
 
     struct rst r = {0};
+    assert_int_equal(test_run_task(test_loop(state), make_on_closed, &r), 0);
+    assert_int_equal(r.r1, -EBADF);
+    assert_null(r.s);
     make_pair(r.fds, false);
     assert_int_equal(test_run_task(test_loop(state), make_one, &r), 0);
     /* Outside a task. */
