@@ -106,11 +106,6 @@ void coil__chaos_pause(bool paused)
 static _Thread_local uint64_t chaos_state;
 static _Thread_local unsigned chaos_eagain_last; /* a bit per call */
 
-void coil__chaos_restart(void)
-{
-    chaos_state = 0;
-    chaos_eagain_last = 0;
-}
 
 /* splitmix64: small, fast, and good enough to shuffle outcomes. */
 static uint64_t chaos_next(void)
@@ -200,4 +195,11 @@ void coil__shuffle(void *items, size_t n, size_t size)
             memcpy(base + j * size, tmp, size);
         }
     }
+}
+
+void coil__chaos_restart(void)
+{
+    chaos_state = 0;
+    chaos_eagain_last = 0;
+    shuffle_state = 0;
 }

@@ -230,6 +230,19 @@ static int start_helper(struct gai_req *req)
     return -err;
 }
 
+/* Only the fields getaddrinfo reads from hints (NULL: none), the rest
+ * zero. */
+static void copy_hints(struct addrinfo *to, const struct addrinfo *from)
+{
+    memset(to, 0, sizeof(*to));
+    if (from) {
+        to->ai_flags = from->ai_flags;
+        to->ai_family = from->ai_family;
+        to->ai_socktype = from->ai_socktype;
+        to->ai_protocol = from->ai_protocol;
+    }
+}
+
 /*
  * Whether the answer needs no lookup: host NULL or a numeric address,
  * service NULL or a port number. getaddrinfo then only parses, and runs
@@ -256,13 +269,8 @@ static int resolve_here(const char *host, const char *service,
                         const struct addrinfo *hints,
                         struct addrinfo **res_out)
 {
-    struct addrinfo h = {0};
-    if (hints) {
-        h.ai_flags = hints->ai_flags;
-        h.ai_family = hints->ai_family;
-        h.ai_socktype = hints->ai_socktype;
-        h.ai_protocol = hints->ai_protocol;
-    }
+    struct addrinfo h;
+    copy_hints(&h, hints);
     h.ai_flags |= AI_NUMERICHOST | AI_NUMERICSERV; /* never a lookup */
     errno = 0;
     int rc = getaddrinfo(host, service, &h, res_out);
@@ -297,11 +305,7 @@ int coil_getaddrinfo(const char *host, const char *service,
         return -ENOMEM;
     }
     if (hints) {
-        /* Only the fields getaddrinfo reads from hints. */
-        req->hints.ai_flags = hints->ai_flags;
-        req->hints.ai_family = hints->ai_family;
-        req->hints.ai_socktype = hints->ai_socktype;
-        req->hints.ai_protocol = hints->ai_protocol;
+        copy_hints(&req->hints, hints);
         req->has_hints = true;
     }
     if ((err = pthread_mutex_init(&req->lock, NULL))) {

@@ -63,8 +63,8 @@ unsigned coil__fault_calls(enum coil__sys_call call);
 unsigned long coil__chaos_seed(void);
 /* Hold chaos off (a test that checks exact syscall counts or lengths). */
 void coil__chaos_pause(bool paused);
-/* Start this thread's chaos sequence over from the seed (a fuzz run
- * replays the same on its own as within a long session). */
+/* Start this thread's chaos and shuffle sequences over from their seeds
+ * (a fuzz run replays the same on its own as within a long session). */
 void coil__chaos_restart(void);
 size_t coil__chaos_len(int fd, size_t n);
 #define COIL__CHAOS_LEN(fd, n) coil__chaos_len(fd, n)
