@@ -235,6 +235,13 @@ void test_exc_record(coil_loop_t *loop, int error, const char *message,
     snprintf(log->last_message, sizeof(log->last_message), "%s", message);
 }
 
+void test_cancel_cb(void *arg)
+{
+    struct test_canceller *c = arg;
+    c->result = coil_task_cancel(c->task);
+    c->calls++;
+}
+
 void test_run(coil_loop_t *loop)
 {
     assert_int_equal(coil_loop_run_forever(loop), 0);

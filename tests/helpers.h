@@ -159,12 +159,28 @@ int test_run_if(bool applies, const char *why, const char *group,
 /* Whether the tests run on the epoll backend. */
 #define TEST_ON_EPOLL (strcmp(test_backend(), "epoll") == 0)
 
-/* Run a cmocka group; prints the backend first. */
-#define TEST_MAIN(tests)                                                       \
-    int main(void)                                                             \
-    {                                                                          \
-        test_init();                                                           \
-        return cmocka_run_group_tests(tests, NULL, NULL);                      \
-    }
+/*
+ * Registration, one line per test: a fresh loop and the leak gate
+ * (TEST), the same on the virtual clock with autojump (TEST_FAKE), the
+ * leak gate alone for tests that make their own loops (TEST_NOLOOP,
+ * TEST_FAKE_NOLOOP).
+ */
+#define TEST(fn) cmocka_unit_test_setup_teardown(fn, test_setup, test_teardown)
+#define TEST_FAKE(fn)                                                          \
+    cmocka_unit_test_setup_teardown(fn, test_setup_fake, test_teardown)
+#define TEST_NOLOOP(fn)                                                        \
+    cmocka_unit_test_setup_teardown(fn, test_setup_noloop, test_teardown_noloop)
+#define TEST_FAKE_NOLOOP(fn)                                                   \
+    cmocka_unit_test_setup_teardown(fn, test_setup_fake_noloop,               \
+                                    test_teardown_noloop)
+
+/* A callback (call_soon/call_later) that cancels task, recording what
+ * coil_task_cancel returned and how often it ran. */
+struct test_canceller {
+    coil_task_t *task;
+    int result;
+    int calls;
+};
+void test_cancel_cb(void *canceller);
 
 #endif /* COIL_TEST_HELPERS_H */

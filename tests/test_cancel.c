@@ -34,20 +34,6 @@ static int outcome(coil_task_t *t)
     return r == 0 ? (int)(intptr_t)v : r;
 }
 
-/* A callback that cancels a task, recording what coil_task_cancel said. */
-struct canceller {
-    coil_task_t *task;
-    int result;
-    int calls;
-};
-
-static void cancel_cb(void *arg)
-{
-    struct canceller *c = arg;
-    c->result = coil_task_cancel(c->task);
-    c->calls++;
-}
-
 /* ------------------------------------------------------------------ */
 /* Suspension points                                                    */
 /* ------------------------------------------------------------------ */
@@ -75,9 +61,9 @@ static void test_cancel_sleep(void **state)
     struct sleeper s = {.loop = f->loop, .r = 1};
     coil_task_t *t;
     assert_int_equal(coil_task_spawn(f->loop, sleep_hour, &s, &t), 0);
-    struct canceller c = {t, 1, 0};
+    struct test_canceller c = {t, 1, 0};
     assert_int_equal(
-        coil_call_later(f->loop, 5 * COIL_MSEC, cancel_cb, &c, NULL), 0);
+        coil_call_later(f->loop, 5 * COIL_MSEC, test_cancel_cb, &c, NULL), 0);
     assert_int_equal(run_until_done(f->loop, t), -ECANCELED);
     assert_int_equal(c.result, 0);
     assert_int_equal(s.r, -ECANCELED);
@@ -152,8 +138,8 @@ static void test_cancel_await_future(void **state)
     assert_int_equal(coil_future_new(f->loop, &a.fut), 0);
     coil_task_t *t;
     assert_int_equal(coil_task_spawn(f->loop, await_fut, &a, &t), 0);
-    struct canceller c = {t, 1, 0};
-    assert_int_equal(coil_call_later(f->loop, COIL_MSEC, cancel_cb, &c, NULL),
+    struct test_canceller c = {t, 1, 0};
+    assert_int_equal(coil_call_later(f->loop, COIL_MSEC, test_cancel_cb, &c, NULL),
                      0);
     assert_int_equal(run_until_done(f->loop, t), -ECANCELED);
     assert_int_equal(c.result, 0);
@@ -207,9 +193,9 @@ static void test_cancel_await_task(void **state)
         struct outer o = {f->loop, &in, NULL, 1};
         coil_task_t *t;
         assert_int_equal(coil_task_spawn(f->loop, outer_body, &o, &t), 0);
-        struct canceller c = {t, 1, 0};
+        struct test_canceller c = {t, 1, 0};
         assert_int_equal(
-            coil_call_later(f->loop, COIL_MSEC, cancel_cb, &c, NULL), 0);
+            coil_call_later(f->loop, COIL_MSEC, test_cancel_cb, &c, NULL), 0);
         run_until_done(f->loop, t);
         assert_int_equal(c.result, 0);
         /* The inner task was cancelled through the outer's await. */
@@ -270,9 +256,9 @@ static void test_cancel_shield(void **state)
     assert_int_equal(coil_future_new(f->loop, &s.fut), 0);
     coil_task_t *t;
     assert_int_equal(coil_task_spawn(f->loop, shield_body, &s, &t), 0);
-    struct canceller c = {t, 1, 0};
+    struct test_canceller c = {t, 1, 0};
     int64_t t0 = coil_loop_time(f->loop);
-    assert_int_equal(coil_call_later(f->loop, COIL_MSEC, cancel_cb, &c, NULL),
+    assert_int_equal(coil_call_later(f->loop, COIL_MSEC, test_cancel_cb, &c, NULL),
                      0);
     assert_int_equal(run_until_done(f->loop, t), -ECANCELED);
     /* The waiter got -ECANCELED at once; the future carries on. */
@@ -292,9 +278,9 @@ static void test_cancel_shield(void **state)
     s = (struct shielder){
         .loop = f->loop, .r = 1, .fut = coil_task_future(inner)};
     assert_int_equal(coil_task_spawn(f->loop, shield_body, &s, &t), 0);
-    c = (struct canceller){t, 1, 0};
+    c = (struct test_canceller){t, 1, 0};
     t0 = coil_loop_time(f->loop);
-    assert_int_equal(coil_call_later(f->loop, COIL_MSEC, cancel_cb, &c, NULL),
+    assert_int_equal(coil_call_later(f->loop, COIL_MSEC, test_cancel_cb, &c, NULL),
                      0);
     assert_int_equal(run_until_done(f->loop, t), -ECANCELED);
     assert_int_equal(s.r, -ECANCELED);
@@ -420,8 +406,8 @@ static void cancel_multi(coil_loop_t *loop, coil_task_fn body, struct multi *m,
     m->r = 1;
     coil_task_t *t;
     assert_int_equal(coil_task_spawn(loop, body, m, &t), 0);
-    struct canceller c = {t, 1, 0};
-    assert_int_equal(coil_call_later(loop, COIL_MSEC, cancel_cb, &c, NULL), 0);
+    struct test_canceller c = {t, 1, 0};
+    assert_int_equal(coil_call_later(loop, COIL_MSEC, test_cancel_cb, &c, NULL), 0);
     run_until_done(loop, t);
     assert_int_equal(c.result, 0);
     *out = t;
@@ -510,8 +496,8 @@ static void test_cancel_group_wait(void **state)
     struct grouper g = {.r = 1, .next_r = 1};
     coil_task_t *t;
     assert_int_equal(coil_task_spawn(f->loop, group_body, &g, &t), 0);
-    struct canceller c = {t, 1, 0};
-    assert_int_equal(coil_call_later(f->loop, COIL_MSEC, cancel_cb, &c, NULL),
+    struct test_canceller c = {t, 1, 0};
+    assert_int_equal(coil_call_later(f->loop, COIL_MSEC, test_cancel_cb, &c, NULL),
                      0);
     assert_int_equal(run_until_done(f->loop, t), -ECANCELED);
     assert_int_equal(g.r, -ECANCELED);
@@ -549,8 +535,8 @@ static void test_cancel_inside_timeout_scope(void **state)
     struct scoped s = {1, 1, true};
     coil_task_t *t;
     assert_int_equal(coil_task_spawn(f->loop, scoped_body, &s, &t), 0);
-    struct canceller c = {t, 1, 0};
-    assert_int_equal(coil_call_later(f->loop, COIL_MSEC, cancel_cb, &c, NULL),
+    struct test_canceller c = {t, 1, 0};
+    assert_int_equal(coil_call_later(f->loop, COIL_MSEC, test_cancel_cb, &c, NULL),
                      0);
     assert_int_equal(run_until_done(f->loop, t), -ECANCELED);
     assert_int_equal(s.inner_r, -ECANCELED);
@@ -590,8 +576,8 @@ static void test_cancel_before_start(void **state)
 
     /* Cancelled by a callback of the iteration in which it would have
      * started (queued ahead of it). */
-    struct canceller c = {NULL, 1, 0};
-    assert_int_equal(coil_call_soon(f->loop, cancel_cb, &c, NULL), 0);
+    struct test_canceller c = {NULL, 1, 0};
+    assert_int_equal(coil_call_soon(f->loop, test_cancel_cb, &c, NULL), 0);
     assert_int_equal(coil_task_spawn(f->loop, mark_ran, &ran, &t), 0);
     c.task = t;
     assert_int_equal(run_until_done(f->loop, t), -ECANCELED);
@@ -622,7 +608,7 @@ static int repeat_body(void *arg)
 
 static void cancel_thrice(void *arg)
 {
-    struct canceller *c = arg;
+    struct test_canceller *c = arg;
     for (int i = 0; i < 3; i++) {
         int r = coil_task_cancel(c->task);
         if (r != 0)
@@ -637,7 +623,7 @@ static void test_cancel_repeated(void **state)
     struct repeat r = {1, 1, 1, 0, {1, 1}};
     coil_task_t *t;
     assert_int_equal(coil_task_spawn(f->loop, repeat_body, &r, &t), 0);
-    struct canceller c = {t, 0, 0};
+    struct test_canceller c = {t, 0, 0};
     assert_int_equal(
         coil_call_later(f->loop, COIL_MSEC, cancel_thrice, &c, NULL), 0);
     assert_int_equal(run_until_done(f->loop, t), 0);
@@ -704,8 +690,8 @@ static void test_cancel_caught_cleanup(void **state)
     assert_int_equal(coil_future_new(f->loop, &k.fut), 0);
     coil_task_t *t;
     assert_int_equal(coil_task_spawn(f->loop, catcher_body, &k, &t), 0);
-    struct canceller c = {t, 1, 0};
-    assert_int_equal(coil_call_later(f->loop, COIL_MSEC, cancel_cb, &c, NULL),
+    struct test_canceller c = {t, 1, 0};
+    assert_int_equal(coil_call_later(f->loop, COIL_MSEC, test_cancel_cb, &c, NULL),
                      0);
     assert_int_equal(run_until_done(f->loop, t), 0);
     assert_int_equal(k.r_sleep, -ECANCELED);
@@ -788,7 +774,7 @@ static int race_waiter_body(void *arg)
 
 struct race_inner_ctx {
     coil_loop_t *loop;
-    struct canceller *cancel_outer;
+    struct test_canceller *cancel_outer;
 };
 
 static int race_inner(void *arg)
@@ -797,7 +783,7 @@ static int race_inner(void *arg)
     coil_sleep(COIL_MSEC);
     /* Queued before this task completes, so it runs after the outer's
      * wait has its result but before the outer resumes. */
-    coil_call_soon(c->loop, cancel_cb, c->cancel_outer, NULL);
+    coil_call_soon(c->loop, test_cancel_cb, c->cancel_outer, NULL);
     return 9;
 }
 
@@ -823,7 +809,7 @@ static void test_completed_result_wins(void **state)
     coil_task_unref(t);
 
     /* A task's result. */
-    struct canceller c = {NULL, 1, 0};
+    struct test_canceller c = {NULL, 1, 0};
     struct race_inner_ctx ic = {f->loop, &c};
     coil_task_t *inner;
     assert_int_equal(coil_task_spawn(f->loop, race_inner, &ic, &inner), 0);
@@ -973,29 +959,28 @@ static void test_cancel_many(void **state)
     test_free(tasks);
 }
 
-#define T(fn) cmocka_unit_test_setup_teardown(fn, test_setup_fake, test_teardown)
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        T(test_cancel_sleep),
-        T(test_cancel_yield),
-        T(test_cancel_await_future),
-        T(test_cancel_await_task),
-        T(test_cancel_shield),
-        T(test_cancel_gather),
-        T(test_cancel_wait),
-        T(test_cancel_as_completed),
-        T(test_cancel_group_wait),
-        T(test_cancel_inside_timeout_scope),
-        T(test_cancel_before_start),
-        T(test_cancel_repeated),
-        T(test_cancel_finished),
-        T(test_cancel_caught_cleanup),
-        T(test_self_cancel),
-        T(test_completed_result_wins),
-        T(test_uncancel),
-        T(test_cancel_many),
+        TEST_FAKE(test_cancel_sleep),
+        TEST_FAKE(test_cancel_yield),
+        TEST_FAKE(test_cancel_await_future),
+        TEST_FAKE(test_cancel_await_task),
+        TEST_FAKE(test_cancel_shield),
+        TEST_FAKE(test_cancel_gather),
+        TEST_FAKE(test_cancel_wait),
+        TEST_FAKE(test_cancel_as_completed),
+        TEST_FAKE(test_cancel_group_wait),
+        TEST_FAKE(test_cancel_inside_timeout_scope),
+        TEST_FAKE(test_cancel_before_start),
+        TEST_FAKE(test_cancel_repeated),
+        TEST_FAKE(test_cancel_finished),
+        TEST_FAKE(test_cancel_caught_cleanup),
+        TEST_FAKE(test_self_cancel),
+        TEST_FAKE(test_completed_result_wins),
+        TEST_FAKE(test_uncancel),
+        TEST_FAKE(test_cancel_many),
     };
     test_init();
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -317,17 +317,6 @@ static void test_gather_bad_arguments(void **state)
     coil_loop_free(other);
 }
 
-struct canceller {
-    coil_task_t *task;
-    int result;
-};
-
-static void cancel_cb(void *arg)
-{
-    struct canceller *c = arg;
-    c->result = coil_task_cancel(c->task);
-}
-
 static void test_gather_cancelled(void **state)
 {
     struct fixture *f = *state;
@@ -337,8 +326,8 @@ static void test_gather_cancelled(void **state)
     combo_init(&c, f->loop, 3, delays, rets);
     coil_task_t *t;
     assert_int_equal(coil_task_spawn(f->loop, gather_body, &c, &t), 0);
-    struct canceller k = {t, 1};
-    assert_int_equal(coil_call_later(f->loop, COIL_MSEC, cancel_cb, &k, NULL),
+    struct test_canceller k = {t, 1, 0};
+    assert_int_equal(coil_call_later(f->loop, COIL_MSEC, test_cancel_cb, &k, NULL),
                      0);
     assert_int_equal(test_run_until(f->loop, coil_task_future(t)), 0);
     assert_int_equal(k.result, 0);
@@ -950,29 +939,28 @@ static void test_alloc_failure(void **state)
     test_assert_no_tasks(f->loop);
 }
 
-#define T(fn) cmocka_unit_test_setup_teardown(fn, test_setup_fake, test_teardown)
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        T(test_gather_argument_order),
-        T(test_gather_first_error_cancels_rest),
-        T(test_gather_first_error_in_completion_order),
-        T(test_gather_return_errors),
-        T(test_gather_empty),
-        T(test_gather_already_done),
-        T(test_gather_bad_arguments),
-        T(test_gather_cancelled),
-        T(test_wait_all_completed),
-        T(test_wait_first_completed),
-        T(test_wait_first_exception),
-        T(test_wait_bad_arguments),
-        T(test_as_completed_order),
-        T(test_as_completed_timeout),
-        T(test_as_completed_end_early),
-        T(test_as_completed_already_done),
-        T(test_as_completed_bad_arguments),
-        T(test_alloc_failure),
+        TEST_FAKE(test_gather_argument_order),
+        TEST_FAKE(test_gather_first_error_cancels_rest),
+        TEST_FAKE(test_gather_first_error_in_completion_order),
+        TEST_FAKE(test_gather_return_errors),
+        TEST_FAKE(test_gather_empty),
+        TEST_FAKE(test_gather_already_done),
+        TEST_FAKE(test_gather_bad_arguments),
+        TEST_FAKE(test_gather_cancelled),
+        TEST_FAKE(test_wait_all_completed),
+        TEST_FAKE(test_wait_first_completed),
+        TEST_FAKE(test_wait_first_exception),
+        TEST_FAKE(test_wait_bad_arguments),
+        TEST_FAKE(test_as_completed_order),
+        TEST_FAKE(test_as_completed_timeout),
+        TEST_FAKE(test_as_completed_end_early),
+        TEST_FAKE(test_as_completed_already_done),
+        TEST_FAKE(test_as_completed_bad_arguments),
+        TEST_FAKE(test_alloc_failure),
     };
     test_init();
     return cmocka_run_group_tests(tests, NULL, NULL);

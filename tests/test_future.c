@@ -221,18 +221,17 @@ static void test_unref_inside_callback(void **state)
     test_run(f->loop);
 }
 
-#define T(fn) cmocka_unit_test_setup_teardown(fn, test_setup, test_teardown)
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        T(test_outcomes),
-        T(test_bad_arguments),
-        T(test_callbacks_in_order_through_loop),
-        T(test_remove_callback),
-        T(test_callback_holds_reference),
-        T(test_close_drops_callbacks),
-        T(test_unref_inside_callback),
+        TEST(test_outcomes),
+        TEST(test_bad_arguments),
+        TEST(test_callbacks_in_order_through_loop),
+        TEST(test_remove_callback),
+        TEST(test_callback_holds_reference),
+        TEST(test_close_drops_callbacks),
+        TEST(test_unref_inside_callback),
     };
     test_init();
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -45,21 +45,8 @@ struct child {
     int sleep_r;
     bool started, cleaned, finished;
     coil_loop_t *loop;
-    struct canceller *before_return; /* a cancel queued just before return */
+    struct test_canceller *before_return; /* a cancel queued just before return */
 };
-
-struct canceller {
-    coil_task_t *task;
-    int result;
-    int calls;
-};
-
-static void cancel_cb(void *arg)
-{
-    struct canceller *c = arg;
-    c->result = coil_task_cancel(c->task);
-    c->calls++;
-}
 
 static int child_body(void *arg)
 {
@@ -73,7 +60,7 @@ static int child_body(void *arg)
         return c->ret_on_cancel ? c->ret_on_cancel : -ECANCELED;
     }
     if (c->before_return)
-        coil_call_soon(c->loop, cancel_cb, c->before_return, NULL);
+        coil_call_soon(c->loop, test_cancel_cb, c->before_return, NULL);
     c->finished = true;
     return c->ret;
 }
@@ -347,9 +334,9 @@ static void test_group_parent_cancelled_outside(void **state)
     parent_init(&p, f->loop, 2, delays, rets);
     coil_task_t *t;
     assert_int_equal(coil_task_spawn(f->loop, parent_body, &p, &t), 0);
-    struct canceller c = {t, 1, 0};
+    struct test_canceller c = {t, 1, 0};
     assert_int_equal(
-        coil_call_later(f->loop, 5 * COIL_MSEC, cancel_cb, &c, NULL), 0);
+        coil_call_later(f->loop, 5 * COIL_MSEC, test_cancel_cb, &c, NULL), 0);
     assert_int_equal(test_run_until(f->loop, coil_task_future(t)), 0);
     assert_int_equal(c.result, 0);
     assert_int_equal(p.wait_r, -ECANCELED);
@@ -421,14 +408,14 @@ static void test_group_cancel_pending_at_wait(void **state)
  */
 struct race_ctx {
     struct parent p;
-    struct canceller outside;
+    struct test_canceller outside;
     coil_task_t *parent_task;
 };
 
 static void cancel_on_done(coil_future_t *fut, void *arg)
 {
     (void)fut;
-    cancel_cb(arg);
+    test_cancel_cb(arg);
 }
 
 static int race_parent_body(void *arg)
@@ -469,7 +456,7 @@ static void run_race(coil_loop_t *loop, struct race_ctx *r, int n,
     static const int rets[2] = {-EIO, 2};
     parent_init(&r->p, loop, n, delays, rets);
     r->p.parent_sleep = parent_sleep;
-    r->outside = (struct canceller){NULL, 1, 0};
+    r->outside = (struct test_canceller){NULL, 1, 0};
     if (cancel_first)
         r->p.ch[0].before_return = &r->outside;
     assert_int_equal(
@@ -862,27 +849,26 @@ static void test_group_loop_closed_while_waiting(void **state)
     /* The leak gate: the group went with its parent. */
 }
 
-#define T(fn) cmocka_unit_test_setup_teardown(fn, test_setup_fake, test_teardown)
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        T(test_group_all_succeed),
-        T(test_group_empty),
-        T(test_group_failure_cancels_siblings_and_parent),
-        T(test_group_failure_after_parent_woken),
-        T(test_group_errors_in_order),
-        T(test_group_errors_array),
-        T(test_group_parent_cancelled_outside),
-        T(test_group_cancel_pending_at_wait),
-        T(test_group_cancel_races_failure_in_wait),
-        T(test_group_cancel_races_failure_in_sleep),
-        T(test_group_spawn_rules),
-        T(test_group_spawn_options),
-        T(test_group_misuse),
-        T(test_group_free_unwaited),
-        T(test_group_cancel),
-        T(test_group_loop_closed_while_waiting),
+        TEST_FAKE(test_group_all_succeed),
+        TEST_FAKE(test_group_empty),
+        TEST_FAKE(test_group_failure_cancels_siblings_and_parent),
+        TEST_FAKE(test_group_failure_after_parent_woken),
+        TEST_FAKE(test_group_errors_in_order),
+        TEST_FAKE(test_group_errors_array),
+        TEST_FAKE(test_group_parent_cancelled_outside),
+        TEST_FAKE(test_group_cancel_pending_at_wait),
+        TEST_FAKE(test_group_cancel_races_failure_in_wait),
+        TEST_FAKE(test_group_cancel_races_failure_in_sleep),
+        TEST_FAKE(test_group_spawn_rules),
+        TEST_FAKE(test_group_spawn_options),
+        TEST_FAKE(test_group_misuse),
+        TEST_FAKE(test_group_free_unwaited),
+        TEST_FAKE(test_group_cancel),
+        TEST_FAKE(test_group_loop_closed_while_waiting),
     };
     test_init();
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1253,45 +1253,42 @@ static void test_close_loop_with_watchers(void **state)
     close_pair(b);
 }
 
-#define T(fn) cmocka_unit_test_setup_teardown(fn, test_setup, test_teardown)
-#define T_NOLOOP(fn)                                                           \
-    cmocka_unit_test_setup_teardown(fn, test_setup_noloop, test_teardown_noloop)
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        T(test_reader_fires_on_data),
-        T(test_writer_fires_when_writable),
-        T(test_reader_and_writer_on_one_fd),
-        T(test_level_triggered),
-        T(test_remove_self_fires_once),
-        T(test_remove_queued_watcher),
-        T(test_replace_queued_watcher),
-        T(test_replace_reader),
-        T(test_remove_return_values),
-        T(test_bad_arguments),
-        T(test_add_huge_fd_number),
-        T(test_regular_file),
-        T(test_peer_close_wakes_reader),
-        T(test_peer_close_wakes_writer),
-        T(test_hangup_wakes_writer),
-        T(test_error_wakes_reader),
-        T(test_closed_fd_then_removed),
-        T(test_closed_fd_never_runs),
-        T(test_reused_fd_number_no_stale_event),
-        T(test_reused_fd_number_other_direction),
-        T(test_reused_fd_number_readded),
-        T(test_many_fds),
-        T(test_many_fds_level_all_get_a_turn),
-        T(test_wait_interrupted),
-        T(test_wait_fails_fatally),
-        T_NOLOOP(test_add_alloc_failure),
-        T(test_close_loop_with_watchers),
+        TEST(test_reader_fires_on_data),
+        TEST(test_writer_fires_when_writable),
+        TEST(test_reader_and_writer_on_one_fd),
+        TEST(test_level_triggered),
+        TEST(test_remove_self_fires_once),
+        TEST(test_remove_queued_watcher),
+        TEST(test_replace_queued_watcher),
+        TEST(test_replace_reader),
+        TEST(test_remove_return_values),
+        TEST(test_bad_arguments),
+        TEST(test_add_huge_fd_number),
+        TEST(test_regular_file),
+        TEST(test_peer_close_wakes_reader),
+        TEST(test_peer_close_wakes_writer),
+        TEST(test_hangup_wakes_writer),
+        TEST(test_error_wakes_reader),
+        TEST(test_closed_fd_then_removed),
+        TEST(test_closed_fd_never_runs),
+        TEST(test_reused_fd_number_no_stale_event),
+        TEST(test_reused_fd_number_other_direction),
+        TEST(test_reused_fd_number_readded),
+        TEST(test_many_fds),
+        TEST(test_many_fds_level_all_get_a_turn),
+        TEST(test_wait_interrupted),
+        TEST(test_wait_fails_fatally),
+        TEST_NOLOOP(test_add_alloc_failure),
+        TEST(test_close_loop_with_watchers),
     };
     /* Faults of epoll_ctl exist only on epoll: not registered elsewhere. */
     const struct CMUnitTest epoll_tests[] = {
-        T(test_epoll_ctl_fails),
-        T(test_epoll_ctl_fails_on_remove),
+        TEST(test_epoll_ctl_fails),
+        TEST(test_epoll_ctl_fails_on_remove),
     };
     test_init();
     int failed = cmocka_run_group_tests(tests, NULL, NULL);

@@ -393,27 +393,23 @@ static void test_error_names(void **state)
     assert_string_equal(coil_err_name(INT32_MIN), "EUNKNOWN");
 }
 
-#define T(fn) cmocka_unit_test_setup_teardown(fn, test_setup, test_teardown)
-#define N(fn)                                                                  \
-    cmocka_unit_test_setup_teardown(fn, test_setup_noloop,                     \
-                                    test_teardown_noloop)
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        N(test_error_names),
-        N(test_backends),
-        N(test_backend_from_environment),
-        N(test_new_free),
-        T(test_running_state),
-        T(test_closed_loop_errors),
-        T(test_stop_before_run),
-        T(test_run_until_complete),
-        T(test_run_until_complete_args),
-        T(test_future_outlives_loop),
-        T(test_exception_handler),
-        T(test_default_exception_handler),
-        T(test_no_starvation),
+        TEST_NOLOOP(test_error_names),
+        TEST_NOLOOP(test_backends),
+        TEST_NOLOOP(test_backend_from_environment),
+        TEST_NOLOOP(test_new_free),
+        TEST(test_running_state),
+        TEST(test_closed_loop_errors),
+        TEST(test_stop_before_run),
+        TEST(test_run_until_complete),
+        TEST(test_run_until_complete_args),
+        TEST(test_future_outlives_loop),
+        TEST(test_exception_handler),
+        TEST(test_default_exception_handler),
+        TEST(test_no_starvation),
     };
     test_init();
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1832,54 +1832,49 @@ static void test_getaddrinfo_alloc_failure(void **state)
 
 /* ------------------------------------------------------------------ */
 
-#define T(fn) cmocka_unit_test_setup_teardown(fn, test_setup, test_teardown)
-#define T_FAKE(fn)                                                             \
-    cmocka_unit_test_setup_teardown(fn, test_setup_fake, test_teardown)
-#define T_NOLOOP(fn)                                                           \
-    cmocka_unit_test_setup_teardown(fn, test_setup_noloop, test_teardown_noloop)
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        T(test_echo_4mib),
-        T(test_echo_50_clients),
-        T(test_accept_connect_ipv4),
-        T(test_connect_refused),
-        T(test_connect_eintr_not_reissued),
-        T_FAKE(test_recv_timeout),
-        T(test_accept_timeout),
-        T(test_cancel_pending_calls),
-        T(test_peer_reset),
-        T(test_eof),
-        T_NOLOOP(test_no_sigpipe),
-        T(test_two_readers_ebusy),
-        T(test_sock_close_wakes_waiter),
-        T(test_reused_number_from_accept),
-        T(test_injected_errors),
-        T(test_udp_roundtrip),
-        T(test_sendfile),
-        T(test_getaddrinfo),
-        T(test_getaddrinfo_numeric_inline),
-        T(test_getaddrinfo_cancel),
-        T_NOLOOP(test_getaddrinfo_loop_closed),
-        T_NOLOOP(test_loop_close_with_waiters),
-        T(test_bad_arguments),
-        T_NOLOOP(test_eperm_outside_task),
-        T_NOLOOP(test_wait_alloc_failure),
-        T(test_getaddrinfo_alloc_failure),
+        TEST(test_echo_4mib),
+        TEST(test_echo_50_clients),
+        TEST(test_accept_connect_ipv4),
+        TEST(test_connect_refused),
+        TEST(test_connect_eintr_not_reissued),
+        TEST_FAKE(test_recv_timeout),
+        TEST(test_accept_timeout),
+        TEST(test_cancel_pending_calls),
+        TEST(test_peer_reset),
+        TEST(test_eof),
+        TEST_NOLOOP(test_no_sigpipe),
+        TEST(test_two_readers_ebusy),
+        TEST(test_sock_close_wakes_waiter),
+        TEST(test_reused_number_from_accept),
+        TEST(test_injected_errors),
+        TEST(test_udp_roundtrip),
+        TEST(test_sendfile),
+        TEST(test_getaddrinfo),
+        TEST(test_getaddrinfo_numeric_inline),
+        TEST(test_getaddrinfo_cancel),
+        TEST_NOLOOP(test_getaddrinfo_loop_closed),
+        TEST_NOLOOP(test_loop_close_with_waiters),
+        TEST(test_bad_arguments),
+        TEST_NOLOOP(test_eperm_outside_task),
+        TEST_NOLOOP(test_wait_alloc_failure),
+        TEST(test_getaddrinfo_alloc_failure),
     };
     const struct CMUnitTest ipv6_tests[] = {
-        T(test_accept_connect_ipv6),
-        T(test_echo_ipv6),
+        TEST(test_accept_connect_ipv6),
+        TEST(test_echo_ipv6),
     };
     const struct CMUnitTest emfile_tests[] = {
-        T(test_accept_emfile),
+        TEST(test_accept_emfile),
     };
     const struct CMUnitTest epoll_tests[] = {
-        T(test_lazy_disarm_epoll_ctl_count),
+        TEST(test_lazy_disarm_epoll_ctl_count),
     };
     const struct CMUnitTest poll_tests[] = {
-        T(test_poll_plain_close_ebadf),
+        TEST(test_poll_plain_close_ebadf),
     };
     test_init();
     int failed = cmocka_run_group_tests(tests, NULL, NULL);

@@ -164,18 +164,17 @@ static void test_threadsafe(void **state)
     test_run(f->loop);
 }
 
-#define T(fn) cmocka_unit_test_setup_teardown(fn, test_setup, test_teardown)
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_loop_new, test_setup_noloop,
                                         test_teardown_noloop),
-        T(test_call_soon),
-        T(test_call_later),
-        T(test_future),
-        T(test_add_reader),
-        T(test_threadsafe),
+        TEST(test_call_soon),
+        TEST(test_call_later),
+        TEST(test_future),
+        TEST(test_add_reader),
+        TEST(test_threadsafe),
     };
     test_init();
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1154,39 +1154,36 @@ static void test_race_localhost(void **state)
     coil_sock_close(refused);
 }
 
-#define T(fn) cmocka_unit_test_setup_teardown(fn, test_setup, test_teardown)
-#define T_FAKE(fn)                                                             \
-    cmocka_unit_test_setup_teardown(fn, test_setup_fake, test_teardown)
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        T(test_echo_many_clients),
-        T(test_echo_unix),
-        T(test_unix_socket_file),
-        T(test_reuse_port_two_loops),
-        T(test_accept_odd_error_reported),
-        T(test_close_with_live_connections),
-        T(test_serve_forever_cancel),
-        T(test_errors),
-        T(test_bad_arguments_eperm),
-        T(test_alloc_failure),
-        T(test_race_first_refused),
-        T(test_race_all_refused),
-        T(test_race_alloc_failure),
+        TEST(test_echo_many_clients),
+        TEST(test_echo_unix),
+        TEST(test_unix_socket_file),
+        TEST(test_reuse_port_two_loops),
+        TEST(test_accept_odd_error_reported),
+        TEST(test_close_with_live_connections),
+        TEST(test_serve_forever_cancel),
+        TEST(test_errors),
+        TEST(test_bad_arguments_eperm),
+        TEST(test_alloc_failure),
+        TEST(test_race_first_refused),
+        TEST(test_race_all_refused),
+        TEST(test_race_alloc_failure),
     };
     const struct CMUnitTest slow_tests[] = {
-        T(test_race_first_slow),
-        T_FAKE(test_race_cancel),
+        TEST(test_race_first_slow),
+        TEST_FAKE(test_race_cancel),
     };
     const struct CMUnitTest localhost_tests[] = {
-        T(test_race_localhost),
+        TEST(test_race_localhost),
     };
     const struct CMUnitTest ipv6_tests[] = {
-        T(test_echo_ipv6),
+        TEST(test_echo_ipv6),
     };
     const struct CMUnitTest emfile_tests[] = {
-        T(test_accept_emfile_backoff),
+        TEST(test_accept_emfile_backoff),
     };
     test_init();
     int failed = cmocka_run_group_tests(tests, NULL, NULL);

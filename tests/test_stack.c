@@ -614,25 +614,23 @@ static void test_thread_init(void **state)
     }
 }
 
-#define TEST(fn)                                                               \
-    cmocka_unit_test_setup_teardown(fn, test_setup_noloop, test_teardown_noloop)
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        TEST(test_get_put_lifo),
-        TEST(test_pool_keeps_at_most_max_free),
-        TEST(test_sizes_rounded),
-        TEST(test_whole_area_writable),
-        TEST(test_guard_kind),
-        TEST(test_overflow_reported),
-        TEST(test_overflow_reported_mprotect),
-        TEST(test_overflow_reported_in_thread),
-        TEST(test_foreign_fault_passes_on),
-        TEST(test_idle_guard_fault_passes_on),
-        TEST(test_many_stacks),
-        TEST(test_mprotect_map_limit),
-        TEST(test_thread_init),
+        TEST_NOLOOP(test_get_put_lifo),
+        TEST_NOLOOP(test_pool_keeps_at_most_max_free),
+        TEST_NOLOOP(test_sizes_rounded),
+        TEST_NOLOOP(test_whole_area_writable),
+        TEST_NOLOOP(test_guard_kind),
+        TEST_NOLOOP(test_overflow_reported),
+        TEST_NOLOOP(test_overflow_reported_mprotect),
+        TEST_NOLOOP(test_overflow_reported_in_thread),
+        TEST_NOLOOP(test_foreign_fault_passes_on),
+        TEST_NOLOOP(test_idle_guard_fault_passes_on),
+        TEST_NOLOOP(test_many_stacks),
+        TEST_NOLOOP(test_mprotect_map_limit),
+        TEST_NOLOOP(test_thread_init),
     };
     test_init();
     return cmocka_run_group_tests(tests, NULL, NULL);

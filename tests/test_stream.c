@@ -1250,34 +1250,33 @@ static void test_alloc_failure(void **state)
     assert_true(done);
 }
 
-#define T(fn) cmocka_unit_test_setup_teardown(fn, test_setup, test_teardown)
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        T(test_readline_readuntil),
-        T(test_read_exactly_short),
-        T(test_bulk_small_buffers_unix),
-        T(test_bulk_small_buffers_tcp),
-        T(test_drain_backpressure),
-        T(test_drain_cancel),
-        T(test_unref_flushes),
-        T(test_write_eof_half_close),
-        T(test_peer_reset_read),
-        T(test_peer_reset_write),
-        T(test_cancel_read_keeps_data),
-        T(test_close_wakes_reader),
-        T(test_two_readers),
-        T(test_timeout_around_read),
-        T(test_read_after_close),
-        T(test_stream_on_reused_number),
-        T(test_syscall_faults),
-        T(test_background_send_fault),
-        T(test_bad_arguments),
-        T(test_alloc_failure),
+        TEST(test_readline_readuntil),
+        TEST(test_read_exactly_short),
+        TEST(test_bulk_small_buffers_unix),
+        TEST(test_bulk_small_buffers_tcp),
+        TEST(test_drain_backpressure),
+        TEST(test_drain_cancel),
+        TEST(test_unref_flushes),
+        TEST(test_write_eof_half_close),
+        TEST(test_peer_reset_read),
+        TEST(test_peer_reset_write),
+        TEST(test_cancel_read_keeps_data),
+        TEST(test_close_wakes_reader),
+        TEST(test_two_readers),
+        TEST(test_timeout_around_read),
+        TEST(test_read_after_close),
+        TEST(test_stream_on_reused_number),
+        TEST(test_syscall_faults),
+        TEST(test_background_send_fault),
+        TEST(test_bad_arguments),
+        TEST(test_alloc_failure),
     };
     const struct CMUnitTest epoll_tests[] = {
-        T(test_sender_start_fails),
+        TEST(test_sender_start_fails),
     };
     test_init();
     int failed = cmocka_run_group_tests(tests, NULL, NULL);

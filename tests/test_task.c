@@ -1515,9 +1515,6 @@ static void test_close_with_suspended_tasks(void **state)
         coil_task_unref(t[i]);
 }
 
-#define T(fn, setup) cmocka_unit_test_setup_teardown(fn, setup, test_teardown)
-#define TN(fn, setup)                                                          \
-    cmocka_unit_test_setup_teardown(fn, setup, test_teardown_noloop)
 
 /*
  * A task that overflows its stack: in a forked child, the process must
@@ -1626,37 +1623,37 @@ static void test_stack_overflow_reported(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        T(test_spawn_runs_next_iteration, test_setup_fake),
+        TEST_FAKE(test_spawn_runs_next_iteration),
         cmocka_unit_test_setup_teardown(test_stack_overflow_reported,
                                         test_setup_noloop,
                                         test_teardown_noloop),
-        T(test_spawn_bad_arguments, test_setup_fake),
-        T(test_result_and_error, test_setup_fake),
-        T(test_yield_round_robin, test_setup_fake),
-        T(test_sleep_order, test_setup_fake),
-        T(test_sleep_nonpositive_yields, test_setup_fake),
-        T(test_await_plain_future, test_setup_fake),
-        T(test_await_nested_tasks, test_setup_fake),
-        T(test_waits_outside_task, test_setup_fake),
-        T(test_await_self_and_null, test_setup_fake),
-        T(test_await_other_loop, test_setup_fake),
-        T(test_current_task, test_setup_fake),
-        T(test_names, test_setup_fake),
-        T(test_all_tasks, test_setup_fake),
-        T(test_stack_sizes, test_setup_fake),
-        T(test_task_references, test_setup_fake),
-        TN(test_coil_run, test_setup_fake_noloop),
-        T(test_run_inside_loop, test_setup_fake),
-        T(test_task_future_is_owned, test_setup_fake),
-        T(test_einprogress_result, test_setup_fake),
-        T(test_unawaited_error_reported, test_setup_fake),
-        TN(test_spawn_alloc_failure, test_setup_fake_noloop),
-        T(test_sleep_alloc_failure, test_setup_fake),
-        T(test_gather_alloc_failure, test_setup_fake),
-        T(test_timeout_alloc_failure, test_setup_fake),
-        T(test_close_with_suspended_tasks, test_setup_fake),
-        T(test_stack_size_equal_to_default, test_setup_fake),
-        T(test_deep_recursion, test_setup_fake),
+        TEST_FAKE(test_spawn_bad_arguments),
+        TEST_FAKE(test_result_and_error),
+        TEST_FAKE(test_yield_round_robin),
+        TEST_FAKE(test_sleep_order),
+        TEST_FAKE(test_sleep_nonpositive_yields),
+        TEST_FAKE(test_await_plain_future),
+        TEST_FAKE(test_await_nested_tasks),
+        TEST_FAKE(test_waits_outside_task),
+        TEST_FAKE(test_await_self_and_null),
+        TEST_FAKE(test_await_other_loop),
+        TEST_FAKE(test_current_task),
+        TEST_FAKE(test_names),
+        TEST_FAKE(test_all_tasks),
+        TEST_FAKE(test_stack_sizes),
+        TEST_FAKE(test_task_references),
+        TEST_FAKE_NOLOOP(test_coil_run),
+        TEST_FAKE(test_run_inside_loop),
+        TEST_FAKE(test_task_future_is_owned),
+        TEST_FAKE(test_einprogress_result),
+        TEST_FAKE(test_unawaited_error_reported),
+        TEST_FAKE_NOLOOP(test_spawn_alloc_failure),
+        TEST_FAKE(test_sleep_alloc_failure),
+        TEST_FAKE(test_gather_alloc_failure),
+        TEST_FAKE(test_timeout_alloc_failure),
+        TEST_FAKE(test_close_with_suspended_tasks),
+        TEST_FAKE(test_stack_size_equal_to_default),
+        TEST_FAKE(test_deep_recursion),
     };
     test_init();
     return cmocka_run_group_tests(tests, NULL, NULL);

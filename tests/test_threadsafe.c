@@ -809,33 +809,30 @@ static void test_close_while_threads_call(void **state)
     assert_int_equal(race.ran_after_close, 0);
 }
 
-#define T(fn) cmocka_unit_test_setup_teardown(fn, test_setup, test_teardown)
-#define T_NOLOOP(fn)                                                           \
-    cmocka_unit_test_setup_teardown(fn, test_setup_noloop, test_teardown_noloop)
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        T(test_wakes_loop_asleep_without_timers),
-        T(test_wakes_loop_asleep_with_timer),
-        T(test_many_threads),
-        T(test_calls_from_loop_thread),
-        T(test_closed_loop),
-        T(test_pending_calls_dropped_at_close),
-        T(test_bad_arguments),
-        T(test_alloc_failure),
-        T(test_wake_write_fails),
+        TEST(test_wakes_loop_asleep_without_timers),
+        TEST(test_wakes_loop_asleep_with_timer),
+        TEST(test_many_threads),
+        TEST(test_calls_from_loop_thread),
+        TEST(test_closed_loop),
+        TEST(test_pending_calls_dropped_at_close),
+        TEST(test_bad_arguments),
+        TEST(test_alloc_failure),
+        TEST(test_wake_write_fails),
 #ifdef __linux__
-        T_NOLOOP(test_eventfd_fails),
-        T_NOLOOP(test_eventfd_missing_falls_back_to_pipe),
-        T_NOLOOP(test_pipe_channel_many_threads),
-        T_NOLOOP(test_pipe_fallback_fails),
+        TEST_NOLOOP(test_eventfd_fails),
+        TEST_NOLOOP(test_eventfd_missing_falls_back_to_pipe),
+        TEST_NOLOOP(test_pipe_channel_many_threads),
+        TEST_NOLOOP(test_pipe_fallback_fails),
 #endif
-        T(test_close_while_threads_call),
+        TEST(test_close_while_threads_call),
     };
     /* Faults of epoll_ctl exist only on epoll: not registered elsewhere. */
     const struct CMUnitTest epoll_tests[] = {
-        T_NOLOOP(test_wake_registration_fails),
+        TEST_NOLOOP(test_wake_registration_fails),
     };
     test_init();
     int failed = cmocka_run_group_tests(tests, NULL, NULL);

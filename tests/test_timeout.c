@@ -19,17 +19,6 @@
 
 #define HOUR (3600 * COIL_SEC)
 
-struct canceller {
-    coil_task_t *task;
-    int result;
-};
-
-static void cancel_cb(void *arg)
-{
-    struct canceller *c = arg;
-    c->result = coil_task_cancel(c->task);
-}
-
 struct resolve {
     coil_future_t *fut;
     void *value;
@@ -272,9 +261,9 @@ static void test_scope_outside_cancel(void **state)
     struct outside_ctx o = {1, 1, 1, 1, true, 1};
     coil_task_t *t;
     assert_int_equal(coil_task_spawn(f->loop, outside_cancel_body, &o, &t), 0);
-    struct canceller c = {t, 1};
+    struct test_canceller c = {t, 1, 0};
     assert_int_equal(
-        coil_call_later(f->loop, 5 * COIL_MSEC, cancel_cb, &c, NULL), 0);
+        coil_call_later(f->loop, 5 * COIL_MSEC, test_cancel_cb, &c, NULL), 0);
     assert_int_equal(test_run_until(f->loop, coil_task_future(t)), -ECANCELED);
     assert_int_equal(c.result, 0);
     assert_int_equal(o.body_r, -ECANCELED);
@@ -300,7 +289,7 @@ static void test_scope_outside_cancel(void **state)
  * the outside request is still there. */
 struct both_ctx {
     coil_loop_t *loop;
-    struct canceller *late; /* scheduled after the scope, same deadline */
+    struct test_canceller *late; /* scheduled after the scope, same deadline */
     int body_r, end_r;
     bool expired;
 };
@@ -312,7 +301,7 @@ static int both_body(void *arg)
     if (coil_timeout_begin(10 * COIL_MSEC, &sc))
         return -ENOMEM;
     if (b->late)
-        coil_call_at(b->loop, coil_timeout_when(sc), cancel_cb, b->late, NULL);
+        coil_call_at(b->loop, coil_timeout_when(sc), test_cancel_cb, b->late, NULL);
     b->body_r = coil_sleep(HOUR);
     b->expired = coil_timeout_expired(sc);
     b->end_r = coil_timeout_end(sc, b->body_r);
@@ -323,7 +312,7 @@ static void test_scope_expiry_races_outside_cancel(void **state)
 {
     struct fixture *f = *state;
     for (int outside_first = 0; outside_first < 2; outside_first++) {
-        struct canceller c = {NULL, 1};
+        struct test_canceller c = {NULL, 1, 0};
         struct both_ctx b = {f->loop, outside_first ? NULL : &c, 1, 1, false};
         coil_task_t *t;
         assert_int_equal(coil_task_spawn(f->loop, both_body, &b, &t), 0);
@@ -333,7 +322,7 @@ static void test_scope_expiry_races_outside_cancel(void **state)
         if (outside_first)
             assert_int_equal(
                 coil_call_at(f->loop, coil_loop_time(f->loop) + 10 * COIL_MSEC,
-                             cancel_cb, &c, NULL),
+                             test_cancel_cb, &c, NULL),
                 0);
         assert_int_equal(test_run_until(f->loop, coil_task_future(t)), -ECANCELED);
         assert_int_equal(c.result, 0);
@@ -856,9 +845,9 @@ static void test_wait_for_outside_cancel(void **state)
     struct wf_ctx w;
     wf_init(&w, f->loop, coil_task_future(inner), COIL_SEC);
     assert_int_equal(coil_task_spawn(f->loop, wf_body, &w, &t), 0);
-    struct canceller c = {t, 1};
+    struct test_canceller c = {t, 1, 0};
     assert_int_equal(
-        coil_call_later(f->loop, 5 * COIL_MSEC, cancel_cb, &c, NULL), 0);
+        coil_call_later(f->loop, 5 * COIL_MSEC, test_cancel_cb, &c, NULL), 0);
     assert_int_equal(test_run_until(f->loop, coil_task_future(t)), 0);
     assert_int_equal(c.result, 0);
     assert_int_equal(w.r, -ECANCELED);
@@ -875,7 +864,7 @@ static void test_wait_for_outside_cancel(void **state)
  * cancel is delivered at the caller's next wait (asyncio lost it). */
 struct race {
     coil_future_t *fut;
-    struct canceller *cancel;
+    struct test_canceller *cancel;
 };
 
 static void result_then_cancel(void *arg)
@@ -887,7 +876,7 @@ static void result_then_cancel(void *arg)
 
 struct race_inner {
     coil_loop_t *loop;
-    struct canceller *cancel;
+    struct test_canceller *cancel;
 };
 
 static int race_inner_body(void *arg)
@@ -895,7 +884,7 @@ static int race_inner_body(void *arg)
     struct race_inner *ri = arg;
     coil_sleep(5 * COIL_MSEC);
     /* Runs after this task completed, before the caller resumes. */
-    coil_call_soon(ri->loop, cancel_cb, ri->cancel, NULL);
+    coil_call_soon(ri->loop, test_cancel_cb, ri->cancel, NULL);
     return 23;
 }
 
@@ -909,7 +898,7 @@ static void test_wait_for_result_races_cancel(void **state)
     wf_init(&w, f->loop, fut, COIL_SEC);
     coil_task_t *t;
     assert_int_equal(coil_task_spawn(f->loop, wf_body, &w, &t), 0);
-    struct canceller c = {t, 1};
+    struct test_canceller c = {t, 1, 0};
     struct race r = {fut, &c};
     assert_int_equal(
         coil_call_later(f->loop, 5 * COIL_MSEC, result_then_cancel, &r, NULL),
@@ -925,7 +914,7 @@ static void test_wait_for_result_races_cancel(void **state)
 
     /* A task. */
     coil_task_t *inner;
-    c = (struct canceller){NULL, 1};
+    c = (struct test_canceller){NULL, 1, 0};
     struct race_inner ri = {f->loop, &c};
     assert_int_equal(coil_task_spawn(f->loop, race_inner_body, &ri, &inner), 0);
     wf_init(&w, f->loop, coil_task_future(inner), COIL_SEC);
@@ -1050,31 +1039,30 @@ static void test_wait_for_bad_arguments(void **state)
     test_assert_no_tasks(f->loop);
 }
 
-#define T(fn) cmocka_unit_test_setup_teardown(fn, test_setup_fake, test_teardown)
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        T(test_scope_expires),
-        T(test_scope_in_time),
-        T(test_scope_keeps_other_results),
-        T(test_scope_nested),
-        T(test_scope_outside_cancel),
-        T(test_scope_expiry_races_outside_cancel),
-        T(test_scope_deadline_past),
-        T(test_scope_expires_while_busy),
-        T(test_scope_reschedule),
-        T(test_scope_queries),
-        T(test_scope_misuse),
-        T(test_scope_left_open),
-        T(test_scope_loop_closed),
-        T(test_wait_for_in_time),
-        T(test_wait_for_timeout),
-        T(test_wait_for_outside_cancel),
-        T(test_wait_for_result_races_cancel),
-        T(test_wait_for_result_races_deadline),
-        T(test_wait_for_no_limit_and_zero),
-        T(test_wait_for_bad_arguments),
+        TEST_FAKE(test_scope_expires),
+        TEST_FAKE(test_scope_in_time),
+        TEST_FAKE(test_scope_keeps_other_results),
+        TEST_FAKE(test_scope_nested),
+        TEST_FAKE(test_scope_outside_cancel),
+        TEST_FAKE(test_scope_expiry_races_outside_cancel),
+        TEST_FAKE(test_scope_deadline_past),
+        TEST_FAKE(test_scope_expires_while_busy),
+        TEST_FAKE(test_scope_reschedule),
+        TEST_FAKE(test_scope_queries),
+        TEST_FAKE(test_scope_misuse),
+        TEST_FAKE(test_scope_left_open),
+        TEST_FAKE(test_scope_loop_closed),
+        TEST_FAKE(test_wait_for_in_time),
+        TEST_FAKE(test_wait_for_timeout),
+        TEST_FAKE(test_wait_for_outside_cancel),
+        TEST_FAKE(test_wait_for_result_races_cancel),
+        TEST_FAKE(test_wait_for_result_races_deadline),
+        TEST_FAKE(test_wait_for_no_limit_and_zero),
+        TEST_FAKE(test_wait_for_bad_arguments),
     };
     test_init();
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -431,29 +431,28 @@ static void test_due_timer_from_timer_waits(void **state)
     assert_int_equal(c.second, 1);
 }
 
-#define T(fn, setup) cmocka_unit_test_setup_teardown(fn, setup, test_teardown)
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        T(test_deadline_order, test_setup_fake),
-        T(test_equal_deadlines_fifo, test_setup_fake),
-        T(test_cancel, test_setup_fake),
-        T(test_cancel_due_in_same_batch, test_setup_fake),
-        T(test_zero_and_negative_delays, test_setup_fake),
-        T(test_far_future, test_setup_fake),
-        T(test_rearm_from_callback, test_setup_fake),
-        T(test_time_cache, test_setup_fake),
-        T(test_bad_arguments, test_setup_fake),
-        T(test_close_with_timers, test_setup_fake),
-        T(test_real_clock, test_setup),
-        T(test_many_with_cancellation, test_setup_fake),
-        T(test_same_deadline_rings, test_setup_fake),
-        T(test_due_timer_from_timer_waits, test_setup_fake),
+        TEST_FAKE(test_deadline_order),
+        TEST_FAKE(test_equal_deadlines_fifo),
+        TEST_FAKE(test_cancel),
+        TEST_FAKE(test_cancel_due_in_same_batch),
+        TEST_FAKE(test_zero_and_negative_delays),
+        TEST_FAKE(test_far_future),
+        TEST_FAKE(test_rearm_from_callback),
+        TEST_FAKE(test_time_cache),
+        TEST_FAKE(test_bad_arguments),
+        TEST_FAKE(test_close_with_timers),
+        TEST(test_real_clock),
+        TEST_FAKE(test_many_with_cancellation),
+        TEST_FAKE(test_same_deadline_rings),
+        TEST_FAKE(test_due_timer_from_timer_waits),
     };
     /* The epoll backend's own fallback: not registered elsewhere. */
     const struct CMUnitTest epoll_tests[] = {
-        T(test_epoll_without_pwait2, test_setup),
+        TEST(test_epoll_without_pwait2),
     };
     test_init();
     int failed = cmocka_run_group_tests(tests, NULL, NULL);

@@ -508,18 +508,17 @@ static void test_open_alloc_failure(void **state)
 
 /* ------------------------------------------------------------------ */
 
-#define T(fn) cmocka_unit_test_setup_teardown(fn, test_setup, test_teardown)
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        T(test_roundtrip_ipv4),       T(test_many_datagrams),
-        T(test_cancel_timeout_close), T(test_connection_refused),
-        T(test_bad_arguments),        T(test_eperm_outside_task),
-        T(test_open_alloc_failure),
+        TEST(test_roundtrip_ipv4),       TEST(test_many_datagrams),
+        TEST(test_cancel_timeout_close), TEST(test_connection_refused),
+        TEST(test_bad_arguments),        TEST(test_eperm_outside_task),
+        TEST(test_open_alloc_failure),
     };
     const struct CMUnitTest ipv6_tests[] = {
-        T(test_roundtrip_ipv6),
+        TEST(test_roundtrip_ipv6),
     };
     test_init();
     int failed = cmocka_run_group_tests(tests, NULL, NULL);
