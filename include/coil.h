@@ -17,6 +17,7 @@
 #include "coil/io.h"
 #include "coil/loop.h"
 #include "coil/net.h"
+#include "coil/server.h"
 #include "coil/stream.h"
 #include "coil/task.h"
 #include "coil/timeout.h"

@@ -9,14 +9,17 @@
  * the order and the first error, and wakes the waiting task if the
  * caller's condition is now met. The task suspends in the set as in any
  * other wait, so cancellation and loop close follow the wait protocol
- * (task.h).
+ * (task_internal.h). A cancel that arrives when what the caller waits
+ * for is already in (the futures are done, their entries not run yet) is
+ * refused: the result wins, and the cancel is delivered by the next wait
+ * (asyncio's gather refuses such a cancel too).
  *
  * Lifetime: an entry may still be queued when the caller is done with the
  * set (wait() returns at the first completion while others completed in
  * the same iteration). The set is then orphaned and freed by the last
  * queued entry when it runs or is discarded.
  */
-#include "task.h"
+#include "loop_internal.h"
 
 struct entry {
     struct coil__fwaiter fw; /* linked in the future, then queued */
@@ -138,11 +141,41 @@ static void on_timeout(void *arg)
     wake(ws, -ETIMEDOUT);
 }
 
+/* Whether the condition holds for the futures as they are now, whether
+ * or not their entries have run. */
+static bool arrived(const struct watchset *ws)
+{
+    size_t done = 0, nerror = 0, nexc = 0;
+    for (size_t i = 0; i < ws->n; i++) {
+        int outcome = ws->futs[i]->outcome;
+        if (outcome == -EINPROGRESS)
+            continue;
+        done++;
+        if (outcome < 0) {
+            nerror++;
+            nexc += outcome != -ECANCELED;
+        }
+    }
+    switch (ws->cond) {
+    case COND_ALL:
+        return done == ws->n;
+    case COND_ANY:
+        return done > 0;
+    case COND_FIRST_ERROR:
+        return nerror > 0 || done == ws->n;
+    case COND_FIRST_EXC:
+        return nexc > 0 || done == ws->n;
+    case COND_ORDERED:
+        return ws->delivered < done;
+    }
+    return true;
+}
+
 static bool ws_cancel(struct coil__wait *w, struct coil_task *t)
 {
     (void)t;
     struct watchset *ws = (struct watchset *)w;
-    if (!ws->interruptible || ws->woken)
+    if (!ws->interruptible || ws->woken || arrived(ws))
         return false;
     wake(ws, -ECANCELED);
     return true;
@@ -193,7 +226,7 @@ static int check(coil_future_t *const *futs, size_t n, struct coil_task **t)
     if (n && !futs)
         return -EINVAL;
     for (size_t i = 0; i < n; i++)
-        if (!futs[i] || futs[i]->loop != (*t)->fut.loop)
+        if (!futs[i] || futs[i]->loop != coil__task_loop(*t))
             return -EINVAL;
     return 0;
 }
@@ -218,9 +251,14 @@ static int ws_new(struct coil_task *t, coil_future_t *const *futs, size_t n,
     ws->futs = (coil_future_t **)(ws->e + n);
     ws->order = (size_t *)(ws->futs + n);
     ws->n = n;
-    if (timeout_ns >= 0) {
-        int err = coil_call_later(t->fut.loop, timeout_ns, on_timeout, ws,
-                                  &ws->timer);
+    if (timeout_ns != COIL_NO_TIMEOUT) {
+        /* No time left: time out in the next iteration, after the entries
+         * of futures done already (queued below) have counted. */
+        struct coil_loop *loop = coil__task_loop(t);
+        int err = timeout_ns <= 0
+                      ? coil_call_soon(loop, on_timeout, ws, &ws->timer)
+                      : coil_call_later(loop, timeout_ns, on_timeout, ws,
+                                        &ws->timer);
         if (err) {
             coil__free(ws);
             return err;
@@ -269,13 +307,20 @@ int coil_gather(coil_future_t *const *futs, size_t n, void **results,
         return err;
     if (flags & ~COIL_GATHER_RETURN_ERRORS)
         return -EINVAL;
-    if ((err = coil__task_begin_wait(&t)))
-        return err;
+    /* A cancellation pending at the call goes into the futures, as if it
+     * had come while gather waited; unless every future is done already:
+     * then the results win and the cancel waits for the next wait. */
+    bool all_done = true;
+    for (size_t i = 0; i < n && all_done; i++)
+        all_done = coil_future_done(futs[i]);
     struct watchset *ws;
-    if ((err = ws_new(t, futs, n, -1, &ws)))
+    if ((err = ws_new(t, futs, n, COIL_NO_TIMEOUT, &ws)))
         return err;
+    bool cancelled = !all_done && coil__task_take_cancel(t);
     bool per_slot = flags & COIL_GATHER_RETURN_ERRORS;
-    err = ws_wait(ws, per_slot ? COND_ALL : COND_FIRST_ERROR, true);
+    err = cancelled ? -ECANCELED
+                    : ws_wait(ws, per_slot ? COND_ALL : COND_FIRST_ERROR,
+                              true);
     if (err || ws->ndone < n) {
         /* A failure or our own cancellation: nothing is left running.
          * This wait cannot be interrupted; a further cancel of ours

@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * future.c - futures: a result or an error, and the callbacks waiting for
- * it. See future.h for the waiter mechanism underneath done callbacks.
+ * it. See future_internal.h for the waiter mechanism underneath done
+ * callbacks.
  */
-#include "future.h"
+#include "loop_internal.h"
 
 struct done_cb {
     struct coil__fwaiter w;
@@ -35,6 +36,16 @@ static void done_discard(struct coil_loop *loop, struct coil__ready *node)
 
 static const struct coil__ready_ops done_ops = {done_run, done_discard};
 
+void coil__futures_init(struct coil_loop *loop)
+{
+    coil__pool_init(&loop->futures.pool, sizeof(struct coil_future));
+}
+
+void coil__futures_term(struct coil_loop *loop)
+{
+    coil__pool_term(&loop->futures.pool);
+}
+
 void coil__future_init(coil_future_t *fut, struct coil_loop *loop,
                        const struct coil__future_ops *ops)
 {
@@ -54,9 +65,9 @@ int coil_future_new(coil_loop_t *loop, coil_future_t **fut_out)
     *fut_out = NULL;
     if (!loop)
         return -EINVAL;
-    if (loop->state == COIL__LOOP_CLOSED)
+    if (coil__loop_closed(loop))
         return -EBADF;
-    coil_future_t *fut = coil__pool_get(&loop->fut_pool);
+    coil_future_t *fut = coil__pool_get(&loop->futures.pool);
     if (!fut)
         return -ENOMEM;
     coil__future_init(fut, loop, NULL);
@@ -80,17 +91,17 @@ void coil_future_unref(coil_future_t *fut)
     if (fut->ops && fut->ops->destroy)
         fut->ops->destroy(fut);
     else
-        coil__pool_put(&loop->fut_pool, fut);
+        coil__pool_put(&loop->futures.pool, fut);
     coil__loop_unref(loop);
 }
 
 static void queue_or_discard(coil_future_t *fut, struct coil__fwaiter *w)
 {
     struct coil_loop *loop = fut->loop;
-    if (loop->state == COIL__LOOP_CLOSED)
+    if (coil__loop_closed(loop))
         w->node.ops->discard(loop, &w->node);
     else
-        coil__readyq_push(&loop->ready, &w->node);
+        coil__ready_push(loop, &w->node);
 }
 
 static COIL__COLD void discard_waiters(coil_future_t *fut)
@@ -111,7 +122,7 @@ void coil__future_complete(coil_future_t *fut, void *value, int outcome)
     fut->value = value;
     fut->outcome = outcome;
     struct coil_loop *loop = fut->loop;
-    if (coil__unlikely(loop->state == COIL__LOOP_CLOSED)) {
+    if (coil__unlikely(coil__loop_closed(loop))) {
         discard_waiters(fut);
         return;
     }
@@ -119,9 +130,9 @@ void coil__future_complete(coil_future_t *fut, void *value, int outcome)
     struct coil__list *l;
     while ((l = coil__list_first(&fut->waiters))) {
         coil__list_remove(l);
-        coil__readyq_push(&loop->ready,
-                          &coil__container_of(l, struct coil__fwaiter, link)
-                               ->node);
+        coil__ready_push(loop,
+                         &coil__container_of(l, struct coil__fwaiter, link)
+                              ->node);
     }
 }
 

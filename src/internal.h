@@ -50,7 +50,7 @@ void *coil__calloc(size_t n, size_t size);
 void *coil__realloc(void *ptr, size_t size);
 void coil__free(void *ptr);
 
-/* Make fd non-blocking and close-on-exec (io.c). Returns 0 or -errno. */
+/* Make fd non-blocking and close-on-exec (fd.c). Returns 0 or -errno. */
 int coil__fd_nonblock_cloexec(int fd);
 
 /*

@@ -1,28 +1,21 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * loop.c - the loop's lifecycle and the iteration that ties the modules
- * together:
+ * loop.c - the loop's lifecycle: composing it from the parts the modules
+ * own (loop_internal.h), closing it, references, and the exception
+ * handler. Running it is run.c's.
  *
- *   1. If nothing is ready, or COIL__IO_INTERVAL iterations ran since the
- *      last poll, or a stop is pending: poll for I/O (without blocking if
- *      anything is ready, else until the next timer), refresh the cached
- *      time, queue the ready watchers, and mark the timers due now.
- *   2. Run every callback that was ready when this step began, then the
- *      timers marked due (timer.c).
- *
- * Step 1 is skipped while callbacks keep coming, so a call_soon chain does
- * not pay a syscall and a clock read per hop; the interval bounds how long
- * I/O and timers can wait behind ready work (docs/architecture.md).
+ * The parts are initialised in order and unwound in reverse through
+ * named labels; closing releases resources in the order that lets each
+ * part's discards see the parts they touch still there: pending calls and
+ * timers first (they never run), then the tasks (abandoned), then the
+ * close hooks (whatever still holds an fd of the loop's), then the
+ * watchers and the poller. The memory stays until the last reference
+ * (the user's, a handle's, a future's, an object's) is dropped.
  */
 #include <stdarg.h>
 #include <stdio.h>
 
-#include "future.h"
-#include "loop.h"
-#include "sys.h"
-#include "task.h"
-
-static COIL__TLS struct coil_loop *running_loop;
+#include "loop_internal.h"
 
 int coil_loop_new(coil_loop_t **loop_out)
 {
@@ -34,10 +27,6 @@ int coil_loop_new_backend(const char *backend, coil_loop_t **loop_out)
     if (!loop_out)
         return -EINVAL;
     *loop_out = NULL;
-    const struct coil__poller_ops *pops;
-    int err = coil__poller_find(backend, &pops);
-    if (err)
-        return err;
     /* Handles keep flags in the low 4 bits of their loop pointer: align
      * the loop to 16 whatever the allocator's alignment. */
     void *mem = coil__calloc(1, sizeof(struct coil_loop) + 15);
@@ -46,16 +35,17 @@ int coil_loop_new_backend(const char *backend, coil_loop_t **loop_out)
     struct coil_loop *loop =
         (struct coil_loop *)(((uintptr_t)mem + 15) & ~(uintptr_t)15);
     loop->mem = mem;
-    loop->pops = pops;
     loop->refs = 1;
+    loop->user_refs = 1;
     loop->state = COIL__LOOP_IDLE;
     loop->now = coil__clock_now();
+    coil__list_init(&loop->close_hooks);
     coil__ready_init(loop);
     coil__timers_init(loop);
-    coil__io_init(loop);
-    err = pops->open(&loop->poller);
+    coil__futures_init(loop);
+    int err = coil__watch_part_init(loop, backend);
     if (err)
-        goto fail_poller;
+        goto fail_watch;
     err = coil__threadsafe_init(loop);
     if (err)
         goto fail_threadsafe;
@@ -70,9 +60,10 @@ fail_tasks:
     coil__threadsafe_close(loop);
     coil__threadsafe_term(loop);
 fail_threadsafe:
-    pops->close(loop->poller);
-fail_poller:
-    coil__io_term(loop);
+fail_watch:
+    coil__watch_part_close(loop);
+    coil__watch_part_term(loop);
+    coil__futures_term(loop);
     coil__timers_term(loop);
     coil__ready_term(loop);
     coil__free(loop->mem);
@@ -81,7 +72,7 @@ fail_poller:
 
 const char *coil_loop_backend(const coil_loop_t *loop)
 {
-    return loop ? loop->pops->name : NULL;
+    return loop ? coil__watch_backend(loop) : NULL;
 }
 
 bool coil_loop_is_running(const coil_loop_t *loop)
@@ -91,7 +82,17 @@ bool coil_loop_is_running(const coil_loop_t *loop)
 
 bool coil_loop_is_closed(const coil_loop_t *loop)
 {
-    return loop && loop->state == COIL__LOOP_CLOSED;
+    return loop && coil__loop_closed(loop);
+}
+
+void coil__loop_on_close(struct coil_loop *loop, struct coil__close_hook *h)
+{
+    coil__list_push_back(&loop->close_hooks, &h->link);
+}
+
+void coil__loop_on_close_cancel(struct coil__close_hook *h)
+{
+    coil__list_remove(&h->link);
 }
 
 int coil_loop_close(coil_loop_t *loop)
@@ -100,7 +101,7 @@ int coil_loop_close(coil_loop_t *loop)
         return -EINVAL;
     if (loop->state == COIL__LOOP_RUNNING)
         return -EBUSY;
-    if (loop->state == COIL__LOOP_CLOSED)
+    if (coil__loop_closed(loop))
         return 0;
     loop->state = COIL__LOOP_CLOSED;
     /* Keep the loop alive while discards release what they hold. */
@@ -110,209 +111,60 @@ int coil_loop_close(coil_loop_t *loop)
     coil__timers_term(loop);
     coil__tasks_close(loop);
     coil__ready_discard_all(loop); /* anything the abandoned tasks queued */
-    coil__io_drop_all(loop);
-    loop->pops->close(loop->poller);
-    loop->poller = NULL;
+    struct coil__list *l;
+    while ((l = coil__list_first(&loop->close_hooks))) {
+        struct coil__close_hook *h =
+            coil__container_of(l, struct coil__close_hook, link);
+        coil__list_remove(l);
+        h->on_close(h);
+    }
+    coil__watch_part_close(loop);
     coil__loop_unref(loop);
     return 0;
 }
 
-static void destroy(struct coil_loop *loop)
+void coil__loop_destroy(struct coil_loop *loop)
 {
     coil__tasks_term(loop);
-    coil__io_term(loop);
+    coil__watch_part_term(loop);
     coil__threadsafe_term(loop);
+    coil__futures_term(loop);
     coil__ready_term(loop);
     coil__free(loop->mem);
 }
 
-void coil__loop_destroy(struct coil_loop *loop)
+coil_loop_t *coil_loop_ref(coil_loop_t *loop)
 {
-    destroy(loop);
+    if (loop)
+        loop->user_refs++;
+    return loop;
 }
 
 void coil_loop_free(coil_loop_t *loop)
 {
     if (!loop)
         return;
-    if (loop->state == COIL__LOOP_RUNNING || loop->user_freed) {
-        coil__loop_report(loop, -EBUSY,
-                          loop->user_freed ? "coil_loop_free called twice"
-                                           : "coil_loop_free on a running "
-                                             "loop ignored");
+    if (loop->user_refs == 0) {
+        coil__loop_report(loop, 0,
+                          "coil_loop_unref on a loop with no reference left "
+                          "(unref'd once too often)");
         return;
     }
+    if (loop->user_refs == 1 && loop->state == COIL__LOOP_RUNNING) {
+        coil__loop_report(loop, -EBUSY,
+                          "coil_loop_unref of the last reference to a "
+                          "running loop ignored");
+        return;
+    }
+    if (--loop->user_refs > 0)
+        return;
     coil_loop_close(loop);
-    loop->user_freed = true;
     coil__loop_unref(loop);
 }
 
-int coil_get_running_loop(coil_loop_t **loop_out)
-{
-    if (!loop_out)
-        return -EINVAL;
-    *loop_out = running_loop;
-    return running_loop ? 0 : -ESRCH;
-}
-
-int64_t coil_loop_time(const coil_loop_t *loop)
-{
-    return loop ? loop->now : 0;
-}
-
-int64_t coil_loop_update_time(coil_loop_t *loop)
-{
-    if (!loop)
-        return 0;
-    loop->now = coil__clock_now();
-    return loop->now;
-}
-
-static int poll_io(struct coil_loop *loop)
-{
-    int64_t timeout = 0;
-    if (!loop->ready.len && !loop->stopping && loop->timers.len) {
-        /* About to sleep until the next timer: measure from the real time,
-         * not from a cache that a long batch of callbacks made stale. */
-        loop->now = coil__clock_now();
-        timeout = coil__timers_timeout(loop);
-    } else if (!loop->ready.len && !loop->stopping) {
-        timeout = -1;
-    }
-#ifdef COIL_TESTING
-    if (coil__clock_autojump && timeout > 0) {
-        /* Jump to the next deadline instead of sleeping until it. */
-        coil__clock_advance(timeout);
-        timeout = 0;
-    }
-#endif
-    int n = loop->pops->wait(loop->poller, timeout, loop->events,
-                             COIL__POLLER_BATCH);
-    loop->now = coil__clock_now();
-    if (n < 0)
-        return n;
-#ifdef COIL_TESTING
-    coil__shuffle(loop->events, (size_t)n, sizeof(*loop->events));
-#endif
-    for (int i = 0; i < n; i++) {
-        const struct coil__event *ev = &loop->events[i];
-        if (ev->tag == COIL__WAKE_TAG && ev->fd == loop->ts.rfd)
-            coil__threadsafe_drain(loop);
-        else
-            coil__io_event(loop, ev);
-    }
-    if (atomic_load_explicit(&loop->ts.pending, memory_order_relaxed))
-        coil__threadsafe_drain(loop);
-    coil__timers_mark_due(loop);
-    return 0;
-}
-
-int coil__loop_run_once(struct coil_loop *loop)
-{
-    if (loop->ready.len == 0 || loop->ticks >= COIL__IO_INTERVAL ||
-        loop->stopping) {
-        loop->ticks = 0;
-        int err = poll_io(loop);
-        if (err)
-            return err;
-    } else {
-        loop->ticks++;
-    }
-    coil__ready_run(loop);
-    if (loop->timers_due)
-        coil__timers_run(loop);
-    return 0;
-}
-
-static int enter(struct coil_loop *loop)
-{
-    if (!loop)
-        return -EINVAL;
-    if (loop->state == COIL__LOOP_CLOSED)
-        return -EBADF;
-    if (loop->state == COIL__LOOP_RUNNING || running_loop)
-        return -EBUSY;
-    /* Tasks may run on this thread: give it the alternate signal stack
-     * the stack-overflow report runs on (once per thread; without it an
-     * overflow would still abort, just without saying which task). */
-    (void)coil__stack_thread_init();
-    loop->state = COIL__LOOP_RUNNING;
-    running_loop = loop;
-    loop->now = coil__clock_now();
-    loop->ticks = 0;
-    return 0;
-}
-
-static void leave(struct coil_loop *loop)
-{
-    loop->stopping = false;
-    loop->state = COIL__LOOP_IDLE;
-    running_loop = NULL;
-}
-
-/* Run until stopped, or until `until` is done, or (no_tasks) until every
- * task has finished. */
-static int run(struct coil_loop *loop, const coil_future_t *until,
-               bool no_tasks)
-{
-    int err = enter(loop);
-    if (err)
-        return err;
-    /* The loop stays alive even if a callback drops the last reference. */
-    coil__loop_ref(loop);
-    loop->until = until;
-    loop->until_no_tasks = no_tasks;
-    /* Already there: one non-blocking iteration, as asyncio's done
-     * callback would stop the loop after one. */
-    if (coil__loop_until_done(loop))
-        loop->stopping = true;
-    for (;;) {
-        err = coil__loop_run_once(loop);
-        if (err) {
-            coil__loop_report(loop, err, "waiting for I/O failed");
-            break;
-        }
-        if (loop->stopping || coil__loop_until_done(loop))
-            break;
-    }
-    loop->until = NULL;
-    loop->until_no_tasks = false;
-    leave(loop);
-    coil__loop_unref(loop);
-    return err;
-}
-
-int coil__loop_run_until_no_tasks(struct coil_loop *loop)
-{
-    return run(loop, NULL, true);
-}
-
-int coil_loop_run_forever(coil_loop_t *loop)
-{
-    return run(loop, NULL, false);
-}
-
-int coil_loop_run_until_complete(coil_loop_t *loop, coil_future_t *fut)
-{
-    if (!loop || !fut || fut->loop != loop)
-        return -EINVAL;
-    /* Hold fut: a callback may drop the caller's reference meanwhile.
-     * Like asyncio, at least one iteration runs even if fut is done. */
-    coil_future_ref(fut);
-    int err = run(loop, fut, false);
-    if (!err)
-        err = fut->outcome == -EINPROGRESS ? -EINTR : fut->outcome;
-    coil_future_unref(fut);
-    return err;
-}
-
-int coil_loop_stop(coil_loop_t *loop)
-{
-    if (!loop)
-        return -EINVAL;
-    loop->stopping = true;
-    return 0;
-}
+/* ------------------------------------------------------------------ */
+/* The exception handler                                                */
+/* ------------------------------------------------------------------ */
 
 int coil_loop_set_exception_handler(coil_loop_t *loop,
                                     coil_exception_handler_fn fn, void *arg)
@@ -329,8 +181,13 @@ void coil_loop_default_exception_handler(coil_loop_t *loop, int error,
 {
     (void)loop;
     (void)arg;
-    fprintf(stderr, "coil: %s: %s (%s)\n", message ? message : "error",
-            coil_strerror(error), coil_err_name(error));
+    if (!message)
+        message = "error";
+    if (error)
+        fprintf(stderr, "coil: %s: %s (%s)\n", message, coil_strerror(error),
+                coil_err_name(error));
+    else
+        fprintf(stderr, "coil: %s\n", message);
 }
 
 int coil_loop_call_exception_handler(coil_loop_t *loop, int error,

@@ -1,9 +1,12 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * net.c - suspending socket calls for tasks (coil/net.h).
+ * net.c - suspending socket calls for tasks (coil/net.h), and their
+ * internal forms for the objects that own sockets (net_internal.h).
  *
  * Every call has the same shape: try the non-blocking system call; on
- * EAGAIN suspend in coil__io_wait until the fd is ready, then try again.
+ * EAGAIN suspend on the fd's watch (watch_wait.h) until the fd is ready,
+ * then try again. A raw fd's watch is the loop's (io_internal.h), found
+ * or made only when a call must wait.
  * The wait is the only suspension point, so cancellation, timeout scopes
  * and loop close all act through it, between two system calls: a call
  * that is cancelled has consumed nothing (recv, accept) or reports what
@@ -23,9 +26,11 @@
 #define HAVE_SENDFILE 1
 #endif
 
-#include "sock.h"
+#include "io_internal.h"
+#include "loop_internal.h"
+#include "net_internal.h"
 #include "sys.h"
-#include "task.h"
+#include "watch_wait.h"
 
 
 /* The size of sendfile's copy buffer when sendfile(2) cannot be used. */
@@ -38,16 +43,6 @@ static int check_nonblocking(int fd)
     if (fl < 0)
         return -errno;
     return (fl & O_NONBLOCK) ? 0 : -EINVAL;
-}
-
-/* fd is a new file made by coil, or about to be closed: whatever the
- * running loop remembers of its number is (or will be) stale. With no
- * running loop, coil__io_forget_fd(NULL) makes every loop check again. */
-static void claim(struct coil_loop *loop, int fd)
-{
-    if (!loop && coil_get_running_loop(&loop) != 0)
-        loop = NULL;
-    coil__io_forget_fd(loop, fd);
 }
 
 /* ------------------------------------------------------------------ */
@@ -71,7 +66,6 @@ int coil_socket(int domain, int type, int protocol)
     }
 #endif
     coil__sock_no_sigpipe(fd);
-    claim(NULL, fd);
     return fd;
 }
 
@@ -79,7 +73,12 @@ int coil_sock_close(int fd)
 {
     if (fd < 0)
         return -EBADF;
-    claim(NULL, fd);
+    coil_loop_t *loop;
+    if (coil_get_running_loop(&loop) == 0) {
+        int err = coil__io_forget(loop, fd);
+        if (err)
+            return err; /* a coil object's fd: close that instead */
+    }
     /* Once, whatever it says (see net.h). */
     if (close(fd) < 0 && errno != EINTR)
         return -errno;
@@ -101,14 +100,41 @@ static int sock_begin(int fd, struct coil_task **t)
     return fd < 0 ? -EBADF : 0;
 }
 
-ssize_t coil__sock_recv_flags(int fd, void *buf, size_t n, int flags,
-                              struct sockaddr *addr, socklen_t *addrlen,
-                              bool from)
+int coil__sock_wait(struct coil__watch *w, int fd, unsigned dir)
+{
+    if (!w) {
+        struct coil_task *t = coil__task_current();
+        if (!t)
+            return -EPERM;
+        int err = coil__io_watch(coil__task_loop(t), fd, &w);
+        if (err)
+            return err;
+    }
+    return coil__watch_wait(w, dir);
+}
+
+/* A non-blocking socket call on fd failed with errno e: returns 0 when the
+ * call should simply be made again (e was EINTR, or the fd was not ready
+ * and the running task waited until it is: may suspend), or the negative
+ * error to return (e itself, or the wait's: -ECANCELED, -EBADF...). */
+static int again(struct coil__watch *w, int fd, unsigned dir, int e)
+{
+    if (e == EINTR)
+        return 0;
+    if (!coil__would_block(e))
+        return -e;
+    return coil__sock_wait(w, fd, dir);
+}
+
+ssize_t coil__sock_recv(struct coil__watch *w, int fd, void *buf, size_t n,
+                        int flags, struct sockaddr *addr, socklen_t *addrlen,
+                        bool from)
 {
     struct coil_task *t;
     int err = sock_begin(fd, &t);
     if (err)
         return err;
+    (void)t;
     if ((!buf && n) || (!addr != !addrlen))
         return -EINVAL;
     socklen_t cap = addrlen ? *addrlen : 0;
@@ -126,7 +152,7 @@ ssize_t coil__sock_recv_flags(int fd, void *buf, size_t n, int flags,
         }
         if (r >= 0)
             return r;
-        err = coil__sock_again(t->loop, fd, COIL__EV_READ, errno);
+        err = again(w, fd, COIL__EV_READ, errno);
         if (err)
             return err;
     }
@@ -134,22 +160,20 @@ ssize_t coil__sock_recv_flags(int fd, void *buf, size_t n, int flags,
 
 ssize_t coil_sock_recv(int fd, void *buf, size_t n)
 {
-    return coil__sock_recv_flags(fd, buf, n, 0, NULL, NULL, false);
+    if (n == 0) {
+        /* Nothing asked, nothing waited for (as documented), after the
+         * checks every call makes. */
+        struct coil_task *t;
+        int err = sock_begin(fd, &t);
+        return err;
+    }
+    return coil__sock_recv(NULL, fd, buf, n, 0, NULL, NULL, false);
 }
 
 ssize_t coil_sock_recvfrom(int fd, void *buf, size_t n, struct sockaddr *addr,
                            socklen_t *addrlen)
 {
-    return coil__sock_recv_flags(fd, buf, n, 0, addr, addrlen, true);
-}
-
-int coil__sock_again(struct coil_loop *loop, int fd, unsigned dir, int e)
-{
-    if (e == EINTR)
-        return 0;
-    if (!coil__would_block(e))
-        return -e;
-    return coil__io_wait(loop, fd, dir);
+    return coil__sock_recv(NULL, fd, buf, n, 0, addr, addrlen, true);
 }
 
 /* ------------------------------------------------------------------ */
@@ -157,8 +181,7 @@ int coil__sock_again(struct coil_loop *loop, int fd, unsigned dir, int e)
 /* ------------------------------------------------------------------ */
 
 /* Send all of buf; *sent counts what the kernel took, whatever happens. */
-static int send_loop(struct coil_task *t, int fd, const char *buf, size_t n,
-                     size_t *sent)
+static int send_loop(int fd, const char *buf, size_t n, size_t *sent)
 {
     *sent = 0;
     coil__sock_no_sigpipe(fd);
@@ -170,7 +193,7 @@ static int send_loop(struct coil_task *t, int fd, const char *buf, size_t n,
             *sent += (size_t)r;
             continue;
         }
-        int err = coil__sock_again(t->loop, fd, COIL__EV_WRITE, errno);
+        int err = again(NULL, fd, COIL__EV_WRITE, errno);
         if (err)
             return err;
     }
@@ -189,8 +212,9 @@ int coil_sock_send_all(int fd, const void *buf, size_t n, size_t *sent_out)
         return -EINVAL;
     if (n == 0)
         return 0;
+    (void)t;
     size_t sent;
-    err = send_loop(t, fd, buf, n, &sent);
+    err = send_loop(fd, buf, n, &sent);
     if (sent_out)
         *sent_out = sent;
     return err;
@@ -199,10 +223,18 @@ int coil_sock_send_all(int fd, const void *buf, size_t n, size_t *sent_out)
 ssize_t coil_sock_sendto(int fd, const void *buf, size_t n,
                          const struct sockaddr *addr, socklen_t addrlen)
 {
+    return coil__sock_sendto(NULL, fd, buf, n, addr, addrlen);
+}
+
+ssize_t coil__sock_sendto(struct coil__watch *w, int fd, const void *buf,
+                          size_t n, const struct sockaddr *addr,
+                          socklen_t addrlen)
+{
     struct coil_task *t;
     int err = sock_begin(fd, &t);
     if (err)
         return err;
+    (void)t;
     if ((!buf && n) || (!addr != (addrlen == 0)))
         return -EINVAL;
     coil__sock_no_sigpipe(fd);
@@ -212,7 +244,7 @@ ssize_t coil_sock_sendto(int fd, const void *buf, size_t n,
                                      addrlen));
         if (r >= 0)
             return r;
-        err = coil__sock_again(t->loop, fd, COIL__EV_WRITE, errno);
+        err = again(w, fd, COIL__EV_WRITE, errno);
         if (err)
             return err;
     }
@@ -250,10 +282,17 @@ static bool accept_conn_error(int e)
 
 int coil_sock_accept(int fd, struct sockaddr *addr, socklen_t *addrlen)
 {
+    return coil__sock_accept(NULL, fd, addr, addrlen);
+}
+
+int coil__sock_accept(struct coil__watch *w, int fd, struct sockaddr *addr,
+                      socklen_t *addrlen)
+{
     struct coil_task *t;
     int err = sock_begin(fd, &t);
     if (err)
         return err;
+    (void)t;
     if (!addr != !addrlen)
         return -EINVAL;
     if ((err = check_nonblocking(fd)))
@@ -275,7 +314,6 @@ int coil_sock_accept(int fd, struct sockaddr *addr, socklen_t *addrlen)
 #endif
         if (c >= 0) {
             coil__sock_no_sigpipe(c);
-            claim(t->loop, c);
             return c;
         }
         int e = errno;
@@ -288,7 +326,7 @@ int coil_sock_accept(int fd, struct sockaddr *addr, socklen_t *addrlen)
                 *addrlen = cap;
             return -e;
         }
-        if ((err = coil__io_wait(t->loop, fd, COIL__EV_READ)))
+        if ((err = coil__sock_wait(w, fd, COIL__EV_READ)))
             return err;
     }
 }
@@ -312,7 +350,8 @@ int coil_sock_connect(int fd, const struct sockaddr *addr, socklen_t len)
      * again would say EALREADY; both complete through writability. */
     if (e != EINPROGRESS && e != EINTR)
         return -e;
-    if ((err = coil__io_wait(t->loop, fd, COIL__EV_WRITE)))
+    (void)t;
+    if ((err = coil__sock_wait(NULL, fd, COIL__EV_WRITE)))
         return err;
     int soerr = 0;
     socklen_t sl = sizeof(soerr);
@@ -327,8 +366,8 @@ int coil_sock_connect(int fd, const struct sockaddr *addr, socklen_t len)
 
 /* Copy through a buffer, reading at an explicit position so that bytes
  * read but not sent are not lost from the file's position. */
-static ssize_t copy_file(struct coil_task *t, int out_fd, int in_fd,
-                         off_t *offset, size_t count)
+static ssize_t copy_file(int out_fd, int in_fd, off_t *offset,
+                         size_t count)
 {
     off_t pos = offset ? *offset : lseek(in_fd, 0, SEEK_CUR);
     if (pos < 0)
@@ -352,7 +391,7 @@ static ssize_t copy_file(struct coil_task *t, int out_fd, int in_fd,
             break;
         }
         size_t sent;
-        int err = send_loop(t, out_fd, buf, (size_t)r, &sent);
+        int err = send_loop(out_fd, buf, (size_t)r, &sent);
         pos += (off_t)sent;
         total += sent;
         if (err) {
@@ -430,16 +469,17 @@ ssize_t coil_sock_sendfile(int out_fd, int in_fd, off_t *offset,
         if (e == EINTR)
             continue;
         if (coil__would_block(e)) {
-            if ((err = coil__io_wait(t->loop, out_fd, COIL__EV_WRITE)))
+            if ((err = coil__sock_wait(NULL, out_fd, COIL__EV_WRITE)))
                 return err;
             continue;
         }
         if ((e == EINVAL || e == ENOSYS) && total == 0)
-            return copy_file(t, out_fd, in_fd, offset, count);
+            return copy_file(out_fd, in_fd, offset, count);
         return -e;
     }
     return (ssize_t)total;
 #else
-    return copy_file(t, out_fd, in_fd, offset, count);
+    (void)t;
+    return copy_file(out_fd, in_fd, offset, count);
 #endif
 }

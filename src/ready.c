@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * ready.c - the ready queue, call_soon and callback handles.
+ * ready.c - the ready queue, call_soon and callback handles (ready.h).
  *
- * The ready queue is an intrusive FIFO of nodes (loop.h). A plain
+ * The ready queue is an intrusive FIFO of nodes. A plain
  * call_soon without a handle takes a 32-byte record from a pool and gives
  * it back before calling the user's function, so a callback that
  * re-schedules itself reuses the record that is still hot in cache: no
@@ -10,27 +10,45 @@
  * reference-counted handle (also pooled) that the caller can cancel; the
  * handle functions here serve timers (timer.c) too.
  */
-#include "future.h"
-#include "loop.h"
+#include "loop_internal.h"
 
-static void soon_run(struct coil_loop *loop, struct coil__ready *node)
+/* A plain call_soon record (no handle), pooled in soon_pool. */
+struct soon {
+    struct coil__ready node;
+    coil_callback_fn fn;
+    void *arg;
+};
+
+/* A call_soon handle: the handle and its node in the queue. */
+struct soon_handle {
+    struct coil_handle h;
+    struct coil__ready node; /* in the ready queue until it runs */
+};
+
+/* Run a call_soon record: back to the pool first, so a callback that
+ * schedules again reuses the same, still cached, record. */
+static inline void soon_run(struct coil_loop *loop, struct coil__ready *node)
 {
-    coil__soon_run(loop, node);
+    struct soon *s = coil__container_of(node, struct soon, node);
+    coil_callback_fn fn = s->fn;
+    void *arg = s->arg;
+    coil__pool_put(&loop->ready.soon_pool, s);
+    fn(arg);
 }
 
 static void soon_discard(struct coil_loop *loop, struct coil__ready *node)
 {
-    coil__pool_put(&loop->soon_pool,
-                   coil__container_of(node, struct coil__soon, node));
+    coil__pool_put(&loop->ready.soon_pool,
+                   coil__container_of(node, struct soon, node));
 }
 
-const struct coil__ready_ops coil__soon_ops = {soon_run, soon_discard};
+static const struct coil__ready_ops soon_ops = {soon_run, soon_discard};
 
 static void handle_run(struct coil_loop *loop, struct coil__ready *node)
 {
     (void)loop;
     struct coil_handle *h =
-        &coil__container_of(node, struct coil__soon_handle, node)->h;
+        &coil__container_of(node, struct soon_handle, node)->h;
     if (!coil__handle_has(h, COIL__H_CANCELLED))
         h->fn(h->arg);
     coil__handle_drop(h, COIL__H_LOOP_REF);
@@ -40,7 +58,7 @@ static void handle_discard(struct coil_loop *loop, struct coil__ready *node)
 {
     (void)loop;
     coil__handle_drop(
-        &coil__container_of(node, struct coil__soon_handle, node)->h,
+        &coil__container_of(node, struct soon_handle, node)->h,
         COIL__H_LOOP_REF);
 }
 
@@ -48,26 +66,52 @@ static const struct coil__ready_ops handle_ops = {handle_run, handle_discard};
 
 void coil__ready_init(struct coil_loop *loop)
 {
-    coil__readyq_init(&loop->ready);
-    coil__pool_init(&loop->soon_pool, sizeof(struct coil__soon));
-    coil__pool_init(&loop->fut_pool, sizeof(struct coil_future));
-    coil__pool_init(&loop->timer_pool, sizeof(struct coil_handle));
-    coil__pool_init(&loop->soonh_pool, sizeof(struct coil__soon_handle));
+    struct coil__loop_ready *r = &loop->ready;
+    coil__readyq_init(&r->q);
+    r->batch_left = 0;
+    coil__pool_init(&r->soon_pool, sizeof(struct soon));
+    coil__pool_init(&r->soonh_pool, sizeof(struct soon_handle));
+    coil__pool_init(&r->timer_pool, sizeof(struct coil_handle));
 }
 
 void coil__ready_term(struct coil_loop *loop)
 {
-    coil__pool_term(&loop->soon_pool);
-    coil__pool_term(&loop->fut_pool);
-    coil__pool_term(&loop->timer_pool);
-    coil__pool_term(&loop->soonh_pool);
+    struct coil__loop_ready *r = &loop->ready;
+    coil__pool_term(&r->soon_pool);
+    coil__pool_term(&r->soonh_pool);
+    coil__pool_term(&r->timer_pool);
+}
+
+void coil__ready_begin_batch(struct coil_loop *loop)
+{
+    loop->ready.batch_left = loop->ready.q.len;
+}
+
+void coil__ready_run_batch(struct coil_loop *loop)
+{
+    /* Only what was ready when the batch began: a callback scheduled by a
+     * callback runs in the next iteration, as in asyncio. The count lives
+     * in the part because tasks handing over directly to each other take
+     * their steps from it too (task.c). Plain call_soon records, the
+     * common case, skip the indirect call. */
+    struct coil__loop_ready *r = &loop->ready;
+    while (r->batch_left) {
+        r->batch_left--;
+        struct coil__ready *node = coil__readyq_pop(&r->q);
+        if (node->ops == &soon_ops)
+            soon_run(loop, node);
+        else
+            node->ops->run(loop, node);
+    }
 }
 
 void coil__ready_discard_all(struct coil_loop *loop)
 {
     /* A discard may release objects, but never queues new nodes. */
-    while (loop->ready.len) {
-        struct coil__ready *node = coil__readyq_pop(&loop->ready);
+    struct coil__loop_ready *r = &loop->ready;
+    r->batch_left = 0;
+    while (r->q.len) {
+        struct coil__ready *node = coil__readyq_pop(&r->q);
         node->ops->discard(loop, node);
     }
 }
@@ -77,9 +121,9 @@ struct coil_handle *coil__handle_new(struct coil_loop *loop, bool timer,
 {
     struct coil_handle *h;
     if (timer) {
-        h = coil__pool_get(&loop->timer_pool);
+        h = coil__pool_get(&loop->ready.timer_pool);
     } else {
-        struct coil__soon_handle *sh = coil__pool_get(&loop->soonh_pool);
+        struct soon_handle *sh = coil__pool_get(&loop->ready.soonh_pool);
         if (sh)
             sh->node.ops = &handle_ops;
         h = sh ? &sh->h : NULL;
@@ -102,10 +146,10 @@ void coil__handle_drop(struct coil_handle *h, unsigned ref)
         return;
     struct coil_loop *loop = coil__handle_loop(h);
     if (coil__handle_is_timer(h))
-        coil__pool_put(&loop->timer_pool, h);
+        coil__pool_put(&loop->ready.timer_pool, h);
     else
-        coil__pool_put(&loop->soonh_pool,
-                       coil__container_of(h, struct coil__soon_handle, h));
+        coil__pool_put(&loop->ready.soonh_pool,
+                       coil__container_of(h, struct soon_handle, h));
     coil__loop_unref(loop);
 }
 
@@ -114,7 +158,7 @@ static int check_loop(const struct coil_loop *loop)
 {
     if (!loop)
         return -EINVAL;
-    if (loop->state == COIL__LOOP_CLOSED)
+    if (coil__loop_closed(loop))
         return -EBADF;
     return 0;
 }
@@ -128,21 +172,20 @@ int coil_call_soon(coil_loop_t *loop, coil_callback_fn fn, void *arg,
     if (err || !fn)
         return err ? err : -EINVAL;
     if (coil__likely(!handle_out)) {
-        struct coil__soon *s = coil__pool_get(&loop->soon_pool);
+        struct soon *s = coil__pool_get(&loop->ready.soon_pool);
         if (!s)
             return -ENOMEM;
-        s->node.ops = &coil__soon_ops;
+        s->node.ops = &soon_ops;
         s->fn = fn;
         s->arg = arg;
-        coil__readyq_push(&loop->ready, &s->node);
+        coil__ready_push(loop, &s->node);
         return 0;
     }
     struct coil_handle *h = coil__handle_new(loop, false, fn, arg);
     if (!h)
         return -ENOMEM;
     coil__handle_set(h, COIL__H_USER_REF);
-    coil__readyq_push(&loop->ready,
-                      &coil__container_of(h, struct coil__soon_handle, h)->node);
+    coil__ready_push(loop, &coil__container_of(h, struct soon_handle, h)->node);
     *handle_out = h;
     return 0;
 }

@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * resolve.c - coil_getaddrinfo: getaddrinfo(3) on a helper thread while
- * the task is suspended (a thread per call for now; a pool comes later).
- * Numeric hosts and ports need no lookup and are parsed on the spot.
+ * resolve.c - coil_getaddrinfo: getaddrinfo(3) on a helper thread of its
+ * own per call while the task is suspended. Numeric hosts and ports need
+ * no lookup and are parsed on the spot.
  *
  * The request is shared by three parties: the task (on the loop thread),
  * the helper thread, and the loop itself, which may be closed while the
@@ -11,10 +11,10 @@
  *
  *  - The helper touches the loop only under req->lock and only while
  *    req->loop is set. The loop's close clears req->loop under that lock
- *    (the request is an I/O job of the loop: on_close), and the loop's
+ *    (the request is a close hook of the loop: on_close), and the loop's
  *    memory outlives its close, so the helper never touches a freed loop.
  *  - The helper delivers with coil_call_soon_threadsafe. deliver (loop
- *    thread) unlinks the job and wakes the task, which then frees the
+ *    thread) unlinks the hook and wakes the task, which then frees the
  *    request; or, if the task let go (it was cancelled), frees it itself.
  *  - If the loop closes first, the queued deliver is discarded (close
  *    never runs it) and the task is abandoned. Then whoever comes last
@@ -30,10 +30,10 @@
 #include <string.h>
 #include <time.h>
 
-#include "task.h"
+#include "loop_internal.h"
 
 struct gai_req {
-    struct coil__io_job job;   /* in loop->io.jobs until delivered/closed */
+    struct coil__close_hook hook; /* linked until delivered or closed */
     pthread_mutex_t lock;
     /* under lock */
     struct coil_loop *loop;    /* NULL once the loop was closed */
@@ -83,7 +83,7 @@ static void free_req(struct gai_req *req)
 static void deliver(void *arg)
 {
     struct gai_req *req = arg;
-    coil__io_job_remove(&req->job);
+    coil__loop_on_close_cancel(&req->hook);
     req->delivered = true;
     if (req->task)
         coil__task_wake(req->task, 0); /* the task frees req */
@@ -92,9 +92,9 @@ static void deliver(void *arg)
 }
 
 /* Loop thread, during coil_loop_close (every task abandoned already). */
-static void on_close(struct coil__io_job *job)
+static void on_close(struct coil__close_hook *hook)
 {
-    struct gai_req *req = coil__container_of(job, struct gai_req, job);
+    struct gai_req *req = coil__container_of(hook, struct gai_req, hook);
     pthread_mutex_lock(&req->lock);
     req->loop = NULL;
     bool gone = req->helper_gone;
@@ -158,7 +158,7 @@ static void lookup_abandon(struct coil__wait *w)
     if (req->delivered)
         free_req(req); /* the task was woken but never resumed */
     else
-        req->task = NULL; /* still a job: on_close or the helper frees */
+        req->task = NULL; /* still a hook: on_close or the helper frees */
 }
 
 static const struct coil__wait_ops lookup_ops = {lookup_cancel, NULL, lookup_abandon};
@@ -314,12 +314,12 @@ int coil_getaddrinfo(const char *host, const char *service,
         coil__free(req);
         return -err;
     }
-    req->loop = t->loop;
+    req->loop = coil__task_loop(t);
     req->task = t;
-    req->job.on_close = on_close;
-    coil__io_job_add(t->loop, &req->job);
+    req->hook.on_close = on_close;
+    coil__loop_on_close(req->loop, &req->hook);
     if ((err = start_helper(req))) {
-        coil__io_job_remove(&req->job);
+        coil__loop_on_close_cancel(&req->hook);
         free_req(req);
         return err;
     }

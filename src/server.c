@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * server.c - servers (coil/stream.h): listening sockets, one accept task
+ * server.c - servers (coil/server.h): listening sockets, one accept task
  * each, one task per connection.
  *
  * The server is reference counted internally: the user's hold (dropped by
@@ -19,6 +19,10 @@
  * accepting on its own, as asyncio's keeps its reader after reporting.
  * Errors of single connections never get here (coil_sock_accept skips
  * them).
+ *
+ * The server holds a reference on its loop and is a close hook of it:
+ * closing the loop closes the listening sockets and lets go of what the
+ * (abandoned) tasks held, whose done callbacks will never run.
  */
 #include <netinet/in.h>
 #include <string.h>
@@ -27,9 +31,10 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "coil/server.h"
 #include "coil/stream.h"
-#include "list.h"
-#include "task.h"
+#include "loop_internal.h"
+#include "net_internal.h"
 
 #define DEFAULT_BACKLOG 100
 #define BACKOFF_MIN (100 * COIL_MSEC)
@@ -37,8 +42,9 @@
 
 struct listener {
     struct coil_server *srv;
-    int fd;
-    coil_task_t *task; /* its accept task, NULL once finished */
+    int fd;                   /* -1 once closed */
+    struct coil__watch watch; /* of fd */
+    coil_task_t *task;        /* its accept task, NULL once finished */
 };
 
 struct conn {
@@ -50,7 +56,9 @@ struct conn {
 
 struct coil_server {
     unsigned refs;
-    coil_loop_t *loop;
+    coil_loop_t *loop;         /* referenced */
+    struct coil__close_hook hook; /* linked while the loop may close */
+    bool hooked;
     coil_conn_handler_fn handler;
     void *arg;
     struct listener *ls;
@@ -73,10 +81,14 @@ static void server_unref(struct coil_server *srv)
 {
     if (--srv->refs > 0)
         return;
+    struct coil_loop *loop = srv->loop;
+    if (srv->hooked)
+        coil__loop_on_close_cancel(&srv->hook);
     coil_future_unref(srv->closed_fut);
     coil_future_unref(srv->idle_fut);
     coil__free(srv->ls);
     coil__free(srv);
+    coil__loop_unref(loop);
 }
 
 static void check_idle(struct coil_server *srv)
@@ -163,7 +175,7 @@ static int accept_main(void *arg)
     struct coil_server *srv = l->srv;
     int64_t backoff = 0;
     while (!srv->closed) {
-        int fd = coil_sock_accept(l->fd, NULL, NULL);
+        int fd = coil__sock_accept(&l->watch, l->fd, NULL, NULL);
         if (fd >= 0) {
             backoff = 0;
             start_conn(srv, fd);
@@ -202,6 +214,8 @@ static void accept_done(coil_future_t *fut, void *arg)
 /* Starting                                                             */
 /* ------------------------------------------------------------------ */
 
+static void on_loop_close(struct coil__close_hook *hook);
+
 static int server_new(coil_conn_handler_fn handler, void *arg, size_t n,
                       struct coil_server **out)
 {
@@ -218,9 +232,13 @@ static int server_new(coil_conn_handler_fn handler, void *arg, size_t n,
         return -ENOMEM;
     }
     for (size_t i = 0; i < n; i++)
-        srv->ls[i] = (struct listener){srv, -1, NULL};
+        srv->ls[i] = (struct listener){.srv = srv, .fd = -1};
     srv->refs = 1;
     srv->loop = loop;
+    coil__loop_ref(loop);
+    srv->hook.on_close = on_loop_close;
+    coil__loop_on_close(loop, &srv->hook);
+    srv->hooked = true;
     srv->handler = handler;
     srv->arg = arg;
     coil__list_init(&srv->conns);
@@ -228,14 +246,17 @@ static int server_new(coil_conn_handler_fn handler, void *arg, size_t n,
     return 0;
 }
 
-/* Close every listening socket made so far (startup failed). */
+/* Close every listening socket made so far. */
 static void close_listeners(struct coil_server *srv)
 {
-    for (size_t i = 0; i < srv->nls; i++)
-        if (srv->ls[i].fd >= 0) {
-            (void)coil_sock_close(srv->ls[i].fd);
-            srv->ls[i].fd = -1;
+    for (size_t i = 0; i < srv->nls; i++) {
+        struct listener *l = &srv->ls[i];
+        if (l->fd >= 0) {
+            coil__watch_close(&l->watch);
+            (void)close(l->fd); /* once, whatever it says */
+            l->fd = -1;
         }
+    }
 }
 
 static int listen_on(struct coil_server *srv, const struct sockaddr *addr,
@@ -245,7 +266,14 @@ static int listen_on(struct coil_server *srv, const struct sockaddr *addr,
     int fd = coil_socket(family, SOCK_STREAM, 0);
     if (fd < 0)
         return fd;
-    srv->ls[srv->nls++].fd = fd;
+    struct listener *l = &srv->ls[srv->nls];
+    int err = coil__watch_init(&l->watch, srv->loop, fd, COIL__WATCH_OWNED);
+    if (err) {
+        (void)coil_sock_close(fd);
+        return err;
+    }
+    l->fd = fd;
+    srv->nls++;
     int one = 1;
     if (family != AF_UNIX && !opts->no_reuse_address &&
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0)
@@ -421,6 +449,26 @@ int coil_start_unix_server(const char *path, coil_conn_handler_fn handler,
 /* ------------------------------------------------------------------ */
 /* Running and closing                                                  */
 /* ------------------------------------------------------------------ */
+
+/* The loop closes: the accept and connection tasks were abandoned (their
+ * done callbacks never run), so what they held is let go here. */
+static void on_loop_close(struct coil__close_hook *hook)
+{
+    struct coil_server *srv =
+        coil__container_of(hook, struct coil_server, hook);
+    srv->hooked = false;
+    srv->refs++; /* what is let go may include the last reference */
+    coil_server_close(srv);
+    struct coil__list *l;
+    while ((l = coil__list_first(&srv->conns)))
+        conn_free(coil__container_of(l, struct conn, link));
+    for (size_t i = 0; i < srv->nls; i++) {
+        struct listener *li = &srv->ls[i];
+        if (li->task)
+            accept_done(NULL, li);
+    }
+    server_unref(srv);
+}
 
 /* Remove the Unix socket file, unless another has taken its place. */
 static void remove_socket_file(struct coil_server *srv)

@@ -2,27 +2,40 @@
 /*
  * stream.c - buffered streams over sockets (coil/stream.h).
  *
- * Reading is done by the reading task itself, through coil_sock_recv into
- * the stream's read buffer (or straight into the caller's buffer when
- * nothing is buffered and the caller takes whatever comes). The only
- * suspension point is inside coil_sock_recv, before the recv(2) that
- * moves bytes: once bytes are out of the kernel they are in a buffer and
- * no cancel can lose them. Calls that need several chunks (readuntil,
- * read_exactly) gather them in the stream's buffer and consume only when
- * they return success.
+ * Reading is done by the reading task itself, receiving into the stream's
+ * read buffer (or straight into the caller's buffer when nothing is
+ * buffered and the caller takes whatever comes). The only suspension
+ * point is the wait on the stream's watch before a recv(2): once bytes are
+ * out of the kernel they are in a buffer and no cancel can lose them.
+ * Calls that need several chunks (readuntil, read_exactly, read_all)
+ * gather them in the stream's buffer and consume only when they return
+ * success. The buffer grows with the data, at most doubling per receive,
+ * so what a peer announces never decides an allocation by itself.
  *
  * Writing is asyncio's transport: write sends at once what the socket
- * takes when nothing is queued, buffers the rest, and a writer watcher
- * (coil_add_writer) sends the buffer whenever the socket is writable,
- * then removes itself. Drain waits on a future shared by every draining
- * task (awaited with coil_shield: one task's cancel must not complete it
- * for the others), completed when the buffer falls to the low-water mark,
- * when the sender fails, or when the fd is closed.
+ * takes when nothing is queued, buffers the rest, and the watch's writer
+ * (a lasting user, called from the poll) sends the buffer whenever the
+ * socket is writable, then stops. Drain waits on a future shared by every
+ * draining task (awaited with coil_shield: one task's cancel must not
+ * complete it for the others), completed when the buffer falls to the
+ * low-water mark, when the sender fails, or when the stream closes.
  *
- * Lifetime: refs counts the users. A stream whose last reference is
- * dropped while data is still buffered stays alive, owned by its writer
- * watcher, until the data is out (or the sender fails); it is then linked
- * as an io job so that a loop closed meanwhile closes its fd and frees it.
+ * Lifecycle, one state changed by set_state:
+ *
+ *   OPEN ---close---> CLOSING ---buffer sent, or sender failed---> CLOSED
+ *     \                                                          /
+ *      +------ abort, close with nothing to send, loop close ---+
+ *
+ * Leaving OPEN stops receiving at once: a task waiting to read wakes with
+ * -EBADF, a drainer with -EPIPE if data is still unsent; what was received
+ * stays readable. In CLOSING the writer still flushes; CLOSED has closed
+ * the fd (through the watch, once) and dropped what was unsent.
+ *
+ * Lifetime: refs counts the users, and the stream holds a reference on its
+ * loop. A stream whose last reference goes while it is CLOSING stays
+ * alive, owned by its writer, until CLOSED. Every stream not CLOSED is a
+ * close hook of its loop: closing the loop closes it (and frees it if
+ * nobody holds it any more).
  */
 #include <fcntl.h>
 #include <string.h>
@@ -30,22 +43,28 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "connect.h"
-#include "sock.h"
-#include "coil/combinators.h"
-#include "coil/group.h"
 #include "coil/stream.h"
+#include "connect.h"
+#include "loop_internal.h"
+#include "net_internal.h"
 #include "sys.h"
-#include "task.h"
 
-
-/* The smallest read buffer, and how much a plain fill asks for. */
+/* The smallest read buffer, and the first size of the write buffer. */
 #define RBUF_MIN 4096
+
+enum stream_state {
+    OPEN,
+    CLOSING,
+    CLOSED,
+};
 
 struct coil_stream {
     unsigned refs;
-    struct coil_loop *loop;
-    int fd;               /* -1 once closed */
+    uint8_t state;             /* enum stream_state */
+    struct coil_loop *loop;    /* referenced */
+    int fd;
+    struct coil__watch watch;  /* of fd, bound until CLOSED */
+    struct coil__close_hook hook; /* linked until CLOSED */
     /* reading */
     char *rbuf;
     size_t rpos, rlen, rcap; /* data is rbuf[rpos, rpos + rlen) */
@@ -61,13 +80,9 @@ struct coil_stream {
     int write_err;        /* the sender's failure, or 0 */
     bool eof_requested;   /* write_eof called */
     bool eof_done;        /* shutdown(SHUT_WR) issued */
-    bool writer_on;       /* the writer watcher is registered */
-    bool closing;         /* close or abort called */
     bool dropped;         /* closed with unsent data discarded */
     coil_future_t *drain_fut;  /* shared by draining tasks, or NULL */
     coil_future_t *closed_fut; /* for wait_closed, or NULL */
-    struct coil__io_job job;   /* linked while orphaned and flushing */
-    bool job_linked;
 };
 
 static void *grow(void *p, size_t n)
@@ -75,8 +90,12 @@ static void *grow(void *p, size_t n)
     return p ? coil__realloc(p, n) : coil__malloc(n);
 }
 
+static void on_loop_close(struct coil__close_hook *hook);
+static void on_writable(void *arg, int result);
+static int start_writer(struct coil_stream *s);
+
 /* ------------------------------------------------------------------ */
-/* Making and freeing                                                   */
+/* Making, states, freeing                                              */
 /* ------------------------------------------------------------------ */
 
 int coil_stream_from_fd(int fd, coil_stream_t **out)
@@ -92,22 +111,27 @@ int coil_stream_from_fd(int fd, coil_stream_t **out)
         return -EPERM;
     if (fcntl(fd, F_GETFD) < 0)
         return -EBADF;
-    struct coil_stream *s = coil__malloc(sizeof(*s));
+    struct coil_stream *s = coil__calloc(1, sizeof(*s));
     if (!s)
         return -ENOMEM;
-    /* The loop's watch of fd made now, so that starting the background
-     * sender later needs no memory of the loop's (see start_writer). */
-    if (coil__io_adopt_fd(loop, fd)) {
+    /* Bound now, so that starting the writer later needs no memory of the
+     * loop's (on epoll; see start_writer). -EBUSY if another coil object
+     * owns fd. */
+    int err = coil__watch_init(&s->watch, loop, fd, COIL__WATCH_OWNED);
+    if (err) {
         coil__free(s);
-        return -ENOMEM;
+        return err;
     }
-    memset(s, 0, sizeof(*s));
     s->refs = 1;
+    s->state = OPEN;
     s->loop = loop;
+    coil__loop_ref(loop);
     s->fd = fd;
     s->limit = COIL_STREAM_LIMIT;
     s->high = COIL_STREAM_HIGH_WATER;
     s->low = COIL_STREAM_LOW_WATER;
+    s->hook.on_close = on_loop_close;
+    coil__loop_on_close(loop, &s->hook);
     coil__sock_no_sigpipe(fd);
     coil__sock_nodelay(fd);
     *out = s;
@@ -123,100 +147,86 @@ coil_stream_t *coil_stream_ref(coil_stream_t *s)
 
 static void destroy(struct coil_stream *s)
 {
+    struct coil_loop *loop = s->loop;
     coil_future_unref(s->drain_fut);
     coil_future_unref(s->closed_fut);
     coil__free(s->rbuf);
     coil__free(s->wbuf);
     coil__free(s);
+    coil__loop_unref(loop);
 }
 
-static void stop_writer(struct coil_stream *s)
+/*
+ * The one transition function (see the top). Never frees s. Going to
+ * CLOSED closes the fd; its unsent data is dropped (dropped says so).
+ */
+static void set_state(struct coil_stream *s, enum stream_state to)
 {
-    if (s->writer_on) {
-        s->writer_on = false;
-        if (!coil_loop_is_closed(s->loop))
-            (void)coil_remove_writer(s->loop, s->fd);
-    }
-}
-
-/* Close the fd now; whatever is unsent is dropped. Never frees s. */
-static void finish_close(struct coil_stream *s)
-{
-    if (s->fd < 0)
+    enum stream_state from = s->state;
+    if (to <= from)
         return;
-    stop_writer(s);
-    if (s->wlen) {
-        s->dropped = true;
-        s->wlen = 0;
-        s->wpos = 0;
+    s->state = (uint8_t)to;
+    if (from == OPEN) {
+        /* Nothing more is received: a waiting reader wakes (-EBADF), and
+         * so do the drainers (the drain future is done). */
+        coil__watch_shut(&s->watch, COIL__EV_READ);
+        coil__future_settle(&s->drain_fut);
     }
-    (void)coil_sock_close(s->fd);
-    s->fd = -1;
-    if (s->job_linked) {
-        coil__io_job_remove(&s->job);
-        s->job_linked = false;
+    if (to == CLOSED) {
+        coil__watch_stop(&s->watch, COIL__EV_WRITE);
+        if (s->wlen) {
+            s->dropped = true;
+            s->wlen = 0;
+            s->wpos = 0;
+        }
+        coil__watch_close(&s->watch);
+        (void)close(s->fd); /* once, whatever it says (coil/net.h) */
+        coil__loop_on_close_cancel(&s->hook);
+        coil__future_settle(&s->closed_fut);
     }
-    coil__future_settle(&s->drain_fut);
-    coil__future_settle(&s->closed_fut);
 }
 
-/* The loop closes with an orphaned stream still flushing. */
-static void on_loop_close(struct coil__io_job *job)
-{
-    struct coil_stream *s = coil__container_of(job, struct coil_stream, job);
-    s->job_linked = false; /* unlinked by the loop */
-    s->writer_on = false;  /* the loop drops its watchers */
-    s->wlen = 0;
-    (void)coil_sock_close(s->fd);
-    s->fd = -1;
-    coil_future_unref(s->drain_fut);
-    coil_future_unref(s->closed_fut);
-    s->drain_fut = s->closed_fut = NULL;
-    if (s->refs == 0)
-        destroy(s);
-}
-
-static int start_writer(struct coil_stream *s);
-
-/* Begin closing (close and the last unref). */
+/* Closing (close, and the last unref): flush first if there is anything
+ * to flush and a writer to flush it. */
 static void begin_close(struct coil_stream *s)
 {
-    s->closing = true;
-    if (s->fd < 0)
+    if (s->state != OPEN)
         return;
-    if (s->wlen == 0 || s->write_err || coil_loop_is_closed(s->loop) ||
-        start_writer(s) != 0)
-        finish_close(s);
-    /* else the writer watcher sends the rest, then closes */
+    set_state(s, CLOSING);
+    if (s->wlen == 0 || s->write_err || start_writer(s) != 0)
+        set_state(s, CLOSED);
+    /* else the writer sends the rest, then closes */
+}
+
+/* The loop closes: so does the stream, at once. */
+static void on_loop_close(struct coil__close_hook *hook)
+{
+    struct coil_stream *s = coil__container_of(hook, struct coil_stream, hook);
+    set_state(s, CLOSED);
+    if (s->refs == 0)
+        destroy(s);
 }
 
 void coil_stream_unref(coil_stream_t *s)
 {
     if (!s || --s->refs > 0)
         return;
-    if (!s->closing)
-        begin_close(s);
-    if (s->fd >= 0) {
-        /* Still flushing: the watcher owns it now. */
-        coil__io_job_add(s->loop, &s->job);
-        s->job.on_close = on_loop_close;
-        s->job_linked = true;
-        return;
-    }
+    begin_close(s);
+    if (s->state != CLOSED)
+        return; /* still flushing: the writer owns it now */
     destroy(s);
 }
 
 int coil_stream_fd(const coil_stream_t *s)
 {
-    return s ? s->fd : -1;
+    return s && s->state != CLOSED ? s->fd : -1;
 }
 
 int coil_stream_close(coil_stream_t *s)
 {
     if (!s)
         return -EINVAL;
-    if (!s->closing)
-        begin_close(s);
+    begin_close(s);
     return 0;
 }
 
@@ -224,14 +234,13 @@ int coil_stream_abort(coil_stream_t *s)
 {
     if (!s)
         return -EINVAL;
-    s->closing = true;
-    finish_close(s);
+    set_state(s, CLOSED);
     return 0;
 }
 
 bool coil_stream_is_closing(const coil_stream_t *s)
 {
-    return s && s->closing;
+    return s && s->state != OPEN;
 }
 
 /* ------------------------------------------------------------------ */
@@ -260,12 +269,12 @@ static int read_check(struct coil_stream *s)
 
 /*
  * What a receive would return without touching the socket: -EBADF (the
- * stream is closed), the sticky read error, 0 (end of stream); or 1: it
- * must receive.
+ * stream is closing or closed), the sticky read error, 0 (end of stream);
+ * or 1: it must receive.
  */
 static ssize_t settled(const struct coil_stream *s)
 {
-    if (s->closing || s->fd < 0)
+    if (s->state != OPEN)
         return -EBADF;
     if (s->read_err)
         return s->read_err;
@@ -294,12 +303,12 @@ static ssize_t recv_some(struct coil_stream *s, void *p, size_t n)
     s->reader = coil_current_task();
     r = 0;
     if (s->drained)
-        r = coil__io_wait(s->loop, s->fd, COIL__EV_READ);
+        r = coil__sock_wait(&s->watch, s->fd, COIL__EV_READ);
     if (r == 0)
-        r = coil_sock_recv(s->fd, p, n);
+        r = coil__sock_recv(&s->watch, s->fd, p, n, 0, NULL, NULL, false);
     s->reader = NULL;
     s->drained = r > 0 && (size_t)r < n;
-    if (r < 0 && (s->closing || s->fd < 0))
+    if (r < 0 && s->state != OPEN)
         return -EBADF;
     if (r == 0)
         s->eof = true;
@@ -309,9 +318,10 @@ static ssize_t recv_some(struct coil_stream *s, void *p, size_t n)
 }
 
 /*
- * Receive more into the read buffer, making room for at least `want`
- * bytes in all (the buffer grows to it). Returns > 0 (bytes received),
- * 0 at end of stream or -errno (recv_some).
+ * Receive more into the read buffer, which is to hold `want` bytes in all
+ * in the end. The buffer grows towards that with the data, at most
+ * doubling per receive, and always has room for one more byte. Returns
+ * > 0 (bytes received), 0 at end of stream or -errno (recv_some).
  */
 static ssize_t fill(struct coil_stream *s, size_t want)
 {
@@ -320,9 +330,12 @@ static ssize_t fill(struct coil_stream *s, size_t want)
         return r; /* before growing a buffer nothing will go into */
     if (s->rlen == 0)
         s->rpos = 0;
-    size_t need = s->rlen + 1; /* room for one more byte at least */
-    if (want > need)
-        need = want;
+    size_t step = s->rcap < RBUF_MIN / 2   ? RBUF_MIN
+                  : s->rcap > SIZE_MAX / 2 ? SIZE_MAX
+                                           : 2 * s->rcap;
+    size_t need = want < step ? want : step;
+    if (need <= s->rlen)
+        need = s->rlen + 1;
     if (need < RBUF_MIN)
         need = RBUF_MIN;
     if (s->rcap - s->rpos - s->rlen < need - s->rlen) {
@@ -401,6 +414,30 @@ int coil_stream_read_exactly(coil_stream_t *s, void *buf, size_t n,
     return 0;
 }
 
+int coil_stream_read_all(coil_stream_t *s, void *buf, size_t cap,
+                         size_t *len)
+{
+    if (len)
+        *len = 0;
+    int err = read_check(s);
+    if (err)
+        return err;
+    if (!len || (!buf && cap))
+        return -EINVAL;
+    while (!s->eof) {
+        if (s->rlen > s->limit)
+            return -EMSGSIZE;
+        ssize_t r = fill(s, s->limit + 1);
+        if (r < 0)
+            return (int)r;
+    }
+    *len = s->rlen;
+    if (s->rlen > cap)
+        return -ENOBUFS;
+    consume(s, buf, s->rlen);
+    return 0;
+}
+
 /* Find sep in the buffer from offset from; the index or (size_t)-1. */
 static size_t find(const struct coil_stream *s, const void *sep,
                    size_t seplen, size_t from)
@@ -464,9 +501,21 @@ int coil_stream_readline(coil_stream_t *s, void *buf, size_t cap,
     return readuntil(s, "\n", 1, buf, cap, len, true);
 }
 
-bool coil_stream_at_eof(const coil_stream_t *s)
+bool coil_stream_at_eof(coil_stream_t *s)
 {
-    return s && s->eof && s->rlen == 0;
+    if (!s || s->rlen)
+        return false;
+    if (s->eof)
+        return true;
+    if (s->state != OPEN || s->read_err)
+        return false;
+    /* Reading is lazy (only a reading call receives), so the end may be
+     * waiting in the socket behind the last byte read: look, without
+     * taking anything. */
+    char c;
+    if (recv(s->fd, &c, 1, MSG_PEEK | COIL__DONTWAIT) == 0)
+        s->eof = true;
+    return s->eof;
 }
 
 size_t coil_stream_read_buffered(const coil_stream_t *s)
@@ -507,13 +556,13 @@ static void fail_write(struct coil_stream *s, int err)
     s->write_err = err;
     s->wlen = 0;
     s->wpos = 0;
-    stop_writer(s);
+    coil__watch_stop(&s->watch, COIL__EV_WRITE);
     coil__future_settle(&s->drain_fut);
 }
 
 static void do_shutdown(struct coil_stream *s)
 {
-    if (s->eof_done || s->fd < 0)
+    if (s->eof_done || s->state == CLOSED)
         return;
     s->eof_done = true;
     if (shutdown(s->fd, SHUT_WR) < 0 && errno != ENOTCONN)
@@ -536,7 +585,7 @@ static void flush_some(struct coil_stream *s)
     }
     if (s->wlen == 0) {
         s->wpos = 0;
-        stop_writer(s);
+        coil__watch_stop(&s->watch, COIL__EV_WRITE);
         if (s->eof_requested && !s->write_err)
             do_shutdown(s);
     }
@@ -544,13 +593,16 @@ static void flush_some(struct coil_stream *s)
         coil__future_settle(&s->drain_fut);
 }
 
-/* The writer watcher: the socket is writable. */
-static void on_writable(void *arg)
+/* The writer: the socket is writable (0), or its fd was found gone. */
+static void on_writable(void *arg, int result)
 {
     struct coil_stream *s = arg;
-    flush_some(s);
-    if (s->closing && (s->wlen == 0 || s->write_err)) {
-        finish_close(s);
+    if (result < 0)
+        fail_write(s, -EBADF);
+    else
+        flush_some(s);
+    if (s->state == CLOSING && (s->wlen == 0 || s->write_err)) {
+        set_state(s, CLOSED);
         if (s->refs == 0)
             destroy(s);
     }
@@ -583,13 +635,18 @@ static int reserve(struct coil_stream *s, size_t extra)
     return 0;
 }
 
+static bool writer_on(const struct coil_stream *s)
+{
+    return coil__watch_busy(&s->watch, COIL__EV_WRITE);
+}
+
 int coil_stream_write(coil_stream_t *s, const void *buf, size_t n)
 {
     if (!s || (!buf && n))
         return -EINVAL;
     if (s->write_err)
         return s->write_err;
-    if (s->closing || s->eof_requested || s->fd < 0)
+    if (s->state != OPEN || s->eof_requested)
         return -EPIPE;
     if (n == 0)
         return 0;
@@ -598,7 +655,7 @@ int coil_stream_write(coil_stream_t *s, const void *buf, size_t n)
     if (err)
         return err;
     const char *p = buf;
-    if (s->wlen == 0 && !s->writer_on) {
+    if (s->wlen == 0 && !writer_on(s)) {
         ssize_t r = raw_send(s->fd, p, n);
         if (r < 0 && r != -EAGAIN) {
             s->write_err = (int)r;
@@ -621,20 +678,17 @@ int coil_stream_write(coil_stream_t *s, const void *buf, size_t n)
 }
 
 /*
- * Make sure the writer watcher runs while data is buffered. Its watch was
- * made with the stream, so on epoll this cannot fail for want of the
- * loop's memory; a backend that allocates per watcher (poll) or the
- * kernel (epoll_ctl) still may, and then the data stays buffered and the
- * next write, drain or close tries again.
+ * Make sure the writer runs while data is buffered. The watch was bound
+ * with the stream, so on epoll this cannot fail for want of the loop's
+ * memory; a backend that allocates per registration (poll) or the kernel
+ * (epoll_ctl) still may, and then the data stays buffered and the next
+ * write, drain or close tries again.
  */
 static int start_writer(struct coil_stream *s)
 {
-    if (s->writer_on || s->wlen == 0)
+    if (writer_on(s) || s->wlen == 0)
         return 0;
-    int err = coil_add_writer(s->loop, s->fd, on_writable, s);
-    if (!err)
-        s->writer_on = true;
-    return err;
+    return coil__watch_start(&s->watch, COIL__EV_WRITE, on_writable, s, 0);
 }
 
 int coil_stream_drain(coil_stream_t *s)
@@ -646,8 +700,8 @@ int coil_stream_drain(coil_stream_t *s)
     coil_stream_ref(s);
     /* A sender that could not be started by write is started here: if
      * it still cannot be, say so (the data stays buffered). */
-    int err = s->write_err || s->fd < 0 ? 0 : start_writer(s);
-    while (!err && !s->write_err && s->fd >= 0 && s->wlen > s->high) {
+    int err = s->write_err || s->state != OPEN ? 0 : start_writer(s);
+    while (!err && !s->write_err && s->state == OPEN && s->wlen > s->high) {
         if (!s->drain_fut && (err = coil_future_new(s->loop, &s->drain_fut)))
             break;
         coil_future_t *f = coil_future_ref(s->drain_fut);
@@ -661,8 +715,8 @@ int coil_stream_drain(coil_stream_t *s)
     if (!err) {
         if (s->write_err)
             err = s->write_err;
-        else if (s->dropped)
-            err = -EPIPE;
+        else if (s->dropped || (s->state != OPEN && s->wlen))
+            err = -EPIPE; /* closed with data still unsent */
     }
     coil_stream_unref(s);
     return err;
@@ -688,7 +742,7 @@ int coil_stream_write_eof(coil_stream_t *s)
 {
     if (!s)
         return -EINVAL;
-    if (s->closing || s->fd < 0)
+    if (s->state != OPEN)
         return -EPIPE;
     if (s->write_err)
         return s->write_err;
@@ -715,7 +769,7 @@ int coil_stream_wait_closed(coil_stream_t *s)
         return -EINVAL;
     if (!coil_current_task())
         return -EPERM;
-    if (s->fd < 0)
+    if (s->state == CLOSED)
         return 0;
     coil_stream_ref(s);
     int err = 0;
@@ -735,7 +789,7 @@ static int address(const coil_stream_t *s, struct sockaddr_storage *addr,
 {
     if (!s || !addr)
         return -EINVAL;
-    if (s->fd < 0)
+    if (s->state == CLOSED)
         return -EBADF;
     socklen_t len = sizeof(*addr);
     memset(addr, 0, sizeof(*addr));
@@ -762,172 +816,12 @@ int coil_stream_local_address(const coil_stream_t *s,
 /* Connecting                                                           */
 /* ------------------------------------------------------------------ */
 
-/* A socket of family connected to addr, wrapped in a stream. */
-static int connect_to(int family, const struct sockaddr *addr,
-                      socklen_t len, coil_stream_t **out)
+/* A connected fd's stream; on failure the fd is closed. */
+static int wrap(int fd, coil_stream_t **out)
 {
-    int fd = coil_socket(family, SOCK_STREAM, 0);
-    if (fd < 0)
-        return fd;
-    int err = coil_sock_connect(fd, addr, len);
-    if (!err)
-        err = coil_stream_from_fd(fd, out);
+    int err = coil_stream_from_fd(fd, out);
     if (err)
         (void)coil_sock_close(fd);
-    return err;
-}
-
-/*
- * The connection race (connect.h). One child task per attempt, in a task
- * group owned by the racing task: the group guarantees that every attempt
- * has finished before the race returns, whatever happens to the caller
- * (cancelled, timed out, out of memory), so no socket outlives it except
- * the winner's. The attempts never fail as far as the group is concerned
- * (a failure must not cancel the siblings): each records its outcome in
- * its struct attempt and returns 0.
- */
-struct attempt {
-    const struct addrinfo *ai;
-    const bool *over;  /* the race is decided: a late winner closes itself */
-    coil_task_t *task; /* NULL until started */
-    int fd;            /* connected socket, or -1 */
-    int err;           /* its failure, or 0 */
-    bool finished;     /* fn ran to its end (a task cancelled before it
-                          started never runs fn) */
-};
-
-static int attempt_run(void *arg)
-{
-    struct attempt *a = arg;
-    int fd = coil_socket(a->ai->ai_family, SOCK_STREAM, 0);
-    int err = fd;
-    if (fd >= 0)
-        err = coil_sock_connect(fd, a->ai->ai_addr, a->ai->ai_addrlen);
-    /* Connected after the race was decided (the cancel lost to the
-     * connect's completion): nobody will take this socket. */
-    if (err == 0 && *a->over)
-        err = -ECANCELED;
-    if (err) {
-        if (fd >= 0)
-            (void)coil_sock_close(fd);
-        a->err = err;
-    } else {
-        a->fd = fd;
-    }
-    a->finished = true;
-    return 0;
-}
-
-/* The single-address case: no race, no task. */
-static int connect_one(const struct addrinfo *ai, int *fd_out)
-{
-    int fd = coil_socket(ai->ai_family, SOCK_STREAM, 0);
-    if (fd < 0)
-        return fd;
-    int err = coil_sock_connect(fd, ai->ai_addr, ai->ai_addrlen);
-    if (err) {
-        (void)coil_sock_close(fd);
-        return err;
-    }
-    *fd_out = fd;
-    return 0;
-}
-
-int coil__connect_race(const struct addrinfo *list, int64_t delay_ns,
-                       int *fd_out)
-{
-    if (fd_out)
-        *fd_out = -1;
-    if (!fd_out)
-        return -EINVAL;
-    if (!coil_current_task())
-        return -EPERM;
-    size_t n = 0;
-    for (const struct addrinfo *ai = list; ai; ai = ai->ai_next)
-        n++;
-    if (n == 0)
-        return -ENOENT;
-    if (n == 1)
-        return connect_one(list, fd_out);
-
-    struct attempt *at = coil__calloc(n, sizeof(*at));
-    coil_future_t **futs = coil__calloc(n, sizeof(*futs));
-    coil_group_t *g = NULL;
-    int err = (!at || !futs) ? -ENOMEM : coil_group_new(&g);
-    if (err) {
-        coil__free(at);
-        coil__free(futs);
-        return err;
-    }
-    bool over = false;
-    size_t i = 0;
-    for (const struct addrinfo *ai = list; ai; ai = ai->ai_next, i++) {
-        at[i].ai = ai;
-        at[i].over = &over;
-        at[i].fd = -1;
-    }
-
-    size_t started = 0;
-    ssize_t winner = -1;
-    for (;;) {
-        /* Start the next address: at first, after a failure, and after
-         * the delay with no outcome. */
-        if (started < n) {
-            err = coil_group_spawn(g, attempt_run, &at[started], NULL,
-                                   &at[started].task);
-            if (err)
-                break;
-            started++;
-        }
-        size_t m = 0;
-        for (size_t k = 0; k < started; k++)
-            if (!at[k].finished)
-                futs[m++] = coil_task_future(at[k].task);
-        if (m == 0 && started == n) {
-            err = at[0].err;
-            break;
-        }
-        if (m > 0) {
-            int r = coil_wait(futs, m, COIL_FIRST_COMPLETED,
-                              started < n ? delay_ns : -1);
-            if (r < 0) {
-                err = r;
-                break;
-            }
-        }
-        for (size_t k = 0; k < started && winner < 0; k++)
-            if (at[k].fd >= 0)
-                winner = (ssize_t)k;
-        if (winner >= 0) {
-            err = 0;
-            break;
-        }
-        bool all_done = true;
-        for (size_t k = 0; k < started; k++)
-            all_done = all_done && at[k].finished;
-        if (all_done && started == n) {
-            err = at[0].err;
-            break;
-        }
-    }
-
-    /* Decided: stop the others and wait for them (the group does, even
-     * if this task is cancelled meanwhile). */
-    over = true;
-    (void)coil_group_cancel(g);
-    int w = coil_group_wait(g);
-    if (w == -ECANCELED && err == 0)
-        err = -ECANCELED;
-    coil_group_free(g);
-    for (size_t k = 0; k < started; k++) {
-        if (at[k].fd >= 0 && (err || (ssize_t)k != winner))
-            (void)coil_sock_close(at[k].fd);
-        coil_task_unref(at[k].task);
-    }
-    if (!err)
-        *fd_out = at[winner].fd;
-    coil__free(at);
-    coil__free(futs);
     return err;
 }
 
@@ -954,14 +848,11 @@ int coil_open_connection(const char *host, const char *port,
     coil_freeaddrinfo(res);
     if (err)
         return err;
-    err = coil_stream_from_fd(fd, out);
-    if (err)
-        (void)coil_sock_close(fd);
-    return err;
+    return wrap(fd, out);
 }
 
 static int unix_address(const char *path, struct sockaddr_un *sun,
-                       socklen_t *len)
+                        socklen_t *len)
 {
     if (!path || !*path)
         return -EINVAL;
@@ -988,5 +879,13 @@ int coil_open_unix_connection(const char *path, coil_stream_t **out)
         return err;
     if (!coil_current_task())
         return -EPERM;
-    return connect_to(AF_UNIX, (struct sockaddr *)&sun, len, out);
+    int fd = coil_socket(AF_UNIX, SOCK_STREAM, 0);
+    if (fd < 0)
+        return fd;
+    err = coil_sock_connect(fd, (struct sockaddr *)&sun, len);
+    if (err) {
+        (void)coil_sock_close(fd);
+        return err;
+    }
+    return wrap(fd, out);
 }

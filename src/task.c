@@ -12,12 +12,12 @@
  * future's initial reference); the caller holds one if it asked for the
  * task. A waiting task holds one on the future it awaits.
  *
- * The wait protocol is described in task.h. sleep, yield, await and shield
- * are here; the combinators build on the same protocol.
+ * The wait protocol is described in task_internal.h. sleep, yield, await
+ * and shield are here; the combinators build on the same protocol.
  */
 #include <string.h>
 
-#include "task.h"
+#include "loop_internal.h"
 
 static COIL__TLS struct coil_task *current;
 
@@ -114,7 +114,7 @@ static COIL__COLD void retire(struct coil_loop *loop, struct coil_task *t)
     loop->tasks.count--;
     /* Failed, and nobody holds or awaits it: nobody ever will see it. */
     if (t->fut.refs == 1 && t->fut.outcome < 0 &&
-        t->fut.outcome != -ECANCELED && loop->state != COIL__LOOP_CLOSED)
+        t->fut.outcome != -ECANCELED && !coil__loop_closed(loop))
         coil__loop_report(loop, t->fut.outcome,
                           "task '%s' failed and nobody awaited it",
                           coil_task_name(t));
@@ -131,7 +131,14 @@ static COIL__COLD void complete(struct coil_task *t, int r)
                           coil_task_name(t));
         r = -EINVAL;
     }
-    coil__timeouts_drop(t);
+    /* What upper layers left open (timeout scopes), newest first. */
+    struct coil__list *l;
+    while ((l = t->hooks.prev) != &t->hooks) {
+        struct coil__task_hook *h =
+            coil__container_of(l, struct coil__task_hook, link);
+        coil__list_remove(l);
+        h->on_finish(h, t);
+    }
     t->state = COIL__TASK_DONE;
     coil__future_complete(&t->fut, r >= 0 ? (void *)(intptr_t)r : NULL,
                           r >= 0 ? 0 : r);
@@ -224,29 +231,25 @@ static void step_run(struct coil_loop *loop, struct coil__ready *node)
  * instead of switching to the loop's context and back out again: one
  * switch instead of two. Allowed only where the loop would do exactly the
  * same: the next ready node is a task's step, and it belongs to this
- * iteration's batch, or this batch is done and the next iteration would
- * start without polling (no poll due, no stop asked, no timers marked due,
- * run_until_complete's future not done). Starting that iteration here
- * counts it (ticks) as the loop would.
+ * iteration's batch, or this batch is done and the loop would start the
+ * next one without polling (coil__loop_next_batch, the loop's own
+ * predicate, which then counts the iteration as the loop would).
  */
 static struct coil_task *next_direct(struct coil_loop *loop)
 {
-    struct coil__ready *head = loop->ready.head;
-    if (!head || head->ops != &step_ops)
-        return NULL;
-    if (loop->batch_left == 0) {
-        if (loop->ticks >= COIL__IO_INTERVAL || loop->stopping ||
-            loop->timers_due || coil__loop_until_done(loop))
+    struct coil__ready *head = coil__ready_batch_peek(loop);
+    if (!head) {
+        if (!coil__loop_next_batch(loop))
             return NULL;
-        loop->ticks++;
-        loop->batch_left = loop->ready.len;
+        head = coil__ready_batch_peek(loop);
     }
+    if (head->ops != &step_ops)
+        return NULL;
     struct coil_task *next =
         coil__container_of(head, struct coil_task, fw.node);
     if (next->state == COIL__TASK_PENDING && next->must_cancel)
         return NULL; /* the loop's context completes it, not a task's */
-    coil__readyq_pop(&loop->ready);
-    loop->batch_left--;
+    coil__ready_batch_take(loop);
     return next;
 }
 
@@ -261,7 +264,7 @@ static void step_discard(struct coil_loop *loop, struct coil__ready *node)
 static void queue(struct coil_loop *loop, struct coil_task *t)
 {
     t->queued = true;
-    coil__readyq_push(&loop->ready, &t->fw.node);
+    coil__ready_push(loop, &t->fw.node);
 }
 
 /* ------------------------------------------------------------------ */
@@ -306,6 +309,9 @@ int coil__task_suspend(struct coil_task *t, struct coil__wait *w)
 void coil__task_wake(struct coil_task *t, int result)
 {
     t->wake_result = result;
+    /* A closed loop abandons its tasks: nothing may queue them again. */
+    if (coil__unlikely(coil__loop_closed(t->loop)))
+        return;
     queue(t->loop, t);
 }
 
@@ -359,7 +365,7 @@ int coil_task_spawn_opts(coil_loop_t *loop, coil_task_fn fn, void *arg,
             return -EINVAL;
         size = opts->stack_size;
     }
-    if (loop->state == COIL__LOOP_CLOSED)
+    if (coil__loop_closed(loop))
         return -EBADF;
     struct coil_task *t = coil__pool_get(&loop->tasks.task_pool);
     if (!t)
@@ -386,10 +392,12 @@ int coil_task_spawn_opts(coil_loop_t *loop, coil_task_fn fn, void *arg,
     t->wake_result = 0;
     t->state = COIL__TASK_PENDING;
     t->must_cancel = false;
+    t->cancel_queued = false;
+    t->cancel_next = NULL;
     t->cancelling = 0;
     t->id = ++loop->tasks.next_id;
     format_default_name(t);
-    t->scope = NULL;
+    coil__list_init(&t->hooks);
     coil__stack_set_owner(t->stack, t->name ? t->name : t->defname);
     coil__context_make(loop->tasks.ctx_ops, &t->ctx, t->stack->base,
                        t->stack->size, task_main, t);
@@ -487,6 +495,16 @@ int coil_loop_set_stack_size(coil_loop_t *loop, size_t size)
 /* Cancellation                                                         */
 /* ------------------------------------------------------------------ */
 
+/* Interrupt t's current wait, or make its next wait deliver the cancel. */
+static void pass_on(struct coil_task *t)
+{
+    if (t->must_cancel || t->state == COIL__TASK_DONE)
+        return;
+    if (t->wait_ops && !t->queued && t->wait_ops->cancel(t->wait, t))
+        return;
+    t->must_cancel = true;
+}
+
 int coil_task_cancel(coil_task_t *t)
 {
     if (!t)
@@ -494,12 +512,55 @@ int coil_task_cancel(coil_task_t *t)
     if (t->state == COIL__TASK_DONE)
         return -EALREADY;
     t->cancelling++;
-    if (t->must_cancel)
+    if (t->must_cancel || t->cancel_queued)
         return 0;
-    if (t->wait_ops && !t->queued && t->wait_ops->cancel(t->wait, t))
-        return 0;
-    t->must_cancel = true;
+    /*
+     * Interrupting a wait may cancel what the task waits for (an awaited
+     * task, a group's children), which may wait for something else in
+     * turn. Those cancels join a FIFO that the outermost call drains, so
+     * a chain of any length is cancelled in a loop on this stack.
+     */
+    struct coil__loop_tasks *ts = &t->loop->tasks;
+    t->cancel_queued = true;
+    t->cancel_next = NULL;
+    *ts->cancel_tailp = t;
+    ts->cancel_tailp = &t->cancel_next;
+    if (ts->cancelling)
+        return 0; /* an outer call is draining the FIFO */
+    ts->cancelling = true;
+    struct coil_task *next;
+    while ((next = ts->cancel_head)) {
+        ts->cancel_head = next->cancel_next;
+        if (!ts->cancel_head)
+            ts->cancel_tailp = &ts->cancel_head;
+        next->cancel_queued = false;
+        pass_on(next);
+    }
+    ts->cancelling = false;
     return 0;
+}
+
+void coil__task_rearm_cancel(struct coil_task *t)
+{
+    if (t->state != COIL__TASK_DONE)
+        t->must_cancel = true;
+}
+
+bool coil__task_take_cancel(struct coil_task *t)
+{
+    bool was = t->must_cancel;
+    t->must_cancel = false;
+    return was;
+}
+
+void coil__task_hook_add(struct coil_task *t, struct coil__task_hook *h)
+{
+    coil__list_push_back(&t->hooks, &h->link);
+}
+
+void coil__task_hook_remove(struct coil__task_hook *h)
+{
+    coil__list_remove(&h->link);
 }
 
 unsigned coil_task_cancelling(const coil_task_t *t)
@@ -562,14 +623,26 @@ static const struct coil__wait_ops await_ops = {await_cancel, await_resume,
 
 static int await(coil_future_t *fut, void **value_out, bool shield)
 {
-    struct coil_task *t;
-    int err = coil__task_begin_wait(&t);
-    if (err)
-        return err;
-    if (!fut || fut->loop != t->fut.loop)
+    struct coil_task *t = current;
+    if (!t)
+        return -EPERM;
+    if (!fut || fut->loop != t->loop)
         return -EINVAL;
     if (fut == &t->fut)
         return -EDEADLK;
+    if (t->must_cancel) {
+        /* A cancellation pending when the await starts goes into what is
+         * awaited, as in asyncio: the task then waits for it to finish
+         * (usually cancelled). A shield, or a future that is done
+         * already, delivers it here instead. */
+        t->must_cancel = false;
+        if (shield || fut->outcome != -EINPROGRESS ||
+            coil_future_cancel(fut) != 0)
+            return -ECANCELED;
+    }
+    int err = coil__task_begin_wait(&t);
+    if (err)
+        return err;
     if (fut->outcome == -EINPROGRESS) {
         struct await_wait aw = {{&await_ops, true}, t, fut, shield};
         fut->refs++; /* kept alive while we wait, whoever else lets go */
@@ -684,11 +757,14 @@ int coil_sleep(int64_t delay_ns)
 
 int coil__tasks_init(struct coil_loop *loop)
 {
-    struct coil__tasks *ts = &loop->tasks;
+    struct coil__loop_tasks *ts = &loop->tasks;
     coil__list_init(&ts->all);
     ts->count = 0;
     ts->next_id = 0;
     ts->sched_storage = NULL;
+    ts->cancel_head = NULL;
+    ts->cancel_tailp = &ts->cancel_head;
+    ts->cancelling = false;
     coil__pool_init_aligned(&ts->task_pool, sizeof(struct coil_task), 64);
     coil__stack_pool_init(&ts->stacks, COIL__STACK_DEFAULT);
     int err = coil__context_find(NULL, &ts->ctx_ops);
@@ -726,9 +802,14 @@ void coil__tasks_close(struct coil_loop *loop)
     }
 }
 
+size_t coil__tasks_count(const struct coil_loop *loop)
+{
+    return loop->tasks.count;
+}
+
 void coil__tasks_term(struct coil_loop *loop)
 {
-    struct coil__tasks *ts = &loop->tasks;
+    struct coil__loop_tasks *ts = &loop->tasks;
     coil__stack_pool_term(&ts->stacks);
     coil__pool_term(&ts->task_pool);
     coil__free(ts->sched_storage);
@@ -739,6 +820,12 @@ void coil__tasks_term(struct coil_loop *loop)
 /* coil_run                                                             */
 /* ------------------------------------------------------------------ */
 
+static bool no_tasks(const struct coil_loop *loop, const void *arg)
+{
+    (void)arg;
+    return loop->tasks.count == 0;
+}
+
 /* Cancel every task and run until all have finished; a task that ignores
  * cancellation is cancelled again each round. */
 static void cancel_all(struct coil_loop *loop)
@@ -747,7 +834,7 @@ static void cancel_all(struct coil_loop *loop)
         for (struct coil__list *l = loop->tasks.all.next;
              l != &loop->tasks.all; l = l->next)
             coil_task_cancel(coil__container_of(l, struct coil_task, link));
-        if (coil__loop_run_until_no_tasks(loop) != 0)
+        if (coil__loop_run_until(loop, no_tasks, NULL) != 0)
             break;
     }
 }

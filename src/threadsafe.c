@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * threadsafe.c - call_soon_threadsafe and the loop's wake-up channel.
+ * threadsafe.c - call_soon_threadsafe and the loop's wake-up channel
+ * (threadsafe.h).
  *
  * Other threads append records to a mutex-protected FIFO. Only the call
  * that makes the FIFO non-empty writes to the wake-up fd (an eventfd, or a
@@ -9,8 +10,13 @@
  * under the lock: in that order, a call that lands after the take finds
  * the FIFO empty and writes again, so no call is ever left unseen.
  *
- * The wake-up fd is registered with the poller directly, under the
- * reserved tag COIL__WAKE_TAG, not as a user-visible watcher.
+ * The wake-up fd is an fd like any other to the loop: an owned watch
+ * (watch.h) whose reader drains it.
+ *
+ * Called from the thread that runs the loop (a callback or a task), it is
+ * call_soon: one FIFO with the loop's own calls, as in asyncio. That
+ * thread is the only one that may touch the ready queue, and the running
+ * loop is per thread, so the check is a thread-local read.
  */
 #include <fcntl.h>
 #include <unistd.h>
@@ -19,7 +25,7 @@
 #define HAVE_EVENTFD 1
 #endif
 
-#include "loop.h"
+#include "loop_internal.h"
 #include "sys.h"
 
 struct ts_call {
@@ -46,7 +52,7 @@ static void ts_discard(struct coil_loop *loop, struct coil__ready *node)
 
 static const struct coil__ready_ops ts_ops = {ts_run, ts_discard};
 
-static int open_channel(struct coil__threadsafe *ts)
+static int open_channel(struct coil__loop_threadsafe *ts)
 {
 #ifdef HAVE_EVENTFD
     int fd = COIL__SYS(COIL__SYS_EVENTFD,
@@ -75,7 +81,7 @@ static int open_channel(struct coil__threadsafe *ts)
     return 0;
 }
 
-static void close_channel(struct coil__threadsafe *ts)
+static void close_channel(struct coil__loop_threadsafe *ts)
 {
     if (ts->rfd >= 0)
         close(ts->rfd);
@@ -84,9 +90,12 @@ static void close_channel(struct coil__threadsafe *ts)
     ts->rfd = ts->wfd = -1;
 }
 
+static void drain(void *arg, int result);
+
 int coil__threadsafe_init(struct coil_loop *loop)
 {
-    struct coil__threadsafe *ts = &loop->ts;
+    struct coil__loop_threadsafe *ts = &loop->ts;
+    ts->watch = (struct coil__watch){.bound = false};
     ts->head = NULL;
     ts->tailp = &ts->head;
     ts->rfd = ts->wfd = -1;
@@ -97,9 +106,11 @@ int coil__threadsafe_init(struct coil_loop *loop)
         return -err;
     err = open_channel(ts);
     if (!err)
-        err = loop->pops->watch(loop->poller, ts->rfd, 0, COIL__EV_READ,
-                                COIL__WAKE_TAG);
+        err = coil__watch_init(&ts->watch, loop, ts->rfd, COIL__WATCH_OWNED);
+    if (!err)
+        err = coil__watch_start(&ts->watch, COIL__EV_READ, drain, loop, 0);
     if (err) {
+        coil__watch_close(&ts->watch);
         close_channel(ts);
         pthread_mutex_destroy(&ts->lock);
     }
@@ -108,7 +119,7 @@ int coil__threadsafe_init(struct coil_loop *loop)
 
 void coil__threadsafe_close(struct coil_loop *loop)
 {
-    struct coil__threadsafe *ts = &loop->ts;
+    struct coil__loop_threadsafe *ts = &loop->ts;
     pthread_mutex_lock(&ts->lock);
     atomic_store(&ts->closed, true);
     struct coil__ready *list = ts->head;
@@ -120,8 +131,7 @@ void coil__threadsafe_close(struct coil_loop *loop)
         ts_discard(loop, list);
         list = next;
     }
-    if (ts->rfd >= 0)
-        loop->pops->watch(loop->poller, ts->rfd, COIL__EV_READ, 0, 0);
+    coil__watch_close(&ts->watch);
     close_channel(ts);
 }
 
@@ -130,7 +140,7 @@ void coil__threadsafe_term(struct coil_loop *loop)
     pthread_mutex_destroy(&loop->ts.lock);
 }
 
-static void wake(struct coil__threadsafe *ts)
+static void wake(struct coil__loop_threadsafe *ts)
 {
     uint64_t one = 1;
     ssize_t r;
@@ -151,7 +161,9 @@ int coil_call_soon_threadsafe(coil_loop_t *loop, coil_callback_fn fn,
 {
     if (!loop || !fn)
         return -EINVAL;
-    struct coil__threadsafe *ts = &loop->ts;
+    if (coil__loop_running_here(loop))
+        return coil_call_soon(loop, fn, arg, NULL);
+    struct coil__loop_threadsafe *ts = &loop->ts;
     if (atomic_load(&ts->closed))
         return -EBADF;
     struct ts_call *c = coil__malloc(sizeof(*c));
@@ -179,12 +191,10 @@ int coil_call_soon_threadsafe(coil_loop_t *loop, coil_callback_fn fn,
     return 0;
 }
 
-void coil__threadsafe_drain(struct coil_loop *loop)
+/* Move the FIFO onto the ready queue. */
+static void take(struct coil_loop *loop)
 {
-    struct coil__threadsafe *ts = &loop->ts;
-    char buf[64];
-    while (read(ts->rfd, buf, sizeof(buf)) > 0 && ts->rfd != ts->wfd)
-        ;
+    struct coil__loop_threadsafe *ts = &loop->ts;
     pthread_mutex_lock(&ts->lock);
     struct coil__ready *list = ts->head;
     ts->head = NULL;
@@ -193,7 +203,27 @@ void coil__threadsafe_drain(struct coil_loop *loop)
     pthread_mutex_unlock(&ts->lock);
     while (list) {
         struct coil__ready *next = list->next;
-        coil__readyq_push(&loop->ready, list);
+        coil__ready_push(loop, list);
         list = next;
     }
+}
+
+/* The wake-up fd's reader: empty the channel, then take the calls (in
+ * that order: a call that lands after the take writes again). */
+static void drain(void *arg, int result)
+{
+    struct coil_loop *loop = arg;
+    struct coil__loop_threadsafe *ts = &loop->ts;
+    if (result < 0)
+        return; /* the channel is being closed */
+    char buf[64];
+    while (read(ts->rfd, buf, sizeof(buf)) > 0 && ts->rfd != ts->wfd)
+        ;
+    take(loop);
+}
+
+void coil__threadsafe_poll(struct coil_loop *loop)
+{
+    if (atomic_load_explicit(&loop->ts.pending, memory_order_relaxed))
+        take(loop);
 }

@@ -6,22 +6,28 @@
  * ordinary one (coil_task_cancel), so every wait already knows how to be
  * interrupted by it; the scope only remembers that it fired. At the end
  * it withdraws its own request (coil_task_uncancel) and, if nothing else
- * cancelled the task, turns the -ECANCELED that came out of the scope's
- * code into -ETIMEDOUT. Because requests are counted, nested scopes and
- * outside cancellations each keep their meaning: an outer scope or a
- * caller's cancel that arrived too is still -ECANCELED at this scope's
- * end, and the outer scope converts its own.
+ * cancelled the task since the scope began, turns the -ECANCELED that
+ * came out of the scope's code into -ETIMEDOUT. "Since the scope began"
+ * is measured against the task's cancel count then (its level), not
+ * against zero: a task that once handled a cancellation without
+ * withdrawing it still gets -ETIMEDOUT from a later scope (asyncio's
+ * gh-102780). Because requests are counted, nested scopes and outside
+ * cancellations each keep their meaning: an outer scope or a caller's
+ * cancel that arrived too is still -ECANCELED at this scope's end, and
+ * the outer scope converts its own.
  *
- * Scopes of a task form a stack (task->scope, innermost first) so that a
- * task that returns with scopes still open can have them cleaned up.
+ * A scope is a hook of its task (task_internal.h), so that one a task
+ * leaves open when it returns is reported and freed.
  */
-#include "task.h"
+#include "loop_internal.h"
 
 struct coil_timeout {
+    struct coil__task_hook hook; /* in the task while the scope is open */
     struct coil_task *task;
-    struct coil_timeout *outer; /* the scope around this one */
-    coil_handle_t *timer;       /* NULL when there is no deadline */
+    coil_handle_t *timer;        /* NULL when there is no deadline */
     int64_t when;
+    unsigned level;              /* the task's cancel count at begin */
+    bool pending_at_begin;       /* a cancel was pending at begin */
     bool expired;
 };
 
@@ -36,14 +42,15 @@ static void expire(void *arg)
 
 static int arm(struct coil_timeout *sc, int64_t when)
 {
+    struct coil_loop *loop = coil__task_loop(sc->task);
     sc->when = when;
-    if (when == INT64_MAX)
+    if (when == COIL_NO_TIMEOUT)
         return 0;
     /* Already past: expire in the next iteration, ahead of anything the
      * task queues after this (a yield), so its next wait is cut short. */
-    if (when <= coil_loop_time(sc->task->fut.loop))
-        return coil_call_soon(sc->task->fut.loop, expire, sc, &sc->timer);
-    return coil_call_at(sc->task->fut.loop, when, expire, sc, &sc->timer);
+    if (when <= coil_loop_time(loop))
+        return coil_call_soon(loop, expire, sc, &sc->timer);
+    return coil_call_at(loop, when, expire, sc, &sc->timer);
 }
 
 static void disarm(struct coil_timeout *sc)
@@ -53,6 +60,21 @@ static void disarm(struct coil_timeout *sc)
         coil_handle_release(sc->timer);
         sc->timer = NULL;
     }
+}
+
+/* The task finished inside the scope. */
+static void left_open(struct coil__task_hook *hook, struct coil_task *t)
+{
+    struct coil_timeout *sc =
+        coil__container_of(hook, struct coil_timeout, hook);
+    struct coil_loop *loop = coil__task_loop(t);
+    if (!coil__loop_closed(loop))
+        coil__loop_report(loop, 0,
+                          "task '%s' returned inside a timeout scope it never "
+                          "ended (coil_timeout_end); the scope was dropped",
+                          coil_task_name(t));
+    disarm(sc);
+    coil__free(sc);
 }
 
 int coil_timeout_begin_at(int64_t when_ns, coil_timeout_t **scope_out)
@@ -69,13 +91,15 @@ int coil_timeout_begin_at(int64_t when_ns, coil_timeout_t **scope_out)
     sc->task = t;
     sc->timer = NULL;
     sc->expired = false;
+    sc->level = coil_task_cancelling(t);
+    sc->pending_at_begin = coil__task_cancel_pending(t);
     int err = arm(sc, when_ns);
     if (err) {
         coil__free(sc);
         return err;
     }
-    sc->outer = t->scope;
-    t->scope = sc;
+    sc->hook.on_finish = left_open;
+    coil__task_hook_add(t, &sc->hook);
     *scope_out = sc;
     return 0;
 }
@@ -88,20 +112,11 @@ int coil_timeout_begin(int64_t delay_ns, coil_timeout_t **scope_out)
             *scope_out = NULL;
         return scope_out ? -EPERM : -EINVAL;
     }
-    int64_t when = delay_ns == INT64_MAX
-                       ? INT64_MAX
-                       : coil__add_sat(coil_loop_time(t->fut.loop), delay_ns);
+    int64_t when = delay_ns == COIL_NO_TIMEOUT
+                       ? COIL_NO_TIMEOUT
+                       : coil__add_sat(coil_loop_time(coil__task_loop(t)),
+                                       delay_ns);
     return coil_timeout_begin_at(when, scope_out);
-}
-
-/* Take sc out of its task's stack of scopes, wherever it is. */
-static void unlink_scope(struct coil_timeout *sc)
-{
-    struct coil_timeout **p = &sc->task->scope;
-    while (*p && *p != sc)
-        p = &(*p)->outer;
-    if (*p)
-        *p = sc->outer;
 }
 
 int coil_timeout_end(coil_timeout_t *sc, int result)
@@ -109,10 +124,16 @@ int coil_timeout_end(coil_timeout_t *sc, int result)
     if (!sc || sc->task != coil__task_current())
         return -EINVAL;
     disarm(sc);
-    unlink_scope(sc);
-    if (sc->expired && coil_task_uncancel(sc->task) == 0 &&
-        result == -ECANCELED)
-        result = -ETIMEDOUT;
+    coil__task_hook_remove(&sc->hook);
+    if (sc->expired && coil_task_uncancel(sc->task) <= sc->level) {
+        /* Nobody else cancelled the task meanwhile: the cancellation was
+         * this scope's. If it was never delivered (the code finished
+         * without waiting again), it must not reach the next wait. */
+        if (!sc->pending_at_begin)
+            (void)coil__task_take_cancel(sc->task);
+        if (result == -ECANCELED)
+            result = -ETIMEDOUT;
+    }
     coil__free(sc);
     return result;
 }
@@ -137,29 +158,33 @@ bool coil_timeout_expired(const coil_timeout_t *sc)
     return sc && sc->expired;
 }
 
-void coil__timeouts_drop(struct coil_task *t)
+/* wait_for with no time left (timeout <= 0), as asyncio's: the result if
+ * fut is done already; otherwise fut is cancelled (a task that has not
+ * started never runs) and waited for, and what it came to is returned,
+ * -ETIMEDOUT if it was cancelled. */
+static int wait_for_now(coil_future_t *fut, void **value_out)
 {
-    while (t->scope) {
-        struct coil_timeout *sc = t->scope;
-        coil__loop_report(t->fut.loop, -EINVAL,
-                          "task '%s' finished inside a timeout scope that "
-                          "was never ended",
-                          coil_task_name(t));
-        disarm(sc);
-        t->scope = sc->outer;
-        coil__free(sc);
+    if (!coil_future_done(fut)) {
+        (void)coil_future_cancel(fut);
+        int err = coil_shield(fut, value_out);
+        if (!coil_future_done(fut))
+            return err; /* our own cancellation, while fut finishes */
     }
+    int err = coil_future_result(fut, value_out);
+    return err == -ECANCELED ? -ETIMEDOUT : err;
 }
 
 int coil_wait_for(coil_future_t *fut, int64_t timeout_ns, void **value_out)
 {
-    if (timeout_ns < 0)
+    if (timeout_ns == COIL_NO_TIMEOUT)
         return coil_await(fut, value_out);
     struct coil_task *t = coil__task_current();
     if (!t)
         return -EPERM;
-    if (!fut || fut->loop != t->fut.loop)
+    if (!fut || coil_future_loop(fut) != coil__task_loop(t))
         return -EINVAL;
+    if (timeout_ns <= 0)
+        return wait_for_now(fut, value_out);
     coil_timeout_t *sc;
     int err = coil_timeout_begin(timeout_ns, &sc);
     if (err)

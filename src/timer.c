@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * timer.c - call_later / call_at: timer handles on the 4-ary heap
- * (heap.h), ordered by (deadline, scheduling order).
+ * timer.c - call_later / call_at (timer.h): timer handles on the 4-ary
+ * heap (heap.h), ordered by (deadline, scheduling order).
  *
  * Same-deadline rings. Many timers share a deadline: every sleeper woken
  * in one batch counts from the same cached time, and a server gives its
@@ -29,7 +29,7 @@
  * current callback runs overlaps the misses, which a linked queue would
  * serialise.
  */
-#include "loop.h"
+#include "loop_internal.h"
 
 static inline struct coil_handle *leader_of_node(struct coil__heap_node *n)
 {
@@ -51,14 +51,14 @@ static void ring_unlink(struct coil_handle *h)
  * ring, if any, takes its place in the heap. */
 static void take_out(struct coil_loop *loop, struct coil_handle *h)
 {
-    struct coil__heap *heap = &loop->timers;
+    struct coil__heap *heap = &loop->timers.heap;
     int64_t when = coil__timer_when(h);
     if (!coil__heap_contains(&h->heap)) {
         ring_unlink(h); /* a member: nothing else changes */
     } else if (ring_alone(h)) {
         coil__heap_remove(heap, &h->heap);
-        if (loop->last_leader == h)
-            loop->last_leader = NULL;
+        if (loop->timers.last_leader == h)
+            loop->timers.last_leader = NULL;
     } else {
         struct coil_handle *next = h->u.ring.next;
         uint32_t i = h->heap.index;
@@ -66,12 +66,12 @@ static void take_out(struct coil_loop *loop, struct coil_handle *h)
         next->heap = h->heap;
         heap->v[i].node = &next->heap;
         h->heap.index = COIL__HEAP_NONE;
-        if (loop->last_leader == h)
-            loop->last_leader = next;
+        if (loop->timers.last_leader == h)
+            loop->timers.last_leader = next;
     }
     coil__handle_clear(h, COIL__H_PENDING);
     h->u.when = when;
-    loop->ntimers--;
+    loop->timers.count--;
 }
 
 int64_t coil__timer_when(const struct coil_handle *h)
@@ -79,42 +79,47 @@ int64_t coil__timer_when(const struct coil_handle *h)
     /* A member's deadline is its leader's: walk the ring to it. */
     while (!coil__heap_contains(&h->heap))
         h = h->u.ring.next;
-    return coil__handle_loop(h)->timers.v[h->heap.index].key;
+    return coil__handle_loop(h)->timers.heap.v[h->heap.index].key;
 }
 
 void coil__timers_init(struct coil_loop *loop)
 {
-    coil__heap_init(&loop->timers);
-    loop->last_leader = NULL;
-    loop->ntimers = 0;
+    coil__heap_init(&loop->timers.heap);
+    loop->timers.last_leader = NULL;
+    loop->timers.count = 0;
 }
 
 void coil__timers_term(struct coil_loop *loop)
 {
-    struct coil__heap *h = &loop->timers;
+    struct coil__heap *h = &loop->timers.heap;
     while (h->len) {
         struct coil_handle *t = leader_of_node(h->v[0].node);
         take_out(loop, t);
         coil__handle_drop(t, COIL__H_LOOP_REF);
     }
     coil__heap_term(h);
-    loop->last_leader = NULL;
+    loop->timers.last_leader = NULL;
 }
 
 void coil__timers_mark_due(struct coil_loop *loop)
 {
-    loop->due_now = loop->now;
-    loop->due_seq = loop->timers.next_seq;
-    loop->timers_due = loop->timers.len > 0;
+    loop->timers.due_now = loop->now;
+    loop->timers.due_seq = loop->timers.heap.next_seq;
+    loop->timers.due = loop->timers.heap.len > 0;
+}
+
+bool coil__timers_due(const struct coil_loop *loop)
+{
+    return loop->timers.due;
 }
 
 void coil__timers_run(struct coil_loop *loop)
 {
-    struct coil__heap *h = &loop->timers;
+    struct coil__heap *h = &loop->timers.heap;
     const struct coil__heap_entry *min;
-    loop->timers_due = false;
-    while ((min = coil__heap_min(h)) && min->key <= loop->due_now &&
-           (int32_t)(min->node->seq - loop->due_seq) < 0) {
+    loop->timers.due = false;
+    while ((min = coil__heap_min(h)) && min->key <= loop->timers.due_now &&
+           (int32_t)(min->node->seq - loop->timers.due_seq) < 0) {
         struct coil_handle *t = leader_of_node(min->node);
         take_out(loop, t);
         if (h->len)
@@ -128,7 +133,7 @@ void coil__timers_run(struct coil_loop *loop)
 
 int64_t coil__timers_timeout(const struct coil_loop *loop)
 {
-    const struct coil__heap_entry *min = coil__heap_min(&loop->timers);
+    const struct coil__heap_entry *min = coil__heap_min(&loop->timers.heap);
     if (!min)
         return -1;
     return min->key <= loop->now ? 0 : min->key - loop->now;
@@ -138,27 +143,27 @@ void coil__timers_remove(struct coil_loop *loop, struct coil_handle *h)
 {
     take_out(loop, h);
     /* Cancelling many timers gives their memory back. */
-    if (loop->timers.len < loop->timers.cap / 4)
-        coil__heap_shrink(&loop->timers);
+    if (loop->timers.heap.len < loop->timers.heap.cap / 4)
+        coil__heap_shrink(&loop->timers.heap);
 }
 
 /* Schedule h at when: join the newest ring, or lead a new one. */
 static int insert(struct coil_loop *loop, struct coil_handle *h, int64_t when)
 {
-    struct coil_handle *last = loop->last_leader;
+    struct coil_handle *last = loop->timers.last_leader;
     if (last && when > loop->now &&
-        loop->timers.v[last->heap.index].key == when) {
+        loop->timers.heap.v[last->heap.index].key == when) {
         h->u.ring.next = last;
         h->u.ring.prev = last->u.ring.prev;
         last->u.ring.prev->u.ring.next = h;
         last->u.ring.prev = h;
         return 0;
     }
-    int err = coil__heap_insert(&loop->timers, &h->heap, when);
+    int err = coil__heap_insert(&loop->timers.heap, &h->heap, when);
     if (err)
         return err;
     h->u.ring.next = h->u.ring.prev = h;
-    loop->last_leader = h;
+    loop->timers.last_leader = h;
     return 0;
 }
 
@@ -173,7 +178,7 @@ int coil__timer_start(struct coil_loop *loop, struct coil_handle *h,
     if (err)
         return err;
     coil__handle_set(h, COIL__H_PENDING);
-    loop->ntimers++;
+    loop->timers.count++;
     return 0;
 }
 
@@ -184,7 +189,7 @@ int coil_call_at(coil_loop_t *loop, int64_t when_ns, coil_callback_fn fn,
         *handle_out = NULL;
     if (!loop || !fn)
         return -EINVAL;
-    if (loop->state == COIL__LOOP_CLOSED)
+    if (coil__loop_closed(loop))
         return -EBADF;
     struct coil_handle *h = coil__handle_new(loop, true, fn, arg);
     if (!h)
@@ -195,7 +200,7 @@ int coil_call_at(coil_loop_t *loop, int64_t when_ns, coil_callback_fn fn,
         return err;
     }
     coil__handle_set(h, COIL__H_PENDING);
-    loop->ntimers++;
+    loop->timers.count++;
     if (handle_out) {
         coil__handle_set(h, COIL__H_USER_REF);
         *handle_out = h;
@@ -215,6 +220,6 @@ int coil_call_later(coil_loop_t *loop, int64_t delay_ns, coil_callback_fn fn,
                         handle_out);
 }
 
-/* The size a million pending timers are multiplied by (loop.h). */
+/* The size a million pending timers are multiplied by (ready.h). */
 _Static_assert(sizeof(void *) != 8 || sizeof(struct coil_handle) == 48,
                "a timer handle should stay 48 bytes on 64-bit systems");

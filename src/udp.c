@@ -8,14 +8,22 @@
  * truncated datagram's real size is reported. The only suspension point
  * is the readiness wait before the recvfrom(2) that takes the datagram: a
  * cancelled receive consumed nothing.
+ *
+ * An endpoint owns its socket through a watch (watch.h), holds a
+ * reference on its loop and is a close hook of it: closing the loop
+ * closes the socket. A call in progress holds a reference, so the last
+ * unref may come while another task still waits on the endpoint (that
+ * task wakes with -EBADF).
  */
 #include <string.h>
 #include <sys/socket.h>
 
+#include <unistd.h>
+
 #include "coil/net.h"
 #include "coil/udp.h"
-#include "sock.h"
-#include "task.h"
+#include "loop_internal.h"
+#include "net_internal.h"
 
 #ifdef __linux__
 #define TRUNC MSG_TRUNC /* recv returns the datagram's real size */
@@ -24,7 +32,11 @@
 #endif
 
 struct coil_udp {
-    int fd; /* -1 once closed */
+    unsigned refs;
+    struct coil_loop *loop;       /* referenced */
+    int fd;                       /* -1 once closed */
+    struct coil__watch watch;     /* of fd, until closed */
+    struct coil__close_hook hook; /* linked until closed */
     bool connected;
 };
 
@@ -74,6 +86,8 @@ static int resolve(const char *host, const char *port, bool passive,
         port = "0";
     return coil_getaddrinfo(host, port, &hints, res);
 }
+
+static void on_loop_close(struct coil__close_hook *hook);
 
 int coil_udp_open(const char *local_host, const char *local_port,
                   const char *remote_host, const char *remote_port,
@@ -133,8 +147,20 @@ int coil_udp_open(const char *local_host, const char *local_port,
         coil__free(u);
         return err;
     }
+    coil_loop_t *loop = coil__task_loop(coil__task_current());
+    err = coil__watch_init(&u->watch, loop, fd, COIL__WATCH_OWNED);
+    if (err) {
+        (void)coil_sock_close(fd);
+        coil__free(u);
+        return err;
+    }
+    u->refs = 1;
+    u->loop = loop;
+    coil__loop_ref(loop);
     u->fd = fd;
     u->connected = remote != NULL;
+    u->hook.on_close = on_loop_close;
+    coil__loop_on_close(loop, &u->hook);
     *out = u;
     return 0;
 }
@@ -153,6 +179,16 @@ static int send_check(const coil_udp_t *u)
     return u->fd < 0 ? -EBADF : 0;
 }
 
+/* A call that may suspend holds the endpoint. */
+static ssize_t sendto_held(coil_udp_t *u, const void *buf, size_t n,
+                           const struct sockaddr *addr, socklen_t addrlen)
+{
+    coil_udp_ref(u);
+    ssize_t r = coil__sock_sendto(&u->watch, u->fd, buf, n, addr, addrlen);
+    coil_udp_free(u);
+    return r;
+}
+
 ssize_t coil_udp_send(coil_udp_t *u, const void *buf, size_t n)
 {
     int err = send_check(u);
@@ -160,7 +196,7 @@ ssize_t coil_udp_send(coil_udp_t *u, const void *buf, size_t n)
         return err;
     if (!u->connected)
         return -EDESTADDRREQ;
-    return coil_sock_sendto(u->fd, buf, n, NULL, 0);
+    return sendto_held(u, buf, n, NULL, 0);
 }
 
 ssize_t coil_udp_sendto(coil_udp_t *u, const void *buf, size_t n,
@@ -173,7 +209,7 @@ ssize_t coil_udp_sendto(coil_udp_t *u, const void *buf, size_t n,
         return -EISCONN;
     if (!addr || addrlen == 0)
         return -EINVAL;
-    return coil_sock_sendto(u->fd, buf, n, addr, addrlen);
+    return sendto_held(u, buf, n, addr, addrlen);
 }
 
 ssize_t coil_udp_recvfrom(coil_udp_t *u, void *buf, size_t n,
@@ -181,9 +217,11 @@ ssize_t coil_udp_recvfrom(coil_udp_t *u, void *buf, size_t n,
 {
     if (!u)
         return -EINVAL;
-    /* The fd is read once: after the wait the endpoint may be closed (and
-     * freed by whoever closed it, once this task has returned). */
-    return coil__sock_recv_flags(u->fd, buf, n, TRUNC, addr, addrlen, true);
+    coil_udp_ref(u);
+    ssize_t r = coil__sock_recv(&u->watch, u->fd, buf, n, TRUNC, addr,
+                                addrlen, true);
+    coil_udp_free(u);
+    return r;
 }
 
 ssize_t coil_udp_recv(coil_udp_t *u, void *buf, size_t n)
@@ -229,15 +267,33 @@ int coil_udp_close(coil_udp_t *u)
         return -EBADF;
     int fd = u->fd;
     u->fd = -1;
-    (void)coil_sock_close(fd);
+    coil__loop_on_close_cancel(&u->hook);
+    coil__watch_close(&u->watch); /* waiting tasks wake with -EBADF */
+    (void)close(fd);              /* once, whatever it says */
     return 0;
+}
+
+static void on_loop_close(struct coil__close_hook *hook)
+{
+    struct coil_udp *u = coil__container_of(hook, struct coil_udp, hook);
+    coil__list_init(&u->hook.link); /* unlinked by the loop */
+    (void)coil_udp_close(u);
+}
+
+coil_udp_t *coil_udp_ref(coil_udp_t *u)
+{
+    if (u)
+        u->refs++;
+    return u;
 }
 
 void coil_udp_free(coil_udp_t *u)
 {
-    if (!u)
+    if (!u || --u->refs > 0)
         return;
     if (u->fd >= 0)
         (void)coil_udp_close(u);
+    struct coil_loop *loop = u->loop;
     coil__free(u);
+    coil__loop_unref(loop);
 }

@@ -367,7 +367,7 @@ static int wait_body(void *arg)
     struct multi *m = arg;
     if (multi_spawn(m))
         return -ENOMEM;
-    m->r = coil_wait(m->futs, 3, COIL_ALL_COMPLETED, -1);
+    m->r = coil_wait(m->futs, 3, COIL_ALL_COMPLETED, COIL_NO_TIMEOUT);
     multi_note(m);
     for (int i = 0; i < 3; i++)
         coil_task_cancel(m->t[i]); /* let the test finish */
@@ -380,7 +380,7 @@ static int as_completed_body(void *arg)
     if (multi_spawn(m))
         return -ENOMEM;
     coil_as_completed_t *it;
-    m->r = coil_as_completed_begin(m->futs, 3, -1, &it);
+    m->r = coil_as_completed_begin(m->futs, 3, COIL_NO_TIMEOUT, &it);
     if (m->r)
         return m->r;
     m->got = (coil_future_t *)1;

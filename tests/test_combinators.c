@@ -378,7 +378,7 @@ static void test_wait_all_completed(void **state)
     static const int64_t delays[3] = {30, 10, 20};
     static const int rets[3] = {1, -EIO, 3};
     struct waiter w;
-    run_wait(f->loop, &w, COIL_ALL_COMPLETED, -1, 3, delays, rets);
+    run_wait(f->loop, &w, COIL_ALL_COMPLETED, COIL_NO_TIMEOUT, 3, delays, rets);
     assert_int_equal(w.c.r, 3);
     for (int i = 0; i < 3; i++)
         assert_true(w.c.done_at_return[i]);
@@ -408,7 +408,7 @@ static void test_wait_first_completed(void **state)
     static const int64_t delays[3] = {30, 10, 20};
     static const int rets[3] = {1, 2, 3};
     struct waiter w;
-    run_wait(f->loop, &w, COIL_FIRST_COMPLETED, -1, 3, delays, rets);
+    run_wait(f->loop, &w, COIL_FIRST_COMPLETED, COIL_NO_TIMEOUT, 3, delays, rets);
     assert_int_equal(w.c.r, 1);
     assert_true(w.c.done_at_return[1]);
     assert_false(w.c.done_at_return[0]);
@@ -430,7 +430,7 @@ static void test_wait_first_completed(void **state)
 
     /* Two completing in the same iteration: both are counted. */
     static const int64_t same[3] = {10, 10, 40};
-    run_wait(f->loop, &w, COIL_FIRST_COMPLETED, -1, 3, same, rets);
+    run_wait(f->loop, &w, COIL_FIRST_COMPLETED, COIL_NO_TIMEOUT, 3, same, rets);
     assert_true(w.c.r >= 1);
     assert_true(w.c.done_at_return[0]);
     assert_true(w.c.returned - w.c.started < 40 * COIL_MSEC);
@@ -479,7 +479,7 @@ static void resolve_cb(void *arg)
 static void test_wait_first_exception(void **state)
 {
     struct fixture *f = *state;
-    struct fe_ctx c = {.loop = f->loop, .r = 99, .timeout = -1};
+    struct fe_ctx c = {.loop = f->loop, .r = 99, .timeout = COIL_NO_TIMEOUT};
     for (int i = 0; i < 3; i++)
         assert_int_equal(coil_future_new(f->loop, &c.fut[i]), 0);
     /* fut[0] is cancelled at 5 ms (not an exception), fut[1] succeeds at
@@ -499,7 +499,7 @@ static void test_wait_first_exception(void **state)
         coil_future_unref(c.fut[i]);
 
     /* A failure returns at once, the rest still pending. */
-    c = (struct fe_ctx){.loop = f->loop, .r = 99, .timeout = -1};
+    c = (struct fe_ctx){.loop = f->loop, .r = 99, .timeout = COIL_NO_TIMEOUT};
     for (int i = 0; i < 3; i++)
         assert_int_equal(coil_future_new(f->loop, &c.fut[i]), 0);
     bad = (struct resolve){c.fut[1], -EPIPE};
@@ -515,7 +515,7 @@ static void test_wait_first_exception(void **state)
         coil_future_unref(c.fut[i]);
 
     /* No failure: it waits for all of them (a cancel is not one). */
-    c = (struct fe_ctx){.loop = f->loop, .r = 99, .timeout = -1};
+    c = (struct fe_ctx){.loop = f->loop, .r = 99, .timeout = COIL_NO_TIMEOUT};
     for (int i = 0; i < 3; i++)
         assert_int_equal(coil_future_new(f->loop, &c.fut[i]), 0);
     struct resolve r1 = {c.fut[1], 0}, r2 = {c.fut[2], 0};
@@ -561,14 +561,14 @@ static int wait_bad_body(void *arg)
     struct small *s = arg;
     coil_future_t *with_null[2] = {s->fut[0], NULL};
     coil_future_t *with_other[2] = {s->fut[0], s->other};
-    s->r[0] = coil_wait(NULL, 1, COIL_ALL_COMPLETED, -1);
-    s->r[1] = coil_wait(with_null, 2, COIL_ALL_COMPLETED, -1);
-    s->r[2] = coil_wait(with_other, 2, COIL_FIRST_COMPLETED, -1);
-    s->r[3] = coil_wait(s->fut, 1, (enum coil_wait_mode)3, -1);
-    s->r[4] = coil_wait(s->fut, 1, (enum coil_wait_mode) - 1, -1);
+    s->r[0] = coil_wait(NULL, 1, COIL_ALL_COMPLETED, COIL_NO_TIMEOUT);
+    s->r[1] = coil_wait(with_null, 2, COIL_ALL_COMPLETED, COIL_NO_TIMEOUT);
+    s->r[2] = coil_wait(with_other, 2, COIL_FIRST_COMPLETED, COIL_NO_TIMEOUT);
+    s->r[3] = coil_wait(s->fut, 1, (enum coil_wait_mode)3, COIL_NO_TIMEOUT);
+    s->r[4] = coil_wait(s->fut, 1, (enum coil_wait_mode) - 1, COIL_NO_TIMEOUT);
     /* Nothing to wait for: every one of them is done. */
-    s->r[5] = coil_wait(NULL, 0, COIL_ALL_COMPLETED, -1);
-    s->r[6] = coil_wait(NULL, 0, COIL_FIRST_EXCEPTION, -1);
+    s->r[5] = coil_wait(NULL, 0, COIL_ALL_COMPLETED, COIL_NO_TIMEOUT);
+    s->r[6] = coil_wait(NULL, 0, COIL_FIRST_EXCEPTION, COIL_NO_TIMEOUT);
     return 0;
 }
 
@@ -651,7 +651,7 @@ static void test_as_completed_order(void **state)
     struct asc a;
     memset(&a, 0, sizeof(a));
     combo_init(&a.c, f->loop, 4, delays, rets);
-    a.timeout = -1;
+    a.timeout = COIL_NO_TIMEOUT;
     assert_int_equal(test_run_task(f->loop, asc_body, &a), 0);
     assert_int_equal(a.count, 5);
     static const int expect[4] = {1, 3, 0, 2};
@@ -728,7 +728,7 @@ static int asc_done_body(void *arg)
 {
     struct asc_done *d = arg;
     coil_as_completed_t *it;
-    if (coil_as_completed_begin(d->fut, 3, -1, &it))
+    if (coil_as_completed_begin(d->fut, 3, COIL_NO_TIMEOUT, &it))
         return -ENOMEM;
     for (d->n = 0; d->n < 5;) {
         coil_future_t *fut = NULL;
@@ -785,14 +785,14 @@ static int asc_bad_body(void *arg)
     coil_as_completed_t *it = (coil_as_completed_t *)1;
     coil_future_t *with_null[2] = {b->fut, NULL};
     coil_future_t *with_other[2] = {b->fut, b->other};
-    b->r[0] = coil_as_completed_begin(&b->fut, 1, -1, NULL);
-    b->r[1] = coil_as_completed_begin(NULL, 1, -1, &it);
+    b->r[0] = coil_as_completed_begin(&b->fut, 1, COIL_NO_TIMEOUT, NULL);
+    b->r[1] = coil_as_completed_begin(NULL, 1, COIL_NO_TIMEOUT, &it);
     b->out_null[0] = it == NULL;
     it = (coil_as_completed_t *)1;
-    b->r[2] = coil_as_completed_begin(with_null, 2, -1, &it);
+    b->r[2] = coil_as_completed_begin(with_null, 2, COIL_NO_TIMEOUT, &it);
     b->out_null[1] = it == NULL;
     it = (coil_as_completed_t *)1;
-    b->r[3] = coil_as_completed_begin(with_other, 2, -1, &it);
+    b->r[3] = coil_as_completed_begin(with_other, 2, COIL_NO_TIMEOUT, &it);
     b->out_null[2] = it == NULL;
     coil_future_t *fut;
     b->r[4] = coil_as_completed_next(NULL, &fut);
@@ -805,7 +805,7 @@ static int asc_bad_body(void *arg)
 static int asc_owner_body(void *arg)
 {
     struct asc_bad *b = arg;
-    int r = coil_as_completed_begin(&b->fut, 1, -1, &b->it);
+    int r = coil_as_completed_begin(&b->fut, 1, COIL_NO_TIMEOUT, &b->it);
     if (r)
         return r;
     coil_sleep(10 * COIL_MSEC); /* the other task runs meanwhile */
@@ -835,7 +835,7 @@ static void test_as_completed_bad_arguments(void **state)
         assert_true(b.out_null[i]);
     /* Outside a task. */
     coil_as_completed_t *it = (coil_as_completed_t *)1;
-    assert_int_equal(coil_as_completed_begin(&b.fut, 1, -1, &it), -EPERM);
+    assert_int_equal(coil_as_completed_begin(&b.fut, 1, COIL_NO_TIMEOUT, &it), -EPERM);
     assert_null(it);
     assert_false(coil_future_done(b.fut));
     coil_task_unref(owner);

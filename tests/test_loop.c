@@ -13,7 +13,7 @@
 #include <unistd.h>
 
 #include "helpers.h"
-#include "loop.h"
+#include "loop_internal.h"
 
 static void noop(void *arg)
 {

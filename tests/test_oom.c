@@ -11,7 +11,7 @@
 #include <unistd.h>
 
 #include "helpers.h"
-#include "loop.h"
+#include "loop_internal.h"
 
 /* What a failed call must not change: the loop's pending work, the
  * objects it has handed out, its references. Caches a failed call grew
@@ -25,9 +25,11 @@ static struct snap snap(const coil_loop_t *loop)
 {
     if (!loop)
         return (struct snap){0};
-    return (struct snap){loop->ready.len, loop->ntimers,
-                         loop->timer_pool.live + loop->soonh_pool.live,
-                         loop->soon_pool.live + loop->fut_pool.live, loop->refs};
+    return (struct snap){loop->ready.q.len, loop->timers.count,
+                         loop->ready.timer_pool.live +
+                             loop->ready.soonh_pool.live,
+                         loop->ready.soon_pool.live + loop->futures.pool.live,
+                         loop->refs};
 }
 
 static void assert_same(struct snap a, struct snap b)

@@ -10,7 +10,7 @@
 #include <string.h>
 
 #include "helpers.h"
-#include "loop.h"
+#include "loop_internal.h"
 
 #define MAXLOG 256
 
@@ -101,8 +101,8 @@ static void test_cancel(void **state)
     for (int i = 0; i < 10; i += 2)
         assert_int_equal(coil_handle_cancel(h[i]), 0);
     /* A cancelled timer leaves the heap at once. */
-    assert_int_equal(f->loop->timers.len, 5);
-    assert_int_equal(f->loop->ntimers, 5);
+    assert_int_equal(f->loop->timers.heap.len, 5);
+    assert_int_equal(f->loop->timers.count, 5);
     assert_int_equal(
         coil_call_later(f->loop, 20 * COIL_MSEC, test_stop_cb, f->loop, NULL),
         0);
@@ -114,7 +114,7 @@ static void test_cancel(void **state)
         assert_int_equal(coil_handle_cancel(h[i]), 0); /* after: harmless */
         coil_handle_release(h[i]);
     }
-    assert_int_equal(f->loop->timers.len, 0);
+    assert_int_equal(f->loop->timers.heap.len, 0);
 }
 
 /* Two timers due in the same batch; the first cancels the second. */
@@ -191,9 +191,9 @@ static void test_far_future(void **state)
     assert_int_equal(coil_call_soon(f->loop, test_stop_cb, f->loop, NULL), 0);
     test_run(f->loop);
     assert_int_equal(log.n, 0);
-    assert_int_equal(f->loop->timers.len, 1);
+    assert_int_equal(f->loop->timers.heap.len, 1);
     assert_int_equal(coil_handle_cancel(h), 0);
-    assert_int_equal(f->loop->timers.len, 0);
+    assert_int_equal(f->loop->timers.heap.len, 0);
     coil_handle_release(h);
 }
 
@@ -335,15 +335,15 @@ static void test_many_with_cancellation(void **state)
         coil_handle_cancel(h[i]);
         coil_handle_release(h[i]);
     }
-    assert_int_equal(f->loop->ntimers, N / 2);
+    assert_int_equal(f->loop->timers.count, N / 2);
     assert_int_equal(
         coil_call_later(f->loop, 200 * COIL_MSEC, test_stop_cb, f->loop, NULL),
         0);
     test_run(f->loop);
     assert_int_equal(log.n, MAXLOG); /* capped log: at least that many */
-    assert_int_equal(f->loop->ntimers, 0);
-    assert_int_equal(f->loop->timers.len, 0);
-    assert_true(f->loop->timers.cap <= 64);
+    assert_int_equal(f->loop->timers.count, 0);
+    assert_int_equal(f->loop->timers.heap.len, 0);
+    assert_true(f->loop->timers.heap.cap <= 64);
     test_free(h);
 }
 
@@ -366,16 +366,16 @@ static void test_same_deadline_rings(void **state)
         e[i] = (struct entry){&log, i, at[i]};
         assert_int_equal(coil_call_at(f->loop, at[i], record, &e[i], &h[i]), 0);
     }
-    assert_int_equal(f->loop->ntimers, 8);
+    assert_int_equal(f->loop->timers.count, 8);
     /* Two heap entries for T (the split), one for T2. */
-    assert_int_equal(f->loop->timers.len, 3);
+    assert_int_equal(f->loop->timers.heap.len, 3);
     for (int i = 0; i < 8; i++)
         assert_int_equal(coil_handle_when(h[i]), at[i]);
     /* Cancel A (a leader with a member), E (a member), H (the tail). */
     assert_int_equal(coil_handle_cancel(h[0]), 0);
     assert_int_equal(coil_handle_cancel(h[4]), 0);
     assert_int_equal(coil_handle_cancel(h[7]), 0);
-    assert_int_equal(f->loop->ntimers, 5);
+    assert_int_equal(f->loop->timers.count, 5);
     assert_int_equal(coil_handle_when(h[1]), T); /* B leads now */
     assert_int_equal(coil_handle_when(h[0]), T); /* kept after cancel */
     assert_int_equal(
@@ -390,7 +390,7 @@ static void test_same_deadline_rings(void **state)
         assert_int_equal(coil_handle_when(h[i]), at[i]);
         coil_handle_release(h[i]);
     }
-    assert_int_equal(f->loop->ntimers, 0);
+    assert_int_equal(f->loop->timers.count, 0);
 }
 
 /* A timer callback that schedules a timer already due: it runs in the

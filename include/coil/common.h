@@ -47,6 +47,13 @@ extern "C" {
 #define COIL_MSEC ((int64_t)1000000)
 #define COIL_SEC ((int64_t)1000000000)
 
+/*
+ * "No limit", for every timeout and deadline parameter (coil_wait_for,
+ * coil_wait, coil_as_completed_begin, coil_timeout_begin...). Every other
+ * value is a limit: zero or a negative one has passed already.
+ */
+#define COIL_NO_TIMEOUT INT64_MAX
+
 /* The current time of the monotonic clock, in nanoseconds. Never fails. */
 COIL_API int64_t coil_now(void);
 

@@ -62,6 +62,9 @@ COIL_API const char *coil_loop_backend(const coil_loop_t *loop);
  */
 COIL_API int coil_loop_close(coil_loop_t *loop);
 
+/* Take another reference for the caller; returns loop. NULL gives NULL. */
+COIL_API coil_loop_t *coil_loop_ref(coil_loop_t *loop);
+
 /*
  * Close the loop if needed and drop the caller's reference. The memory
  * goes when the last handle and future of the loop are released too.

@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * coil/stream.h - buffered byte streams over connected sockets, and
- * servers that hand each accepted connection to a task of its own
- * (asyncio's open_connection, start_server, StreamReader, StreamWriter).
+ * coil/stream.h - buffered byte streams over connected sockets (asyncio's
+ * open_connection, StreamReader, StreamWriter). Servers that hand each
+ * accepted connection to a task with a stream are in coil/server.h.
  *
  * A coil_stream_t plays asyncio's StreamReader and StreamWriter together:
  * one object, one socket, a read buffer and a write buffer.
@@ -53,7 +53,6 @@ extern "C" {
 #endif
 
 typedef struct coil_stream coil_stream_t;
-typedef struct coil_server coil_server_t;
 
 /* Defaults. */
 #define COIL_STREAM_LIMIT (64 * 1024)
@@ -140,6 +139,21 @@ COIL_API int coil_stream_read_exactly(coil_stream_t *s, void *buf, size_t n,
                                       size_t *got);
 
 /*
+ * Read everything up to the end of the stream (asyncio's read(-1)) into
+ * buf (cap bytes); *len receives the length. The data is gathered in the
+ * stream's buffer, bounded by the stream's limit, and taken out only on
+ * success. Returns 0 once the peer has ended the stream, or:
+ *  -EMSGSIZE  more than the limit arrived before the end: nothing is
+ *             consumed; read it with coil_stream_read;
+ *  -ENOBUFS   all of it arrived but does not fit in cap: nothing consumed,
+ *             *len says how long it is;
+ *  and the errors of coil_stream_read (-EINVAL also for len NULL).
+ * May suspend.
+ */
+COIL_API int coil_stream_read_all(coil_stream_t *s, void *buf, size_t cap,
+                                  size_t *len);
+
+/*
  * Read up to and including the first occurrence of sep (seplen >= 1
  * bytes) into buf (cap bytes); *len receives the length (sep included).
  * Returns 0, or:
@@ -169,7 +183,7 @@ COIL_API int coil_stream_readline(coil_stream_t *s, void *buf, size_t cap,
 
 /* Whether the peer ended the stream and everything buffered was read
  * (asyncio's at_eof). false for NULL. */
-COIL_API bool coil_stream_at_eof(const coil_stream_t *s);
+COIL_API bool coil_stream_at_eof(coil_stream_t *s);
 
 /* How many received bytes are buffered, not yet read. 0 for NULL. */
 COIL_API size_t coil_stream_read_buffered(const coil_stream_t *s);
@@ -264,108 +278,6 @@ COIL_API int coil_stream_peer_address(const coil_stream_t *s,
                                       struct sockaddr_storage *addr);
 COIL_API int coil_stream_local_address(const coil_stream_t *s,
                                        struct sockaddr_storage *addr);
-
-/* ------------------------------------------------------------------ */
-/* Servers                                                              */
-/* ------------------------------------------------------------------ */
-
-/*
- * A connection handler: runs in a task of its own for each accepted
- * connection (started on the server's loop), with a stream holding one
- * reference that is dropped when the handler returns (which closes the
- * stream, flushing it, unless the handler took a reference of its own).
- * Its return value is the task's outcome and is otherwise ignored.
- */
-typedef int (*coil_conn_handler_fn)(coil_stream_t *s, void *arg);
-
-/* Options for the listening sockets; zero-initialise. NULL options mean
- * the defaults. */
-typedef struct coil_server_options {
-    int backlog;           /* listen(2) backlog; 0: 100 (asyncio's) */
-    bool no_reuse_address; /* do not set SO_REUSEADDR (set by default) */
-    bool reuse_port;       /* set SO_REUSEPORT (-EOPNOTSUPP if missing) */
-    bool keep_socket_file; /* Unix servers: leave the file at close */
-} coil_server_options_t;
-
-/*
- * Listen on every address host resolves to (NULL: every interface, IPv4
- * and IPv6) at port ("0" picks a free port, per listening socket; see
- * coil_server_port), and serve: one accept task per listening socket,
- * one task per connection running handler(stream, arg). IPv6 sockets are
- * IPV6_V6ONLY so that both families can share a port. Accepting goes on
- * through EMFILE/ENFILE/ENOBUFS/ENOMEM: the accept task sleeps 100 ms,
- * doubling up to 1 s while the error lasts, then tries again (connections
- * wait in the backlog meanwhile); any other accept error is reported
- * through the loop's exception handler and met with the same pause: a
- * server stops accepting only when closed. The server is returned in
- * *out; free it with coil_server_free. Errors: -EINVAL (handler or out NULL, negative
- * backlog), the resolver's errors, bind/listen/socket errors
- * (-EADDRINUSE, -EACCES, ...; every socket made is closed again),
- * -EPERM (not in a task), -ECANCELED, -ENOMEM. May suspend (resolving).
- */
-COIL_API int coil_start_server(const char *host, const char *port,
-                               coil_conn_handler_fn handler, void *arg,
-                               const coil_server_options_t *opts,
-                               coil_server_t **out);
-
-/*
- * As coil_start_server, on a Unix-domain socket bound at path. A socket
- * file already at path that nothing accepts on (left by a server that is
- * gone) is removed first; a live server's socket or any other file there
- * gives -EADDRINUSE. The socket file is removed when the server is
- * closed (coil_server_close, coil_server_free), unless it was replaced
- * meanwhile or opts->keep_socket_file is set (asyncio's cleanup_socket).
- * Must be called inside a task (-EPERM otherwise) although it does not
- * suspend.
- */
-COIL_API int coil_start_unix_server(const char *path,
-                                    coil_conn_handler_fn handler, void *arg,
-                                    const coil_server_options_t *opts,
-                                    coil_server_t **out);
-
-/*
- * Stop serving: the listening sockets are closed at once and their accept
- * tasks end; connections already accepted carry on. Calling it again
- * does nothing. Returns 0 or -EINVAL. Does not suspend.
- */
-COIL_API int coil_server_close(coil_server_t *server);
-
-/* Cancel the task of every open connection (their handlers see
- * -ECANCELED from their current or next wait). Returns how many were
- * cancelled, or -EINVAL. Does not suspend. */
-COIL_API int coil_server_close_clients(coil_server_t *server);
-
-/*
- * Wait until the server is closed and every connection task (and accept
- * task) has finished and been cleaned up: after it returns 0, freeing the
- * server releases everything at once. Returns 0, -EINVAL, -EPERM, -ECANCELED. May suspend.
- */
-COIL_API int coil_server_wait_closed(coil_server_t *server);
-
-/*
- * Wait until the server is closed (by coil_server_close from another
- * task). If the waiting task is cancelled the server is closed and
- * -ECANCELED returned (asyncio's serve_forever). Returns 0, -EINVAL,
- * -EPERM, -ECANCELED. May suspend.
- */
-COIL_API int coil_server_serve_forever(coil_server_t *server);
-
-/* Whether the server still accepts. false for NULL. */
-COIL_API bool coil_server_is_serving(const coil_server_t *server);
-
-/* The local port of the first listening socket (the one to use with port
- * "0"), or -EINVAL (NULL, a Unix server) or -EBADF (closed). */
-COIL_API int coil_server_port(const coil_server_t *server);
-
-/* How many connection tasks are running. 0 for NULL. */
-COIL_API size_t coil_server_connections(const coil_server_t *server);
-
-/*
- * Close the server (coil_server_close) and release the caller's hold on
- * it. Connection tasks still running keep what they use; the memory goes
- * when the last one finishes. Accepts NULL. Does not suspend.
- */
-COIL_API void coil_server_free(coil_server_t *server);
 
 #ifdef __cplusplus
 }

@@ -133,6 +133,9 @@ COIL_API int coil_udp_peer_address(const coil_udp_t *u,
  */
 COIL_API int coil_udp_close(coil_udp_t *u);
 
+/* Take a reference; returns u. NULL gives NULL. */
+COIL_API coil_udp_t *coil_udp_ref(coil_udp_t *u);
+
 /*
  * Close the endpoint (if coil_udp_close was not called) and free it.
  * No task may still be suspended on it: close it first and let them

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * task.h - tasks' internals, and the wait protocol every suspending call
- * in coil is built on.
+ * task_internal.h - tasks' internals, and the wait protocol every
+ * suspending call in coil is built on. Only task.c writes a task's
+ * fields; other modules use the calls below.
  *
  * A suspending call (sleep, await, a lock, a socket read...) does:
  *
@@ -27,7 +28,12 @@
 #ifndef COIL_TASK_INTERNAL_H
 #define COIL_TASK_INTERNAL_H
 
-#include "future.h"
+#include "context.h"
+#include "future_internal.h"
+#include "list.h"
+#include "pool.h"
+#include "ready.h"
+#include "stack.h"
 
 struct coil_task;
 struct coil__wait;
@@ -75,6 +81,7 @@ struct coil_task {
     bool must_cancel;         /* a cancel waits for the next wait */
     bool queued;              /* fw.node is in the ready queue */
     bool wait_keep;
+    bool cancel_queued;       /* in the loop's list of cancels to pass on */
     struct coil__stack *stack;
     struct coil_loop *loop;   /* = fut.loop, kept here for the wake */
     /* line 1: switching */
@@ -91,13 +98,46 @@ struct coil_task {
     uint64_t id;
     char *name;               /* owned copy; NULL: defname */
     char defname[26];         /* "Task-<id>": 5 + up to 20 digits + NUL */
-    struct coil_timeout *scope; /* innermost timeout scope (timeout.c) */
+    struct coil__list hooks;  /* struct coil__task_hook, oldest first */
+    struct coil_task *cancel_next; /* in the loop's list of cancels */
+};
+
+/* The loop's part owned by task.c. */
+struct coil__loop_tasks {
+    struct coil__list all;                  /* tasks not finished */
+    size_t count;                           /* how many */
+    const struct coil__context_ops *ctx_ops;
+    struct coil__context sched;             /* the loop's own context */
+    void *sched_storage;                    /* for ctx_ops->thread_storage */
+    struct coil__stack_pool stacks;         /* default-size stacks */
+    struct coil__pool task_pool;            /* struct coil_task */
+    uint64_t next_id;
+    struct coil_task *returning; /* the task that last switched back to
+                                    the loop's context */
+    /* Cancels being passed on (coil_task_cancel): a FIFO, so that a chain
+     * of tasks awaiting each other is cancelled link by link in a loop,
+     * never by recursion as deep as the chain. */
+    struct coil_task *cancel_head, **cancel_tailp;
+    bool cancelling;                        /* the list is being drained */
+};
+
+/*
+ * Something a task's end must clean up that an upper layer made (a
+ * timeout scope the task left open): linked into the task while it
+ * lives; when the task's function returns (or the loop abandons the
+ * task) on_finish runs, newest first, the hook already unlinked.
+ */
+struct coil__task_hook {
+    struct coil__list link;
+    void (*on_finish)(struct coil__task_hook *hook, struct coil_task *t);
 };
 
 int coil__tasks_init(struct coil_loop *loop);
 /* The loop closes: abandon every unfinished task. */
 void coil__tasks_close(struct coil_loop *loop);
 void coil__tasks_term(struct coil_loop *loop);
+/* How many tasks of the loop have not finished. */
+size_t coil__tasks_count(const struct coil_loop *loop);
 
 /* The running task, or NULL. */
 struct coil_task *coil__task_current(void);
@@ -115,10 +155,41 @@ int coil__task_suspend(struct coil_task *t, struct coil__wait *w);
  * not yet woken. */
 void coil__task_wake(struct coil_task *t, int result);
 
-/* Free the timeout scopes a finished task left open (timeout.c). */
-void coil__timeouts_drop(struct coil_task *t);
-
 /* The task whose future fut is, or NULL for a plain future. */
 struct coil_task *coil__task_of(coil_future_t *fut);
+
+/* The loop a task runs on. */
+static inline struct coil_loop *coil__task_loop(const struct coil_task *t)
+{
+    return t->loop;
+}
+
+/* Whether the task has finished (its function returned). */
+static inline bool coil__task_done(const struct coil_task *t)
+{
+    return t->state == COIL__TASK_DONE;
+}
+
+/* Link or unlink a hook (struct coil__task_hook). */
+void coil__task_hook_add(struct coil_task *t, struct coil__task_hook *h);
+void coil__task_hook_remove(struct coil__task_hook *h);
+
+/*
+ * Make a cancellation pending for t's next wait without a new request
+ * (coil_task_cancelling is unchanged): for code that withdrew its own
+ * request but must leave another one in force (task groups, as asyncio's
+ * uncancel-then-cancel). Nothing for a finished task.
+ */
+void coil__task_rearm_cancel(struct coil_task *t);
+
+/* Whether a cancellation is pending for t's next wait. */
+static inline bool coil__task_cancel_pending(const struct coil_task *t)
+{
+    return t->must_cancel;
+}
+
+/* Deliver a pending cancellation here: clears it, returns whether there
+ * was one. */
+bool coil__task_take_cancel(struct coil_task *t);
 
 #endif /* COIL_TASK_INTERNAL_H */

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * future.h - the future's internals, for the modules that build on it
- * (tasks embed a future; awaiting registers a waiter).
+ * future_internal.h - the future's internals, for the modules that build
+ * on it (tasks embed a future; awaiting registers a waiter).
  *
  * Completion queues every waiter's node on the loop's ready queue in the
  * order the waiters were added. A waiter is intrusive, so completing a
@@ -11,7 +11,19 @@
 #ifndef COIL_FUTURE_INTERNAL_H
 #define COIL_FUTURE_INTERNAL_H
 
-#include "loop.h"
+#include "list.h"
+#include "pool.h"
+#include "ready.h"
+
+struct coil_loop;
+
+/* The loop's part owned by future.c. */
+struct coil__loop_futures {
+    struct coil__pool pool; /* plain futures */
+};
+
+void coil__futures_init(struct coil_loop *loop);
+void coil__futures_term(struct coil_loop *loop);
 
 struct coil__future_ops {
     /* Free the object that embeds the future (refs reached 0). */
@@ -35,14 +47,6 @@ struct coil_future {
     int outcome;                         /* -EINPROGRESS while pending */
     unsigned refs;
 };
-
-/* Whether the running loop has reached what it runs until
- * (run_until_complete's future, or coil_run's "no task left"). */
-static inline bool coil__loop_until_done(const struct coil_loop *loop)
-{
-    return (loop->until && loop->until->outcome != -EINPROGRESS) ||
-           (loop->until_no_tasks && loop->tasks.count == 0);
-}
 
 /* Complete *fp with a NULL result if it is still pending, drop the
  * reference held in *fp and clear it (for objects that keep a "closed" or

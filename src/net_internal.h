@@ -1,15 +1,24 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * sock.h - small socket helpers shared by net.c and stream.c.
+ * net_internal.h - the socket calls of net.c as the objects that own
+ * sockets use them (streams, UDP endpoints, servers: through their own
+ * watch), and small socket helpers.
+ *
+ * Each call takes the watch of its fd; NULL means a raw fd (the loop's
+ * raw watch is found or made at the first wait, io_internal.h). A call
+ * tries the syscall and, on EAGAIN, waits on the watch until the fd is
+ * ready, then tries again; the conventions are those of coil/net.h.
  */
-#ifndef COIL_SOCK_H
-#define COIL_SOCK_H
+#ifndef COIL_NET_INTERNAL_H
+#define COIL_NET_INTERNAL_H
 
 #include <errno.h>
 #include <stdbool.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
+
+struct coil__watch;
 
 /* Flags for every send and recv: never raise SIGPIPE (where the platform
  * can say so per call), never block. */
@@ -53,23 +62,26 @@ static inline bool coil__would_block(int e)
     return e == EAGAIN || e == EWOULDBLOCK;
 }
 
-struct coil_loop;
-
-/*
- * A non-blocking socket call on fd failed with errno e: returns 0 when the
- * call should simply be made again (e was EINTR, or the fd was not ready
- * and the running task waited until it is: may suspend), or the negative
- * error to return (e itself, or the wait's: -ECANCELED, -EBADF...).
- */
-int coil__sock_again(struct coil_loop *loop, int fd, unsigned dir, int e);
+/* Wait until fd (of watch w, or raw) is ready in direction dir
+ * (COIL__EV_READ or COIL__EV_WRITE). Errors as coil__watch_wait. */
+int coil__sock_wait(struct coil__watch *w, int fd, unsigned dir);
 
 /*
  * The receive loop of coil_sock_recv/recvfrom, with extra recv flags (UDP
  * endpoints pass MSG_TRUNC): in a task, wait until fd is readable and take
  * what is there. addr and addrlen both or neither; from: use recvfrom.
  */
-ssize_t coil__sock_recv_flags(int fd, void *buf, size_t n, int flags,
-                              struct sockaddr *addr, socklen_t *addrlen,
-                              bool from);
+ssize_t coil__sock_recv(struct coil__watch *w, int fd, void *buf, size_t n,
+                        int flags, struct sockaddr *addr, socklen_t *addrlen,
+                        bool from);
 
-#endif /* COIL_SOCK_H */
+/* coil_sock_sendto on fd of watch w. */
+ssize_t coil__sock_sendto(struct coil__watch *w, int fd, const void *buf,
+                          size_t n, const struct sockaddr *addr,
+                          socklen_t addrlen);
+
+/* coil_sock_accept on listening socket fd of watch w. */
+int coil__sock_accept(struct coil__watch *w, int fd, struct sockaddr *addr,
+                      socklen_t *addrlen);
+
+#endif /* COIL_NET_INTERNAL_H */

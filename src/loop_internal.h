@@ -1,0 +1,177 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * loop_internal.h - struct coil_loop, composed of the parts the modules
+ * own (libdill's ctx.h is the model), and the loop's own internal calls.
+ *
+ *   ready     ready.h            the ready queue, call_soon, handles
+ *   timers    timer.h            call_later / call_at on the timer heap
+ *   watch     watch.h            the poller and the fd watchers
+ *   ts        threadsafe.h       call_soon_threadsafe, the wake-up fd
+ *   futures   future_internal.h  the pool of plain futures
+ *   tasks     task_internal.h    tasks, stacks, the context switch
+ *
+ * Each part is written only by its module. This header is the one place
+ * that knows every part, so it is the one header allowed to include
+ * headers of layers above the loop (docs/architecture.md, "Include
+ * graph"): it needs their parts' definitions, nothing else of them. The
+ * loop's own fields (state, time, references...) are loop.c's and
+ * run.c's. The inline functions at the end serve the hot paths of other
+ * modules without their touching a part's fields.
+ */
+#ifndef COIL_LOOP_INTERNAL_H
+#define COIL_LOOP_INTERNAL_H
+
+#include "future_internal.h"
+#include "internal.h"
+#include "list.h"
+#include "ready.h"
+#include "task_internal.h"
+#include "threadsafe.h"
+#include "timer.h"
+#include "watch.h"
+
+enum coil__loop_state {
+    COIL__LOOP_IDLE,
+    COIL__LOOP_RUNNING,
+    COIL__LOOP_CLOSED,
+};
+
+/*
+ * Something outside the loop's parts that must hear of the loop's close,
+ * because it holds or will touch the loop's resources (a stream flushing
+ * after its last reference went, a name lookup on a helper thread).
+ * on_close runs on the loop thread during coil_loop_close, after every
+ * task was abandoned; the hook has been unlinked already.
+ */
+struct coil__close_hook {
+    struct coil__list link;
+    void (*on_close)(struct coil__close_hook *hook);
+};
+
+struct coil_loop {
+    /* Hot: touched on every iteration. */
+    struct coil__loop_ready ready;
+    unsigned ticks;                /* iterations since the last poll */
+    bool stopping;                 /* coil_loop_stop was called */
+    uint8_t state;                 /* enum coil__loop_state */
+    int64_t now;                   /* cached monotonic time, ns */
+    /* run until this says so (run_until_complete, coil_run), or NULL */
+    bool (*until)(const struct coil_loop *loop, const void *arg);
+    const void *until_arg;
+
+    struct coil__loop_tasks tasks;
+    struct coil__loop_timers timers;
+    struct coil__loop_futures futures;
+    struct coil__loop_threadsafe ts;
+    struct coil__loop_watch watch;
+
+    coil_exception_handler_fn exc_fn; /* NULL: the default */
+    void *exc_arg;
+    struct coil__list close_hooks;    /* struct coil__close_hook */
+
+    /*
+     * References to the loop's memory: one while the user holds any
+     * (user_refs > 0), plus one per live handle, future and object that
+     * keeps a loop pointer. The memory goes when this reaches 0.
+     */
+    size_t refs;
+    size_t user_refs;              /* coil_loop_ref / coil_loop_unref */
+    void *mem; /* what was allocated (the loop is aligned inside it) */
+};
+
+/* ------------------------------------------------------------------ */
+/* Lifecycle (loop.c)                                                   */
+/* ------------------------------------------------------------------ */
+
+/* Free the loop's memory (the last reference went). */
+void coil__loop_destroy(struct coil_loop *loop);
+
+static inline void coil__loop_ref(struct coil_loop *loop)
+{
+    loop->refs++;
+}
+
+static inline void coil__loop_unref(struct coil_loop *loop)
+{
+    if (--loop->refs == 0)
+        coil__loop_destroy(loop);
+}
+
+static inline bool coil__loop_closed(const struct coil_loop *loop)
+{
+    return loop->state == COIL__LOOP_CLOSED;
+}
+
+/* Link a hook (see struct coil__close_hook); unlink one that no longer
+ * needs to hear of the close. */
+void coil__loop_on_close(struct coil_loop *loop, struct coil__close_hook *h);
+void coil__loop_on_close_cancel(struct coil__close_hook *h);
+
+/* Report a problem through the exception handler, printf-style. error 0
+ * reports a misuse that has no errno of its own. */
+void coil__loop_report(struct coil_loop *loop, int error, const char *fmt,
+                       ...) __attribute__((format(printf, 3, 4)));
+
+/* ------------------------------------------------------------------ */
+/* Running (run.c)                                                      */
+/* ------------------------------------------------------------------ */
+
+/* Poll I/O and timers at least every this many iterations. */
+#define COIL__IO_INTERVAL 64
+
+/* Run one iteration; the loop must be marked running. */
+int coil__loop_run_once(struct coil_loop *loop);
+
+/*
+ * Run the loop until until(loop, arg) holds (checked after every
+ * iteration), or it is stopped. Errors as coil_loop_run_forever.
+ */
+int coil__loop_run_until(struct coil_loop *loop,
+                         bool (*until)(const struct coil_loop *loop,
+                                       const void *arg),
+                         const void *arg);
+
+/*
+ * The one predicate that decides whether the loop goes on to another
+ * batch of ready nodes without polling first: something is ready, no poll
+ * is due (COIL__IO_INTERVAL), no stop was asked, no timers are waiting to
+ * run, the run's goal is not reached. If so, the batch is started (the
+ * iteration counted) and true returned. The loop asks it before every
+ * iteration; a task about to suspend asks it when the batch is over, to
+ * hand over to the next task directly (task.c).
+ */
+bool coil__loop_next_batch(struct coil_loop *loop);
+
+/* Whether loop is the one running in the calling thread. */
+bool coil__loop_running_here(const struct coil_loop *loop);
+
+/* ------------------------------------------------------------------ */
+/* Hot paths: the ready queue                                           */
+/* ------------------------------------------------------------------ */
+
+static inline void coil__ready_push(struct coil_loop *loop,
+                                    struct coil__ready *node)
+{
+    coil__readyq_push(&loop->ready.q, node);
+}
+
+/* How many nodes are queued. */
+static inline size_t coil__ready_len(const struct coil_loop *loop)
+{
+    return loop->ready.q.len;
+}
+
+/* The next node of this iteration's batch, or NULL if the batch is over. */
+static inline struct coil__ready *coil__ready_batch_peek(struct coil_loop *loop)
+{
+    return loop->ready.batch_left ? loop->ready.q.head : NULL;
+}
+
+/* Take the node coil__ready_batch_peek returned off the queue. */
+static inline void coil__ready_batch_take(struct coil_loop *loop)
+{
+    loop->ready.batch_left--;
+    coil__readyq_pop(&loop->ready.q);
+}
+
+#endif /* COIL_LOOP_INTERNAL_H */

@@ -1,0 +1,196 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * run.c - running the loop: the iteration that ties the parts together,
+ * the run modes, stop, time and the per-thread running loop.
+ *
+ *   1. Unless the next batch may start at once (coil__loop_next_batch):
+ *      poll for I/O (without blocking if anything is ready, else until
+ *      the next timer), refresh the cached time, call the ready fds'
+ *      users, take the calls other threads made, and mark the timers
+ *      due now.
+ *   2. Run every node that was ready when this step began, then the
+ *      timers marked due (timer.c).
+ *
+ * Step 1 is skipped while callbacks keep coming, so a call_soon chain does
+ * not pay a syscall and a clock read per hop; the interval bounds how long
+ * I/O and timers can wait behind ready work (docs/architecture.md).
+ */
+#include "loop_internal.h"
+
+static COIL__TLS struct coil_loop *running_loop;
+
+int coil_get_running_loop(coil_loop_t **loop_out)
+{
+    if (!loop_out)
+        return -EINVAL;
+    *loop_out = running_loop;
+    return running_loop ? 0 : -ESRCH;
+}
+
+bool coil__loop_running_here(const struct coil_loop *loop)
+{
+    return running_loop == loop;
+}
+
+int64_t coil_loop_time(const coil_loop_t *loop)
+{
+    return loop ? loop->now : 0;
+}
+
+int64_t coil_loop_update_time(coil_loop_t *loop)
+{
+    if (!loop)
+        return 0;
+    loop->now = coil__clock_now();
+    return loop->now;
+}
+
+static bool until_reached(const struct coil_loop *loop)
+{
+    return loop->until && loop->until(loop, loop->until_arg);
+}
+
+bool coil__loop_next_batch(struct coil_loop *loop)
+{
+    if (coil__ready_len(loop) == 0 || loop->ticks >= COIL__IO_INTERVAL ||
+        loop->stopping || coil__timers_due(loop) || until_reached(loop))
+        return false;
+    loop->ticks++;
+    coil__ready_begin_batch(loop);
+    return true;
+}
+
+static int poll_io(struct coil_loop *loop)
+{
+    int64_t timeout = 0;
+    if (!coil__ready_len(loop) && !loop->stopping) {
+        timeout = coil__timers_timeout(loop);
+        if (timeout > 0) {
+            /* About to sleep until the next timer: measure from the real
+             * time, not from a cache a long batch of callbacks made
+             * stale. */
+            loop->now = coil__clock_now();
+            timeout = coil__timers_timeout(loop);
+        }
+    }
+#ifdef COIL_TESTING
+    if (coil__clock_autojump && timeout > 0) {
+        /* Jump to the next deadline instead of sleeping until it. */
+        coil__clock_advance(timeout);
+        timeout = 0;
+    }
+#endif
+    int err = coil__watch_poll(loop, timeout);
+    loop->now = coil__clock_now();
+    if (err)
+        return err;
+    coil__threadsafe_poll(loop);
+    coil__timers_mark_due(loop);
+    return 0;
+}
+
+int coil__loop_run_once(struct coil_loop *loop)
+{
+    if (!coil__loop_next_batch(loop)) {
+        loop->ticks = 0;
+        int err = poll_io(loop);
+        if (err)
+            return err;
+        coil__ready_begin_batch(loop);
+    }
+    coil__ready_run_batch(loop);
+    if (coil__timers_due(loop))
+        coil__timers_run(loop);
+    return 0;
+}
+
+static int enter(struct coil_loop *loop)
+{
+    if (!loop)
+        return -EINVAL;
+    if (coil__loop_closed(loop))
+        return -EBADF;
+    if (loop->state == COIL__LOOP_RUNNING || running_loop)
+        return -EBUSY;
+    /* Tasks may run on this thread: give it the alternate signal stack
+     * the stack-overflow report runs on (once per thread; without it an
+     * overflow would still abort, just without saying which task). */
+    (void)coil__stack_thread_init();
+    loop->state = COIL__LOOP_RUNNING;
+    running_loop = loop;
+    loop->now = coil__clock_now();
+    loop->ticks = 0;
+    return 0;
+}
+
+static void leave(struct coil_loop *loop)
+{
+    loop->stopping = false;
+    loop->state = COIL__LOOP_IDLE;
+    running_loop = NULL;
+}
+
+int coil__loop_run_until(struct coil_loop *loop,
+                         bool (*until)(const struct coil_loop *loop,
+                                       const void *arg),
+                         const void *arg)
+{
+    int err = enter(loop);
+    if (err)
+        return err;
+    /* The loop stays alive even if a callback drops the last reference. */
+    coil__loop_ref(loop);
+    loop->until = until;
+    loop->until_arg = arg;
+    /* Already there: one non-blocking iteration, as asyncio's done
+     * callback would stop the loop after one. */
+    if (until_reached(loop))
+        loop->stopping = true;
+    for (;;) {
+        err = coil__loop_run_once(loop);
+        if (err) {
+            coil__loop_report(loop, err, "waiting for I/O failed");
+            break;
+        }
+        if (loop->stopping || until_reached(loop))
+            break;
+    }
+    loop->until = NULL;
+    loop->until_arg = NULL;
+    leave(loop);
+    coil__loop_unref(loop);
+    return err;
+}
+
+int coil_loop_run_forever(coil_loop_t *loop)
+{
+    return coil__loop_run_until(loop, NULL, NULL);
+}
+
+static bool future_done(const struct coil_loop *loop, const void *fut)
+{
+    (void)loop;
+    return coil_future_done(fut);
+}
+
+int coil_loop_run_until_complete(coil_loop_t *loop, coil_future_t *fut)
+{
+    if (!loop || !fut || fut->loop != loop)
+        return -EINVAL;
+    /* Hold fut: a callback may drop the caller's reference meanwhile.
+     * Like asyncio, at least one iteration runs even if fut is done. */
+    coil_future_ref(fut);
+    int err = coil__loop_run_until(loop, future_done, fut);
+    if (!err)
+        err = fut->outcome == -EINPROGRESS ? -EINTR : fut->outcome;
+    coil_future_unref(fut);
+    return err;
+}
+
+int coil_loop_stop(coil_loop_t *loop)
+{
+    if (!loop)
+        return -EINVAL;
+    loop->stopping = true;
+    return 0;
+}

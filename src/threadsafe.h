@@ -1,0 +1,39 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * threadsafe.h - call_soon_threadsafe and the loop's wake-up channel.
+ *
+ * Other threads append calls to a mutex-protected FIFO and, when they make
+ * it non-empty, write to the wake-up fd (an eventfd, a pipe where there
+ * is none). The loop watches that fd like any other (watch.h) and moves
+ * the FIFO onto its ready queue; it also checks the `pending` flag at
+ * every poll, so a call whose wake-up write failed still runs.
+ */
+#ifndef COIL_THREADSAFE_H
+#define COIL_THREADSAFE_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "ready.h"
+#include "watch.h"
+
+/* The loop's part owned by threadsafe.c. */
+struct coil__loop_threadsafe {
+    pthread_mutex_t lock;
+    struct coil__ready *head; /* calls made by other threads, FIFO */
+    struct coil__ready **tailp;
+    atomic_bool closed;       /* set under lock at close */
+    atomic_bool pending;      /* head is not empty: checked every poll */
+    int rfd, wfd;             /* wake-up channel (eventfd: rfd == wfd) */
+    struct coil__watch watch; /* of rfd */
+};
+
+/* After the watch part. Errors: -ENOMEM, -EMFILE, -ENFILE... */
+int coil__threadsafe_init(struct coil_loop *loop);
+/* Drop pending calls, close the wake-up fds; later calls get -EBADF. */
+void coil__threadsafe_close(struct coil_loop *loop);
+void coil__threadsafe_term(struct coil_loop *loop);
+/* Move the calls other threads made onto the ready queue, if any. */
+void coil__threadsafe_poll(struct coil_loop *loop);
+
+#endif /* COIL_THREADSAFE_H */

@@ -1,0 +1,337 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * watch.c - the fd watcher (watch.h): the loop's table of bound watches,
+ * registration with the poller, and the dispatch of the poller's events.
+ *
+ * Stale events are stopped at two gates. Every registration carries a
+ * fresh tag, which the poller returns with each event; an event whose tag
+ * is not the bound watch's current one is dropped (an fd closed and its
+ * number reused while the kernel kept the old registration alive through
+ * a dup). And the table maps an fd number to the watch bound to it now:
+ * an event for a number nobody watches any more finds nothing.
+ *
+ * A user is called synchronously and may close, free or rebind anything,
+ * including the watch being dispatched; after each call the dispatcher
+ * looks the number up again and stops if the watch is gone or changed.
+ */
+#include <fcntl.h>
+
+#include "loop_internal.h"
+#include "sys.h"
+
+static const unsigned dir_mask[2] = {COIL__EV_READ, COIL__EV_WRITE};
+
+static int which(unsigned dir)
+{
+    return dir == COIL__EV_WRITE;
+}
+
+/* ------------------------------------------------------------------ */
+/* The loop's part                                                      */
+/* ------------------------------------------------------------------ */
+
+int coil__watch_part_init(struct coil_loop *loop, const char *backend)
+{
+    struct coil__loop_watch *p = &loop->watch;
+    p->by_fd = NULL;
+    p->len = 0;
+    p->next_tag = 1;
+    p->poller = NULL;
+    int err = coil__poller_find(backend, &p->pops);
+    if (err)
+        return err;
+    return p->pops->open(&p->poller);
+}
+
+static void unbind(struct coil__watch *w)
+{
+    w->loop->watch.by_fd[w->fd] = NULL;
+    w->bound = false;
+}
+
+void coil__watch_part_close(struct coil_loop *loop)
+{
+    struct coil__loop_watch *p = &loop->watch;
+    for (int fd = 0; fd < p->len; fd++) {
+        struct coil__watch *w = p->by_fd[fd];
+        if (!w)
+            continue;
+        /* The poller goes next, and every registration with it. */
+        w->armed = 0;
+        w->user[0].fn = w->user[1].fn = NULL;
+        unbind(w);
+        if (w->unbound)
+            w->unbound(w);
+    }
+    coil__free(p->by_fd);
+    p->by_fd = NULL;
+    p->len = 0;
+    if (p->poller)
+        p->pops->close(p->poller);
+    p->poller = NULL;
+}
+
+void coil__watch_part_term(struct coil_loop *loop)
+{
+    /* Everything went at close; a loop that never opened has nothing. */
+    (void)loop;
+}
+
+const char *coil__watch_backend(const struct coil_loop *loop)
+{
+    return loop->watch.pops->name;
+}
+
+struct coil__watch *coil__watch_find(struct coil_loop *loop, int fd)
+{
+    struct coil__loop_watch *p = &loop->watch;
+    return fd >= 0 && fd < p->len ? p->by_fd[fd] : NULL;
+}
+
+/* ------------------------------------------------------------------ */
+/* Registration                                                         */
+/* ------------------------------------------------------------------ */
+
+static uint32_t new_tag(struct coil__loop_watch *p)
+{
+    uint32_t tag = p->next_tag++;
+    if (tag == 0)
+        tag = p->next_tag++;
+    return tag;
+}
+
+/* Tell the poller the interest mask (0: none). Returns 0, 1 (the number
+ * names another file than the one registered: it is registered afresh),
+ * or -errno with nothing changed. */
+static int reg(struct coil__watch *w, unsigned mask)
+{
+    struct coil__loop_watch *p = &w->loop->watch;
+    uint32_t tag = mask ? new_tag(p) : 0;
+    int r = p->pops->watch(p->poller, w->fd, w->armed, mask, tag);
+    if (r < 0)
+        return r;
+    w->armed = mask;
+    w->tag = tag;
+    return r;
+}
+
+/*
+ * The fd is gone, or can no longer be watched: drop the interest and both
+ * users, and tell them -EBADF. If the loop did this on its own (asked is
+ * false) and a lasting user (a callback) was dropped, say so through the
+ * exception handler: err -EBADF (the fd was closed, or its number reused)
+ * or the poller's error. The users are called last: they may free w.
+ */
+static void forget(struct coil__watch *w, int err, bool asked)
+{
+    if (w->armed)
+        (void)reg(w, 0); /* forgetting never fails */
+    struct coil__watch_user u[2] = {w->user[0], w->user[1]};
+    w->user[0].fn = w->user[1].fn = NULL;
+    if (!asked && ((u[0].fn && !u[0].once) || (u[1].fn && !u[1].once))) {
+        if (err == -EBADF)
+            coil__loop_report(w->loop, -EBADF,
+                              "fd %d was closed while watched; its watchers "
+                              "were removed",
+                              w->fd);
+        else
+            coil__loop_report(w->loop, -EIO,
+                              "fd %d could no longer be watched (%s); its "
+                              "watchers were removed",
+                              w->fd, coil_strerror(err));
+    }
+    for (int d = 0; d < 2; d++)
+        if (u[d].fn)
+            u[d].fn(u[d].arg, -EBADF);
+}
+
+/* The number was found to name a new file: direction d's user belonged
+ * to the closed one. */
+static void drop_stale(struct coil__watch *w, int d)
+{
+    struct coil__watch_user u = w->user[d];
+    if (!u.fn)
+        return;
+    w->user[d].fn = NULL;
+    if (!u.once)
+        coil__loop_report(w->loop, -EBADF,
+                          "fd %d was closed while watched; its old watcher "
+                          "was removed",
+                          w->fd);
+    u.fn(u.arg, -EBADF);
+}
+
+/* ------------------------------------------------------------------ */
+/* The verbs                                                            */
+/* ------------------------------------------------------------------ */
+
+static int grow(struct coil__loop_watch *p, int fd)
+{
+    if (fd < p->len)
+        return 0;
+    int len = p->len ? p->len : 64;
+    while (len <= fd) {
+        if (len > INT32_MAX / 2)
+            return -ENOMEM;
+        len *= 2;
+    }
+    struct coil__watch **v =
+        coil__realloc(p->by_fd, (size_t)len * sizeof(*v));
+    if (!v)
+        return -ENOMEM;
+    for (int i = p->len; i < len; i++)
+        v[i] = NULL;
+    p->by_fd = v;
+    p->len = len;
+    return 0;
+}
+
+int coil__watch_init(struct coil__watch *w, struct coil_loop *loop, int fd,
+                     enum coil__watch_kind kind)
+{
+    *w = (struct coil__watch){.loop = loop, .fd = fd, .kind = (uint8_t)kind};
+    if (fd < 0 || coil__loop_closed(loop))
+        return -EBADF;
+    struct coil__watch *old = coil__watch_find(loop, fd);
+    if (old) {
+        if (old->kind != COIL__WATCH_RAW || old->user[0].fn ||
+            old->user[1].fn)
+            return -EBUSY;
+        /* What is left of earlier waits on the number: its interest goes
+         * (the file it was for may be this one, or long closed). */
+        if (old->armed)
+            (void)reg(old, 0);
+        unbind(old);
+        if (old->unbound)
+            old->unbound(old);
+    }
+    int err = grow(&loop->watch, fd);
+    if (err)
+        return err;
+    loop->watch.by_fd[fd] = w;
+    w->bound = true;
+    return 0;
+}
+
+int coil__watch_start(struct coil__watch *w, unsigned dir, coil__watch_fn fn,
+                      void *arg, unsigned flags)
+{
+    int d = which(dir);
+    if (!w->bound)
+        return -EBADF;
+    if (w->user[d].fn && !(flags & COIL__WATCH_REPLACE))
+        return -EBUSY;
+    /* A raw fd's number may name a new file since the last registration:
+     * register again whatever the mask says (the poller notices). */
+    if (w->kind == COIL__WATCH_RAW || !(w->armed & dir_mask[d])) {
+        int r = reg(w, w->armed | dir_mask[d]);
+        if (r == -EBADF) {
+            forget(w, -EBADF, false); /* not open: whatever was is gone */
+            return -EBADF;
+        }
+        if (r < 0)
+            return r;
+        if (r == 1) {
+            /* Narrowing to this direction cannot matter much: at worst
+             * the other one stays armed and narrows at its first event. */
+            (void)reg(w, dir_mask[d]);
+            w->user[d] = (struct coil__watch_user){fn, arg, false};
+            w->user[d].once = flags & COIL__WATCH_ONCE;
+            drop_stale(w, 1 - d);
+            return 0;
+        }
+    }
+    w->user[d] = (struct coil__watch_user){fn, arg, false};
+    w->user[d].once = flags & COIL__WATCH_ONCE;
+    return 0;
+}
+
+void coil__watch_stop(struct coil__watch *w, unsigned dir)
+{
+    int d = which(dir);
+    w->user[d].fn = NULL;
+    if (!w->bound || w->kind != COIL__WATCH_RAW || !(w->armed & dir_mask[d]))
+        return;
+    int err = reg(w, w->armed & ~dir_mask[d]);
+    if (err)
+        forget(w, err == 1 ? -EBADF : err, false);
+}
+
+void coil__watch_shut(struct coil__watch *w, unsigned dir)
+{
+    struct coil__watch_user u = w->user[which(dir)];
+    coil__watch_stop(w, dir);
+    if (u.fn)
+        u.fn(u.arg, -EBADF);
+}
+
+void coil__watch_close(struct coil__watch *w)
+{
+    if (!w->bound) {
+        w->user[0].fn = w->user[1].fn = NULL;
+        return;
+    }
+    unbind(w);
+    forget(w, -EBADF, true);
+}
+
+/* ------------------------------------------------------------------ */
+/* Dispatch                                                             */
+/* ------------------------------------------------------------------ */
+
+static void dispatch(struct coil_loop *loop, const struct coil__event *ev)
+{
+    struct coil__watch *w = coil__watch_find(loop, ev->fd);
+    if (!w || !w->armed || w->tag != ev->tag)
+        return; /* stale: from a registration that no longer exists */
+    if (ev->events & COIL__EV_INVALID) {
+        forget(w, -EBADF, false);
+        return;
+    }
+    int fd = ev->fd;
+    uint32_t tag = w->tag;
+    unsigned idle = 0;
+    for (int d = 0; d < 2; d++) {
+        if (!(ev->events & dir_mask[d]))
+            continue;
+        struct coil__watch_user u = w->user[d];
+        if (!u.fn) {
+            idle |= dir_mask[d];
+            continue;
+        }
+        if (u.once)
+            w->user[d].fn = NULL;
+        u.fn(u.arg, 0);
+        /* The user may have closed, freed or rebound the watch. */
+        if (coil__watch_find(loop, fd) != w || w->tag != tag)
+            return;
+    }
+    /* Armed by a user that is gone (lazy disarm, watch.h), and ready with
+     * nobody to tell: narrow now, or a level-triggered fd would wake
+     * every poll. If that fails (the fd was closed behind the loop's
+     * back, the kernel is out of memory), stop watching it at all. */
+    idle &= w->armed;
+    for (int d = 0; d < 2; d++)
+        if (w->user[d].fn)
+            idle &= ~dir_mask[d];
+    if (idle) {
+        int err = reg(w, w->armed & ~idle);
+        if (err)
+            forget(w, err == 1 ? -EBADF : err, false);
+    }
+}
+
+int coil__watch_poll(struct coil_loop *loop, int64_t timeout_ns)
+{
+    struct coil__loop_watch *p = &loop->watch;
+    int n = p->pops->wait(p->poller, timeout_ns, p->events,
+                          COIL__POLLER_BATCH);
+    if (n < 0)
+        return n;
+#ifdef COIL_TESTING
+    coil__shuffle(p->events, (size_t)n, sizeof(*p->events));
+#endif
+    for (int i = 0; i < n; i++)
+        dispatch(loop, &p->events[i]);
+    return 0;
+}
