@@ -52,6 +52,9 @@
 
 #include "common.h"
 
+/* <netdb.h> declares it only with POSIX features on (not in strict C11). */
+struct addrinfo;
+
 #ifdef __cplusplus
 extern "C" {
 #endif
