@@ -15,9 +15,9 @@
  * is accepted with one fd's directions merged in one event or split over
  * two (kqueue), so the same checks hold there.
  *
- * Fds are socketpairs, pipes and a temporary file; timing is only ever a
- * lower bound (a wait never returns before its timeout), and a wait that
- * could block forever is bounded by the per-test alarm.
+ * Fds are socketpairs, pipes, eventfds and a temporary file; timing is
+ * only ever a lower bound (a wait never returns before its timeout), and a
+ * wait that could block forever is bounded by the per-test alarm.
  */
 #include <fcntl.h>
 #include <limits.h>
@@ -25,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -1099,6 +1100,105 @@ static void test_reused_number_same_file(void **state)
 }
 
 /*
+ * The reused-number rule on num, which the caller has just closed (while
+ * watched with old_mask and old_tag) and given to another file: before
+ * the loop watches again, nothing of the new file is reported under the
+ * old registration; watching with old_mask returns 1 and registers the
+ * new file with mask and tag, whose events are then want. All three are
+ * checked, the number is forgotten, and what went wrong is returned
+ * (NULL: nothing) so that the caller can close its fds before failing.
+ */
+static const char *check_reused(int num, unsigned old_mask, uint32_t old_tag,
+                                unsigned mask, uint32_t tag, unsigned want)
+{
+    static char why[4096];
+    size_t len = 0;
+    struct batch before, after;
+    poll_now(&before);
+    int fresh = watch(num, old_mask, mask, tag);
+    poll_now(&after);
+    int forgot = watch(num, fresh >= 0 ? mask : old_mask, 0, 0);
+    why[0] = 0;
+    unsigned ev = got(&before, num, old_tag);
+    if (got_other(&before, num, old_tag) || (ev != 0 && ev != INVALID))
+        len += (size_t)snprintf(why + len, sizeof(why) - len,
+                                "\n  before the new watch, the old "
+                                "registration (tag %#x) may report only "
+                                "COIL__EV_INVALID or nothing; got %s",
+                                (unsigned)old_tag, describe(&before));
+    if (fresh != 1)
+        len += (size_t)snprintf(why + len, sizeof(why) - len,
+                                "\n  watch(%d, old_mask %#x, mask %#x) "
+                                "returned %d, not 1 (a fresh registration)",
+                                num, old_mask, mask, fresh);
+    if (got(&after, num, tag) != want || got_other(&after, num, tag))
+        len += (size_t)snprintf(why + len, sizeof(why) - len,
+                                "\n  then expected events %#x with tag %#x "
+                                "only; got %s",
+                                want, (unsigned)tag, describe(&after));
+    if (forgot != 0 && len < sizeof(why))
+        len += (size_t)snprintf(why + len, sizeof(why) - len,
+                                "\n  forgetting it returned %d", forgot);
+    return len ? why : NULL;
+}
+
+/*
+ * The number of a watched eventfd reused by another eventfd: another file,
+ * so the same rule (every eventfd is a file of its own, though all of
+ * them share one inode, like every fd made by anon_inode_getfile: timerfd,
+ * signalfd, epoll, inotify...).
+ */
+static void test_reused_number_eventfd(void **state)
+{
+    (void)state;
+    struct batch b;
+    int fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    assert_true(fd >= 0);
+    int num = fd;
+    assert_int_equal(watch(num, 0, READ, TAG(86)), 0);
+    poll_now(&b);
+    expect_quiet(&b, num); /* a zero count: not readable */
+    close(fd);
+    /* A new eventfd under the number, readable. */
+    fd = move_fd(eventfd(1, EFD_NONBLOCK | EFD_CLOEXEC), num);
+    const char *why = check_reused(num, READ, TAG(86), READ, TAG(87), READ);
+    close(fd);
+    if (why)
+        fail_msg("fd %d, an eventfd closed while watched, its number reused "
+                 "by a new eventfd:%s",
+                 num, why);
+}
+
+/*
+ * The number of a watched pipe read end reused by the pipe's write end (so
+ * the same pipe, another file): with its only reader gone, the pipe is
+ * broken, an error of the new file that the old registration must not
+ * report. Watching the new file for WRITE then reports the error
+ * (READ|WRITE).
+ */
+static void test_reused_number_other_pipe_end(void **state)
+{
+    (void)state;
+    struct batch b;
+    int p[2];
+    make_pipe(p);
+    int num = p[0];
+    assert_int_equal(watch(num, 0, READ, TAG(88)), 0);
+    poll_now(&b);
+    expect_quiet(&b, num);
+    close_fd(&p[0]);
+    assert_int_equal(dup3(p[1], num, O_CLOEXEC), num);
+    const char *why =
+        check_reused(num, READ, TAG(88), WRITE, TAG(89), READ | WRITE);
+    close(num);
+    close_pair(p);
+    if (why)
+        fail_msg("fd %d, a pipe's read end closed while watched, its number "
+                 "reused by the write end:%s",
+                 num, why);
+}
+
+/*
  * The number reused while a dup keeps the old file open: the kernel may
  * keep the old registration (epoll does), but whatever it reports carries
  * the old tag, and the new tag is only ever reported for the new file's
@@ -1609,6 +1709,8 @@ int main(void)
         T(test_reused_number_same_mask),
         T(test_reused_number_other_mask),
         T(test_reused_number_same_file),
+        T(test_reused_number_eventfd),
+        T(test_reused_number_other_pipe_end),
         T(test_reused_number_old_file_kept_open),
         T(test_batch_larger_than_max),
         T(test_batch_with_forgotten_fds),
