@@ -15,9 +15,10 @@
  * is accepted with one fd's directions merged in one event or split over
  * two (kqueue), so the same checks hold there.
  *
- * Fds are socketpairs, pipes, eventfds and a temporary file; timing is
- * only ever a lower bound (a wait never returns before its timeout), and a
- * wait that could block forever is bounded by the per-test alarm.
+ * Fds are socketpairs, pipes, eventfds, a temporary file and an O_PATH
+ * one; timing is only ever a lower bound (a wait never returns before its
+ * timeout), and a wait that could block forever is bounded by the
+ * per-test alarm.
  */
 #include <fcntl.h>
 #include <limits.h>
@@ -936,6 +937,30 @@ static void test_watch_closed_changes_nothing(void **state)
 }
 
 /*
+ * An O_PATH fd is open (fcntl works on it) but cannot be polled: poll(2)
+ * says POLLNVAL and epoll_ctl EBADF. watch() refuses it with one of the
+ * contract's two words for that (-EBADF, -EPERM) and registers nothing.
+ */
+static void test_watch_unpollable_opath(void **state)
+{
+    (void)state;
+    struct batch b;
+    int fd = open(".", O_PATH | O_CLOEXEC);
+    assert_true(fd >= 0);
+    assert_true(fd_is_open(fd));
+    int err = watch(fd, 0, READ, TAG(75));
+    poll_now(&b);
+    int err2 = watch(fd, err == 0 ? READ : 0, 0, 0);
+    close(fd);
+    if (err != -EBADF && err != -EPERM)
+        fail_msg("watch(O_PATH fd, READ) returned %d, not -EBADF or -EPERM; "
+                 "the next wait reported %s",
+                 err, describe(&b));
+    expect_quiet(&b, fd);
+    assert_int_equal(err2, 0);
+}
+
+/*
  * A failed watch changes nothing, for allocation failures too: a new fd
  * (at a high number, so that per-number tables grow, after as many
  * registrations as fill a first array) is refused with -ENOMEM at each
@@ -1704,6 +1729,7 @@ int main(void)
         T(test_wait_fails),
         T(test_watch_not_open),
         T(test_watch_closed_changes_nothing),
+        T(test_watch_unpollable_opath),
         T(test_watch_alloc_failure_changes_nothing),
         T(test_closed_fd_no_readiness),
         T(test_reused_number_same_mask),
