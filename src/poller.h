@@ -8,16 +8,20 @@
  * Semantics every backend keeps:
  *  - Readiness is level-triggered: an fd that stays readable is reported
  *    again by every wait until it is unwatched.
- *  - Error and hang-up conditions are reported as both READ and WRITE, so
- *    whichever side is watched sees the condition from its next syscall.
+ *  - Error and hang-up conditions wake every watched direction, so
+ *    whichever side is watched sees the condition from its next syscall
+ *    (epoll and poll report READ|WRITE; kqueue, one event per watched
+ *    filter).
  *  - Each watched fd carries a 32-bit tag chosen by the loop, returned with
  *    every event. The loop changes the tag whenever it (re-)registers an
  *    fd, so an event from a stale registration (an fd closed and its
  *    number reused) is recognised and dropped.
  *  - wait() rounds its timeout up to the backend's resolution, so it never
  *    wakes early, and reports EINTR as zero events.
- *  - An fd the backend finds closed (poll's POLLNVAL) is reported with
- *    COIL__EV_INVALID.
+ *  - An fd the backend finds closed (poll's POLLNVAL), or whose number
+ *    names another file than the one registered (poll), is reported with
+ *    COIL__EV_INVALID. epoll and kqueue drop a closed fd's registration
+ *    themselves: it goes quiet.
  *  - One fd may appear in two events of one batch (kqueue reports each
  *    direction separately); the loop queues each direction once.
  *  - A watch() that fails changes nothing.
@@ -46,14 +50,19 @@ struct coil__poller_ops {
     /* Release everything, including the backend's own fd. */
     void (*close)(struct coil__poller *p);
     /*
-     * Set fd's interest to mask (COIL__EV_READ|WRITE), 0 to forget it.
+     * Set fd's interest (fd >= 0) to mask (COIL__EV_READ|WRITE), 0 to
+     * forget it.
      * old_mask is what the loop last set successfully (0 if none); tag is
      * as above. When old_mask is 0 the backend registers afresh.
      * Returns 0, or 1 when old_mask was not 0 but the fd now names another
      * file than the one registered (its number was closed and reused):
      * the new file is then registered with mask, and the loop knows the
-     * old watchers are stale. The loop calls watch on every add, even
-     * with an unchanged mask, so that a reused number is always noticed.
+     * old watchers are stale. A raw fd's watch calls watch on every start,
+     * even with an unchanged mask, so that the new file under a reused
+     * number is registered (epoll, poll: and noticed; kqueue re-adds its
+     * filters, registering the new file, but cannot tell it apart, so
+     * it returns 0 there; poll cannot tell apart two files that share
+     * an inode and a mode, such as two eventfds).
      * Errors: -EBADF (fd not open), -EPERM (fd cannot be polled),
      * -EPIPE (kqueue: the write side of a pipe whose reader is gone),
      * -ENOMEM, -ENOSPC. Forgetting (mask 0) never fails: an fd the kernel

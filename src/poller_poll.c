@@ -10,11 +10,21 @@
  *
  * poll() names fds by number only, so an fd closed while watched and whose
  * number was reused would silently report the new file's readiness. Each
- * slot therefore remembers the identity (device, inode) of the file it was
- * registered for; an event from a slot whose fd no longer names that file
- * is reported as COIL__EV_INVALID instead. That costs an fstat per watch
- * change and per event, acceptable for the portable fallback.
+ * slot therefore remembers the identity of the file it was registered
+ * for: its (device, inode), and for pipes and anonymous-inode files
+ * (eventfd, timerfd...), whose inode other files share (both ends of a
+ * pipe), also its access mode. An event from a slot whose fd no longer
+ * names that file is reported as COIL__EV_INVALID instead. That costs an
+ * fstat per watch change and per event (plus an fcntl for the files that
+ * need the mode), acceptable for the portable fallback.
+ *
+ * Known limit: two files that share an inode and a mode look alike (two
+ * eventfds, two read ends of one pipe). If one was closed while watched
+ * and the other took its number, poll goes on reporting the new file
+ * under the old registration; epoll and kqueue do not (they track open
+ * files, not numbers). Remove watchers before closing such fds.
  */
+#include <fcntl.h>
 #include <poll.h>
 #include <stdlib.h>
 #include <sys/stat.h>
@@ -27,7 +37,38 @@ struct slot_info {
     uint32_t tag; /* the loop's tag */
     dev_t dev;    /* identity of the file registered */
     ino_t ino;
+    int mode;     /* its access mode, where the inode is shared, else -1 */
 };
+
+/* Files whose inode others share: pipes and FIFOs (both ends), and
+ * anonymous-inode files (no file type: eventfd, timerfd, signalfd...). */
+static bool shares_inode(const struct stat *st)
+{
+    return S_ISFIFO(st->st_mode) || (st->st_mode & S_IFMT) == 0;
+}
+
+/* The identity of the file fd names now; false if fd is not open. */
+static bool identify(int fd, struct slot_info *id)
+{
+    struct stat st;
+    if (fstat(fd, &st) < 0)
+        return false;
+    id->dev = st.st_dev;
+    id->ino = st.st_ino;
+    id->mode = -1;
+    if (shares_inode(&st)) {
+        int fl = fcntl(fd, F_GETFL);
+        if (fl < 0)
+            return false;
+        id->mode = fl & O_ACCMODE;
+    }
+    return true;
+}
+
+static bool same_file(const struct slot_info *a, const struct slot_info *b)
+{
+    return a->dev == b->dev && a->ino == b->ino && a->mode == b->mode;
+}
 
 struct coil__poller {
     struct pollfd *fds; /* dense array of watched fds */
@@ -112,13 +153,17 @@ static int pl_watch(struct coil__poller *p, int fd, unsigned old_mask,
         p->slot[fd] = -1;
         return 0;
     }
-    /* poll() cannot refuse an fd; check it is open, as epoll would, and
-     * note which file it names now. */
-    struct stat st;
-    if (fstat(fd, &st) < 0)
+    /* poll() cannot refuse an fd; check it is open and can be polled, as
+     * epoll would, and note which file it names now. */
+#ifdef O_PATH
+    int fl = fcntl(fd, F_GETFL);
+    if (fl < 0 || (fl & O_PATH))
+        return -EBADF; /* not open, or only a path (poll says POLLNVAL) */
+#endif
+    struct slot_info id;
+    if (!identify(fd, &id))
         return -EBADF;
-    int fresh = i >= 0 && (st.st_dev != p->info[i].dev ||
-                           st.st_ino != p->info[i].ino);
+    int fresh = i >= 0 && !same_file(&id, &p->info[i]);
     if (i < 0) {
         int err = grow_slots(p, fd);
         if (!err)
@@ -131,7 +176,8 @@ static int pl_watch(struct coil__poller *p, int fd, unsigned old_mask,
     }
     p->fds[i].events = to_poll(mask);
     p->fds[i].revents = 0;
-    p->info[i] = (struct slot_info){tag, st.st_dev, st.st_ino};
+    id.tag = tag;
+    p->info[i] = id;
     return fresh;
 }
 
@@ -160,9 +206,9 @@ static int pl_wait(struct coil__poller *p, int64_t timeout_ns,
             ev |= COIL__EV_WRITE;
         if (re & (POLLERR | POLLHUP))
             ev |= COIL__EV_READ | COIL__EV_WRITE;
-        struct stat st;
-        if ((re & POLLNVAL) || fstat(p->fds[i].fd, &st) < 0 ||
-            st.st_dev != p->info[i].dev || st.st_ino != p->info[i].ino)
+        struct slot_info id;
+        if ((re & POLLNVAL) || !identify(p->fds[i].fd, &id) ||
+            !same_file(&id, &p->info[i]))
             ev = COIL__EV_INVALID;
         out[n].fd = p->fds[i].fd;
         out[n].tag = p->info[i].tag;
