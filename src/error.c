@@ -3,6 +3,9 @@
  * error.c - coil_strerror and coil_err_name. The table is our own, so the
  * strings are static and the functions thread-safe (unlike strerror on
  * some C libraries). Codes the table lacks fall back to a fixed text.
+ * The texts are the C library's, except where coil gives a code a wider
+ * meaning: -ETIMEDOUT is a timeout scope's or wait_for's expiry as much
+ * as TCP's ("Timed out", not "Connection timed out").
  */
 #include <limits.h>
 
@@ -77,7 +80,7 @@
     X(ENOTCONN, "Transport endpoint is not connected") \
     X(ESHUTDOWN, "Cannot send after transport endpoint shutdown") \
     X(ETOOMANYREFS, "Too many references: cannot splice") \
-    X(ETIMEDOUT, "Connection timed out") \
+    X(ETIMEDOUT, "Timed out") \
     X(ECONNREFUSED, "Connection refused") \
     X(EHOSTDOWN, "Host is down") \
     X(EHOSTUNREACH, "No route to host") \
@@ -91,6 +94,8 @@
 
 const char *coil_err_name(int err)
 {
+    if (err == 0)
+        return "OK";
     if (err == INT_MIN)
         return "EUNKNOWN";
     if (err < 0)

@@ -21,6 +21,14 @@ static atomic_long live;
 static atomic_long total;
 static atomic_long fail_at; /* allocation number that fails, 0: never */
 static atomic_bool failed;
+static atomic_size_t largest; /* the largest request since the reset */
+
+static void note_size(size_t size)
+{
+    size_t cur = atomic_load(&largest);
+    while (size > cur && !atomic_compare_exchange_weak(&largest, &cur, size))
+        ;
+}
 
 static bool should_fail(void)
 {
@@ -36,6 +44,7 @@ static bool should_fail(void)
 static void *t_malloc(size_t size, void *ctx)
 {
     (void)ctx;
+    note_size(size);
     if (should_fail())
         return NULL;
     void *p = malloc(size);
@@ -47,6 +56,7 @@ static void *t_malloc(size_t size, void *ctx)
 static void *t_realloc(void *ptr, size_t size, void *ctx)
 {
     (void)ctx;
+    note_size(size);
     if (should_fail())
         return NULL;
     return realloc(ptr, size);
@@ -79,6 +89,11 @@ void test_alloc_fail_after(long nth)
 bool test_alloc_failed(void)
 {
     return atomic_load(&failed);
+}
+
+size_t test_alloc_largest(bool reset)
+{
+    return reset ? atomic_exchange(&largest, 0) : atomic_load(&largest);
 }
 
 long test_fd_count(void)

@@ -61,6 +61,9 @@ long test_alloc_count(void);
 void test_alloc_fail_after(long nth);
 /* Whether an injected failure happened since the last arm. */
 bool test_alloc_failed(void);
+/* The largest allocation (or reallocation) asked for since the last
+ * reset; reset: start over from 0 (returns the value before). */
+size_t test_alloc_largest(bool reset);
 
 /* Open fds of this process. */
 long test_fd_count(void);

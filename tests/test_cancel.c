@@ -882,6 +882,140 @@ static void test_uncancel(void **state)
     test_assert_no_tasks(f->loop);
 }
 
+/* ------------------------------------------------------------------ */
+/* A chain of tasks awaiting each other                                 */
+/* ------------------------------------------------------------------ */
+
+#define CHAIN 5000
+
+struct chain {
+    coil_loop_t *loop;
+    int results[CHAIN];
+    int depth_started;
+};
+
+struct link {
+    struct chain *c;
+    int i;
+};
+
+static int link_body(void *arg)
+{
+    struct link *l = arg;
+    struct chain *c = l->c;
+    c->depth_started++;
+    if (l->i == CHAIN - 1) {
+        c->results[l->i] = coil_sleep(HOUR);
+        return c->results[l->i];
+    }
+    coil_task_t *next = NULL;
+    if (coil_task_spawn(c->loop, link_body, l + 1, &next))
+        return -ENOMEM;
+    c->results[l->i] = coil_task_join(next);
+    coil_task_unref(next);
+    return c->results[l->i];
+}
+
+struct chain_main {
+    struct chain *c;
+    struct link *links;
+    coil_task_t *head;
+    int cancel_r;
+};
+
+static int chain_canceller(void *arg)
+{
+    struct chain_main *m = arg;
+    while (m->c->depth_started < CHAIN)
+        coil_yield();
+    coil_sleep(COIL_MSEC); /* the tail is asleep, every link awaits */
+    /* On a task's stack (64 KiB by default): passing the cancel down the
+     * chain must not recurse once per link. */
+    m->cancel_r = coil_task_cancel(m->head);
+    return 0;
+}
+
+static void test_cancel_chain(void **state)
+{
+    struct fixture *f = *state;
+    struct chain *c = test_calloc(1, sizeof(*c));
+    struct link *links = test_calloc(CHAIN, sizeof(*links));
+    c->loop = f->loop;
+    for (int i = 0; i < CHAIN; i++) {
+        links[i] = (struct link){c, i};
+        c->results[i] = 1;
+    }
+    struct chain_main m = {c, links, NULL, 1};
+    assert_int_equal(coil_task_spawn(f->loop, link_body, &links[0], &m.head),
+                     0);
+    coil_task_t *k;
+    assert_int_equal(coil_task_spawn(f->loop, chain_canceller, &m, &k), 0);
+    assert_int_equal(run_until_done(f->loop, m.head), -ECANCELED);
+    assert_int_equal(m.cancel_r, 0);
+    for (int i = 0; i < CHAIN; i++)
+        assert_int_equal(c->results[i], -ECANCELED);
+    coil_task_unref(m.head);
+    coil_task_unref(k);
+    test_assert_no_tasks(f->loop);
+    test_free(c);
+    test_free(links);
+}
+
+/* ------------------------------------------------------------------ */
+/* A cancellation pending when a wait for another task begins           */
+/* ------------------------------------------------------------------ */
+
+struct passon {
+    coil_loop_t *loop;
+    int inner_r, outer_r, inner_ran, next_r;
+    bool inner_done_first;
+    coil_task_t *inner;
+};
+
+static int passon_inner(void *arg)
+{
+    struct passon *p = arg;
+    p->inner_ran++;
+    p->inner_r = coil_sleep(HOUR);
+    return p->inner_r;
+}
+
+static int passon_outer(void *arg)
+{
+    struct passon *p = arg;
+    coil_task_cancel(coil_current_task());
+    /* As in asyncio, the cancel goes into what is awaited: the inner
+     * task is cancelled, and awaited until it has finished. */
+    p->outer_r = coil_task_join(p->inner);
+    p->inner_done_first = coil_future_done(coil_task_future(p->inner));
+    p->next_r = coil_yield(); /* the cancel was delivered once */
+    return 0;
+}
+
+static int passon_main(void *arg)
+{
+    struct passon *p = arg;
+    p->inner = test_spawn(p->loop, passon_inner, p);
+    coil_sleep(COIL_MSEC); /* inner is asleep */
+    coil_task_t *o = test_spawn(p->loop, passon_outer, p);
+    test_join(o);
+    coil_task_unref(p->inner);
+    return 0;
+}
+
+static void test_self_cancel_then_await_task(void **state)
+{
+    struct fixture *f = *state;
+    struct passon p = {.loop = f->loop, .inner_r = 1, .outer_r = 1};
+    assert_int_equal(test_run_task(f->loop, passon_main, &p), 0);
+    assert_int_equal(p.inner_ran, 1);
+    assert_int_equal(p.inner_r, -ECANCELED);
+    assert_int_equal(p.outer_r, -ECANCELED);
+    assert_true(p.inner_done_first);
+    assert_int_equal(p.next_r, 0);
+    test_assert_no_tasks(f->loop);
+}
+
 #define MANY 1000
 
 struct many {
@@ -981,6 +1115,8 @@ int main(void)
         TEST_FAKE(test_completed_result_wins),
         TEST_FAKE(test_uncancel),
         TEST_FAKE(test_cancel_many),
+        TEST_FAKE(test_cancel_chain),
+        TEST_FAKE(test_self_cancel_then_await_task),
     };
     test_init();
     return cmocka_run_group_tests(tests, NULL, NULL);

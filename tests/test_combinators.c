@@ -345,6 +345,112 @@ static void test_gather_cancelled(void **state)
 /* wait                                                                 */
 /* ------------------------------------------------------------------ */
 
+/* The children are all done, their results in, when a cancel reaches the
+ * gathering task before it resumes: the results win (asyncio's gather
+ * refuses that cancel too), the cancel goes to the next wait. */
+struct late {
+    coil_loop_t *loop;
+    coil_task_t *gatherer;
+    struct test_canceller cancel;
+    int r, next_r, after_r;
+    void *results[2];
+};
+
+static int late_a(void *arg)
+{
+    (void)arg;
+    return 7;
+}
+
+static int late_b(void *arg)
+{
+    struct late *l = arg;
+    coil_sleep(COIL_MSEC);
+    /* Queued before this task completes: it runs after both children are
+     * done, before the gatherer has resumed. */
+    l->cancel.task = l->gatherer;
+    coil_call_soon(l->loop, test_cancel_cb, &l->cancel, NULL);
+    return 8;
+}
+
+static int late_gatherer(void *arg)
+{
+    struct late *l = arg;
+    l->gatherer = coil_current_task();
+    coil_task_t *a = test_spawn(l->loop, late_a, l);
+    coil_task_t *b = test_spawn(l->loop, late_b, l);
+    coil_future_t *futs[2] = {coil_task_future(a), coil_task_future(b)};
+    l->r = coil_gather(futs, 2, l->results, 0);
+    l->next_r = coil_yield();
+    l->after_r = coil_yield();
+    coil_task_unref(a);
+    coil_task_unref(b);
+    return 0;
+}
+
+static void test_gather_cancel_after_all_done(void **state)
+{
+    struct fixture *f = *state;
+    struct late l = {.loop = f->loop, .r = 1, .next_r = 1, .after_r = 1};
+    assert_int_equal(test_run_task(f->loop, late_gatherer, &l), 0);
+    assert_int_equal(l.cancel.result, 0);
+    assert_int_equal(l.r, 0);
+    assert_int_equal((intptr_t)l.results[0], 7);
+    assert_int_equal((intptr_t)l.results[1], 8);
+    assert_int_equal(l.next_r, -ECANCELED);
+    assert_int_equal(l.after_r, 0);
+    test_assert_no_tasks(f->loop);
+}
+
+/* A cancellation pending when gather starts goes into the futures, as if
+ * it had come while gather waited: the children are cancelled and
+ * waited for, none is left running. With every future done already, the
+ * results win and the cancel goes to the next wait. */
+struct pend {
+    coil_loop_t *loop;
+    int r, child_r, done_r, next_r;
+    bool child_done_at_return;
+    coil_task_t *child;
+};
+
+static int pend_child(void *arg)
+{
+    struct pend *p = arg;
+    p->child_r = coil_sleep(HOUR);
+    return p->child_r;
+}
+
+static int pend_body(void *arg)
+{
+    struct pend *p = arg;
+    p->child = test_spawn(p->loop, pend_child, p);
+    coil_sleep(COIL_MSEC);
+    coil_task_cancel(coil_current_task());
+    coil_future_t *fut = coil_task_future(p->child);
+    p->r = coil_gather(&fut, 1, NULL, 0);
+    p->child_done_at_return = coil_future_done(fut);
+    /* Every future done: results, and the cancel stays pending. */
+    coil_task_cancel(coil_current_task());
+    p->done_r = coil_gather(&fut, 1, NULL, COIL_GATHER_RETURN_ERRORS);
+    p->next_r = coil_yield();
+    coil_task_unref(p->child);
+    return 0;
+}
+
+static void test_gather_cancel_pending_at_start(void **state)
+{
+    struct fixture *f = *state;
+    struct pend p = {.loop = f->loop, .r = 1, .child_r = 1, .done_r = 1,
+                     .next_r = 1};
+    assert_int_equal(test_run_task(f->loop, pend_body, &p), 0);
+    assert_int_equal(p.r, -ECANCELED);
+    assert_true(p.child_done_at_return);
+    assert_int_equal(p.child_r, -ECANCELED);
+    assert_int_equal(p.done_r, 0);
+    assert_int_equal(p.next_r, -ECANCELED);
+    test_assert_no_tasks(f->loop);
+}
+
 struct waiter {
     struct combo c;
     enum coil_wait_mode mode;
@@ -951,6 +1057,8 @@ int main(void)
         TEST_FAKE(test_gather_already_done),
         TEST_FAKE(test_gather_bad_arguments),
         TEST_FAKE(test_gather_cancelled),
+        TEST_FAKE(test_gather_cancel_after_all_done),
+        TEST_FAKE(test_gather_cancel_pending_at_start),
         TEST_FAKE(test_wait_all_completed),
         TEST_FAKE(test_wait_first_completed),
         TEST_FAKE(test_wait_first_exception),

@@ -351,6 +351,94 @@ static void test_group_parent_cancelled_outside(void **state)
     test_assert_no_tasks(f->loop);
 }
 
+/* The parent is cancelled from outside while its body waits elsewhere
+ * (the cancel is delivered there); at coil_group_wait the children are
+ * cancelled, and one of them fails while cleaning up. Both survive: the
+ * wait returns the child's error, the cancellation stays in force for
+ * the parent's next wait (asyncio 3.13). */
+static void test_group_outside_cancel_then_child_fails(void **state)
+{
+    struct fixture *f = *state;
+    static const int64_t delays[2] = {3600000, 3600000};
+    static const int rets[2] = {1, 2};
+    struct parent p;
+    parent_init(&p, f->loop, 2, delays, rets);
+    p.parent_sleep = HOUR;
+    p.ch[1].ret_on_cancel = -EIO;
+    coil_task_t *t;
+    assert_int_equal(coil_task_spawn(f->loop, parent_body, &p, &t), 0);
+    struct test_canceller c = {t, 1, 0};
+    assert_int_equal(
+        coil_call_later(f->loop, 5 * COIL_MSEC, test_cancel_cb, &c, NULL), 0);
+    assert_int_equal(test_run_until(f->loop, coil_task_future(t)), 0);
+    assert_int_equal(c.result, 0);
+    assert_int_equal(p.sleep_r, -ECANCELED);
+    assert_int_equal(p.wait_r, -EIO);
+    assert_int_equal(p.ch[0].sleep_r, -ECANCELED);
+    assert_int_equal(p.ch[1].sleep_r, -ECANCELED);
+    assert_int_equal(p.nerrors, 1);
+    assert_int_equal(p.errors[0], -EIO);
+    assert_int_equal(p.cancelling_after, 1u);
+    assert_int_equal(p.next_r, -ECANCELED); /* re-armed, not lost */
+    assert_int_equal(p.after_r, 0);
+    coil_task_unref(t);
+    test_assert_no_tasks(f->loop);
+}
+
+/* A child spawns a sibling while the parent waits on the group: accepted
+ * (asyncio's TaskGroup takes tasks until it has finished), and the wait
+ * covers the sibling too. */
+struct family {
+    coil_group_t *g;
+    int spawn_r, late_spawn_r, wait_r;
+    bool sibling_ran, sibling_done, sibling_done_at_wait;
+    coil_loop_t *loop;
+};
+
+static int sibling_body(void *arg)
+{
+    struct family *fa = arg;
+    fa->sibling_ran = true;
+    coil_sleep(10 * COIL_MSEC);
+    fa->sibling_done = true;
+    return 0;
+}
+
+static int spawner_body(void *arg)
+{
+    struct family *fa = arg;
+    coil_sleep(COIL_MSEC); /* the parent waits by now */
+    fa->spawn_r = coil_group_spawn(fa->g, sibling_body, fa, NULL, NULL);
+    return 0;
+}
+
+static int family_parent(void *arg)
+{
+    struct family *fa = arg;
+    if (coil_group_new(&fa->g))
+        return -ENOMEM;
+    coil_group_spawn(fa->g, spawner_body, fa, NULL, NULL);
+    fa->wait_r = coil_group_wait(fa->g);
+    fa->sibling_done_at_wait = fa->sibling_done;
+    fa->late_spawn_r = coil_group_spawn(fa->g, sibling_body, fa, NULL, NULL);
+    coil_group_free(fa->g);
+    return 0;
+}
+
+static void test_group_child_spawns_while_waited(void **state)
+{
+    struct fixture *f = *state;
+    struct family fa = {.spawn_r = 1, .late_spawn_r = 1, .wait_r = 1,
+                        .loop = f->loop};
+    assert_int_equal(test_run_task(f->loop, family_parent, &fa), 0);
+    assert_int_equal(fa.spawn_r, 0);
+    assert_true(fa.sibling_ran);
+    assert_int_equal(fa.wait_r, 0);
+    assert_true(fa.sibling_done_at_wait);
+    assert_int_equal(fa.late_spawn_r, -EBADF); /* the group has finished */
+    test_assert_no_tasks(f->loop);
+}
+
 /* Self-cancel right before group_wait: the cancel is pending when the
  * parent arrives. */
 struct pending_parent {
@@ -860,6 +948,8 @@ int main(void)
         TEST_FAKE(test_group_errors_in_order),
         TEST_FAKE(test_group_errors_array),
         TEST_FAKE(test_group_parent_cancelled_outside),
+        TEST_FAKE(test_group_outside_cancel_then_child_fails),
+        TEST_FAKE(test_group_child_spawns_while_waited),
         TEST_FAKE(test_group_cancel_pending_at_wait),
         TEST_FAKE(test_group_cancel_races_failure_in_wait),
         TEST_FAKE(test_group_cancel_races_failure_in_sleep),

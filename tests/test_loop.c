@@ -385,7 +385,10 @@ static void test_error_names(void **state)
     assert_string_equal(coil_err_name(ETIMEDOUT), "ETIMEDOUT");
     assert_string_equal(coil_err_name(-EAGAIN), "EAGAIN");
     assert_string_equal(coil_err_name(-99999), "EUNKNOWN");
+    assert_string_equal(coil_err_name(0), "OK");
     assert_string_equal(coil_strerror(0), "Success");
+    /* A timeout scope's expiry is no connection's. */
+    assert_string_equal(coil_strerror(-ETIMEDOUT), "Timed out");
     assert_string_equal(coil_strerror(-ECANCELED), strerror(ECANCELED));
     assert_string_equal(coil_strerror(-ENOMEM), strerror(ENOMEM));
     assert_string_equal(coil_strerror(-99999), "Unknown error");

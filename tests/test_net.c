@@ -1503,6 +1503,95 @@ static void test_getaddrinfo_loop_closed(void **state)
 }
 
 /* ------------------------------------------------------------------ */
+/* Raw fds closed with close(2) and their numbers reused                */
+/* ------------------------------------------------------------------ */
+
+struct rawreuse {
+    coil_loop_t *loop;
+    int num;         /* the number reused */
+    int peer;        /* the new file's peer */
+    ssize_t n1, n2, n0;
+    char c1, c2;
+};
+
+static void send_z(void *arg)
+{
+    struct rawreuse *r = arg;
+    (void)send(r->peer, "z", 1, 0);
+}
+
+static int rawreuse_main(void *arg)
+{
+    struct rawreuse *r = arg;
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0,
+                   sv))
+        return -1;
+    /* A wait on the raw fd (its interest is left registered after). */
+    (void)send(sv[1], "a", 1, 0);
+    r->n1 = coil_sock_recv(sv[0], &r->c1, 1);
+    /* Closed behind the loop's back, the number given to a new file. */
+    int num = sv[0];
+    close(sv[0]);
+    close(sv[1]);
+    int nb[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0,
+                   nb))
+        return -1;
+    if (nb[0] != num) {
+        if (dup3(nb[0], num, O_CLOEXEC) < 0)
+            return -1;
+        close(nb[0]);
+    }
+    r->num = num;
+    r->peer = nb[1];
+    /* A wait on the new file under the old number: its data, sent after
+     * the wait began, must wake it. */
+    coil_call_later(r->loop, COIL_MSEC, send_z, r, NULL);
+    r->n2 = coil_sock_recv(num, &r->c2, 1);
+    /* recv of 0 bytes: 0 at once, nothing waited for. */
+    r->n0 = coil_sock_recv(num, &r->c2, 0);
+    return 0;
+}
+
+static void test_raw_close_and_reuse(void **state)
+{
+    coil_loop_t *loop = test_loop(state);
+    struct rawreuse r = {.loop = loop, .n1 = -1, .n2 = -1, .n0 = -1};
+    assert_int_equal(test_run_task(loop, rawreuse_main, &r), 0);
+    assert_int_equal(r.n1, 1);
+    assert_int_equal(r.c1, 'a');
+    assert_int_equal(r.n2, 1);
+    assert_int_equal(r.c2, 'z');
+    assert_int_equal(r.n0, 0);
+    close(r.num);
+    close(r.peer);
+}
+
+static int recv_zero_main(void *arg)
+{
+    struct simple *s = arg;
+    s->n = coil_sock_recv(s->fd, s->buf, 0);
+    s->r = (int)coil_sock_recv(-1, s->buf, 0);
+    return 0;
+}
+
+/* recv of 0 bytes returns 0 at once, as documented: no waiting for
+ * data that nobody sends. */
+static void test_recv_zero(void **state)
+{
+    coil_loop_t *loop = test_loop(state);
+    int sv[2];
+    test_socketpair(sv);
+    struct simple s = {.loop = loop, .fd = sv[0], .n = -1};
+    assert_int_equal(test_run_task(loop, recv_zero_main, &s), 0);
+    assert_int_equal(s.n, 0);
+    assert_int_equal(s.r, -EBADF);
+    close(sv[0]);
+    close(sv[1]);
+}
+
+/* ------------------------------------------------------------------ */
 /* Registrations per wait: none for fds coil owns, one for raw fds      */
 /* ------------------------------------------------------------------ */
 
@@ -1872,6 +1961,8 @@ static void test_getaddrinfo_alloc_failure(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        TEST(test_raw_close_and_reuse),
+        TEST_FAKE(test_recv_zero),
         TEST(test_echo_4mib),
         TEST(test_echo_50_clients),
         TEST(test_accept_connect_ipv4),

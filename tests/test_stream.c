@@ -1126,6 +1126,306 @@ static void test_sender_start_fails(void **state)
 /* Arguments, -EPERM, allocation failure                                */
 /* ------------------------------------------------------------------ */
 
+/* ------------------------------------------------------------------ */
+/* Closing with unsent data; outliving the loop                         */
+/* ------------------------------------------------------------------ */
+
+struct unsent {
+    int fds[2];
+    coil_stream_t *s;
+    int read_r, drain_r, join_r[2];
+    size_t got;
+    size_t buffered_at_close;
+};
+
+static int unsent_reader(void *arg)
+{
+    struct unsent *u = arg;
+    char buf[100];
+    u->read_r = coil_stream_read_exactly(u->s, buf, sizeof(buf), &u->got);
+    return 0;
+}
+
+static int unsent_drainer(void *arg)
+{
+    struct unsent *u = arg;
+    u->drain_r = coil_stream_drain(u->s);
+    return 0;
+}
+
+static int unsent_main(void *arg)
+{
+    struct unsent *u = arg;
+    if (coil_stream_from_fd(u->fds[0], &u->s))
+        return -1;
+    /* The peer reads nothing: most of this stays buffered. */
+    static char big[1 << 20];
+    if (coil_stream_write(u->s, big, sizeof(big)))
+        return -2;
+    coil_loop_t *loop;
+    coil_get_running_loop(&loop);
+    coil_task_t *r = test_spawn(loop, unsent_reader, u);
+    coil_task_t *d = test_spawn(loop, unsent_drainer, u);
+    coil_sleep(COIL_MSEC); /* both are suspended now */
+    u->buffered_at_close = coil_stream_write_buffered(u->s);
+    coil_stream_close(u->s);
+    /* They wake at once; a second is far more than enough. */
+    u->join_r[0] = coil_wait_for(coil_task_future(r), COIL_SEC, NULL);
+    u->join_r[1] = coil_wait_for(coil_task_future(d), COIL_SEC, NULL);
+    coil_task_unref(r);
+    coil_task_unref(d);
+    coil_stream_unref(u->s); /* still flushing: the loop closes it */
+    return 0;
+}
+
+/* close() while data is still unsent (the peer reads nothing): a task in
+ * read_exactly wakes with -EBADF, a drainer with -EPIPE, at once. */
+static void test_close_with_unsent_wakes_waiters(void **state)
+{
+    struct unsent u = {.read_r = 1, .drain_r = 1};
+    make_pair(u.fds, true);
+    assert_int_equal(test_run_task(test_loop(state), unsent_main, &u), 0);
+    assert_true(u.buffered_at_close > COIL_STREAM_HIGH_WATER);
+    assert_int_equal(u.join_r[0], 0);
+    assert_int_equal(u.join_r[1], 0);
+    assert_int_equal(u.read_r, -EBADF);
+    assert_int_equal(u.got, 0);
+    assert_int_equal(u.drain_r, -EPIPE);
+    close(u.fds[1]);
+}
+
+struct outlive {
+    int fds[2];
+    coil_stream_t *s;
+};
+
+static int outlive_main(void *arg)
+{
+    struct outlive *o = arg;
+    if (coil_stream_from_fd(o->fds[0], &o->s))
+        return -1;
+    static char big[1 << 20];
+    if (coil_stream_write(o->s, big, sizeof(big)))
+        return -2;
+    return 0; /* the caller keeps the stream, with data unsent */
+}
+
+/* A stream with unsent data, kept past coil_loop_free: the loop's close
+ * closed it (its fd too); every call is still safe, and the last unref
+ * frees it and, last of all, the loop's memory. Under ASan or valgrind a
+ * read of the freed loop would show here. */
+static void test_stream_outlives_loop(void **state)
+{
+    (void)state;
+    long fds_before = test_fd_count();
+    coil_loop_t *loop;
+    assert_int_equal(coil_loop_new(&loop), 0);
+    long loop_fds = test_fd_count() - fds_before; /* poller, wake-up */
+    struct outlive o = {0};
+    make_pair(o.fds, true);
+    assert_int_equal(test_run_task(loop, outlive_main, &o), 0);
+    assert_true(coil_stream_write_buffered(o.s) > 0);
+    long fds_open = test_fd_count();
+    coil_loop_free(loop);
+    /* The loop's own fds and the stream's went. */
+    assert_int_equal(test_fd_count(), fds_open - loop_fds - 1);
+    assert_true(coil_stream_is_closing(o.s));
+    assert_int_equal(coil_stream_fd(o.s), -1);
+    assert_int_equal(coil_stream_write_buffered(o.s), 0);
+    assert_int_equal(coil_stream_write(o.s, "x", 1), -EPIPE);
+    assert_int_equal(coil_stream_close(o.s), 0);
+    assert_false(coil_stream_at_eof(o.s));
+    char b[4];
+    assert_int_equal(coil_stream_read(o.s, b, 4), -EPERM);
+    coil_stream_unref(o.s);
+    close(o.fds[1]);
+}
+
+/* ------------------------------------------------------------------ */
+/* Growing with the data; reading to the end; at_eof                    */
+/* ------------------------------------------------------------------ */
+
+struct huge {
+    int fds[2];
+    int r;
+    size_t got;
+    char buf[16];
+    size_t largest;
+};
+
+static int huge_main(void *arg)
+{
+    struct huge *h = arg;
+    coil_stream_t *s;
+    if (coil_stream_from_fd(h->fds[0], &s))
+        return -1;
+    put(h->fds[1], "0123456789");
+    shutdown(h->fds[1], SHUT_WR);
+    test_alloc_largest(true);
+    /* A peer announcing 64 GiB decides nothing: the buffer grows with
+     * what arrives, and the short read at the end is returned. buf only
+     * has to hold what arrives. */
+    h->r = coil_stream_read_exactly(s, h->buf, (size_t)64 << 30, &h->got);
+    h->largest = test_alloc_largest(false);
+    coil_stream_unref(s);
+    return 0;
+}
+
+static void test_read_exactly_grows_with_data(void **state)
+{
+    test_exact_io();
+    struct huge h = {.r = 1};
+    make_pair(h.fds, false);
+    assert_int_equal(test_run_task(test_loop(state), huge_main, &h), 0);
+    assert_int_equal(h.r, -EPIPE);
+    assert_int_equal(h.got, 10);
+    assert_memory_equal(h.buf, "0123456789", 10);
+    assert_true(h.largest <= 64 * 1024);
+    close(h.fds[1]);
+}
+
+struct all {
+    int fds[2];
+    int r[8];
+    size_t len[8];
+    char got[8][64];
+    ssize_t n;
+    bool eof[4];
+};
+
+static int all_main(void *arg)
+{
+    struct all *a = arg;
+    coil_stream_t *s;
+    if (coil_stream_from_fd(a->fds[0], &s))
+        return -1;
+    int peer = a->fds[1];
+    /* More than the limit before the end: -EMSGSIZE, nothing consumed. */
+    coil_stream_set_limit(s, 8);
+    put(peer, "0123456789");
+    a->r[0] = coil_stream_read_all(s, a->got[0], 64, &a->len[0]);
+    a->n = coil_stream_read(s, a->got[1], 64); /* all ten are there */
+    /* The end comes: everything up to it. */
+    coil_stream_set_limit(s, 64);
+    put(peer, "hello ");
+    put(peer, "world");
+    a->eof[0] = coil_stream_at_eof(s);
+    shutdown(peer, SHUT_WR);
+    /* Too small a buffer: -ENOBUFS with the length, nothing consumed. */
+    a->r[1] = coil_stream_read_all(s, a->got[2], 4, &a->len[1]);
+    a->r[2] = coil_stream_read_all(s, a->got[3], 64, &a->len[2]);
+    /* At the end: 0 bytes, and at_eof without another read. */
+    a->eof[1] = coil_stream_at_eof(s);
+    a->r[3] = coil_stream_read_all(s, a->got[4], 64, &a->len[3]);
+    a->r[4] = coil_stream_read_all(s, a->got[4], 64, NULL);
+    coil_stream_unref(s);
+    return 0;
+}
+
+static void test_read_all(void **state)
+{
+    struct all a;
+    memset(&a, 0, sizeof(a));
+    make_pair(a.fds, false);
+    assert_int_equal(test_run_task(test_loop(state), all_main, &a), 0);
+    assert_int_equal(a.r[0], -EMSGSIZE);
+    assert_int_equal(a.len[0], 0);
+    assert_int_equal(a.n, 10);
+    assert_memory_equal(a.got[1], "0123456789", 10);
+    assert_false(a.eof[0]);
+    assert_int_equal(a.r[1], -ENOBUFS);
+    assert_int_equal(a.len[1], 11);
+    assert_int_equal(a.r[2], 0);
+    assert_int_equal(a.len[2], 11);
+    assert_memory_equal(a.got[3], "hello world", 11);
+    assert_true(a.eof[1]);
+    assert_int_equal(a.r[3], 0);
+    assert_int_equal(a.len[3], 0);
+    assert_int_equal(a.r[4], -EINVAL);
+    close(a.fds[1]);
+}
+
+struct eofs {
+    int fds[2];
+    bool at[5];
+    int r;
+};
+
+static int eofs_main(void *arg)
+{
+    struct eofs *e = arg;
+    coil_stream_t *s;
+    if (coil_stream_from_fd(e->fds[0], &s))
+        return -1;
+    char buf[8];
+    put(e->fds[1], "abc");
+    e->at[0] = coil_stream_at_eof(s); /* data, no end */
+    e->r = coil_stream_read_exactly(s, buf, 3, NULL);
+    e->at[1] = coil_stream_at_eof(s); /* all read, the peer still open */
+    shutdown(e->fds[1], SHUT_WR);
+    e->at[2] = coil_stream_at_eof(s); /* the end, with no read meeting it */
+    e->at[3] = coil_stream_at_eof(s);
+    coil_stream_unref(s);
+    return 0;
+}
+
+/* at_eof once the peer has ended the stream and every byte was read,
+ * without a read having met the end (asyncio's at_eof). */
+static void test_at_eof_without_another_read(void **state)
+{
+    struct eofs e = {.r = 1};
+    make_pair(e.fds, false);
+    assert_int_equal(test_run_task(test_loop(state), eofs_main, &e), 0);
+    assert_int_equal(e.r, 0);
+    assert_false(e.at[0]);
+    assert_false(e.at[1]);
+    assert_true(e.at[2]);
+    assert_true(e.at[3]);
+    close(e.fds[1]);
+}
+
+/* A stream's fd is the stream's: coil_sock_close and a reader watcher on
+ * it are refused (-EBUSY), and the stream goes on working. */
+struct owned {
+    int fds[2];
+    int close_r, reader_r, sock_r;
+    ssize_t n;
+};
+
+static void never(void *arg)
+{
+    (void)arg;
+}
+
+static int owned_main(void *arg)
+{
+    struct owned *o = arg;
+    coil_stream_t *s;
+    if (coil_stream_from_fd(o->fds[0], &s))
+        return -1;
+    coil_loop_t *loop;
+    coil_get_running_loop(&loop);
+    o->close_r = coil_sock_close(o->fds[0]);
+    o->reader_r = coil_add_reader(loop, o->fds[0], never, NULL);
+    char c;
+    o->sock_r = (int)coil_sock_recv(o->fds[0], &c, 1);
+    put(o->fds[1], "z");
+    o->n = coil_stream_read(s, &c, 1);
+    coil_stream_unref(s);
+    return 0;
+}
+
+static void test_stream_fd_is_owned(void **state)
+{
+    struct owned o = {0};
+    make_pair(o.fds, false);
+    assert_int_equal(test_run_task(test_loop(state), owned_main, &o), 0);
+    assert_int_equal(o.close_r, -EBUSY);
+    assert_int_equal(o.reader_r, -EBUSY);
+    assert_int_equal(o.n, 1);
+    close(o.fds[1]);
+}
+
 static int make_one(void *arg)
 {
     struct rst *r = arg;
@@ -1272,6 +1572,12 @@ int main(void)
         TEST(test_stream_on_reused_number),
         TEST(test_syscall_faults),
         TEST(test_background_send_fault),
+        TEST(test_close_with_unsent_wakes_waiters),
+        TEST_NOLOOP(test_stream_outlives_loop),
+        TEST(test_read_exactly_grows_with_data),
+        TEST(test_read_all),
+        TEST(test_at_eof_without_another_read),
+        TEST(test_stream_fd_is_owned),
         TEST(test_bad_arguments),
         TEST(test_alloc_failure),
     };

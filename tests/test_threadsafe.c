@@ -447,6 +447,50 @@ static void test_calls_from_loop_thread(void **state)
         assert_int_equal(o.order[i], i);
 }
 
+/* From the thread that runs the loop, call_soon_threadsafe is
+ * call_soon: one FIFO with the loop's own calls (asyncio keeps one). */
+struct fifo {
+    coil_loop_t *loop;
+    int order[4];
+    int n;
+};
+
+struct fifo_call {
+    struct fifo *f;
+    int id;
+};
+
+static void fifo_cb(void *arg)
+{
+    struct fifo_call *c = arg;
+    c->f->order[c->f->n++] = c->id;
+    if (c->f->n == 4)
+        coil_loop_stop(c->f->loop);
+}
+
+static void fifo_start(void *arg)
+{
+    struct fifo_call *c = arg; /* c[0..3] */
+    coil_call_soon(c[0].f->loop, fifo_cb, &c[0], NULL);
+    coil_call_soon_threadsafe(c[0].f->loop, fifo_cb, &c[1]);
+    coil_call_soon(c[0].f->loop, fifo_cb, &c[2], NULL);
+    coil_call_soon_threadsafe(c[0].f->loop, fifo_cb, &c[3]);
+}
+
+static void test_loop_thread_one_fifo(void **state)
+{
+    coil_loop_t *loop = test_loop(state);
+    struct fifo f = {.loop = loop};
+    struct fifo_call calls[4];
+    for (int i = 0; i < 4; i++)
+        calls[i] = (struct fifo_call){&f, i};
+    assert_int_equal(coil_call_soon(loop, fifo_start, calls, NULL), 0);
+    assert_false(run_bounded(loop));
+    assert_int_equal(f.n, 4);
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(f.order[i], i);
+}
+
 /* ------------------------------------------------------------------ */
 /* Closed loops, bad arguments, allocation failure                      */
 /* ------------------------------------------------------------------ */
@@ -817,6 +861,7 @@ int main(void)
         TEST(test_wakes_loop_asleep_with_timer),
         TEST(test_many_threads),
         TEST(test_calls_from_loop_thread),
+        TEST(test_loop_thread_one_fifo),
         TEST(test_closed_loop),
         TEST(test_pending_calls_dropped_at_close),
         TEST(test_bad_arguments),

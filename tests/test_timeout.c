@@ -1003,6 +1003,82 @@ static void test_wait_for_no_limit_and_zero(void **state)
     test_assert_no_tasks(f->loop);
 }
 
+/* wait_for with no time left on a task that has not started: asyncio
+ * times out without starting it, and so does coil. */
+struct unstarted {
+    coil_loop_t *loop;
+    int r, ran;
+};
+
+static int unstarted_body(void *arg)
+{
+    struct unstarted *u = arg;
+    u->ran++;
+    return 5;
+}
+
+static int unstarted_main(void *arg)
+{
+    struct unstarted *u = arg;
+    coil_task_t *t = test_spawn(u->loop, unstarted_body, u);
+    u->r = coil_wait_for(coil_task_future(t), 0, NULL);
+    coil_task_unref(t);
+    return 0;
+}
+
+static void test_wait_for_zero_unstarted_task(void **state)
+{
+    struct fixture *f = *state;
+    struct unstarted u = {.loop = f->loop, .r = 1};
+    assert_int_equal(test_run_task(f->loop, unstarted_main, &u), 0);
+    assert_int_equal(u.r, -ETIMEDOUT);
+    assert_int_equal(u.ran, 0);
+    test_assert_no_tasks(f->loop);
+}
+
+/* A task that once handled a cancellation without withdrawing it
+ * (coil_task_cancelling stays 1): a timeout scope it opens later still
+ * reports its own expiry as -ETIMEDOUT, comparing the count with its
+ * level when the scope began (asyncio's gh-102780); and that expiry's
+ * cancel does not leak into the next wait. */
+struct swallowed {
+    int first_r, scope_r, wf_r, next_r;
+    unsigned level;
+};
+
+static int swallowed_body(void *arg)
+{
+    struct swallowed *w = arg;
+    coil_task_cancel(coil_current_task());
+    w->first_r = coil_sleep(COIL_MSEC); /* handled, never uncancelled */
+    w->level = coil_task_cancelling(coil_current_task());
+    coil_timeout_t *sc;
+    if (coil_timeout_begin(10 * COIL_MSEC, &sc))
+        return -ENOMEM;
+    w->scope_r = coil_timeout_end(sc, coil_sleep(HOUR));
+    coil_future_t *never;
+    coil_loop_t *loop;
+    coil_get_running_loop(&loop);
+    if (coil_future_new(loop, &never))
+        return -ENOMEM;
+    w->wf_r = coil_wait_for(never, 10 * COIL_MSEC, NULL);
+    coil_future_unref(never);
+    w->next_r = coil_sleep(COIL_MSEC);
+    return 0;
+}
+
+static void test_timeout_after_swallowed_cancel(void **state)
+{
+    struct fixture *f = *state;
+    struct swallowed w = {1, 1, 1, 1, 0};
+    assert_int_equal(test_run_task(f->loop, swallowed_body, &w), 0);
+    assert_int_equal(w.first_r, -ECANCELED);
+    assert_int_equal(w.level, 1u);
+    assert_int_equal(w.scope_r, -ETIMEDOUT);
+    assert_int_equal(w.wf_r, -ETIMEDOUT);
+    assert_int_equal(w.next_r, 0);
+}
+
 struct wf_bad {
     coil_future_t *other;
     int r_null, r_null_nolimit, r_other, r_other_nolimit, r_self;
@@ -1069,6 +1145,8 @@ int main(void)
         TEST_FAKE(test_wait_for_result_races_cancel),
         TEST_FAKE(test_wait_for_result_races_deadline),
         TEST_FAKE(test_wait_for_no_limit_and_zero),
+        TEST_FAKE(test_wait_for_zero_unstarted_task),
+        TEST_FAKE(test_timeout_after_swallowed_cancel),
         TEST_FAKE(test_wait_for_bad_arguments),
     };
     test_init();

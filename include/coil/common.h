@@ -74,14 +74,16 @@ typedef void (*coil_callback_fn)(void *arg);
 
 /*
  * A description of a coil error code (negative errno), such as
- * "Operation canceled" for -ECANCELED. Never NULL; the string is static.
- * Positive codes are accepted too.
+ * "Operation canceled" for -ECANCELED, "Timed out" for -ETIMEDOUT, and
+ * "Success" for 0. Never NULL; the string is static. Positive codes are
+ * accepted too.
  */
 COIL_API const char *coil_strerror(int err);
 
 /*
- * The symbolic name of an error code, such as "ECANCELED" for -ECANCELED.
- * Never NULL; unknown codes give "EUNKNOWN". The string is static.
+ * The symbolic name of an error code, such as "ECANCELED" for -ECANCELED;
+ * "OK" for 0. Never NULL; unknown codes give "EUNKNOWN". The string is
+ * static.
  */
 COIL_API const char *coil_err_name(int err);
 
