@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * call_soon_batch - the cost of a callback scheduled with coil_call_soon
+ * call_soon_batch - the cost of a callback scheduled with coil_loop_call_soon
  * and run, when many are queued at once: N callbacks are scheduled up
  * front (each increments a counter; the last one stops the loop), then
  * the loop runs them all in one iteration. The time counts scheduling and
@@ -36,7 +36,7 @@ static double run_once(void)
         bench_fail("coil_loop_new: %d", err);
     int64_t t0 = bench_wall_ns();
     for (long i = 0; i < N; i++)
-        if (coil_call_soon(b.loop, bump, &b, NULL) != 0)
+        if (coil_loop_call_soon(b.loop, bump, &b, NULL) != 0)
             bench_fail("call_soon failed");
     err = coil_loop_run_forever(b.loop);
     int64_t t1 = bench_wall_ns();
@@ -44,7 +44,7 @@ static double run_once(void)
         bench_fail("coil_loop_run_forever: %d", err);
     if (b.count != N)
         bench_fail("%ld callbacks ran, expected %ld", b.count, N);
-    coil_loop_free(b.loop);
+    coil_loop_unref(b.loop);
     return (double)(t1 - t0) / N;
 }
 

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * call_soon_chain - the cost of one hop of a callback that re-schedules
- * itself with coil_call_soon: each hop is one loop iteration (a callback
+ * itself with coil_loop_call_soon: each hop is one loop iteration (a callback
  * scheduled by a callback runs in the next iteration), so this measures
  * the per-iteration overhead of the loop plus one call_soon.
  *
@@ -29,7 +29,7 @@ static void hop(void *arg)
         coil_loop_stop(c->loop);
         return;
     }
-    if (coil_call_soon(c->loop, hop, c, NULL) != 0)
+    if (coil_loop_call_soon(c->loop, hop, c, NULL) != 0)
         bench_fail("call_soon failed");
 }
 
@@ -40,7 +40,7 @@ static double run_once(void)
     if (err)
         bench_fail("coil_loop_new: %d", err);
     int64_t t0 = bench_wall_ns();
-    if (coil_call_soon(c.loop, hop, &c, NULL) != 0)
+    if (coil_loop_call_soon(c.loop, hop, &c, NULL) != 0)
         bench_fail("call_soon failed");
     err = coil_loop_run_forever(c.loop);
     int64_t t1 = bench_wall_ns();
@@ -48,7 +48,7 @@ static double run_once(void)
         bench_fail("coil_loop_run_forever: %d", err);
     if (c.left != 0)
         bench_fail("chain stopped %ld hops early", c.left);
-    coil_loop_free(c.loop);
+    coil_loop_unref(c.loop);
     return (double)(t1 - t0) / HOPS;
 }
 

@@ -74,6 +74,6 @@ int main(void)
         coil_loop_run_until_complete(loop, end);
     coil_future_unref(end);
     coil_future_unref(gate);
-    coil_loop_free(loop);
+    coil_loop_unref(loop);
     return 0;
 }

@@ -60,6 +60,6 @@ int main(void)
     bench_print("sleep_many", (double)(t1 - t0) / 1e6, "ms");
     bench_print("sleep_many_cpu", (double)(c1 - c0) / 1e6, "ms");
     coil_task_unref(d);
-    coil_loop_free(loop);
+    coil_loop_unref(loop);
     return 0;
 }

@@ -61,6 +61,6 @@ int main(void)
     bench_print("spawn", (double)(t1 - t0) / TASKS, "ns/op");
     bench_print("spawn_mem", (double)(rss1 - rss0) / WAVE, "B/task");
     coil_task_unref(d);
-    coil_loop_free(loop);
+    coil_loop_unref(loop);
     return 0;
 }

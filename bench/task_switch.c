@@ -83,6 +83,6 @@ int main(void)
     coil_task_unref(tb);
     coil_future_unref(ma.fut);
     coil_future_unref(mb.fut);
-    coil_loop_free(loop);
+    coil_loop_unref(loop);
     return 0;
 }

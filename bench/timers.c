@@ -2,7 +2,7 @@
 /*
  * timers - many pending timers: N timers with deadlines uniform in
  * 0..100 ms (fixed seed, the same sequence for every implementation),
- * scheduled with coil_call_later; the caller keeps a handle to every
+ * scheduled with coil_loop_call_later; the caller keeps a handle to every
  * second one and, once all are scheduled, cancels and releases those.
  * The loop then runs until the last live timer fires (it stops the
  * loop); the program checks that exactly N/2 fired and none of the
@@ -57,14 +57,14 @@ int main(void)
     coil_loop_update_time(loop);
     for (long i = 0; i < N; i++) {
         coil_handle_t **out = i % 2 == 0 ? &handles[i / 2] : NULL;
-        err = coil_call_later(loop, delays[i], on_timer, (void *)(uintptr_t)i,
+        err = coil_loop_call_later(loop, delays[i], on_timer, (void *)(uintptr_t)i,
                               out);
         if (err)
-            bench_fail("coil_call_later: %d", err);
+            bench_fail("coil_loop_call_later: %d", err);
     }
     for (long i = 0; i < N / 2; i++) {
         coil_handle_cancel(handles[i]);
-        coil_handle_release(handles[i]);
+        coil_handle_unref(handles[i]);
     }
     err = coil_loop_run_forever(loop);
     int64_t t1 = bench_wall_ns();
@@ -76,7 +76,7 @@ int main(void)
     if (fired != N / 2 || bad)
         bench_fail("%ld timers fired (expected %ld), %ld of them cancelled",
                    fired, N / 2, bad);
-    coil_loop_free(loop);
+    coil_loop_unref(loop);
     free(handles);
     free(delays);
 

@@ -33,8 +33,7 @@ static int worker(void *arg)
 static int main_task(void *arg)
 {
     (void)arg;
-    coil_loop_t *loop;
-    coil_get_running_loop(&loop);
+    coil_loop_t *loop = coil_running_loop();
     int resources = 0;
     coil_task_t *w;
     int err = coil_task_spawn(loop, worker, &resources, &w);

@@ -138,7 +138,7 @@ static int serve(void *arg)
     const char *port = arg;
     coil_server_t *srv;
     int err =
-        coil_start_server("127.0.0.1", port, handle_client, NULL, NULL, &srv);
+        coil_server_open("127.0.0.1", port, handle_client, NULL, NULL, &srv);
     if (err) {
         fprintf(stderr, "chat_server: 127.0.0.1:%s: %s\n", port,
                 coil_strerror(err));
@@ -147,7 +147,7 @@ static int serve(void *arg)
     printf("chat_server: listening on 127.0.0.1:%d\n", coil_server_port(srv));
     fflush(stdout);
     err = coil_server_serve_forever(srv);
-    coil_server_free(srv);
+    coil_server_unref(srv);
     return err;
 }
 

@@ -28,7 +28,7 @@ static int run_client(void *arg)
 {
     struct client *c = arg;
     coil_stream_t *s;
-    int err = coil_open_connection(c->cfg->host, c->cfg->port, &s);
+    int err = coil_stream_open(c->cfg->host, c->cfg->port, &s);
     if (err)
         return err;
     char line[128], reply[128];
@@ -53,8 +53,7 @@ static int run_client(void *arg)
 static int main_task(void *arg)
 {
     struct config *cfg = arg;
-    coil_loop_t *loop;
-    coil_get_running_loop(&loop);
+    coil_loop_t *loop = coil_running_loop();
     coil_group_t *g;
     int err = coil_group_new(&g);
     if (err)
@@ -68,7 +67,7 @@ static int main_task(void *arg)
         err = coil_group_spawn(g, run_client, &cs[i], NULL, NULL);
     }
     int gerr = coil_group_wait(g);
-    coil_group_free(g);
+    coil_group_unref(g);
     double ms = (double)(coil_loop_update_time(loop) - start) / COIL_MSEC;
     long ok = 0;
     for (int i = 0; i < cfg->clients; i++)

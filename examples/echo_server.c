@@ -48,7 +48,7 @@ static int serve(void *arg)
 {
     struct args *a = arg;
     coil_server_t *srv;
-    int err = coil_start_server(a->host, a->port, echo, NULL, NULL, &srv);
+    int err = coil_server_open(a->host, a->port, echo, NULL, NULL, &srv);
     if (err) {
         fprintf(stderr, "echo_server: %s:%s: %s\n", a->host, a->port,
                 coil_strerror(err));
@@ -57,7 +57,7 @@ static int serve(void *arg)
     printf("echo_server: listening on %s:%d\n", a->host, coil_server_port(srv));
     fflush(stdout);
     err = coil_server_serve_forever(srv);
-    coil_server_free(srv);
+    coil_server_unref(srv);
     return err;
 }
 

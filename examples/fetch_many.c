@@ -56,7 +56,7 @@ static int fetch_one(void *arg)
 {
     struct fetch *f = arg;
     coil_stream_t *s;
-    int err = coil_open_connection("127.0.0.1", f->cfg->server_port, &s);
+    int err = coil_stream_open("127.0.0.1", f->cfg->server_port, &s);
     if (err)
         return err;
     char req[64], expect[80], reply[128];
@@ -96,14 +96,13 @@ static int concurrent(const struct config *cfg, struct fetch *fs)
     for (int i = 0; i < cfg->n && !err; i++)
         err = coil_group_spawn(g, fetch_one, &fs[i], NULL, NULL);
     int gerr = coil_group_wait(g); /* a failed child cancels the rest */
-    coil_group_free(g);
+    coil_group_unref(g);
     return err ? err : gerr;
 }
 
 static int compare(struct config *cfg)
 {
-    coil_loop_t *loop;
-    coil_get_running_loop(&loop);
+    coil_loop_t *loop = coil_running_loop();
     struct fetch *fs = calloc((size_t)cfg->n, sizeof(*fs));
     if (!fs)
         return -ENOMEM;
@@ -134,7 +133,7 @@ static int main_task(void *arg)
     coil_server_t *srv;
     /* A backlog of N lets every concurrent connect queue at once. */
     coil_server_options_t opts = {.backlog = cfg->n > 100 ? cfg->n : 100};
-    int err = coil_start_server("127.0.0.1", cfg->port, slow_service, NULL,
+    int err = coil_server_open("127.0.0.1", cfg->port, slow_service, NULL,
                                 &opts, &srv);
     if (err) {
         fprintf(stderr, "fetch_many: 127.0.0.1:%s: %s\n", cfg->port,
@@ -151,7 +150,7 @@ static int main_task(void *arg)
     coil_server_close(srv);
     coil_server_close_clients(srv);
     coil_server_wait_closed(srv);
-    coil_server_free(srv);
+    coil_server_unref(srv);
     return err;
 }
 

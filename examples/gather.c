@@ -35,8 +35,7 @@ static int run_job(void *arg)
 /* Spawn a task per job and gather them. */
 static int gather_jobs(struct job *jobs, int n)
 {
-    coil_loop_t *loop;
-    coil_get_running_loop(&loop);
+    coil_loop_t *loop = coil_running_loop();
     coil_task_t *tasks[8];
     coil_future_t *futs[8];
     void *results[8];
@@ -73,8 +72,7 @@ static int main_task(void *arg)
     gather_jobs(bad, 3);
 
     printf("a job too slow for wait_for(50 ms):\n");
-    coil_loop_t *loop;
-    coil_get_running_loop(&loop);
+    coil_loop_t *loop = coil_running_loop();
     struct job slow = {7, COIL_SEC, 0};
     coil_task_t *t;
     int err = coil_task_spawn(loop, run_job, &slow, &t);

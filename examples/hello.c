@@ -69,7 +69,7 @@ static void *worker(void *arg)
     struct app *app = arg;
     for (int i = 0; i < 3; i++) {
         usleep(15000);
-        coil_call_soon_threadsafe(app->loop, worker_result, app);
+        coil_loop_call_soon_threadsafe(app->loop, worker_result, app);
     }
     const char line[] = "hello through a pipe";
     if (write(app->pipe_fds[1], line, sizeof(line) - 1) < 0)
@@ -90,7 +90,7 @@ static void pipe_readable(void *arg)
     }
     /* EOF (or an error): stop watching, and finish the demo. */
     printf("  reader : end of pipe at %6.2f ms\n", ms(app));
-    coil_remove_reader(app->loop, app->pipe_fds[0]);
+    coil_loop_remove_reader(app->loop, app->pipe_fds[0]);
     coil_future_set_result(app->done, app);
 }
 
@@ -101,7 +101,8 @@ int main(int argc, char **argv)
         return 2;
     }
     struct app app = {0};
-    int err = coil_loop_new_backend(argc == 2 ? argv[1] : NULL, &app.loop);
+    coil_loop_options_t opts = {.backend = argc == 2 ? argv[1] : NULL};
+    int err = coil_loop_new_opts(&opts, &app.loop);
     if (err) {
         fprintf(stderr, "coil_loop_new: %s\n", coil_strerror(err));
         return 1;
@@ -111,25 +112,25 @@ int main(int argc, char **argv)
 
     static const char *msgs[] = {"first", "second", "third"};
     for (int i = 0; i < 3; i++)
-        coil_call_soon(app.loop, say, &msgs[i], NULL);
+        coil_loop_call_soon(app.loop, say, &msgs[i], NULL);
 
     static struct tick ticks[3];
     const int delays[] = {30, 10, 20};
     for (int i = 0; i < 3; i++) {
         ticks[i] = (struct tick){&app, delays[i]};
-        coil_call_later(app.loop, delays[i] * COIL_MSEC, timer_fired,
+        coil_loop_call_later(app.loop, delays[i] * COIL_MSEC, timer_fired,
                         &ticks[i], NULL);
     }
     coil_handle_t *cancelled;
-    coil_call_later(app.loop, 5 * COIL_MSEC, never, NULL, &cancelled);
+    coil_loop_call_later(app.loop, 5 * COIL_MSEC, never, NULL, &cancelled);
     coil_handle_cancel(cancelled);
-    coil_handle_release(cancelled);
+    coil_handle_unref(cancelled);
 
     if (pipe(app.pipe_fds) != 0 || coil_future_new(app.loop, &app.done) != 0) {
         perror("setup");
         return 1;
     }
-    coil_add_reader(app.loop, app.pipe_fds[0], pipe_readable, &app);
+    coil_loop_add_reader(app.loop, app.pipe_fds[0], pipe_readable, &app);
     pthread_t thread;
     pthread_create(&thread, NULL, worker, &app);
 
@@ -140,6 +141,6 @@ int main(int argc, char **argv)
 
     close(app.pipe_fds[0]);
     coil_future_unref(app.done);
-    coil_loop_free(app.loop);
+    coil_loop_unref(app.loop);
     return err ? 1 : 0;
 }

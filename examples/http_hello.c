@@ -153,7 +153,7 @@ static int serve(void *arg)
     coil_server_t *srv;
     coil_server_options_t opts = {.backlog = 1024};
     int err =
-        coil_start_server("127.0.0.1", port, serve_http, NULL, &opts, &srv);
+        coil_server_open("127.0.0.1", port, serve_http, NULL, &opts, &srv);
     if (err) {
         fprintf(stderr, "http_hello: 127.0.0.1:%s: %s\n", port,
                 coil_strerror(err));
@@ -163,7 +163,7 @@ static int serve(void *arg)
            coil_server_port(srv));
     fflush(stdout);
     err = coil_server_serve_forever(srv);
-    coil_server_free(srv);
+    coil_server_unref(srv);
     return err;
 }
 

@@ -15,8 +15,7 @@ struct say {
 
 static double elapsed_ms(int64_t start)
 {
-    coil_loop_t *loop;
-    coil_get_running_loop(&loop);
+    coil_loop_t *loop = coil_running_loop();
     return (double)(coil_loop_update_time(loop) - start) / COIL_MSEC;
 }
 
@@ -33,8 +32,7 @@ static int say_after(void *arg)
 static int main_task(void *arg)
 {
     (void)arg;
-    coil_loop_t *loop;
-    coil_get_running_loop(&loop);
+    coil_loop_t *loop = coil_running_loop();
     struct say hello = {100 * COIL_MSEC, "hello"};
     struct say world = {200 * COIL_MSEC, "world"};
 

@@ -15,8 +15,7 @@ static int fetch(void *arg)
 static int main_task(void *arg)
 {
     (void)arg;
-    coil_loop_t *loop;
-    coil_get_running_loop(&loop);
+    coil_loop_t *loop = coil_running_loop();
     char name_a[] = "a", name_b[] = "b";
     coil_task_t *a, *b;
     coil_task_spawn(loop, fetch, name_a, &a);

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * udp_echo.c - datagrams with the raw socket calls: a UDP echo server
- * (coil_socket, bind, then coil_sock_recvfrom and coil_sock_sendto in a
+ * (coil_sock_open, bind, then coil_sock_recvfrom and coil_sock_sendto in a
  * task loop), and a client that sends numbered datagrams and checks each
  * reply, giving up on a reply after a timeout (UDP may drop datagrams;
  * on loopback every one should come back).
@@ -59,7 +59,7 @@ static int serve(int fd)
 
 static int run_server(int port)
 {
-    int fd = coil_socket(AF_INET, SOCK_DGRAM, 0);
+    int fd = coil_sock_open(AF_INET, SOCK_DGRAM, 0);
     if (fd < 0)
         return fd;
     struct sockaddr_in addr = loopback(port);
@@ -101,7 +101,7 @@ static int await_reply(int fd, const char *msg, size_t len)
 
 static int run_client(int port, int count)
 {
-    int fd = coil_socket(AF_INET, SOCK_DGRAM, 0);
+    int fd = coil_sock_open(AF_INET, SOCK_DGRAM, 0);
     if (fd < 0)
         return fd;
     struct sockaddr_in server = loopback(port);

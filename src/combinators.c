@@ -135,7 +135,7 @@ static const struct coil__ready_ops entry_ops = {entry_run, entry_discard};
 static void on_timeout(void *arg)
 {
     struct watchset *ws = arg;
-    coil_handle_release(ws->timer);
+    coil_handle_unref(ws->timer);
     ws->timer = NULL;
     ws->timed_out = true;
     wake(ws, -ETIMEDOUT);
@@ -195,7 +195,7 @@ static void disarm(struct watchset *ws)
 {
     if (ws->timer) {
         coil_handle_cancel(ws->timer);
-        coil_handle_release(ws->timer);
+        coil_handle_unref(ws->timer);
         ws->timer = NULL;
     }
 }
@@ -256,8 +256,8 @@ static int ws_new(struct coil_task *t, coil_future_t *const *futs, size_t n,
          * of futures done already (queued below) have counted. */
         struct coil_loop *loop = coil__task_loop(t);
         int err = timeout_ns <= 0
-                      ? coil_call_soon(loop, on_timeout, ws, &ws->timer)
-                      : coil_call_later(loop, timeout_ns, on_timeout, ws,
+                      ? coil_loop_call_soon(loop, on_timeout, ws, &ws->timer)
+                      : coil_loop_call_later(loop, timeout_ns, on_timeout, ws,
                                         &ws->timer);
         if (err) {
             coil__free(ws);

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * connect.c - the connection race behind coil_open_connection
+ * connect.c - the connection race behind coil_stream_open
  * (connect.h): RFC 8305's "happy eyeballs", simplified (the addresses
  * are tried in the resolver's order, with no reordering by family).
  */
@@ -35,7 +35,7 @@ struct attempt {
 static int attempt_run(void *arg)
 {
     struct attempt *a = arg;
-    int fd = coil_socket(a->ai->ai_family, SOCK_STREAM, 0);
+    int fd = coil_sock_open(a->ai->ai_family, SOCK_STREAM, 0);
     int err = fd;
     if (fd >= 0)
         err = coil_sock_connect(fd, a->ai->ai_addr, a->ai->ai_addrlen);
@@ -57,7 +57,7 @@ static int attempt_run(void *arg)
 /* The single-address case: no race, no task. */
 static int connect_one(const struct addrinfo *ai, int *fd_out)
 {
-    int fd = coil_socket(ai->ai_family, SOCK_STREAM, 0);
+    int fd = coil_sock_open(ai->ai_family, SOCK_STREAM, 0);
     if (fd < 0)
         return fd;
     int err = coil_sock_connect(fd, ai->ai_addr, ai->ai_addrlen);
@@ -154,7 +154,7 @@ int coil__connect_race(const struct addrinfo *list, int64_t delay_ns,
     int w = coil_group_wait(g);
     if (w == -ECANCELED && err == 0)
         err = -ECANCELED;
-    coil_group_free(g);
+    coil_group_unref(g);
     for (size_t k = 0; k < started; k++) {
         if (at[k].fd >= 0 && (err || (ssize_t)k != winner))
             (void)coil_sock_close(at[k].fd);

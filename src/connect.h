@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * connect.h - the connection race behind coil_open_connection (stream.c),
+ * connect.h - the connection race behind coil_stream_open (stream.c),
  * visible to the tests.
  */
 #ifndef COIL_SRC_CONNECT_H

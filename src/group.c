@@ -322,7 +322,7 @@ int coil_group_errors(const coil_group_t *g, int *errors, size_t n)
     return (int)(g->nerrors + (size_t)g->lost_errors);
 }
 
-void coil_group_free(coil_group_t *g)
+void coil_group_unref(coil_group_t *g)
 {
     if (!g || g->released)
         return;

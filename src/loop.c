@@ -19,14 +19,19 @@
 
 int coil_loop_new(coil_loop_t **loop_out)
 {
-    return coil_loop_new_backend(NULL, loop_out);
+    return coil_loop_new_opts(NULL, loop_out);
 }
 
-int coil_loop_new_backend(const char *backend, coil_loop_t **loop_out)
+int coil_loop_new_opts(const coil_loop_options_t *opts, coil_loop_t **loop_out)
 {
     if (!loop_out)
         return -EINVAL;
     *loop_out = NULL;
+    coil_loop_options_t defaults = {0};
+    if (!opts)
+        opts = &defaults;
+    if (opts->stack_size && coil__tasks_check_stack_size(opts->stack_size))
+        return -EINVAL;
     /* Handles keep flags in the low 4 bits of their loop pointer: align
      * the loop to 16 whatever the allocator's alignment. */
     void *mem = coil__calloc(1, sizeof(struct coil_loop) + 15);
@@ -43,13 +48,13 @@ int coil_loop_new_backend(const char *backend, coil_loop_t **loop_out)
     coil__ready_init(loop);
     coil__timers_init(loop);
     coil__futures_init(loop);
-    int err = coil__watch_part_init(loop, backend);
+    int err = coil__watch_part_init(loop, opts->backend);
     if (err)
         goto fail_watch;
     err = coil__threadsafe_init(loop);
     if (err)
         goto fail_threadsafe;
-    err = coil__tasks_init(loop);
+    err = coil__tasks_init(loop, opts->context, opts->stack_size);
     if (err)
         goto fail_tasks;
     *loop_out = loop;
@@ -140,7 +145,7 @@ coil_loop_t *coil_loop_ref(coil_loop_t *loop)
     return loop;
 }
 
-void coil_loop_free(coil_loop_t *loop)
+void coil_loop_unref(coil_loop_t *loop)
 {
     if (!loop)
         return;

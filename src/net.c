@@ -49,7 +49,7 @@ static int check_nonblocking(int fd)
 /* Sockets                                                              */
 /* ------------------------------------------------------------------ */
 
-int coil_socket(int domain, int type, int protocol)
+int coil_sock_open(int domain, int type, int protocol)
 {
 #ifdef SOCK_NONBLOCK
     int fd = socket(domain, type | SOCK_NONBLOCK | SOCK_CLOEXEC, protocol);
@@ -74,7 +74,7 @@ int coil_sock_close(int fd)
     if (fd < 0)
         return -EBADF;
     coil_loop_t *loop;
-    if (coil_get_running_loop(&loop) == 0) {
+    if ((loop = coil_running_loop())) {
         int err = coil__io_forget(loop, fd);
         if (err)
             return err; /* a coil object's fd: close that instead */

@@ -163,7 +163,7 @@ static int check_loop(const struct coil_loop *loop)
     return 0;
 }
 
-int coil_call_soon(coil_loop_t *loop, coil_callback_fn fn, void *arg,
+int coil_loop_call_soon(coil_loop_t *loop, coil_callback_fn fn, void *arg,
                    coil_handle_t **handle_out)
 {
     if (handle_out)
@@ -219,7 +219,7 @@ int64_t coil_handle_when(const coil_handle_t *h)
                                                 : h->u.when;
 }
 
-void coil_handle_release(coil_handle_t *h)
+void coil_handle_unref(coil_handle_t *h)
 {
     if (h)
         coil__handle_drop(h, COIL__H_USER_REF);

@@ -13,7 +13,7 @@
  *    req->loop is set. The loop's close clears req->loop under that lock
  *    (the request is a close hook of the loop: on_close), and the loop's
  *    memory outlives its close, so the helper never touches a freed loop.
- *  - The helper delivers with coil_call_soon_threadsafe. deliver (loop
+ *  - The helper delivers with coil_loop_call_soon_threadsafe. deliver (loop
  *    thread) unlinks the hook and wakes the task, which then frees the
  *    request; or, if the task let go (it was cancelled), frees it itself.
  *  - If the loop closes first, the queued deliver is discarded (close
@@ -118,7 +118,7 @@ static void *helper(void *arg)
             free_req(req);
             break;
         }
-        int err = coil_call_soon_threadsafe(req->loop, deliver, req);
+        int err = coil_loop_call_soon_threadsafe(req->loop, deliver, req);
         if (err != -ENOMEM) {
             /* 0: deliver owns it now. -EBADF: the loop is closing, and
              * its on_close (still to come: req->loop is set) frees it. */

@@ -19,12 +19,9 @@
 
 static COIL__TLS struct coil_loop *running_loop;
 
-int coil_get_running_loop(coil_loop_t **loop_out)
+coil_loop_t *coil_running_loop(void)
 {
-    if (!loop_out)
-        return -EINVAL;
-    *loop_out = running_loop;
-    return running_loop ? 0 : -ESRCH;
+    return running_loop;
 }
 
 bool coil__loop_running_here(const struct coil_loop *loop)

@@ -3,8 +3,9 @@
  * server.c - servers (coil/server.h): listening sockets, one accept task
  * each, one task per connection.
  *
- * The server is reference counted internally: the user's hold (dropped by
- * coil_server_free), one per accept task and one per connection task.
+ * The server is reference counted: one for the users' holds while there
+ * are any (user_refs, coil_server_ref/unref; the last closes the server),
+ * one per accept task and one per connection task.
  * Tasks release theirs from a done callback on their future rather than
  * at the end of their function, because a task cancelled before its
  * first step never runs its function at all (coil_server_close and
@@ -56,6 +57,7 @@ struct conn {
 
 struct coil_server {
     unsigned refs;
+    unsigned user_refs;        /* coil_server_ref / coil_server_unref */
     coil_loop_t *loop;         /* referenced */
     struct coil__close_hook hook; /* linked while the loop may close */
     bool hooked;
@@ -135,7 +137,7 @@ static void start_conn(struct coil_server *srv, int fd)
     }
     memset(c, 0, sizeof(*c));
     c->srv = srv;
-    if (coil_stream_from_fd(fd, &c->stream) != 0) {
+    if (coil_stream_open_fd(fd, &c->stream) != 0) {
         (void)coil_sock_close(fd);
         coil__free(c);
         return;
@@ -220,7 +222,7 @@ static int server_new(coil_conn_handler_fn handler, void *arg, size_t n,
                       struct coil_server **out)
 {
     coil_loop_t *loop;
-    if (coil_get_running_loop(&loop) != 0)
+    if (!(loop = coil_running_loop()))
         return -EPERM;
     struct coil_server *srv = coil__malloc(sizeof(*srv));
     if (!srv)
@@ -234,6 +236,7 @@ static int server_new(coil_conn_handler_fn handler, void *arg, size_t n,
     for (size_t i = 0; i < n; i++)
         srv->ls[i] = (struct listener){.srv = srv, .fd = -1};
     srv->refs = 1;
+    srv->user_refs = 1;
     srv->loop = loop;
     coil__loop_ref(loop);
     srv->hook.on_close = on_loop_close;
@@ -263,7 +266,7 @@ static int listen_on(struct coil_server *srv, const struct sockaddr *addr,
                      socklen_t len, const coil_server_options_t *opts)
 {
     int family = addr->sa_family;
-    int fd = coil_socket(family, SOCK_STREAM, 0);
+    int fd = coil_sock_open(family, SOCK_STREAM, 0);
     if (fd < 0)
         return fd;
     struct listener *l = &srv->ls[srv->nls];
@@ -334,14 +337,14 @@ static int finish_start(struct coil_server *srv, int err, coil_server_t **out)
         return err;
     }
     if ((err = start_accepting(srv))) {
-        coil_server_free(srv);
+        coil_server_unref(srv);
         return err;
     }
     *out = srv;
     return 0;
 }
 
-int coil_start_server(const char *host, const char *port,
+int coil_server_open(const char *host, const char *port,
                       coil_conn_handler_fn handler, void *arg,
                       const coil_server_options_t *opts, coil_server_t **out)
 {
@@ -396,7 +399,7 @@ static int clear_stale_socket(const char *path, const struct sockaddr_un *sun,
     struct stat st;
     if (lstat(path, &st) < 0 || !S_ISSOCK(st.st_mode))
         return 0;
-    int fd = coil_socket(AF_UNIX, SOCK_STREAM, 0);
+    int fd = coil_sock_open(AF_UNIX, SOCK_STREAM, 0);
     if (fd < 0)
         return fd;
     int r = connect(fd, (const struct sockaddr *)sun, len);
@@ -407,7 +410,7 @@ static int clear_stale_socket(const char *path, const struct sockaddr_un *sun,
     return 0;
 }
 
-int coil_start_unix_server(const char *path, coil_conn_handler_fn handler,
+int coil_server_open_unix(const char *path, coil_conn_handler_fn handler,
                            void *arg, const coil_server_options_t *opts,
                            coil_server_t **out)
 {
@@ -583,9 +586,16 @@ size_t coil_server_connections(const coil_server_t *srv)
     return srv ? srv->nconns : 0;
 }
 
-void coil_server_free(coil_server_t *srv)
+coil_server_t *coil_server_ref(coil_server_t *srv)
 {
-    if (!srv)
+    if (srv)
+        srv->user_refs++;
+    return srv;
+}
+
+void coil_server_unref(coil_server_t *srv)
+{
+    if (!srv || srv->user_refs == 0 || --srv->user_refs > 0)
         return;
     coil_server_close(srv);
     server_unref(srv);

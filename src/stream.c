@@ -98,7 +98,7 @@ static int start_writer(struct coil_stream *s);
 /* Making, states, freeing                                              */
 /* ------------------------------------------------------------------ */
 
-int coil_stream_from_fd(int fd, coil_stream_t **out)
+int coil_stream_open_fd(int fd, coil_stream_t **out)
 {
     if (out)
         *out = NULL;
@@ -107,7 +107,7 @@ int coil_stream_from_fd(int fd, coil_stream_t **out)
     if (fd < 0)
         return -EBADF;
     coil_loop_t *loop;
-    if (coil_get_running_loop(&loop) != 0)
+    if (!(loop = coil_running_loop()))
         return -EPERM;
     if (fcntl(fd, F_GETFD) < 0)
         return -EBADF;
@@ -819,13 +819,13 @@ int coil_stream_local_address(const coil_stream_t *s,
 /* A connected fd's stream; on failure the fd is closed. */
 static int wrap(int fd, coil_stream_t **out)
 {
-    int err = coil_stream_from_fd(fd, out);
+    int err = coil_stream_open_fd(fd, out);
     if (err)
         (void)coil_sock_close(fd);
     return err;
 }
 
-int coil_open_connection(const char *host, const char *port,
+int coil_stream_open(const char *host, const char *port,
                          coil_stream_t **out)
 {
     if (out)
@@ -866,7 +866,7 @@ static int unix_address(const char *path, struct sockaddr_un *sun,
     return 0;
 }
 
-int coil_open_unix_connection(const char *path, coil_stream_t **out)
+int coil_stream_open_unix(const char *path, coil_stream_t **out)
 {
     if (out)
         *out = NULL;
@@ -879,7 +879,7 @@ int coil_open_unix_connection(const char *path, coil_stream_t **out)
         return err;
     if (!coil_current_task())
         return -EPERM;
-    int fd = coil_socket(AF_UNIX, SOCK_STREAM, 0);
+    int fd = coil_sock_open(AF_UNIX, SOCK_STREAM, 0);
     if (fd < 0)
         return fd;
     err = coil_sock_connect(fd, (struct sockaddr *)&sun, len);

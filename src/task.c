@@ -459,7 +459,7 @@ size_t coil_task_stack_size(const coil_task_t *t)
     return t && t->stack ? t->stack->size : 0;
 }
 
-int coil_all_tasks(coil_loop_t *loop, coil_task_t **out, size_t n)
+int coil_loop_tasks(coil_loop_t *loop, coil_task_t **out, size_t n)
 {
     if (!loop || (!out && n))
         return -EINVAL;
@@ -755,7 +755,13 @@ int coil_sleep(int64_t delay_ns)
 /* The loop's part                                                      */
 /* ------------------------------------------------------------------ */
 
-int coil__tasks_init(struct coil_loop *loop)
+int coil__tasks_check_stack_size(size_t size)
+{
+    return check_stack_size(size);
+}
+
+int coil__tasks_init(struct coil_loop *loop, const char *context,
+                     size_t stack_size)
 {
     struct coil__loop_tasks *ts = &loop->tasks;
     coil__list_init(&ts->all);
@@ -766,8 +772,9 @@ int coil__tasks_init(struct coil_loop *loop)
     ts->cancel_tailp = &ts->cancel_head;
     ts->cancelling = false;
     coil__pool_init_aligned(&ts->task_pool, sizeof(struct coil_task), 64);
-    coil__stack_pool_init(&ts->stacks, COIL__STACK_DEFAULT);
-    int err = coil__context_find(NULL, &ts->ctx_ops);
+    coil__stack_pool_init(&ts->stacks,
+                          stack_size ? stack_size : COIL__STACK_DEFAULT);
+    int err = coil__context_find(context, &ts->ctx_ops);
     if (err)
         return err;
     if (ts->ctx_ops->thread_storage) {
@@ -844,7 +851,7 @@ int coil_run(coil_task_fn main, void *arg)
     if (!main)
         return -EINVAL;
     coil_loop_t *running;
-    if (coil_get_running_loop(&running) == 0)
+    if ((running = coil_running_loop()))
         return -EBUSY;
     coil_loop_t *loop;
     int err = coil_loop_new(&loop);
@@ -853,7 +860,7 @@ int coil_run(coil_task_fn main, void *arg)
     coil_task_t *t;
     err = coil_task_spawn(loop, main, arg, &t);
     if (err) {
-        coil_loop_free(loop);
+        coil_loop_unref(loop);
         return err;
     }
     coil_loop_run_until_complete(loop, &t->fut);
@@ -865,6 +872,6 @@ int coil_run(coil_task_fn main, void *arg)
     if (err == 0)
         err = (int)(intptr_t)v;
     coil_task_unref(t);
-    coil_loop_free(loop);
+    coil_loop_unref(loop);
     return err;
 }

@@ -132,7 +132,13 @@ struct coil__task_hook {
     void (*on_finish)(struct coil__task_hook *hook, struct coil_task *t);
 };
 
-int coil__tasks_init(struct coil_loop *loop);
+/* context: a context switch's name, or NULL (COIL_CONTEXT, else the
+ * best); stack_size: the default stack size, or 0. Errors: -EINVAL,
+ * -ENOSYS (coil__context_find), -ENOMEM. */
+int coil__tasks_init(struct coil_loop *loop, const char *context,
+                     size_t stack_size);
+/* 0 if size is a valid stack size, else -EINVAL. */
+int coil__tasks_check_stack_size(size_t size);
 /* The loop closes: abandon every unfinished task. */
 void coil__tasks_close(struct coil_loop *loop);
 void coil__tasks_term(struct coil_loop *loop);

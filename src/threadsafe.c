@@ -156,13 +156,13 @@ static void wake(struct coil__loop_threadsafe *ts)
      * next wakes for any reason. */
 }
 
-int coil_call_soon_threadsafe(coil_loop_t *loop, coil_callback_fn fn,
+int coil_loop_call_soon_threadsafe(coil_loop_t *loop, coil_callback_fn fn,
                               void *arg)
 {
     if (!loop || !fn)
         return -EINVAL;
     if (coil__loop_running_here(loop))
-        return coil_call_soon(loop, fn, arg, NULL);
+        return coil_loop_call_soon(loop, fn, arg, NULL);
     struct coil__loop_threadsafe *ts = &loop->ts;
     if (atomic_load(&ts->closed))
         return -EBADF;

@@ -35,7 +35,7 @@ static void expire(void *arg)
 {
     struct coil_timeout *sc = arg;
     sc->expired = true;
-    coil_handle_release(sc->timer);
+    coil_handle_unref(sc->timer);
     sc->timer = NULL;
     coil_task_cancel(sc->task);
 }
@@ -49,15 +49,15 @@ static int arm(struct coil_timeout *sc, int64_t when)
     /* Already past: expire in the next iteration, ahead of anything the
      * task queues after this (a yield), so its next wait is cut short. */
     if (when <= coil_loop_time(loop))
-        return coil_call_soon(loop, expire, sc, &sc->timer);
-    return coil_call_at(loop, when, expire, sc, &sc->timer);
+        return coil_loop_call_soon(loop, expire, sc, &sc->timer);
+    return coil_loop_call_at(loop, when, expire, sc, &sc->timer);
 }
 
 static void disarm(struct coil_timeout *sc)
 {
     if (sc->timer) {
         coil_handle_cancel(sc->timer);
-        coil_handle_release(sc->timer);
+        coil_handle_unref(sc->timer);
         sc->timer = NULL;
     }
 }

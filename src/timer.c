@@ -182,7 +182,7 @@ int coil__timer_start(struct coil_loop *loop, struct coil_handle *h,
     return 0;
 }
 
-int coil_call_at(coil_loop_t *loop, int64_t when_ns, coil_callback_fn fn,
+int coil_loop_call_at(coil_loop_t *loop, int64_t when_ns, coil_callback_fn fn,
                  void *arg, coil_handle_t **handle_out)
 {
     if (handle_out)
@@ -208,7 +208,7 @@ int coil_call_at(coil_loop_t *loop, int64_t when_ns, coil_callback_fn fn,
     return 0;
 }
 
-int coil_call_later(coil_loop_t *loop, int64_t delay_ns, coil_callback_fn fn,
+int coil_loop_call_later(coil_loop_t *loop, int64_t delay_ns, coil_callback_fn fn,
                     void *arg, coil_handle_t **handle_out)
 {
     if (!loop) {
@@ -216,7 +216,7 @@ int coil_call_later(coil_loop_t *loop, int64_t delay_ns, coil_callback_fn fn,
             *handle_out = NULL;
         return -EINVAL;
     }
-    return coil_call_at(loop, coil__add_sat(loop->now, delay_ns), fn, arg,
+    return coil_loop_call_at(loop, coil__add_sat(loop->now, delay_ns), fn, arg,
                         handle_out);
 }
 

@@ -49,7 +49,7 @@ struct coil_udp {
 static int make_socket(int family, const struct addrinfo *local,
                        const struct addrinfo *remote)
 {
-    int fd = coil_socket(family, SOCK_DGRAM, 0);
+    int fd = coil_sock_open(family, SOCK_DGRAM, 0);
     if (fd < 0)
         return fd;
     int err = 0;
@@ -185,7 +185,7 @@ static ssize_t sendto_held(coil_udp_t *u, const void *buf, size_t n,
 {
     coil_udp_ref(u);
     ssize_t r = coil__sock_sendto(&u->watch, u->fd, buf, n, addr, addrlen);
-    coil_udp_free(u);
+    coil_udp_unref(u);
     return r;
 }
 
@@ -220,7 +220,7 @@ ssize_t coil_udp_recvfrom(coil_udp_t *u, void *buf, size_t n,
     coil_udp_ref(u);
     ssize_t r = coil__sock_recv(&u->watch, u->fd, buf, n, TRUNC, addr,
                                 addrlen, true);
-    coil_udp_free(u);
+    coil_udp_unref(u);
     return r;
 }
 
@@ -287,7 +287,7 @@ coil_udp_t *coil_udp_ref(coil_udp_t *u)
     return u;
 }
 
-void coil_udp_free(coil_udp_t *u)
+void coil_udp_unref(coil_udp_t *u)
 {
     if (!u || --u->refs > 0)
         return;

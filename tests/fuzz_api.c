@@ -836,7 +836,7 @@ static void open_pair(struct run *R, size_t p)
             small_buffers(sv[1]);
         }
         for (int i = 0; i < 2; i++) {
-            int r = coil_stream_from_fd(sv[i], &c->end[i].s);
+            int r = coil_stream_open_fd(sv[i], &c->end[i].s);
             ALLOWED(R, "stream_from_fd", r, r == 0 || (r == -ENOMEM && fuzz_mem.hit));
             if (r)
                 coil_sock_close(sv[i]);
@@ -846,7 +846,7 @@ static void open_pair(struct run *R, size_t p)
             return;
         char port[16];
         snprintf(port, sizeof(port), "%d", R->port);
-        int r = coil_open_connection("127.0.0.1", port, &c->end[0].s);
+        int r = coil_stream_open("127.0.0.1", port, &c->end[0].s);
         trace(R, "open_connection = %d", r);
         ALLOWED(R, "open_connection", r,
                 r == 0 || (r == -ENOMEM && fuzz_mem.hit) ||
@@ -926,7 +926,7 @@ static void open_udp(struct run *R)
             r == 0 || (r == -ENOMEM && fuzz_mem.hit) ||
                 (R->fault_call == COIL__SYS_CONNECT && tainted(R)));
     if (r) {
-        coil_udp_free(x->u[0]);
+        coil_udp_unref(x->u[0]);
         return;
     }
     x->addrlen[1] = (socklen_t)coil_udp_local_address(x->u[1], &x->addr[1]);
@@ -943,7 +943,7 @@ static void start_server(struct run *R)
         CHECK(R, coil_server_close(R->server) == 0);
     R->server = NULL;
     coil_server_t *srv;
-    int r = coil_start_server("127.0.0.1", "0", handler, R, NULL, &srv);
+    int r = coil_server_open("127.0.0.1", "0", handler, R, NULL, &srv);
     ALLOWED(R, "start_server", r, r == 0 || (r == -ENOMEM && fuzz_mem.hit));
     if (r)
         return;
@@ -1404,7 +1404,7 @@ static int driver_main(void *arg)
             }
     for (size_t k = 0; k < R->nudps; k++)
         for (int i = 0; i < 2; i++)
-            coil_udp_free(R->udps[k].u[i]);
+            coil_udp_unref(R->udps[k].u[i]);
     while (R->nacc)
         coil_stream_unref(R->acc[--R->nacc]); /* strays */
     for (size_t k = 0; k < R->nservers; k++) {
@@ -1415,10 +1415,10 @@ static int driver_main(void *arg)
         CHECK(R, r >= 0 && (size_t)r <= coil_server_connections(srv));
         CHECK(R, coil_server_wait_closed(srv) == 0);
         CHECK(R, coil_server_connections(srv) == 0);
-        coil_server_free(srv);
+        coil_server_unref(srv);
     }
     /* Nothing else may be left running. */
-    CHECK(R, coil_all_tasks(R->loop, NULL, 0) == 1);
+    CHECK(R, coil_loop_tasks(R->loop, NULL, 0) == 1);
     return 0;
 }
 
@@ -1488,7 +1488,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         free(R->workers[i]);
     }
     CHECK(R, coil_loop_close(R->loop) == 0);
-    coil_loop_free(R->loop);
+    coil_loop_unref(R->loop);
     coil__fault_reset();
     coil__chaos_pause(true);
 

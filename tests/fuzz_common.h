@@ -120,7 +120,7 @@ static inline int fuzz_hang_timer(coil_loop_t *loop, int seconds,
     const char *mult = getenv("COIL_TEST_TIMEOUT_MULTIPLIER");
     int scale = mult ? atoi(mult) : 1;
     int64_t delay = (int64_t)seconds * COIL_SEC * (scale > 1 ? scale : 1);
-    return coil_call_later(loop, delay, on_hang, arg, NULL);
+    return coil_loop_call_later(loop, delay, on_hang, arg, NULL);
 }
 
 /* Open fds of this process (/proc/self/fd; -1 without /proc). */

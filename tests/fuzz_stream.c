@@ -409,7 +409,7 @@ static void cancel_hop(void *arg)
         return;
     if (c->hops > 0) {
         c->hops--;
-        c->queued = coil_call_soon(c->loop, cancel_hop, c, NULL) == 0;
+        c->queued = coil_loop_call_soon(c->loop, cancel_hop, c, NULL) == 0;
         return;
     }
     c->armed = false;
@@ -422,7 +422,7 @@ static void cancel_arm(struct canceller *c, unsigned hops)
     c->fired = false;
     c->hops = hops;
     if (!c->queued)
-        c->queued = coil_call_soon(c->loop, cancel_hop, c, NULL) == 0;
+        c->queued = coil_loop_call_soon(c->loop, cancel_hop, c, NULL) == 0;
 }
 
 /* After the call: no cancel may reach a later one. */
@@ -485,7 +485,7 @@ static void run_call(struct run *R, const uint8_t *op)
 static int reader_main(void *arg)
 {
     struct run *R = arg;
-    CHECK(R, coil_stream_from_fd(R->rfd, &R->s) == 0);
+    CHECK(R, coil_stream_open_fd(R->rfd, &R->s) == 0);
     for (R->call = 0; R->call < R->ncalls; R->call++)
         run_call(R, R->script + 3 * R->call);
 
@@ -649,7 +649,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     finish(R, loop, writer);
     fuzz_mem.only = NULL;
     CHECK(R, coil_loop_close(loop) == 0);
-    coil_loop_free(loop);
+    coil_loop_unref(loop);
     coil__fault_reset();
     close(R->wfd);
 

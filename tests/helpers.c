@@ -180,7 +180,7 @@ const char *test_backend(void)
     static char name[16];
     if (!name[0] && coil_loop_new(&loop) == 0) {
         snprintf(name, sizeof(name), "%s", coil_loop_backend(loop));
-        coil_loop_free(loop);
+        coil_loop_unref(loop);
     }
     return name;
 }
@@ -235,7 +235,7 @@ int test_teardown_noloop(void **state)
 int test_teardown(void **state)
 {
     struct fixture *f = *state;
-    coil_loop_free(f->loop);
+    coil_loop_unref(f->loop);
     f->loop = NULL;
     return test_teardown_noloop(state);
 }
@@ -283,7 +283,7 @@ int test_setup_fake_noloop(void **state)
 static coil_handle_t *safety_stop(coil_loop_t *loop)
 {
     coil_handle_t *safety;
-    assert_int_equal(coil_call_later(loop, 24 * 3600 * COIL_SEC, test_stop_cb,
+    assert_int_equal(coil_loop_call_later(loop, 24 * 3600 * COIL_SEC, test_stop_cb,
                                      loop, &safety),
                      0);
     return safety;
@@ -292,7 +292,7 @@ static coil_handle_t *safety_stop(coil_loop_t *loop)
 static void safety_off(coil_handle_t *safety)
 {
     coil_handle_cancel(safety);
-    coil_handle_release(safety);
+    coil_handle_unref(safety);
 }
 
 int test_run_until(coil_loop_t *loop, coil_future_t *fut)
@@ -360,7 +360,7 @@ int test_run_task(coil_loop_t *loop, coil_task_fn fn, void *arg)
 
 void test_assert_no_tasks(coil_loop_t *loop)
 {
-    assert_int_equal(coil_all_tasks(loop, NULL, 0), 0);
+    assert_int_equal(coil_loop_tasks(loop, NULL, 0), 0);
 }
 
 bool test_nofile_limit_works(void)

@@ -53,7 +53,7 @@ static void test_busy_while_live(void **state)
     assert_int_equal(coil_loop_new(&loop), 0);
     assert_int_equal(coil_set_allocator(&a), -EBUSY);
     assert_int_equal(coil_set_allocator(NULL), -EBUSY);
-    coil_loop_free(loop);
+    coil_loop_unref(loop);
     assert_int_equal(ctx, 0); /* never used */
 }
 
@@ -74,18 +74,18 @@ static void test_used_for_everything(void **state)
     coil_handle_t *h;
     assert_int_equal(coil_loop_new(&loop), 0);
     assert_int_equal(coil_future_new(loop, &fut), 0);
-    assert_int_equal(coil_call_later(loop, 0, cb, loop, &h), 0);
+    assert_int_equal(coil_loop_call_later(loop, 0, cb, loop, &h), 0);
     assert_int_equal(coil_loop_run_forever(loop), 0);
-    coil_handle_release(h);
+    coil_handle_unref(h);
     coil_future_unref(fut);
-    coil_loop_free(loop);
+    coil_loop_unref(loop);
     assert_true(ctx > 0); /* the context pointer is passed through */
     assert_int_equal(ctx, my_mallocs);
     assert_int_equal(my_mallocs, my_frees); /* every block went back */
     /* Back to the C library's, then to the test allocator. */
     assert_int_equal(coil_set_allocator(NULL), 0);
     assert_int_equal(coil_loop_new(&loop), 0);
-    coil_loop_free(loop);
+    coil_loop_unref(loop);
     assert_int_equal(my_mallocs, ctx);
     assert_int_equal(coil_set_allocator(test_allocator()), 0);
 }

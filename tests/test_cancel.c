@@ -63,7 +63,7 @@ static void test_cancel_sleep(void **state)
     assert_int_equal(coil_task_spawn(f->loop, sleep_hour, &s, &t), 0);
     struct test_canceller c = {t, 1, 0};
     assert_int_equal(
-        coil_call_later(f->loop, 5 * COIL_MSEC, test_cancel_cb, &c, NULL), 0);
+        coil_loop_call_later(f->loop, 5 * COIL_MSEC, test_cancel_cb, &c, NULL), 0);
     assert_int_equal(run_until_done(f->loop, t), -ECANCELED);
     assert_int_equal(c.result, 0);
     assert_int_equal(s.r, -ECANCELED);
@@ -139,7 +139,7 @@ static void test_cancel_await_future(void **state)
     coil_task_t *t;
     assert_int_equal(coil_task_spawn(f->loop, await_fut, &a, &t), 0);
     struct test_canceller c = {t, 1, 0};
-    assert_int_equal(coil_call_later(f->loop, COIL_MSEC, test_cancel_cb, &c, NULL),
+    assert_int_equal(coil_loop_call_later(f->loop, COIL_MSEC, test_cancel_cb, &c, NULL),
                      0);
     assert_int_equal(run_until_done(f->loop, t), -ECANCELED);
     assert_int_equal(c.result, 0);
@@ -195,7 +195,7 @@ static void test_cancel_await_task(void **state)
         assert_int_equal(coil_task_spawn(f->loop, outer_body, &o, &t), 0);
         struct test_canceller c = {t, 1, 0};
         assert_int_equal(
-            coil_call_later(f->loop, COIL_MSEC, test_cancel_cb, &c, NULL), 0);
+            coil_loop_call_later(f->loop, COIL_MSEC, test_cancel_cb, &c, NULL), 0);
         run_until_done(f->loop, t);
         assert_int_equal(c.result, 0);
         /* The inner task was cancelled through the outer's await. */
@@ -258,7 +258,7 @@ static void test_cancel_shield(void **state)
     assert_int_equal(coil_task_spawn(f->loop, shield_body, &s, &t), 0);
     struct test_canceller c = {t, 1, 0};
     int64_t t0 = coil_loop_time(f->loop);
-    assert_int_equal(coil_call_later(f->loop, COIL_MSEC, test_cancel_cb, &c, NULL),
+    assert_int_equal(coil_loop_call_later(f->loop, COIL_MSEC, test_cancel_cb, &c, NULL),
                      0);
     assert_int_equal(run_until_done(f->loop, t), -ECANCELED);
     /* The waiter got -ECANCELED at once; the future carries on. */
@@ -280,7 +280,7 @@ static void test_cancel_shield(void **state)
     assert_int_equal(coil_task_spawn(f->loop, shield_body, &s, &t), 0);
     c = (struct test_canceller){t, 1, 0};
     t0 = coil_loop_time(f->loop);
-    assert_int_equal(coil_call_later(f->loop, COIL_MSEC, test_cancel_cb, &c, NULL),
+    assert_int_equal(coil_loop_call_later(f->loop, COIL_MSEC, test_cancel_cb, &c, NULL),
                      0);
     assert_int_equal(run_until_done(f->loop, t), -ECANCELED);
     assert_int_equal(s.r, -ECANCELED);
@@ -299,7 +299,7 @@ static void test_cancel_shield(void **state)
     s = (struct shielder){.loop = f->loop, .r = 1, .fut = fut};
     assert_int_equal(coil_task_spawn(f->loop, shield_body, &s, &t), 0);
     assert_int_equal(
-        coil_call_later(f->loop, COIL_MSEC, set_result_cb, fut, NULL), 0);
+        coil_loop_call_later(f->loop, COIL_MSEC, set_result_cb, fut, NULL), 0);
     assert_int_equal(run_until_done(f->loop, t), 0);
     assert_int_equal(s.r, 0);
     coil_future_unref(fut);
@@ -407,7 +407,7 @@ static void cancel_multi(coil_loop_t *loop, coil_task_fn body, struct multi *m,
     coil_task_t *t;
     assert_int_equal(coil_task_spawn(loop, body, m, &t), 0);
     struct test_canceller c = {t, 1, 0};
-    assert_int_equal(coil_call_later(loop, COIL_MSEC, test_cancel_cb, &c, NULL), 0);
+    assert_int_equal(coil_loop_call_later(loop, COIL_MSEC, test_cancel_cb, &c, NULL), 0);
     run_until_done(loop, t);
     assert_int_equal(c.result, 0);
     *out = t;
@@ -485,7 +485,7 @@ static int group_body(void *arg)
     g->r = coil_group_wait(grp);
     for (int i = 0; i < 2; i++)
         g->cleaned_at_return[i] = g->ch[i].cleaned;
-    coil_group_free(grp);
+    coil_group_unref(grp);
     g->next_r = coil_sleep(COIL_MSEC);
     return g->r;
 }
@@ -497,7 +497,7 @@ static void test_cancel_group_wait(void **state)
     coil_task_t *t;
     assert_int_equal(coil_task_spawn(f->loop, group_body, &g, &t), 0);
     struct test_canceller c = {t, 1, 0};
-    assert_int_equal(coil_call_later(f->loop, COIL_MSEC, test_cancel_cb, &c, NULL),
+    assert_int_equal(coil_loop_call_later(f->loop, COIL_MSEC, test_cancel_cb, &c, NULL),
                      0);
     assert_int_equal(run_until_done(f->loop, t), -ECANCELED);
     assert_int_equal(g.r, -ECANCELED);
@@ -536,7 +536,7 @@ static void test_cancel_inside_timeout_scope(void **state)
     coil_task_t *t;
     assert_int_equal(coil_task_spawn(f->loop, scoped_body, &s, &t), 0);
     struct test_canceller c = {t, 1, 0};
-    assert_int_equal(coil_call_later(f->loop, COIL_MSEC, test_cancel_cb, &c, NULL),
+    assert_int_equal(coil_loop_call_later(f->loop, COIL_MSEC, test_cancel_cb, &c, NULL),
                      0);
     assert_int_equal(run_until_done(f->loop, t), -ECANCELED);
     assert_int_equal(s.inner_r, -ECANCELED);
@@ -577,7 +577,7 @@ static void test_cancel_before_start(void **state)
     /* Cancelled by a callback of the iteration in which it would have
      * started (queued ahead of it). */
     struct test_canceller c = {NULL, 1, 0};
-    assert_int_equal(coil_call_soon(f->loop, test_cancel_cb, &c, NULL), 0);
+    assert_int_equal(coil_loop_call_soon(f->loop, test_cancel_cb, &c, NULL), 0);
     assert_int_equal(coil_task_spawn(f->loop, mark_ran, &ran, &t), 0);
     c.task = t;
     assert_int_equal(run_until_done(f->loop, t), -ECANCELED);
@@ -625,7 +625,7 @@ static void test_cancel_repeated(void **state)
     assert_int_equal(coil_task_spawn(f->loop, repeat_body, &r, &t), 0);
     struct test_canceller c = {t, 0, 0};
     assert_int_equal(
-        coil_call_later(f->loop, COIL_MSEC, cancel_thrice, &c, NULL), 0);
+        coil_loop_call_later(f->loop, COIL_MSEC, cancel_thrice, &c, NULL), 0);
     assert_int_equal(run_until_done(f->loop, t), 0);
     assert_int_equal(c.result, 0);
     assert_int_equal(c.calls, 3);
@@ -673,7 +673,7 @@ static int catcher_body(void *arg)
         return -EPROTO;
     /* Cleanup: every wait works as usual. */
     c->r_cleanup_sleep = coil_sleep(3 * COIL_MSEC);
-    coil_call_later(c->loop, COIL_MSEC, set_result_cb, c->fut, NULL);
+    coil_loop_call_later(c->loop, COIL_MSEC, set_result_cb, c->fut, NULL);
     c->r_cleanup_await = coil_await(c->fut, &c->value);
     c->r_cleanup_yield = coil_yield();
     return 0;
@@ -691,7 +691,7 @@ static void test_cancel_caught_cleanup(void **state)
     coil_task_t *t;
     assert_int_equal(coil_task_spawn(f->loop, catcher_body, &k, &t), 0);
     struct test_canceller c = {t, 1, 0};
-    assert_int_equal(coil_call_later(f->loop, COIL_MSEC, test_cancel_cb, &c, NULL),
+    assert_int_equal(coil_loop_call_later(f->loop, COIL_MSEC, test_cancel_cb, &c, NULL),
                      0);
     assert_int_equal(run_until_done(f->loop, t), 0);
     assert_int_equal(k.r_sleep, -ECANCELED);
@@ -783,7 +783,7 @@ static int race_inner(void *arg)
     coil_sleep(COIL_MSEC);
     /* Queued before this task completes, so it runs after the outer's
      * wait has its result but before the outer resumes. */
-    coil_call_soon(c->loop, test_cancel_cb, c->cancel_outer, NULL);
+    coil_loop_call_soon(c->loop, test_cancel_cb, c->cancel_outer, NULL);
     return 9;
 }
 
@@ -797,7 +797,7 @@ static void test_completed_result_wins(void **state)
     assert_int_equal(coil_task_spawn(f->loop, race_waiter_body, &w, &t), 0);
     struct race r = {w.fut, t, 1, 1};
     assert_int_equal(
-        coil_call_later(f->loop, COIL_MSEC, result_then_cancel, &r, NULL), 0);
+        coil_loop_call_later(f->loop, COIL_MSEC, result_then_cancel, &r, NULL), 0);
     assert_int_equal(run_until_done(f->loop, t), 0);
     assert_int_equal(r.set_r, 0);
     assert_int_equal(r.cancel_r, 0);

@@ -314,7 +314,7 @@ static void test_gather_bad_arguments(void **state)
     assert_false(coil_future_done(s.fut[0]));
     coil_future_unref(s.fut[0]);
     coil_future_unref(s.other);
-    coil_loop_free(other);
+    coil_loop_unref(other);
 }
 
 static void test_gather_cancelled(void **state)
@@ -327,7 +327,7 @@ static void test_gather_cancelled(void **state)
     coil_task_t *t;
     assert_int_equal(coil_task_spawn(f->loop, gather_body, &c, &t), 0);
     struct test_canceller k = {t, 1, 0};
-    assert_int_equal(coil_call_later(f->loop, COIL_MSEC, test_cancel_cb, &k, NULL),
+    assert_int_equal(coil_loop_call_later(f->loop, COIL_MSEC, test_cancel_cb, &k, NULL),
                      0);
     assert_int_equal(test_run_until(f->loop, coil_task_future(t)), 0);
     assert_int_equal(k.result, 0);
@@ -369,7 +369,7 @@ static int late_b(void *arg)
     /* Queued before this task completes: it runs after both children are
      * done, before the gatherer has resumed. */
     l->cancel.task = l->gatherer;
-    coil_call_soon(l->loop, test_cancel_cb, &l->cancel, NULL);
+    coil_loop_call_soon(l->loop, test_cancel_cb, &l->cancel, NULL);
     return 8;
 }
 
@@ -591,13 +591,13 @@ static void test_wait_first_exception(void **state)
     /* fut[0] is cancelled at 5 ms (not an exception), fut[1] succeeds at
      * 8 ms, fut[2] fails at 10 ms. */
     struct resolve ok = {c.fut[1], 0}, bad = {c.fut[2], -EIO};
-    assert_int_equal(coil_call_later(f->loop, 5 * COIL_MSEC, cancel_future_cb,
+    assert_int_equal(coil_loop_call_later(f->loop, 5 * COIL_MSEC, cancel_future_cb,
                                      c.fut[0], NULL),
                      0);
     assert_int_equal(
-        coil_call_later(f->loop, 8 * COIL_MSEC, resolve_cb, &ok, NULL), 0);
+        coil_loop_call_later(f->loop, 8 * COIL_MSEC, resolve_cb, &ok, NULL), 0);
     assert_int_equal(
-        coil_call_later(f->loop, 10 * COIL_MSEC, resolve_cb, &bad, NULL), 0);
+        coil_loop_call_later(f->loop, 10 * COIL_MSEC, resolve_cb, &bad, NULL), 0);
     assert_int_equal(test_run_task(f->loop, first_exception_body, &c), 0);
     assert_int_equal(c.r, 3);
     assert_true(c.returned - c.started >= 10 * COIL_MSEC);
@@ -610,7 +610,7 @@ static void test_wait_first_exception(void **state)
         assert_int_equal(coil_future_new(f->loop, &c.fut[i]), 0);
     bad = (struct resolve){c.fut[1], -EPIPE};
     assert_int_equal(
-        coil_call_later(f->loop, 5 * COIL_MSEC, resolve_cb, &bad, NULL), 0);
+        coil_loop_call_later(f->loop, 5 * COIL_MSEC, resolve_cb, &bad, NULL), 0);
     assert_int_equal(test_run_task(f->loop, first_exception_body, &c), 0);
     assert_int_equal(c.r, 1);
     assert_true(c.done_at_return[1]);
@@ -625,13 +625,13 @@ static void test_wait_first_exception(void **state)
     for (int i = 0; i < 3; i++)
         assert_int_equal(coil_future_new(f->loop, &c.fut[i]), 0);
     struct resolve r1 = {c.fut[1], 0}, r2 = {c.fut[2], 0};
-    assert_int_equal(coil_call_later(f->loop, 5 * COIL_MSEC, cancel_future_cb,
+    assert_int_equal(coil_loop_call_later(f->loop, 5 * COIL_MSEC, cancel_future_cb,
                                      c.fut[0], NULL),
                      0);
     assert_int_equal(
-        coil_call_later(f->loop, 10 * COIL_MSEC, resolve_cb, &r1, NULL), 0);
+        coil_loop_call_later(f->loop, 10 * COIL_MSEC, resolve_cb, &r1, NULL), 0);
     assert_int_equal(
-        coil_call_later(f->loop, 20 * COIL_MSEC, resolve_cb, &r2, NULL), 0);
+        coil_loop_call_later(f->loop, 20 * COIL_MSEC, resolve_cb, &r2, NULL), 0);
     assert_int_equal(test_run_task(f->loop, first_exception_body, &c), 0);
     assert_int_equal(c.r, 3);
     assert_true(c.returned - c.started >= 20 * COIL_MSEC);
@@ -643,18 +643,18 @@ static void test_wait_first_exception(void **state)
     for (int i = 0; i < 3; i++)
         assert_int_equal(coil_future_new(f->loop, &c.fut[i]), 0);
     r1 = (struct resolve){c.fut[1], 0};
-    assert_int_equal(coil_call_later(f->loop, 5 * COIL_MSEC, cancel_future_cb,
+    assert_int_equal(coil_loop_call_later(f->loop, 5 * COIL_MSEC, cancel_future_cb,
                                      c.fut[0], NULL),
                      0);
     assert_int_equal(
-        coil_call_later(f->loop, 10 * COIL_MSEC, resolve_cb, &r1, NULL), 0);
+        coil_loop_call_later(f->loop, 10 * COIL_MSEC, resolve_cb, &r1, NULL), 0);
     assert_int_equal(test_run_task(f->loop, first_exception_body, &c), 0);
     assert_int_equal(c.r, 1);
     assert_true(c.returned - c.started >= 7 * COIL_MSEC);
     assert_true(c.returned - c.started < 10 * COIL_MSEC);
     /* Let the last timer run before the futures go. */
     assert_int_equal(
-        coil_call_later(f->loop, 20 * COIL_MSEC, test_stop_cb, f->loop, NULL),
+        coil_loop_call_later(f->loop, 20 * COIL_MSEC, test_stop_cb, f->loop, NULL),
         0);
     test_run(f->loop);
     assert_false(coil_future_done(c.fut[2]));
@@ -695,7 +695,7 @@ static void test_wait_bad_arguments(void **state)
     assert_false(coil_future_done(s.fut[0]));
     coil_future_unref(s.fut[0]);
     coil_future_unref(s.other);
-    coil_loop_free(other);
+    coil_loop_unref(other);
 }
 
 /* ------------------------------------------------------------------ */
@@ -863,7 +863,7 @@ static void test_as_completed_already_done(void **state)
     assert_int_equal(coil_future_set_error(d.fut[0], -EIO), 0);
     struct resolve r = {d.fut[1], 0};
     assert_int_equal(
-        coil_call_later(f->loop, 5 * COIL_MSEC, resolve_cb, &r, NULL), 0);
+        coil_loop_call_later(f->loop, 5 * COIL_MSEC, resolve_cb, &r, NULL), 0);
     assert_int_equal(test_run_task(f->loop, asc_done_body, &d), 0);
     assert_int_equal(d.n, 4);
     for (int i = 0; i < 3; i++)
@@ -947,7 +947,7 @@ static void test_as_completed_bad_arguments(void **state)
     coil_task_unref(owner);
     coil_future_unref(b.fut);
     coil_future_unref(b.other);
-    coil_loop_free(other);
+    coil_loop_unref(other);
 }
 
 /* ------------------------------------------------------------------ */
@@ -994,7 +994,7 @@ static int oom_body(void *arg)
         if (!failed)
             break;
     }
-    coil_call_later(s->loop, COIL_MSEC, set_two, futs, NULL);
+    coil_loop_call_later(s->loop, COIL_MSEC, set_two, futs, NULL);
     /* as_completed_begin: the iterator and its set. */
     for (long n = 1; n <= SWEEP_MAX; n++) {
         coil_as_completed_t *it = (coil_as_completed_t *)1;

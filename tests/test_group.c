@@ -25,13 +25,13 @@
  * 10 ms of virtual time. */
 static void drain(coil_loop_t *loop)
 {
-    for (int i = 0; i < 100 && coil_all_tasks(loop, NULL, 0) > 0; i++) {
+    for (int i = 0; i < 100 && coil_loop_tasks(loop, NULL, 0) > 0; i++) {
         coil_handle_t *h;
         assert_int_equal(
-            coil_call_later(loop, 10 * COIL_MSEC, test_stop_cb, loop, &h), 0);
+            coil_loop_call_later(loop, 10 * COIL_MSEC, test_stop_cb, loop, &h), 0);
         test_run(loop);
         coil_handle_cancel(h);
-        coil_handle_release(h);
+        coil_handle_unref(h);
     }
     test_assert_no_tasks(loop);
 }
@@ -60,7 +60,7 @@ static int child_body(void *arg)
         return c->ret_on_cancel ? c->ret_on_cancel : -ECANCELED;
     }
     if (c->before_return)
-        coil_call_soon(c->loop, test_cancel_cb, c->before_return, NULL);
+        coil_loop_call_soon(c->loop, test_cancel_cb, c->before_return, NULL);
     c->finished = true;
     return c->ret;
 }
@@ -102,7 +102,7 @@ static int parent_body(void *arg)
     for (int i = 0; i < p->n; i++)
         p->finished_at_wait[i] = p->ch[i].finished;
     p->nerrors = coil_group_errors(g, p->errors, MAXC + 2);
-    coil_group_free(g);
+    coil_group_unref(g);
     p->cancelling_after = coil_task_cancelling(coil_current_task());
     p->next_r = coil_sleep(COIL_MSEC);
     p->after_r = coil_yield();
@@ -157,7 +157,7 @@ static int empty_group_body(void *arg)
         return -ENOMEM;
     r[0] = coil_group_wait(g);
     r[1] = coil_group_errors(g, NULL, 0);
-    coil_group_free(g);
+    coil_group_unref(g);
     r[2] = coil_yield();
     return 0;
 }
@@ -236,7 +236,7 @@ static int busy_parent_body(void *arg)
     coil_task_spawn(b->loop, helper_body, b->fut, &h);
     b->await_r = coil_await(b->fut, NULL);
     b->wait_r = coil_group_wait(g);
-    coil_group_free(g);
+    coil_group_unref(g);
     b->cancelling_after = coil_task_cancelling(coil_current_task());
     b->next_r = coil_sleep(COIL_MSEC);
     coil_task_join(h);
@@ -290,8 +290,7 @@ static int errs_body(void *arg)
         return -ENOMEM;
     static struct child ch[3];
     static const int rets[3] = {-EIO, -EPIPE, -ENOENT};
-    coil_loop_t *loop;
-    coil_get_running_loop(&loop);
+    coil_loop_t *loop = coil_running_loop();
     for (int i = 0; i < 3; i++) {
         ch[i] = (struct child){.delay = COIL_MSEC,
                                .ret = rets[i],
@@ -304,7 +303,7 @@ static int errs_body(void *arg)
     /* Fewer slots than errors: the count is still all of them. */
     e->r_null = coil_group_errors(g, e->two, 2);
     e->r_bad = coil_group_errors(g, NULL, 2);
-    coil_group_free(g);
+    coil_group_unref(g);
     return 0;
 }
 
@@ -336,7 +335,7 @@ static void test_group_parent_cancelled_outside(void **state)
     assert_int_equal(coil_task_spawn(f->loop, parent_body, &p, &t), 0);
     struct test_canceller c = {t, 1, 0};
     assert_int_equal(
-        coil_call_later(f->loop, 5 * COIL_MSEC, test_cancel_cb, &c, NULL), 0);
+        coil_loop_call_later(f->loop, 5 * COIL_MSEC, test_cancel_cb, &c, NULL), 0);
     assert_int_equal(test_run_until(f->loop, coil_task_future(t)), 0);
     assert_int_equal(c.result, 0);
     assert_int_equal(p.wait_r, -ECANCELED);
@@ -369,7 +368,7 @@ static void test_group_outside_cancel_then_child_fails(void **state)
     assert_int_equal(coil_task_spawn(f->loop, parent_body, &p, &t), 0);
     struct test_canceller c = {t, 1, 0};
     assert_int_equal(
-        coil_call_later(f->loop, 5 * COIL_MSEC, test_cancel_cb, &c, NULL), 0);
+        coil_loop_call_later(f->loop, 5 * COIL_MSEC, test_cancel_cb, &c, NULL), 0);
     assert_int_equal(test_run_until(f->loop, coil_task_future(t)), 0);
     assert_int_equal(c.result, 0);
     assert_int_equal(p.sleep_r, -ECANCELED);
@@ -421,7 +420,7 @@ static int family_parent(void *arg)
     fa->wait_r = coil_group_wait(fa->g);
     fa->sibling_done_at_wait = fa->sibling_done;
     fa->late_spawn_r = coil_group_spawn(fa->g, sibling_body, fa, NULL, NULL);
-    coil_group_free(fa->g);
+    coil_group_unref(fa->g);
     return 0;
 }
 
@@ -463,7 +462,7 @@ static int pending_parent_body(void *arg)
     pp->wait_r = coil_group_wait(g);
     for (int i = 0; i < 2; i++)
         pp->finished_at_wait[i] = pp->ch[i].finished;
-    coil_group_free(g);
+    coil_group_unref(g);
     pp->next_r = coil_yield();
     return 0;
 }
@@ -530,7 +529,7 @@ static int race_parent_body(void *arg)
     for (int i = 0; i < p->n; i++)
         p->finished_at_wait[i] = p->ch[i].finished;
     p->nerrors = coil_group_errors(g, p->errors, MAXC + 2);
-    coil_group_free(g);
+    coil_group_unref(g);
     p->cancelling_after = coil_task_cancelling(coil_current_task());
     p->next_r = coil_sleep(COIL_MSEC);
     p->after_r = coil_yield();
@@ -627,7 +626,7 @@ static int spawn_after_wait_body(void *arg)
     coil_task_t *t = (coil_task_t *)1;
     s->r_after_wait = coil_group_spawn(g, mark_started, &s->ch[0], NULL, &t);
     s->out_null = t == NULL;
-    coil_group_free(g);
+    coil_group_unref(g);
     coil_yield();
     return 0;
 }
@@ -649,7 +648,7 @@ static int spawn_shutting_down_body(void *arg)
     s->shut_child_cancelled =
         s->shut_child && coil_future_cancelled(coil_task_future(s->shut_child));
     coil_task_unref(s->shut_child);
-    coil_group_free(g);
+    coil_group_unref(g);
     return 0;
 }
 
@@ -663,7 +662,7 @@ static int spawn_cancelled_group_body(void *arg)
     s->r_cancelled_group =
         coil_group_spawn(g, mark_started, &s->ch[0], NULL, NULL);
     s->wait_r = coil_group_wait(g);
-    coil_group_free(g);
+    coil_group_unref(g);
     return 0;
 }
 
@@ -731,7 +730,7 @@ static int opts_parent(void *arg)
     }
     o->wait_r = coil_group_wait(g);
     coil_task_unref(t);
-    coil_group_free(g);
+    coil_group_unref(g);
     return 0;
 }
 
@@ -762,7 +761,7 @@ static int misuse_owner(void *arg)
     coil_sleep(10 * COIL_MSEC); /* the other task tries its luck */
     m->r_wait = coil_group_wait(m->g);
     m->r_twice = coil_group_wait(m->g);
-    coil_group_free(m->g);
+    coil_group_unref(m->g);
     m->g = NULL;
     return 0;
 }
@@ -788,7 +787,7 @@ static void test_group_misuse(void **state)
     assert_int_equal(coil_group_new(&g), -EPERM);
     assert_null(g);
     assert_int_equal(coil_group_new(NULL), -EINVAL);
-    coil_group_free(NULL);
+    coil_group_unref(NULL);
 
     struct misuse_ctx m;
     memset(&m, 0x55, sizeof(m));
@@ -831,7 +830,7 @@ static int free_unwaited_body(void *arg)
         coil_group_spawn(g, child_body, &fc->ch[i], NULL, &fc->t[i]);
     }
     coil_yield();       /* the children start */
-    coil_group_free(g); /* not waited for */
+    coil_group_unref(g); /* not waited for */
     return 0;
 }
 
@@ -873,7 +872,7 @@ static int group_cancel_body(void *arg)
     for (int i = 0; i < 2; i++)
         c->finished_at_wait[i] = c->ch[i].finished;
     c->nerrors = coil_group_errors(g, NULL, 0);
-    coil_group_free(g);
+    coil_group_unref(g);
     c->next_r = coil_yield();
     return 0;
 }
@@ -912,7 +911,7 @@ static int closing_parent(void *arg)
         coil_group_spawn(g, child_body, &fc->ch[i], NULL, NULL);
     }
     coil_group_wait(g);
-    coil_group_free(g);
+    coil_group_unref(g);
     return 0;
 }
 
@@ -926,13 +925,13 @@ static void test_group_loop_closed_while_waiting(void **state)
     coil_task_t *t;
     assert_int_equal(coil_task_spawn(f->loop, closing_parent, &fc, &t), 0);
     assert_int_equal(
-        coil_call_later(f->loop, COIL_MSEC, test_stop_cb, f->loop, NULL), 0);
+        coil_loop_call_later(f->loop, COIL_MSEC, test_stop_cb, f->loop, NULL), 0);
     test_run(f->loop);
     assert_true(fc.ch[0].started && fc.ch[1].started);
     assert_int_equal(coil_loop_close(f->loop), 0);
     assert_true(coil_future_cancelled(coil_task_future(t)));
     assert_true(log.count >= 3); /* the parent and its two children */
-    assert_int_equal(coil_all_tasks(f->loop, NULL, 0), 0);
+    assert_int_equal(coil_loop_tasks(f->loop, NULL, 0), 0);
     coil_task_unref(t);
     /* The leak gate: the group went with its parent. */
 }

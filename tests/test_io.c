@@ -118,13 +118,13 @@ static void safety_arm(struct safety *s, coil_loop_t *loop, int64_t ns)
 {
     s->loop = loop;
     s->fired = false;
-    assert_int_equal(coil_call_later(loop, ns, safety_cb, s, &s->handle), 0);
+    assert_int_equal(coil_loop_call_later(loop, ns, safety_cb, s, &s->handle), 0);
 }
 
 static void safety_disarm(struct safety *s)
 {
     coil_handle_cancel(s->handle);
-    coil_handle_release(s->handle);
+    coil_handle_unref(s->handle);
     s->handle = NULL;
 }
 
@@ -163,7 +163,7 @@ static void ticker_open(struct ticker *t, coil_loop_t *loop)
     t->count = 0;
     t->limit = 0;
     test_socketpair(t->sv);
-    assert_int_equal(coil_add_writer(loop, t->sv[0], ticker_cb, t), 0);
+    assert_int_equal(coil_loop_add_writer(loop, t->sv[0], ticker_cb, t), 0);
 }
 
 /* Run the loop for n more polls. */
@@ -176,7 +176,7 @@ static void ticker_run(struct ticker *t, int n)
 
 static void ticker_close(struct ticker *t)
 {
-    assert_int_equal(coil_remove_writer(t->loop, t->sv[0]), 1);
+    assert_int_equal(coil_loop_remove_writer(t->loop, t->sv[0]), 1);
     close_pair(t->sv);
 }
 
@@ -213,8 +213,8 @@ static void rec_cb(void *arg)
         r->io_errno = n < 0 ? errno : 0;
     }
     if (r->remove_self)
-        r->remove_ret = r->writer ? coil_remove_writer(r->loop, r->fd)
-                                  : coil_remove_reader(r->loop, r->fd);
+        r->remove_ret = r->writer ? coil_loop_remove_writer(r->loop, r->fd)
+                                  : coil_loop_remove_reader(r->loop, r->fd);
     if (r->calls == r->stop_at)
         coil_loop_stop(r->loop);
 }
@@ -231,7 +231,7 @@ static void test_reader_fires_on_data(void **state)
     int sv[2];
     test_socketpair(sv);
     struct rec r = {.loop = loop, .fd = sv[0], .do_read = true, .stop_at = 1};
-    assert_int_equal(coil_add_reader(loop, sv[0], rec_cb, &r), 0);
+    assert_int_equal(coil_loop_add_reader(loop, sv[0], rec_cb, &r), 0);
 
     ticker_run(&t, 3); /* nothing to read yet */
     assert_int_equal(r.calls, 0);
@@ -244,7 +244,7 @@ static void test_reader_fires_on_data(void **state)
     ticker_run(&t, 3); /* drained: quiet again */
     assert_int_equal(r.calls, 1);
 
-    assert_int_equal(coil_remove_reader(loop, sv[0]), 1);
+    assert_int_equal(coil_loop_remove_reader(loop, sv[0]), 1);
     ticker_close(&t);
     close_pair(sv);
 }
@@ -259,7 +259,7 @@ static void test_writer_fires_when_writable(void **state)
                     .writer = true,
                     .stop_at = 1,
                     .remove_self = true};
-    assert_int_equal(coil_add_writer(loop, sv[0], rec_cb, &w), 0);
+    assert_int_equal(coil_loop_add_writer(loop, sv[0], rec_cb, &w), 0);
     assert_false(run_bounded(loop));
     assert_int_equal(w.calls, 1);
     assert_int_equal(w.remove_ret, 1);
@@ -270,7 +270,7 @@ static void test_writer_fires_when_writable(void **state)
     fill(sv[0]);
     struct rec w2 = {
         .loop = loop, .fd = sv[0], .writer = true, .remove_self = true};
-    assert_int_equal(coil_add_writer(loop, sv[0], rec_cb, &w2), 0);
+    assert_int_equal(coil_loop_add_writer(loop, sv[0], rec_cb, &w2), 0);
     ticker_run(&t, 3);
     assert_int_equal(w2.calls, 0);
     drain(sv[1]);
@@ -278,7 +278,7 @@ static void test_writer_fires_when_writable(void **state)
     assert_int_equal(w2.calls, 1);
     assert_int_equal(w2.remove_ret, 1);
 
-    assert_int_equal(coil_remove_writer(loop, sv[0]), 0);
+    assert_int_equal(coil_loop_remove_writer(loop, sv[0]), 0);
     ticker_close(&t);
     close_pair(sv);
 }
@@ -293,29 +293,29 @@ static void test_reader_and_writer_on_one_fd(void **state)
     put_byte(sv[1]); /* readable, and writable anyway; never drained */
     struct rec r = {.loop = loop, .fd = sv[0]};
     struct rec w = {.loop = loop, .fd = sv[0], .writer = true};
-    assert_int_equal(coil_add_reader(loop, sv[0], rec_cb, &r), 0);
-    assert_int_equal(coil_add_writer(loop, sv[0], rec_cb, &w), 0);
+    assert_int_equal(coil_loop_add_reader(loop, sv[0], rec_cb, &r), 0);
+    assert_int_equal(coil_loop_add_writer(loop, sv[0], rec_cb, &w), 0);
 
     ticker_run(&t, 2);
     assert_int_equal(r.calls, 2);
     assert_int_equal(w.calls, 2);
 
     /* Without the writer, the reader goes on alone. */
-    assert_int_equal(coil_remove_writer(loop, sv[0]), 1);
+    assert_int_equal(coil_loop_remove_writer(loop, sv[0]), 1);
     ticker_run(&t, 2);
     assert_int_equal(r.calls, 4);
     assert_int_equal(w.calls, 2);
 
     /* The writer back and the reader gone: the writer goes on alone. */
-    assert_int_equal(coil_add_writer(loop, sv[0], rec_cb, &w), 0);
-    assert_int_equal(coil_remove_reader(loop, sv[0]), 1);
+    assert_int_equal(coil_loop_add_writer(loop, sv[0], rec_cb, &w), 0);
+    assert_int_equal(coil_loop_remove_reader(loop, sv[0]), 1);
     ticker_run(&t, 2);
     assert_int_equal(r.calls, 4);
     assert_int_equal(w.calls, 4);
 
-    assert_int_equal(coil_remove_reader(loop, sv[0]), 0);
-    assert_int_equal(coil_remove_writer(loop, sv[0]), 1);
-    assert_int_equal(coil_remove_writer(loop, sv[0]), 0);
+    assert_int_equal(coil_loop_remove_reader(loop, sv[0]), 0);
+    assert_int_equal(coil_loop_remove_writer(loop, sv[0]), 1);
+    assert_int_equal(coil_loop_remove_writer(loop, sv[0]), 0);
     ticker_run(&t, 2);
     assert_int_equal(r.calls, 4);
     assert_int_equal(w.calls, 4);
@@ -333,7 +333,7 @@ static void test_level_triggered(void **state)
 
     /* Not drained: it fires again in the next poll, and the next. */
     struct rec r = {.loop = loop, .fd = sv[0], .stop_at = 3};
-    assert_int_equal(coil_add_reader(loop, sv[0], rec_cb, &r), 0);
+    assert_int_equal(coil_loop_add_reader(loop, sv[0], rec_cb, &r), 0);
     assert_false(run_bounded(loop));
     assert_int_equal(r.calls, 3);
 
@@ -343,7 +343,7 @@ static void test_level_triggered(void **state)
     ticker_run(&t, 5);
     assert_int_equal(r.calls, 3 + 5);
 
-    assert_int_equal(coil_remove_reader(loop, sv[0]), 1);
+    assert_int_equal(coil_loop_remove_reader(loop, sv[0]), 1);
     ticker_close(&t);
     close_pair(sv);
 }
@@ -360,8 +360,8 @@ static void test_remove_self_fires_once(void **state)
     struct rec r = {.loop = loop, .fd = sv[0], .remove_self = true};
     struct rec w = {
         .loop = loop, .fd = sv2[0], .writer = true, .remove_self = true};
-    assert_int_equal(coil_add_reader(loop, sv[0], rec_cb, &r), 0);
-    assert_int_equal(coil_add_writer(loop, sv2[0], rec_cb, &w), 0);
+    assert_int_equal(coil_loop_add_reader(loop, sv[0], rec_cb, &r), 0);
+    assert_int_equal(coil_loop_add_writer(loop, sv2[0], rec_cb, &w), 0);
 
     ticker_run(&t, 5);
     assert_int_equal(r.calls, 1);
@@ -371,8 +371,8 @@ static void test_remove_self_fires_once(void **state)
 
     char c;
     assert_int_equal(read(sv[0], &c, 1), 1); /* the data was still there */
-    assert_int_equal(coil_remove_reader(loop, sv[0]), 0);
-    assert_int_equal(coil_remove_writer(loop, sv2[0]), 0);
+    assert_int_equal(coil_loop_remove_reader(loop, sv[0]), 0);
+    assert_int_equal(coil_loop_remove_writer(loop, sv2[0]), 0);
     ticker_close(&t);
     close_pair(sv);
     close_pair(sv2);
@@ -394,8 +394,8 @@ static void cross_cb(void *arg)
 {
     struct cross *c = arg;
     c->calls++;
-    c->remove_other_ret = coil_remove_reader(c->loop, c->other_fd);
-    c->remove_own_ret = coil_remove_reader(c->loop, c->fd);
+    c->remove_other_ret = coil_loop_remove_reader(c->loop, c->other_fd);
+    c->remove_own_ret = coil_loop_remove_reader(c->loop, c->fd);
 }
 
 static void test_remove_queued_watcher(void **state)
@@ -410,8 +410,8 @@ static void test_remove_queued_watcher(void **state)
     put_byte(b[1]);
     struct cross ca = {loop, a[0], b[0], 0, -1000, -1000};
     struct cross cb = {loop, b[0], a[0], 0, -1000, -1000};
-    assert_int_equal(coil_add_reader(loop, a[0], cross_cb, &ca), 0);
-    assert_int_equal(coil_add_reader(loop, b[0], cross_cb, &cb), 0);
+    assert_int_equal(coil_loop_add_reader(loop, a[0], cross_cb, &ca), 0);
+    assert_int_equal(coil_loop_add_reader(loop, b[0], cross_cb, &cb), 0);
 
     ticker_run(&t, 3);
     assert_int_equal(ca.calls + cb.calls, 1);
@@ -419,8 +419,8 @@ static void test_remove_queued_watcher(void **state)
     assert_int_equal(ran->remove_other_ret, 1);
     assert_int_equal(ran->remove_own_ret, 1);
 
-    assert_int_equal(coil_remove_reader(loop, a[0]), 0);
-    assert_int_equal(coil_remove_reader(loop, b[0]), 0);
+    assert_int_equal(coil_loop_remove_reader(loop, a[0]), 0);
+    assert_int_equal(coil_loop_remove_reader(loop, b[0]), 0);
     ticker_close(&t);
     close_pair(a);
     close_pair(b);
@@ -443,8 +443,8 @@ static void swapper_cb(void *arg)
 {
     struct swapper *s = arg;
     s->calls++;
-    s->add_ret = coil_add_reader(s->loop, s->other_fd, rec_cb, s->other_next);
-    coil_remove_reader(s->loop, s->fd);
+    s->add_ret = coil_loop_add_reader(s->loop, s->other_fd, rec_cb, s->other_next);
+    coil_loop_remove_reader(s->loop, s->fd);
 }
 
 static void test_replace_queued_watcher(void **state)
@@ -461,8 +461,8 @@ static void test_replace_queued_watcher(void **state)
     struct rec next_b = {.loop = loop, .fd = b[0]};
     struct swapper sa = {loop, a[0], b[0], 0, &next_b, -1000};
     struct swapper sb = {loop, b[0], a[0], 0, &next_a, -1000};
-    assert_int_equal(coil_add_reader(loop, a[0], swapper_cb, &sa), 0);
-    assert_int_equal(coil_add_reader(loop, b[0], swapper_cb, &sb), 0);
+    assert_int_equal(coil_loop_add_reader(loop, a[0], swapper_cb, &sa), 0);
+    assert_int_equal(coil_loop_add_reader(loop, b[0], swapper_cb, &sb), 0);
 
     ticker_run(&t, 3);
     assert_int_equal(sa.calls + sb.calls, 1);
@@ -473,7 +473,7 @@ static void test_replace_queued_watcher(void **state)
     assert_int_equal(next_a.calls + next_b.calls, 2);
 
     assert_int_equal(
-        coil_remove_reader(loop, a[0]) + coil_remove_reader(loop, b[0]), 1);
+        coil_loop_remove_reader(loop, a[0]) + coil_loop_remove_reader(loop, b[0]), 1);
     ticker_close(&t);
     close_pair(a);
     close_pair(b);
@@ -492,7 +492,7 @@ static void replacer_cb(void *arg)
 {
     struct replacer *r = arg;
     r->calls++;
-    r->add_ret = coil_add_reader(r->loop, r->fd, rec_cb, r->next);
+    r->add_ret = coil_loop_add_reader(r->loop, r->fd, rec_cb, r->next);
 }
 
 static void test_replace_reader(void **state)
@@ -506,8 +506,8 @@ static void test_replace_reader(void **state)
 
     struct rec old = {.loop = loop, .fd = sv[0]};
     struct rec new = {.loop = loop, .fd = sv[0]};
-    assert_int_equal(coil_add_reader(loop, sv[0], rec_cb, &old), 0);
-    assert_int_equal(coil_add_reader(loop, sv[0], rec_cb, &new), 0);
+    assert_int_equal(coil_loop_add_reader(loop, sv[0], rec_cb, &old), 0);
+    assert_int_equal(coil_loop_add_reader(loop, sv[0], rec_cb, &new), 0);
     ticker_run(&t, 3);
     assert_int_equal(old.calls, 0);
     assert_int_equal(new.calls, 3);
@@ -515,7 +515,7 @@ static void test_replace_reader(void **state)
     /* Replaced from its own callback: the old one never runs again. */
     struct rec next = {.loop = loop, .fd = sv[0]};
     struct replacer rp = {loop, sv[0], 0, &next, -1000};
-    assert_int_equal(coil_add_reader(loop, sv[0], replacer_cb, &rp), 0);
+    assert_int_equal(coil_loop_add_reader(loop, sv[0], replacer_cb, &rp), 0);
     ticker_run(&t, 3);
     assert_int_equal(rp.calls, 1);
     assert_int_equal(rp.add_ret, 0);
@@ -523,8 +523,8 @@ static void test_replace_reader(void **state)
     assert_int_equal(new.calls, 3);
 
     /* One reader per fd: a single removal removes it. */
-    assert_int_equal(coil_remove_reader(loop, sv[0]), 1);
-    assert_int_equal(coil_remove_reader(loop, sv[0]), 0);
+    assert_int_equal(coil_loop_remove_reader(loop, sv[0]), 1);
+    assert_int_equal(coil_loop_remove_reader(loop, sv[0]), 0);
     ticker_close(&t);
     close_pair(sv);
 }
@@ -537,20 +537,20 @@ static void test_remove_return_values(void **state)
     struct rec r = {0};
 
     /* Never watched, including numbers far beyond any table. */
-    assert_int_equal(coil_remove_reader(loop, sv[0]), 0);
-    assert_int_equal(coil_remove_writer(loop, sv[0]), 0);
-    assert_int_equal(coil_remove_reader(loop, 100000), 0);
-    assert_int_equal(coil_remove_writer(loop, INT_MAX), 0);
+    assert_int_equal(coil_loop_remove_reader(loop, sv[0]), 0);
+    assert_int_equal(coil_loop_remove_writer(loop, sv[0]), 0);
+    assert_int_equal(coil_loop_remove_reader(loop, 100000), 0);
+    assert_int_equal(coil_loop_remove_writer(loop, INT_MAX), 0);
 
-    assert_int_equal(coil_add_reader(loop, sv[0], rec_cb, &r), 0);
-    assert_int_equal(coil_remove_writer(loop, sv[0]), 0); /* no writer */
-    assert_int_equal(coil_remove_reader(loop, sv[0]), 1);
-    assert_int_equal(coil_remove_reader(loop, sv[0]), 0);
+    assert_int_equal(coil_loop_add_reader(loop, sv[0], rec_cb, &r), 0);
+    assert_int_equal(coil_loop_remove_writer(loop, sv[0]), 0); /* no writer */
+    assert_int_equal(coil_loop_remove_reader(loop, sv[0]), 1);
+    assert_int_equal(coil_loop_remove_reader(loop, sv[0]), 0);
 
-    assert_int_equal(coil_add_writer(loop, sv[0], rec_cb, &r), 0);
-    assert_int_equal(coil_remove_reader(loop, sv[0]), 0); /* no reader */
-    assert_int_equal(coil_remove_writer(loop, sv[0]), 1);
-    assert_int_equal(coil_remove_writer(loop, sv[0]), 0);
+    assert_int_equal(coil_loop_add_writer(loop, sv[0], rec_cb, &r), 0);
+    assert_int_equal(coil_loop_remove_reader(loop, sv[0]), 0); /* no reader */
+    assert_int_equal(coil_loop_remove_writer(loop, sv[0]), 1);
+    assert_int_equal(coil_loop_remove_writer(loop, sv[0]), 0);
 
     assert_int_equal(r.calls, 0);
     close_pair(sv);
@@ -563,36 +563,36 @@ static void test_bad_arguments(void **state)
     test_socketpair(sv);
     struct rec r = {.loop = loop, .fd = sv[0]};
 
-    assert_int_equal(coil_add_reader(NULL, sv[0], rec_cb, &r), -EINVAL);
-    assert_int_equal(coil_add_writer(NULL, sv[0], rec_cb, &r), -EINVAL);
-    assert_int_equal(coil_add_reader(loop, sv[0], NULL, &r), -EINVAL);
-    assert_int_equal(coil_add_writer(loop, sv[0], NULL, &r), -EINVAL);
-    assert_int_equal(coil_add_reader(loop, -1, rec_cb, &r), -EBADF);
-    assert_int_equal(coil_add_writer(loop, INT_MIN, rec_cb, &r), -EBADF);
+    assert_int_equal(coil_loop_add_reader(NULL, sv[0], rec_cb, &r), -EINVAL);
+    assert_int_equal(coil_loop_add_writer(NULL, sv[0], rec_cb, &r), -EINVAL);
+    assert_int_equal(coil_loop_add_reader(loop, sv[0], NULL, &r), -EINVAL);
+    assert_int_equal(coil_loop_add_writer(loop, sv[0], NULL, &r), -EINVAL);
+    assert_int_equal(coil_loop_add_reader(loop, -1, rec_cb, &r), -EBADF);
+    assert_int_equal(coil_loop_add_writer(loop, INT_MIN, rec_cb, &r), -EBADF);
 
     /* A number that is not open. */
     int closed = sv[1];
     close_fd(&sv[1]);
-    assert_int_equal(coil_add_reader(loop, closed, rec_cb, &r), -EBADF);
-    assert_int_equal(coil_add_writer(loop, closed, rec_cb, &r), -EBADF);
-    assert_int_equal(coil_remove_reader(loop, closed), 0);
-    assert_int_equal(coil_remove_writer(loop, closed), 0);
+    assert_int_equal(coil_loop_add_reader(loop, closed, rec_cb, &r), -EBADF);
+    assert_int_equal(coil_loop_add_writer(loop, closed, rec_cb, &r), -EBADF);
+    assert_int_equal(coil_loop_remove_reader(loop, closed), 0);
+    assert_int_equal(coil_loop_remove_writer(loop, closed), 0);
 
-    assert_int_equal(coil_remove_reader(NULL, sv[0]), -EINVAL);
-    assert_int_equal(coil_remove_writer(NULL, sv[0]), -EINVAL);
-    assert_int_equal(coil_remove_reader(loop, -1), -EINVAL);
-    assert_int_equal(coil_remove_writer(loop, -1), -EINVAL);
+    assert_int_equal(coil_loop_remove_reader(NULL, sv[0]), -EINVAL);
+    assert_int_equal(coil_loop_remove_writer(NULL, sv[0]), -EINVAL);
+    assert_int_equal(coil_loop_remove_reader(loop, -1), -EINVAL);
+    assert_int_equal(coil_loop_remove_writer(loop, -1), -EINVAL);
 
     /* None of the failed calls left a watcher behind. */
-    assert_int_equal(coil_remove_reader(loop, sv[0]), 0);
-    assert_int_equal(coil_remove_writer(loop, sv[0]), 0);
+    assert_int_equal(coil_loop_remove_reader(loop, sv[0]), 0);
+    assert_int_equal(coil_loop_remove_writer(loop, sv[0]), 0);
 
     /* A closed loop takes no watcher. */
     assert_int_equal(coil_loop_close(loop), 0);
-    assert_int_equal(coil_add_reader(loop, sv[0], rec_cb, &r), -EBADF);
-    assert_int_equal(coil_add_writer(loop, sv[0], rec_cb, &r), -EBADF);
-    assert_int_equal(coil_remove_reader(loop, sv[0]), 0);
-    assert_int_equal(coil_remove_writer(loop, sv[0]), 0);
+    assert_int_equal(coil_loop_add_reader(loop, sv[0], rec_cb, &r), -EBADF);
+    assert_int_equal(coil_loop_add_writer(loop, sv[0], rec_cb, &r), -EBADF);
+    assert_int_equal(coil_loop_remove_reader(loop, sv[0]), 0);
+    assert_int_equal(coil_loop_remove_writer(loop, sv[0]), 0);
     assert_int_equal(r.calls, 0);
     close_pair(sv);
 }
@@ -602,9 +602,9 @@ static void test_add_huge_fd_number(void **state)
 {
     coil_loop_t *loop = test_loop(state);
     struct rec r = {0};
-    assert_int_equal(coil_add_reader(loop, INT_MAX, rec_cb, &r), -EBADF);
-    assert_int_equal(coil_add_writer(loop, INT_MAX, rec_cb, &r), -EBADF);
-    assert_int_equal(coil_remove_reader(loop, INT_MAX), 0);
+    assert_int_equal(coil_loop_add_reader(loop, INT_MAX, rec_cb, &r), -EBADF);
+    assert_int_equal(coil_loop_add_writer(loop, INT_MAX, rec_cb, &r), -EBADF);
+    assert_int_equal(coil_loop_remove_reader(loop, INT_MAX), 0);
 }
 
 /* epoll cannot watch a regular file (-EPERM); poll reports it ready. */
@@ -616,12 +616,12 @@ static void test_regular_file(void **state)
     int fd = fileno(f);
     struct rec r = {.loop = loop, .fd = fd, .stop_at = 1, .remove_self = true};
     if (is_backend(loop, "epoll")) {
-        assert_int_equal(coil_add_reader(loop, fd, rec_cb, &r), -EPERM);
-        assert_int_equal(coil_add_writer(loop, fd, rec_cb, &r), -EPERM);
-        assert_int_equal(coil_remove_reader(loop, fd), 0);
-        assert_int_equal(coil_remove_writer(loop, fd), 0);
+        assert_int_equal(coil_loop_add_reader(loop, fd, rec_cb, &r), -EPERM);
+        assert_int_equal(coil_loop_add_writer(loop, fd, rec_cb, &r), -EPERM);
+        assert_int_equal(coil_loop_remove_reader(loop, fd), 0);
+        assert_int_equal(coil_loop_remove_writer(loop, fd), 0);
     } else {
-        assert_int_equal(coil_add_reader(loop, fd, rec_cb, &r), 0);
+        assert_int_equal(coil_loop_add_reader(loop, fd, rec_cb, &r), 0);
         assert_false(run_bounded(loop));
         assert_int_equal(r.calls, 1);
         assert_int_equal(r.remove_ret, 1);
@@ -646,7 +646,7 @@ static void test_peer_close_wakes_reader(void **state)
                     .remove_self = true,
                     .stop_at = 1,
                     .io_ret = -1000};
-    assert_int_equal(coil_add_reader(loop, sv[0], rec_cb, &r), 0);
+    assert_int_equal(coil_loop_add_reader(loop, sv[0], rec_cb, &r), 0);
     ticker_run(&t, 2);
     assert_int_equal(r.calls, 0);
 
@@ -676,7 +676,7 @@ static void test_peer_close_wakes_writer(void **state)
                     .do_write = true,
                     .remove_self = true,
                     .io_ret = -1000};
-    assert_int_equal(coil_add_writer(loop, sv[0], rec_cb, &w), 0);
+    assert_int_equal(coil_loop_add_writer(loop, sv[0], rec_cb, &w), 0);
     ticker_run(&t, 3);
     assert_int_equal(w.calls, 0);
 
@@ -702,7 +702,7 @@ static void test_hangup_wakes_writer(void **state)
     make_pipe(p);
     struct rec w = {
         .loop = loop, .fd = p[0], .writer = true, .remove_self = true};
-    assert_int_equal(coil_add_writer(loop, p[0], rec_cb, &w), 0);
+    assert_int_equal(coil_loop_add_writer(loop, p[0], rec_cb, &w), 0);
     ticker_run(&t, 3);
     assert_int_equal(w.calls, 0);
 
@@ -725,7 +725,7 @@ static void test_error_wakes_reader(void **state)
     int p[2];
     make_pipe(p);
     struct rec r = {.loop = loop, .fd = p[1], .remove_self = true};
-    assert_int_equal(coil_add_reader(loop, p[1], rec_cb, &r), 0);
+    assert_int_equal(coil_loop_add_reader(loop, p[1], rec_cb, &r), 0);
     ticker_run(&t, 3);
     assert_int_equal(r.calls, 0);
 
@@ -757,10 +757,10 @@ static void test_closed_fd_then_removed(void **state)
     test_socketpair(sv);
     struct rec r = {.loop = loop, .fd = sv[0]};
     int fd = sv[0];
-    assert_int_equal(coil_add_reader(loop, fd, rec_cb, &r), 0);
+    assert_int_equal(coil_loop_add_reader(loop, fd, rec_cb, &r), 0);
     close_fd(&sv[0]);
-    assert_int_equal(coil_remove_reader(loop, fd), 1);
-    assert_int_equal(coil_remove_reader(loop, fd), 0);
+    assert_int_equal(coil_loop_remove_reader(loop, fd), 1);
+    assert_int_equal(coil_loop_remove_reader(loop, fd), 0);
 
     /* Both directions watched: neither removal crashes or fails. */
     int sv2[2];
@@ -769,13 +769,13 @@ static void test_closed_fd_then_removed(void **state)
     struct rec r2 = {.loop = loop, .fd = sv2[0]};
     struct rec w2 = {.loop = loop, .fd = sv2[0], .writer = true};
     int fd2 = sv2[0];
-    assert_int_equal(coil_add_reader(loop, fd2, rec_cb, &r2), 0);
-    assert_int_equal(coil_add_writer(loop, fd2, rec_cb, &w2), 0);
+    assert_int_equal(coil_loop_add_reader(loop, fd2, rec_cb, &r2), 0);
+    assert_int_equal(coil_loop_add_writer(loop, fd2, rec_cb, &w2), 0);
     close_fd(&sv2[0]);
-    assert_int_equal(coil_remove_reader(loop, fd2), 1);
-    int rw = coil_remove_writer(loop, fd2);
+    assert_int_equal(coil_loop_remove_reader(loop, fd2), 1);
+    int rw = coil_loop_remove_writer(loop, fd2);
     assert_true(rw == 0 || rw == 1);
-    assert_int_equal(coil_remove_writer(loop, fd2), 0);
+    assert_int_equal(coil_loop_remove_writer(loop, fd2), 0);
 
     ticker_run(&t, 3);
     assert_int_equal(r.calls + r2.calls + w2.calls, 0);
@@ -801,8 +801,8 @@ static void test_closed_fd_never_runs(void **state)
     int fd = sv[0];
     struct rec r = {.loop = loop, .fd = fd};
     struct rec w = {.loop = loop, .fd = fd, .writer = true};
-    assert_int_equal(coil_add_reader(loop, fd, rec_cb, &r), 0);
-    assert_int_equal(coil_add_writer(loop, fd, rec_cb, &w), 0);
+    assert_int_equal(coil_loop_add_reader(loop, fd, rec_cb, &r), 0);
+    assert_int_equal(coil_loop_add_writer(loop, fd, rec_cb, &w), 0);
     close_fd(&sv[0]);
 
     ticker_run(&t, 5);
@@ -811,11 +811,11 @@ static void test_closed_fd_never_runs(void **state)
     if (is_backend(loop, "poll")) {
         assert_int_equal(exc.count, 1);
         assert_int_equal(exc.last_error, -EBADF);
-        assert_int_equal(coil_remove_reader(loop, fd), 0);
-        assert_int_equal(coil_remove_writer(loop, fd), 0);
+        assert_int_equal(coil_loop_remove_reader(loop, fd), 0);
+        assert_int_equal(coil_loop_remove_writer(loop, fd), 0);
     } else {
-        coil_remove_reader(loop, fd);
-        coil_remove_writer(loop, fd);
+        coil_loop_remove_reader(loop, fd);
+        coil_loop_remove_writer(loop, fd);
     }
 
     ticker_close(&t);
@@ -854,7 +854,7 @@ static void test_reused_fd_number_no_stale_event(void **state)
     int sv[2], nb[2];
     test_socketpair(sv);
     struct rec old = {.loop = loop, .fd = sv[0]};
-    assert_int_equal(coil_add_reader(loop, sv[0], rec_cb, &old), 0);
+    assert_int_equal(coil_loop_add_reader(loop, sv[0], rec_cb, &old), 0);
     ticker_run(&t, 1);
     int num = close_and_reuse(sv, nb);
     put_byte(nb[1]); /* the new file under the old number is readable */
@@ -865,9 +865,9 @@ static void test_reused_fd_number_no_stale_event(void **state)
         /* poll sees another file under the number: dropped, reported. */
         assert_int_equal(exc.count, 1);
         assert_int_equal(exc.last_error, -EBADF);
-        assert_int_equal(coil_remove_reader(loop, num), 0);
+        assert_int_equal(coil_loop_remove_reader(loop, num), 0);
     } else {
-        coil_remove_reader(loop, num);
+        coil_loop_remove_reader(loop, num);
     }
 
     ticker_close(&t);
@@ -887,16 +887,16 @@ static void test_reused_fd_number_other_direction(void **state)
     int sv[2], nb[2];
     test_socketpair(sv);
     struct rec old = {.loop = loop, .fd = sv[0]};
-    assert_int_equal(coil_add_reader(loop, sv[0], rec_cb, &old), 0);
+    assert_int_equal(coil_loop_add_reader(loop, sv[0], rec_cb, &old), 0);
     ticker_run(&t, 1);
     int num = close_and_reuse(sv, nb);
     put_byte(nb[1]);
     struct rec w = {.loop = loop, .fd = num, .writer = true};
-    assert_int_equal(coil_add_writer(loop, num, rec_cb, &w), 0);
+    assert_int_equal(coil_loop_add_writer(loop, num, rec_cb, &w), 0);
 
     ticker_run(&t, 3);
-    coil_remove_reader(loop, num);
-    coil_remove_writer(loop, num);
+    coil_loop_remove_reader(loop, num);
+    coil_loop_remove_writer(loop, num);
     ticker_close(&t);
     close_pair(nb);
     assert_int_equal(old.calls, 0);
@@ -915,7 +915,7 @@ static void test_reused_fd_number_readded(void **state)
     int sv[2], nb[2];
     test_socketpair(sv);
     struct rec old = {.loop = loop, .fd = sv[0]};
-    assert_int_equal(coil_add_reader(loop, sv[0], rec_cb, &old), 0);
+    assert_int_equal(coil_loop_add_reader(loop, sv[0], rec_cb, &old), 0);
     ticker_run(&t, 1);
     int num = close_and_reuse(sv, nb);
     put_byte(nb[1]);
@@ -924,10 +924,10 @@ static void test_reused_fd_number_readded(void **state)
                       .do_read = true,
                       .stop_at = 1,
                       .io_ret = -1000};
-    assert_int_equal(coil_add_reader(loop, num, rec_cb, &new), 0);
+    assert_int_equal(coil_loop_add_reader(loop, num, rec_cb, &new), 0);
 
     bool timed_out = run_bounded(loop);
-    coil_remove_reader(loop, num);
+    coil_loop_remove_reader(loop, num);
     ticker_close(&t);
     close_pair(nb);
     assert_false(timed_out);
@@ -963,7 +963,7 @@ static void many_cb(void *arg)
         m->distinct++;
     if (m->remove_self) {
         drain(r->fd);
-        coil_remove_reader(m->loop, r->fd);
+        coil_loop_remove_reader(m->loop, r->fd);
     }
     if (m->distinct == MANY)
         coil_loop_stop(m->loop);
@@ -979,7 +979,7 @@ static void many_fds(coil_loop_t *loop, bool remove_self)
     for (int i = 0; i < MANY; i++) {
         test_socketpair(sv[i]);
         recs[i] = (struct many_rec){&m, sv[i][0], 0};
-        assert_int_equal(coil_add_reader(loop, sv[i][0], many_cb, &recs[i]), 0);
+        assert_int_equal(coil_loop_add_reader(loop, sv[i][0], many_cb, &recs[i]), 0);
     }
     for (int i = 0; i < MANY; i++)
         put_byte(sv[i][1]);
@@ -989,7 +989,7 @@ static void many_fds(coil_loop_t *loop, bool remove_self)
     for (int i = 0; i < MANY; i++) {
         never += recs[i].calls == 0;
         twice += recs[i].calls > 1;
-        coil_remove_reader(loop, sv[i][0]);
+        coil_loop_remove_reader(loop, sv[i][0]);
         close_pair(sv[i]);
     }
     free(sv);
@@ -1026,7 +1026,7 @@ static void test_wait_interrupted(void **state)
     test_socketpair(sv);
     put_byte(sv[1]);
     struct rec r = {.loop = loop, .fd = sv[0], .do_read = true, .stop_at = 1};
-    assert_int_equal(coil_add_reader(loop, sv[0], rec_cb, &r), 0);
+    assert_int_equal(coil_loop_add_reader(loop, sv[0], rec_cb, &r), 0);
 
     enum coil__sys_call call = wait_call(loop);
     coil__fault_arm(call, 1, 3, EINTR); /* three waits in a row */
@@ -1036,7 +1036,7 @@ static void test_wait_interrupted(void **state)
     assert_int_equal(r.io_ret, 1);
     assert_int_equal(exc.count, 0);
 
-    assert_int_equal(coil_remove_reader(loop, sv[0]), 1);
+    assert_int_equal(coil_loop_remove_reader(loop, sv[0]), 1);
     close_pair(sv);
 }
 
@@ -1053,7 +1053,7 @@ static void test_wait_fails_fatally(void **state)
         put_byte(sv[1]);
         struct rec r = {
             .loop = loop, .fd = sv[0], .do_read = true, .stop_at = 1};
-        assert_int_equal(coil_add_reader(loop, sv[0], rec_cb, &r), 0);
+        assert_int_equal(coil_loop_add_reader(loop, sv[0], rec_cb, &r), 0);
 
         coil__fault_arm(call, 1, 1000, errs[i]);
         struct safety s;
@@ -1073,7 +1073,7 @@ static void test_wait_fails_fatally(void **state)
         assert_int_equal(r.calls, 1);
         assert_int_equal(exc.count, 1);
 
-        assert_int_equal(coil_remove_reader(loop, sv[0]), 1);
+        assert_int_equal(coil_loop_remove_reader(loop, sv[0]), 1);
         close_pair(sv);
         coil_loop_set_exception_handler(loop, NULL, NULL);
     }
@@ -1091,31 +1091,31 @@ static void test_epoll_ctl_fails(void **state)
 
     /* A fresh registration fails: no watcher is left. */
     coil__fault_arm(COIL__SYS_EPOLL_CTL, 1, 1, ENOMEM);
-    assert_int_equal(coil_add_reader(loop, sv[0], rec_cb, &r), -ENOMEM);
+    assert_int_equal(coil_loop_add_reader(loop, sv[0], rec_cb, &r), -ENOMEM);
     assert_int_equal(coil__fault_hit(COIL__SYS_EPOLL_CTL), 0);
-    assert_int_equal(coil_remove_reader(loop, sv[0]), 0);
+    assert_int_equal(coil_loop_remove_reader(loop, sv[0]), 0);
     ticker_run(&t, 3);
     assert_int_equal(r.calls, 0);
 
     /* Widening an existing registration fails: the writer stays, alone. */
     struct rec w = {.loop = loop, .fd = sv[0], .writer = true};
-    assert_int_equal(coil_add_writer(loop, sv[0], rec_cb, &w), 0);
+    assert_int_equal(coil_loop_add_writer(loop, sv[0], rec_cb, &w), 0);
     coil__fault_arm(COIL__SYS_EPOLL_CTL, 1, 1, ENOMEM);
-    assert_int_equal(coil_add_reader(loop, sv[0], rec_cb, &r), -ENOMEM);
+    assert_int_equal(coil_loop_add_reader(loop, sv[0], rec_cb, &r), -ENOMEM);
     assert_int_equal(coil__fault_hit(COIL__SYS_EPOLL_CTL), 0);
     ticker_run(&t, 3);
     assert_int_equal(r.calls, 0);
     assert_int_equal(w.calls, 3);
-    assert_int_equal(coil_remove_reader(loop, sv[0]), 0);
-    assert_int_equal(coil_remove_writer(loop, sv[0]), 1);
+    assert_int_equal(coil_loop_remove_reader(loop, sv[0]), 0);
+    assert_int_equal(coil_loop_remove_writer(loop, sv[0]), 1);
 
     /* A later add works. */
-    assert_int_equal(coil_add_reader(loop, sv[0], rec_cb, &r), 0);
+    assert_int_equal(coil_loop_add_reader(loop, sv[0], rec_cb, &r), 0);
     ticker_run(&t, 2);
     assert_int_equal(r.calls, 1); /* read and drained: once */
     assert_int_equal(r.io_ret, 1);
 
-    assert_int_equal(coil_remove_reader(loop, sv[0]), 1);
+    assert_int_equal(coil_loop_remove_reader(loop, sv[0]), 1);
     ticker_close(&t);
     close_pair(sv);
 }
@@ -1134,23 +1134,23 @@ static void test_epoll_ctl_fails_on_remove(void **state)
     put_byte(sv[1]);
     struct rec r = {.loop = loop, .fd = sv[0]};
     struct rec w = {.loop = loop, .fd = sv[0], .writer = true};
-    assert_int_equal(coil_add_reader(loop, sv[0], rec_cb, &r), 0);
-    assert_int_equal(coil_add_writer(loop, sv[0], rec_cb, &w), 0);
+    assert_int_equal(coil_loop_add_reader(loop, sv[0], rec_cb, &r), 0);
+    assert_int_equal(coil_loop_add_writer(loop, sv[0], rec_cb, &w), 0);
 
     coil__fault_arm(COIL__SYS_EPOLL_CTL, 1, 1, ENOMEM);
-    assert_int_equal(coil_remove_reader(loop, sv[0]), 1);
+    assert_int_equal(coil_loop_remove_reader(loop, sv[0]), 1);
     assert_int_equal(coil__fault_hit(COIL__SYS_EPOLL_CTL), 0);
     assert_int_equal(exc.count, 1);
     assert_int_equal(exc.last_error, -EIO);
     ticker_run(&t, 3);
     assert_int_equal(r.calls + w.calls, 0);
-    assert_int_equal(coil_remove_writer(loop, sv[0]), 0);
+    assert_int_equal(coil_loop_remove_writer(loop, sv[0]), 0);
 
     /* The fd can be watched again. */
-    assert_int_equal(coil_add_writer(loop, sv[0], rec_cb, &w), 0);
+    assert_int_equal(coil_loop_add_writer(loop, sv[0], rec_cb, &w), 0);
     ticker_run(&t, 2);
     assert_int_equal(w.calls, 2);
-    assert_int_equal(coil_remove_writer(loop, sv[0]), 1);
+    assert_int_equal(coil_loop_remove_writer(loop, sv[0]), 1);
 
     ticker_close(&t);
     close_pair(sv);
@@ -1175,21 +1175,21 @@ static void alloc_failure_case(int fd_number)
             .loop = loop, .fd = sv[0], .do_read = true, .stop_at = 1};
 
         test_alloc_fail_after(nth);
-        int err = coil_add_reader(loop, sv[0], rec_cb, &r);
+        int err = coil_loop_add_reader(loop, sv[0], rec_cb, &r);
         bool injected = test_alloc_failed();
         test_alloc_fail_after(0);
         if (err) {
             assert_int_equal(err, -ENOMEM);
             assert_true(injected);
-            assert_int_equal(coil_remove_reader(loop, sv[0]), 0);
-            assert_int_equal(coil_add_reader(loop, sv[0], rec_cb, &r), 0);
+            assert_int_equal(coil_loop_remove_reader(loop, sv[0]), 0);
+            assert_int_equal(coil_loop_add_reader(loop, sv[0], rec_cb, &r), 0);
         } else {
             assert_false(injected);
         }
         assert_false(run_bounded(loop));
         assert_int_equal(r.calls, 1);
-        assert_int_equal(coil_remove_reader(loop, sv[0]), 1);
-        coil_loop_free(loop);
+        assert_int_equal(coil_loop_remove_reader(loop, sv[0]), 1);
+        coil_loop_unref(loop);
         close_pair(sv);
         assert_int_equal(test_alloc_live(), live);
         if (!err)
@@ -1218,8 +1218,8 @@ static void test_close_loop_with_watchers(void **state)
     put_byte(a[1]);
     struct rec r = {.loop = loop, .fd = a[0], .stop_at = 1};
     struct rec w = {.loop = loop, .fd = b[0], .writer = true};
-    assert_int_equal(coil_add_reader(loop, a[0], rec_cb, &r), 0);
-    assert_int_equal(coil_add_writer(loop, b[0], rec_cb, &w), 0);
+    assert_int_equal(coil_loop_add_reader(loop, a[0], rec_cb, &r), 0);
+    assert_int_equal(coil_loop_add_writer(loop, b[0], rec_cb, &w), 0);
     assert_false(run_bounded(loop));
     assert_int_equal(r.calls, 1);
     assert_int_equal(w.calls, 1);
@@ -1228,8 +1228,8 @@ static void test_close_loop_with_watchers(void **state)
     assert_int_equal(coil_loop_run_forever(loop), -EBADF);
     assert_int_equal(r.calls, 1);
     assert_int_equal(w.calls, 1);
-    assert_int_equal(coil_remove_reader(loop, a[0]), 0);
-    assert_int_equal(coil_remove_writer(loop, b[0]), 0);
+    assert_int_equal(coil_loop_remove_reader(loop, a[0]), 0);
+    assert_int_equal(coil_loop_remove_writer(loop, b[0]), 0);
 
     /* The fds are the caller's: open, and the data still unread. */
     assert_true(fd_is_open(a[0]));
@@ -1242,9 +1242,9 @@ static void test_close_loop_with_watchers(void **state)
     /* Freeing a loop with watchers leaves the fds open too. */
     coil_loop_t *loop2;
     assert_int_equal(coil_loop_new(&loop2), 0);
-    assert_int_equal(coil_add_reader(loop2, a[0], rec_cb, &r), 0);
-    assert_int_equal(coil_add_writer(loop2, a[0], rec_cb, &w), 0);
-    coil_loop_free(loop2);
+    assert_int_equal(coil_loop_add_reader(loop2, a[0], rec_cb, &r), 0);
+    assert_int_equal(coil_loop_add_writer(loop2, a[0], rec_cb, &w), 0);
+    coil_loop_unref(loop2);
     assert_true(fd_is_open(a[0]));
     assert_int_equal(r.calls, 1);
     assert_int_equal(w.calls, 1);

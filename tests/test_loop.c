@@ -27,17 +27,33 @@ static void test_backends(void **state)
     assert_true(coil_backend_available("poll"));
     assert_false(coil_backend_available("nope"));
     assert_false(coil_backend_available(NULL));
-    assert_int_equal(coil_loop_new_backend("nope", &loop), -EINVAL);
+    coil_loop_options_t opts = {.backend = "nope"};
+    assert_int_equal(coil_loop_new_opts(&opts, &loop), -EINVAL);
     assert_null(loop);
     assert_int_equal(coil_loop_new(NULL), -EINVAL);
-    assert_int_equal(coil_loop_new_backend("poll", NULL), -EINVAL);
+    opts.backend = "poll";
+    assert_int_equal(coil_loop_new_opts(&opts, NULL), -EINVAL);
+    /* The other options are checked too. */
+    loop = (coil_loop_t *)1;
+    opts = (coil_loop_options_t){.context = "nope"};
+    assert_int_equal(coil_loop_new_opts(&opts, &loop), -EINVAL);
+    assert_null(loop);
+    opts = (coil_loop_options_t){.stack_size = 1024};
+    assert_int_equal(coil_loop_new_opts(&opts, &loop), -EINVAL);
+    opts = (coil_loop_options_t){.context = "ucontext",
+                                 .stack_size = 256 * 1024};
+    assert_int_equal(coil_loop_new_opts(&opts, &loop), 0);
+    coil_loop_unref(loop);
+    assert_int_equal(coil_loop_new_opts(NULL, &loop), 0);
+    coil_loop_unref(loop);
     static const char *const names[] = {"epoll", "kqueue", "poll"};
     for (int i = 0; i < 3; i++) {
-        int err = coil_loop_new_backend(names[i], &loop);
+        opts = (coil_loop_options_t){.backend = names[i]};
+        int err = coil_loop_new_opts(&opts, &loop);
         if (coil_backend_available(names[i])) {
             assert_int_equal(err, 0);
             assert_string_equal(coil_loop_backend(loop), names[i]);
-            coil_loop_free(loop);
+            coil_loop_unref(loop);
         } else {
             assert_int_equal(err, -ENOSYS);
             assert_null(loop);
@@ -55,7 +71,7 @@ static void test_backend_from_environment(void **state)
     setenv("COIL_BACKEND", "poll", 1);
     assert_int_equal(coil_loop_new(&loop), 0);
     assert_string_equal(coil_loop_backend(loop), "poll");
-    coil_loop_free(loop);
+    coil_loop_unref(loop);
     setenv("COIL_BACKEND", "bogus", 1);
     assert_int_equal(coil_loop_new(&loop), -EINVAL);
     assert_null(loop);
@@ -72,7 +88,6 @@ struct inside {
     coil_loop_t *loop;
     coil_loop_t *other;
     bool running;
-    int get_err;
     coil_loop_t *got;
     int rerun_err;
     int other_err;
@@ -84,7 +99,7 @@ static void look_inside(void *arg)
 {
     struct inside *in = arg;
     in->running = coil_loop_is_running(in->loop);
-    in->get_err = coil_get_running_loop(&in->got);
+    in->got = coil_running_loop();
     in->rerun_err = coil_loop_run_forever(in->loop);
     in->other_err = coil_loop_run_forever(in->other);
     in->close_err = coil_loop_close(in->loop);
@@ -101,28 +116,24 @@ static void test_running_state(void **state)
     struct fixture *f = *state;
     struct inside in = {.loop = f->loop};
     assert_int_equal(coil_loop_new(&in.other), 0);
-    coil_loop_t *got = (coil_loop_t *)1;
-    assert_int_equal(coil_get_running_loop(&got), -ESRCH);
-    assert_null(got);
-    assert_int_equal(coil_get_running_loop(NULL), -EINVAL);
+    assert_null(coil_running_loop());
     assert_false(coil_loop_is_running(f->loop));
     assert_false(coil_loop_is_running(NULL));
     assert_false(coil_loop_is_closed(NULL));
-    assert_int_equal(coil_call_soon(f->loop, look_inside, &in, NULL), 0);
+    assert_int_equal(coil_loop_call_soon(f->loop, look_inside, &in, NULL), 0);
     test_run(f->loop);
     assert_true(in.running);
-    assert_int_equal(in.get_err, 0);
     assert_ptr_equal(in.got, f->loop);
     assert_int_equal(in.rerun_err, -EBUSY);
     assert_int_equal(in.other_err, -EBUSY); /* one running loop a thread */
     assert_int_equal(in.close_err, -EBUSY);
     assert_int_equal(in.until_err, -EBUSY);
     assert_false(coil_loop_is_running(f->loop));
-    assert_int_equal(coil_get_running_loop(&got), -ESRCH);
+    assert_null(coil_running_loop());
     /* The other loop is fine to run now. */
-    assert_int_equal(coil_call_soon(in.other, test_stop_cb, in.other, NULL), 0);
+    assert_int_equal(coil_loop_call_soon(in.other, test_stop_cb, in.other, NULL), 0);
     test_run(in.other);
-    coil_loop_free(in.other);
+    coil_loop_unref(in.other);
 }
 
 static void test_closed_loop_errors(void **state)
@@ -136,7 +147,7 @@ static void test_closed_loop_errors(void **state)
     coil_future_t *fut = (coil_future_t *)1;
     assert_int_equal(coil_future_new(f->loop, &fut), -EBADF);
     assert_null(fut);
-    assert_int_equal(coil_call_soon(f->loop, noop, NULL, NULL), -EBADF);
+    assert_int_equal(coil_loop_call_soon(f->loop, noop, NULL, NULL), -EBADF);
     assert_int_equal(coil_loop_stop(NULL), -EINVAL);
 }
 
@@ -155,20 +166,20 @@ static void step_a(void *arg)
 {
     struct stepper *s = arg;
     s->a++;
-    coil_call_soon(s->loop, step_b, s, NULL);
+    coil_loop_call_soon(s->loop, step_b, s, NULL);
 }
 
 static void test_stop_before_run(void **state)
 {
     struct fixture *f = *state;
     struct stepper s = {f->loop, 0, 0};
-    assert_int_equal(coil_call_soon(f->loop, step_a, &s, NULL), 0);
+    assert_int_equal(coil_loop_call_soon(f->loop, step_a, &s, NULL), 0);
     assert_int_equal(coil_loop_stop(f->loop), 0);
     test_run(f->loop);
     assert_int_equal(s.a, 1);
     assert_int_equal(s.b, 0);
     /* The stop was consumed: the next run needs its own stop. */
-    assert_int_equal(coil_call_soon(f->loop, test_stop_cb, f->loop, NULL), 0);
+    assert_int_equal(coil_loop_call_soon(f->loop, test_stop_cb, f->loop, NULL), 0);
     test_run(f->loop);
     assert_int_equal(s.b, 1);
 }
@@ -205,7 +216,7 @@ static void test_run_until_complete(void **state)
         struct completer c = {NULL, how};
         assert_int_equal(coil_future_new(f->loop, &c.fut), 0);
         assert_int_equal(
-            coil_call_later(f->loop, COIL_MSEC, complete, &c, NULL), 0);
+            coil_loop_call_later(f->loop, COIL_MSEC, complete, &c, NULL), 0);
         assert_int_equal(coil_loop_run_until_complete(f->loop, c.fut),
                          expect[how]);
         if (how == 0) {
@@ -235,7 +246,7 @@ static void test_run_until_complete_args(void **state)
     assert_int_equal(coil_loop_run_until_complete(f->loop, done), -EPIPE);
     coil_future_unref(done);
     coil_future_unref(fut);
-    coil_loop_free(other);
+    coil_loop_unref(other);
 }
 
 /* A future outlives a freed loop; its last reference frees the loop. */
@@ -244,7 +255,7 @@ static void test_future_outlives_loop(void **state)
     struct fixture *f = *state;
     coil_future_t *fut;
     assert_int_equal(coil_future_new(f->loop, &fut), 0);
-    coil_loop_free(f->loop);
+    coil_loop_unref(f->loop);
     f->loop = NULL;
     assert_false(coil_future_done(fut));
     assert_int_equal(coil_future_set_result(fut, NULL), 0);
@@ -326,7 +337,7 @@ static void chain(void *arg)
         coil_loop_stop(s->loop);
         return;
     }
-    coil_call_soon(s->loop, chain, s, NULL);
+    coil_loop_call_soon(s->loop, chain, s, NULL);
 }
 
 static void starve_reader(void *arg)
@@ -334,7 +345,7 @@ static void starve_reader(void *arg)
     struct starve *s = arg;
     if (s->reader_at < 0)
         s->reader_at = s->hops;
-    coil_remove_reader(s->loop, s->fds[0]);
+    coil_loop_remove_reader(s->loop, s->fds[0]);
 }
 
 static void starve_timer(void *arg)
@@ -349,12 +360,12 @@ static void test_no_starvation(void **state)
     struct starve s = {f->loop, {-1, -1}, 0, -1, -1};
     assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, s.fds), 0);
     assert_int_equal(write(s.fds[1], "x", 1), 1);
-    assert_int_equal(coil_add_reader(f->loop, s.fds[0], starve_reader, &s), 0);
+    assert_int_equal(coil_loop_add_reader(f->loop, s.fds[0], starve_reader, &s), 0);
     /* Due "now", but only seen when the loop polls and reads the clock. */
-    assert_int_equal(coil_call_later(f->loop, 0, starve_timer, &s, NULL), 0);
+    assert_int_equal(coil_loop_call_later(f->loop, 0, starve_timer, &s, NULL), 0);
     /* Keep the queue non-empty from the start so the first poll is skipped
      * only as the interval allows. */
-    assert_int_equal(coil_call_soon(f->loop, chain, &s, NULL), 0);
+    assert_int_equal(coil_loop_call_soon(f->loop, chain, &s, NULL), 0);
     f->loop->ticks = 1; /* as if the loop had just polled */
     test_run(f->loop);
     assert_true(s.reader_at >= 0);
@@ -373,9 +384,9 @@ static void test_new_free(void **state)
     for (int i = 0; i < 3; i++) {
         coil_loop_t *loop;
         assert_int_equal(coil_loop_new(&loop), 0);
-        coil_loop_free(loop);
+        coil_loop_unref(loop);
     }
-    coil_loop_free(NULL);
+    coil_loop_unref(NULL);
 }
 
 static void test_error_names(void **state)

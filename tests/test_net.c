@@ -84,7 +84,7 @@ static void small_buffers(int fd)
 /* A non-blocking listener on the loopback of family, any port. */
 static int listener(int family, int backlog, bool small)
 {
-    int fd = coil_socket(family, SOCK_STREAM, 0);
+    int fd = coil_sock_open(family, SOCK_STREAM, 0);
     assert_true(fd >= 0);
     int one = 1;
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
@@ -228,7 +228,7 @@ static int client_write(void *arg)
 static int echo_client(void *arg)
 {
     struct echo *e = arg;
-    int fd = coil_socket(e->family, SOCK_STREAM, 0);
+    int fd = coil_sock_open(e->family, SOCK_STREAM, 0);
     if (fd < 0) {
         e->connect_err = fd;
         return 0;
@@ -397,7 +397,7 @@ static int ac_accept(void *arg)
 static int ac_connect(void *arg)
 {
     struct ac *a = arg;
-    a->cfd = coil_socket(a->family, SOCK_STREAM, 0);
+    a->cfd = coil_sock_open(a->family, SOCK_STREAM, 0);
     struct sockaddr_storage ss;
     socklen_t len;
     loopback(a->family, a->port, &ss, &len);
@@ -471,13 +471,13 @@ static void test_connect_refused(void **state)
 {
     coil_loop_t *loop = test_loop(state);
     /* A port bound and then released: nobody listens there. */
-    int l = coil_socket(AF_INET, SOCK_STREAM, 0);
+    int l = coil_sock_open(AF_INET, SOCK_STREAM, 0);
     struct simple s = {.loop = loop};
     loopback(AF_INET, 0, &s.ss, &s.len);
     assert_int_equal(bind(l, (struct sockaddr *)&s.ss, s.len), 0);
     loopback(AF_INET, port_of(l), &s.ss, &s.len);
     coil_sock_close(l);
-    s.fd = coil_socket(AF_INET, SOCK_STREAM, 0);
+    s.fd = coil_sock_open(AF_INET, SOCK_STREAM, 0);
     assert_int_equal(test_run_task(loop, connect_once, &s), 0);
     assert_int_equal(s.r, -ECONNREFUSED);
     coil_sock_close(s.fd);
@@ -490,7 +490,7 @@ static void test_connect_eintr_not_reissued(void **state)
     int l = listener(AF_INET, 8, false);
     struct simple s = {.loop = loop};
     loopback(AF_INET, port_of(l), &s.ss, &s.len);
-    s.fd = coil_socket(AF_INET, SOCK_STREAM, 0);
+    s.fd = coil_sock_open(AF_INET, SOCK_STREAM, 0);
     coil__fault_arm(COIL__SYS_CONNECT, 1, 1, EINTR);
     assert_int_equal(test_run_task(loop, connect_once, &s), 0);
     assert_int_equal(s.r, 0);
@@ -502,7 +502,7 @@ static void test_connect_eintr_not_reissued(void **state)
     coil_sock_close(l);
 
     /* A Unix-domain connect that completed, reported as EINTR. */
-    int u = coil_socket(AF_UNIX, SOCK_STREAM, 0);
+    int u = coil_sock_open(AF_UNIX, SOCK_STREAM, 0);
     struct sockaddr_un *sun = (struct sockaddr_un *)&s.ss;
     memset(&s.ss, 0, sizeof(s.ss));
     sun->sun_family = AF_UNIX;
@@ -512,7 +512,7 @@ static void test_connect_eintr_not_reissued(void **state)
                         strlen(sun->sun_path + 1));
     assert_int_equal(bind(u, (struct sockaddr *)&s.ss, s.len), 0);
     assert_int_equal(listen(u, 4), 0);
-    s.fd = coil_socket(AF_UNIX, SOCK_STREAM, 0);
+    s.fd = coil_sock_open(AF_UNIX, SOCK_STREAM, 0);
     coil__fault_arm(COIL__SYS_CONNECT, 1, 1, EINTR);
     assert_int_equal(test_run_task(loop, connect_once, &s), 0);
     assert_int_equal(s.r, 0);
@@ -535,8 +535,8 @@ static int recv_in_scope(void *arg)
     s->n = coil_sock_recv(s->fd, s->buf, sizeof(s->buf));
     s->r = coil_timeout_end(sc, (int)s->n);
     /* Nothing left registered: the fd takes a callback watcher... */
-    s->r2 = coil_add_reader(s->loop, s->fd, test_stop_cb, s->loop);
-    coil_remove_reader(s->loop, s->fd);
+    s->r2 = coil_loop_add_reader(s->loop, s->fd, test_stop_cb, s->loop);
+    coil_loop_remove_reader(s->loop, s->fd);
     /* ... and a later recv gets the data. */
     send(s->fd2, "late", 4, 0);
     s->n = coil_sock_recv(s->fd, s->buf, sizeof(s->buf));
@@ -678,7 +678,7 @@ static int cancel_main(void *arg)
         break;
     }
     case 2: {
-        int cfd = coil_socket(AF_INET, SOCK_STREAM, 0);
+        int cfd = coil_sock_open(AF_INET, SOCK_STREAM, 0);
         coil_sock_connect(cfd, (struct sockaddr *)&c->ss, c->len);
         c->second = coil_sock_accept(c->fd, NULL, NULL);
         if (c->second >= 0) {
@@ -719,7 +719,7 @@ static void test_cancel_pending_calls(void **state)
         } else {
             sv[1] = c.peer = listener(AF_INET, 8, false);
             loopback(AF_INET, port_of(c.peer), &c.ss, &c.len);
-            sv[0] = c.fd = coil_socket(AF_INET, SOCK_STREAM, 0);
+            sv[0] = c.fd = coil_sock_open(AF_INET, SOCK_STREAM, 0);
         }
         assert_int_equal(test_run_task(loop, cancel_main, &c), 0);
         if (kind == 3 && c.first == 0) {
@@ -845,7 +845,7 @@ static int pipe_child(struct pipe_case *p)
         return 13;
     coil_loop_run_until_complete(loop, coil_task_future(t));
     coil_task_unref(t);
-    coil_loop_free(loop);
+    coil_loop_unref(loop);
     if (p->unix_err != -EPIPE)
         return 20;
     if (p->tcp_err != -EPIPE && p->tcp_err != -ECONNRESET)
@@ -899,7 +899,7 @@ static int second_reader(void *arg)
     coil_yield(); /* first is suspended in recv */
     char b[4];
     s->r = (int)coil_sock_recv(s->fd, b, sizeof(b));
-    s->r2 = coil_add_reader(s->loop, s->fd, test_stop_cb, s->loop);
+    s->r2 = coil_loop_add_reader(s->loop, s->fd, test_stop_cb, s->loop);
     /* The other direction is free. */
     s->r3 = coil_sock_send_all(s->fd, "x", 1, NULL);
     send(s->fd2, "data", 4, 0);
@@ -921,10 +921,10 @@ static void test_two_readers_ebusy(void **state)
     assert_int_equal(s.r3, 0);
     assert_int_equal(s.n, 4);
     /* A callback watcher holds the direction: tasks get -EBUSY. */
-    assert_int_equal(coil_add_reader(loop, sv[0], test_stop_cb, loop), 0);
+    assert_int_equal(coil_loop_add_reader(loop, sv[0], test_stop_cb, loop), 0);
     s.r = 0;
     assert_int_equal(test_run_task(loop, recv_task, &s), -EBUSY);
-    assert_int_equal(coil_remove_reader(loop, sv[0]), 1);
+    assert_int_equal(coil_loop_remove_reader(loop, sv[0]), 1);
     coil_sock_close(sv[0]);
     coil_sock_close(sv[1]);
 }
@@ -991,7 +991,7 @@ static int reuse_main(void *arg)
     send(r->peer, "1", 1, 0);
     coil_task_join(t);
     coil_task_unref(t);
-    int c = coil_socket(AF_INET, SOCK_STREAM, 0);
+    int c = coil_sock_open(AF_INET, SOCK_STREAM, 0);
     struct sockaddr_storage ss;
     socklen_t len;
     loopback(AF_INET, r->port, &ss, &len);
@@ -1231,8 +1231,8 @@ static void test_udp_roundtrip(void **state)
 {
     coil_loop_t *loop = test_loop(state);
     struct udp u = {.loop = loop};
-    u.a = coil_socket(AF_INET, SOCK_DGRAM, 0);
-    u.b = coil_socket(AF_INET, SOCK_DGRAM, 0);
+    u.a = coil_sock_open(AF_INET, SOCK_DGRAM, 0);
+    u.b = coil_sock_open(AF_INET, SOCK_DGRAM, 0);
     struct sockaddr_storage any;
     socklen_t len;
     loopback(AF_INET, 0, &any, &len);
@@ -1497,7 +1497,7 @@ static void test_getaddrinfo_loop_closed(void **state)
             assert_int_equal(coil_loop_run_forever(loop), 0);
         }
         coil_task_unref(t);
-        coil_loop_free(loop);
+        coil_loop_unref(loop);
         wait_helpers();
     }
 }
@@ -1547,7 +1547,7 @@ static int rawreuse_main(void *arg)
     r->peer = nb[1];
     /* A wait on the new file under the old number: its data, sent after
      * the wait began, must wake it. */
-    coil_call_later(r->loop, COIL_MSEC, send_z, r, NULL);
+    coil_loop_call_later(r->loop, COIL_MSEC, send_z, r, NULL);
     r->n2 = coil_sock_recv(num, &r->c2, 1);
     /* recv of 0 bytes: 0 at once, nothing waited for. */
     r->n0 = coil_sock_recv(num, &r->c2, 0);
@@ -1649,7 +1649,7 @@ static int ping(void *arg)
 static int stream_ping(void *arg)
 {
     struct pingpong *p = arg;
-    if (coil_stream_from_fd(p->a, &p->sa) || coil_stream_from_fd(p->b, &p->sb))
+    if (coil_stream_open_fd(p->a, &p->sa) || coil_stream_open_fd(p->b, &p->sb))
         return -ENOMEM;
     ping(p);
     coil_stream_unref(p->sa);
@@ -1703,7 +1703,7 @@ static void test_loop_close_with_waiters(void **state)
     coil_loop_stop(loop);
     assert_int_equal(coil_loop_run_forever(loop), 0);
     assert_false(coil_future_done(coil_task_future(t)));
-    coil_loop_free(loop);
+    coil_loop_unref(loop);
     assert_true(coil_future_cancelled(coil_task_future(t)));
     coil_task_unref(t);
     coil_task_unref(t2);
@@ -1841,12 +1841,12 @@ static void test_eperm_outside_task(void **state)
     assert_int_equal(coil_getaddrinfo("localhost", "80", NULL, &res), -EPERM);
     assert_null(res);
     /* Not suspending: these work anywhere. */
-    int fd = coil_socket(AF_INET, SOCK_STREAM, 0);
+    int fd = coil_sock_open(AF_INET, SOCK_STREAM, 0);
     assert_true(fd >= 0);
     assert_int_equal(fcntl(fd, F_GETFL) & O_NONBLOCK, O_NONBLOCK);
     assert_int_equal(fcntl(fd, F_GETFD) & FD_CLOEXEC, FD_CLOEXEC);
     assert_int_equal(coil_sock_close(fd), 0);
-    assert_int_equal(coil_socket(12345, SOCK_STREAM, 0), -EAFNOSUPPORT);
+    assert_int_equal(coil_sock_open(12345, SOCK_STREAM, 0), -EAFNOSUPPORT);
     coil_freeaddrinfo(NULL);
     close(sv[0]);
     close(sv[1]);
@@ -1911,7 +1911,7 @@ static void test_wait_alloc_failure(void **state)
         assert_true(hi >= 200);
         struct oom o = {.loop = loop, .fd = hi, .peer = sv[1], .nth = nth};
         assert_int_equal(test_run_task(loop, oom_main, &o), 0);
-        coil_loop_free(loop);
+        coil_loop_unref(loop);
         close(hi);
         close(sv[0]);
         close(sv[1]);

@@ -87,19 +87,19 @@ static void test_loop_new(void **state)
     long live = test_alloc_live();
     SWEEP(NULL, coil_loop_new(&loop),
           (assert_null(loop), assert_int_equal(test_alloc_live(), live)),
-          coil_loop_free(loop));
+          coil_loop_unref(loop));
 }
 
 static void test_call_soon(void **state)
 {
     struct fixture *f = *state;
     /* The first call on a fresh loop fills the record pool. */
-    SWEEP(f->loop, coil_call_soon(f->loop, noop, NULL, NULL), (void)0, (void)0);
+    SWEEP(f->loop, coil_loop_call_soon(f->loop, noop, NULL, NULL), (void)0, (void)0);
     coil_handle_t *h = (coil_handle_t *)1;
-    SWEEP(f->loop, coil_call_soon(f->loop, noop, NULL, &h), assert_null(h),
-          coil_handle_release(h));
+    SWEEP(f->loop, coil_loop_call_soon(f->loop, noop, NULL, &h), assert_null(h),
+          coil_handle_unref(h));
     /* Both calls are queued exactly once: run them. */
-    assert_int_equal(coil_call_soon(f->loop, test_stop_cb, f->loop, NULL), 0);
+    assert_int_equal(coil_loop_call_soon(f->loop, test_stop_cb, f->loop, NULL), 0);
     test_run(f->loop);
 }
 
@@ -107,19 +107,19 @@ static void test_call_later(void **state)
 {
     struct fixture *f = *state;
     coil_handle_t *h = (coil_handle_t *)1;
-    SWEEP(f->loop, coil_call_later(f->loop, COIL_SEC, noop, NULL, &h),
-          assert_null(h), (coil_handle_cancel(h), coil_handle_release(h)));
+    SWEEP(f->loop, coil_loop_call_later(f->loop, COIL_SEC, noop, NULL, &h),
+          assert_null(h), (coil_handle_cancel(h), coil_handle_unref(h)));
     /* The heap grows at 64, 128...: fail while growing it (distinct
      * deadlines, so that each timer needs a heap entry of its own). */
     coil_handle_t *hs[64];
     for (int i = 0; i < 64; i++)
         assert_int_equal(
-            coil_call_later(f->loop, COIL_SEC + i, noop, NULL, &hs[i]), 0);
-    SWEEP(f->loop, coil_call_at(f->loop, COIL_SEC, noop, NULL, &h),
-          assert_null(h), (coil_handle_cancel(h), coil_handle_release(h)));
+            coil_loop_call_later(f->loop, COIL_SEC + i, noop, NULL, &hs[i]), 0);
+    SWEEP(f->loop, coil_loop_call_at(f->loop, COIL_SEC, noop, NULL, &h),
+          assert_null(h), (coil_handle_cancel(h), coil_handle_unref(h)));
     for (int i = 0; i < 64; i++) {
         coil_handle_cancel(hs[i]);
-        coil_handle_release(hs[i]);
+        coil_handle_unref(hs[i]);
     }
 }
 
@@ -142,15 +142,15 @@ static void test_add_reader(void **state)
     struct fixture *f = *state;
     int sv[2];
     assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
-    SWEEP(f->loop, coil_add_reader(f->loop, sv[0], noop, NULL), (void)0,
+    SWEEP(f->loop, coil_loop_add_reader(f->loop, sv[0], noop, NULL), (void)0,
           (void)0);
-    assert_int_equal(coil_remove_reader(f->loop, sv[0]), 1);
+    assert_int_equal(coil_loop_remove_reader(f->loop, sv[0]), 1);
     /* A much higher fd number grows the table again. */
     int high = dup2(sv[1], 700);
     assert_int_equal(high, 700);
-    SWEEP(f->loop, coil_add_writer(f->loop, high, noop, NULL), (void)0,
+    SWEEP(f->loop, coil_loop_add_writer(f->loop, high, noop, NULL), (void)0,
           (void)0);
-    assert_int_equal(coil_remove_writer(f->loop, high), 1);
+    assert_int_equal(coil_loop_remove_writer(f->loop, high), 1);
     close(high);
     close(sv[0]);
     close(sv[1]);
@@ -159,10 +159,10 @@ static void test_add_reader(void **state)
 static void test_threadsafe(void **state)
 {
     struct fixture *f = *state;
-    SWEEP(f->loop, coil_call_soon_threadsafe(f->loop, noop, NULL), (void)0,
+    SWEEP(f->loop, coil_loop_call_soon_threadsafe(f->loop, noop, NULL), (void)0,
           (void)0);
     assert_int_equal(
-        coil_call_later(f->loop, COIL_MSEC, test_stop_cb, f->loop, NULL), 0);
+        coil_loop_call_later(f->loop, COIL_MSEC, test_stop_cb, f->loop, NULL), 0);
     test_run(f->loop);
 }
 

@@ -35,9 +35,9 @@ static void test_fifo(void **state)
     struct entry e[10];
     for (int i = 0; i < 10; i++) {
         e[i] = (struct entry){&log, i};
-        assert_int_equal(coil_call_soon(f->loop, record, &e[i], NULL), 0);
+        assert_int_equal(coil_loop_call_soon(f->loop, record, &e[i], NULL), 0);
     }
-    assert_int_equal(coil_call_soon(f->loop, test_stop_cb, f->loop, NULL), 0);
+    assert_int_equal(coil_loop_call_soon(f->loop, test_stop_cb, f->loop, NULL), 0);
     test_run(f->loop);
     assert_int_equal(log.n, 10);
     for (int i = 0; i < 10; i++)
@@ -61,7 +61,7 @@ static void first(void *arg)
 {
     struct chain *c = arg;
     c->ran_first++;
-    coil_call_soon(c->loop, second, c, NULL);
+    coil_loop_call_soon(c->loop, second, c, NULL);
     coil_loop_stop(c->loop);
 }
 
@@ -69,12 +69,12 @@ static void test_next_iteration(void **state)
 {
     struct fixture *f = *state;
     struct chain c = {.loop = f->loop};
-    assert_int_equal(coil_call_soon(f->loop, first, &c, NULL), 0);
+    assert_int_equal(coil_loop_call_soon(f->loop, first, &c, NULL), 0);
     test_run(f->loop);
     assert_int_equal(c.ran_first, 1);
     assert_int_equal(c.ran_second, 0);
     /* It is still queued and runs in the next run. */
-    assert_int_equal(coil_call_soon(f->loop, test_stop_cb, f->loop, NULL), 0);
+    assert_int_equal(coil_loop_call_soon(f->loop, test_stop_cb, f->loop, NULL), 0);
     test_run(f->loop);
     assert_int_equal(c.ran_second, 1);
 }
@@ -85,21 +85,21 @@ static void test_handle_cancel_before_run(void **state)
     struct log log = {.loop = f->loop};
     struct entry a = {&log, 1}, b = {&log, 2};
     coil_handle_t *ha, *hb;
-    assert_int_equal(coil_call_soon(f->loop, record, &a, &ha), 0);
-    assert_int_equal(coil_call_soon(f->loop, record, &b, &hb), 0);
+    assert_int_equal(coil_loop_call_soon(f->loop, record, &a, &ha), 0);
+    assert_int_equal(coil_loop_call_soon(f->loop, record, &b, &hb), 0);
     assert_non_null(ha);
     assert_false(coil_handle_cancelled(ha));
     assert_int_equal(coil_handle_cancel(ha), 0);
     assert_true(coil_handle_cancelled(ha));
     assert_int_equal(coil_handle_cancel(ha), 0); /* idempotent */
-    assert_int_equal(coil_call_soon(f->loop, test_stop_cb, f->loop, NULL), 0);
+    assert_int_equal(coil_loop_call_soon(f->loop, test_stop_cb, f->loop, NULL), 0);
     test_run(f->loop);
     assert_int_equal(log.n, 1);
     assert_int_equal(log.seq[0], 2);
     /* Cancelling after the call ran changes nothing and is safe. */
     assert_int_equal(coil_handle_cancel(hb), 0);
-    coil_handle_release(ha);
-    coil_handle_release(hb);
+    coil_handle_unref(ha);
+    coil_handle_unref(hb);
 }
 
 struct canceller {
@@ -119,12 +119,12 @@ static void test_cancel_from_earlier_callback(void **state)
     struct log log = {.loop = f->loop};
     struct entry v = {&log, 7};
     struct canceller c = {NULL, &log};
-    assert_int_equal(coil_call_soon(f->loop, cancel_victim, &c, NULL), 0);
-    assert_int_equal(coil_call_soon(f->loop, record, &v, &c.victim), 0);
-    assert_int_equal(coil_call_soon(f->loop, test_stop_cb, f->loop, NULL), 0);
+    assert_int_equal(coil_loop_call_soon(f->loop, cancel_victim, &c, NULL), 0);
+    assert_int_equal(coil_loop_call_soon(f->loop, record, &v, &c.victim), 0);
+    assert_int_equal(coil_loop_call_soon(f->loop, test_stop_cb, f->loop, NULL), 0);
     test_run(f->loop);
     assert_int_equal(log.n, 0);
-    coil_handle_release(c.victim);
+    coil_handle_unref(c.victim);
 }
 
 static void test_release_before_run(void **state)
@@ -133,9 +133,9 @@ static void test_release_before_run(void **state)
     struct log log = {.loop = f->loop};
     struct entry e = {&log, 3};
     coil_handle_t *h;
-    assert_int_equal(coil_call_soon(f->loop, record, &e, &h), 0);
-    coil_handle_release(h); /* does not cancel */
-    assert_int_equal(coil_call_soon(f->loop, test_stop_cb, f->loop, NULL), 0);
+    assert_int_equal(coil_loop_call_soon(f->loop, record, &e, &h), 0);
+    coil_handle_unref(h); /* does not cancel */
+    assert_int_equal(coil_loop_call_soon(f->loop, test_stop_cb, f->loop, NULL), 0);
     test_run(f->loop);
     assert_int_equal(log.n, 1);
     assert_int_equal(log.seq[0], 3);
@@ -151,14 +151,14 @@ static void test_mixed_fifo(void **state)
     for (int i = 0; i < 6; i++) {
         e[i] = (struct entry){&log, i};
         assert_int_equal(
-            coil_call_soon(f->loop, record, &e[i], i % 2 ? &h[i] : NULL), 0);
+            coil_loop_call_soon(f->loop, record, &e[i], i % 2 ? &h[i] : NULL), 0);
     }
-    assert_int_equal(coil_call_soon(f->loop, test_stop_cb, f->loop, NULL), 0);
+    assert_int_equal(coil_loop_call_soon(f->loop, test_stop_cb, f->loop, NULL), 0);
     test_run(f->loop);
     assert_int_equal(log.n, 6);
     for (int i = 0; i < 6; i++) {
         assert_int_equal(log.seq[i], i);
-        coil_handle_release(h[i]);
+        coil_handle_unref(h[i]);
     }
 }
 
@@ -171,18 +171,18 @@ static void test_bad_arguments(void **state)
 {
     struct fixture *f = *state;
     coil_handle_t *h = (coil_handle_t *)1;
-    assert_int_equal(coil_call_soon(NULL, noop, NULL, &h), -EINVAL);
+    assert_int_equal(coil_loop_call_soon(NULL, noop, NULL, &h), -EINVAL);
     assert_null(h);
     h = (coil_handle_t *)1;
-    assert_int_equal(coil_call_soon(f->loop, NULL, NULL, &h), -EINVAL);
+    assert_int_equal(coil_loop_call_soon(f->loop, NULL, NULL, &h), -EINVAL);
     assert_null(h);
     assert_int_equal(coil_handle_cancel(NULL), -EINVAL);
     assert_false(coil_handle_cancelled(NULL));
     assert_int_equal(coil_handle_when(NULL), 0);
-    coil_handle_release(NULL);
+    coil_handle_unref(NULL);
     assert_int_equal(coil_loop_close(f->loop), 0);
-    assert_int_equal(coil_call_soon(f->loop, noop, NULL, NULL), -EBADF);
-    assert_int_equal(coil_call_soon(f->loop, noop, NULL, &h), -EBADF);
+    assert_int_equal(coil_loop_call_soon(f->loop, noop, NULL, NULL), -EBADF);
+    assert_int_equal(coil_loop_call_soon(f->loop, noop, NULL, &h), -EBADF);
     assert_null(h);
 }
 
@@ -194,18 +194,18 @@ static void test_close_with_pending(void **state)
     struct log log = {.loop = f->loop};
     struct entry a = {&log, 1}, b = {&log, 2};
     coil_handle_t *h;
-    assert_int_equal(coil_call_soon(f->loop, record, &a, NULL), 0);
-    assert_int_equal(coil_call_soon(f->loop, record, &b, &h), 0);
+    assert_int_equal(coil_loop_call_soon(f->loop, record, &a, NULL), 0);
+    assert_int_equal(coil_loop_call_soon(f->loop, record, &b, &h), 0);
     assert_int_equal(coil_loop_close(f->loop), 0);
     assert_int_equal(coil_loop_close(f->loop), 0); /* twice is harmless */
     assert_true(coil_loop_is_closed(f->loop));
     assert_int_equal(coil_loop_run_forever(f->loop), -EBADF);
     assert_int_equal(log.n, 0);
-    coil_loop_free(f->loop);
+    coil_loop_unref(f->loop);
     f->loop = NULL;
     assert_false(coil_handle_cancelled(h));
     assert_int_equal(coil_handle_cancel(h), 0);
-    coil_handle_release(h); /* the last reference frees the loop too */
+    coil_handle_unref(h); /* the last reference frees the loop too */
 }
 
 /* Many more calls than one pool slab, in one batch, all in order. */
@@ -236,10 +236,10 @@ static void test_large_batch(void **state)
     struct counted *xs = test_malloc(N * sizeof(*xs));
     for (long i = 0; i < N; i++) {
         xs[i] = (struct counted){&c, i};
-        assert_int_equal(coil_call_soon(f->loop, count_in_order, &xs[i], NULL),
+        assert_int_equal(coil_loop_call_soon(f->loop, count_in_order, &xs[i], NULL),
                          0);
     }
-    assert_int_equal(coil_call_soon(f->loop, test_stop_cb, f->loop, NULL), 0);
+    assert_int_equal(coil_loop_call_soon(f->loop, test_stop_cb, f->loop, NULL), 0);
     test_run(f->loop);
     assert_int_equal(c.next, N);
     assert_int_equal(c.bad, 0);

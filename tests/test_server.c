@@ -106,8 +106,8 @@ static int client(void *arg)
     struct echo *e = arg;
     struct client c = {e, e->next++, NULL};
     int err = e->unix_path
-                  ? coil_open_unix_connection(e->unix_path, &c.s)
-                  : coil_open_connection(e->host, e->port, &c.s);
+                  ? coil_stream_open_unix(e->unix_path, &c.s)
+                  : coil_stream_open(e->host, e->port, &c.s);
     if (err) {
         e->conn_err[c.i] = err;
         return 0;
@@ -136,9 +136,9 @@ static int echo_main(void *arg)
 {
     struct echo *e = arg;
     e->start = e->unix_path
-                   ? coil_start_unix_server(e->unix_path, echo_handler,
+                   ? coil_server_open_unix(e->unix_path, echo_handler,
                                             &e->served, NULL, &e->srv)
-                   : coil_start_server(e->host, "0", echo_handler, &e->served,
+                   : coil_server_open(e->host, "0", echo_handler, &e->served,
                                        NULL, &e->srv);
     if (e->start)
         return 0;
@@ -151,7 +151,7 @@ static int echo_main(void *arg)
         test_join(t[i]);
     coil_server_close(e->srv);
     e->closed = coil_server_wait_closed(e->srv);
-    coil_server_free(e->srv);
+    coil_server_unref(e->srv);
     return 0;
 }
 
@@ -181,7 +181,7 @@ static void test_echo_unix(void **state)
     unlink(path);
     struct echo e = {.loop = test_loop(state), .unix_path = path};
     assert_int_equal(test_run_task(e.loop, echo_main, &e), 0);
-    bool removed = access(path, F_OK) < 0; /* by coil_server_free */
+    bool removed = access(path, F_OK) < 0; /* by coil_server_unref */
     unlink(path);
     check_echo(&e);
     assert_true(removed);
@@ -213,16 +213,16 @@ struct rp {
 static int b_main(void *arg)
 {
     struct rp *p = arg;
-    coil_get_running_loop(&p->loop_b);
+    p->loop_b = coil_running_loop();
     coil_server_options_t o = {.reuse_port = true};
-    p->start_b = coil_start_server("127.0.0.1", p->port, echo_handler,
+    p->start_b = coil_server_open("127.0.0.1", p->port, echo_handler,
                                    &p->served_b, &o, &p->srv_b);
     atomic_store(&p->ready, 1);
     if (p->start_b)
         return 0;
     p->serve_b = coil_server_serve_forever(p->srv_b);
     p->closed_b = coil_server_wait_closed(p->srv_b);
-    coil_server_free(p->srv_b);
+    coil_server_unref(p->srv_b);
     return 0;
 }
 
@@ -248,7 +248,7 @@ static int rp_echo(void *arg)
 {
     struct rp_conn *c = arg;
     coil_stream_t *s;
-    int err = coil_open_connection("127.0.0.1", c->p->port, &s);
+    int err = coil_stream_open("127.0.0.1", c->p->port, &s);
     if (!err) {
         char b[2];
         err = coil_stream_write(s, "x\n", 2);
@@ -265,17 +265,16 @@ static int rp_echo(void *arg)
 static int rp_main(void *arg)
 {
     struct rp *p = arg;
-    coil_loop_t *loop;
-    coil_get_running_loop(&loop);
+    coil_loop_t *loop = coil_running_loop();
     coil_server_t *a = NULL, *plain = NULL;
     coil_server_options_t o = {.reuse_port = true};
-    p->start_a = coil_start_server("127.0.0.1", "0", echo_handler,
+    p->start_a = coil_server_open("127.0.0.1", "0", echo_handler,
                                    &p->served_a, &o, &a);
     if (p->start_a)
         return 0;
     snprintf(p->port, sizeof(p->port), "%d", coil_server_port(a));
     /* Without the option the port is taken. */
-    p->without_opt = coil_start_server("127.0.0.1", p->port, echo_handler,
+    p->without_opt = coil_server_open("127.0.0.1", p->port, echo_handler,
                                        NULL, NULL, &plain);
     pthread_t t;
     if (pthread_create(&t, NULL, b_thread, p) != 0) {
@@ -293,13 +292,13 @@ static int rp_main(void *arg)
             }
             for (int i = 0; i < RP_CLIENTS; i++)
                 test_join(ts[i]);
-            coil_call_soon_threadsafe(p->loop_b, close_b, p);
+            coil_loop_call_soon_threadsafe(p->loop_b, close_b, p);
         }
         pthread_join(t, NULL); /* B's loop needs nothing from this one */
     }
     coil_server_close(a);
     coil_server_wait_closed(a);
-    coil_server_free(a);
+    coil_server_unref(a);
     return 0;
 }
 
@@ -342,7 +341,7 @@ static void server_done(coil_server_t *srv)
 {
     coil_server_close(srv);
     coil_server_wait_closed(srv);
-    coil_server_free(srv);
+    coil_server_unref(srv);
 }
 
 static int sockfile_main(void *arg)
@@ -350,32 +349,32 @@ static int sockfile_main(void *arg)
     struct sockfile *f = arg;
     coil_server_t *a = NULL, *b = NULL;
     /* Made, then removed at close. */
-    f->first = coil_start_unix_server(f->path, echo_handler, NULL, NULL, &a);
+    f->first = coil_server_open_unix(f->path, echo_handler, NULL, NULL, &a);
     if (f->first)
         return 0;
     f->exists_while_serving = is_socket_file(f->path);
     /* A live server's socket is never taken over. */
-    f->live = coil_start_unix_server(f->path, echo_handler, NULL, NULL, &b);
+    f->live = coil_server_open_unix(f->path, echo_handler, NULL, NULL, &b);
     server_done(a);
     f->gone_after_close = access(f->path, F_OK) < 0 && errno == ENOENT;
     /* A file that is not a socket is left alone. */
     int fd = open(f->path, O_CREAT | O_WRONLY | O_CLOEXEC, 0600);
     close(fd);
-    f->regular = coil_start_unix_server(f->path, echo_handler, NULL, NULL, &b);
+    f->regular = coil_server_open_unix(f->path, echo_handler, NULL, NULL, &b);
     struct stat st;
     f->regular_kept = lstat(f->path, &st) == 0 && S_ISREG(st.st_mode);
     unlink(f->path);
     /* keep_socket_file leaves a stale socket, which the next server
      * removes and replaces. */
     coil_server_options_t keep = {.keep_socket_file = true};
-    f->after_close = coil_start_unix_server(f->path, echo_handler, NULL,
+    f->after_close = coil_server_open_unix(f->path, echo_handler, NULL,
                                             &keep, &a);
     server_done(a);
     f->kept = is_socket_file(f->path);
-    f->stale = coil_start_unix_server(f->path, echo_handler, NULL, NULL, &a);
+    f->stale = coil_server_open_unix(f->path, echo_handler, NULL, NULL, &a);
     /* Replaced behind the server's back: closing it leaves the new file. */
     unlink(f->path);
-    f->replaced = coil_start_unix_server(f->path, echo_handler, NULL, NULL,
+    f->replaced = coil_server_open_unix(f->path, echo_handler, NULL, NULL,
                                          &b);
     server_done(a);
     f->replacement_kept = is_socket_file(f->path);
@@ -445,12 +444,12 @@ static int closer(void *arg)
 static int live_main(void *arg)
 {
     struct live *l = arg;
-    if (coil_start_server("127.0.0.1", "0", idle_handler, l, NULL, &l->srv))
+    if (coil_server_open("127.0.0.1", "0", idle_handler, l, NULL, &l->srv))
         return -1;
     snprintf(l->port, sizeof(l->port), "%d", coil_server_port(l->srv));
     coil_stream_t *c[3];
     for (int i = 0; i < 3; i++)
-        if (coil_open_connection("127.0.0.1", l->port, &c[i]))
+        if (coil_stream_open("127.0.0.1", l->port, &c[i]))
             return -2;
     while (l->nh < 3)
         coil_sleep(COIL_MSEC);
@@ -461,11 +460,11 @@ static int live_main(void *arg)
     l->serving_after = coil_server_is_serving(l->srv);
     /* No more connections are accepted. */
     coil_stream_t *x = NULL;
-    l->accept_after_close = coil_open_connection("127.0.0.1", l->port, &x);
+    l->accept_after_close = coil_stream_open("127.0.0.1", l->port, &x);
     coil_stream_unref(x);
     l->cancelled = coil_server_close_clients(l->srv);
     l->closed = coil_server_wait_closed(l->srv);
-    coil_server_free(l->srv);
+    coil_server_unref(l->srv);
     for (int i = 0; i < 3; i++)
         coil_stream_unref(c[i]);
     return 0;
@@ -495,7 +494,7 @@ static int serve_task(void *arg)
 static int serve_cancel_main(void *arg)
 {
     struct live *l = arg;
-    if (coil_start_server("127.0.0.1", "0", idle_handler, l, NULL, &l->srv))
+    if (coil_server_open("127.0.0.1", "0", idle_handler, l, NULL, &l->srv))
         return -1;
     coil_task_t *t = test_spawn(l->loop, serve_task, l);
     coil_sleep(5 * COIL_MSEC);
@@ -503,7 +502,7 @@ static int serve_cancel_main(void *arg)
     test_join(t);
     l->serving_after = coil_server_is_serving(l->srv);
     l->closed = coil_server_wait_closed(l->srv);
-    coil_server_free(l->srv);
+    coil_server_unref(l->srv);
     return 0;
 }
 
@@ -542,12 +541,12 @@ struct mf {
 static int mf_main(void *arg)
 {
     struct mf *m = arg;
-    if (coil_start_server("127.0.0.1", "0", echo_handler, &m->served, NULL,
+    if (coil_server_open("127.0.0.1", "0", echo_handler, &m->served, NULL,
                           &m->srv))
         return -1;
     snprintf(m->port, sizeof(m->port), "%d", coil_server_port(m->srv));
     /* Connect with a raw socket made before the limit drops. */
-    int c = coil_socket(AF_INET, SOCK_STREAM, 0);
+    int c = coil_sock_open(AF_INET, SOCK_STREAM, 0);
     struct sockaddr_in a = {0};
     a.sin_family = AF_INET;
     a.sin_port = htons((uint16_t)atoi(m->port));
@@ -573,7 +572,7 @@ static int mf_main(void *arg)
     coil_sock_close(c);
     coil_server_close(m->srv);
     m->closed = coil_server_wait_closed(m->srv);
-    coil_server_free(m->srv);
+    coil_server_unref(m->srv);
     return 0;
 }
 
@@ -609,13 +608,13 @@ static int odd_main(void *arg)
 {
     struct odd *o = arg;
     coil_server_t *srv;
-    if (coil_start_server("127.0.0.1", "0", echo_handler, NULL, NULL, &srv))
+    if (coil_server_open("127.0.0.1", "0", echo_handler, NULL, NULL, &srv))
         return -1;
     char port[16];
     snprintf(port, sizeof(port), "%d", coil_server_port(srv));
     coil__fault_arm(COIL__SYS_ACCEPT, 1, 1, EINVAL);
     coil_stream_t *s;
-    o->conn = coil_open_connection("127.0.0.1", port, &s);
+    o->conn = coil_stream_open("127.0.0.1", port, &s);
     if (!o->conn) {
         o->echo = coil_stream_write(s, "abc", 3);
         if (!o->echo)
@@ -624,7 +623,7 @@ static int odd_main(void *arg)
     }
     coil_server_close(srv);
     o->closed = coil_server_wait_closed(srv);
-    coil_server_free(srv);
+    coil_server_unref(srv);
     return 0;
 }
 
@@ -658,27 +657,27 @@ static int errs_main(void *arg)
     coil_stream_t *s = NULL;
     coil_server_t *srv = NULL;
     /* A port nobody listens on: bind one, close it. */
-    if (coil_start_server("127.0.0.1", "0", echo_handler, NULL, NULL, &srv))
+    if (coil_server_open("127.0.0.1", "0", echo_handler, NULL, NULL, &srv))
         return -1;
     char port[16];
     snprintf(port, sizeof(port), "%d", coil_server_port(srv));
     coil_server_t *srv2 = NULL;
-    e->inuse = coil_start_server("127.0.0.1", port, echo_handler, NULL,
+    e->inuse = coil_server_open("127.0.0.1", port, echo_handler, NULL,
                                  &(coil_server_options_t){
                                      .no_reuse_address = true},
                                  &srv2);
     coil_server_close(srv);
     e->port_closed = coil_server_port(srv);
     coil_server_wait_closed(srv);
-    coil_server_free(srv);
-    e->refused = coil_open_connection("127.0.0.1", port, &s);
-    e->noname = coil_open_connection("no-such-host.invalid", "80", &s);
+    coil_server_unref(srv);
+    e->refused = coil_stream_open("127.0.0.1", port, &s);
+    e->noname = coil_stream_open("no-such-host.invalid", "80", &s);
     char longp[200];
     memset(longp, 'a', sizeof(longp) - 1);
     longp[sizeof(longp) - 1] = 0;
-    e->toolong = coil_open_unix_connection(longp, &s);
-    e->unix_missing = coil_open_unix_connection("/nonexistent/coil.sock", &s);
-    e->badopts = coil_start_server("127.0.0.1", "0", echo_handler, NULL,
+    e->toolong = coil_stream_open_unix(longp, &s);
+    e->unix_missing = coil_stream_open_unix("/nonexistent/coil.sock", &s);
+    e->badopts = coil_server_open("127.0.0.1", "0", echo_handler, NULL,
                                    &(coil_server_options_t){.backlog = -1},
                                    &srv2);
     return 0;
@@ -703,26 +702,26 @@ static void test_bad_arguments_eperm(void **state)
     (void)state;
     coil_stream_t *s = (coil_stream_t *)1;
     coil_server_t *srv = (coil_server_t *)1;
-    assert_int_equal(coil_open_connection("h", "1", NULL), -EINVAL);
-    assert_int_equal(coil_open_connection(NULL, NULL, &s), -EINVAL);
+    assert_int_equal(coil_stream_open("h", "1", NULL), -EINVAL);
+    assert_int_equal(coil_stream_open(NULL, NULL, &s), -EINVAL);
     assert_null(s);
     s = (coil_stream_t *)1;
-    assert_int_equal(coil_open_connection("127.0.0.1", "1", &s), -EPERM);
+    assert_int_equal(coil_stream_open("127.0.0.1", "1", &s), -EPERM);
     assert_null(s);
-    assert_int_equal(coil_open_unix_connection("/x", &s), -EPERM);
-    assert_int_equal(coil_open_unix_connection(NULL, &s), -EINVAL);
-    assert_int_equal(coil_start_server(NULL, "0", NULL, NULL, NULL, &srv),
+    assert_int_equal(coil_stream_open_unix("/x", &s), -EPERM);
+    assert_int_equal(coil_stream_open_unix(NULL, &s), -EINVAL);
+    assert_int_equal(coil_server_open(NULL, "0", NULL, NULL, NULL, &srv),
                      -EINVAL);
     assert_null(srv);
     assert_int_equal(
-        coil_start_server(NULL, "0", echo_handler, NULL, NULL, NULL), -EINVAL);
+        coil_server_open(NULL, "0", echo_handler, NULL, NULL, NULL), -EINVAL);
     assert_int_equal(
-        coil_start_server(NULL, "0", echo_handler, NULL, NULL, &srv), -EPERM);
+        coil_server_open(NULL, "0", echo_handler, NULL, NULL, &srv), -EPERM);
     assert_int_equal(
-        coil_start_unix_server("/tmp/x", echo_handler, NULL, NULL, &srv),
+        coil_server_open_unix("/tmp/x", echo_handler, NULL, NULL, &srv),
         -EPERM);
     assert_int_equal(
-        coil_start_unix_server(NULL, echo_handler, NULL, NULL, &srv), -EINVAL);
+        coil_server_open_unix(NULL, echo_handler, NULL, NULL, &srv), -EINVAL);
     assert_int_equal(coil_server_close(NULL), -EINVAL);
     assert_int_equal(coil_server_close_clients(NULL), -EINVAL);
     assert_int_equal(coil_server_wait_closed(NULL), -EINVAL);
@@ -730,7 +729,7 @@ static void test_bad_arguments_eperm(void **state)
     assert_int_equal(coil_server_port(NULL), -EINVAL);
     assert_false(coil_server_is_serving(NULL));
     assert_int_equal(coil_server_connections(NULL), 0);
-    coil_server_free(NULL);
+    coil_server_unref(NULL);
 }
 
 /* ------------------------------------------------------------------ */
@@ -750,12 +749,12 @@ static int oom_main(void *arg)
     coil_server_t *srv = NULL;
     coil_stream_t *s = NULL;
     test_alloc_fail_after(o->nth);
-    o->start = coil_start_server("127.0.0.1", "0", echo_handler, NULL, NULL,
+    o->start = coil_server_open("127.0.0.1", "0", echo_handler, NULL, NULL,
                                  &srv);
     if (!o->start) {
         char port[16];
         snprintf(port, sizeof(port), "%d", coil_server_port(srv));
-        o->conn = coil_open_connection("127.0.0.1", port, &s);
+        o->conn = coil_stream_open("127.0.0.1", port, &s);
     }
     o->failed = test_alloc_failed();
     test_alloc_fail_after(0);
@@ -772,7 +771,7 @@ static int oom_main(void *arg)
     if (srv) {
         coil_server_close(srv);
         coil_server_wait_closed(srv);
-        coil_server_free(srv);
+        coil_server_unref(srv);
     }
     return 0;
 }
@@ -828,7 +827,7 @@ static int peer_port(int fd)
  * listens: connecting there is refused). -1 if the bind fails. */
 static int tcp_socket_at(int family, int port, int backlog)
 {
-    int fd = coil_socket(family, SOCK_STREAM, 0);
+    int fd = coil_sock_open(family, SOCK_STREAM, 0);
     assert_true(fd >= 0);
     struct sockaddr_storage ss;
     memset(&ss, 0, sizeof(ss));
@@ -1093,7 +1092,7 @@ static void test_race_alloc_failure(void **state)
 }
 
 /* "localhost" gives ::1 and 127.0.0.1: listen only on the second family
- * and coil_open_connection still connects (the first is refused). */
+ * and coil_stream_open still connects (the first is refused). */
 static int localhost_families(int fam[2])
 {
     struct addrinfo hints, *res;
@@ -1119,7 +1118,7 @@ static int lh_main(void *arg)
 {
     struct lh *l = arg;
     coil_stream_t *s;
-    l->r = coil_open_connection("localhost", l->port, &s);
+    l->r = coil_stream_open("localhost", l->port, &s);
     if (!l->r) {
         struct sockaddr_storage ss;
         if (coil_stream_peer_address(s, &ss) > 0)

@@ -97,7 +97,7 @@ static int lines_main(void *arg)
 {
     struct lines *L = arg;
     coil_stream_t *s;
-    if (coil_stream_from_fd(L->fds[0], &s))
+    if (coil_stream_open_fd(L->fds[0], &s))
         return -1;
     int peer = L->fds[1];
     int k = 0;
@@ -179,7 +179,7 @@ static int exact_main(void *arg)
 {
     struct exact *e = arg;
     coil_stream_t *s;
-    if (coil_stream_from_fd(e->fds[0], &s))
+    if (coil_stream_open_fd(e->fds[0], &s))
         return -1;
     put(e->fds[1], "0123456789abc");
     shutdown(e->fds[1], SHUT_WR);
@@ -312,9 +312,9 @@ struct wrap {
 static int wrap_main(void *arg)
 {
     struct wrap *w = arg;
-    w->r = coil_stream_from_fd(w->fds[0], &w->out[0]);
+    w->r = coil_stream_open_fd(w->fds[0], &w->out[0]);
     if (!w->r)
-        w->r = coil_stream_from_fd(w->fds[1], &w->out[1]);
+        w->r = coil_stream_open_fd(w->fds[1], &w->out[1]);
     return 0;
 }
 
@@ -388,7 +388,7 @@ static int bp_writer(void *arg)
 static int bp_main(void *arg)
 {
     struct bp *b = arg;
-    if (coil_stream_from_fd(b->fds[0], &b->s))
+    if (coil_stream_open_fd(b->fds[0], &b->s))
         return -1;
     coil_task_t *w = test_spawn(b->loop, bp_writer, b);
     coil_sleep(50 * COIL_MSEC); /* the peer reads nothing meanwhile */
@@ -424,7 +424,7 @@ static void test_drain_backpressure(void **state)
 static int bp_cancel_main(void *arg)
 {
     struct bp *b = arg;
-    if (coil_stream_from_fd(b->fds[0], &b->s))
+    if (coil_stream_open_fd(b->fds[0], &b->s))
         return -1;
     coil_task_t *w = test_spawn(b->loop, bp_writer, b);
     coil_sleep(20 * COIL_MSEC);
@@ -456,7 +456,7 @@ static void test_drain_cancel(void **state)
 static int orphan_main(void *arg)
 {
     struct bp *b = arg;
-    if (coil_stream_from_fd(b->fds[0], &b->s))
+    if (coil_stream_open_fd(b->fds[0], &b->s))
         return -1;
     char *big = malloc(PUSH);
     if (!big)
@@ -522,8 +522,8 @@ static int half_b(void *arg)
 static int half_main(void *arg)
 {
     struct half *h = arg;
-    if (coil_stream_from_fd(h->fds[0], &h->a) ||
-        coil_stream_from_fd(h->fds[1], &h->b))
+    if (coil_stream_open_fd(h->fds[0], &h->a) ||
+        coil_stream_open_fd(h->fds[1], &h->b))
         return -1;
     coil_task_t *t = test_spawn(h->loop, half_b, h);
     coil_stream_write(h->a, "ping", 4);
@@ -574,7 +574,7 @@ static int rst_reader(void *arg)
 static int rst_read_main(void *arg)
 {
     struct rst *r = arg;
-    if (coil_stream_from_fd(r->fds[0], &r->s))
+    if (coil_stream_open_fd(r->fds[0], &r->s))
         return -1;
     coil_task_t *t = test_spawn(r->loop, rst_reader, r);
     coil_sleep(10 * COIL_MSEC);
@@ -604,7 +604,7 @@ static int rst_later(void *arg)
 static int rst_write_main(void *arg)
 {
     struct rst *r = arg;
-    if (coil_stream_from_fd(r->fds[0], &r->s))
+    if (coil_stream_open_fd(r->fds[0], &r->s))
         return -1;
     static char chunk[65536];
     int err = 0;
@@ -645,7 +645,7 @@ static int cancel_reader(void *arg)
 static int cancel_read_main(void *arg)
 {
     struct rst *r = arg;
-    if (coil_stream_from_fd(r->fds[0], &r->s))
+    if (coil_stream_open_fd(r->fds[0], &r->s))
         return -1;
     coil_task_t *t = test_spawn(r->loop, cancel_reader, r);
     coil_sleep(5 * COIL_MSEC);
@@ -683,7 +683,7 @@ static int close_reader(void *arg)
 static int close_main(void *arg)
 {
     struct rst *r = arg;
-    if (coil_stream_from_fd(r->fds[0], &r->s))
+    if (coil_stream_open_fd(r->fds[0], &r->s))
         return -1;
     coil_task_t *t = test_spawn(r->loop, close_reader, r);
     coil_sleep(5 * COIL_MSEC);
@@ -732,7 +732,7 @@ static int first_reader(void *arg)
 static int two_main(void *arg)
 {
     struct two *w = arg;
-    if (coil_stream_from_fd(w->fds[0], &w->s))
+    if (coil_stream_open_fd(w->fds[0], &w->s))
         return -1;
     coil_task_t *t = test_spawn(w->loop, first_reader, w);
     coil_sleep(5 * COIL_MSEC);
@@ -798,7 +798,7 @@ static int tmo_main(void *arg)
 {
     struct tmo *t = arg;
     coil_stream_t *s;
-    if (coil_stream_from_fd(t->fds[0], &s))
+    if (coil_stream_open_fd(t->fds[0], &s))
         return -1;
     put(t->fds[1], "ab");
     t->line_r = read_within(s, false, t);
@@ -839,7 +839,7 @@ static int after_main(void *arg)
 {
     struct after *a = arg;
     coil_stream_t *s;
-    if (coil_stream_from_fd(a->fds[0], &s))
+    if (coil_stream_open_fd(a->fds[0], &s))
         return -1;
     put(a->fds[1], "abc\nde");
     a->line_r = coil_stream_readline(s, a->line, sizeof(a->line), &a->len);
@@ -922,7 +922,7 @@ static int reuse_main(void *arg)
     }
     u->peer = b[1];
     coil_stream_t *s;
-    if (coil_stream_from_fd(num, &s))
+    if (coil_stream_open_fd(num, &s))
         return -1;
     coil_task_t *t = test_spawn(u->loop, late_sender, u);
     if (coil_timeout_begin(2 * COIL_SEC, &scope))
@@ -963,7 +963,7 @@ static int faults_main(void *arg)
 {
     struct faults *f = arg;
     coil_stream_t *s;
-    if (coil_stream_from_fd(f->fds[0], &s))
+    if (coil_stream_open_fd(f->fds[0], &s))
         return -1;
     /* Interrupted receives are retried. */
     put(f->fds[1], "hi\n");
@@ -1015,7 +1015,7 @@ static int bg_fault_main(void *arg)
 {
     struct faults *f = arg;
     coil_stream_t *s;
-    if (coil_stream_from_fd(f->fds[0], &s))
+    if (coil_stream_open_fd(f->fds[0], &s))
         return -1;
     static char chunk[65536];
     coil_stream_set_write_limits(s, 0, 0);
@@ -1076,7 +1076,7 @@ static int sink(void *arg)
 static int nosender_main(void *arg)
 {
     struct nosender *x = arg;
-    if (coil_stream_from_fd(x->fds[0], &x->s))
+    if (coil_stream_open_fd(x->fds[0], &x->s))
         return -1;
     static unsigned char data[SENDER_BYTES];
     for (size_t i = 0; i < sizeof(data); i++)
@@ -1156,14 +1156,13 @@ static int unsent_drainer(void *arg)
 static int unsent_main(void *arg)
 {
     struct unsent *u = arg;
-    if (coil_stream_from_fd(u->fds[0], &u->s))
+    if (coil_stream_open_fd(u->fds[0], &u->s))
         return -1;
     /* The peer reads nothing: most of this stays buffered. */
     static char big[1 << 20];
     if (coil_stream_write(u->s, big, sizeof(big)))
         return -2;
-    coil_loop_t *loop;
-    coil_get_running_loop(&loop);
+    coil_loop_t *loop = coil_running_loop();
     coil_task_t *r = test_spawn(loop, unsent_reader, u);
     coil_task_t *d = test_spawn(loop, unsent_drainer, u);
     coil_sleep(COIL_MSEC); /* both are suspended now */
@@ -1202,7 +1201,7 @@ struct outlive {
 static int outlive_main(void *arg)
 {
     struct outlive *o = arg;
-    if (coil_stream_from_fd(o->fds[0], &o->s))
+    if (coil_stream_open_fd(o->fds[0], &o->s))
         return -1;
     static char big[1 << 20];
     if (coil_stream_write(o->s, big, sizeof(big)))
@@ -1210,7 +1209,7 @@ static int outlive_main(void *arg)
     return 0; /* the caller keeps the stream, with data unsent */
 }
 
-/* A stream with unsent data, kept past coil_loop_free: the loop's close
+/* A stream with unsent data, kept past coil_loop_unref: the loop's close
  * closed it (its fd too); every call is still safe, and the last unref
  * frees it and, last of all, the loop's memory. Under ASan or valgrind a
  * read of the freed loop would show here. */
@@ -1226,7 +1225,7 @@ static void test_stream_outlives_loop(void **state)
     assert_int_equal(test_run_task(loop, outlive_main, &o), 0);
     assert_true(coil_stream_write_buffered(o.s) > 0);
     long fds_open = test_fd_count();
-    coil_loop_free(loop);
+    coil_loop_unref(loop);
     /* The loop's own fds and the stream's went. */
     assert_int_equal(test_fd_count(), fds_open - loop_fds - 1);
     assert_true(coil_stream_is_closing(o.s));
@@ -1257,7 +1256,7 @@ static int huge_main(void *arg)
 {
     struct huge *h = arg;
     coil_stream_t *s;
-    if (coil_stream_from_fd(h->fds[0], &s))
+    if (coil_stream_open_fd(h->fds[0], &s))
         return -1;
     put(h->fds[1], "0123456789");
     shutdown(h->fds[1], SHUT_WR);
@@ -1297,7 +1296,7 @@ static int all_main(void *arg)
 {
     struct all *a = arg;
     coil_stream_t *s;
-    if (coil_stream_from_fd(a->fds[0], &s))
+    if (coil_stream_open_fd(a->fds[0], &s))
         return -1;
     int peer = a->fds[1];
     /* More than the limit before the end: -EMSGSIZE, nothing consumed. */
@@ -1355,7 +1354,7 @@ static int eofs_main(void *arg)
 {
     struct eofs *e = arg;
     coil_stream_t *s;
-    if (coil_stream_from_fd(e->fds[0], &s))
+    if (coil_stream_open_fd(e->fds[0], &s))
         return -1;
     char buf[8];
     put(e->fds[1], "abc");
@@ -1401,12 +1400,11 @@ static int owned_main(void *arg)
 {
     struct owned *o = arg;
     coil_stream_t *s;
-    if (coil_stream_from_fd(o->fds[0], &s))
+    if (coil_stream_open_fd(o->fds[0], &s))
         return -1;
-    coil_loop_t *loop;
-    coil_get_running_loop(&loop);
+    coil_loop_t *loop = coil_running_loop();
     o->close_r = coil_sock_close(o->fds[0]);
-    o->reader_r = coil_add_reader(loop, o->fds[0], never, NULL);
+    o->reader_r = coil_loop_add_reader(loop, o->fds[0], never, NULL);
     char c;
     o->sock_r = (int)coil_sock_recv(o->fds[0], &c, 1);
     put(o->fds[1], "z");
@@ -1429,7 +1427,7 @@ static void test_stream_fd_is_owned(void **state)
 static int make_one(void *arg)
 {
     struct rst *r = arg;
-    return coil_stream_from_fd(r->fds[0], &r->s);
+    return coil_stream_open_fd(r->fds[0], &r->s);
 }
 
 /* A number that is not open (the pair's, closed): -EBADF, *out NULL. */
@@ -1441,7 +1439,7 @@ static int make_on_closed(void *arg)
     close(sv[0]);
     close(sv[1]);
     r->s = (coil_stream_t *)1;
-    r->r1 = coil_stream_from_fd(sv[0], &r->s);
+    r->r1 = coil_stream_open_fd(sv[0], &r->s);
     return 0;
 }
 
@@ -1451,10 +1449,10 @@ static void test_bad_arguments(void **state)
     coil_stream_t *s = (coil_stream_t *)1;
     char b[4];
     size_t len;
-    assert_int_equal(coil_stream_from_fd(3, NULL), -EINVAL);
-    assert_int_equal(coil_stream_from_fd(-1, &s), -EBADF);
+    assert_int_equal(coil_stream_open_fd(3, NULL), -EINVAL);
+    assert_int_equal(coil_stream_open_fd(-1, &s), -EBADF);
     assert_null(s);
-    assert_int_equal(coil_stream_from_fd(0, &s), -EPERM); /* no loop */
+    assert_int_equal(coil_stream_open_fd(0, &s), -EPERM); /* no loop */
     assert_int_equal(coil_stream_read(NULL, b, 1), -EINVAL);
     assert_int_equal(coil_stream_read_exactly(NULL, b, 1, NULL), -EINVAL);
     assert_int_equal(coil_stream_readline(NULL, b, 4, &len), -EINVAL);
@@ -1517,7 +1515,7 @@ static int oom_main(void *arg)
     coil_stream_t *s = NULL;
     static char big[8192];
     test_alloc_fail_after(o->nth);
-    o->r1 = coil_stream_from_fd(o->fds[0], &s);
+    o->r1 = coil_stream_open_fd(o->fds[0], &s);
     if (!o->r1) {
         /* Fill the socket, then buffer: the buffer allocates. */
         o->r2 = 0;

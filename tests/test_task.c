@@ -4,7 +4,7 @@
  * errors through join and the task's future, round-robin yield, sleep
  * order, await of futures and tasks (nested), the calls that need a task
  * (-EPERM outside one), -EDEADLK and -EINVAL for awaits that cannot work,
- * coil_current_task, names, coil_all_tasks, stack sizes and deep
+ * coil_current_task, names, coil_loop_tasks, stack sizes and deep
  * recursion, references, coil_run, a task's future being owned, a task
  * returning -EINPROGRESS, allocation failure at every step of spawn,
  * sleep, gather and timeout_begin, and closing a loop whose tasks are
@@ -119,8 +119,8 @@ static void test_spawn_runs_next_iteration(void **state)
     /* From a callback: the task runs in the next iteration, after every
      * callback of the current one. */
     c = (struct spawn_ctx){.loop = f->loop};
-    assert_int_equal(coil_call_soon(f->loop, spawner_cb, &c, NULL), 0);
-    assert_int_equal(coil_call_soon(f->loop, next_cb, &c, NULL), 0);
+    assert_int_equal(coil_loop_call_soon(f->loop, spawner_cb, &c, NULL), 0);
+    assert_int_equal(coil_loop_call_soon(f->loop, next_cb, &c, NULL), 0);
     test_run_stopped(f->loop);
     assert_int_equal(c.spawn_err, 0);
     assert_int_equal(c.seen_by_spawner, 0);
@@ -305,7 +305,7 @@ static int nonpos_a(void *arg)
     struct nonpos_log *l = arg;
     l->t0 = coil_loop_time(l->loop);
     nonpos_note(l, 'a');
-    coil_call_soon(l->loop, nonpos_cb, l, NULL);
+    coil_loop_call_soon(l->loop, nonpos_cb, l, NULL);
     l->r[0] = coil_sleep(0);
     nonpos_note(l, 'a');
     l->r[1] = coil_sleep(-COIL_SEC);
@@ -383,7 +383,7 @@ static void test_sleep_order(void **state)
     }
     int64_t start = coil_loop_time(f->loop);
     assert_int_equal(
-        coil_call_later(f->loop, COIL_SEC, test_stop_cb, f->loop, NULL), 0);
+        coil_loop_call_later(f->loop, COIL_SEC, test_stop_cb, f->loop, NULL), 0);
     test_run(f->loop);
     assert_int_equal(log.n, SORT_N);
     assert_int_equal(log.bad_sleep, 0);
@@ -418,10 +418,10 @@ static int await_plain(void *arg)
     coil_future_new(c->loop, &nul);
     struct resolve r1 = {ok, &marker, 0}, r2 = {err, NULL, -EIO},
                    r3 = {can, NULL, -ECANCELED}, r4 = {nul, &marker, 0};
-    coil_call_later(c->loop, 5 * COIL_MSEC, resolve_cb, &r1, NULL);
-    coil_call_later(c->loop, 6 * COIL_MSEC, resolve_cb, &r2, NULL);
-    coil_call_later(c->loop, 7 * COIL_MSEC, resolve_cb, &r3, NULL);
-    coil_call_soon(c->loop, resolve_cb, &r4, NULL);
+    coil_loop_call_later(c->loop, 5 * COIL_MSEC, resolve_cb, &r1, NULL);
+    coil_loop_call_later(c->loop, 6 * COIL_MSEC, resolve_cb, &r2, NULL);
+    coil_loop_call_later(c->loop, 7 * COIL_MSEC, resolve_cb, &r3, NULL);
+    coil_loop_call_soon(c->loop, resolve_cb, &r4, NULL);
     int64_t t0 = coil_loop_time(c->loop);
     c->r_ok = coil_await(ok, &c->v_ok);
     c->waited = coil_loop_time(c->loop) - t0;
@@ -542,7 +542,7 @@ static void test_waits_outside_task(void **state)
         assert_int_equal(c.r[i], -EPERM);
     /* In a callback of the running loop. */
     memset(c.r, 0, sizeof(c.r));
-    assert_int_equal(coil_call_soon(f->loop, outside_cb, &c, NULL), 0);
+    assert_int_equal(coil_loop_call_soon(f->loop, outside_cb, &c, NULL), 0);
     assert_int_equal(test_run_until(f->loop, coil_task_future(c.task)), 0);
     assert_true(c.ran);
     for (int i = 0; i < 6; i++)
@@ -621,7 +621,7 @@ static void test_await_other_loop(void **state)
     assert_int_equal(test_run_until(other, coil_task_future(c.task)), 0);
     coil_future_unref(c.fut);
     coil_task_unref(c.task);
-    coil_loop_free(other);
+    coil_loop_unref(other);
 }
 
 /* ------------------------------------------------------------------ */
@@ -643,10 +643,9 @@ static int current_task_body(void *arg)
 {
     struct current_ctx *c = arg;
     c->seen_first = coil_current_task();
-    coil_loop_t *loop;
-    coil_get_running_loop(&loop);
-    coil_call_soon(loop, current_cb, c, NULL);
-    c->all_inside = coil_all_tasks(loop, NULL, 0);
+    coil_loop_t *loop = coil_running_loop();
+    coil_loop_call_soon(loop, current_cb, c, NULL);
+    c->all_inside = coil_loop_tasks(loop, NULL, 0);
     coil_yield();
     c->seen_after_yield = coil_current_task();
     return 0;
@@ -743,23 +742,23 @@ static void test_all_tasks(void **state)
 {
     struct fixture *f = *state;
     coil_task_t *out[5] = {0};
-    assert_int_equal(coil_all_tasks(f->loop, NULL, 0), 0);
-    assert_int_equal(coil_all_tasks(NULL, NULL, 0), -EINVAL);
-    assert_int_equal(coil_all_tasks(NULL, out, 1), -EINVAL);
-    assert_int_equal(coil_all_tasks(f->loop, NULL, 1), -EINVAL);
+    assert_int_equal(coil_loop_tasks(f->loop, NULL, 0), 0);
+    assert_int_equal(coil_loop_tasks(NULL, NULL, 0), -EINVAL);
+    assert_int_equal(coil_loop_tasks(NULL, out, 1), -EINVAL);
+    assert_int_equal(coil_loop_tasks(f->loop, NULL, 1), -EINVAL);
     coil_task_t *last;
     for (int i = 0; i < 3; i++)
         assert_int_equal(
             coil_task_spawn(f->loop, ret_arg, NULL, i == 2 ? &last : NULL), 0);
     /* The count may exceed n; only n references are made. */
-    assert_int_equal(coil_all_tasks(f->loop, out, 2), 3);
+    assert_int_equal(coil_loop_tasks(f->loop, out, 2), 3);
     assert_non_null(out[0]);
     assert_non_null(out[1]);
     assert_ptr_not_equal(out[0], out[1]);
     assert_null(out[2]);
     coil_task_unref(out[0]);
     coil_task_unref(out[1]);
-    assert_int_equal(coil_all_tasks(f->loop, out, 5), 3);
+    assert_int_equal(coil_loop_tasks(f->loop, out, 5), 3);
     bool found_last = false;
     for (int i = 0; i < 3; i++) {
         assert_non_null(out[i]);
@@ -769,7 +768,7 @@ static void test_all_tasks(void **state)
     assert_null(out[3]);
     /* These references keep finished tasks alive, not listed. */
     assert_int_equal(test_run_until(f->loop, coil_task_future(last)), 0);
-    assert_int_equal(coil_all_tasks(f->loop, NULL, 0), 0);
+    assert_int_equal(coil_loop_tasks(f->loop, NULL, 0), 0);
     for (int i = 0; i < 3; i++) {
         assert_true(coil_future_done(coil_task_future(out[i])));
         coil_task_unref(out[i]);
@@ -1038,7 +1037,7 @@ static int run_main_with_leftovers(void *arg)
 {
     struct run_ctx *c = arg;
     coil_loop_t *loop;
-    if (coil_get_running_loop(&loop))
+    if (!(loop = coil_running_loop()))
         return -ESRCH;
     coil_task_spawn(loop, leftover_body, &c->sleeper, NULL);
     coil_yield(); /* the sleeper starts sleeping */
@@ -1072,8 +1071,7 @@ static void test_coil_run(void **state)
     assert_int_equal(coil_run(run_main_self_cancel, NULL), -ECANCELED);
     assert_int_equal(coil_run(NULL, NULL), -EINVAL);
     /* No loop runs now. */
-    coil_loop_t *loop = (coil_loop_t *)1;
-    assert_int_equal(coil_get_running_loop(&loop), -ESRCH);
+    assert_null(coil_running_loop());
 }
 
 struct busy_ctx {
@@ -1096,9 +1094,8 @@ static void run_from_cb(void *arg)
 static int run_from_task(void *arg)
 {
     struct busy_ctx *c = arg;
-    coil_loop_t *loop;
-    coil_get_running_loop(&loop);
-    coil_call_soon(loop, run_from_cb, c, NULL);
+    coil_loop_t *loop = coil_running_loop();
+    coil_loop_call_soon(loop, run_from_cb, c, NULL);
     c->from_task = coil_run(run_inner, c);
     /* Nor can the running loop be run again from inside. */
     c->run_forever = coil_loop_run_forever(loop);
@@ -1244,7 +1241,7 @@ static void test_spawn_alloc_failure(void **state)
                 failures++;
                 assert_int_equal(err, -ENOMEM);
                 assert_null(t);
-                assert_int_equal(coil_all_tasks(loop, NULL, 0), 0);
+                assert_int_equal(coil_loop_tasks(loop, NULL, 0), 0);
                 /* An iteration runs nothing of it. */
                 assert_int_equal(coil_loop_stop(loop), 0);
                 assert_int_equal(coil_loop_run_forever(loop), 0);
@@ -1259,7 +1256,7 @@ static void test_spawn_alloc_failure(void **state)
                 coil_task_unref(t);
                 done = true;
             }
-            coil_loop_free(loop);
+            coil_loop_unref(loop);
             /* Nothing of the attempt is left. */
             assert_int_equal(test_alloc_live(), live);
         }
@@ -1349,7 +1346,7 @@ static int gather_sweep(void *arg)
     coil_future_t *futs[3];
     for (int i = 0; i < 3; i++)
         coil_future_new(s->loop, &futs[i]);
-    coil_call_later(s->loop, COIL_MSEC, set_all, futs, NULL);
+    coil_loop_call_later(s->loop, COIL_MSEC, set_all, futs, NULL);
     for (long n = 1; n <= SWEEP_MAX; n++) {
         test_alloc_fail_after(n);
         int r = coil_gather(futs, 3, s->results, 0);
@@ -1493,12 +1490,12 @@ static void test_close_with_suspended_tasks(void **state)
     for (int i = 0; i < 4; i++)
         assert_true(c.started[i]);
     assert_false(c.started[4]);
-    assert_int_equal(coil_all_tasks(f->loop, NULL, 0), 5);
+    assert_int_equal(coil_loop_tasks(f->loop, NULL, 0), 5);
     assert_int_equal(log.count, 0);
 
     assert_int_equal(coil_loop_close(f->loop), 0);
     /* Every task is gone, each suspended one reported, none resumed. */
-    assert_int_equal(coil_all_tasks(f->loop, NULL, 0), 0);
+    assert_int_equal(coil_loop_tasks(f->loop, NULL, 0), 0);
     assert_true(log.count >= 4);
     assert_int_equal(log.last_error, -ECANCELED);
     for (int i = 0; i < 4; i++) {
@@ -1545,8 +1542,7 @@ static int overflow_task(void *arg)
 static int overflow_main(void *arg)
 {
     (void)arg;
-    coil_loop_t *loop;
-    coil_get_running_loop(&loop);
+    coil_loop_t *loop = coil_running_loop();
     char name[] = "deep-diver";
     coil_task_options_t opts = {.name = name, .stack_size = 32 * 1024};
     coil_task_t *t;

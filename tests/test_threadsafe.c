@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * test_threadsafe.c - coil_call_soon_threadsafe and the loop's wake-up
+ * test_threadsafe.c - coil_loop_call_soon_threadsafe and the loop's wake-up
  * channel: waking a loop asleep in poll, many threads at once (every call
  * runs once, in order per thread), calls from the loop's own thread,
  * closed loops, bad arguments, allocation failure, a failing wake-up
@@ -50,11 +50,11 @@ static void safety_cb(void *arg)
 static bool run_bounded(coil_loop_t *loop)
 {
     struct safety s = {loop, NULL, false};
-    assert_int_equal(coil_call_later(loop, SAFETY_NS, safety_cb, &s, &s.handle),
+    assert_int_equal(coil_loop_call_later(loop, SAFETY_NS, safety_cb, &s, &s.handle),
                      0);
     int err = coil_loop_run_forever(loop);
     coil_handle_cancel(s.handle);
-    coil_handle_release(s.handle);
+    coil_handle_unref(s.handle);
     assert_int_equal(err, 0);
     return s.fired;
 }
@@ -111,7 +111,7 @@ static void *waker_main(void *arg)
         sleep_ms(1);
     w->saw_start = atomic_load(&w->started);
     sleep_ms(20); /* let the loop block in poll again */
-    w->ret = coil_call_soon_threadsafe(w->loop, w->fn, w->arg);
+    w->ret = coil_loop_call_soon_threadsafe(w->loop, w->fn, w->arg);
     return NULL;
 }
 
@@ -124,7 +124,7 @@ static void waker_start(struct waker *w, coil_loop_t *loop, coil_callback_fn fn,
     w->arg = arg;
     w->saw_start = false;
     w->ret = -1000;
-    assert_int_equal(coil_call_soon(loop, waker_started_cb, w, NULL), 0);
+    assert_int_equal(coil_loop_call_soon(loop, waker_started_cb, w, NULL), 0);
     assert_int_equal(pthread_create(&w->thread, NULL, waker_main, w), 0);
 }
 
@@ -202,7 +202,7 @@ static void watchdog_start(struct watchdog *w, coil_loop_t *loop)
                                 SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0,
                                 w->sv),
                      0);
-    assert_int_equal(coil_add_reader(loop, w->sv[0], watchdog_cb, w), 0);
+    assert_int_equal(coil_loop_add_reader(loop, w->sv[0], watchdog_cb, w), 0);
     assert_int_equal(pthread_create(&w->thread, NULL, watchdog_main, w), 0);
 }
 
@@ -214,7 +214,7 @@ static bool watchdog_stop(struct watchdog *w)
     pthread_cond_signal(&w->cv);
     pthread_mutex_unlock(&w->mu);
     assert_int_equal(pthread_join(w->thread, NULL), 0);
-    assert_int_equal(coil_remove_reader(w->loop, w->sv[0]), 1);
+    assert_int_equal(coil_loop_remove_reader(w->loop, w->sv[0]), 1);
     close(w->sv[0]);
     close(w->sv[1]);
     pthread_cond_destroy(&w->cv);
@@ -312,7 +312,7 @@ static void *mt_main(void *arg)
     struct mt_thread *t = arg;
     pthread_barrier_wait(t->barrier);
     for (int i = 0; i < t->ncalls; i++) {
-        int err = coil_call_soon_threadsafe(t->loop, mt_cb, &t->calls[i]);
+        int err = coil_loop_call_soon_threadsafe(t->loop, mt_cb, &t->calls[i]);
         if (err) {
             t->failures++;
             t->last_error = err;
@@ -422,7 +422,7 @@ static void own_cb(void *arg)
     /* The first callback makes the second half of the calls. */
     if (c->index == 0)
         for (int i = OWN_CALLS / 2; i < OWN_CALLS; i++)
-            if (coil_call_soon_threadsafe(o->loop, own_cb, &o->calls[i]))
+            if (coil_loop_call_soon_threadsafe(o->loop, own_cb, &o->calls[i]))
                 o->nested_failures++;
     if (o->n == OWN_CALLS)
         coil_loop_stop(o->loop);
@@ -436,7 +436,7 @@ static void test_calls_from_loop_thread(void **state)
         o.calls[i] = (struct own_call){&o, i};
     /* Before the loop runs ... */
     for (int i = 0; i < OWN_CALLS / 2; i++)
-        assert_int_equal(coil_call_soon_threadsafe(loop, own_cb, &o.calls[i]),
+        assert_int_equal(coil_loop_call_soon_threadsafe(loop, own_cb, &o.calls[i]),
                          0);
     /* ... and from its callbacks (own_cb). */
     assert_false(run_bounded(loop));
@@ -471,10 +471,10 @@ static void fifo_cb(void *arg)
 static void fifo_start(void *arg)
 {
     struct fifo_call *c = arg; /* c[0..3] */
-    coil_call_soon(c[0].f->loop, fifo_cb, &c[0], NULL);
-    coil_call_soon_threadsafe(c[0].f->loop, fifo_cb, &c[1]);
-    coil_call_soon(c[0].f->loop, fifo_cb, &c[2], NULL);
-    coil_call_soon_threadsafe(c[0].f->loop, fifo_cb, &c[3]);
+    coil_loop_call_soon(c[0].f->loop, fifo_cb, &c[0], NULL);
+    coil_loop_call_soon_threadsafe(c[0].f->loop, fifo_cb, &c[1]);
+    coil_loop_call_soon(c[0].f->loop, fifo_cb, &c[2], NULL);
+    coil_loop_call_soon_threadsafe(c[0].f->loop, fifo_cb, &c[3]);
 }
 
 static void test_loop_thread_one_fifo(void **state)
@@ -484,7 +484,7 @@ static void test_loop_thread_one_fifo(void **state)
     struct fifo_call calls[4];
     for (int i = 0; i < 4; i++)
         calls[i] = (struct fifo_call){&f, i};
-    assert_int_equal(coil_call_soon(loop, fifo_start, calls, NULL), 0);
+    assert_int_equal(coil_loop_call_soon(loop, fifo_start, calls, NULL), 0);
     assert_false(run_bounded(loop));
     assert_int_equal(f.n, 4);
     for (int i = 0; i < 4; i++)
@@ -505,7 +505,7 @@ struct call_once {
 static void *call_once_main(void *arg)
 {
     struct call_once *c = arg;
-    c->ret = coil_call_soon_threadsafe(c->loop, c->fn, c->arg);
+    c->ret = coil_loop_call_soon_threadsafe(c->loop, c->fn, c->arg);
     return NULL;
 }
 
@@ -524,9 +524,9 @@ static void test_closed_loop(void **state)
     coil_loop_t *loop = test_loop(state);
     struct hit h = hit_make(loop, false);
     assert_int_equal(coil_loop_close(loop), 0);
-    assert_int_equal(coil_call_soon_threadsafe(loop, hit_cb, &h), -EBADF);
+    assert_int_equal(coil_loop_call_soon_threadsafe(loop, hit_cb, &h), -EBADF);
     assert_int_equal(call_from_thread(loop, hit_cb, &h), -EBADF);
-    assert_int_equal(coil_call_soon_threadsafe(loop, NULL, &h), -EINVAL);
+    assert_int_equal(coil_loop_call_soon_threadsafe(loop, NULL, &h), -EINVAL);
     assert_int_equal(coil_loop_run_forever(loop), -EBADF);
     assert_int_equal(h.calls, 0);
 }
@@ -541,7 +541,7 @@ static void test_pending_calls_dropped_at_close(void **state)
     for (int i = 0; i < 50; i++)
         assert_int_equal(call_from_thread(loop, hit_cb, &h), 0);
     for (int i = 0; i < 50; i++)
-        assert_int_equal(coil_call_soon_threadsafe(loop, hit_cb, &h), 0);
+        assert_int_equal(coil_loop_call_soon_threadsafe(loop, hit_cb, &h), 0);
     assert_true(test_alloc_live() >= live + 100);
     assert_int_equal(coil_loop_close(loop), 0);
     assert_true(test_alloc_live() <= live);
@@ -553,14 +553,14 @@ static void test_bad_arguments(void **state)
 {
     coil_loop_t *loop = test_loop(state);
     struct hit h = hit_make(loop, false);
-    assert_int_equal(coil_call_soon_threadsafe(NULL, hit_cb, &h), -EINVAL);
-    assert_int_equal(coil_call_soon_threadsafe(loop, NULL, &h), -EINVAL);
-    assert_int_equal(coil_call_soon_threadsafe(NULL, NULL, NULL), -EINVAL);
+    assert_int_equal(coil_loop_call_soon_threadsafe(NULL, hit_cb, &h), -EINVAL);
+    assert_int_equal(coil_loop_call_soon_threadsafe(loop, NULL, &h), -EINVAL);
+    assert_int_equal(coil_loop_call_soon_threadsafe(NULL, NULL, NULL), -EINVAL);
     assert_int_equal(call_from_thread(loop, NULL, &h), -EINVAL);
 
     /* Nothing was queued: only the stopper runs. */
     struct hit stopper = hit_make(loop, true);
-    assert_int_equal(coil_call_soon_threadsafe(loop, hit_cb, &stopper), 0);
+    assert_int_equal(coil_loop_call_soon_threadsafe(loop, hit_cb, &stopper), 0);
     assert_false(run_bounded(loop));
     assert_int_equal(stopper.calls, 1);
     assert_int_equal(h.calls, 0);
@@ -577,7 +577,7 @@ static void *alloc_fail_main(void *arg)
 {
     struct alloc_fail_call *c = arg;
     test_alloc_fail_after(1);
-    c->ret = coil_call_soon_threadsafe(c->loop, hit_cb, c->h);
+    c->ret = coil_loop_call_soon_threadsafe(c->loop, hit_cb, c->h);
     c->injected = test_alloc_failed();
     test_alloc_fail_after(0);
     return NULL;
@@ -590,7 +590,7 @@ static void test_alloc_failure(void **state)
 
     /* On the loop's thread. */
     test_alloc_fail_after(1);
-    int err = coil_call_soon_threadsafe(loop, hit_cb, &failed);
+    int err = coil_loop_call_soon_threadsafe(loop, hit_cb, &failed);
     bool injected = test_alloc_failed();
     test_alloc_fail_after(0);
     assert_int_equal(err, -ENOMEM);
@@ -662,7 +662,7 @@ static void test_wake_write_fails(void **state)
 
     int ticks = 0;
     assert_int_equal(
-        coil_call_later(loop, 10 * COIL_MSEC, tick_cb, &ticks, NULL), 0);
+        coil_loop_call_later(loop, 10 * COIL_MSEC, tick_cb, &ticks, NULL), 0);
     bool timed_out = run_bounded(loop);
     assert_int_equal(ticks, 1); /* the loop did wake up and poll */
     assert_false(timed_out);
@@ -701,7 +701,7 @@ static long loop_fd_cost(void)
     coil_loop_t *loop;
     assert_int_equal(coil_loop_new(&loop), 0);
     long cost = test_fd_count() - before;
-    coil_loop_free(loop);
+    coil_loop_unref(loop);
     assert_int_equal(test_fd_count(), before);
     return cost;
 }
@@ -721,7 +721,7 @@ static void test_eventfd_missing_falls_back_to_pipe(void **state)
         assert_int_equal(coil__fault_hit(COIL__SYS_EVENTFD), 0);
         assert_int_equal(test_fd_count() - fds, cost + 1);
         check_woken_by_thread(loop);
-        coil_loop_free(loop);
+        coil_loop_unref(loop);
         assert_int_equal(test_fd_count(), fds);
     }
 }
@@ -734,7 +734,7 @@ static void test_pipe_channel_many_threads(void **state)
     coil__fault_arm(COIL__SYS_EVENTFD, 1, 1, ENOSYS);
     assert_int_equal(coil_loop_new(&loop), 0);
     many_threads(loop, 3, 5000);
-    coil_loop_free(loop);
+    coil_loop_unref(loop);
 }
 
 /* No eventfd, and the pipe fails too: the pipe's error, nothing left. */
@@ -803,7 +803,7 @@ static void *racer_main(void *arg)
     struct racer *t = arg;
     int64_t deadline = coil_now() + SAFETY_NS;
     for (;;) {
-        int err = coil_call_soon_threadsafe(t->race->loop, race_cb, t->race);
+        int err = coil_loop_call_soon_threadsafe(t->race->loop, race_cb, t->race);
         if (err == 0) {
             t->ok++;
         } else if (err == -EBADF) {

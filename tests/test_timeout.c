@@ -263,7 +263,7 @@ static void test_scope_outside_cancel(void **state)
     assert_int_equal(coil_task_spawn(f->loop, outside_cancel_body, &o, &t), 0);
     struct test_canceller c = {t, 1, 0};
     assert_int_equal(
-        coil_call_later(f->loop, 5 * COIL_MSEC, test_cancel_cb, &c, NULL), 0);
+        coil_loop_call_later(f->loop, 5 * COIL_MSEC, test_cancel_cb, &c, NULL), 0);
     assert_int_equal(test_run_until(f->loop, coil_task_future(t)), -ECANCELED);
     assert_int_equal(c.result, 0);
     assert_int_equal(o.body_r, -ECANCELED);
@@ -301,7 +301,7 @@ static int both_body(void *arg)
     if (coil_timeout_begin(10 * COIL_MSEC, &sc))
         return -ENOMEM;
     if (b->late)
-        coil_call_at(b->loop, coil_timeout_when(sc), test_cancel_cb, b->late, NULL);
+        coil_loop_call_at(b->loop, coil_timeout_when(sc), test_cancel_cb, b->late, NULL);
     b->body_r = coil_sleep(HOUR);
     b->expired = coil_timeout_expired(sc);
     b->end_r = coil_timeout_end(sc, b->body_r);
@@ -321,7 +321,7 @@ static void test_scope_expiry_races_outside_cancel(void **state)
          * this one before the scope's. */
         if (outside_first)
             assert_int_equal(
-                coil_call_at(f->loop, coil_loop_time(f->loop) + 10 * COIL_MSEC,
+                coil_loop_call_at(f->loop, coil_loop_time(f->loop) + 10 * COIL_MSEC,
                              test_cancel_cb, &c, NULL),
                 0);
         assert_int_equal(test_run_until(f->loop, coil_task_future(t)), -ECANCELED);
@@ -692,7 +692,7 @@ static void test_scope_loop_closed(void **state)
     assert_int_equal(coil_task_spawn(f->loop, sleeps_in_scope, &resumed, &t),
                      0);
     assert_int_equal(
-        coil_call_later(f->loop, COIL_MSEC, test_stop_cb, f->loop, NULL), 0);
+        coil_loop_call_later(f->loop, COIL_MSEC, test_stop_cb, f->loop, NULL), 0);
     test_run(f->loop);
     assert_false(coil_future_done(coil_task_future(t)));
     assert_int_equal(coil_loop_close(f->loop), 0);
@@ -748,7 +748,7 @@ static void test_wait_for_in_time(void **state)
     assert_int_equal(coil_future_new(f->loop, &fut), 0);
     struct resolve res = {fut, (void *)(intptr_t)21};
     assert_int_equal(
-        coil_call_later(f->loop, 10 * COIL_MSEC, resolve_cb, &res, NULL), 0);
+        coil_loop_call_later(f->loop, 10 * COIL_MSEC, resolve_cb, &res, NULL), 0);
     struct wf_ctx w;
     wf_init(&w, f->loop, fut, COIL_SEC);
     assert_int_equal(test_run_task(f->loop, wf_body, &w), 0);
@@ -850,7 +850,7 @@ static void test_wait_for_outside_cancel(void **state)
     assert_int_equal(coil_task_spawn(f->loop, wf_body, &w, &t), 0);
     struct test_canceller c = {t, 1, 0};
     assert_int_equal(
-        coil_call_later(f->loop, 5 * COIL_MSEC, test_cancel_cb, &c, NULL), 0);
+        coil_loop_call_later(f->loop, 5 * COIL_MSEC, test_cancel_cb, &c, NULL), 0);
     assert_int_equal(test_run_until(f->loop, coil_task_future(t)), 0);
     assert_int_equal(c.result, 0);
     assert_int_equal(w.r, -ECANCELED);
@@ -887,7 +887,7 @@ static int race_inner_body(void *arg)
     struct race_inner *ri = arg;
     coil_sleep(5 * COIL_MSEC);
     /* Runs after this task completed, before the caller resumes. */
-    coil_call_soon(ri->loop, test_cancel_cb, ri->cancel, NULL);
+    coil_loop_call_soon(ri->loop, test_cancel_cb, ri->cancel, NULL);
     return 23;
 }
 
@@ -904,7 +904,7 @@ static void test_wait_for_result_races_cancel(void **state)
     struct test_canceller c = {t, 1, 0};
     struct race r = {fut, &c};
     assert_int_equal(
-        coil_call_later(f->loop, 5 * COIL_MSEC, result_then_cancel, &r, NULL),
+        coil_loop_call_later(f->loop, 5 * COIL_MSEC, result_then_cancel, &r, NULL),
         0);
     assert_int_equal(test_run_until(f->loop, coil_task_future(t)), 0);
     assert_int_equal(c.result, 0);
@@ -941,7 +941,7 @@ static int wf_race_deadline_body(void *arg)
     struct wf_ctx *w = arg;
     struct resolve res = {w->fut, (void *)(intptr_t)31};
     /* Scheduled before wait_for's deadline, for the same time. */
-    coil_call_later(w->loop, w->timeout, resolve_cb, &res, NULL);
+    coil_loop_call_later(w->loop, w->timeout, resolve_cb, &res, NULL);
     return wf_body(w);
 }
 
@@ -968,7 +968,7 @@ static void test_wait_for_no_limit_and_zero(void **state)
     coil_future_t *fut;
     assert_int_equal(coil_future_new(f->loop, &fut), 0);
     struct resolve res = {fut, (void *)(intptr_t)41};
-    assert_int_equal(coil_call_later(f->loop, 2 * HOUR, resolve_cb, &res, NULL),
+    assert_int_equal(coil_loop_call_later(f->loop, 2 * HOUR, resolve_cb, &res, NULL),
                      0);
     struct wf_ctx w;
     wf_init(&w, f->loop, fut, COIL_NO_TIMEOUT);
@@ -1057,8 +1057,7 @@ static int swallowed_body(void *arg)
         return -ENOMEM;
     w->scope_r = coil_timeout_end(sc, coil_sleep(HOUR));
     coil_future_t *never;
-    coil_loop_t *loop;
-    coil_get_running_loop(&loop);
+    coil_loop_t *loop = coil_running_loop();
     if (coil_future_new(loop, &never))
         return -ENOMEM;
     w->wf_r = coil_wait_for(never, 10 * COIL_MSEC, NULL);
@@ -1118,7 +1117,7 @@ static void test_wait_for_bad_arguments(void **state)
     assert_false(coil_future_done(fut));
     coil_future_unref(fut);
     coil_future_unref(b.other);
-    coil_loop_free(other);
+    coil_loop_unref(other);
     test_assert_no_tasks(f->loop);
 }
 

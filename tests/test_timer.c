@@ -47,11 +47,11 @@ static void test_deadline_order(void **state)
     for (int i = 0; i < N; i++) {
         int64_t delay = (rand() % 1000) * COIL_MSEC;
         e[i] = (struct entry){&log, i, coil_loop_time(f->loop) + delay};
-        assert_int_equal(coil_call_later(f->loop, delay, record, &e[i], NULL),
+        assert_int_equal(coil_loop_call_later(f->loop, delay, record, &e[i], NULL),
                          0);
     }
     assert_int_equal(
-        coil_call_later(f->loop, 2 * COIL_SEC, test_stop_cb, f->loop, NULL), 0);
+        coil_loop_call_later(f->loop, 2 * COIL_SEC, test_stop_cb, f->loop, NULL), 0);
     test_run(f->loop);
     assert_int_equal(log.n, N);
     for (int i = 0; i < N; i++) {
@@ -74,9 +74,9 @@ static void test_equal_deadlines_fifo(void **state)
     int64_t when = coil_loop_time(f->loop) + 5 * COIL_MSEC;
     for (int i = 0; i < 50; i++) {
         e[i] = (struct entry){&log, i, when};
-        assert_int_equal(coil_call_at(f->loop, when, record, &e[i], NULL), 0);
+        assert_int_equal(coil_loop_call_at(f->loop, when, record, &e[i], NULL), 0);
     }
-    assert_int_equal(coil_call_at(f->loop, when, test_stop_cb, f->loop, NULL),
+    assert_int_equal(coil_loop_call_at(f->loop, when, test_stop_cb, f->loop, NULL),
                      0);
     test_run(f->loop);
     assert_int_equal(log.n, 50);
@@ -93,7 +93,7 @@ static void test_cancel(void **state)
     for (int i = 0; i < 10; i++) {
         e[i] = (struct entry){&log, i, 0};
         assert_int_equal(
-            coil_call_later(f->loop, (i + 1) * COIL_MSEC, record, &e[i], &h[i]),
+            coil_loop_call_later(f->loop, (i + 1) * COIL_MSEC, record, &e[i], &h[i]),
             0);
         assert_int_equal(coil_handle_when(h[i]),
                          coil_loop_time(f->loop) + (i + 1) * COIL_MSEC);
@@ -104,7 +104,7 @@ static void test_cancel(void **state)
     assert_int_equal(f->loop->timers.heap.len, 5);
     assert_int_equal(f->loop->timers.count, 5);
     assert_int_equal(
-        coil_call_later(f->loop, 20 * COIL_MSEC, test_stop_cb, f->loop, NULL),
+        coil_loop_call_later(f->loop, 20 * COIL_MSEC, test_stop_cb, f->loop, NULL),
         0);
     test_run(f->loop);
     assert_int_equal(log.n, 5);
@@ -112,7 +112,7 @@ static void test_cancel(void **state)
         assert_int_equal(log.ids[i], 2 * i + 1);
     for (int i = 0; i < 10; i++) {
         assert_int_equal(coil_handle_cancel(h[i]), 0); /* after: harmless */
-        coil_handle_release(h[i]);
+        coil_handle_unref(h[i]);
     }
     assert_int_equal(f->loop->timers.heap.len, 0);
 }
@@ -140,15 +140,15 @@ static void test_cancel_due_in_same_batch(void **state)
     struct fixture *f = *state;
     struct pair p = {0};
     int64_t when = coil_loop_time(f->loop) + COIL_MSEC;
-    assert_int_equal(coil_call_at(f->loop, when, pair_first, &p, NULL), 0);
-    assert_int_equal(coil_call_at(f->loop, when, pair_second, &p, &p.other), 0);
+    assert_int_equal(coil_loop_call_at(f->loop, when, pair_first, &p, NULL), 0);
+    assert_int_equal(coil_loop_call_at(f->loop, when, pair_second, &p, &p.other), 0);
     assert_int_equal(
-        coil_call_later(f->loop, 10 * COIL_MSEC, test_stop_cb, f->loop, NULL),
+        coil_loop_call_later(f->loop, 10 * COIL_MSEC, test_stop_cb, f->loop, NULL),
         0);
     test_run(f->loop);
     assert_int_equal(p.ran_first, 1);
     assert_int_equal(p.ran_second, 0);
-    coil_handle_release(p.other);
+    coil_handle_unref(p.other);
 }
 
 static void test_zero_and_negative_delays(void **state)
@@ -158,13 +158,13 @@ static void test_zero_and_negative_delays(void **state)
     struct entry soon = {&log, 1, 0}, zero = {&log, 2, 0}, neg = {&log, 3, 0},
                  past = {&log, 4, 0};
     /* The timers are scheduled first but the call_soon is ready first. */
-    assert_int_equal(coil_call_later(f->loop, 0, record, &zero, NULL), 0);
-    assert_int_equal(coil_call_later(f->loop, -COIL_SEC, record, &neg, NULL),
+    assert_int_equal(coil_loop_call_later(f->loop, 0, record, &zero, NULL), 0);
+    assert_int_equal(coil_loop_call_later(f->loop, -COIL_SEC, record, &neg, NULL),
                      0);
-    assert_int_equal(coil_call_at(f->loop, INT64_MIN, record, &past, NULL), 0);
-    assert_int_equal(coil_call_soon(f->loop, record, &soon, NULL), 0);
+    assert_int_equal(coil_loop_call_at(f->loop, INT64_MIN, record, &past, NULL), 0);
+    assert_int_equal(coil_loop_call_soon(f->loop, record, &soon, NULL), 0);
     assert_int_equal(
-        coil_call_later(f->loop, COIL_MSEC, test_stop_cb, f->loop, NULL), 0);
+        coil_loop_call_later(f->loop, COIL_MSEC, test_stop_cb, f->loop, NULL), 0);
     test_run(f->loop);
     assert_int_equal(log.n, 4);
     assert_int_equal(log.ids[0], 1);
@@ -180,21 +180,21 @@ static void test_far_future(void **state)
     struct log log = {.loop = f->loop};
     struct entry far = {&log, 1, 0};
     coil_handle_t *h;
-    assert_int_equal(coil_call_later(f->loop, INT64_MAX, record, &far, &h), 0);
+    assert_int_equal(coil_loop_call_later(f->loop, INT64_MAX, record, &far, &h), 0);
     assert_int_equal(coil_handle_when(h), INT64_MAX); /* saturated */
     assert_int_equal(
-        coil_call_later(f->loop, COIL_SEC, test_stop_cb, f->loop, NULL), 0);
+        coil_loop_call_later(f->loop, COIL_SEC, test_stop_cb, f->loop, NULL), 0);
     test_run(f->loop);
     assert_int_equal(log.n, 0);
     /* A year of virtual time later it is still pending. */
     coil__clock_advance(365LL * 24 * 3600 * COIL_SEC);
-    assert_int_equal(coil_call_soon(f->loop, test_stop_cb, f->loop, NULL), 0);
+    assert_int_equal(coil_loop_call_soon(f->loop, test_stop_cb, f->loop, NULL), 0);
     test_run(f->loop);
     assert_int_equal(log.n, 0);
     assert_int_equal(f->loop->timers.heap.len, 1);
     assert_int_equal(coil_handle_cancel(h), 0);
     assert_int_equal(f->loop->timers.heap.len, 0);
-    coil_handle_release(h);
+    coil_handle_unref(h);
 }
 
 /* A timer that re-arms itself from its own callback. */
@@ -207,7 +207,7 @@ static void rearm_cb(void *arg)
 {
     struct rearm *r = arg;
     if (++r->count < 100)
-        coil_call_later(r->loop, COIL_MSEC, rearm_cb, r, NULL);
+        coil_loop_call_later(r->loop, COIL_MSEC, rearm_cb, r, NULL);
     else
         coil_loop_stop(r->loop);
 }
@@ -217,7 +217,7 @@ static void test_rearm_from_callback(void **state)
     struct fixture *f = *state;
     struct rearm r = {f->loop, 0};
     int64_t start = coil_loop_time(f->loop);
-    assert_int_equal(coil_call_later(f->loop, COIL_MSEC, rearm_cb, &r, NULL),
+    assert_int_equal(coil_loop_call_later(f->loop, COIL_MSEC, rearm_cb, &r, NULL),
                      0);
     test_run(f->loop);
     assert_int_equal(r.count, 100);
@@ -245,15 +245,15 @@ static void test_bad_arguments(void **state)
 {
     struct fixture *f = *state;
     coil_handle_t *h = (coil_handle_t *)1;
-    assert_int_equal(coil_call_later(NULL, 0, noop, NULL, &h), -EINVAL);
+    assert_int_equal(coil_loop_call_later(NULL, 0, noop, NULL, &h), -EINVAL);
     assert_null(h);
     h = (coil_handle_t *)1;
-    assert_int_equal(coil_call_at(f->loop, 0, NULL, NULL, &h), -EINVAL);
+    assert_int_equal(coil_loop_call_at(f->loop, 0, NULL, NULL, &h), -EINVAL);
     assert_null(h);
-    assert_int_equal(coil_call_later(f->loop, 0, NULL, NULL, NULL), -EINVAL);
+    assert_int_equal(coil_loop_call_later(f->loop, 0, NULL, NULL, NULL), -EINVAL);
     assert_int_equal(coil_loop_close(f->loop), 0);
-    assert_int_equal(coil_call_later(f->loop, 0, noop, NULL, NULL), -EBADF);
-    assert_int_equal(coil_call_at(f->loop, 0, noop, NULL, &h), -EBADF);
+    assert_int_equal(coil_loop_call_later(f->loop, 0, noop, NULL, NULL), -EBADF);
+    assert_int_equal(coil_loop_call_at(f->loop, 0, noop, NULL, &h), -EBADF);
     assert_null(h);
 }
 
@@ -264,11 +264,11 @@ static void test_close_with_timers(void **state)
     struct log log = {.loop = f->loop};
     struct entry e = {&log, 1, 0};
     coil_handle_t *h;
-    assert_int_equal(coil_call_later(f->loop, COIL_MSEC, record, &e, &h), 0);
-    assert_int_equal(coil_call_later(f->loop, COIL_MSEC, record, &e, NULL), 0);
+    assert_int_equal(coil_loop_call_later(f->loop, COIL_MSEC, record, &e, &h), 0);
+    assert_int_equal(coil_loop_call_later(f->loop, COIL_MSEC, record, &e, NULL), 0);
     assert_int_equal(coil_loop_close(f->loop), 0);
     assert_int_equal(coil_handle_cancel(h), 0);
-    coil_handle_release(h);
+    coil_handle_unref(h);
     assert_int_equal(log.n, 0);
 }
 
@@ -279,16 +279,16 @@ static void test_real_clock(void **state)
     struct log log = {.loop = f->loop};
     struct entry e = {&log, 1, 0};
     coil_handle_t *h;
-    assert_int_equal(coil_call_later(f->loop, 2 * COIL_MSEC, record, &e, &h),
+    assert_int_equal(coil_loop_call_later(f->loop, 2 * COIL_MSEC, record, &e, &h),
                      0);
     assert_int_equal(
-        coil_call_later(f->loop, 3 * COIL_MSEC, test_stop_cb, f->loop, NULL),
+        coil_loop_call_later(f->loop, 3 * COIL_MSEC, test_stop_cb, f->loop, NULL),
         0);
     test_run(f->loop);
     assert_int_equal(log.n, 1);
     assert_true(log.at[0] >= coil_handle_when(h));
     assert_true(coil_now() >= coil_handle_when(h));
-    coil_handle_release(h);
+    coil_handle_unref(h);
 }
 
 /* A kernel without epoll_pwait2 (ENOSYS): the epoll backend falls back to
@@ -305,17 +305,17 @@ static void test_epoll_without_pwait2(void **state)
     coil_handle_t *h;
     coil__epoll_pwait2_reset();
     coil__fault_arm(COIL__SYS_EPOLL_PWAIT2, 1, 1, ENOSYS);
-    assert_int_equal(coil_call_later(f->loop, 1500 * COIL_USEC, record, &e, &h),
+    assert_int_equal(coil_loop_call_later(f->loop, 1500 * COIL_USEC, record, &e, &h),
                      0);
     assert_int_equal(
-        coil_call_later(f->loop, 3 * COIL_MSEC, test_stop_cb, f->loop, NULL),
+        coil_loop_call_later(f->loop, 3 * COIL_MSEC, test_stop_cb, f->loop, NULL),
         0);
     test_run(f->loop);
     assert_int_equal(log.n, 1);
     assert_true(log.at[0] >= coil_handle_when(h));
     /* The injected ENOSYS was consumed: the fallback was taken. */
     assert_int_equal(coil__fault_hit(COIL__SYS_EPOLL_PWAIT2), 0);
-    coil_handle_release(h);
+    coil_handle_unref(h);
 }
 
 /* Many timers: every second one cancelled, the heap shrinks back. */
@@ -328,16 +328,16 @@ static void test_many_with_cancellation(void **state)
     coil_handle_t **h = test_calloc(N, sizeof(*h));
     srand(3);
     for (int i = 0; i < N; i++)
-        assert_int_equal(coil_call_later(f->loop, (rand() % 100) * COIL_MSEC,
+        assert_int_equal(coil_loop_call_later(f->loop, (rand() % 100) * COIL_MSEC,
                                          record, &e, i % 2 ? &h[i] : NULL),
                          0);
     for (int i = 1; i < N; i += 2) {
         coil_handle_cancel(h[i]);
-        coil_handle_release(h[i]);
+        coil_handle_unref(h[i]);
     }
     assert_int_equal(f->loop->timers.count, N / 2);
     assert_int_equal(
-        coil_call_later(f->loop, 200 * COIL_MSEC, test_stop_cb, f->loop, NULL),
+        coil_loop_call_later(f->loop, 200 * COIL_MSEC, test_stop_cb, f->loop, NULL),
         0);
     test_run(f->loop);
     assert_int_equal(log.n, MAXLOG); /* capped log: at least that many */
@@ -364,7 +364,7 @@ static void test_same_deadline_rings(void **state)
     coil_handle_t *h[8];
     for (int i = 0; i < 8; i++) {
         e[i] = (struct entry){&log, i, at[i]};
-        assert_int_equal(coil_call_at(f->loop, at[i], record, &e[i], &h[i]), 0);
+        assert_int_equal(coil_loop_call_at(f->loop, at[i], record, &e[i], &h[i]), 0);
     }
     assert_int_equal(f->loop->timers.count, 8);
     /* Two heap entries for T (the split), one for T2. */
@@ -379,7 +379,7 @@ static void test_same_deadline_rings(void **state)
     assert_int_equal(coil_handle_when(h[1]), T); /* B leads now */
     assert_int_equal(coil_handle_when(h[0]), T); /* kept after cancel */
     assert_int_equal(
-        coil_call_later(f->loop, 20 * COIL_MSEC, test_stop_cb, f->loop, NULL),
+        coil_loop_call_later(f->loop, 20 * COIL_MSEC, test_stop_cb, f->loop, NULL),
         0);
     test_run(f->loop);
     static const int expect[] = {2, 1, 3, 5, 6};
@@ -388,7 +388,7 @@ static void test_same_deadline_rings(void **state)
         assert_int_equal(log.ids[i], expect[i]);
     for (int i = 0; i < 8; i++) {
         assert_int_equal(coil_handle_when(h[i]), at[i]);
-        coil_handle_release(h[i]);
+        coil_handle_unref(h[i]);
     }
     assert_int_equal(f->loop->timers.count, 0);
 }
@@ -410,7 +410,7 @@ static void first_due(void *arg)
 {
     struct chained *c = arg;
     c->first_iter_hits++;
-    coil_call_at(c->loop, coil_loop_time(c->loop), due_again, c, NULL);
+    coil_loop_call_at(c->loop, coil_loop_time(c->loop), due_again, c, NULL);
     coil_loop_stop(c->loop);
 }
 
@@ -419,13 +419,13 @@ static void test_due_timer_from_timer_waits(void **state)
     struct fixture *f = *state;
     struct chained c = {f->loop, 0, 0, NULL};
     int64_t when = coil_loop_time(f->loop) + COIL_MSEC;
-    assert_int_equal(coil_call_at(f->loop, when, first_due, &c, NULL), 0);
+    assert_int_equal(coil_loop_call_at(f->loop, when, first_due, &c, NULL), 0);
     test_run(f->loop);
     assert_int_equal(c.first_iter_hits, 1);
     assert_int_equal(c.second, 0); /* not in the same batch */
-    assert_int_equal(coil_call_soon(f->loop, test_stop_cb, f->loop, NULL), 0);
+    assert_int_equal(coil_loop_call_soon(f->loop, test_stop_cb, f->loop, NULL), 0);
     assert_int_equal(
-        coil_call_later(f->loop, COIL_MSEC, test_stop_cb, f->loop, NULL), 0);
+        coil_loop_call_later(f->loop, COIL_MSEC, test_stop_cb, f->loop, NULL), 0);
     test_run(f->loop);
     test_run(f->loop);
     assert_int_equal(c.second, 1);

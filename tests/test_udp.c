@@ -96,9 +96,9 @@ static int rt_main(void *arg)
         char b[4];
         r->got_un = coil_udp_recv(srv, b, sizeof(b));
     }
-    coil_udp_free(un);
-    coil_udp_free(cli);
-    coil_udp_free(srv);
+    coil_udp_unref(un);
+    coil_udp_unref(cli);
+    coil_udp_unref(srv);
     return 0;
 }
 
@@ -177,7 +177,7 @@ static int many_sender(void *arg)
         if (i % 16 == 15)
             coil_sleep(COIL_MSEC);
     }
-    coil_udp_free(u);
+    coil_udp_unref(u);
     return 0;
 }
 
@@ -216,7 +216,7 @@ static int many_main(void *arg)
         coil_task_join(t[i]);
         coil_task_unref(t[i]);
     }
-    coil_udp_free(m->srv);
+    coil_udp_unref(m->srv);
     return 0;
 }
 
@@ -266,7 +266,7 @@ static int cx_main(void *arg)
         return -1;
     port_str(c->srv, port);
     if (coil_udp_open(NULL, NULL, "127.0.0.1", port, &c->cli)) {
-        coil_udp_free(c->srv);
+        coil_udp_unref(c->srv);
         return -1;
     }
     /* A receive cancelled while waiting; then a second one is possible
@@ -292,8 +292,8 @@ static int cx_main(void *arg)
     coil_task_join(t);
     coil_task_unref(t);
     c->later = coil_udp_recv(c->srv, c->buf, sizeof(c->buf));
-    coil_udp_free(c->srv);
-    coil_udp_free(c->cli);
+    coil_udp_unref(c->srv);
+    coil_udp_unref(c->cli);
     return 0;
 }
 
@@ -328,7 +328,7 @@ static int refused_main(void *arg)
     if ((r->open = coil_udp_open("127.0.0.1", "0", NULL, NULL, &tmp)))
         return 0;
     port_str(tmp, port);
-    coil_udp_free(tmp);
+    coil_udp_unref(tmp);
     if ((r->open = coil_udp_open(NULL, NULL, "127.0.0.1", port, &u)))
         return 0;
     coil_timeout_t *scope;
@@ -344,7 +344,7 @@ static int refused_main(void *arg)
             coil_sleep(COIL_MSEC);
     }
     coil_timeout_end(scope, 0);
-    coil_udp_free(u);
+    coil_udp_unref(u);
     return 0;
 }
 
@@ -387,7 +387,7 @@ static int bad_main(void *arg)
     char port[16];
     port_str(u, port);
     if (coil_udp_open(NULL, NULL, "127.0.0.1", port, &c)) {
-        coil_udp_free(u);
+        coil_udp_unref(u);
         return -1;
     }
     b->r[i++] = (int)coil_udp_send(u, "x", 1); /* 7 */
@@ -409,9 +409,9 @@ static int bad_main(void *arg)
     b->r[i++] = coil_udp_local_address(u, &ss);
     b->r[i++] = (int)coil_udp_sendto(u, "x", 1, (struct sockaddr *)&ss, 16);
     b->n = i;
-    coil_udp_free(u);
-    coil_udp_free(c);
-    coil_udp_free(NULL);
+    coil_udp_unref(u);
+    coil_udp_unref(c);
+    coil_udp_unref(NULL);
     return 0;
 }
 
@@ -458,7 +458,7 @@ static void test_eperm_outside_task(void **state)
     assert_int_equal(
         coil_udp_sendto(made, "x", 1, (struct sockaddr *)&ss, (socklen_t)len),
         -EPERM);
-    coil_udp_free(made);
+    coil_udp_unref(made);
     made = NULL;
 }
 
@@ -478,7 +478,7 @@ static int oom_main(void *arg)
                      : coil_udp_open("127.0.0.1", "0", NULL, NULL, &u);
     o->failed = test_alloc_failed();
     test_alloc_fail_after(0);
-    coil_udp_free(u);
+    coil_udp_unref(u);
     return 0;
 }
 

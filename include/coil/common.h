@@ -64,6 +64,7 @@ COIL_API int64_t coil_now(void);
 typedef struct coil_loop coil_loop_t;
 typedef struct coil_handle coil_handle_t;
 typedef struct coil_future coil_future_t;
+typedef struct coil_task coil_task_t;
 
 /* A plain callback: everything it needs comes through arg. */
 typedef void (*coil_callback_fn)(void *arg);

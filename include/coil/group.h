@@ -20,7 +20,7 @@
  *     coil_group_spawn(g, fetch, &a, NULL, NULL);
  *     coil_group_spawn(g, fetch, &b, NULL, NULL);
  *     int err = coil_group_wait(g);   // both finished, or one failed
- *     coil_group_free(g);
+ *     coil_group_unref(g);
  */
 #ifndef COIL_GROUP_H
 #define COIL_GROUP_H
@@ -74,7 +74,7 @@ COIL_API int coil_group_errors(const coil_group_t *group, int *errors,
  * Free the group. If it was not waited for, its children are cancelled
  * (and finish on their own). Accepts NULL.
  */
-COIL_API void coil_group_free(coil_group_t *group);
+COIL_API void coil_group_unref(coil_group_t *group);
 
 #ifdef __cplusplus
 }

@@ -34,11 +34,11 @@ extern "C" {
  * epoll), -EBUSY (a task is suspended waiting for this fd in this
  * direction, in a coil_sock_* call), -ENOMEM.
  */
-COIL_API int coil_add_reader(coil_loop_t *loop, int fd, coil_callback_fn fn,
+COIL_API int coil_loop_add_reader(coil_loop_t *loop, int fd, coil_callback_fn fn,
                              void *arg);
 
-/* As coil_add_reader, for writability. */
-COIL_API int coil_add_writer(coil_loop_t *loop, int fd, coil_callback_fn fn,
+/* As coil_loop_add_reader, for writability. */
+COIL_API int coil_loop_add_writer(coil_loop_t *loop, int fd, coil_callback_fn fn,
                              void *arg);
 
 /*
@@ -46,10 +46,10 @@ COIL_API int coil_add_writer(coil_loop_t *loop, int fd, coil_callback_fn fn,
  * callback. Returns 1 if a reader was removed, 0 if there was none;
  * -EINVAL for NULL loop or a negative fd.
  */
-COIL_API int coil_remove_reader(coil_loop_t *loop, int fd);
+COIL_API int coil_loop_remove_reader(coil_loop_t *loop, int fd);
 
-/* As coil_remove_reader, for the writer. */
-COIL_API int coil_remove_writer(coil_loop_t *loop, int fd);
+/* As coil_loop_remove_reader, for the writer. */
+COIL_API int coil_loop_remove_writer(coil_loop_t *loop, int fd);
 
 #ifdef __cplusplus
 }

@@ -11,7 +11,7 @@
  * work can never starve them (docs/architecture.md explains the choice).
  *
  * A loop belongs to the thread that runs it. Every function here must be
- * called from that thread, except coil_call_soon_threadsafe.
+ * called from that thread, except coil_loop_call_soon_threadsafe.
  */
 #ifndef COIL_LOOP_H
 #define COIL_LOOP_H
@@ -38,12 +38,26 @@ extern "C" {
  */
 COIL_API int coil_loop_new(coil_loop_t **loop_out);
 
+/* Options for coil_loop_new_opts; zero-initialise, then set fields. */
+typedef struct coil_loop_options {
+    /* The poller backend ("epoll", "kqueue", "poll"); NULL: as
+     * coil_loop_new (COIL_BACKEND, else the best). */
+    const char *backend;
+    /* The context switch of its tasks ("asm", "ucontext"); NULL:
+     * COIL_CONTEXT, else the best built here. */
+    const char *context;
+    /* The default usable stack size of its tasks; 0: the built-in
+     * default (see coil_loop_set_stack_size). */
+    size_t stack_size;
+} coil_loop_options_t;
+
 /*
- * Create a loop with a named backend ("epoll", "kqueue", "poll"); NULL
- * means the default, as coil_loop_new. Errors as coil_loop_new.
+ * Create a loop with options (NULL: the defaults, as coil_loop_new).
+ * Errors as coil_loop_new; -EINVAL also for an unknown context name or a
+ * stack size out of range, -ENOSYS for a context switch not built here.
  */
-COIL_API int coil_loop_new_backend(const char *backend,
-                                   coil_loop_t **loop_out);
+COIL_API int coil_loop_new_opts(const coil_loop_options_t *opts,
+                                coil_loop_t **loop_out);
 
 /* Whether a backend of that name is compiled in and usable here. */
 COIL_API bool coil_backend_available(const char *backend);
@@ -53,10 +67,19 @@ COIL_API const char *coil_loop_backend(const coil_loop_t *loop);
 
 /*
  * Close the loop: drop every pending callback and timer (they never run),
- * forget every fd watcher (the fds themselves are the caller's and stay
- * open), and release the loop's own fds. Closing twice is harmless.
- * Futures and handles the caller still holds stay valid to query and
- * release; a future completed after the close runs no callbacks.
+ * abandon every task still suspended (it completes as cancelled, without
+ * resuming: what its own code allocated is lost, so cancel and await
+ * tasks first, as coil_run does), forget every fd watcher (fds given to
+ * coil_loop_add_reader and coil_sock_* are the caller's and stay open),
+ * close every stream, server and UDP endpoint of the loop, and release
+ * the loop's own fds. Closing twice is harmless.
+ *
+ * Every object of the loop outlives the close: what the caller holds
+ * (futures, tasks, handles, streams, servers, endpoints, groups) stays
+ * valid to query and to unref, and the loop's memory goes with the last
+ * of them. A future completed after the close runs no callbacks; calls
+ * that need the loop return -EBADF (scheduling, spawning) or -EPERM (the
+ * waits: no task can run); streams keep what they had received readable.
  *
  * Errors: -EINVAL (NULL), -EBUSY (the loop is running).
  */
@@ -66,12 +89,12 @@ COIL_API int coil_loop_close(coil_loop_t *loop);
 COIL_API coil_loop_t *coil_loop_ref(coil_loop_t *loop);
 
 /*
- * Close the loop if needed and drop the caller's reference. The memory
- * goes when the last handle and future of the loop are released too.
- * Accepts NULL. Must not be called while the loop runs (it then does
- * nothing but report -EBUSY through the exception handler).
+ * Drop a reference; the last one closes the loop (coil_loop_close). The
+ * memory goes when every object of the loop is gone too. Accepts NULL.
+ * The last reference must not be dropped while the loop runs (nothing
+ * happens then but a report through the exception handler).
  */
-COIL_API void coil_loop_free(coil_loop_t *loop);
+COIL_API void coil_loop_unref(coil_loop_t *loop);
 
 /* Whether the loop is running (inside run_forever/run_until_complete).
  * false for NULL. */
@@ -115,10 +138,29 @@ COIL_API int coil_loop_run_until_complete(coil_loop_t *loop,
 COIL_API int coil_loop_stop(coil_loop_t *loop);
 
 /*
- * The loop running in the calling thread.
- * Errors: -EINVAL (NULL), -ESRCH (no loop runs in this thread).
+ * The loop running in the calling thread (asyncio's get_running_loop), or
+ * NULL if none runs in it. No new reference.
  */
-COIL_API int coil_get_running_loop(coil_loop_t **loop_out);
+COIL_API coil_loop_t *coil_running_loop(void);
+
+/* ------------------------------------------------------------------ */
+/* Tasks of the loop (coil/task.h has the tasks themselves)             */
+/* ------------------------------------------------------------------ */
+
+/*
+ * The loop's tasks that have not finished (asyncio's all_tasks): fills
+ * out[0..n) with new references (drop each with coil_task_unref) and
+ * returns how many tasks there are in all (which may exceed n). Errors:
+ * -EINVAL (loop NULL, or out NULL with n > 0).
+ */
+COIL_API int coil_loop_tasks(coil_loop_t *loop, coil_task_t **out, size_t n);
+
+/*
+ * Set the default usable stack size of the loop's new tasks (at least
+ * 16 KiB, at most 1 GiB; rounded up to whole pages with the stack's
+ * bookkeeping). Errors: -EINVAL (NULL loop, size out of range).
+ */
+COIL_API int coil_loop_set_stack_size(coil_loop_t *loop, size_t size);
 
 /* ------------------------------------------------------------------ */
 /* Time                                                                 */
@@ -145,12 +187,12 @@ COIL_API int64_t coil_loop_update_time(coil_loop_t *loop);
  *
  * If handle_out is not NULL it receives a handle that can cancel the call;
  * the caller owns one reference to it and must drop it with
- * coil_handle_release(), whether or not the callback has run. Without a
+ * coil_handle_unref(), whether or not the callback has run. Without a
  * handle, a call costs no allocation in steady state.
  *
  * Errors: -EINVAL (loop or fn NULL), -EBADF (loop closed), -ENOMEM.
  */
-COIL_API int coil_call_soon(coil_loop_t *loop, coil_callback_fn fn, void *arg,
+COIL_API int coil_loop_call_soon(coil_loop_t *loop, coil_callback_fn fn, void *arg,
                             coil_handle_t **handle_out);
 
 /*
@@ -158,18 +200,18 @@ COIL_API int coil_call_soon(coil_loop_t *loop, coil_callback_fn fn, void *arg,
  * A zero or negative delay means "as soon as possible" (after callbacks
  * already ready). Timers with the same deadline run in the order they were
  * scheduled. Deadlines saturate at INT64_MAX instead of overflowing.
- * handle_out and errors as coil_call_soon.
+ * handle_out and errors as coil_loop_call_soon.
  */
-COIL_API int coil_call_later(coil_loop_t *loop, int64_t delay_ns,
+COIL_API int coil_loop_call_later(coil_loop_t *loop, int64_t delay_ns,
                              coil_callback_fn fn, void *arg,
                              coil_handle_t **handle_out);
 
 /*
  * Run fn(arg) at loop time when_ns (the coil_loop_time() scale). A time in
  * the past means as soon as possible. handle_out and errors as
- * coil_call_soon.
+ * coil_loop_call_soon.
  */
-COIL_API int coil_call_at(coil_loop_t *loop, int64_t when_ns,
+COIL_API int coil_loop_call_at(coil_loop_t *loop, int64_t when_ns,
                           coil_callback_fn fn, void *arg,
                           coil_handle_t **handle_out);
 
@@ -181,7 +223,7 @@ COIL_API int coil_call_at(coil_loop_t *loop, int64_t when_ns,
  *
  * Errors: -EINVAL (loop or fn NULL), -EBADF (loop closed), -ENOMEM.
  */
-COIL_API int coil_call_soon_threadsafe(coil_loop_t *loop, coil_callback_fn fn,
+COIL_API int coil_loop_call_soon_threadsafe(coil_loop_t *loop, coil_callback_fn fn,
                                        void *arg);
 
 /* ------------------------------------------------------------------ */
@@ -205,8 +247,13 @@ COIL_API bool coil_handle_cancelled(const coil_handle_t *handle);
  */
 COIL_API int64_t coil_handle_when(const coil_handle_t *handle);
 
-/* Drop the caller's reference; does not cancel. Accepts NULL. */
-COIL_API void coil_handle_release(coil_handle_t *handle);
+/*
+ * Drop the caller's reference; does not cancel. Accepts NULL. A handle has
+ * exactly two holders, the loop while the call is pending and the caller
+ * who asked for it, so it has no coil_handle_ref: a timer handle stays 48
+ * bytes, the size a million pending timers are multiplied by.
+ */
+COIL_API void coil_handle_unref(coil_handle_t *handle);
 
 /* ------------------------------------------------------------------ */
 /* Error reporting                                                      */

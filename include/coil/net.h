@@ -17,14 +17,14 @@
  *    (coil_timeout_begin, coil_wait_for) cut these calls short the same
  *    way: the scope turns the -ECANCELED into -ETIMEDOUT.
  *  - The fd is the caller's: coil never closes it, except coil_sock_close.
- *    It must be non-blocking (coil_socket and coil_sock_accept make it so;
+ *    It must be non-blocking (coil_sock_open and coil_sock_accept make it so;
  *    recv/send-style calls pass MSG_DONTWAIT and cannot block anyway;
  *    accept, connect and sendfile check and return -EINVAL for a blocking
  *    fd rather than freeze the loop).
  *  - One task at a time per fd and direction: a second task reading (or
  *    writing) an fd that a task is already suspended on gets -EBUSY, as
- *    does a task when a callback watcher (coil_add_reader/_writer) holds
- *    that direction, and coil_add_reader/_writer when a task waits there.
+ *    does a task when a callback watcher (coil_loop_add_reader/_writer) holds
+ *    that direction, and coil_loop_add_reader/_writer when a task waits there.
  *    Reading and writing one fd from two tasks at once is fine.
  *  - EINTR is retried inside (recv, send, accept...); connect is never
  *    re-issued after EINTR (the attempt goes on; the call waits for it).
@@ -38,9 +38,9 @@
  * cannot see a plain close(2): close an fd that these calls have waited
  * on with coil_sock_close, from the loop's thread. A plain close can make
  * a later wait on a new fd that reuses the number sleep forever (epoll,
- * kqueue) unless that fd comes from coil_socket or coil_sock_accept,
+ * kqueue) unless that fd comes from coil_sock_open or coil_sock_accept,
  * which clear what the loop remembered of their number, or is wrapped in
- * a stream (coil_stream_from_fd, which makes the loop check the number
+ * a stream (coil_stream_open_fd, which makes the loop check the number
  * again at its first wait).
  */
 #ifndef COIL_NET_H
@@ -66,7 +66,7 @@ extern "C" {
  * (-EAFNOSUPPORT, -EPROTONOSUPPORT, -EINVAL, -EMFILE, -ENFILE, -ENOBUFS,
  * -ENOMEM, -EACCES). Does not suspend; works outside a task.
  */
-COIL_API int coil_socket(int domain, int type, int protocol);
+COIL_API int coil_sock_open(int domain, int type, int protocol);
 
 /*
  * Close fd once (never retried: on Linux the number is released even

@@ -50,27 +50,27 @@ typedef struct coil_server_options {
  * wait in the backlog meanwhile); any other accept error is reported
  * through the loop's exception handler and met with the same pause: a
  * server stops accepting only when closed. The server is returned in
- * *out; free it with coil_server_free. Errors: -EINVAL (handler or out NULL, negative
+ * *out; free it with coil_server_unref. Errors: -EINVAL (handler or out NULL, negative
  * backlog), the resolver's errors, bind/listen/socket errors
  * (-EADDRINUSE, -EACCES, ...; every socket made is closed again),
  * -EPERM (not in a task), -ECANCELED, -ENOMEM. May suspend (resolving).
  */
-COIL_API int coil_start_server(const char *host, const char *port,
+COIL_API int coil_server_open(const char *host, const char *port,
                                coil_conn_handler_fn handler, void *arg,
                                const coil_server_options_t *opts,
                                coil_server_t **out);
 
 /*
- * As coil_start_server, on a Unix-domain socket bound at path. A socket
+ * As coil_server_open, on a Unix-domain socket bound at path. A socket
  * file already at path that nothing accepts on (left by a server that is
  * gone) is removed first; a live server's socket or any other file there
  * gives -EADDRINUSE. The socket file is removed when the server is
- * closed (coil_server_close, coil_server_free), unless it was replaced
+ * closed (coil_server_close, coil_server_unref), unless it was replaced
  * meanwhile or opts->keep_socket_file is set (asyncio's cleanup_socket).
  * Must be called inside a task (-EPERM otherwise) although it does not
  * suspend.
  */
-COIL_API int coil_start_unix_server(const char *path,
+COIL_API int coil_server_open_unix(const char *path,
                                     coil_conn_handler_fn handler, void *arg,
                                     const coil_server_options_t *opts,
                                     coil_server_t **out);
@@ -112,12 +112,15 @@ COIL_API int coil_server_port(const coil_server_t *server);
 /* How many connection tasks are running. 0 for NULL. */
 COIL_API size_t coil_server_connections(const coil_server_t *server);
 
+/* Take another reference; returns server. NULL gives NULL. */
+COIL_API coil_server_t *coil_server_ref(coil_server_t *server);
+
 /*
- * Close the server (coil_server_close) and release the caller's hold on
- * it. Connection tasks still running keep what they use; the memory goes
- * when the last one finishes. Accepts NULL. Does not suspend.
+ * Drop a reference; the last one closes the server (coil_server_close).
+ * Connection tasks still running keep what they use; the memory goes when
+ * the last one finishes. Accepts NULL. Does not suspend.
  */
-COIL_API void coil_server_free(coil_server_t *server);
+COIL_API void coil_server_unref(coil_server_t *server);
 
 #ifdef __cplusplus
 }

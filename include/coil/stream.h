@@ -81,15 +81,15 @@ typedef struct coil_stream coil_stream_t;
  * -EINVAL (out, or both host and port, NULL), -EPERM, -ECANCELED, -ENOMEM.
  * *out is NULL on failure. May suspend.
  */
-COIL_API int coil_open_connection(const char *host, const char *port,
+COIL_API int coil_stream_open(const char *host, const char *port,
                                   coil_stream_t **out);
 
-/* As coil_open_connection, to a Unix-domain stream socket at path.
+/* As coil_stream_open, to a Unix-domain stream socket at path.
  * -ENAMETOOLONG for a path that does not fit sockaddr_un. May suspend. */
-COIL_API int coil_open_unix_connection(const char *path, coil_stream_t **out);
+COIL_API int coil_stream_open_unix(const char *path, coil_stream_t **out);
 
 /*
- * Wrap a connected, non-blocking stream socket fd (from coil_socket,
+ * Wrap a connected, non-blocking stream socket fd (from coil_sock_open,
  * coil_sock_accept, or a socketpair made non-blocking). On success the
  * stream owns fd; on failure fd is left to the caller. TCP sockets get
  * TCP_NODELAY (as asyncio's transports do: small writes go out at once).
@@ -98,7 +98,7 @@ COIL_API int coil_open_unix_connection(const char *path, coil_stream_t **out);
  * not open), -EINVAL (out NULL), -EPERM (no running loop), -ENOMEM. Does
  * not suspend.
  */
-COIL_API int coil_stream_from_fd(int fd, coil_stream_t **out);
+COIL_API int coil_stream_open_fd(int fd, coil_stream_t **out);
 
 /* Take a reference; returns s. NULL gives NULL. */
 COIL_API coil_stream_t *coil_stream_ref(coil_stream_t *s);

@@ -42,8 +42,6 @@
 extern "C" {
 #endif
 
-typedef struct coil_task coil_task_t;
-
 /* A task's body: returns its result (>= 0) or a negative errno. */
 typedef int (*coil_task_fn)(void *arg);
 
@@ -104,18 +102,6 @@ COIL_API size_t coil_task_stack_size(const coil_task_t *task);
  * pointer is valid while the task runs.
  */
 COIL_API coil_task_t *coil_current_task(void);
-
-/*
- * The loop's tasks that have not finished: fills out[0..n) with new
- * references (drop each with coil_task_unref) and returns how many tasks
- * there are in all (which may exceed n). Errors: -EINVAL (loop NULL, or
- * out NULL with n > 0).
- */
-COIL_API int coil_all_tasks(coil_loop_t *loop, coil_task_t **out, size_t n);
-
-/* Set the default stack size of the loop's new tasks.
- * Errors: -EINVAL (NULL loop, size out of range). */
-COIL_API int coil_loop_set_stack_size(coil_loop_t *loop, size_t size);
 
 /* ------------------------------------------------------------------ */
 /* Cancellation                                                         */

@@ -19,7 +19,7 @@
  *     coil_udp_send(u, "ping", 4);
  *     char buf[1500];
  *     ssize_t n = coil_udp_recv(u, buf, sizeof(buf));
- *     coil_udp_free(u);
+ *     coil_udp_unref(u);
  */
 #ifndef COIL_UDP_H
 #define COIL_UDP_H
@@ -52,7 +52,7 @@ typedef struct coil_udp coil_udp_t;
  * address of the same family, if any; otherwise the local addresses are
  * tried in order), and the first that works is used.
  * Returns 0 with the endpoint in *out (the caller's, to free with
- * coil_udp_free), or -errno, *out then NULL: -EINVAL (out NULL, nothing
+ * coil_udp_unref), or -errno, *out then NULL: -EINVAL (out NULL, nothing
  * given, or only one of remote_host/remote_port), -EPERM (not in a task),
  * the resolver's errors (coil/net.h: -ENOENT...), -EADDRNOTAVAIL (no
  * local address of the remote's family), the first failure of socket,
@@ -128,7 +128,7 @@ COIL_API int coil_udp_peer_address(const coil_udp_t *u,
 /*
  * Close the socket (coil_sock_close): tasks suspended in a receive or
  * send on the endpoint wake with -EBADF, and every later call returns
- * -EBADF. The endpoint itself stays valid until coil_udp_free. Returns
+ * -EBADF. The endpoint itself stays valid until coil_udp_unref. Returns
  * 0, -EBADF (already closed) or -EINVAL (NULL). Does not suspend.
  */
 COIL_API int coil_udp_close(coil_udp_t *u);
@@ -142,7 +142,7 @@ COIL_API coil_udp_t *coil_udp_ref(coil_udp_t *u);
  * wake, or free it only from the last task using it. Accepts NULL.
  * Does not suspend.
  */
-COIL_API void coil_udp_free(coil_udp_t *u);
+COIL_API void coil_udp_unref(coil_udp_t *u);
 
 #ifdef __cplusplus
 }
