@@ -28,8 +28,12 @@ extern "C" {
  * COIL_GATHER_RETURN_ERRORS nothing is cancelled, the call returns 0 when
  * all are done, and each slot's outcome is coil_future_error(futs[i]).
  *
- * If the waiting task is cancelled, every future not done is cancelled and
- * waited for, and -ECANCELED returned.
+ * If the waiting task is cancelled (also by a cancel pending when the
+ * call starts), every future not done is cancelled and waited for, and
+ * -ECANCELED returned; but when every future is done already (their
+ * results are in, the task has not resumed yet), the results are
+ * returned and the cancel is delivered by the next wait, as asyncio's
+ * gather refuses such a cancel.
  * Errors: -EINVAL (futs NULL with n > 0, a NULL entry, a future of another
  * loop), -EPERM, -ENOMEM.
  */
@@ -44,7 +48,8 @@ enum coil_wait_mode {
 };
 
 /*
- * Wait until mode is satisfied or timeout_ns passes (negative: no limit).
+ * Wait until mode is satisfied or timeout_ns passes (COIL_NO_TIMEOUT: no
+ * limit; zero or negative: only what is done by the next iteration).
  * Cancels nothing. Returns how many of the futures are done (check each
  * with coil_future_done); a timeout is not an error. With n == 0 it
  * returns 0 at once.
@@ -58,7 +63,8 @@ typedef struct coil_as_completed coil_as_completed_t;
 
 /*
  * Start iterating over futs in the order they complete, with an overall
- * timeout (negative: none). The futures are referenced by the iterator.
+ * timeout (COIL_NO_TIMEOUT: none; zero or negative: only what is done by
+ * the next iteration). The futures are referenced by the iterator.
  * Errors: -EINVAL, -EPERM, -ENOMEM. Does not suspend.
  */
 COIL_API int coil_as_completed_begin(coil_future_t *const *futs, size_t n,

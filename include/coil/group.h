@@ -10,10 +10,14 @@
  * returns that first error. Every child error is kept
  * (coil_group_errors): none is lost.
  *
- * If the parent is cancelled from outside while it waits, the children are
- * cancelled and waited for, and coil_group_wait returns -ECANCELED; if a
- * child had failed as well, the child's error is returned and the outside
- * cancellation stays pending for the parent's next wait.
+ * If the parent is cancelled from outside (while it waits, or before it
+ * came to the wait: its body saw the cancel), the children are cancelled
+ * and waited for, and coil_group_wait returns -ECANCELED; if a child
+ * failed as well, the child's error is returned and the cancellation is
+ * re-armed for the parent's next wait: neither is lost (asyncio 3.13).
+ * "From outside" means the parent's cancel count (coil_task_cancelling)
+ * grew since the group was made: a cancel the parent once swallowed does
+ * not count.
  *
  *     coil_group_t *g;
  *     coil_group_new(&g);
@@ -40,9 +44,12 @@ COIL_API int coil_group_new(coil_group_t **group_out);
 
 /*
  * Spawn a child (as coil_task_spawn_opts on the parent's loop; opts may be
- * NULL). If the group is already shutting down after a failure, the child
- * is created cancelled: it never runs. Errors: -EINVAL, -EBADF (the group
- * was waited for already), -ENOMEM.
+ * NULL). Any task may add children (a child its siblings) until
+ * coil_group_wait has returned, also while the parent waits: the wait
+ * covers them. If the group is already shutting down (a child failed, it
+ * was cancelled), the child is created cancelled: it never runs. Errors:
+ * -EINVAL, -EBADF (the wait has returned, or the group was dropped
+ * without being waited for), -ENOMEM.
  */
 COIL_API int coil_group_spawn(coil_group_t *group, coil_task_fn fn, void *arg,
                               const coil_task_options_t *opts,
@@ -71,8 +78,10 @@ COIL_API int coil_group_errors(const coil_group_t *group, int *errors,
                                size_t n);
 
 /*
- * Free the group. If it was not waited for, its children are cancelled
- * (and finish on their own). Accepts NULL.
+ * Drop the group (its one holder is the parent; there is no _ref). If it
+ * was not waited for, its children are cancelled (and finish on their
+ * own; the memory goes with the last of them). If the loop closes while
+ * the parent waits, the group goes with the parent. Accepts NULL.
  */
 COIL_API void coil_group_unref(coil_group_t *group);
 

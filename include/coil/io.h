@@ -12,10 +12,13 @@
  * before closing the fd. A watched fd closed behind the loop's back is
  * dropped from the loop as soon as the loop notices (the exception handler
  * is told, with -EBADF), and its old watcher never receives events of a
- * new file that reuses the fd number. One case coil cannot see: with
- * epoll, if the closed fd had a dup that stays open, the kernel keeps
- * reporting the old file; coil drops those events, but the loop wakes for
- * them until the dup is closed.
+ * new file that reuses the fd number. Cases coil cannot see: with epoll,
+ * if the closed fd had a dup that stays open, the kernel keeps reporting
+ * the old file (coil drops those events, but the loop wakes for them
+ * until the dup is closed); with poll, a new file that shares the old
+ * one's inode and access mode (another eventfd) looks like the old one.
+ * An fd that belongs to a coil object (a stream, server or UDP endpoint)
+ * cannot be watched here (-EBUSY).
  */
 #ifndef COIL_IO_H
 #define COIL_IO_H
@@ -32,7 +35,8 @@ extern "C" {
  * Errors: -EINVAL (NULL loop or fn), -EBADF (fd negative or not open, or
  * loop closed), -EPERM (fd cannot be polled, e.g. a regular file with
  * epoll), -EBUSY (a task is suspended waiting for this fd in this
- * direction, in a coil_sock_* call), -ENOMEM.
+ * direction, in a coil_sock_* call; or fd belongs to a stream, server or
+ * UDP endpoint), -ENOMEM.
  */
 COIL_API int coil_loop_add_reader(coil_loop_t *loop, int fd, coil_callback_fn fn,
                              void *arg);

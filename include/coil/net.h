@@ -33,15 +33,16 @@
  *  - Peer and system errors come back as negative errno (-ECONNRESET,
  *    -EPIPE, -ECONNREFUSED, -ENOTCONN, -EMFILE, ...).
  *
- * Closing. The loop keeps its interest in an fd registered between waits
- * (so that a task reading in a loop costs no epoll_ctl per wait), and it
- * cannot see a plain close(2): close an fd that these calls have waited
- * on with coil_sock_close, from the loop's thread. A plain close can make
- * a later wait on a new fd that reuses the number sleep forever (epoll,
- * kqueue) unless that fd comes from coil_sock_open or coil_sock_accept,
- * which clear what the loop remembered of their number, or is wrapped in
- * a stream (coil_stream_open_fd, which makes the loop check the number
- * again at its first wait).
+ * Closing. These are raw fds: close them with close(2) or
+ * coil_sock_close as you like. Every wait registers the fd with the
+ * poller again (one epoll_ctl per wait; asyncio's sock_recv pays two), so
+ * a number closed and given to a new file is always watched as the new
+ * file. coil_sock_close adds one thing: called on the loop's thread, it
+ * wakes a task suspended on the fd with -EBADF (after a plain close(2)
+ * such a task sleeps on: epoll and kqueue forget a closed fd silently;
+ * poll notices and wakes it with -EBADF). An fd that belongs to a coil
+ * object (a stream, a server, a UDP endpoint) is that object's: these
+ * calls refuse it with -EBUSY; use the object's own calls.
  */
 #ifndef COIL_NET_H
 #define COIL_NET_H
@@ -74,9 +75,9 @@ COIL_API int coil_sock_open(int domain, int type, int protocol);
  * fd; EINTR therefore counts as success). Called from a thread that runs
  * a loop (a task or a callback), the loop first forgets fd: tasks
  * suspended on it wake with -EBADF, callback watchers are removed without
- * being called, and the interest kept registered between waits goes.
- * Outside a running loop it is close(2). Returns 0 or -errno (-EBADF,
- * -EIO). Does not suspend.
+ * being called. Outside a running loop it is close(2). Returns 0 or -errno
+ * (-EBADF, -EIO, -EBUSY: fd belongs to a stream, server or UDP endpoint
+ * of the running loop, and is left open). Does not suspend.
  */
 COIL_API int coil_sock_close(int fd);
 

@@ -7,7 +7,9 @@
  * The conventions of coil/net.h and coil/stream.h apply: negative errno
  * returns, -EPERM outside a task for calls that may suspend, -ECANCELED
  * when the waiting task is cancelled. A server belongs to the loop of the
- * task that started it and is used from that loop's thread only.
+ * task that started it and is used from that loop's thread only. Closing
+ * the loop closes the server (and its connections' streams); the server's
+ * memory stays until its last coil_server_unref.
  */
 #ifndef COIL_SERVER_H
 #define COIL_SERVER_H

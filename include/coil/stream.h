@@ -9,11 +9,14 @@
  *
  * Ownership. A stream is reference counted. The creator gets one
  * reference; coil_stream_ref takes another, coil_stream_unref drops one.
- * The stream owns its fd and closes it with coil_sock_close. Dropping the
- * last reference closes the stream as coil_stream_close does: data still
- * in the write buffer is flushed in the background first (the stream then
- * frees itself once flushed, once the peer fails, or when the loop is
- * closed). All calls are for the loop's thread.
+ * The stream owns its fd (coil_sock_close and coil_loop_add_reader refuse
+ * it: -EBUSY) and closes it itself. Dropping the last reference closes the
+ * stream as coil_stream_close does: data still in the write buffer is
+ * flushed in the background first (the stream then frees itself once
+ * flushed, once the peer fails, or when the loop is closed). Closing the
+ * loop closes every stream of it (fd closed, unsent data dropped); the
+ * stream's memory, and the loop's, stay until the last unref. All calls
+ * are for the loop's thread.
  *
  * Reading. Bytes received from the socket go into the stream's read
  * buffer before anything else can happen, and are only taken out of it
@@ -95,8 +98,9 @@ COIL_API int coil_stream_open_unix(const char *path, coil_stream_t **out);
  * TCP_NODELAY (as asyncio's transports do: small writes go out at once).
  * Must be called on the thread of a running loop (inside a task or
  * callback): the stream belongs to that loop. Errors: -EBADF (fd < 0 or
- * not open), -EINVAL (out NULL), -EPERM (no running loop), -ENOMEM. Does
- * not suspend.
+ * not open), -EINVAL (out NULL), -EPERM (no running loop), -EBUSY (fd
+ * already belongs to a stream, server or endpoint, or a callback watcher
+ * or waiting task uses it), -ENOMEM. Does not suspend.
  */
 COIL_API int coil_stream_open_fd(int fd, coil_stream_t **out);
 
@@ -125,8 +129,9 @@ COIL_API ssize_t coil_stream_read(coil_stream_t *s, void *buf, size_t n);
 
 /*
  * Read exactly n bytes into buf. The bytes are gathered in the stream's
- * buffer (which grows to n) and taken out together, so a cancelled call
- * consumes nothing. Returns 0 with *got (if not NULL) = n, or:
+ * buffer and taken out together, so a cancelled call consumes nothing.
+ * The buffer grows with the data (at most doubling per receive), never
+ * to n at once: a peer announcing a huge length decides no allocation. Returns 0 with *got (if not NULL) = n, or:
  *  -EPIPE  the stream ended before n bytes (asyncio's IncompleteReadError):
  *          the bytes that were there are in buf, *got says how many, and
  *          they are consumed. EPIPE ("the other end is gone") is what a
@@ -182,7 +187,10 @@ COIL_API int coil_stream_readline(coil_stream_t *s, void *buf, size_t cap,
                                   size_t *len);
 
 /* Whether the peer ended the stream and everything buffered was read
- * (asyncio's at_eof). false for NULL. */
+ * (asyncio's at_eof). With nothing buffered it looks at the socket
+ * (without taking anything: one recv with MSG_PEEK), so it is true as
+ * soon as the end has arrived, without another read. false for NULL and
+ * for a closed stream. Does not suspend. */
 COIL_API bool coil_stream_at_eof(coil_stream_t *s);
 
 /* How many received bytes are buffered, not yet read. 0 for NULL. */
@@ -248,9 +256,10 @@ COIL_API int coil_stream_write_eof(coil_stream_t *s);
  * failed). What was already received stays readable: a reading call is
  * served from the read buffer if it can be, and otherwise returns -EBADF
  * (consuming nothing). A task suspended reading the stream wakes with
- * -EBADF (what it had gathered stays buffered). Calling it again does
- * nothing. Returns 0 or -EINVAL. Does not suspend. The references are
- * not dropped.
+ * -EBADF at once (what it had gathered stays buffered), and so do tasks
+ * in coil_stream_drain (-EPIPE if data is still unsent), whether or not
+ * the flush goes on. Calling it again does nothing. Returns 0 or -EINVAL.
+ * Does not suspend. The references are not dropped.
  */
 COIL_API int coil_stream_close(coil_stream_t *s);
 

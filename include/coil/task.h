@@ -135,7 +135,9 @@ COIL_API unsigned coil_task_uncancel(coil_task_t *task);
  * Wait for fut to be done and return its outcome: 0 with *value_out (if
  * not NULL) set to the result, its error, or -ECANCELED (fut was
  * cancelled, or the waiting task was). If the waiting task is cancelled,
- * fut is cancelled too. fut must belong to the running task's loop.
+ * fut is cancelled too, and waited for; so is a cancellation pending when
+ * the call starts, as in asyncio (a task that cancelled itself and then
+ * awaits another task cancels that task and waits for it). fut must belong to the running task's loop.
  * Errors: -EPERM (not in a task), -EINVAL (fut NULL or of another loop),
  * -EDEADLK (fut is the running task itself).
  */
@@ -149,7 +151,8 @@ COIL_API int coil_task_join(coil_task_t *task);
 
 /*
  * As coil_await, except that cancelling the waiting task does not cancel
- * fut: the wait returns -ECANCELED and fut carries on (asyncio.shield).
+ * fut: the wait returns -ECANCELED and fut carries on (asyncio.shield);
+ * a cancellation pending when the call starts is delivered at once.
  */
 COIL_API int coil_shield(coil_future_t *fut, void **value_out);
 

@@ -30,8 +30,8 @@ typedef struct coil_timeout coil_timeout_t;
 
 /*
  * Begin a scope ending delay_ns from now (the loop's time); a negative or
- * zero delay expires at the next wait. INT64_MAX means no deadline (it
- * can be set later with coil_timeout_reschedule).
+ * zero delay expires at the next wait. COIL_NO_TIMEOUT means no deadline
+ * (one can be set later with coil_timeout_reschedule).
  * Errors: -EINVAL (scope_out NULL), -EPERM (not in a task), -ENOMEM.
  * Does not suspend.
  */
@@ -44,27 +44,33 @@ COIL_API int coil_timeout_begin_at(int64_t when_ns,
 /*
  * End the scope and free it. Pass the result of the code inside; returns
  * it, except that -ECANCELED caused by this scope's deadline (and by
- * nothing else) becomes -ETIMEDOUT. A deadline that passed while the code
+ * nothing else: the task's cancel count, coil_task_cancelling, has not
+ * grown since the scope began, whatever it was then) becomes -ETIMEDOUT. A deadline that passed while the code
  * finished anyway leaves its result alone. -EINVAL if scope is NULL or
  * belongs to another task (the scope is then left alone).
  */
 COIL_API int coil_timeout_end(coil_timeout_t *scope, int result);
 
-/* Move the deadline (loop time; INT64_MAX: none). Errors: -EINVAL (NULL),
+/* Move the deadline (loop time; COIL_NO_TIMEOUT: none). Errors: -EINVAL (NULL),
  * -EALREADY (the deadline has already passed: the cancel is out). */
 COIL_API int coil_timeout_reschedule(coil_timeout_t *scope, int64_t when_ns);
 
-/* The deadline (loop time), INT64_MAX if none. 0 for NULL. */
+/* The deadline (loop time), COIL_NO_TIMEOUT if none. 0 for NULL. */
 COIL_API int64_t coil_timeout_when(const coil_timeout_t *scope);
 
 /* Whether the deadline has passed (and cancelled the task). */
 COIL_API bool coil_timeout_expired(const coil_timeout_t *scope);
 
 /*
- * Await fut for at most timeout_ns (negative: no limit). On timeout fut is
- * cancelled and waited for, and -ETIMEDOUT returned; if fut produced its
- * result meanwhile, that result is returned instead (never dropped).
- * Otherwise as coil_await. May suspend; -EPERM outside a task; -ENOMEM.
+ * Await fut for at most timeout_ns (COIL_NO_TIMEOUT: no limit). On timeout
+ * fut is cancelled and waited for, and -ETIMEDOUT returned; if fut
+ * produced its result meanwhile, that result is returned instead (never
+ * dropped). A timeout of zero or less has passed already: fut's outcome if
+ * it is done, else fut is cancelled at once (a task that has not started
+ * never runs) and waited for, as asyncio does. Otherwise as coil_await.
+ * The timeout counts as expired only if nothing else cancelled the task
+ * since the call began (its cancel count against its level then). May
+ * suspend; -EPERM outside a task; -ENOMEM.
  */
 COIL_API int coil_wait_for(coil_future_t *fut, int64_t timeout_ns,
                            void **value_out);

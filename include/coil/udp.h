@@ -126,10 +126,11 @@ COIL_API int coil_udp_peer_address(const coil_udp_t *u,
                                    struct sockaddr_storage *addr);
 
 /*
- * Close the socket (coil_sock_close): tasks suspended in a receive or
- * send on the endpoint wake with -EBADF, and every later call returns
- * -EBADF. The endpoint itself stays valid until coil_udp_unref. Returns
- * 0, -EBADF (already closed) or -EINVAL (NULL). Does not suspend.
+ * Close the socket: tasks suspended in a receive or send on the endpoint
+ * wake with -EBADF, and every later call returns -EBADF. The endpoint
+ * itself stays valid until its last coil_udp_unref. Closing the loop
+ * closes it too. Returns 0, -EBADF (already closed) or -EINVAL (NULL).
+ * Does not suspend.
  */
 COIL_API int coil_udp_close(coil_udp_t *u);
 
@@ -137,10 +138,10 @@ COIL_API int coil_udp_close(coil_udp_t *u);
 COIL_API coil_udp_t *coil_udp_ref(coil_udp_t *u);
 
 /*
- * Close the endpoint (if coil_udp_close was not called) and free it.
- * No task may still be suspended on it: close it first and let them
- * wake, or free it only from the last task using it. Accepts NULL.
- * Does not suspend.
+ * Drop a reference; the last one closes the endpoint (if coil_udp_close
+ * was not called) and frees it. A call in progress holds a reference of
+ * its own, so a task still suspended on the endpoint is safe: it wakes
+ * with -EBADF. Accepts NULL. Does not suspend.
  */
 COIL_API void coil_udp_unref(coil_udp_t *u);
 
