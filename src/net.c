@@ -383,7 +383,7 @@ static ssize_t copy_file(int out_fd, int in_fd, off_t *offset,
             break;
         }
         size_t want = count - total < COPY_BUF ? count - total : COPY_BUF;
-        ssize_t r = pread(in_fd, buf, want, pos);
+        ssize_t r = COIL__SYS(COIL__SYS_PREAD, pread(in_fd, buf, want, pos));
         if (r < 0 && errno == EINTR)
             continue;
         if (r <= 0) {

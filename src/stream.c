@@ -31,11 +31,14 @@
  * stays readable. In CLOSING the writer still flushes; CLOSED has closed
  * the fd (through the watch, once) and dropped what was unsent.
  *
- * Lifetime: refs counts the users, and the stream holds a reference on its
- * loop. A stream whose last reference goes while it is CLOSING stays
- * alive, owned by its writer, until CLOSED. Every stream not CLOSED is a
- * close hook of its loop: closing the loop closes it (and frees it if
- * nobody holds it any more).
+ * Lifetime: user_refs counts the users (coil_stream_ref/unref; the last
+ * one closes the stream), refs the holders of its memory: the users (one
+ * hold while there are any), each call suspended on the stream (so that
+ * the last unref may come from another task meanwhile: the call wakes
+ * with -EBADF and returns before the memory goes), and the writer while it
+ * flushes a stream that is CLOSING (the stream lives on until CLOSED).
+ * The stream holds a reference on its loop. Every stream not CLOSED is a
+ * close hook of its loop: closing the loop closes it.
  */
 #include <fcntl.h>
 #include <string.h>
@@ -59,7 +62,10 @@ enum stream_state {
 };
 
 struct coil_stream {
-    unsigned refs;
+    unsigned refs;             /* holders of the memory (see the top) */
+    unsigned user_refs;        /* coil_stream_ref / coil_stream_unref */
+    unsigned calls;            /* of refs: calls that may be suspended */
+    bool flush_hold;           /* the writer holds one of refs */
     uint8_t state;             /* enum stream_state */
     struct coil_loop *loop;    /* referenced */
     int fd;
@@ -123,6 +129,7 @@ int coil_stream_open_fd(int fd, coil_stream_t **out)
         return err;
     }
     s->refs = 1;
+    s->user_refs = 1;
     s->state = OPEN;
     s->loop = loop;
     coil__loop_ref(loop);
@@ -141,8 +148,30 @@ int coil_stream_open_fd(int fd, coil_stream_t **out)
 coil_stream_t *coil_stream_ref(coil_stream_t *s)
 {
     if (s)
-        s->refs++;
+        s->user_refs++;
     return s;
+}
+
+static void destroy(struct coil_stream *s);
+
+/* Drop a hold on the memory; the last frees the stream. */
+static void release(struct coil_stream *s)
+{
+    if (--s->refs == 0)
+        destroy(s);
+}
+
+/* A call that may suspend holds the memory until it returns. */
+static void hold(struct coil_stream *s)
+{
+    s->refs++;
+    s->calls++;
+}
+
+static void unhold(struct coil_stream *s)
+{
+    s->calls--;
+    release(s);
 }
 
 static void destroy(struct coil_stream *s)
@@ -186,35 +215,55 @@ static void set_state(struct coil_stream *s, enum stream_state to)
     }
 }
 
+static void close_now(struct coil_stream *s);
+
 /* Closing (close, and the last unref): flush first if there is anything
- * to flush and a writer to flush it. */
+ * to flush and a writer to flush it; the writer holds the stream until
+ * it is done. Never frees s. */
 static void begin_close(struct coil_stream *s)
 {
     if (s->state != OPEN)
         return;
     set_state(s, CLOSING);
-    if (s->wlen == 0 || s->write_err || start_writer(s) != 0)
-        set_state(s, CLOSED);
-    /* else the writer sends the rest, then closes */
+    if (s->wlen == 0 || s->write_err || start_writer(s) != 0) {
+        close_now(s); /* the caller's hold keeps s */
+        return;
+    }
+    s->flush_hold = true;
+    s->refs++;
+}
+
+/* Close at once (abort, the loop's close, the flush's end); the writer's
+ * hold goes, which may free s. On a closed loop every task was abandoned
+ * first: a call still suspended on the stream will never return, so its
+ * hold goes too. */
+static void close_now(struct coil_stream *s)
+{
+    set_state(s, CLOSED);
+    if (coil__loop_closed(s->loop) && s->calls) {
+        s->refs -= s->calls - 1; /* the last one goes through release */
+        s->calls = 0;
+        s->reader = NULL;
+        release(s);
+    }
+    if (s->flush_hold) {
+        s->flush_hold = false;
+        release(s);
+    }
 }
 
 /* The loop closes: so does the stream, at once. */
 static void on_loop_close(struct coil__close_hook *hook)
 {
-    struct coil_stream *s = coil__container_of(hook, struct coil_stream, hook);
-    set_state(s, CLOSED);
-    if (s->refs == 0)
-        destroy(s);
+    close_now(coil__container_of(hook, struct coil_stream, hook));
 }
 
 void coil_stream_unref(coil_stream_t *s)
 {
-    if (!s || --s->refs > 0)
+    if (!s || s->user_refs == 0 || --s->user_refs > 0)
         return;
     begin_close(s);
-    if (s->state != CLOSED)
-        return; /* still flushing: the writer owns it now */
-    destroy(s);
+    release(s); /* the users' hold */
 }
 
 int coil_stream_fd(const coil_stream_t *s)
@@ -234,7 +283,7 @@ int coil_stream_abort(coil_stream_t *s)
 {
     if (!s)
         return -EINVAL;
-    set_state(s, CLOSED);
+    close_now(s); /* the caller's hold keeps s */
     return 0;
 }
 
@@ -368,7 +417,11 @@ static void consume(struct coil_stream *s, void *buf, size_t n)
         s->rpos = 0;
 }
 
-ssize_t coil_stream_read(coil_stream_t *s, void *buf, size_t n)
+/*
+ * The reading calls are wrappers that hold the stream's memory while the
+ * call may suspend (the last unref may come meanwhile), around these.
+ */
+static ssize_t read_some(coil_stream_t *s, void *buf, size_t n)
 {
     int err = read_check(s);
     if (err)
@@ -386,8 +439,7 @@ ssize_t coil_stream_read(coil_stream_t *s, void *buf, size_t n)
     return recv_some(s, buf, n);
 }
 
-int coil_stream_read_exactly(coil_stream_t *s, void *buf, size_t n,
-                             size_t *got)
+static int read_exactly(coil_stream_t *s, void *buf, size_t n, size_t *got)
 {
     if (got)
         *got = 0;
@@ -414,8 +466,7 @@ int coil_stream_read_exactly(coil_stream_t *s, void *buf, size_t n,
     return 0;
 }
 
-int coil_stream_read_all(coil_stream_t *s, void *buf, size_t cap,
-                         size_t *len)
+static int read_all(coil_stream_t *s, void *buf, size_t cap, size_t *len)
 {
     if (len)
         *len = 0;
@@ -489,16 +540,68 @@ static int readuntil(struct coil_stream *s, const void *sep, size_t seplen,
     }
 }
 
+ssize_t coil_stream_read(coil_stream_t *s, void *buf, size_t n)
+{
+    if (!s)
+        return -EINVAL;
+    hold(s);
+    ssize_t r = read_some(s, buf, n);
+    unhold(s);
+    return r;
+}
+
+int coil_stream_read_exactly(coil_stream_t *s, void *buf, size_t n,
+                             size_t *got)
+{
+    if (!s) {
+        if (got)
+            *got = 0;
+        return -EINVAL;
+    }
+    hold(s);
+    int r = read_exactly(s, buf, n, got);
+    unhold(s);
+    return r;
+}
+
+int coil_stream_read_all(coil_stream_t *s, void *buf, size_t cap,
+                         size_t *len)
+{
+    if (!s) {
+        if (len)
+            *len = 0;
+        return -EINVAL;
+    }
+    hold(s);
+    int r = read_all(s, buf, cap, len);
+    unhold(s);
+    return r;
+}
+
+static int readuntil_held(coil_stream_t *s, const void *sep, size_t seplen,
+                          void *buf, size_t cap, size_t *len, bool line)
+{
+    if (!s) {
+        if (len)
+            *len = 0;
+        return -EINVAL;
+    }
+    hold(s);
+    int r = readuntil(s, sep, seplen, buf, cap, len, line);
+    unhold(s);
+    return r;
+}
+
 int coil_stream_readuntil(coil_stream_t *s, const void *sep, size_t seplen,
                           void *buf, size_t cap, size_t *len)
 {
-    return readuntil(s, sep, seplen, buf, cap, len, false);
+    return readuntil_held(s, sep, seplen, buf, cap, len, false);
 }
 
 int coil_stream_readline(coil_stream_t *s, void *buf, size_t cap,
                          size_t *len)
 {
-    return readuntil(s, "\n", 1, buf, cap, len, true);
+    return readuntil_held(s, "\n", 1, buf, cap, len, true);
 }
 
 bool coil_stream_at_eof(coil_stream_t *s)
@@ -601,11 +704,8 @@ static void on_writable(void *arg, int result)
         fail_write(s, -EBADF);
     else
         flush_some(s);
-    if (s->state == CLOSING && (s->wlen == 0 || s->write_err)) {
-        set_state(s, CLOSED);
-        if (s->refs == 0)
-            destroy(s);
-    }
+    if (s->state == CLOSING && (s->wlen == 0 || s->write_err))
+        close_now(s); /* may free s */
 }
 
 static int reserve(struct coil_stream *s, size_t extra)
@@ -697,7 +797,7 @@ int coil_stream_drain(coil_stream_t *s)
         return -EINVAL;
     if (!coil_current_task())
         return -EPERM;
-    coil_stream_ref(s);
+    hold(s);
     /* A sender that could not be started by write is started here: if
      * it still cannot be, say so (the data stays buffered). */
     int err = s->write_err || s->state != OPEN ? 0 : start_writer(s);
@@ -718,7 +818,7 @@ int coil_stream_drain(coil_stream_t *s)
         else if (s->dropped || (s->state != OPEN && s->wlen))
             err = -EPIPE; /* closed with data still unsent */
     }
-    coil_stream_unref(s);
+    unhold(s);
     return err;
 }
 
@@ -771,7 +871,7 @@ int coil_stream_wait_closed(coil_stream_t *s)
         return -EPERM;
     if (s->state == CLOSED)
         return 0;
-    coil_stream_ref(s);
+    hold(s);
     int err = 0;
     if (!s->closed_fut)
         err = coil_future_new(s->loop, &s->closed_fut);
@@ -780,7 +880,7 @@ int coil_stream_wait_closed(coil_stream_t *s)
         err = coil_shield(f, NULL);
         coil_future_unref(f);
     }
-    coil_stream_unref(s);
+    unhold(s);
     return err;
 }
 

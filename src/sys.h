@@ -40,6 +40,7 @@ enum coil__sys_call {
     COIL__SYS_RECVFROM,
     COIL__SYS_SENDTO,
     COIL__SYS_SENDFILE,
+    COIL__SYS_PREAD, /* sendfile's copy when sendfile(2) cannot be used */
     COIL__SYS_COUNT
 };
 

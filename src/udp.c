@@ -11,9 +11,9 @@
  *
  * An endpoint owns its socket through a watch (watch.h), holds a
  * reference on its loop and is a close hook of it: closing the loop
- * closes the socket. A call in progress holds a reference, so the last
- * unref may come while another task still waits on the endpoint (that
- * task wakes with -EBADF).
+ * closes the socket. The users' last unref closes the endpoint; a call in
+ * progress holds the memory (refs), so that unref may come while another
+ * task still waits on the endpoint (that task wakes with -EBADF).
  */
 #include <string.h>
 #include <sys/socket.h>
@@ -32,7 +32,9 @@
 #endif
 
 struct coil_udp {
-    unsigned refs;
+    unsigned refs;                /* the users' (one), and calls' */
+    unsigned user_refs;           /* coil_udp_ref / coil_udp_unref */
+    unsigned calls;               /* of refs: calls that may suspend */
     struct coil_loop *loop;       /* referenced */
     int fd;                       /* -1 once closed */
     struct coil__watch watch;     /* of fd, until closed */
@@ -102,7 +104,7 @@ int coil_udp_open(const char *local_host, const char *local_port,
         return -EINVAL;
     if (!coil_current_task())
         return -EPERM;
-    struct coil_udp *u = coil__malloc(sizeof(*u));
+    struct coil_udp *u = coil__calloc(1, sizeof(*u));
     if (!u)
         return -ENOMEM;
     struct addrinfo *local = NULL, *remote = NULL;
@@ -155,6 +157,7 @@ int coil_udp_open(const char *local_host, const char *local_port,
         return err;
     }
     u->refs = 1;
+    u->user_refs = 1;
     u->loop = loop;
     coil__loop_ref(loop);
     u->fd = fd;
@@ -179,13 +182,24 @@ static int send_check(const coil_udp_t *u)
     return u->fd < 0 ? -EBADF : 0;
 }
 
-/* A call that may suspend holds the endpoint. */
+static void release(struct coil_udp *u)
+{
+    if (--u->refs > 0)
+        return;
+    struct coil_loop *loop = u->loop;
+    coil__free(u);
+    coil__loop_unref(loop);
+}
+
+/* A call that may suspend holds the endpoint's memory. */
 static ssize_t sendto_held(coil_udp_t *u, const void *buf, size_t n,
                            const struct sockaddr *addr, socklen_t addrlen)
 {
-    coil_udp_ref(u);
+    u->refs++;
+    u->calls++;
     ssize_t r = coil__sock_sendto(&u->watch, u->fd, buf, n, addr, addrlen);
-    coil_udp_unref(u);
+    u->calls--;
+    release(u);
     return r;
 }
 
@@ -217,10 +231,12 @@ ssize_t coil_udp_recvfrom(coil_udp_t *u, void *buf, size_t n,
 {
     if (!u)
         return -EINVAL;
-    coil_udp_ref(u);
+    u->refs++;
+    u->calls++;
     ssize_t r = coil__sock_recv(&u->watch, u->fd, buf, n, TRUNC, addr,
                                 addrlen, true);
-    coil_udp_unref(u);
+    u->calls--;
+    release(u);
     return r;
 }
 
@@ -273,27 +289,32 @@ int coil_udp_close(coil_udp_t *u)
     return 0;
 }
 
+/* The loop closes: so does the endpoint. Its tasks were abandoned first:
+ * a call suspended on it will never return, so its hold goes here (the
+ * users' hold keeps the memory, or the last call's release frees it). */
 static void on_loop_close(struct coil__close_hook *hook)
 {
     struct coil_udp *u = coil__container_of(hook, struct coil_udp, hook);
-    coil__list_init(&u->hook.link); /* unlinked by the loop */
     (void)coil_udp_close(u);
+    if (u->calls) {
+        u->refs -= u->calls - 1;
+        u->calls = 0;
+        release(u);
+    }
 }
 
 coil_udp_t *coil_udp_ref(coil_udp_t *u)
 {
     if (u)
-        u->refs++;
+        u->user_refs++;
     return u;
 }
 
 void coil_udp_unref(coil_udp_t *u)
 {
-    if (!u || --u->refs > 0)
+    if (!u || u->user_refs == 0 || --u->user_refs > 0)
         return;
     if (u->fd >= 0)
         (void)coil_udp_close(u);
-    struct coil_loop *loop = u->loop;
-    coil__free(u);
-    coil__loop_unref(loop);
+    release(u);
 }

@@ -1311,9 +1311,21 @@ static void sendfile_case(coil_loop_t *loop, bool use_offset, bool fallback)
                    .use_offset = use_offset, .offset = 100, .start = 100};
     /* Without an offset, the file's own position is the start. */
     assert_int_equal(lseek(file, 100, SEEK_SET), 100);
+    coil__fault_arm(COIL__SYS_PREAD, 0, 0, 0); /* count from here */
     if (fallback)
         coil__fault_arm(COIL__SYS_SENDFILE, 1, 1, ENOSYS);
+    else
+        coil__fault_arm(COIL__SYS_SENDFILE, 0, 0, 0);
     assert_int_equal(test_run_task(loop, sf_main, &s), 0);
+    /* Which path ran: the fallback copies with pread after one refused
+     * sendfile; the other never reads the file itself. */
+    if (fallback) {
+        assert_int_equal(coil__fault_calls(COIL__SYS_SENDFILE), 1);
+        assert_true(coil__fault_calls(COIL__SYS_PREAD) >= 1);
+    } else {
+        assert_true(coil__fault_calls(COIL__SYS_SENDFILE) >= 1);
+        assert_int_equal(coil__fault_calls(COIL__SYS_PREAD), 0);
+    }
     assert_int_equal(s.sent, FILE_SIZE - 100);
     assert_int_equal(s.received, FILE_SIZE - 100);
     assert_int_equal(s.mismatches, 0);

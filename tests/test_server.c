@@ -470,6 +470,60 @@ static int live_main(void *arg)
     return 0;
 }
 
+/* A server kept past its loop's end, with a connection open: the loop's
+ * close closed it (its listening sockets, its connections' streams) and
+ * let go of what the abandoned tasks held; the server stays safe to query
+ * and to unref, and nothing is left behind. */
+struct after_loop {
+    coil_server_t *srv;
+    coil_stream_t *client;
+    int handlers;
+};
+
+static int parked_handler(coil_stream_t *s, void *arg)
+{
+    struct after_loop *a = arg;
+    a->handlers++;
+    char c;
+    return (int)coil_stream_read(s, &c, 1); /* waits until the end */
+}
+
+static int after_loop_main(void *arg)
+{
+    struct after_loop *a = arg;
+    if (coil_server_open("127.0.0.1", "0", parked_handler, a, NULL, &a->srv))
+        return -1;
+    char port[16];
+    snprintf(port, sizeof(port), "%d", coil_server_port(a->srv));
+    if (coil_stream_open("127.0.0.1", port, &a->client))
+        return -2;
+    while (a->handlers < 1)
+        coil_sleep(COIL_MSEC);
+    coil_server_ref(a->srv); /* a second holder */
+    return 0;
+}
+
+static void test_server_outlives_loop(void **state)
+{
+    (void)state;
+    coil_loop_t *loop;
+    assert_int_equal(coil_loop_new(&loop), 0);
+    struct after_loop a = {0};
+    assert_int_equal(test_run_task(loop, after_loop_main, &a), 0);
+    assert_true(coil_server_is_serving(a.srv));
+    coil_loop_unref(loop);
+    assert_false(coil_server_is_serving(a.srv));
+    assert_int_equal(coil_server_port(a.srv), -EBADF);
+    assert_int_equal(coil_server_connections(a.srv), 0);
+    assert_int_equal(coil_server_close(a.srv), 0);
+    assert_int_equal(coil_stream_fd(a.client), -1);
+    coil_stream_unref(a.client);
+    coil_server_unref(a.srv);
+    coil_server_unref(a.srv);
+    coil_server_unref(NULL);
+    assert_null(coil_server_ref(NULL));
+}
+
 static void test_close_with_live_connections(void **state)
 {
     struct live l = {.loop = test_loop(state)};
@@ -1163,6 +1217,7 @@ int main(void)
         TEST(test_reuse_port_two_loops),
         TEST(test_accept_odd_error_reported),
         TEST(test_close_with_live_connections),
+        TEST_NOLOOP(test_server_outlives_loop),
         TEST(test_serve_forever_cancel),
         TEST(test_errors),
         TEST(test_bad_arguments_eperm),

@@ -1193,6 +1193,43 @@ static void test_close_with_unsent_wakes_waiters(void **state)
     close(u.fds[1]);
 }
 
+/* The last unref while another task is suspended reading: the reading
+ * call holds the stream's memory until it returns, with -EBADF. */
+struct lastu {
+    int fds[2];
+    coil_stream_t *s;
+    ssize_t r;
+};
+
+static int lastu_reader(void *arg)
+{
+    struct lastu *l = arg;
+    char buf[8];
+    l->r = coil_stream_read(l->s, buf, sizeof(buf));
+    return 0;
+}
+
+static int lastu_main(void *arg)
+{
+    struct lastu *l = arg;
+    if (coil_stream_open_fd(l->fds[0], &l->s))
+        return -1;
+    coil_task_t *t = test_spawn(coil_running_loop(), lastu_reader, l);
+    coil_yield(); /* it waits for data */
+    coil_stream_unref(l->s);
+    test_join(t);
+    return 0;
+}
+
+static void test_last_unref_while_reading(void **state)
+{
+    struct lastu l = {.r = 1};
+    make_pair(l.fds, false);
+    assert_int_equal(test_run_task(test_loop(state), lastu_main, &l), 0);
+    assert_int_equal(l.r, -EBADF);
+    close(l.fds[1]);
+}
+
 struct outlive {
     int fds[2];
     coil_stream_t *s;
@@ -1572,6 +1609,7 @@ int main(void)
         TEST(test_background_send_fault),
         TEST(test_close_with_unsent_wakes_waiters),
         TEST_NOLOOP(test_stream_outlives_loop),
+        TEST(test_last_unref_while_reading),
         TEST(test_read_exactly_grows_with_data),
         TEST(test_read_all),
         TEST(test_at_eof_without_another_read),

@@ -314,6 +314,69 @@ static void test_cancel_timeout_close(void **state)
 /* ICMP port unreachable on a connected endpoint                        */
 /* ------------------------------------------------------------------ */
 
+/* The last unref while another task waits on the endpoint: the wait
+ * holds a reference, wakes with -EBADF, and the memory goes after it. */
+struct lastref {
+    coil_loop_t *loop;
+    coil_udp_t *u;
+    ssize_t r;
+};
+
+static int lastref_recv(void *arg)
+{
+    struct lastref *l = arg;
+    char buf[8];
+    l->r = coil_udp_recv(l->u, buf, sizeof(buf));
+    return 0;
+}
+
+static int lastref_main(void *arg)
+{
+    struct lastref *l = arg;
+    if (coil_udp_open("127.0.0.1", "0", NULL, NULL, &l->u))
+        return -1;
+    coil_task_t *t = test_spawn(l->loop, lastref_recv, l);
+    coil_yield(); /* it waits for a datagram */
+    coil_udp_unref(l->u);
+    test_join(t);
+    return 0;
+}
+
+static void test_unref_while_waited(void **state)
+{
+    struct lastref l = {.loop = test_loop(state), .r = 1};
+    assert_int_equal(test_run_task(l.loop, lastref_main, &l), 0);
+    assert_int_equal(l.r, -EBADF);
+}
+
+/* An endpoint kept past its loop's end: closed by the loop's close, safe
+ * to query and to unref. */
+static int keep_open(void *arg)
+{
+    coil_udp_t **u = arg;
+    if (coil_udp_open("127.0.0.1", "0", NULL, NULL, u))
+        return -1;
+    coil_udp_ref(*u);
+    return 0;
+}
+
+static void test_udp_outlives_loop(void **state)
+{
+    (void)state;
+    coil_loop_t *loop;
+    assert_int_equal(coil_loop_new(&loop), 0);
+    coil_udp_t *u = NULL;
+    assert_int_equal(test_run_task(loop, keep_open, &u), 0);
+    struct sockaddr_storage ss;
+    assert_true(coil_udp_local_address(u, &ss) > 0);
+    coil_loop_unref(loop);
+    assert_int_equal(coil_udp_local_address(u, &ss), -EBADF);
+    assert_int_equal(coil_udp_close(u), -EBADF);
+    coil_udp_unref(u);
+    coil_udp_unref(u);
+    assert_null(coil_udp_ref(NULL));
+}
+
 struct refused {
     int open;
     ssize_t first_send, recv, later;
@@ -513,7 +576,9 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         TEST(test_roundtrip_ipv4),       TEST(test_many_datagrams),
-        TEST(test_cancel_timeout_close), TEST(test_connection_refused),
+        TEST(test_cancel_timeout_close),
+        TEST(test_unref_while_waited),
+        TEST_NOLOOP(test_udp_outlives_loop), TEST(test_connection_refused),
         TEST(test_bad_arguments),        TEST(test_eperm_outside_task),
         TEST(test_open_alloc_failure),
     };
