@@ -20,6 +20,7 @@
  * queued entry when it runs or is discarded.
  */
 #include "loop_internal.h"
+#include "task_internal.h"
 
 struct entry {
     struct coil__fwaiter fw; /* linked in the future, then queued */

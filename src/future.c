@@ -4,6 +4,7 @@
  * it. See future_internal.h for the waiter mechanism underneath done
  * callbacks.
  */
+#include "future_internal.h"
 #include "loop_internal.h"
 
 struct done_cb {
@@ -250,4 +251,28 @@ int coil_future_remove_done_callback(coil_future_t *fut, coil_done_fn fn,
     for (int i = 0; i < removed; i++)
         coil_future_unref(fut); /* the callbacks' references */
     return removed;
+}
+
+/* ------------------------------------------------------------------ */
+/* Running the loop until a future is done                              */
+/* ------------------------------------------------------------------ */
+
+static bool future_done(const struct coil_loop *loop, const void *fut)
+{
+    (void)loop;
+    return coil_future_done(fut);
+}
+
+int coil_loop_run_until_complete(coil_loop_t *loop, coil_future_t *fut)
+{
+    if (!loop || !fut || fut->loop != loop)
+        return -EINVAL;
+    /* Hold fut: a callback may drop the caller's reference meanwhile.
+     * Like asyncio, at least one iteration runs even if fut is done. */
+    coil_future_ref(fut);
+    int err = coil__loop_run_until(loop, future_done, fut);
+    if (!err)
+        err = fut->outcome == -EINPROGRESS ? -EINTR : fut->outcome;
+    coil_future_unref(fut);
+    return err;
 }

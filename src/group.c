@@ -36,6 +36,7 @@
  * reference on its parent task.
  */
 #include "loop_internal.h"
+#include "task_internal.h"
 
 enum group_state {
     OPEN,

@@ -30,6 +30,7 @@
 #include "loop_internal.h"
 #include "net_internal.h"
 #include "sys.h"
+#include "task_internal.h"
 #include "watch_wait.h"
 
 

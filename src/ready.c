@@ -11,6 +11,7 @@
  * handle functions here serve timers (timer.c) too.
  */
 #include "loop_internal.h"
+#include "ready.h"
 
 /* A plain call_soon record (no handle), pooled in soon_pool. */
 struct soon {

@@ -31,6 +31,7 @@
 #include <time.h>
 
 #include "loop_internal.h"
+#include "task_internal.h"
 
 struct gai_req {
     struct coil__close_hook hook; /* linked until delivered or closed */

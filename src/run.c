@@ -164,26 +164,6 @@ int coil_loop_run_forever(coil_loop_t *loop)
     return coil__loop_run_until(loop, NULL, NULL);
 }
 
-static bool future_done(const struct coil_loop *loop, const void *fut)
-{
-    (void)loop;
-    return coil_future_done(fut);
-}
-
-int coil_loop_run_until_complete(coil_loop_t *loop, coil_future_t *fut)
-{
-    if (!loop || !fut || fut->loop != loop)
-        return -EINVAL;
-    /* Hold fut: a callback may drop the caller's reference meanwhile.
-     * Like asyncio, at least one iteration runs even if fut is done. */
-    coil_future_ref(fut);
-    int err = coil__loop_run_until(loop, future_done, fut);
-    if (!err)
-        err = fut->outcome == -EINPROGRESS ? -EINTR : fut->outcome;
-    coil_future_unref(fut);
-    return err;
-}
-
 int coil_loop_stop(coil_loop_t *loop)
 {
     if (!loop)

@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "loop_internal.h"
+#include "task_internal.h"
 
 static COIL__TLS struct coil_task *current;
 

@@ -27,6 +27,7 @@
 
 #include "loop_internal.h"
 #include "sys.h"
+#include "threadsafe.h"
 
 struct ts_call {
     struct coil__ready node;

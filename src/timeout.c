@@ -20,6 +20,7 @@
  * leaves open when it returns is reported and freed.
  */
 #include "loop_internal.h"
+#include "task_internal.h"
 
 struct coil_timeout {
     struct coil__task_hook hook; /* in the task while the scope is open */

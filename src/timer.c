@@ -30,6 +30,7 @@
  * serialise.
  */
 #include "loop_internal.h"
+#include "timer.h"
 
 static inline struct coil_handle *leader_of_node(struct coil__heap_node *n)
 {

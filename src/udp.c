@@ -24,6 +24,7 @@
 #include "coil/udp.h"
 #include "loop_internal.h"
 #include "net_internal.h"
+#include "task_internal.h"
 
 #ifdef __linux__
 #define TRUNC MSG_TRUNC /* recv returns the datagram's real size */

@@ -18,6 +18,7 @@
 
 #include "loop_internal.h"
 #include "sys.h"
+#include "watch.h"
 
 static const unsigned dir_mask[2] = {COIL__EV_READ, COIL__EV_WRITE};
 

@@ -11,6 +11,7 @@
 #include <assert.h>
 
 #include "loop_internal.h"
+#include "task_internal.h"
 #include "watch_wait.h"
 
 struct watch_wait {
