@@ -4,9 +4,9 @@
  *
  * Every fd the loop waits on is represented by a struct coil__watch:
  * embedded in the object that owns the fd (a stream, a UDP endpoint, a
- * server's listening socket, the loop's own wake-up fd, and the pipes,
- * signal fds and pidfds to come), or made by the loop for a raw fd that
- * the user hands to coil_loop_add_reader or a coil_sock_* call (io.c).
+ * server's listening socket, the loop's own wake-up fd; any object that
+ * owns an fd), or made by the loop for a raw fd that the user hands to
+ * coil_loop_add_reader or a coil_sock_* call (io.c).
  * Its life is five calls, and each is the only way to do its thing:
  *
  *   coil__watch_init   bind the watch to (loop, fd): the loop routes

@@ -182,7 +182,7 @@ COIL_API ssize_t coil_sock_sendfile(int out_fd, int in_fd, off_t *offset,
 
 /*
  * getaddrinfo(3) without blocking the loop: the lookup runs on a helper
- * thread (one per call for now) while the task is suspended. On success
+ * thread of its own while the task is suspended. On success
  * returns 0 and *res_out holds the list (free it with coil_freeaddrinfo;
  * plain freeaddrinfo is the same function). host or service may be NULL
  * (not both); hints may be NULL. On failure *res_out is NULL.
