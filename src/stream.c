@@ -542,53 +542,44 @@ static int readuntil(struct coil_stream *s, const void *sep, size_t seplen,
 
 ssize_t coil_stream_read(coil_stream_t *s, void *buf, size_t n)
 {
-    if (!s)
-        return -EINVAL;
-    hold(s);
+    if (s)
+        hold(s);
     ssize_t r = read_some(s, buf, n);
-    unhold(s);
+    if (s)
+        unhold(s);
     return r;
 }
 
 int coil_stream_read_exactly(coil_stream_t *s, void *buf, size_t n,
                              size_t *got)
 {
-    if (!s) {
-        if (got)
-            *got = 0;
-        return -EINVAL;
-    }
-    hold(s);
+    if (s)
+        hold(s);
     int r = read_exactly(s, buf, n, got);
-    unhold(s);
+    if (s)
+        unhold(s);
     return r;
 }
 
 int coil_stream_read_all(coil_stream_t *s, void *buf, size_t cap,
                          size_t *len)
 {
-    if (!s) {
-        if (len)
-            *len = 0;
-        return -EINVAL;
-    }
-    hold(s);
+    if (s)
+        hold(s);
     int r = read_all(s, buf, cap, len);
-    unhold(s);
+    if (s)
+        unhold(s);
     return r;
 }
 
 static int readuntil_held(coil_stream_t *s, const void *sep, size_t seplen,
                           void *buf, size_t cap, size_t *len, bool line)
 {
-    if (!s) {
-        if (len)
-            *len = 0;
-        return -EINVAL;
-    }
-    hold(s);
+    if (s)
+        hold(s);
     int r = readuntil(s, sep, seplen, buf, cap, len, line);
-    unhold(s);
+    if (s)
+        unhold(s);
     return r;
 }
 

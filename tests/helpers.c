@@ -338,6 +338,61 @@ void test_socketpair(int sv[2])
         0);
 }
 
+void test_pipe(int p[2])
+{
+    assert_int_equal(pipe2(p, O_NONBLOCK | O_CLOEXEC), 0);
+}
+
+void test_close_fd(int *fd)
+{
+    if (*fd >= 0)
+        close(*fd);
+    *fd = -1;
+}
+
+void test_close_pair(int sv[2])
+{
+    test_close_fd(&sv[0]);
+    test_close_fd(&sv[1]);
+}
+
+void test_put_byte(int fd)
+{
+    assert_int_equal(write(fd, "x", 1), 1);
+}
+
+bool test_fd_is_open(int fd)
+{
+    return fcntl(fd, F_GETFD) != -1;
+}
+
+void test_fill(int fd)
+{
+    static const char buf[4096];
+    while (send(fd, buf, sizeof(buf), MSG_DONTWAIT | MSG_NOSIGNAL) > 0)
+        ;
+    while (send(fd, buf, 1, MSG_DONTWAIT | MSG_NOSIGNAL) > 0)
+        ;
+    assert_true(errno == EAGAIN || errno == EWOULDBLOCK);
+}
+
+void test_drain(int fd)
+{
+    char buf[4096];
+    while (read(fd, buf, sizeof(buf)) > 0)
+        ;
+}
+
+int test_move_fd(int fd, int want)
+{
+    if (fd == want)
+        return fd;
+    assert_false(test_fd_is_open(want));
+    assert_int_equal(dup3(fd, want, O_CLOEXEC), want);
+    close(fd);
+    return want;
+}
+
 unsigned char test_pattern(size_t i, unsigned seed)
 {
     return (unsigned char)((i * 131u + seed * 7u + (i >> 9)) & 0xff);

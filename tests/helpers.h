@@ -114,6 +114,22 @@ coil_loop_t *test_loop(void **state);
 
 /* A connected, non-blocking, close-on-exec Unix stream socket pair. */
 void test_socketpair(int sv[2]);
+/* A non-blocking, close-on-exec pipe. */
+void test_pipe(int p[2]);
+/* Close *fd if it is open and set it to -1; both ends of a pair. */
+void test_close_fd(int *fd);
+void test_close_pair(int sv[2]);
+/* Write one byte ("x") to fd. */
+void test_put_byte(int fd);
+/* Whether fd is an open fd. */
+bool test_fd_is_open(int fd);
+/* Write to a non-blocking socket until it would block. */
+void test_fill(int fd);
+/* Read a non-blocking fd until it would block. */
+void test_drain(int fd);
+/* Move fd to the number want (which must be free; close-on-exec);
+ * returns want. */
+int test_move_fd(int fd, int want);
 
 /*
  * Chaos I/O (COIL_CHAOS_IO=<seed>, see src/fault.c) makes socket calls

@@ -42,64 +42,6 @@ static enum coil__sys_call wait_call(coil_loop_t *loop)
     return COIL__SYS_POLL;
 }
 
-static void make_pipe(int p[2])
-{
-    assert_int_equal(pipe2(p, O_NONBLOCK | O_CLOEXEC), 0);
-}
-
-static void close_fd(int *fd)
-{
-    if (*fd >= 0)
-        close(*fd);
-    *fd = -1;
-}
-
-static void close_pair(int sv[2])
-{
-    close_fd(&sv[0]);
-    close_fd(&sv[1]);
-}
-
-static void put_byte(int fd)
-{
-    assert_int_equal(write(fd, "x", 1), 1);
-}
-
-static bool fd_is_open(int fd)
-{
-    return fcntl(fd, F_GETFD) != -1;
-}
-
-/* Write to a non-blocking socket until it would block. */
-static void fill(int fd)
-{
-    static const char buf[4096];
-    while (send(fd, buf, sizeof(buf), MSG_DONTWAIT | MSG_NOSIGNAL) > 0)
-        ;
-    while (send(fd, buf, 1, MSG_DONTWAIT | MSG_NOSIGNAL) > 0)
-        ;
-    assert_true(errno == EAGAIN || errno == EWOULDBLOCK);
-}
-
-/* Read a non-blocking fd until it would block. */
-static void drain(int fd)
-{
-    char buf[4096];
-    while (read(fd, buf, sizeof(buf)) > 0)
-        ;
-}
-
-/* Move fd to the number want (which must be free); returns want. */
-static int move_fd(int fd, int want)
-{
-    if (fd == want)
-        return fd;
-    assert_false(fd_is_open(want));
-    assert_int_equal(dup2(fd, want), want);
-    close(fd);
-    return want;
-}
-
 /* A timer that stops a run that would otherwise not end. */
 struct safety {
     coil_loop_t *loop;
@@ -177,7 +119,7 @@ static void ticker_run(struct ticker *t, int n)
 static void ticker_close(struct ticker *t)
 {
     assert_int_equal(coil_loop_remove_writer(t->loop, t->sv[0]), 1);
-    close_pair(t->sv);
+    test_close_pair(t->sv);
 }
 
 /* What a watcher saw. */
@@ -236,7 +178,7 @@ static void test_reader_fires_on_data(void **state)
     ticker_run(&t, 3); /* nothing to read yet */
     assert_int_equal(r.calls, 0);
 
-    put_byte(sv[1]);
+    test_put_byte(sv[1]);
     assert_false(run_bounded(loop));
     assert_int_equal(r.calls, 1);
     assert_int_equal(r.io_ret, 1);
@@ -246,7 +188,7 @@ static void test_reader_fires_on_data(void **state)
 
     assert_int_equal(coil_loop_remove_reader(loop, sv[0]), 1);
     ticker_close(&t);
-    close_pair(sv);
+    test_close_pair(sv);
 }
 
 static void test_writer_fires_when_writable(void **state)
@@ -267,20 +209,20 @@ static void test_writer_fires_when_writable(void **state)
     /* A full socket is not writable until its peer reads. */
     struct ticker t;
     ticker_open(&t, loop);
-    fill(sv[0]);
+    test_fill(sv[0]);
     struct rec w2 = {
         .loop = loop, .fd = sv[0], .writer = true, .remove_self = true};
     assert_int_equal(coil_loop_add_writer(loop, sv[0], rec_cb, &w2), 0);
     ticker_run(&t, 3);
     assert_int_equal(w2.calls, 0);
-    drain(sv[1]);
+    test_drain(sv[1]);
     ticker_run(&t, 3);
     assert_int_equal(w2.calls, 1);
     assert_int_equal(w2.remove_ret, 1);
 
     assert_int_equal(coil_loop_remove_writer(loop, sv[0]), 0);
     ticker_close(&t);
-    close_pair(sv);
+    test_close_pair(sv);
 }
 
 static void test_reader_and_writer_on_one_fd(void **state)
@@ -290,7 +232,7 @@ static void test_reader_and_writer_on_one_fd(void **state)
     ticker_open(&t, loop);
     int sv[2];
     test_socketpair(sv);
-    put_byte(sv[1]); /* readable, and writable anyway; never drained */
+    test_put_byte(sv[1]); /* readable, and writable anyway; never drained */
     struct rec r = {.loop = loop, .fd = sv[0]};
     struct rec w = {.loop = loop, .fd = sv[0], .writer = true};
     assert_int_equal(coil_loop_add_reader(loop, sv[0], rec_cb, &r), 0);
@@ -321,7 +263,7 @@ static void test_reader_and_writer_on_one_fd(void **state)
     assert_int_equal(w.calls, 4);
 
     ticker_close(&t);
-    close_pair(sv);
+    test_close_pair(sv);
 }
 
 static void test_level_triggered(void **state)
@@ -329,7 +271,7 @@ static void test_level_triggered(void **state)
     coil_loop_t *loop = test_loop(state);
     int sv[2];
     test_socketpair(sv);
-    put_byte(sv[1]);
+    test_put_byte(sv[1]);
 
     /* Not drained: it fires again in the next poll, and the next. */
     struct rec r = {.loop = loop, .fd = sv[0], .stop_at = 3};
@@ -345,7 +287,7 @@ static void test_level_triggered(void **state)
 
     assert_int_equal(coil_loop_remove_reader(loop, sv[0]), 1);
     ticker_close(&t);
-    close_pair(sv);
+    test_close_pair(sv);
 }
 
 static void test_remove_self_fires_once(void **state)
@@ -356,7 +298,7 @@ static void test_remove_self_fires_once(void **state)
     int sv[2], sv2[2];
     test_socketpair(sv);
     test_socketpair(sv2);
-    put_byte(sv[1]); /* stays readable: nothing drains it */
+    test_put_byte(sv[1]); /* stays readable: nothing drains it */
     struct rec r = {.loop = loop, .fd = sv[0], .remove_self = true};
     struct rec w = {
         .loop = loop, .fd = sv2[0], .writer = true, .remove_self = true};
@@ -374,8 +316,8 @@ static void test_remove_self_fires_once(void **state)
     assert_int_equal(coil_loop_remove_reader(loop, sv[0]), 0);
     assert_int_equal(coil_loop_remove_writer(loop, sv2[0]), 0);
     ticker_close(&t);
-    close_pair(sv);
-    close_pair(sv2);
+    test_close_pair(sv);
+    test_close_pair(sv2);
 }
 
 /*
@@ -406,8 +348,8 @@ static void test_remove_queued_watcher(void **state)
     int a[2], b[2];
     test_socketpair(a);
     test_socketpair(b);
-    put_byte(a[1]);
-    put_byte(b[1]);
+    test_put_byte(a[1]);
+    test_put_byte(b[1]);
     struct cross ca = {loop, a[0], b[0], 0, -1000, -1000};
     struct cross cb = {loop, b[0], a[0], 0, -1000, -1000};
     assert_int_equal(coil_loop_add_reader(loop, a[0], cross_cb, &ca), 0);
@@ -422,8 +364,8 @@ static void test_remove_queued_watcher(void **state)
     assert_int_equal(coil_loop_remove_reader(loop, a[0]), 0);
     assert_int_equal(coil_loop_remove_reader(loop, b[0]), 0);
     ticker_close(&t);
-    close_pair(a);
-    close_pair(b);
+    test_close_pair(a);
+    test_close_pair(b);
 }
 
 /*
@@ -455,8 +397,8 @@ static void test_replace_queued_watcher(void **state)
     int a[2], b[2];
     test_socketpair(a);
     test_socketpair(b);
-    put_byte(a[1]);
-    put_byte(b[1]);
+    test_put_byte(a[1]);
+    test_put_byte(b[1]);
     struct rec next_a = {.loop = loop, .fd = a[0]};
     struct rec next_b = {.loop = loop, .fd = b[0]};
     struct swapper sa = {loop, a[0], b[0], 0, &next_b, -1000};
@@ -475,8 +417,8 @@ static void test_replace_queued_watcher(void **state)
     assert_int_equal(
         coil_loop_remove_reader(loop, a[0]) + coil_loop_remove_reader(loop, b[0]), 1);
     ticker_close(&t);
-    close_pair(a);
-    close_pair(b);
+    test_close_pair(a);
+    test_close_pair(b);
 }
 
 /* A reader that hands its fd to another reader from its own callback. */
@@ -502,7 +444,7 @@ static void test_replace_reader(void **state)
     ticker_open(&t, loop);
     int sv[2];
     test_socketpair(sv);
-    put_byte(sv[1]);
+    test_put_byte(sv[1]);
 
     struct rec old = {.loop = loop, .fd = sv[0]};
     struct rec new = {.loop = loop, .fd = sv[0]};
@@ -526,7 +468,7 @@ static void test_replace_reader(void **state)
     assert_int_equal(coil_loop_remove_reader(loop, sv[0]), 1);
     assert_int_equal(coil_loop_remove_reader(loop, sv[0]), 0);
     ticker_close(&t);
-    close_pair(sv);
+    test_close_pair(sv);
 }
 
 static void test_remove_return_values(void **state)
@@ -553,7 +495,7 @@ static void test_remove_return_values(void **state)
     assert_int_equal(coil_loop_remove_writer(loop, sv[0]), 0);
 
     assert_int_equal(r.calls, 0);
-    close_pair(sv);
+    test_close_pair(sv);
 }
 
 static void test_bad_arguments(void **state)
@@ -572,7 +514,7 @@ static void test_bad_arguments(void **state)
 
     /* A number that is not open. */
     int closed = sv[1];
-    close_fd(&sv[1]);
+    test_close_fd(&sv[1]);
     assert_int_equal(coil_loop_add_reader(loop, closed, rec_cb, &r), -EBADF);
     assert_int_equal(coil_loop_add_writer(loop, closed, rec_cb, &r), -EBADF);
     assert_int_equal(coil_loop_remove_reader(loop, closed), 0);
@@ -594,7 +536,7 @@ static void test_bad_arguments(void **state)
     assert_int_equal(coil_loop_remove_reader(loop, sv[0]), 0);
     assert_int_equal(coil_loop_remove_writer(loop, sv[0]), 0);
     assert_int_equal(r.calls, 0);
-    close_pair(sv);
+    test_close_pair(sv);
 }
 
 /* An fd number no process can have open is "not open": -EBADF. */
@@ -650,14 +592,14 @@ static void test_peer_close_wakes_reader(void **state)
     ticker_run(&t, 2);
     assert_int_equal(r.calls, 0);
 
-    close_fd(&sv[1]);
+    test_close_fd(&sv[1]);
     assert_false(run_bounded(loop));
     assert_int_equal(r.calls, 1);
     assert_int_equal(r.io_ret, 0); /* end of file */
     assert_int_equal(r.remove_ret, 1);
 
     ticker_close(&t);
-    close_pair(sv);
+    test_close_pair(sv);
 }
 
 /* A socket whose send buffer is full becomes "writable" when the peer
@@ -669,7 +611,7 @@ static void test_peer_close_wakes_writer(void **state)
     ticker_open(&t, loop);
     int sv[2];
     test_socketpair(sv);
-    fill(sv[0]);
+    test_fill(sv[0]);
     struct rec w = {.loop = loop,
                     .fd = sv[0],
                     .writer = true,
@@ -680,7 +622,7 @@ static void test_peer_close_wakes_writer(void **state)
     ticker_run(&t, 3);
     assert_int_equal(w.calls, 0);
 
-    close_fd(&sv[1]);
+    test_close_fd(&sv[1]);
     ticker_run(&t, 3);
     assert_int_equal(w.calls, 1);
     assert_int_equal(w.io_ret, -1);
@@ -688,7 +630,7 @@ static void test_peer_close_wakes_writer(void **state)
     assert_int_equal(w.remove_ret, 1);
 
     ticker_close(&t);
-    close_pair(sv);
+    test_close_pair(sv);
 }
 
 /* The read end of a pipe is never writable: only the hang-up (the write
@@ -699,20 +641,20 @@ static void test_hangup_wakes_writer(void **state)
     struct ticker t;
     ticker_open(&t, loop);
     int p[2];
-    make_pipe(p);
+    test_pipe(p);
     struct rec w = {
         .loop = loop, .fd = p[0], .writer = true, .remove_self = true};
     assert_int_equal(coil_loop_add_writer(loop, p[0], rec_cb, &w), 0);
     ticker_run(&t, 3);
     assert_int_equal(w.calls, 0);
 
-    close_fd(&p[1]);
+    test_close_fd(&p[1]);
     ticker_run(&t, 3);
     assert_int_equal(w.calls, 1);
     assert_int_equal(w.remove_ret, 1);
 
     ticker_close(&t);
-    close_pair(p);
+    test_close_pair(p);
 }
 
 /* The write end of a pipe is never readable: only the error (the read end
@@ -723,13 +665,13 @@ static void test_error_wakes_reader(void **state)
     struct ticker t;
     ticker_open(&t, loop);
     int p[2];
-    make_pipe(p);
+    test_pipe(p);
     struct rec r = {.loop = loop, .fd = p[1], .remove_self = true};
     assert_int_equal(coil_loop_add_reader(loop, p[1], rec_cb, &r), 0);
     ticker_run(&t, 3);
     assert_int_equal(r.calls, 0);
 
-    close_fd(&p[0]);
+    test_close_fd(&p[0]);
     ticker_run(&t, 3);
     assert_int_equal(r.calls, 1);
     assert_int_equal(r.remove_ret, 1);
@@ -737,7 +679,7 @@ static void test_error_wakes_reader(void **state)
     assert_int_equal(errno, EPIPE);
 
     ticker_close(&t);
-    close_pair(p);
+    test_close_pair(p);
 }
 
 /* ------------------------------------------------------------------ */
@@ -758,20 +700,20 @@ static void test_closed_fd_then_removed(void **state)
     struct rec r = {.loop = loop, .fd = sv[0]};
     int fd = sv[0];
     assert_int_equal(coil_loop_add_reader(loop, fd, rec_cb, &r), 0);
-    close_fd(&sv[0]);
+    test_close_fd(&sv[0]);
     assert_int_equal(coil_loop_remove_reader(loop, fd), 1);
     assert_int_equal(coil_loop_remove_reader(loop, fd), 0);
 
     /* Both directions watched: neither removal crashes or fails. */
     int sv2[2];
     test_socketpair(sv2);
-    put_byte(sv2[1]);
+    test_put_byte(sv2[1]);
     struct rec r2 = {.loop = loop, .fd = sv2[0]};
     struct rec w2 = {.loop = loop, .fd = sv2[0], .writer = true};
     int fd2 = sv2[0];
     assert_int_equal(coil_loop_add_reader(loop, fd2, rec_cb, &r2), 0);
     assert_int_equal(coil_loop_add_writer(loop, fd2, rec_cb, &w2), 0);
-    close_fd(&sv2[0]);
+    test_close_fd(&sv2[0]);
     assert_int_equal(coil_loop_remove_reader(loop, fd2), 1);
     int rw = coil_loop_remove_writer(loop, fd2);
     assert_true(rw == 0 || rw == 1);
@@ -781,8 +723,8 @@ static void test_closed_fd_then_removed(void **state)
     assert_int_equal(r.calls + r2.calls + w2.calls, 0);
 
     ticker_close(&t);
-    close_pair(sv);
-    close_pair(sv2);
+    test_close_pair(sv);
+    test_close_pair(sv2);
 }
 
 /* (b) Closed while watched, with data pending: the callback never runs;
@@ -797,13 +739,13 @@ static void test_closed_fd_never_runs(void **state)
 
     int sv[2];
     test_socketpair(sv);
-    put_byte(sv[1]);
+    test_put_byte(sv[1]);
     int fd = sv[0];
     struct rec r = {.loop = loop, .fd = fd};
     struct rec w = {.loop = loop, .fd = fd, .writer = true};
     assert_int_equal(coil_loop_add_reader(loop, fd, rec_cb, &r), 0);
     assert_int_equal(coil_loop_add_writer(loop, fd, rec_cb, &w), 0);
-    close_fd(&sv[0]);
+    test_close_fd(&sv[0]);
 
     ticker_run(&t, 5);
     assert_int_equal(r.calls, 0);
@@ -819,7 +761,7 @@ static void test_closed_fd_never_runs(void **state)
     }
 
     ticker_close(&t);
-    close_pair(sv);
+    test_close_pair(sv);
 }
 
 /*
@@ -830,14 +772,14 @@ static void test_closed_fd_never_runs(void **state)
 static int close_and_reuse(int sv[2], int nb[2])
 {
     int num = sv[0];
-    close_pair(sv);
+    test_close_pair(sv);
     test_socketpair(nb);
     if (nb[1] == num) {
         int tmp = nb[0];
         nb[0] = nb[1];
         nb[1] = tmp;
     }
-    nb[0] = move_fd(nb[0], num);
+    nb[0] = test_move_fd(nb[0], num);
     assert_int_equal(nb[0], num);
     return num;
 }
@@ -857,7 +799,7 @@ static void test_reused_fd_number_no_stale_event(void **state)
     assert_int_equal(coil_loop_add_reader(loop, sv[0], rec_cb, &old), 0);
     ticker_run(&t, 1);
     int num = close_and_reuse(sv, nb);
-    put_byte(nb[1]); /* the new file under the old number is readable */
+    test_put_byte(nb[1]); /* the new file under the old number is readable */
 
     ticker_run(&t, 5);
     assert_int_equal(old.calls, 0);
@@ -871,7 +813,7 @@ static void test_reused_fd_number_no_stale_event(void **state)
     }
 
     ticker_close(&t);
-    close_pair(nb);
+    test_close_pair(nb);
 }
 
 /* (c') The number reused and watched in the other direction only: the
@@ -890,7 +832,7 @@ static void test_reused_fd_number_other_direction(void **state)
     assert_int_equal(coil_loop_add_reader(loop, sv[0], rec_cb, &old), 0);
     ticker_run(&t, 1);
     int num = close_and_reuse(sv, nb);
-    put_byte(nb[1]);
+    test_put_byte(nb[1]);
     struct rec w = {.loop = loop, .fd = num, .writer = true};
     assert_int_equal(coil_loop_add_writer(loop, num, rec_cb, &w), 0);
 
@@ -898,7 +840,7 @@ static void test_reused_fd_number_other_direction(void **state)
     coil_loop_remove_reader(loop, num);
     coil_loop_remove_writer(loop, num);
     ticker_close(&t);
-    close_pair(nb);
+    test_close_pair(nb);
     assert_int_equal(old.calls, 0);
     assert_int_equal(w.calls, 3);
 }
@@ -918,7 +860,7 @@ static void test_reused_fd_number_readded(void **state)
     assert_int_equal(coil_loop_add_reader(loop, sv[0], rec_cb, &old), 0);
     ticker_run(&t, 1);
     int num = close_and_reuse(sv, nb);
-    put_byte(nb[1]);
+    test_put_byte(nb[1]);
     struct rec new = {.loop = loop,
                       .fd = num,
                       .do_read = true,
@@ -929,7 +871,7 @@ static void test_reused_fd_number_readded(void **state)
     bool timed_out = run_bounded(loop);
     coil_loop_remove_reader(loop, num);
     ticker_close(&t);
-    close_pair(nb);
+    test_close_pair(nb);
     assert_false(timed_out);
     assert_int_equal(old.calls, 0);
     assert_int_equal(new.calls, 1);
@@ -962,7 +904,7 @@ static void many_cb(void *arg)
     if (r->calls++ == 0)
         m->distinct++;
     if (m->remove_self) {
-        drain(r->fd);
+        test_drain(r->fd);
         coil_loop_remove_reader(m->loop, r->fd);
     }
     if (m->distinct == MANY)
@@ -982,7 +924,7 @@ static void many_fds(coil_loop_t *loop, bool remove_self)
         assert_int_equal(coil_loop_add_reader(loop, sv[i][0], many_cb, &recs[i]), 0);
     }
     for (int i = 0; i < MANY; i++)
-        put_byte(sv[i][1]);
+        test_put_byte(sv[i][1]);
 
     bool timed_out = run_bounded(loop);
     int never = 0, twice = 0;
@@ -990,7 +932,7 @@ static void many_fds(coil_loop_t *loop, bool remove_self)
         never += recs[i].calls == 0;
         twice += recs[i].calls > 1;
         coil_loop_remove_reader(loop, sv[i][0]);
-        close_pair(sv[i]);
+        test_close_pair(sv[i]);
     }
     free(sv);
     free(recs);
@@ -1024,7 +966,7 @@ static void test_wait_interrupted(void **state)
     coil_loop_set_exception_handler(loop, test_exc_record, &exc);
     int sv[2];
     test_socketpair(sv);
-    put_byte(sv[1]);
+    test_put_byte(sv[1]);
     struct rec r = {.loop = loop, .fd = sv[0], .do_read = true, .stop_at = 1};
     assert_int_equal(coil_loop_add_reader(loop, sv[0], rec_cb, &r), 0);
 
@@ -1037,7 +979,7 @@ static void test_wait_interrupted(void **state)
     assert_int_equal(exc.count, 0);
 
     assert_int_equal(coil_loop_remove_reader(loop, sv[0]), 1);
-    close_pair(sv);
+    test_close_pair(sv);
 }
 
 static void test_wait_fails_fatally(void **state)
@@ -1050,7 +992,7 @@ static void test_wait_fails_fatally(void **state)
         coil_loop_set_exception_handler(loop, test_exc_record, &exc);
         int sv[2];
         test_socketpair(sv);
-        put_byte(sv[1]);
+        test_put_byte(sv[1]);
         struct rec r = {
             .loop = loop, .fd = sv[0], .do_read = true, .stop_at = 1};
         assert_int_equal(coil_loop_add_reader(loop, sv[0], rec_cb, &r), 0);
@@ -1074,7 +1016,7 @@ static void test_wait_fails_fatally(void **state)
         assert_int_equal(exc.count, 1);
 
         assert_int_equal(coil_loop_remove_reader(loop, sv[0]), 1);
-        close_pair(sv);
+        test_close_pair(sv);
         coil_loop_set_exception_handler(loop, NULL, NULL);
     }
 }
@@ -1086,7 +1028,7 @@ static void test_epoll_ctl_fails(void **state)
     ticker_open(&t, loop);
     int sv[2];
     test_socketpair(sv);
-    put_byte(sv[1]);
+    test_put_byte(sv[1]);
     struct rec r = {.loop = loop, .fd = sv[0], .do_read = true};
 
     /* A fresh registration fails: no watcher is left. */
@@ -1117,7 +1059,7 @@ static void test_epoll_ctl_fails(void **state)
 
     assert_int_equal(coil_loop_remove_reader(loop, sv[0]), 1);
     ticker_close(&t);
-    close_pair(sv);
+    test_close_pair(sv);
 }
 
 /* Narrowing a registration fails: the whole fd is dropped and the loss of
@@ -1131,7 +1073,7 @@ static void test_epoll_ctl_fails_on_remove(void **state)
     ticker_open(&t, loop);
     int sv[2];
     test_socketpair(sv);
-    put_byte(sv[1]);
+    test_put_byte(sv[1]);
     struct rec r = {.loop = loop, .fd = sv[0]};
     struct rec w = {.loop = loop, .fd = sv[0], .writer = true};
     assert_int_equal(coil_loop_add_reader(loop, sv[0], rec_cb, &r), 0);
@@ -1153,7 +1095,7 @@ static void test_epoll_ctl_fails_on_remove(void **state)
     assert_int_equal(coil_loop_remove_writer(loop, sv[0]), 1);
 
     ticker_close(&t);
-    close_pair(sv);
+    test_close_pair(sv);
 }
 
 /* Allocation failure in add_reader on an fd number the loop never saw:
@@ -1169,8 +1111,8 @@ static void alloc_failure_case(int fd_number)
         int sv[2];
         test_socketpair(sv);
         if (fd_number >= 0)
-            sv[0] = move_fd(sv[0], fd_number);
-        put_byte(sv[1]);
+            sv[0] = test_move_fd(sv[0], fd_number);
+        test_put_byte(sv[1]);
         struct rec r = {
             .loop = loop, .fd = sv[0], .do_read = true, .stop_at = 1};
 
@@ -1190,7 +1132,7 @@ static void alloc_failure_case(int fd_number)
         assert_int_equal(r.calls, 1);
         assert_int_equal(coil_loop_remove_reader(loop, sv[0]), 1);
         coil_loop_unref(loop);
-        close_pair(sv);
+        test_close_pair(sv);
         assert_int_equal(test_alloc_live(), live);
         if (!err)
             break;
@@ -1215,7 +1157,7 @@ static void test_close_loop_with_watchers(void **state)
     int a[2], b[2];
     test_socketpair(a);
     test_socketpair(b);
-    put_byte(a[1]);
+    test_put_byte(a[1]);
     struct rec r = {.loop = loop, .fd = a[0], .stop_at = 1};
     struct rec w = {.loop = loop, .fd = b[0], .writer = true};
     assert_int_equal(coil_loop_add_reader(loop, a[0], rec_cb, &r), 0);
@@ -1232,10 +1174,10 @@ static void test_close_loop_with_watchers(void **state)
     assert_int_equal(coil_loop_remove_writer(loop, b[0]), 0);
 
     /* The fds are the caller's: open, and the data still unread. */
-    assert_true(fd_is_open(a[0]));
-    assert_true(fd_is_open(a[1]));
-    assert_true(fd_is_open(b[0]));
-    assert_true(fd_is_open(b[1]));
+    assert_true(test_fd_is_open(a[0]));
+    assert_true(test_fd_is_open(a[1]));
+    assert_true(test_fd_is_open(b[0]));
+    assert_true(test_fd_is_open(b[1]));
     char c;
     assert_int_equal(read(a[0], &c, 1), 1);
 
@@ -1245,12 +1187,12 @@ static void test_close_loop_with_watchers(void **state)
     assert_int_equal(coil_loop_add_reader(loop2, a[0], rec_cb, &r), 0);
     assert_int_equal(coil_loop_add_writer(loop2, a[0], rec_cb, &w), 0);
     coil_loop_unref(loop2);
-    assert_true(fd_is_open(a[0]));
+    assert_true(test_fd_is_open(a[0]));
     assert_int_equal(r.calls, 1);
     assert_int_equal(w.calls, 1);
 
-    close_pair(a);
-    close_pair(b);
+    test_close_pair(a);
+    test_close_pair(b);
 }
 
 

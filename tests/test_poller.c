@@ -92,64 +92,6 @@ static int watch(int fd, unsigned old_mask, unsigned mask, uint32_t tag)
 /* fds                                                                  */
 /* ------------------------------------------------------------------ */
 
-static void make_pipe(int p[2])
-{
-    assert_int_equal(pipe2(p, O_NONBLOCK | O_CLOEXEC), 0);
-}
-
-static void close_fd(int *fd)
-{
-    if (*fd >= 0)
-        close(*fd);
-    *fd = -1;
-}
-
-static void close_pair(int sv[2])
-{
-    close_fd(&sv[0]);
-    close_fd(&sv[1]);
-}
-
-static void put_byte(int fd)
-{
-    assert_int_equal(write(fd, "x", 1), 1);
-}
-
-static bool fd_is_open(int fd)
-{
-    return fcntl(fd, F_GETFD) != -1;
-}
-
-/* Write to a non-blocking socket until it would block. */
-static void fill(int fd)
-{
-    static const char buf[4096];
-    while (send(fd, buf, sizeof(buf), MSG_DONTWAIT | MSG_NOSIGNAL) > 0)
-        ;
-    while (send(fd, buf, 1, MSG_DONTWAIT | MSG_NOSIGNAL) > 0)
-        ;
-    assert_true(errno == EAGAIN || errno == EWOULDBLOCK);
-}
-
-/* Read a non-blocking fd until it would block. */
-static void drain(int fd)
-{
-    char buf[4096];
-    while (read(fd, buf, sizeof(buf)) > 0)
-        ;
-}
-
-/* Move fd to the number want (which must be free); returns want. */
-static int move_fd(int fd, int want)
-{
-    if (fd == want)
-        return fd;
-    assert_false(fd_is_open(want));
-    assert_int_equal(dup3(fd, want, O_CLOEXEC), want);
-    close(fd);
-    return want;
-}
-
 /* A new socketpair whose first end has the number num, just freed. */
 static void pair_at(int num, int nb[2])
 {
@@ -159,7 +101,7 @@ static void pair_at(int num, int nb[2])
         nb[0] = nb[1];
         nb[1] = tmp;
     }
-    nb[0] = move_fd(nb[0], num);
+    nb[0] = test_move_fd(nb[0], num);
 }
 
 /* Close a watched pair and make a new one whose first end has the same
@@ -167,7 +109,7 @@ static void pair_at(int num, int nb[2])
 static int close_and_reuse(int sv[2], int nb[2])
 {
     int num = sv[0];
-    close_pair(sv);
+    test_close_pair(sv);
     pair_at(num, nb);
     return num;
 }
@@ -321,7 +263,7 @@ static void test_open_close(void **state)
     /* An fd watched in one is not reported by another. */
     int sv[2];
     test_socketpair(sv);
-    put_byte(sv[1]);
+    test_put_byte(sv[1]);
     assert_int_equal(o->watch(b, sv[0], 0, READ, TAG(1)), 0);
     struct coil__event ev[4];
     assert_int_equal(o->wait(a, 0, ev, 4), 0);
@@ -332,7 +274,7 @@ static void test_open_close(void **state)
     o->close(b);
     o->close(a);
     o->close(c);
-    close_pair(sv);
+    test_close_pair(sv);
 }
 
 /* Closing a poller that still watches fds frees what it holds for them
@@ -349,7 +291,7 @@ static void test_close_with_watched_fds(void **state)
     for (int i = 0; i < N; i++) {
         test_socketpair(sv[i]);
         if (i % 2)
-            put_byte(sv[i][1]);
+            test_put_byte(sv[i][1]);
         assert_int_equal(
             o->watch(p, sv[i][0], 0, i % 3 ? READ : READ | WRITE, TAG(i)), 0);
     }
@@ -357,8 +299,8 @@ static void test_close_with_watched_fds(void **state)
     assert_true(o->wait(p, 0, ev, N * 2) > 0);
     o->close(p);
     for (int i = 0; i < N; i++) {
-        assert_true(fd_is_open(sv[i][0]));
-        close_pair(sv[i]);
+        assert_true(test_fd_is_open(sv[i][0]));
+        test_close_pair(sv[i]);
     }
 }
 
@@ -403,13 +345,13 @@ static void test_watch_read(void **state)
     poll_now(&b);
     expect_quiet(&b, sv[0]); /* writable, but only READ is watched */
 
-    put_byte(sv[1]);
+    test_put_byte(sv[1]);
     poll_now(&b);
     expect(&b, sv[0], TAG(1), READ);
     assert_int_equal(b.n, 1);
 
     assert_int_equal(watch(sv[0], READ, 0, 0), 0);
-    close_pair(sv);
+    test_close_pair(sv);
 }
 
 /* WRITE: reported while the fd is writable, never for readability. */
@@ -419,21 +361,21 @@ static void test_watch_write(void **state)
     struct batch b;
     int sv[2];
     test_socketpair(sv);
-    put_byte(sv[1]); /* readable too */
+    test_put_byte(sv[1]); /* readable too */
     assert_int_equal(watch(sv[0], 0, WRITE, TAG(2)), 0);
     poll_now(&b);
     expect(&b, sv[0], TAG(2), WRITE);
 
-    fill(sv[0]);
+    test_fill(sv[0]);
     poll_now(&b);
     expect_quiet(&b, sv[0]); /* readable but not writable */
 
-    drain(sv[1]);
+    test_drain(sv[1]);
     poll_now(&b);
     expect(&b, sv[0], TAG(2), WRITE);
 
     assert_int_equal(watch(sv[0], WRITE, 0, 0), 0);
-    close_pair(sv);
+    test_close_pair(sv);
 }
 
 /* READ|WRITE on an fd ready both ways: both directions, in one event or
@@ -444,25 +386,25 @@ static void test_watch_both(void **state)
     struct batch b;
     int sv[2];
     test_socketpair(sv);
-    put_byte(sv[1]);
+    test_put_byte(sv[1]);
     assert_int_equal(watch(sv[0], 0, READ | WRITE, TAG(3)), 0);
     poll_now(&b);
     expect(&b, sv[0], TAG(3), READ | WRITE);
     assert_true(count_fd(&b, sv[0]) == 1 || count_fd(&b, sv[0]) == 2);
 
     /* Only writable: WRITE alone. */
-    drain(sv[0]);
+    test_drain(sv[0]);
     poll_now(&b);
     expect(&b, sv[0], TAG(3), WRITE);
 
     /* Only readable: READ alone. */
-    put_byte(sv[1]);
-    fill(sv[0]);
+    test_put_byte(sv[1]);
+    test_fill(sv[0]);
     poll_now(&b);
     expect(&b, sv[0], TAG(3), READ);
 
     assert_int_equal(watch(sv[0], READ | WRITE, 0, 0), 0);
-    close_pair(sv);
+    test_close_pair(sv);
 }
 
 /* Changing the mask changes what is reported, and the events carry the
@@ -475,7 +417,7 @@ static void test_change_mask(void **state)
     struct batch b;
     int sv[2];
     test_socketpair(sv);
-    put_byte(sv[1]); /* readable and writable from now on */
+    test_put_byte(sv[1]); /* readable and writable from now on */
     unsigned old = 0;
     for (size_t i = 0; i < sizeof(masks) / sizeof(*masks); i++) {
         assert_int_equal(watch(sv[0], old, masks[i], TAG(10 + i)), 0);
@@ -484,7 +426,7 @@ static void test_change_mask(void **state)
         expect(&b, sv[0], TAG(10 + i), masks[i]);
     }
     assert_int_equal(watch(sv[0], old, 0, 0), 0);
-    close_pair(sv);
+    test_close_pair(sv);
 }
 
 /* The loop watches again with an unchanged mask (every add): 0, and the
@@ -495,7 +437,7 @@ static void test_same_mask_new_tag(void **state)
     struct batch b;
     int sv[2];
     test_socketpair(sv);
-    put_byte(sv[1]);
+    test_put_byte(sv[1]);
     assert_int_equal(watch(sv[0], 0, READ, TAG(20)), 0);
     assert_int_equal(watch(sv[0], READ, READ, TAG(21)), 0);
     poll_now(&b);
@@ -504,7 +446,7 @@ static void test_same_mask_new_tag(void **state)
     poll_now(&b);
     expect(&b, sv[0], TAG(22), READ);
     assert_int_equal(watch(sv[0], READ, 0, 0), 0);
-    close_pair(sv);
+    test_close_pair(sv);
 }
 
 /* Every bit of the tag comes back, 0 and all ones included. */
@@ -518,7 +460,7 @@ static void test_tag_bits(void **state)
     int sv[N][2];
     for (int i = 0; i < N; i++) {
         test_socketpair(sv[i]);
-        put_byte(sv[i][1]);
+        test_put_byte(sv[i][1]);
         assert_int_equal(watch(sv[i][0], 0, READ, tags[i]), 0);
     }
     poll_now(&b);
@@ -526,7 +468,7 @@ static void test_tag_bits(void **state)
     for (int i = 0; i < N; i++) {
         expect(&b, sv[i][0], tags[i], READ);
         assert_int_equal(watch(sv[i][0], READ, 0, 0), 0);
-        close_pair(sv[i]);
+        test_close_pair(sv[i]);
     }
 }
 
@@ -539,7 +481,7 @@ static void test_forget(void **state)
     struct batch b;
     int sv[2];
     test_socketpair(sv);
-    put_byte(sv[1]);
+    test_put_byte(sv[1]);
     assert_int_equal(watch(sv[0], 0, READ | WRITE, TAG(30)), 0);
     poll_now(&b);
     expect(&b, sv[0], TAG(30), READ | WRITE);
@@ -563,14 +505,14 @@ static void test_forget(void **state)
 
     /* Closed while watched, then forgotten: 0, and never reported. */
     int fd = sv[0];
-    close_fd(&sv[0]);
+    test_close_fd(&sv[0]);
     assert_int_equal(watch(fd, READ, 0, 0), 0);
     poll_now(&b);
     expect_quiet(&b, fd);
     poll_now(&b);
     expect_quiet(&b, fd);
 
-    close_pair(sv);
+    test_close_pair(sv);
 }
 
 /* ------------------------------------------------------------------ */
@@ -588,19 +530,19 @@ static void test_level_triggered(void **state)
     test_socketpair(w);
     assert_int_equal(watch(r[0], 0, READ, TAG(40)), 0);
     assert_int_equal(watch(w[0], 0, WRITE, TAG(41)), 0);
-    put_byte(r[1]);
+    test_put_byte(r[1]);
     for (int i = 0; i < 4; i++) {
         wait_all(i % 2 ? 0 : -1, &b);
         expect(&b, r[0], TAG(40), READ);
         expect(&b, w[0], TAG(41), WRITE);
         assert_int_equal(b.n, 2);
     }
-    drain(r[0]);
+    test_drain(r[0]);
     poll_now(&b);
     expect_quiet(&b, r[0]);
     expect(&b, w[0], TAG(41), WRITE);
 
-    put_byte(r[1]);
+    test_put_byte(r[1]);
     for (int i = 0; i < 2; i++) {
         poll_now(&b);
         expect(&b, r[0], TAG(40), READ);
@@ -614,8 +556,8 @@ static void test_level_triggered(void **state)
     assert_int_equal(watch(w[0], WRITE, 0, 0), 0);
     poll_now(&b);
     assert_int_equal(b.n, 0);
-    close_pair(r);
-    close_pair(w);
+    test_close_pair(r);
+    test_close_pair(w);
 }
 
 /* ------------------------------------------------------------------ */
@@ -646,10 +588,10 @@ static void test_hangup_socket_read_watch(void **state)
     assert_int_equal(watch(sv[0], 0, READ, TAG(50)), 0);
     poll_now(&b);
     expect_quiet(&b, sv[0]);
-    close_fd(&sv[1]);
+    test_close_fd(&sv[1]);
     expect_both_twice(sv[0], TAG(50));
     assert_int_equal(watch(sv[0], READ, 0, 0), 0);
-    close_pair(sv);
+    test_close_pair(sv);
 }
 
 /* A socket whose send buffer is full, watched for WRITE only: its peer
@@ -660,14 +602,14 @@ static void test_hangup_socket_write_watch(void **state)
     struct batch b;
     int sv[2];
     test_socketpair(sv);
-    fill(sv[0]);
+    test_fill(sv[0]);
     assert_int_equal(watch(sv[0], 0, WRITE, TAG(51)), 0);
     poll_now(&b);
     expect_quiet(&b, sv[0]);
-    close_fd(&sv[1]);
+    test_close_fd(&sv[1]);
     expect_both_twice(sv[0], TAG(51));
     assert_int_equal(watch(sv[0], WRITE, 0, 0), 0);
-    close_pair(sv);
+    test_close_pair(sv);
 }
 
 /* The read end of a pipe is never writable: a WRITE watch on it wakes only
@@ -677,14 +619,14 @@ static void test_hangup_pipe_write_watch(void **state)
     (void)state;
     struct batch b;
     int p[2];
-    make_pipe(p);
+    test_pipe(p);
     assert_int_equal(watch(p[0], 0, WRITE, TAG(52)), 0);
     poll_now(&b);
     expect_quiet(&b, p[0]);
-    close_fd(&p[1]);
+    test_close_fd(&p[1]);
     expect_both_twice(p[0], TAG(52));
     assert_int_equal(watch(p[0], WRITE, 0, 0), 0);
-    close_pair(p);
+    test_close_pair(p);
 }
 
 /* The write end of a pipe is never readable: a READ watch on it wakes only
@@ -694,14 +636,14 @@ static void test_error_pipe_read_watch(void **state)
     (void)state;
     struct batch b;
     int p[2];
-    make_pipe(p);
+    test_pipe(p);
     assert_int_equal(watch(p[1], 0, READ, TAG(53)), 0);
     poll_now(&b);
     expect_quiet(&b, p[1]);
-    close_fd(&p[0]);
+    test_close_fd(&p[0]);
     expect_both_twice(p[1], TAG(53));
     assert_int_equal(watch(p[1], READ, 0, 0), 0);
-    close_pair(p);
+    test_close_pair(p);
 }
 
 /* ------------------------------------------------------------------ */
@@ -720,11 +662,11 @@ static void test_wait_zero(void **state)
     assert_int_equal(watch(sv[0], 0, READ, TAG(60)), 0);
     poll_now(&b);
     assert_int_equal(b.n, 0);
-    put_byte(sv[1]);
+    test_put_byte(sv[1]);
     poll_now(&b);
     expect(&b, sv[0], TAG(60), READ);
     assert_int_equal(watch(sv[0], READ, 0, 0), 0);
-    close_pair(sv);
+    test_close_pair(sv);
 }
 
 /* A positive timeout with nothing ready: 0 events, and never before the
@@ -754,11 +696,11 @@ static void test_wait_timeout_never_early(void **state)
     timeouts_never_early(); /* nothing watched */
     int sv[2];
     test_socketpair(sv);
-    fill(sv[0]);
+    test_fill(sv[0]);
     assert_int_equal(watch(sv[0], 0, READ | WRITE, TAG(61)), 0);
     timeouts_never_early(); /* watched, neither readable nor writable */
     assert_int_equal(watch(sv[0], READ | WRITE, 0, 0), 0);
-    close_pair(sv);
+    test_close_pair(sv);
 }
 
 /* -1 (and a huge timeout) with an fd ready already: returns it. */
@@ -770,14 +712,14 @@ static void test_wait_forever_ready(void **state)
     struct batch b;
     int sv[2];
     test_socketpair(sv);
-    put_byte(sv[1]);
+    test_put_byte(sv[1]);
     assert_int_equal(watch(sv[0], 0, READ, TAG(62)), 0);
     for (size_t i = 0; i < sizeof(timeouts) / sizeof(*timeouts); i++) {
         wait_all(timeouts[i], &b);
         expect(&b, sv[0], TAG(62), READ);
     }
     assert_int_equal(watch(sv[0], READ, 0, 0), 0);
-    close_pair(sv);
+    test_close_pair(sv);
 }
 
 struct late_writer {
@@ -806,7 +748,7 @@ static void test_wait_forever_blocks(void **state)
     test_socketpair(sv);
     int idle[2];
     test_socketpair(idle);
-    fill(idle[0]);
+    test_fill(idle[0]);
     assert_int_equal(watch(idle[0], 0, READ | WRITE, TAG(63)), 0);
     assert_int_equal(watch(sv[0], 0, READ, TAG(64)), 0);
 
@@ -827,8 +769,8 @@ static void test_wait_forever_blocks(void **state)
 
     assert_int_equal(watch(sv[0], READ, 0, 0), 0);
     assert_int_equal(watch(idle[0], READ | WRITE, 0, 0), 0);
-    close_pair(sv);
-    close_pair(idle);
+    test_close_pair(sv);
+    test_close_pair(idle);
 }
 
 /* An interrupted wait is zero events, whatever the timeout, even with an
@@ -840,7 +782,7 @@ static void test_wait_eintr(void **state)
     struct batch b;
     int sv[2];
     test_socketpair(sv);
-    put_byte(sv[1]);
+    test_put_byte(sv[1]);
     assert_int_equal(watch(sv[0], 0, READ, TAG(65)), 0);
     enum coil__sys_call call = wait_call();
     for (size_t i = 0; i < sizeof(timeouts) / sizeof(*timeouts); i++) {
@@ -852,7 +794,7 @@ static void test_wait_eintr(void **state)
         expect(&b, sv[0], TAG(65), READ);
     }
     assert_int_equal(watch(sv[0], READ, 0, 0), 0);
-    close_pair(sv);
+    test_close_pair(sv);
 }
 
 /* Any other failure is returned as a negative errno; the poller is still
@@ -864,7 +806,7 @@ static void test_wait_fails(void **state)
     struct coil__event ev[4];
     int sv[2];
     test_socketpair(sv);
-    put_byte(sv[1]);
+    test_put_byte(sv[1]);
     assert_int_equal(watch(sv[0], 0, READ, TAG(66)), 0);
     enum coil__sys_call call = wait_call();
     for (size_t i = 0; i < sizeof(errs) / sizeof(*errs); i++) {
@@ -875,7 +817,7 @@ static void test_wait_fails(void **state)
         assert_int_equal(ev[0].tag, TAG(66));
     }
     assert_int_equal(watch(sv[0], READ, 0, 0), 0);
-    close_pair(sv);
+    test_close_pair(sv);
 }
 
 /* ------------------------------------------------------------------ */
@@ -890,7 +832,7 @@ static void test_watch_not_open(void **state)
     int sv[2];
     test_socketpair(sv);
     int num = sv[0];
-    close_pair(sv);
+    test_close_pair(sv);
     static const unsigned masks[] = {READ, WRITE, READ | WRITE};
     for (size_t i = 0; i < 3; i++) {
         assert_int_equal(watch(num, 0, masks[i], TAG(70)), -EBADF);
@@ -903,12 +845,12 @@ static void test_watch_not_open(void **state)
     /* The number opened again later: registers as usual. */
     int nb[2];
     pair_at(num, nb);
-    put_byte(nb[1]);
+    test_put_byte(nb[1]);
     assert_int_equal(watch(num, 0, READ, TAG(71)), 0);
     poll_now(&b);
     expect(&b, num, TAG(71), READ);
     assert_int_equal(watch(num, READ, 0, 0), 0);
-    close_pair(nb);
+    test_close_pair(nb);
 }
 
 /* A watched fd closed, then watched with another mask and tag: -EBADF,
@@ -920,10 +862,10 @@ static void test_watch_closed_changes_nothing(void **state)
     struct batch b;
     int sv[2];
     test_socketpair(sv);
-    put_byte(sv[1]);
+    test_put_byte(sv[1]);
     int num = sv[0];
     assert_int_equal(watch(num, 0, READ, TAG(72)), 0);
-    close_fd(&sv[0]);
+    test_close_fd(&sv[0]);
     assert_int_equal(watch(num, READ, READ | WRITE, TAG(73)), -EBADF);
     assert_int_equal(watch(num, READ, READ, TAG(74)), -EBADF);
     for (int i = 0; i < 2; i++) {
@@ -933,7 +875,7 @@ static void test_watch_closed_changes_nothing(void **state)
     assert_int_equal(watch(num, READ, 0, 0), 0);
     poll_now(&b);
     expect_quiet(&b, num);
-    close_pair(sv);
+    test_close_pair(sv);
 }
 
 /*
@@ -947,7 +889,7 @@ static void test_watch_unpollable_opath(void **state)
     struct batch b;
     int fd = open(".", O_PATH | O_CLOEXEC);
     assert_true(fd >= 0);
-    assert_true(fd_is_open(fd));
+    assert_true(test_fd_is_open(fd));
     int err = watch(fd, 0, READ, TAG(75));
     poll_now(&b);
     int err2 = watch(fd, err == 0 ? READ : 0, 0, 0);
@@ -977,11 +919,11 @@ static void test_watch_alloc_failure_changes_nothing(void **state)
     int sv[N][2];
     for (int i = 0; i < N; i++) {
         test_socketpair(sv[i]);
-        put_byte(sv[i][1]);
+        test_put_byte(sv[i][1]);
     }
     int nb[2];
     test_socketpair(nb);
-    put_byte(nb[1]);
+    test_put_byte(nb[1]);
     /* A number above 64, so that a per-number table has to grow. */
     int num = fcntl(nb[0], F_DUPFD_CLOEXEC, 200);
     assert_true(num >= 200);
@@ -1021,10 +963,10 @@ static void test_watch_alloc_failure_changes_nothing(void **state)
         expect(&b, sv[i][0], TAG(100 + i), READ);
 
     assert_int_equal(watch(num, READ | WRITE, 0, 0), 0);
-    close_pair(nb);
+    test_close_pair(nb);
     for (int i = 0; i < N; i++) {
         assert_int_equal(watch(sv[i][0], READ, 0, 0), 0);
-        close_pair(sv[i]);
+        test_close_pair(sv[i]);
     }
 }
 
@@ -1040,10 +982,10 @@ static void test_closed_fd_no_readiness(void **state)
     struct batch b;
     int sv[2];
     test_socketpair(sv);
-    put_byte(sv[1]);
+    test_put_byte(sv[1]);
     int num = sv[0];
     assert_int_equal(watch(num, 0, READ | WRITE, TAG(80)), 0);
-    close_fd(&sv[0]);
+    test_close_fd(&sv[0]);
     for (int i = 0; i < 3; i++) {
         poll_now(&b);
         expect_no_stale(&b, num, TAG(80));
@@ -1051,7 +993,7 @@ static void test_closed_fd_no_readiness(void **state)
     assert_int_equal(watch(num, READ | WRITE, 0, 0), 0);
     poll_now(&b);
     expect_quiet(&b, num);
-    close_pair(sv);
+    test_close_pair(sv);
 }
 
 /*
@@ -1068,7 +1010,7 @@ static void reused_number(unsigned old_mask, unsigned new_mask)
     assert_int_equal(watch(sv[0], 0, old_mask, TAG(81)), 0);
     poll_now(&b);
     int num = close_and_reuse(sv, nb);
-    put_byte(nb[1]); /* the new file is readable (and writable) */
+    test_put_byte(nb[1]); /* the new file is readable (and writable) */
 
     poll_now(&b);
     expect_no_stale(&b, num, TAG(81));
@@ -1084,7 +1026,7 @@ static void reused_number(unsigned old_mask, unsigned new_mask)
     assert_int_equal(watch(num, READ | WRITE, 0, 0), 0);
     poll_now(&b);
     expect_quiet(&b, num);
-    close_pair(nb);
+    test_close_pair(nb);
 }
 
 static void test_reused_number_same_mask(void **state)
@@ -1109,7 +1051,7 @@ static void test_reused_number_same_file(void **state)
     struct batch b;
     int sv[2];
     test_socketpair(sv);
-    put_byte(sv[1]);
+    test_put_byte(sv[1]);
     int num = sv[0];
     assert_int_equal(watch(num, 0, READ, TAG(84)), 0);
     int keep = fcntl(num, F_DUPFD_CLOEXEC, 0);
@@ -1121,7 +1063,7 @@ static void test_reused_number_same_file(void **state)
     poll_now(&b);
     expect(&b, num, TAG(85), READ);
     assert_int_equal(watch(num, READ, 0, 0), 0);
-    close_pair(sv);
+    test_close_pair(sv);
 }
 
 /*
@@ -1185,7 +1127,7 @@ static void test_reused_number_eventfd(void **state)
     expect_quiet(&b, num); /* a zero count: not readable */
     close(fd);
     /* A new eventfd under the number, readable. */
-    fd = move_fd(eventfd(1, EFD_NONBLOCK | EFD_CLOEXEC), num);
+    fd = test_move_fd(eventfd(1, EFD_NONBLOCK | EFD_CLOEXEC), num);
     const char *why = check_reused(num, READ, TAG(86), READ, TAG(87), READ);
     close(fd);
     if (why)
@@ -1206,17 +1148,17 @@ static void test_reused_number_other_pipe_end(void **state)
     (void)state;
     struct batch b;
     int p[2];
-    make_pipe(p);
+    test_pipe(p);
     int num = p[0];
     assert_int_equal(watch(num, 0, READ, TAG(88)), 0);
     poll_now(&b);
     expect_quiet(&b, num);
-    close_fd(&p[0]);
+    test_close_fd(&p[0]);
     assert_int_equal(dup3(p[1], num, O_CLOEXEC), num);
     const char *why =
         check_reused(num, READ, TAG(88), WRITE, TAG(89), READ | WRITE);
     close(num);
-    close_pair(p);
+    test_close_pair(p);
     if (why)
         fail_msg("fd %d, a pipe's read end closed while watched, its number "
                  "reused by the write end:%s",
@@ -1239,11 +1181,11 @@ static void test_reused_number_old_file_kept_open(void **state)
     assert_int_equal(watch(num, 0, READ, TAG(90)), 0);
     int keep = fcntl(num, F_DUPFD_CLOEXEC, 0);
     assert_true(keep >= 0);
-    close_fd(&sv[0]);
+    test_close_fd(&sv[0]);
     pair_at(num, nb);
 
     /* Old file readable, new one not: only the old tag, if anything. */
-    put_byte(sv[1]);
+    test_put_byte(sv[1]);
     poll_now(&b);
     if (got_other(&b, num, TAG(90)))
         fail_msg("fd %d: only the old registration (tag %#x) may report, "
@@ -1260,7 +1202,7 @@ static void test_reused_number_old_file_kept_open(void **state)
             assert_int_equal(b.ev[i].tag, TAG(90));
 
     /* The new file readable: reported with the new tag. */
-    put_byte(nb[1]);
+    test_put_byte(nb[1]);
     poll_now(&b);
     assert_int_equal(got(&b, num, TAG(91)), READ);
     for (int i = 0; i < b.n; i++)
@@ -1268,14 +1210,14 @@ static void test_reused_number_old_file_kept_open(void **state)
             assert_true(b.ev[i].tag == TAG(91) || b.ev[i].tag == TAG(90));
 
     /* The old file closed for good: only the new registration is left. */
-    close_fd(&keep);
+    test_close_fd(&keep);
     poll_now(&b);
     expect(&b, num, TAG(91), READ);
     assert_int_equal(watch(num, READ, 0, 0), 0);
     poll_now(&b);
     expect_quiet(&b, num);
-    close_pair(sv);
-    close_pair(nb);
+    test_close_pair(sv);
+    test_close_pair(nb);
 }
 
 /* ------------------------------------------------------------------ */
@@ -1292,7 +1234,7 @@ static void batches(int nfds, int max)
     int seen[N] = {0};
     for (int i = 0; i < nfds; i++) {
         test_socketpair(sv[i]);
-        put_byte(sv[i][1]);
+        test_put_byte(sv[i][1]);
         assert_int_equal(watch(sv[i][0], 0, READ, TAG(200 + i)), 0);
     }
     int waits = (nfds + max - 1) / max;
@@ -1313,7 +1255,7 @@ static void batches(int nfds, int max)
     for (int i = 0; i < nfds; i++) {
         never += seen[i] == 0;
         assert_int_equal(watch(sv[i][0], READ, 0, 0), 0);
-        close_pair(sv[i]);
+        test_close_pair(sv[i]);
     }
     if (never)
         fail_msg("%d of %d ready fds were not reported by %d waits of at "
@@ -1340,7 +1282,7 @@ static void test_batch_with_forgotten_fds(void **state)
     bool watched[N], seen[N] = {0};
     for (int i = 0; i < N; i++) {
         test_socketpair(sv[i]);
-        put_byte(sv[i][1]);
+        test_put_byte(sv[i][1]);
         assert_int_equal(watch(sv[i][0], 0, READ, TAG(300 + i)), 0);
         watched[i] = true;
     }
@@ -1371,7 +1313,7 @@ static void test_batch_with_forgotten_fds(void **state)
             assert_true(seen[i]);
             assert_int_equal(watch(sv[i][0], READ, 0, 0), 0);
         }
-        close_pair(sv[i]);
+        test_close_pair(sv[i]);
     }
 }
 
@@ -1388,12 +1330,12 @@ static void test_poll_closed_fd_invalid(void **state)
     int sv[2], other[2];
     test_socketpair(sv);
     test_socketpair(other);
-    put_byte(sv[1]);
-    put_byte(other[1]);
+    test_put_byte(sv[1]);
+    test_put_byte(other[1]);
     int num = sv[0];
     assert_int_equal(watch(num, 0, READ | WRITE, TAG(400)), 0);
     assert_int_equal(watch(other[0], 0, READ, TAG(401)), 0);
-    close_fd(&sv[0]);
+    test_close_fd(&sv[0]);
     for (int i = 0; i < 3; i++) {
         poll_now(&b);
         expect(&b, num, TAG(400), INVALID);
@@ -1404,8 +1346,8 @@ static void test_poll_closed_fd_invalid(void **state)
     expect_quiet(&b, num);
     expect(&b, other[0], TAG(401), READ);
     assert_int_equal(watch(other[0], READ, 0, 0), 0);
-    close_pair(sv);
-    close_pair(other);
+    test_close_pair(sv);
+    test_close_pair(other);
 }
 
 /* The number reused by a ready file before the loop watched it again:
@@ -1419,14 +1361,14 @@ static void test_poll_reused_number_invalid(void **state)
     int num = sv[0];
     assert_int_equal(watch(num, 0, READ, TAG(402)), 0);
     close_and_reuse(sv, nb);
-    put_byte(nb[1]);
+    test_put_byte(nb[1]);
     poll_now(&b);
     expect(&b, num, TAG(402), INVALID);
     assert_int_equal(watch(num, READ, READ, TAG(403)), 1);
     poll_now(&b);
     expect(&b, num, TAG(403), READ);
     assert_int_equal(watch(num, READ, 0, 0), 0);
-    close_pair(nb);
+    test_close_pair(nb);
 }
 
 /* A regular file can be polled (always ready): watch registers it. */
@@ -1458,12 +1400,12 @@ static void test_closed_fd_goes_quiet(void **state)
     int sv[2], other[2];
     test_socketpair(sv);
     test_socketpair(other);
-    put_byte(sv[1]);
-    put_byte(other[1]);
+    test_put_byte(sv[1]);
+    test_put_byte(other[1]);
     int num = sv[0];
     assert_int_equal(watch(num, 0, READ | WRITE, TAG(500)), 0);
     assert_int_equal(watch(other[0], 0, READ, TAG(501)), 0);
-    close_fd(&sv[0]);
+    test_close_fd(&sv[0]);
     for (int i = 0; i < 3; i++) {
         poll_now(&b);
         expect_quiet(&b, num);
@@ -1471,8 +1413,8 @@ static void test_closed_fd_goes_quiet(void **state)
     }
     assert_int_equal(watch(num, READ | WRITE, 0, 0), 0);
     assert_int_equal(watch(other[0], READ, 0, 0), 0);
-    close_pair(sv);
-    close_pair(other);
+    test_close_pair(sv);
+    test_close_pair(other);
 }
 
 /* ------------------------------------------------------------------ */
@@ -1499,14 +1441,14 @@ static void test_epoll_regular_file_eperm(void **state)
     test_socketpair(sv);
     int num = sv[0];
     assert_int_equal(watch(num, 0, READ, TAG(601)), 0);
-    close_fd(&sv[0]);
-    move_fd(dup(fd), num);
+    test_close_fd(&sv[0]);
+    test_move_fd(dup(fd), num);
     assert_int_equal(watch(num, READ, READ, TAG(602)), -EPERM);
     poll_now(&b);
     expect_quiet(&b, num);
     assert_int_equal(watch(num, READ, 0, 0), 0);
     close(num);
-    close_pair(sv);
+    test_close_pair(sv);
     fclose(f);
 }
 
@@ -1519,8 +1461,8 @@ static void test_epoll_ctl_failure_changes_nothing(void **state)
     int sv[2], other[2];
     test_socketpair(sv);
     test_socketpair(other);
-    put_byte(sv[1]);
-    put_byte(other[1]);
+    test_put_byte(sv[1]);
+    test_put_byte(other[1]);
     assert_int_equal(watch(sv[0], 0, READ, TAG(610)), 0);
 
     coil__fault_arm(COIL__SYS_EPOLL_CTL, 1, 1, ENOMEM);
@@ -1551,8 +1493,8 @@ static void test_epoll_ctl_failure_changes_nothing(void **state)
 
     assert_int_equal(watch(sv[0], READ | WRITE, 0, 0), 0);
     assert_int_equal(watch(other[0], READ, 0, 0), 0);
-    close_pair(sv);
-    close_pair(other);
+    test_close_pair(sv);
+    test_close_pair(other);
 }
 
 /* A reused number whose fresh registration fails (the second epoll_ctl):
@@ -1565,7 +1507,7 @@ static void test_epoll_reused_number_add_fails(void **state)
     test_socketpair(sv);
     assert_int_equal(watch(sv[0], 0, READ, TAG(620)), 0);
     int num = close_and_reuse(sv, nb);
-    put_byte(nb[1]);
+    test_put_byte(nb[1]);
     coil__fault_arm(COIL__SYS_EPOLL_CTL, 2, 1, ENOMEM);
     assert_int_equal(watch(num, READ, READ, TAG(621)), -ENOMEM);
     assert_int_equal(coil__fault_calls(COIL__SYS_EPOLL_CTL), 2);
@@ -1575,7 +1517,7 @@ static void test_epoll_reused_number_add_fails(void **state)
     poll_now(&b);
     expect(&b, num, TAG(622), READ);
     assert_int_equal(watch(num, READ, 0, 0), 0);
-    close_pair(nb);
+    test_close_pair(nb);
 }
 
 /* Forgetting never fails, even when epoll_ctl does (injected); a fresh
@@ -1588,7 +1530,7 @@ static void test_epoll_forget_fails_then_readd(void **state)
     struct batch b;
     int sv[2];
     test_socketpair(sv);
-    put_byte(sv[1]);
+    test_put_byte(sv[1]);
     assert_int_equal(watch(sv[0], 0, READ, TAG(630)), 0);
     coil__fault_arm(COIL__SYS_EPOLL_CTL, 1, 1, ENOMEM);
     assert_int_equal(watch(sv[0], READ, 0, 0), 0);
@@ -1606,7 +1548,7 @@ static void test_epoll_forget_fails_then_readd(void **state)
     assert_int_equal(watch(sv[0], READ | WRITE, 0, 0), 0);
     poll_now(&b);
     expect_quiet(&b, sv[0]);
-    close_pair(sv);
+    test_close_pair(sv);
 }
 
 /* What epoll documents for a number reused while a dup keeps the old file
@@ -1622,10 +1564,10 @@ static void test_epoll_stale_registration_old_tag(void **state)
     assert_int_equal(watch(num, 0, READ, TAG(640)), 0);
     int keep = fcntl(num, F_DUPFD_CLOEXEC, 0);
     assert_true(keep >= 0);
-    close_fd(&sv[0]);
+    test_close_fd(&sv[0]);
     pair_at(num, nb);
-    put_byte(sv[1]);
-    put_byte(nb[1]);
+    test_put_byte(sv[1]);
+    test_put_byte(nb[1]);
 
     poll_now(&b);
     expect(&b, num, TAG(640), READ); /* the old file, the old tag */
@@ -1639,11 +1581,11 @@ static void test_epoll_stale_registration_old_tag(void **state)
     assert_int_equal(watch(num, READ, 0, 0), 0);
     poll_now(&b);
     expect(&b, num, TAG(640), READ);
-    close_fd(&keep);
+    test_close_fd(&keep);
     poll_now(&b);
     expect_quiet(&b, num);
-    close_pair(sv);
-    close_pair(nb);
+    test_close_pair(sv);
+    test_close_pair(nb);
 }
 
 /* epoll_create1 failing: open returns its error and leaves nothing. */
@@ -1677,7 +1619,7 @@ static void test_epoll_pwait2(void **state)
     struct batch b;
     int sv[2];
     test_socketpair(sv);
-    put_byte(sv[1]);
+    test_put_byte(sv[1]);
     assert_int_equal(watch(sv[0], 0, READ, TAG(650)), 0);
 
     coil__epoll_pwait2_reset();
@@ -1695,7 +1637,7 @@ static void test_epoll_pwait2(void **state)
     /* Only the first wait tried epoll_pwait2. */
     assert_int_equal(coil__fault_calls(COIL__SYS_EPOLL_PWAIT2), 1);
     coil__epoll_pwait2_reset();
-    close_pair(sv);
+    test_close_pair(sv);
 }
 #endif
 
