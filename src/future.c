@@ -257,12 +257,6 @@ int coil_future_remove_done_callback(coil_future_t *fut, coil_done_fn fn,
 /* Running the loop until a future is done                              */
 /* ------------------------------------------------------------------ */
 
-static bool future_done(const struct coil_loop *loop, const void *fut)
-{
-    (void)loop;
-    return coil_future_done(fut);
-}
-
 int coil_loop_run_until_complete(coil_loop_t *loop, coil_future_t *fut)
 {
     if (!loop || !fut || fut->loop != loop)
@@ -270,7 +264,9 @@ int coil_loop_run_until_complete(coil_loop_t *loop, coil_future_t *fut)
     /* Hold fut: a callback may drop the caller's reference meanwhile.
      * Like asyncio, at least one iteration runs even if fut is done. */
     coil_future_ref(fut);
-    int err = coil__loop_run_until(loop, future_done, fut);
+    struct coil__until until = {.word = &fut->outcome,
+                                .pending = -EINPROGRESS};
+    int err = coil__loop_run_until(loop, &until);
     if (!err)
         err = fut->outcome == -EINPROGRESS ? -EINTR : fut->outcome;
     coil_future_unref(fut);

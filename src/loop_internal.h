@@ -48,6 +48,19 @@ struct coil__close_hook {
     void (*on_close)(struct coil__close_hook *hook);
 };
 
+/*
+ * What a run runs until (coil__loop_run_until). The goal is reached when
+ * *word no longer holds pending (a future's outcome leaving -EINPROGRESS,
+ * read inline at every batch: run_until_complete), or when fn(loop, arg)
+ * holds (coil_run's "no task left"). All NULL: no goal (run_forever).
+ */
+struct coil__until {
+    const int *word;
+    int pending;
+    bool (*fn)(const struct coil_loop *loop, const void *arg);
+    const void *arg;
+};
+
 struct coil_loop {
     /* Hot: touched on every iteration. */
     struct coil__loop_ready ready;
@@ -55,9 +68,7 @@ struct coil_loop {
     bool stopping;                 /* coil_loop_stop was called */
     uint8_t state;                 /* enum coil__loop_state */
     int64_t now;                   /* cached monotonic time, ns */
-    /* run until this says so (run_until_complete, coil_run), or NULL */
-    bool (*until)(const struct coil_loop *loop, const void *arg);
-    const void *until_arg;
+    struct coil__until until;      /* the run's goal */
 
     struct coil__loop_tasks tasks;
     struct coil__loop_timers timers;
@@ -119,28 +130,13 @@ void coil__loop_report(struct coil_loop *loop, int error, const char *fmt,
 /* Poll I/O and timers at least every this many iterations. */
 #define COIL__IO_INTERVAL 64
 
-/* Run one iteration; the loop must be marked running. */
-int coil__loop_run_once(struct coil_loop *loop);
-
 /*
- * Run the loop until until(loop, arg) holds (checked after every
- * iteration), or it is stopped. Errors as coil_loop_run_forever.
+ * Run the loop until its goal is reached (checked after every iteration;
+ * until NULL: no goal), or it is stopped. Errors as coil_loop_run_forever.
  */
 int coil__loop_run_until(struct coil_loop *loop,
-                         bool (*until)(const struct coil_loop *loop,
-                                       const void *arg),
-                         const void *arg);
+                         const struct coil__until *until);
 
-/*
- * The one predicate that decides whether the loop goes on to another
- * batch of ready nodes without polling first: something is ready, no poll
- * is due (COIL__IO_INTERVAL), no stop was asked, no timers are waiting to
- * run, the run's goal is not reached. If so, the batch is started (the
- * iteration counted) and true returned. The loop asks it before every
- * iteration; a task about to suspend asks it when the batch is over, to
- * hand over to the next task directly (task.c).
- */
-bool coil__loop_next_batch(struct coil_loop *loop);
 
 /* Whether loop is the one running in the calling thread. */
 bool coil__loop_running_here(const struct coil_loop *loop);
@@ -159,6 +155,81 @@ static inline void coil__ready_push(struct coil_loop *loop,
 static inline size_t coil__ready_len(const struct coil_loop *loop)
 {
     return loop->ready.q.len;
+}
+
+/* Run a call_soon record: back to the pool first, so a callback that
+ * schedules again reuses the same, still cached, record. */
+static inline void coil__soon_run(struct coil_loop *loop,
+                                  struct coil__ready *node)
+{
+    struct coil__soon *s = coil__container_of(node, struct coil__soon, node);
+    coil_callback_fn fn = s->fn;
+    void *arg = s->arg;
+    coil__pool_put(&loop->ready.soon_pool, s);
+    fn(arg);
+}
+
+/*
+ * Run what is left of this iteration's batch: only what was ready when the
+ * batch began, so a callback scheduled by a callback runs in the next
+ * iteration, as in asyncio. The count lives in the part because tasks
+ * handing over directly to each other take their steps from it too
+ * (task.c). Plain call_soon records, the common case, skip the indirect
+ * call.
+ */
+static inline void coil__ready_run_batch(struct coil_loop *loop)
+{
+    struct coil__loop_ready *r = &loop->ready;
+    while (r->batch_left) {
+        r->batch_left--;
+        struct coil__ready *node = coil__readyq_pop(&r->q);
+        if (node->ops == &coil__soon_ops)
+            coil__soon_run(loop, node);
+        else
+            node->ops->run(loop, node);
+    }
+}
+
+/* Make the nodes queued now this iteration's batch. */
+static inline void coil__ready_begin_batch(struct coil_loop *loop)
+{
+    loop->ready.batch_left = loop->ready.q.len;
+}
+
+/* Whether a poll marked timers that have not run yet (timer.c). */
+static inline bool coil__timers_due(const struct coil_loop *loop)
+{
+    return loop->timers.due;
+}
+
+/* Whether the run's goal is reached (run.c: coil__loop_run_until). */
+static inline bool coil__loop_until_reached(const struct coil_loop *loop)
+{
+    const struct coil__until *u = &loop->until;
+    if (u->word)
+        return *u->word != u->pending;
+    return u->fn && u->fn(loop, u->arg);
+}
+
+/*
+ * The one predicate that decides whether the loop goes on to another
+ * batch of ready nodes without polling first (run.c): something is ready,
+ * no poll is due (COIL__IO_INTERVAL), no stop was asked, no timers are
+ * waiting to run, the run's goal is not reached. If so, the batch is
+ * started (the iteration counted) and true returned. The loop asks it
+ * before every iteration; a task about to suspend asks it when the batch
+ * is over, to hand over to the next task directly (task.c). Inline: it
+ * runs once per hand-off.
+ */
+static inline bool coil__loop_next_batch(struct coil_loop *loop)
+{
+    if (coil__ready_len(loop) == 0 || loop->ticks >= COIL__IO_INTERVAL ||
+        loop->stopping || coil__timers_due(loop) ||
+        coil__loop_until_reached(loop))
+        return false;
+    loop->ticks++;
+    coil__ready_begin_batch(loop);
+    return true;
 }
 
 /* The next node of this iteration's batch, or NULL if the batch is over. */

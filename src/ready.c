@@ -13,37 +13,24 @@
 #include "loop_internal.h"
 #include "ready.h"
 
-/* A plain call_soon record (no handle), pooled in soon_pool. */
-struct soon {
-    struct coil__ready node;
-    coil_callback_fn fn;
-    void *arg;
-};
-
 /* A call_soon handle: the handle and its node in the queue. */
 struct soon_handle {
     struct coil_handle h;
     struct coil__ready node; /* in the ready queue until it runs */
 };
 
-/* Run a call_soon record: back to the pool first, so a callback that
- * schedules again reuses the same, still cached, record. */
-static inline void soon_run(struct coil_loop *loop, struct coil__ready *node)
+static void soon_run(struct coil_loop *loop, struct coil__ready *node)
 {
-    struct soon *s = coil__container_of(node, struct soon, node);
-    coil_callback_fn fn = s->fn;
-    void *arg = s->arg;
-    coil__pool_put(&loop->ready.soon_pool, s);
-    fn(arg);
+    coil__soon_run(loop, node);
 }
 
 static void soon_discard(struct coil_loop *loop, struct coil__ready *node)
 {
     coil__pool_put(&loop->ready.soon_pool,
-                   coil__container_of(node, struct soon, node));
+                   coil__container_of(node, struct coil__soon, node));
 }
 
-static const struct coil__ready_ops soon_ops = {soon_run, soon_discard};
+const struct coil__ready_ops coil__soon_ops = {soon_run, soon_discard};
 
 static void handle_run(struct coil_loop *loop, struct coil__ready *node)
 {
@@ -70,7 +57,7 @@ void coil__ready_init(struct coil_loop *loop)
     struct coil__loop_ready *r = &loop->ready;
     coil__readyq_init(&r->q);
     r->batch_left = 0;
-    coil__pool_init(&r->soon_pool, sizeof(struct soon));
+    coil__pool_init(&r->soon_pool, sizeof(struct coil__soon));
     coil__pool_init(&r->soonh_pool, sizeof(struct soon_handle));
     coil__pool_init(&r->timer_pool, sizeof(struct coil_handle));
 }
@@ -81,29 +68,6 @@ void coil__ready_term(struct coil_loop *loop)
     coil__pool_term(&r->soon_pool);
     coil__pool_term(&r->soonh_pool);
     coil__pool_term(&r->timer_pool);
-}
-
-void coil__ready_begin_batch(struct coil_loop *loop)
-{
-    loop->ready.batch_left = loop->ready.q.len;
-}
-
-void coil__ready_run_batch(struct coil_loop *loop)
-{
-    /* Only what was ready when the batch began: a callback scheduled by a
-     * callback runs in the next iteration, as in asyncio. The count lives
-     * in the part because tasks handing over directly to each other take
-     * their steps from it too (task.c). Plain call_soon records, the
-     * common case, skip the indirect call. */
-    struct coil__loop_ready *r = &loop->ready;
-    while (r->batch_left) {
-        r->batch_left--;
-        struct coil__ready *node = coil__readyq_pop(&r->q);
-        if (node->ops == &soon_ops)
-            soon_run(loop, node);
-        else
-            node->ops->run(loop, node);
-    }
 }
 
 void coil__ready_discard_all(struct coil_loop *loop)
@@ -173,10 +137,10 @@ int coil_loop_call_soon(coil_loop_t *loop, coil_callback_fn fn, void *arg,
     if (err || !fn)
         return err ? err : -EINVAL;
     if (coil__likely(!handle_out)) {
-        struct soon *s = coil__pool_get(&loop->ready.soon_pool);
+        struct coil__soon *s = coil__pool_get(&loop->ready.soon_pool);
         if (!s)
             return -ENOMEM;
-        s->node.ops = &soon_ops;
+        s->node.ops = &coil__soon_ops;
         s->fn = fn;
         s->arg = arg;
         coil__ready_push(loop, &s->node);

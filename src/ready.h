@@ -69,6 +69,17 @@ static inline struct coil__ready *coil__readyq_pop(struct coil__readyq *q)
     return node;
 }
 
+/* A plain call_soon record (no handle), pooled in the part's soon_pool. */
+struct coil__soon {
+    struct coil__ready node;
+    coil_callback_fn fn;
+    void *arg;
+};
+
+/* The ops of a plain call_soon record: the batch runs those without the
+ * indirect call (coil__ready_run_batch, loop_internal.h). */
+extern const struct coil__ready_ops coil__soon_ops;
+
 /* The loop's part owned by ready.c. */
 struct coil__loop_ready {
     struct coil__readyq q;        /* nodes to run, FIFO */
@@ -163,11 +174,10 @@ void coil__handle_drop(struct coil_handle *h, unsigned ref);
 
 void coil__ready_init(struct coil_loop *loop);
 void coil__ready_term(struct coil_loop *loop);
-/* Make the nodes queued now this iteration's batch. */
-void coil__ready_begin_batch(struct coil_loop *loop);
-/* Run what is left of the batch (tasks handing over to each other take
- * their steps from the same batch, see task.c). */
-void coil__ready_run_batch(struct coil_loop *loop);
+/* Making the nodes queued now this iteration's batch is
+ * coil__ready_begin_batch, inline in loop_internal.h. */
+/* Running what is left of the batch is coil__ready_run_batch, inline in
+ * loop_internal.h (once per iteration: the call_soon chain's hot path). */
 /* Discard every queued node (loop close). */
 void coil__ready_discard_all(struct coil_loop *loop);
 

@@ -4,10 +4,10 @@
  * the run modes, stop, time and the per-thread running loop.
  *
  *   1. Unless the next batch may start at once (coil__loop_next_batch):
- *      poll for I/O (without blocking if anything is ready, else until
- *      the next timer), refresh the cached time, call the ready fds'
- *      users, take the calls other threads made, and mark the timers
- *      due now.
+ *      end the run if it was stopped or reached its goal; else poll for
+ *      I/O (without blocking if anything is ready, else until the next
+ *      timer), refresh the cached time, call the ready fds' users, take
+ *      the calls other threads made, and mark the timers due now.
  *   2. Run every node that was ready when this step began, then the
  *      timers marked due (timer.c).
  *
@@ -44,17 +44,7 @@ int64_t coil_loop_update_time(coil_loop_t *loop)
 
 static bool until_reached(const struct coil_loop *loop)
 {
-    return loop->until && loop->until(loop, loop->until_arg);
-}
-
-bool coil__loop_next_batch(struct coil_loop *loop)
-{
-    if (coil__ready_len(loop) == 0 || loop->ticks >= COIL__IO_INTERVAL ||
-        loop->stopping || coil__timers_due(loop) || until_reached(loop))
-        return false;
-    loop->ticks++;
-    coil__ready_begin_batch(loop);
-    return true;
+    return coil__loop_until_reached(loop);
 }
 
 static int poll_io(struct coil_loop *loop)
@@ -86,19 +76,29 @@ static int poll_io(struct coil_loop *loop)
     return 0;
 }
 
-int coil__loop_run_once(struct coil_loop *loop)
+/*
+ * Iterate until the run ends: the loop is stopped, or its goal is
+ * reached, which the predicate coil__loop_next_batch already looks at
+ * before every iteration; only when it says "poll first" does the run
+ * check whether to end (not after the first iteration: a run always makes
+ * one). Returns 0, or the poller's error.
+ */
+static int iterate(struct coil_loop *loop)
 {
-    if (!coil__loop_next_batch(loop)) {
-        loop->ticks = 0;
-        int err = poll_io(loop);
-        if (err)
-            return err;
-        coil__ready_begin_batch(loop);
+    for (bool first = true;; first = false) {
+        if (!coil__loop_next_batch(loop)) {
+            if (!first && (loop->stopping || until_reached(loop)))
+                return 0;
+            loop->ticks = 0;
+            int err = poll_io(loop);
+            if (err)
+                return err;
+            coil__ready_begin_batch(loop);
+        }
+        coil__ready_run_batch(loop);
+        if (coil__timers_due(loop))
+            coil__timers_run(loop);
     }
-    coil__ready_run_batch(loop);
-    if (coil__timers_due(loop))
-        coil__timers_run(loop);
-    return 0;
 }
 
 static int enter(struct coil_loop *loop)
@@ -128,32 +128,23 @@ static void leave(struct coil_loop *loop)
 }
 
 int coil__loop_run_until(struct coil_loop *loop,
-                         bool (*until)(const struct coil_loop *loop,
-                                       const void *arg),
-                         const void *arg)
+                         const struct coil__until *until)
 {
     int err = enter(loop);
     if (err)
         return err;
     /* The loop stays alive even if a callback drops the last reference. */
     coil__loop_ref(loop);
-    loop->until = until;
-    loop->until_arg = arg;
+    if (until)
+        loop->until = *until;
     /* Already there: one non-blocking iteration, as asyncio's done
      * callback would stop the loop after one. */
     if (until_reached(loop))
         loop->stopping = true;
-    for (;;) {
-        err = coil__loop_run_once(loop);
-        if (err) {
-            coil__loop_report(loop, err, "waiting for I/O failed");
-            break;
-        }
-        if (loop->stopping || until_reached(loop))
-            break;
-    }
-    loop->until = NULL;
-    loop->until_arg = NULL;
+    err = iterate(loop);
+    if (err)
+        coil__loop_report(loop, err, "waiting for I/O failed");
+    loop->until = (struct coil__until){0};
     leave(loop);
     coil__loop_unref(loop);
     return err;
@@ -161,7 +152,7 @@ int coil__loop_run_until(struct coil_loop *loop,
 
 int coil_loop_run_forever(coil_loop_t *loop)
 {
-    return coil__loop_run_until(loop, NULL, NULL);
+    return coil__loop_run_until(loop, NULL);
 }
 
 int coil_loop_stop(coil_loop_t *loop)

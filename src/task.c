@@ -842,7 +842,8 @@ static void cancel_all(struct coil_loop *loop)
         for (struct coil__list *l = loop->tasks.all.next;
              l != &loop->tasks.all; l = l->next)
             coil_task_cancel(coil__container_of(l, struct coil_task, link));
-        if (coil__loop_run_until(loop, no_tasks, NULL) != 0)
+        struct coil__until until = {.fn = no_tasks};
+        if (coil__loop_run_until(loop, &until) != 0)
             break;
     }
 }

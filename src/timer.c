@@ -109,11 +109,6 @@ void coil__timers_mark_due(struct coil_loop *loop)
     loop->timers.due = loop->timers.heap.len > 0;
 }
 
-bool coil__timers_due(const struct coil_loop *loop)
-{
-    return loop->timers.due;
-}
-
 void coil__timers_run(struct coil_loop *loop)
 {
     struct coil__heap *h = &loop->timers.heap;

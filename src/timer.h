@@ -28,8 +28,8 @@ void coil__timers_init(struct coil_loop *loop);
 void coil__timers_term(struct coil_loop *loop);
 /* Note the time of a poll: the timers due then run after the batch. */
 void coil__timers_mark_due(struct coil_loop *loop);
-/* Whether a poll marked timers that have not run yet. */
-bool coil__timers_due(const struct coil_loop *loop);
+/* Whether a poll marked timers that have not run yet: coil__timers_due,
+ * inline in loop_internal.h. */
 /* Run the timers marked due, in (deadline, scheduling) order. */
 void coil__timers_run(struct coil_loop *loop);
 /* ns until the next timer is due (0 if overdue), or -1 if none. */
