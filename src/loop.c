@@ -67,7 +67,6 @@ fail_tasks:
 fail_threadsafe:
 fail_watch:
     coil__watch_part_close(loop);
-    coil__watch_part_term(loop);
     coil__futures_term(loop);
     coil__timers_term(loop);
     coil__ready_term(loop);
@@ -131,7 +130,6 @@ int coil_loop_close(coil_loop_t *loop)
 void coil__loop_destroy(struct coil_loop *loop)
 {
     coil__tasks_term(loop);
-    coil__watch_part_term(loop);
     coil__threadsafe_term(loop);
     coil__futures_term(loop);
     coil__ready_term(loop);

@@ -72,12 +72,6 @@ void coil__watch_part_close(struct coil_loop *loop)
     p->poller = NULL;
 }
 
-void coil__watch_part_term(struct coil_loop *loop)
-{
-    /* Everything went at close; a loop that never opened has nothing. */
-    (void)loop;
-}
-
 const char *coil__watch_backend(const struct coil_loop *loop)
 {
     return loop->watch.pops->name;

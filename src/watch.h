@@ -95,11 +95,9 @@ struct coil__loop_watch {
 /* Open the poller (backend: a name, or NULL for the default). Errors as
  * coil_loop_new: -EINVAL, -ENOSYS, -ENOMEM, -EMFILE... */
 int coil__watch_part_init(struct coil_loop *loop, const char *backend);
-/* Loop close: unbind every watch without calling its users, close the
- * poller. */
+/* Loop close: unbind every watch without calling its users, free the
+ * table, close the poller. Nothing is left for the loop's destroy. */
 void coil__watch_part_close(struct coil_loop *loop);
-/* Loop destroy: free the table. */
-void coil__watch_part_term(struct coil_loop *loop);
 /* The poller's name ("epoll", ...). */
 const char *coil__watch_backend(const struct coil_loop *loop);
 
