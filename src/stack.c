@@ -12,8 +12,8 @@
  *                       | usable stack: size bytes  |
  *                       |      (grows down)         |
  *   base                +---------------------------+  page aligned
- *                       | guard: GUARD_MIN rounded  |
- *                       | up to whole pages         |
+ *                       | guard: COIL__STACK_GUARD  |
+ *                       | (1 MiB), whole pages      |
  *   mapping             +---------------------------+
  *
  * The header shares the top page with the first frames, which every
@@ -40,18 +40,40 @@
  * hold up to max_free times the deepest use its stacks saw (64 x 64 KiB =
  * 4 MiB at worst with the defaults) until the pool is terminated.
  *
+ * The guard is large (1 MiB, stack.h says why and what it guarantees)
+ * because code built without -fstack-clash-protection moves the stack
+ * pointer down by a whole frame at once and may touch the far end first
+ * (a call that passes a local buffer pushes its return address below
+ * it): a frame larger than the guard would skip it and write into the
+ * mapping below, which is usually the top of another task's stack.
+ *
  * Overflow: the first stack mapped installs, once per process, a SIGSEGV
  * and SIGBUS handler (SA_ONSTACK, so it runs on the thread's alternate
- * signal stack: the faulting stack is exhausted). A fault between the
- * start of coil__stack_running's mapping and its base is an overflow: the
- * handler writes one line naming the owner and the size, and aborts. Any
+ * signal stack: the faulting stack is exhausted). For a fault the kernel
+ * raised while coil__stack_running is set, the handler looks at the
+ * faulting address and at the interrupted stack pointer (from the
+ * ucontext, where we know how to read it: Linux on x86-64 and aarch64).
+ * It is an overflow of that stack when
+ *  - the address is in its guard (the common case), or
+ *  - the stack pointer is in its guard: the stack is overflowed, whatever
+ *    faulted, or
+ *  - the kernel could not write a signal frame (SI_KERNEL, no address)
+ *    while the stack pointer was less than SIGFRAME_ROOM above the base:
+ *    the frame of a signal handler that does not run on an alternate
+ *    stack spilled into the guard (a general-protection fault, which
+ *    looks the same, in a task whose stack is that full is reported as
+ *    an overflow too), or
+ *  - the stack pointer is below the guard, less than COIL__STACK_REACH
+ *    below the base, and the address lies between it (less a page, for
+ *    the red zone) and the base: a frame larger than the guard, whose
+ *    first access beyond it hit memory that faults (a gap, another
+ *    stack's guard).
+ * Then it writes one line naming the owner and the size, and aborts. Any
  * other fault is not ours: the handler puts back the handler it replaced
  * and returns, so the faulting instruction runs again and faults into it
  * (a signal sent by kill is raised again instead, since it would not
  * recur). From then on overflows go unreported in that process; a program
  * that survives foreign faults should install its handler before coil's.
- * A frame larger than the guard can jump past it into another mapping;
- * no guard catches that (compile with -fstack-clash-protection to probe).
  *
  * Each stack's usable range is registered with valgrind while mapped, and
  * under ASan its shadow is cleared when it is returned (a context that
@@ -71,6 +93,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <ucontext.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -112,9 +135,14 @@
 #define STACK_MAP_FLAGS (MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE)
 #endif
 
-/* The guard is at least this big, whole pages: a frame with a few KiB of
- * locals that steps over a one-page guard still lands in it. */
-#define GUARD_MIN (16 * 1024)
+/* Below the stack pointer, what an overflowing function may touch first:
+ * x86-64's 128-byte red zone, a stack probe; a page, to be generous. */
+#define SP_SLACK 4096
+
+/* The most a signal frame takes below the stack pointer: the red zone,
+ * the saved registers and the FPU/vector state (x86-64 with AMX tiles:
+ * about 11 KiB). */
+#define SIGFRAME_ROOM (16 * 1024)
 
 /* The header's slot at the top of the mapping; keeps the top of the
  * usable area 64-byte aligned. */
@@ -166,7 +194,7 @@ static size_t round_up(size_t n, size_t to)
 
 static size_t guard_size(void)
 {
-    return round_up(GUARD_MIN, page_size());
+    return round_up(COIL__STACK_GUARD, page_size());
 }
 
 /* ------------------------------------------------------------------ */
@@ -310,13 +338,50 @@ static void pass_on(int sig, const siginfo_t *si)
         (void)raise(sig);
 }
 
+/* The interrupted code's stack pointer; 0 where we cannot read it. */
+static uintptr_t interrupted_sp(const void *ucv)
+{
+#if defined(__linux__) && defined(__x86_64__)
+    const ucontext_t *uc = ucv;
+    return (uintptr_t)uc->uc_mcontext.gregs[REG_RSP];
+#elif defined(__linux__) && defined(__aarch64__)
+    const ucontext_t *uc = ucv;
+    return (uintptr_t)uc->uc_mcontext.sp;
+#else
+    (void)ucv;
+    return 0;
+#endif
+}
+
+/* Whether a fault (si), with the stack pointer at sp, is an overflow of
+ * s (see the top of this file). */
+static bool is_overflow(const struct coil__stack *s, const siginfo_t *si,
+                        uintptr_t sp)
+{
+    uintptr_t map = (uintptr_t)s->mapping, base = (uintptr_t)s->base;
+    uintptr_t addr = (uintptr_t)si->si_addr;
+    /* si_code > 0: raised by the kernel, not sent by kill (whose siginfo
+     * carries a sender, not an address). */
+    if (si->si_code <= 0)
+        return false;
+    if (addr >= map && addr < base)
+        return true; /* in the guard */
+    if (!sp)
+        return false;
+    if (sp >= base)
+        return si->si_code == SI_KERNEL && sp - base < SIGFRAME_ROOM;
+    if (sp >= map)
+        return true; /* the stack pointer is in the guard */
+    /* A frame larger than the guard; its access beyond the guard faulted. */
+    return base - sp <= COIL__STACK_REACH && addr < base &&
+           addr >= (sp > SP_SLACK ? sp - SP_SLACK : 0);
+}
+
 static void on_fault(int sig, siginfo_t *si, void *uc)
 {
-    (void)uc;
     int saved = errno;
     const struct coil__stack *s = coil__stack_running;
-    const char *addr = si->si_addr;
-    if (s && addr >= (const char *)s->mapping && addr < (const char *)s->base)
+    if (s && is_overflow(s, si, interrupted_sp(uc)))
         report_overflow(s);
     pass_on(sig, si);
     errno = saved;
