@@ -75,9 +75,15 @@
  * recur). From then on overflows go unreported in that process; a program
  * that survives foreign faults should install its handler before coil's.
  *
- * Each stack's usable range is registered with valgrind while mapped, and
- * under ASan its shadow is cleared when it is returned (a context that
- * never finished leaves poisoned frames behind).
+ * Sanitizers: each stack's usable range is registered with valgrind
+ * while mapped. A stack in the pool belongs to no task, so any use of it
+ * is a use of a finished task's memory: while pooled, its usable range is
+ * poisoned for ASan (from the top down, at most POISON_DEPTH) and
+ * unaddressable for memcheck, and the pool makes it usable again (and
+ * undefined for memcheck) when it hands it out. The header above the
+ * usable range stays accessible: the free list runs through it. Before a
+ * stack is pooled or unmapped the rest of its ASan shadow is cleared: a
+ * context that never finished leaves poisoned frames (redzones) behind.
  *
  * The system calls are made through four small functions (sys_map,
  * sys_unmap, sys_guard, sys_protect) so each can go through the fault
@@ -105,10 +111,18 @@
 #include <valgrind/valgrind.h>
 #define COIL__VALGRIND 1
 #endif
+#if __has_include(<valgrind/memcheck.h>)
+#include <valgrind/memcheck.h>
+#define COIL__MEMCHECK 1
+#endif
 #endif
 #ifndef COIL__VALGRIND
 #define VALGRIND_STACK_REGISTER(start, end) 0u
 #define VALGRIND_STACK_DEREGISTER(id) ((void)(id))
+#endif
+#ifndef COIL__MEMCHECK
+#define VALGRIND_MAKE_MEM_NOACCESS(addr, len) 0
+#define VALGRIND_MAKE_MEM_UNDEFINED(addr, len) 0
 #endif
 
 #if defined(__has_feature)
@@ -150,6 +164,11 @@
 
 /* Stacks a pool keeps for reuse. */
 #define POOL_KEEP 64
+
+/* Under ASan, how deep a pooled stack is poisoned from its top (all of a
+ * stack up to that size): the shadow costs a byte for every 8 poisoned,
+ * which for a pooled 1 GiB stack would be 128 MiB. */
+#define POISON_DEPTH ((size_t)8 << 20)
 
 /* Bytes of each thread's alternate signal stack, at least. */
 #define ALTSTACK_MIN (64 * 1024)
@@ -513,6 +532,37 @@ static void forget_frames(struct coil__stack *s)
 #endif
 }
 
+#ifdef COIL__ASAN
+/* How much of s is poisoned while pooled, from its top. */
+static size_t poison_depth(const struct coil__stack *s)
+{
+    return s->size < POISON_DEPTH ? s->size : POISON_DEPTH;
+}
+#endif
+
+/* s goes into the pool: from now on any use of its usable range is a use
+ * of a finished task's memory. */
+static void pool_poison(struct coil__stack *s)
+{
+#ifdef COIL__ASAN
+    size_t n = poison_depth(s);
+    /* Below the poisoned part: the frames a context left (forget_frames). */
+    __asan_unpoison_memory_region(s->base, s->size - n);
+    __asan_poison_memory_region((char *)s->base + s->size - n, n);
+#endif
+    (void)VALGRIND_MAKE_MEM_NOACCESS(s->base, s->size);
+}
+
+/* s leaves the pool for a new user: usable, its contents undefined. */
+static void pool_unpoison(struct coil__stack *s)
+{
+#ifdef COIL__ASAN
+    size_t n = poison_depth(s);
+    __asan_unpoison_memory_region((char *)s->base + s->size - n, n);
+#endif
+    (void)VALGRIND_MAKE_MEM_UNDEFINED(s->base, s->size);
+}
+
 /* False if the kernel refused (munmap can need a new VMA to split a
  * merged one, and so fail at vm.max_map_count): s is still mapped. */
 static bool unmap_stack(struct coil__stack *s)
@@ -558,6 +608,7 @@ int coil__stack_get(struct coil__stack_pool *p, struct coil__stack **out)
         p->free = s->next_free;
         p->nfree--;
         s->next_free = NULL;
+        pool_unpoison(s);
     } else {
         pthread_once(&handler_once, install_handler);
         int err = map_stack(p->size, &s);
@@ -576,13 +627,11 @@ void coil__stack_put(struct coil__stack_pool *p, struct coil__stack *s)
     assert(p->live > 0 && s->size == p->size);
     p->live--;
     s->owner = NULL;
-    if (p->nfree >= p->max_free) {
-        if (unmap_stack(s))
-            return;
-        /* Could not unmap: keep it rather than lose it. */
-    } else {
-        forget_frames(s);
-    }
+    /* Kept if the pool has room, or if it could not be unmapped (kept
+     * rather than lost). */
+    if (p->nfree >= p->max_free && unmap_stack(s))
+        return;
+    pool_poison(s);
     s->next_free = p->free;
     p->free = s;
     p->nfree++;

@@ -45,8 +45,11 @@
  * just below: its header and its task's frames), that memory is written
  * before anything faults.
  *
- * Valgrind: each stack is registered (VALGRIND_STACK_REGISTER) while it
- * exists.
+ * Sanitizers: each stack is registered with valgrind
+ * (VALGRIND_STACK_REGISTER) while it exists. While a stack waits in a
+ * pool, its usable range is poisoned for ASan (the top 8 MiB: all of any
+ * stack up to that size) and unaddressable for memcheck, so a use of a
+ * finished task's stack is reported; its header stays accessible.
  */
 #ifndef COIL_STACK_H
 #define COIL_STACK_H

@@ -47,15 +47,28 @@
 #endif
 #ifndef VALGRIND_MAKE_MEM_DEFINED
 #define VALGRIND_MAKE_MEM_DEFINED(addr, len) 0
+#define VALGRIND_COUNT_ERRORS 0u
 #endif
 
 #if defined(__has_feature)
 #if __has_feature(thread_sanitizer)
 #define TEST_TSAN 1
 #endif
+#if __has_feature(address_sanitizer)
+#define TEST_ASAN 1
+#endif
 #endif
 #if defined(__SANITIZE_THREAD__) && !defined(TEST_TSAN)
 #define TEST_TSAN 1
+#endif
+#if defined(__SANITIZE_ADDRESS__) && !defined(TEST_ASAN)
+#define TEST_ASAN 1
+#endif
+#ifdef TEST_ASAN
+#include <sanitizer/asan_interface.h>
+#define ASAN_BUILD true
+#else
+#define ASAN_BUILD false
 #endif
 
 /* Test-build hooks of stack.c. */
@@ -184,8 +197,10 @@ static void test_whole_area_writable(void **state)
             fail_msg("byte %zu of the stack did not keep its value", i);
     assert_memory_equal(s, &copy, sizeof(copy)); /* header untouched */
     coil__stack_put(&pool, s);
-    /* Pooled stacks keep their contents (no MADV_DONTNEED). */
+    /* Pooled stacks keep their contents (no MADV_DONTNEED). To memcheck a
+     * stack handed out again holds undefined bytes: we know better. */
     s = get(&pool);
+    (void)VALGRIND_MAKE_MEM_DEFINED(s->base, 1);
     assert_int_equal(((unsigned char *)s->base)[0], 0xa5);
     coil__stack_put(&pool, s);
     coil__stack_pool_term(&pool);
@@ -878,6 +893,105 @@ static void test_idle_guard_fault_passes_on(void **state)
 }
 
 /* ------------------------------------------------------------------ */
+/* Pooled stacks are off limits to the sanitizers                       */
+/* ------------------------------------------------------------------ */
+
+/* Under ASan: a pooled stack's usable range is poisoned, its header is
+ * not, and it is usable again once handed out. */
+static void test_pooled_stack_poisoned(void **state)
+{
+    (void)state;
+#ifdef TEST_ASAN
+    struct coil__stack_pool pool;
+    coil__stack_pool_init(&pool, COIL__STACK_DEFAULT);
+    struct coil__stack *s = get(&pool);
+    char *base = s->base;
+    bool fresh = __asan_region_is_poisoned(base, s->size) != NULL;
+    coil__stack_put(&pool, s);
+    bool low = __asan_address_is_poisoned(base);
+    bool mid = __asan_address_is_poisoned(base + s->size / 2);
+    bool top = __asan_address_is_poisoned(base + s->size - 1);
+    bool header = __asan_region_is_poisoned(s, sizeof(*s)) != NULL;
+    struct coil__stack *again = get(&pool);
+    bool reused = __asan_region_is_poisoned(base, again->size) != NULL;
+    coil__stack_put(&pool, again);
+    coil__stack_pool_term(&pool);
+    assert_false(fresh);
+    assert_true(low && mid && top);
+    assert_false(header);
+    assert_ptr_equal(again, s);
+    assert_false(reused);
+#endif
+}
+
+/*
+ * A task keeps the address of its frame (on the stack itself, not in a
+ * fake frame ASan may give locals) and finishes; its stack goes back to
+ * the loop's pool. Reading through the address then must be reported.
+ */
+static char *volatile finished_frame;
+static struct coil__stack *volatile finished_stack;
+
+static int keep_frame_address(void *arg)
+{
+    (void)arg;
+    finished_frame = __builtin_frame_address(0);
+    finished_stack = coil__stack_running;
+    return 0;
+}
+
+static void use_after_finish_child(const void *arg)
+{
+    (void)arg;
+    coil_loop_t *loop;
+    coil_task_t *t;
+    if (coil_loop_new(&loop) != 0 ||
+        coil_task_spawn(loop, keep_frame_address, NULL, &t) != 0 ||
+        coil_loop_run_until_complete(loop, coil_task_future(t)) != 0)
+        _exit(CHILD_SETUP_FAILED);
+    coil_task_unref(t);
+    /* The header of a pooled stack stays readable. */
+    struct coil__stack *s = finished_stack;
+    if (!s || finished_frame < (char *)s->base ||
+        finished_frame >= (char *)s->base + s->size) {
+        say("the frame is not on the task's stack\n");
+        _exit(CHILD_SETUP_FAILED);
+    }
+    unsigned errors = VALGRIND_COUNT_ERRORS;
+    char c = *(volatile char *)finished_frame;
+    (void)c;
+    if (VALGRIND_COUNT_ERRORS > errors)
+        say("valgrind reported the read\n");
+    else
+        say("the read went unreported\n");
+}
+
+static void check_use_after_finish(const char *want)
+{
+    struct child *c = calloc(1, sizeof(*c));
+    run_child(use_after_finish_child, NULL, c);
+    if (c->timed_out)
+        fail_msg("the child hung; its stderr:\n%s", c->err);
+    if (WIFEXITED(c->status) && WEXITSTATUS(c->status) == CHILD_SETUP_FAILED)
+        fail_msg("the child could not set up; its stderr:\n%s", c->err);
+    if (!strstr(c->err, want))
+        fail_msg("stderr lacks \"%s\":\n%s", want, c->err);
+    free(c);
+}
+
+static void test_use_of_finished_stack_asan(void **state)
+{
+    (void)state;
+    check_use_after_finish("AddressSanitizer: use-after-poison");
+}
+
+static void test_use_of_finished_stack_valgrind(void **state)
+{
+    (void)state;
+    check_use_after_finish("valgrind reported the read");
+}
+
+/* ------------------------------------------------------------------ */
 /* Many stacks, and the mapping limit                                   */
 /* ------------------------------------------------------------------ */
 
@@ -1046,6 +1160,17 @@ static void test_thread_init(void **state)
 #define TEST(fn)                                                               \
     cmocka_unit_test_setup_teardown(fn, test_setup_noloop, test_teardown_noloop)
 
+/* What ASan poisons and reports; nothing to see without it. */
+static const struct CMUnitTest asan_tests[] = {
+    TEST(test_pooled_stack_poisoned),
+    TEST(test_use_of_finished_stack_asan),
+};
+
+/* What memcheck holds unaddressable and reports. */
+static const struct CMUnitTest valgrind_tests[] = {
+    TEST(test_use_of_finished_stack_valgrind),
+};
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1072,5 +1197,14 @@ int main(void)
         TEST(test_thread_init),
     };
     test_init();
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    int failed = cmocka_run_group_tests(tests, NULL, NULL);
+    failed += TEST_RUN_IF(ASAN_BUILD,
+                          "not built with AddressSanitizer, which alone "
+                          "sees the poisoning of pooled stacks",
+                          asan_tests);
+    failed += TEST_RUN_IF(RUNNING_ON_VALGRIND,
+                          "not running under valgrind, whose memcheck alone "
+                          "sees pooled stacks as unaddressable",
+                          valgrind_tests);
+    return failed;
 }
