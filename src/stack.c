@@ -37,8 +37,8 @@
  * unmapped. Pooled stacks keep their touched pages (no MADV_DONTNEED): a
  * reused stack's first frames are already resident and hot in the TLB and
  * caches, which is the point of pooling. The price is memory: a pool can
- * hold up to max_free times the deepest use its stacks saw (64 x 64 KiB =
- * 4 MiB at worst with the defaults) until the pool is terminated.
+ * hold up to max_free times the deepest use its stacks saw (64 x 256 KiB =
+ * 16 MiB at worst with the defaults) until the pool is terminated.
  *
  * The guard is large (1 MiB, stack.h says why and what it guarantees)
  * because code built without -fstack-clash-protection moves the stack

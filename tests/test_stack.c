@@ -634,6 +634,10 @@ static void victim_entry(void *arg)
 
 static const char FRAME_VICTIM[] = "big-frame";
 
+/* The victim's and its neighbour's stacks: 64 KiB, whatever the default,
+ * so that big_local's 100 KiB overflows. */
+#define FRAME_STACK (64 * 1024)
+
 static void frame_child(const void *arg)
 {
     const struct frame_case *fc = arg;
@@ -646,7 +650,7 @@ static void frame_child(const void *arg)
     /* Take stacks until two are next to each other (the others stay
      * taken): the kernel places each new one just below the one before
      * if the gap allows, valgrind just above. */
-    coil__stack_pool_init(&pool, COIL__STACK_DEFAULT);
+    coil__stack_pool_init(&pool, FRAME_STACK);
     struct coil__stack *prev = NULL, *s;
     for (int i = 0; i < 64 && !fr.ns; i++) {
         if (coil__stack_get(&pool, &s) != 0)
@@ -727,7 +731,7 @@ static void check_frame(enum frame_kind kind, bool use_mprotect)
     struct child *c = calloc(1, sizeof(*c));
     struct coil__stack_pool pool;
     char want[128];
-    coil__stack_pool_init(&pool, COIL__STACK_DEFAULT); /* just the size */
+    coil__stack_pool_init(&pool, FRAME_STACK); /* just the size */
     run_child(frame_child, &fc, c);
     if (!c->timed_out && WIFEXITED(c->status) &&
         WEXITSTATUS(c->status) == CHILD_SETUP_FAILED)
