@@ -124,6 +124,9 @@
 #define VALGRIND_MAKE_MEM_NOACCESS(addr, len) 0
 #define VALGRIND_MAKE_MEM_UNDEFINED(addr, len) 0
 #endif
+#ifndef RUNNING_ON_VALGRIND
+#define RUNNING_ON_VALGRIND 0
+#endif
 
 #if defined(__has_feature)
 #if __has_feature(address_sanitizer)
@@ -532,6 +535,19 @@ static void forget_frames(struct coil__stack *s)
 #endif
 }
 
+/* Whether valgrind runs us, asked once: a client request costs a few ns,
+ * and the pool makes two for every task. */
+static bool under_valgrind(void)
+{
+    static atomic_int known; /* 0: not asked yet, 1: no, 2: yes */
+    int k = atomic_load_explicit(&known, memory_order_relaxed);
+    if (!k) {
+        k = RUNNING_ON_VALGRIND ? 2 : 1;
+        atomic_store_explicit(&known, k, memory_order_relaxed);
+    }
+    return k == 2;
+}
+
 #ifdef COIL__ASAN
 /* How much of s is poisoned while pooled, from its top. */
 static size_t poison_depth(const struct coil__stack *s)
@@ -550,7 +566,8 @@ static void pool_poison(struct coil__stack *s)
     __asan_unpoison_memory_region(s->base, s->size - n);
     __asan_poison_memory_region((char *)s->base + s->size - n, n);
 #endif
-    (void)VALGRIND_MAKE_MEM_NOACCESS(s->base, s->size);
+    if (under_valgrind())
+        (void)VALGRIND_MAKE_MEM_NOACCESS(s->base, s->size);
 }
 
 /* s leaves the pool for a new user: usable, its contents undefined. */
@@ -560,7 +577,8 @@ static void pool_unpoison(struct coil__stack *s)
     size_t n = poison_depth(s);
     __asan_unpoison_memory_region((char *)s->base + s->size - n, n);
 #endif
-    (void)VALGRIND_MAKE_MEM_UNDEFINED(s->base, s->size);
+    if (under_valgrind())
+        (void)VALGRIND_MAKE_MEM_UNDEFINED(s->base, s->size);
 }
 
 /* False if the kernel refused (munmap can need a new VMA to split a
