@@ -5,7 +5,14 @@
  * and they all finish.
  *
  *   many_tasks        <RSS growth per idle task>             B/task
+ *   many_tasks_pte    <page-table growth per idle task>      B/task
  *   many_tasks_spawn  <wall ns per task to reach the wait>   ns/op
+ *
+ * RSS does not count page tables; many_tasks_pte is VmPTE's growth,
+ * which a stack's guard markers (MADV_GUARD_INSTALL entries live in the
+ * page tables) and its spread over the address space add to. With an
+ * argument, the loop's stack size is set to that many bytes first
+ * (coil_loop_set_stack_size), to compare sizes without rebuilding.
  *
  * The guard kind (madvise guards or mprotect'd pages) is reported on
  * stderr; with mprotect guards the kernel's vm.max_map_count caps the
@@ -46,13 +53,23 @@ static int driver(void *arg)
     return (int)(made == TASKS ? 0 : -ENOMEM);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
     bench_guard(120);
     coil_loop_t *loop;
     if (coil_loop_new(&loop) || coil_future_new(loop, &gate))
         bench_fail("setup");
+    if (argc > 2)
+        bench_fail("usage: %s [STACK_BYTES]", argv[0]);
+    if (argc == 2) {
+        char *end;
+        unsigned long long size = strtoull(argv[1], &end, 0);
+        if (*end || coil_loop_set_stack_size(loop, (size_t)size) != 0)
+            bench_fail("bad stack size: %s", argv[1]);
+        fprintf(stderr, "many_tasks: stack size %llu bytes\n", size);
+    }
     int64_t rss0 = bench_rss_baseline();
+    int64_t pte0 = bench_status_bytes("VmPTE");
     coil_task_t *d;
     int64_t t0 = bench_wall_ns();
     if (coil_task_spawn(loop, driver, loop, &d))
@@ -60,9 +77,13 @@ int main(void)
     int err = coil_loop_run_until_complete(loop, coil_task_future(d));
     int64_t t1 = bench_wall_ns();
     int64_t rss1 = bench_peak_rss();
+    /* Every task is alive and waiting: page tables are at their peak. */
+    int64_t pte1 = bench_status_bytes("VmPTE");
     if (err)
         bench_fail("only %ld tasks could be made", waiting);
     bench_print("many_tasks", (double)(rss1 - rss0) / TASKS, "B/task");
+    if (pte0 >= 0 && pte1 >= 0)
+        bench_print("many_tasks_pte", (double)(pte1 - pte0) / TASKS, "B/task");
     bench_print("many_tasks_spawn", (double)(t1 - t0) / TASKS, "ns/op");
     coil_future_set_result(gate, NULL);
     coil_task_unref(d);

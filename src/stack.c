@@ -12,8 +12,8 @@
  *                       | usable stack: size bytes  |
  *                       |      (grows down)         |
  *   base                +---------------------------+  page aligned
- *                       | guard: GUARD_MIN rounded  |
- *                       | up to whole pages         |
+ *                       | guard: COIL__STACK_GUARD  |
+ *                       | (1 MiB), whole pages      |
  *   mapping             +---------------------------+
  *
  * The header shares the top page with the first frames, which every
@@ -37,25 +37,53 @@
  * unmapped. Pooled stacks keep their touched pages (no MADV_DONTNEED): a
  * reused stack's first frames are already resident and hot in the TLB and
  * caches, which is the point of pooling. The price is memory: a pool can
- * hold up to max_free times the deepest use its stacks saw (64 x 64 KiB =
- * 4 MiB at worst with the defaults) until the pool is terminated.
+ * hold up to max_free times the deepest use its stacks saw (64 x 256 KiB =
+ * 16 MiB at worst with the defaults) until the pool is terminated.
+ *
+ * The guard is large (1 MiB, stack.h says why and what it guarantees)
+ * because code built without -fstack-clash-protection moves the stack
+ * pointer down by a whole frame at once and may touch the far end first
+ * (a call that passes a local buffer pushes its return address below
+ * it): a frame larger than the guard would skip it and write into the
+ * mapping below, which is usually the top of another task's stack.
  *
  * Overflow: the first stack mapped installs, once per process, a SIGSEGV
  * and SIGBUS handler (SA_ONSTACK, so it runs on the thread's alternate
- * signal stack: the faulting stack is exhausted). A fault between the
- * start of coil__stack_running's mapping and its base is an overflow: the
- * handler writes one line naming the owner and the size, and aborts. Any
+ * signal stack: the faulting stack is exhausted). For a fault the kernel
+ * raised while coil__stack_running is set, the handler looks at the
+ * faulting address and at the interrupted stack pointer (from the
+ * ucontext, where we know how to read it: Linux on x86-64 and aarch64).
+ * It is an overflow of that stack when
+ *  - the address is in its guard (the common case), or
+ *  - the stack pointer is in its guard: the stack is overflowed, whatever
+ *    faulted, or
+ *  - the kernel could not write a signal frame (SI_KERNEL, no address)
+ *    while the stack pointer was less than SIGFRAME_ROOM above the base:
+ *    the frame of a signal handler that does not run on an alternate
+ *    stack spilled into the guard (a general-protection fault, which
+ *    looks the same, in a task whose stack is that full is reported as
+ *    an overflow too), or
+ *  - the stack pointer is below the guard, less than COIL__STACK_REACH
+ *    below the base, and the address lies between it (less a page, for
+ *    the red zone) and the base: a frame larger than the guard, whose
+ *    first access beyond it hit memory that faults (a gap, another
+ *    stack's guard).
+ * Then it writes one line naming the owner and the size, and aborts. Any
  * other fault is not ours: the handler puts back the handler it replaced
  * and returns, so the faulting instruction runs again and faults into it
  * (a signal sent by kill is raised again instead, since it would not
  * recur). From then on overflows go unreported in that process; a program
  * that survives foreign faults should install its handler before coil's.
- * A frame larger than the guard can jump past it into another mapping;
- * no guard catches that (compile with -fstack-clash-protection to probe).
  *
- * Each stack's usable range is registered with valgrind while mapped, and
- * under ASan its shadow is cleared when it is returned (a context that
- * never finished leaves poisoned frames behind).
+ * Sanitizers: each stack's usable range is registered with valgrind
+ * while mapped. A stack in the pool belongs to no task, so any use of it
+ * is a use of a finished task's memory: while pooled, its usable range is
+ * poisoned for ASan (from the top down, at most POISON_DEPTH) and
+ * unaddressable for memcheck, and the pool makes it usable again (and
+ * undefined for memcheck) when it hands it out. The header above the
+ * usable range stays accessible: the free list runs through it. Before a
+ * stack is pooled or unmapped the rest of its ASan shadow is cleared: a
+ * context that never finished leaves poisoned frames (redzones) behind.
  *
  * The system calls are made through four small functions (sys_map,
  * sys_unmap, sys_guard, sys_protect) so each can go through the fault
@@ -71,6 +99,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <ucontext.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -82,10 +111,21 @@
 #include <valgrind/valgrind.h>
 #define COIL__VALGRIND 1
 #endif
+#if __has_include(<valgrind/memcheck.h>)
+#include <valgrind/memcheck.h>
+#define COIL__MEMCHECK 1
+#endif
 #endif
 #ifndef COIL__VALGRIND
 #define VALGRIND_STACK_REGISTER(start, end) 0u
 #define VALGRIND_STACK_DEREGISTER(id) ((void)(id))
+#endif
+#ifndef COIL__MEMCHECK
+#define VALGRIND_MAKE_MEM_NOACCESS(addr, len) 0
+#define VALGRIND_MAKE_MEM_UNDEFINED(addr, len) 0
+#endif
+#ifndef RUNNING_ON_VALGRIND
+#define RUNNING_ON_VALGRIND 0
 #endif
 
 #if defined(__has_feature)
@@ -112,9 +152,14 @@
 #define STACK_MAP_FLAGS (MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE)
 #endif
 
-/* The guard is at least this big, whole pages: a frame with a few KiB of
- * locals that steps over a one-page guard still lands in it. */
-#define GUARD_MIN (16 * 1024)
+/* Below the stack pointer, what an overflowing function may touch first:
+ * x86-64's 128-byte red zone, a stack probe; a page, to be generous. */
+#define SP_SLACK 4096
+
+/* The most a signal frame takes below the stack pointer: the red zone,
+ * the saved registers and the FPU/vector state (x86-64 with AMX tiles:
+ * about 11 KiB). */
+#define SIGFRAME_ROOM (16 * 1024)
 
 /* The header's slot at the top of the mapping; keeps the top of the
  * usable area 64-byte aligned. */
@@ -122,6 +167,11 @@
 
 /* Stacks a pool keeps for reuse. */
 #define POOL_KEEP 64
+
+/* Under ASan, how deep a pooled stack is poisoned from its top (all of a
+ * stack up to that size): the shadow costs a byte for every 8 poisoned,
+ * which for a pooled 1 GiB stack would be 128 MiB. */
+#define POISON_DEPTH ((size_t)8 << 20)
 
 /* Bytes of each thread's alternate signal stack, at least. */
 #define ALTSTACK_MIN (64 * 1024)
@@ -166,7 +216,7 @@ static size_t round_up(size_t n, size_t to)
 
 static size_t guard_size(void)
 {
-    return round_up(GUARD_MIN, page_size());
+    return round_up(COIL__STACK_GUARD, page_size());
 }
 
 /* ------------------------------------------------------------------ */
@@ -310,13 +360,50 @@ static void pass_on(int sig, const siginfo_t *si)
         (void)raise(sig);
 }
 
+/* The interrupted code's stack pointer; 0 where we cannot read it. */
+static uintptr_t interrupted_sp(const void *ucv)
+{
+#if defined(__linux__) && defined(__x86_64__)
+    const ucontext_t *uc = ucv;
+    return (uintptr_t)uc->uc_mcontext.gregs[REG_RSP];
+#elif defined(__linux__) && defined(__aarch64__)
+    const ucontext_t *uc = ucv;
+    return (uintptr_t)uc->uc_mcontext.sp;
+#else
+    (void)ucv;
+    return 0;
+#endif
+}
+
+/* Whether a fault (si), with the stack pointer at sp, is an overflow of
+ * s (see the top of this file). */
+static bool is_overflow(const struct coil__stack *s, const siginfo_t *si,
+                        uintptr_t sp)
+{
+    uintptr_t map = (uintptr_t)s->mapping, base = (uintptr_t)s->base;
+    uintptr_t addr = (uintptr_t)si->si_addr;
+    /* si_code > 0: raised by the kernel, not sent by kill (whose siginfo
+     * carries a sender, not an address). */
+    if (si->si_code <= 0)
+        return false;
+    if (addr >= map && addr < base)
+        return true; /* in the guard */
+    if (!sp)
+        return false;
+    if (sp >= base)
+        return si->si_code == SI_KERNEL && sp - base < SIGFRAME_ROOM;
+    if (sp >= map)
+        return true; /* the stack pointer is in the guard */
+    /* A frame larger than the guard; its access beyond the guard faulted. */
+    return base - sp <= COIL__STACK_REACH && addr < base &&
+           addr >= (sp > SP_SLACK ? sp - SP_SLACK : 0);
+}
+
 static void on_fault(int sig, siginfo_t *si, void *uc)
 {
-    (void)uc;
     int saved = errno;
     const struct coil__stack *s = coil__stack_running;
-    const char *addr = si->si_addr;
-    if (s && addr >= (const char *)s->mapping && addr < (const char *)s->base)
+    if (s && is_overflow(s, si, interrupted_sp(uc)))
         report_overflow(s);
     pass_on(sig, si);
     errno = saved;
@@ -448,6 +535,52 @@ static void forget_frames(struct coil__stack *s)
 #endif
 }
 
+/* Whether valgrind runs us, asked once: a client request costs a few ns,
+ * and the pool makes two for every task. */
+static bool under_valgrind(void)
+{
+    static atomic_int known; /* 0: not asked yet, 1: no, 2: yes */
+    int k = atomic_load_explicit(&known, memory_order_relaxed);
+    if (!k) {
+        k = RUNNING_ON_VALGRIND ? 2 : 1;
+        atomic_store_explicit(&known, k, memory_order_relaxed);
+    }
+    return k == 2;
+}
+
+#ifdef COIL__ASAN
+/* How much of s is poisoned while pooled, from its top. */
+static size_t poison_depth(const struct coil__stack *s)
+{
+    return s->size < POISON_DEPTH ? s->size : POISON_DEPTH;
+}
+#endif
+
+/* s goes into the pool: from now on any use of its usable range is a use
+ * of a finished task's memory. */
+static void pool_poison(struct coil__stack *s)
+{
+#ifdef COIL__ASAN
+    size_t n = poison_depth(s);
+    /* Below the poisoned part: the frames a context left (forget_frames). */
+    __asan_unpoison_memory_region(s->base, s->size - n);
+    __asan_poison_memory_region((char *)s->base + s->size - n, n);
+#endif
+    if (under_valgrind())
+        (void)VALGRIND_MAKE_MEM_NOACCESS(s->base, s->size);
+}
+
+/* s leaves the pool for a new user: usable, its contents undefined. */
+static void pool_unpoison(struct coil__stack *s)
+{
+#ifdef COIL__ASAN
+    size_t n = poison_depth(s);
+    __asan_unpoison_memory_region((char *)s->base + s->size - n, n);
+#endif
+    if (under_valgrind())
+        (void)VALGRIND_MAKE_MEM_UNDEFINED(s->base, s->size);
+}
+
 /* False if the kernel refused (munmap can need a new VMA to split a
  * merged one, and so fail at vm.max_map_count): s is still mapped. */
 static bool unmap_stack(struct coil__stack *s)
@@ -493,6 +626,7 @@ int coil__stack_get(struct coil__stack_pool *p, struct coil__stack **out)
         p->free = s->next_free;
         p->nfree--;
         s->next_free = NULL;
+        pool_unpoison(s);
     } else {
         pthread_once(&handler_once, install_handler);
         int err = map_stack(p->size, &s);
@@ -511,13 +645,11 @@ void coil__stack_put(struct coil__stack_pool *p, struct coil__stack *s)
     assert(p->live > 0 && s->size == p->size);
     p->live--;
     s->owner = NULL;
-    if (p->nfree >= p->max_free) {
-        if (unmap_stack(s))
-            return;
-        /* Could not unmap: keep it rather than lose it. */
-    } else {
-        forget_frames(s);
-    }
+    /* Kept if the pool has room, or if it could not be unmapped (kept
+     * rather than lost). */
+    if (p->nfree >= p->max_free && unmap_stack(s))
+        return;
+    pool_poison(s);
     s->next_free = p->free;
     p->free = s;
     p->nfree++;

@@ -1,23 +1,55 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * stack.h - coroutine stacks: mmap'd (MAP_NORESERVE, so only touched
- * pages cost memory), a guard below each, pooled for reuse.
+ * pages cost memory), a 1 MiB guard below each, pooled for reuse.
  *
  * Guard: MADV_GUARD_INSTALL where the kernel has it (Linux 6.13+), which
- * adds no mapping; else an mprotect(PROT_NONE) page, which splits the
+ * adds no mapping (its markers live in the page tables: about 2 KiB of
+ * them per stack for 1 MiB); else mprotect(PROT_NONE), which splits the
  * mapping in two and so counts against vm.max_map_count. When the kernel
  * refuses a mapping, allocation fails with -ENOMEM (the reason goes to the
  * debug log) — the guard is never silently dropped.
  *
  * Overflow: the first stack allocation installs a SIGSEGV/SIGBUS handler
- * running on an alternate signal stack (one per thread that runs tasks); a
- * fault inside the guard of coil__stack_running prints which stack (the
- * owner's name, set with coil__stack_set_owner) overflowed and its size,
- * then aborts. Faults elsewhere go to the
- * previously installed handler (or the default action).
+ * running on an alternate signal stack (one per thread that runs tasks). A
+ * fault is an overflow of coil__stack_running when it hits that stack's
+ * guard, when the interrupted stack pointer lies in the guard, when the
+ * kernel could not write a signal frame that far down, or when the stack
+ * pointer lies further below (less than COIL__STACK_REACH below the base)
+ * and the faulting address between it and the base (stack.c has the
+ * details). The handler then prints which stack (the owner's name, set
+ * with coil__stack_set_owner) overflowed and its size, and aborts. Faults
+ * elsewhere go to the previously installed handler (or the default
+ * action).
  *
- * Valgrind: each stack is registered (VALGRIND_STACK_REGISTER) while it
- * exists.
+ * What is guaranteed, whatever flags the overflowing code was built with:
+ *  - A frame (the stack pointer moving down in one step, with no access
+ *    in between) of less than COIL__STACK_GUARD - 4 KiB (1020 KiB), from
+ *    anywhere on the stack, is reported by name, and nothing outside the
+ *    stack's own mapping is touched: every access such a frame can make
+ *    (its own, down to its stack pointer less the 128-byte red zone, and
+ *    a signal frame of a few KiB that the kernel may write below that)
+ *    lies in the stack or its guard, so the first one below the stack
+ *    faults in the guard. Whatever lies below the mapping (another
+ *    task's stack, most often: the kernel places new mappings just below
+ *    the last) is at least COIL__STACK_GUARD below the base.
+ *  - Code built with -fstack-clash-protection touches the stack at least
+ *    every 64 KiB as its frame grows (every page on x86-64; gcc assumes a
+ *    64 KiB guard on aarch64), so its frames are reported whatever their
+ *    size.
+ * Not guaranteed: an unprobed frame of COIL__STACK_GUARD or more moves
+ * the stack pointer past the guard, into whatever is mapped there. If
+ * its first access there faults (an unmapped gap, another stack's guard,
+ * a PROT_NONE page) it is still reported by name, from the stack pointer;
+ * if it lands in writable memory (typically the top of the stack mapped
+ * just below: its header and its task's frames), that memory is written
+ * before anything faults.
+ *
+ * Sanitizers: each stack is registered with valgrind
+ * (VALGRIND_STACK_REGISTER) while it exists. While a stack waits in a
+ * pool, its usable range is poisoned for ASan (the top 8 MiB: all of any
+ * stack up to that size) and unaddressable for memcheck, so a use of a
+ * finished task's stack is reported; its header stays accessible.
  */
 #ifndef COIL_STACK_H
 #define COIL_STACK_H
@@ -43,10 +75,39 @@ struct coil__stack_pool {
     size_t live;                 /* handed out and not yet returned */
 };
 
-/* Default usable size (64 KiB) and the bounds accepted for a stack size. */
-#define COIL__STACK_DEFAULT (64 * 1024)
+/*
+ * Default usable size, and the bounds accepted for a stack size. 256 KiB
+ * leaves room for the buffers C code puts on its stack; an idle task
+ * touches only its top page or two whatever the size, and measured with
+ * a million idle tasks (bench/many_tasks) it costs the same RSS as 64 KiB
+ * did (4,417 B a task), 385 B more of page tables (2,574 B, most of it
+ * the guard's) and 192 KiB more address space; 1 MiB would cost 1.9 KiB
+ * more page tables a task than 64 KiB and a fifth more time to spawn.
+ */
+#define COIL__STACK_DEFAULT (256 * 1024)
 #define COIL__STACK_MIN (16 * 1024)
 #define COIL__STACK_MAX ((size_t)1 << 30)
+
+/*
+ * The guard below every stack, whole pages: as large as the kernel's gap
+ * below a process's main stack (stack_guard_gap, 1 MiB since Stack
+ * Clash), so that an unprobed frame of up to nearly 1 MiB faults in it
+ * instead of skipping it. It costs address space (1 TiB for a million
+ * stacks, of x86-64's 128 TiB) and, with madvise guards, page tables
+ * (about COIL__STACK_GUARD / 512 bytes per stack) and the time to install
+ * and remove the markers; an mprotect guard is one mapping whatever its
+ * size.
+ */
+#define COIL__STACK_GUARD ((size_t)1 << 20)
+
+/*
+ * How far below a running stack's base the interrupted stack pointer may
+ * be for a fault near it to count as that stack's overflow (a frame
+ * larger than the guard): 64 MiB, far more than any real frame, and
+ * bounded so that a fault on some unrelated stack far below is not
+ * taken for one.
+ */
+#define COIL__STACK_REACH ((size_t)64 << 20)
 
 void coil__stack_pool_init(struct coil__stack_pool *p, size_t size);
 /* Unmap every pooled stack; all stacks must have been returned. */

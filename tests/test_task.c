@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include "helpers.h"
+#include "stack.h"
 
 static int ret_arg(void *arg)
 {
@@ -863,7 +864,7 @@ static void test_stack_size_equal_to_default(void **state)
     struct fixture *f = *state;
     struct stack_seen s[3] = {{0}, {0}, {0}};
     coil_task_t *t[3];
-    coil_task_options_t o = {.stack_size = 64 * 1024};
+    coil_task_options_t o = {.stack_size = COIL__STACK_DEFAULT};
     assert_int_equal(
         coil_task_spawn_opts(f->loop, stack_body, &s[0], &o, &t[0]), 0);
     assert_int_equal(coil_loop_set_stack_size(f->loop, 128 * 1024), 0);
@@ -876,7 +877,7 @@ static void test_stack_size_equal_to_default(void **state)
         assert_true(coil_future_done(coil_task_future(t[i])));
         coil_task_unref(t[i]);
     }
-    assert_true(s[0].size_inside >= 64 * 1024);
+    assert_true(s[0].size_inside >= COIL__STACK_DEFAULT);
     assert_true(s[1].size_inside >= 128 * 1024);
     assert_int_equal(s[1].size_inside, s[2].size_inside);
     test_assert_no_tasks(f->loop);
