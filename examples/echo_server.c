@@ -17,8 +17,9 @@
 static int echo(coil_stream_t *s, void *arg)
 {
     (void)arg;
-    /* 64 KiB per connection, on the heap: a task's stack is 64 KiB by
-     * default, so large buffers do not belong on it. */
+    /* 64 KiB per connection, on the heap: a task's stack (256 KiB by
+     * default) costs only what its task touches, but a connection's
+     * buffer is better sized and freed on its own. */
     enum { BUF = 64 * 1024 };
     char *buf = malloc(BUF);
     if (!buf)

@@ -40,8 +40,8 @@ static struct sockaddr_in loopback(int port)
 
 static int serve(int fd)
 {
-    /* The largest datagram; static, as task stacks are small (64 KiB by
-     * default) and there is one server task. */
+    /* The largest datagram; static: there is one server task, and a
+     * task's stack (256 KiB by default) is better left to frames. */
     static char buf[64 * 1024];
     for (;;) {
         struct sockaddr_storage peer;

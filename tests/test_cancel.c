@@ -929,8 +929,8 @@ static int chain_canceller(void *arg)
     while (m->c->depth_started < CHAIN)
         coil_yield();
     coil_sleep(COIL_MSEC); /* the tail is asleep, every link awaits */
-    /* On a task's stack (64 KiB by default): passing the cancel down the
-     * chain must not recurse once per link. */
+    /* On a small task stack (64 KiB): passing the cancel down the chain
+     * must not recurse once per link. */
     m->cancel_r = coil_task_cancel(m->head);
     return 0;
 }
@@ -949,7 +949,9 @@ static void test_cancel_chain(void **state)
     assert_int_equal(coil_task_spawn(f->loop, link_body, &links[0], &m.head),
                      0);
     coil_task_t *k;
-    assert_int_equal(coil_task_spawn(f->loop, chain_canceller, &m, &k), 0);
+    coil_task_options_t small = {.stack_size = 64 * 1024};
+    assert_int_equal(
+        coil_task_spawn_opts(f->loop, chain_canceller, &m, &small, &k), 0);
     assert_int_equal(run_until_done(f->loop, m.head), -ECANCELED);
     assert_int_equal(m.cancel_r, 0);
     for (int i = 0; i < CHAIN; i++)

@@ -659,7 +659,7 @@ static int cancel_main(void *arg)
     coil_task_cancel(c->victim);
     coil_task_join(c->victim);
     coil_task_unref(c->victim);
-    static char buf[1 << 16]; /* not on the task's 64 KiB stack */
+    static char buf[1 << 16]; /* not on the task's stack */
     switch (c->kind) {
     case 0:
         send(c->peer, "ok", 2, 0);

@@ -156,9 +156,12 @@ COIL_API coil_loop_t *coil_running_loop(void);
 COIL_API int coil_loop_tasks(coil_loop_t *loop, coil_task_t **out, size_t n);
 
 /*
- * Set the default usable stack size of the loop's new tasks (at least
- * 16 KiB, at most 1 GiB; rounded up to whole pages with the stack's
- * bookkeeping). Errors: -EINVAL (NULL loop, size out of range).
+ * Set the default usable stack size of the loop's new tasks (initially
+ * 256 KiB; at least 16 KiB, at most 1 GiB; rounded up to whole pages with
+ * the stack's bookkeeping). An idle task costs only the pages it touched,
+ * whatever the size. Every stack has a 1 MiB guard below it: an overflow
+ * is reported by the task's name and aborts the process. Errors: -EINVAL
+ * (NULL loop, size out of range).
  */
 COIL_API int coil_loop_set_stack_size(coil_loop_t *loop, size_t size);
 

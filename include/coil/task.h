@@ -48,7 +48,8 @@ typedef int (*coil_task_fn)(void *arg);
 /* Options for coil_task_spawn_opts; zero-initialise, then set fields. */
 typedef struct coil_task_options {
     const char *name;  /* copied; NULL gives "Task-<id>" */
-    size_t stack_size; /* usable stack bytes; 0: the loop's default */
+    size_t stack_size; /* usable stack bytes; 0: the loop's default (256 KiB
+                          unless changed: coil_loop_set_stack_size) */
 } coil_task_options_t;
 
 /* ------------------------------------------------------------------ */
