@@ -254,8 +254,24 @@ static int sys_protect(void *addr, size_t len)
 
 enum { GUARD_UNKNOWN, GUARD_MADVISE, GUARD_MPROTECT };
 
-/* Process-wide: decided by the first guard installed. */
+/* Process-wide: decided by the first madvise guard tried. */
 static atomic_int guard_mode;
+
+/*
+ * Where madvise guards exist they are still not free: their markers are
+ * page-table entries, one per guard page (for 1 MiB, about 2 KiB of page
+ * tables and 8 us to install and remove). An mprotect guard costs the
+ * same whatever its size (one more mapping, about 2.5 us), but
+ * counts against vm.max_map_count. So while fewer than CHEAP_GUARDS
+ * stacks are mapped with one (a server's connections, a program's
+ * tasks: the common case), a new stack gets an mprotect guard, and the
+ * rest madvise guards, which let a million stacks share a few mappings.
+ * The budget keeps the mappings this takes (two a stack) well under the
+ * default limit of 65,530.
+ */
+#define CHEAP_GUARDS 8192
+static atomic_long cheap_guards;             /* taken */
+static atomic_long cheap_budget = CHEAP_GUARDS; /* tests lower it */
 
 /* madvise's answers that mean "no guard regions here", not "no memory":
  * an older kernel (EINVAL), or a sandbox that filters the call. */
@@ -264,10 +280,45 @@ static bool no_guard_regions(int err)
     return err == EINVAL || err == ENOSYS || err == EPERM;
 }
 
-static int install_guard(void *addr, size_t len)
+/* Whether valgrind runs us, asked once: a client request costs a few ns,
+ * and the pool makes two for every task. */
+static bool under_valgrind(void)
 {
+    static atomic_int known; /* 0: not asked yet, 1: no, 2: yes */
+    int k = atomic_load_explicit(&known, memory_order_relaxed);
+    if (!k) {
+        k = RUNNING_ON_VALGRIND ? 2 : 1;
+        atomic_store_explicit(&known, k, memory_order_relaxed);
+    }
+    return k == 2;
+}
+
+/* An mprotect guard from the budget above, if it has room; true if so. */
+static bool cheap_guard(void *addr, size_t len)
+{
+    /* valgrind keeps its own table of mappings, and each one added costs
+     * it a walk of the table: thousands of split stacks slow it to a
+     * crawl, where madvise guards cost it nothing. */
+    if (under_valgrind())
+        return false;
+    if (atomic_fetch_add_explicit(&cheap_guards, 1, memory_order_relaxed) <
+            atomic_load_explicit(&cheap_budget, memory_order_relaxed) &&
+        sys_protect(addr, len) == 0)
+        return true;
+    atomic_fetch_sub_explicit(&cheap_guards, 1, memory_order_relaxed);
+    return false;
+}
+
+/* Guard [addr, addr + len); *cheap: it came from the budget. */
+static int install_guard(void *addr, size_t len, bool *cheap)
+{
+    *cheap = false;
     if (atomic_load_explicit(&guard_mode, memory_order_relaxed) !=
         GUARD_MPROTECT) {
+        if (cheap_guard(addr, len)) {
+            *cheap = true;
+            return 0;
+        }
         if (sys_guard(addr, len) == 0) {
             atomic_store_explicit(&guard_mode, GUARD_MADVISE,
                                   memory_order_relaxed);
@@ -301,7 +352,11 @@ const char *coil__stack_guard_kind(void)
         size_t len = guard_size() + page_size();
         void *m = sys_map(len, STACK_MAP_FLAGS);
         if (m != MAP_FAILED) {
-            (void)install_guard(m, guard_size());
+            /* madvise itself, not a guard from the budget. */
+            if (sys_guard(m, guard_size()) == 0)
+                atomic_store(&guard_mode, GUARD_MADVISE);
+            else if (no_guard_regions(errno))
+                atomic_store(&guard_mode, GUARD_MPROTECT);
             (void)sys_unmap(m, len);
         }
     }
@@ -507,12 +562,14 @@ static int map_stack(size_t usable, struct coil__stack **out)
               err == ENOMEM ? " (memory, or vm.max_map_count reached)" : "");
         return -ENOMEM;
     }
-    int err = install_guard(m, guard);
+    bool cheap;
+    int err = install_guard(m, guard, &cheap);
     if (err) {
         (void)sys_unmap(m, len);
         return -ENOMEM;
     }
     struct coil__stack *s = (struct coil__stack *)(m + len - HEADER);
+    s->cheap_guard = cheap;
     s->base = m + guard;
     s->size = usable;
     s->mapping = m;
@@ -533,19 +590,6 @@ static void forget_frames(struct coil__stack *s)
 #else
     (void)s;
 #endif
-}
-
-/* Whether valgrind runs us, asked once: a client request costs a few ns,
- * and the pool makes two for every task. */
-static bool under_valgrind(void)
-{
-    static atomic_int known; /* 0: not asked yet, 1: no, 2: yes */
-    int k = atomic_load_explicit(&known, memory_order_relaxed);
-    if (!k) {
-        k = RUNNING_ON_VALGRIND ? 2 : 1;
-        atomic_store_explicit(&known, k, memory_order_relaxed);
-    }
-    return k == 2;
 }
 
 #ifdef COIL__ASAN
@@ -588,11 +632,14 @@ static bool unmap_stack(struct coil__stack *s)
     void *m = s->mapping;
     size_t len = s->map_size;
     unsigned id = s->valgrind_id;
+    bool cheap = s->cheap_guard;
     forget_frames(s);
     if (sys_unmap(m, len) != 0) {
         debug("stack: munmap failed: %s", strerror(errno));
         return false;
     }
+    if (cheap)
+        atomic_fetch_sub_explicit(&cheap_guards, 1, memory_order_relaxed);
     VALGRIND_STACK_DEREGISTER(id);
     return true;
 }
@@ -661,12 +708,33 @@ void coil__stack_put(struct coil__stack_pool *p, struct coil__stack *s)
 
 #ifdef COIL_TESTING
 void coil__stack_force_mprotect(bool on);
+long coil__stack_set_cheap_budget(long n);
+long coil__stack_cheap_guards(void);
+long coil__stack_cheap_budget_default(void);
 void coil__stack_reinstall_handler(void);
 
 /* on: use mprotect guards from now on; off: decide again (madvise first). */
 void coil__stack_force_mprotect(bool on)
 {
     atomic_store(&guard_mode, on ? GUARD_MPROTECT : GUARD_UNKNOWN);
+}
+
+/* How many mprotect guards stacks may take while madvise ones exist (0:
+ * madvise only); returns the budget it replaces. */
+long coil__stack_set_cheap_budget(long n)
+{
+    return atomic_exchange(&cheap_budget, n);
+}
+
+/* How many live stacks have such a guard. */
+long coil__stack_cheap_guards(void)
+{
+    return atomic_load(&cheap_guards);
+}
+
+long coil__stack_cheap_budget_default(void)
+{
+    return CHEAP_GUARDS;
 }
 
 /* Install the overflow handler again, over whatever replaced it (a test

@@ -3,12 +3,18 @@
  * stack.h - coroutine stacks: mmap'd (MAP_NORESERVE, so only touched
  * pages cost memory), a 1 MiB guard below each, pooled for reuse.
  *
- * Guard: MADV_GUARD_INSTALL where the kernel has it (Linux 6.13+), which
- * adds no mapping (its markers live in the page tables: about 2 KiB of
- * them per stack for 1 MiB); else mprotect(PROT_NONE), which splits the
- * mapping in two and so counts against vm.max_map_count. When the kernel
- * refuses a mapping, allocation fails with -ENOMEM (the reason goes to the
- * debug log) — the guard is never silently dropped.
+ * Guard: mprotect(PROT_NONE), which splits the mapping in two and so
+ * counts against vm.max_map_count, or MADV_GUARD_INSTALL (Linux 6.13+),
+ * which adds no mapping but puts one marker per guard page in the page
+ * tables (for 1 MiB, about 2 KiB of them, and 8 us to install and
+ * remove: measured in docs/architecture.md). Where both exist,
+ * the first 8,192 live stacks of the process get mprotect guards, the
+ * cheaper at this size, and the rest madvise ones, so a million stacks
+ * still fit under the mapping limit; a failed mprotect falls back to
+ * madvise. Under valgrind every guard is madvise's (a split costs its own
+ * table of mappings dearly). When the kernel refuses a mapping or a
+ * guard, allocation fails with -ENOMEM (the reason goes to the debug
+ * log): the guard is never silently dropped.
  *
  * Overflow: the first stack allocation installs a SIGSEGV/SIGBUS handler
  * running on an alternate signal stack (one per thread that runs tasks). A
@@ -63,6 +69,8 @@ struct coil__stack {
     void *mapping;   /* what was mmap'd: guard + usable */
     size_t map_size;
     unsigned valgrind_id;
+    bool cheap_guard;  /* an mprotect guard where madvise ones exist
+                          (counted in stack.c's process-wide budget) */
     const char *owner; /* for the overflow report; may be NULL */
     struct coil__stack *next_free; /* in a pool's free list */
 };
