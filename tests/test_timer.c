@@ -305,17 +305,25 @@ static void test_epoll_without_pwait2(void **state)
     coil_handle_t *h;
     coil__epoll_pwait2_reset();
     coil__fault_arm(COIL__SYS_EPOLL_PWAIT2, 1, 1, ENOSYS);
-    assert_int_equal(coil_loop_call_later(f->loop, 1500 * COIL_USEC, record, &e, &h),
-                     0);
-    assert_int_equal(
-        coil_loop_call_later(f->loop, 3 * COIL_MSEC, test_stop_cb, f->loop, NULL),
-        0);
-    test_run(f->loop);
-    assert_int_equal(log.n, 1);
-    assert_true(log.at[0] >= coil_handle_when(h));
+    /* A loop that fell behind (a loaded machine, a sanitizer) finds both
+     * timers due and never waits: run again until one wait has gone
+     * through epoll_pwait2, and so met the ENOSYS. */
+    for (int i = 0; i < 100 && coil__fault_calls(COIL__SYS_EPOLL_PWAIT2) == 0;
+         i++) {
+        log.n = 0;
+        assert_int_equal(
+            coil_loop_call_later(f->loop, 1500 * COIL_USEC, record, &e, &h), 0);
+        assert_int_equal(coil_loop_call_later(f->loop, 3 * COIL_MSEC,
+                                              test_stop_cb, f->loop, NULL),
+                         0);
+        test_run(f->loop);
+        assert_int_equal(log.n, 1);
+        assert_true(log.at[0] >= coil_handle_when(h));
+        coil_handle_unref(h);
+    }
+    assert_int_equal(coil__fault_calls(COIL__SYS_EPOLL_PWAIT2), 1);
     /* The injected ENOSYS was consumed: the fallback was taken. */
     assert_int_equal(coil__fault_hit(COIL__SYS_EPOLL_PWAIT2), 0);
-    coil_handle_unref(h);
 }
 
 /* Many timers: every second one cancelled, the heap shrinks back. */
