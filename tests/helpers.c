@@ -393,6 +393,25 @@ int test_move_fd(int fd, int want)
     return want;
 }
 
+void test_socketpair_at(int num, int nb[2])
+{
+    test_socketpair(nb);
+    if (nb[1] == num) {
+        int tmp = nb[0];
+        nb[0] = nb[1];
+        nb[1] = tmp;
+    }
+    nb[0] = test_move_fd(nb[0], num);
+}
+
+int test_close_and_reuse(int sv[2], int nb[2])
+{
+    int num = sv[0];
+    test_close_pair(sv);
+    test_socketpair_at(num, nb);
+    return num;
+}
+
 unsigned char test_pattern(size_t i, unsigned seed)
 {
     return (unsigned char)((i * 131u + seed * 7u + (i >> 9)) & 0xff);

@@ -130,6 +130,11 @@ void test_drain(int fd);
 /* Move fd to the number want (which must be free; close-on-exec);
  * returns want. */
 int test_move_fd(int fd, int want);
+/* A new socketpair nb whose first end has the number num (free). */
+void test_socketpair_at(int num, int nb[2]);
+/* Close the pair sv, then make a new socketpair nb whose first end has
+ * the number sv[0] had. Returns that number. */
+int test_close_and_reuse(int sv[2], int nb[2]);
 
 /*
  * Chaos I/O (COIL_CHAOS_IO=<seed>, see src/fault.c) makes socket calls

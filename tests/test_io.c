@@ -764,26 +764,6 @@ static void test_closed_fd_never_runs(void **state)
     test_close_pair(sv);
 }
 
-/*
- * Close the watched end of a socketpair (and its peer), then make a new
- * socketpair whose first end has the same fd number. Returns that number;
- * nb gets the new pair.
- */
-static int close_and_reuse(int sv[2], int nb[2])
-{
-    int num = sv[0];
-    test_close_pair(sv);
-    test_socketpair(nb);
-    if (nb[1] == num) {
-        int tmp = nb[0];
-        nb[0] = nb[1];
-        nb[1] = tmp;
-    }
-    nb[0] = test_move_fd(nb[0], num);
-    assert_int_equal(nb[0], num);
-    return num;
-}
-
 /* (c) The number reused, not re-added: the old callback never runs. */
 static void test_reused_fd_number_no_stale_event(void **state)
 {
@@ -798,7 +778,7 @@ static void test_reused_fd_number_no_stale_event(void **state)
     struct rec old = {.loop = loop, .fd = sv[0]};
     assert_int_equal(coil_loop_add_reader(loop, sv[0], rec_cb, &old), 0);
     ticker_run(&t, 1);
-    int num = close_and_reuse(sv, nb);
+    int num = test_close_and_reuse(sv, nb);
     test_put_byte(nb[1]); /* the new file under the old number is readable */
 
     ticker_run(&t, 5);
@@ -831,7 +811,7 @@ static void test_reused_fd_number_other_direction(void **state)
     struct rec old = {.loop = loop, .fd = sv[0]};
     assert_int_equal(coil_loop_add_reader(loop, sv[0], rec_cb, &old), 0);
     ticker_run(&t, 1);
-    int num = close_and_reuse(sv, nb);
+    int num = test_close_and_reuse(sv, nb);
     test_put_byte(nb[1]);
     struct rec w = {.loop = loop, .fd = num, .writer = true};
     assert_int_equal(coil_loop_add_writer(loop, num, rec_cb, &w), 0);
@@ -859,7 +839,7 @@ static void test_reused_fd_number_readded(void **state)
     struct rec old = {.loop = loop, .fd = sv[0]};
     assert_int_equal(coil_loop_add_reader(loop, sv[0], rec_cb, &old), 0);
     ticker_run(&t, 1);
-    int num = close_and_reuse(sv, nb);
+    int num = test_close_and_reuse(sv, nb);
     test_put_byte(nb[1]);
     struct rec new = {.loop = loop,
                       .fd = num,

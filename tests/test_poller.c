@@ -88,32 +88,7 @@ static int watch(int fd, unsigned old_mask, unsigned mask, uint32_t tag)
     return ops->watch(pl, fd, old_mask, mask, tag);
 }
 
-/* ------------------------------------------------------------------ */
-/* fds                                                                  */
-/* ------------------------------------------------------------------ */
-
-/* A new socketpair whose first end has the number num, just freed. */
-static void pair_at(int num, int nb[2])
-{
-    test_socketpair(nb);
-    if (nb[1] == num) {
-        int tmp = nb[0];
-        nb[0] = nb[1];
-        nb[1] = tmp;
-    }
-    nb[0] = test_move_fd(nb[0], num);
-}
-
-/* Close a watched pair and make a new one whose first end has the same
- * number. Returns the number. */
-static int close_and_reuse(int sv[2], int nb[2])
-{
-    int num = sv[0];
-    test_close_pair(sv);
-    pair_at(num, nb);
-    return num;
-}
-
+/* The monotonic clock, in ns. */
 static int64_t now_ns(void)
 {
     struct timespec ts;
@@ -844,7 +819,7 @@ static void test_watch_not_open(void **state)
 
     /* The number opened again later: registers as usual. */
     int nb[2];
-    pair_at(num, nb);
+    test_socketpair_at(num, nb);
     test_put_byte(nb[1]);
     assert_int_equal(watch(num, 0, READ, TAG(71)), 0);
     poll_now(&b);
@@ -1009,7 +984,7 @@ static void reused_number(unsigned old_mask, unsigned new_mask)
     test_socketpair(sv);
     assert_int_equal(watch(sv[0], 0, old_mask, TAG(81)), 0);
     poll_now(&b);
-    int num = close_and_reuse(sv, nb);
+    int num = test_close_and_reuse(sv, nb);
     test_put_byte(nb[1]); /* the new file is readable (and writable) */
 
     poll_now(&b);
@@ -1182,7 +1157,7 @@ static void test_reused_number_old_file_kept_open(void **state)
     int keep = fcntl(num, F_DUPFD_CLOEXEC, 0);
     assert_true(keep >= 0);
     test_close_fd(&sv[0]);
-    pair_at(num, nb);
+    test_socketpair_at(num, nb);
 
     /* Old file readable, new one not: only the old tag, if anything. */
     test_put_byte(sv[1]);
@@ -1360,7 +1335,7 @@ static void test_poll_reused_number_invalid(void **state)
     test_socketpair(sv);
     int num = sv[0];
     assert_int_equal(watch(num, 0, READ, TAG(402)), 0);
-    close_and_reuse(sv, nb);
+    test_close_and_reuse(sv, nb);
     test_put_byte(nb[1]);
     poll_now(&b);
     expect(&b, num, TAG(402), INVALID);
@@ -1506,7 +1481,7 @@ static void test_epoll_reused_number_add_fails(void **state)
     int sv[2], nb[2];
     test_socketpair(sv);
     assert_int_equal(watch(sv[0], 0, READ, TAG(620)), 0);
-    int num = close_and_reuse(sv, nb);
+    int num = test_close_and_reuse(sv, nb);
     test_put_byte(nb[1]);
     coil__fault_arm(COIL__SYS_EPOLL_CTL, 2, 1, ENOMEM);
     assert_int_equal(watch(num, READ, READ, TAG(621)), -ENOMEM);
@@ -1565,7 +1540,7 @@ static void test_epoll_stale_registration_old_tag(void **state)
     int keep = fcntl(num, F_DUPFD_CLOEXEC, 0);
     assert_true(keep >= 0);
     test_close_fd(&sv[0]);
-    pair_at(num, nb);
+    test_socketpair_at(num, nb);
     test_put_byte(sv[1]);
     test_put_byte(nb[1]);
 
