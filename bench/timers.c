@@ -57,8 +57,8 @@ int main(void)
     coil_loop_update_time(loop);
     for (long i = 0; i < N; i++) {
         coil_handle_t **out = i % 2 == 0 ? &handles[i / 2] : NULL;
-        err = coil_loop_call_later(loop, delays[i], on_timer, (void *)(uintptr_t)i,
-                              out);
+        err = coil_loop_call_later(loop, delays[i], on_timer,
+                                   (void *)(uintptr_t)i, out);
         if (err)
             bench_fail("coil_loop_call_later: %d", err);
     }

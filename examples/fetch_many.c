@@ -134,7 +134,7 @@ static int main_task(void *arg)
     /* A backlog of N lets every concurrent connect queue at once. */
     coil_server_options_t opts = {.backlog = cfg->n > 100 ? cfg->n : 100};
     int err = coil_server_open("127.0.0.1", cfg->port, slow_service, NULL,
-                                &opts, &srv);
+                               &opts, &srv);
     if (err) {
         fprintf(stderr, "fetch_many: 127.0.0.1:%s: %s\n", cfg->port,
                 coil_strerror(err));

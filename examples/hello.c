@@ -119,7 +119,7 @@ int main(int argc, char **argv)
     for (int i = 0; i < 3; i++) {
         ticks[i] = (struct tick){&app, delays[i]};
         coil_loop_call_later(app.loop, delays[i] * COIL_MSEC, timer_fired,
-                        &ticks[i], NULL);
+                             &ticks[i], NULL);
     }
     coil_handle_t *cancelled;
     coil_loop_call_later(app.loop, 5 * COIL_MSEC, never, NULL, &cancelled);

@@ -259,7 +259,7 @@ static int ws_new(struct coil_task *t, coil_future_t *const *futs, size_t n,
         int err = timeout_ns <= 0
                       ? coil_loop_call_soon(loop, on_timeout, ws, &ws->timer)
                       : coil_loop_call_later(loop, timeout_ns, on_timeout, ws,
-                                        &ws->timer);
+                                             &ws->timer);
         if (err) {
             coil__free(ws);
             return err;

@@ -194,12 +194,14 @@ static int del(coil_loop_t *loop, int fd, int d)
     return 1;
 }
 
-int coil_loop_add_reader(coil_loop_t *loop, int fd, coil_callback_fn fn, void *arg)
+int coil_loop_add_reader(coil_loop_t *loop, int fd, coil_callback_fn fn,
+                         void *arg)
 {
     return add(loop, fd, 0, fn, arg);
 }
 
-int coil_loop_add_writer(coil_loop_t *loop, int fd, coil_callback_fn fn, void *arg)
+int coil_loop_add_writer(coil_loop_t *loop, int fd, coil_callback_fn fn,
+                         void *arg)
 {
     return add(loop, fd, 1, fn, arg);
 }

@@ -187,9 +187,10 @@ static int send_loop(int fd, const char *buf, size_t n, size_t *sent)
     *sent = 0;
     coil__sock_no_sigpipe(fd);
     while (*sent < n) {
-        ssize_t r = COIL__SYS(COIL__SYS_SEND, send(fd, buf + *sent,
-                                                   COIL__CHAOS_LEN(fd, n - *sent),
-                                                   COIL__SEND_FLAGS | COIL__DONTWAIT));
+        ssize_t r =
+            COIL__SYS(COIL__SYS_SEND,
+                      send(fd, buf + *sent, COIL__CHAOS_LEN(fd, n - *sent),
+                           COIL__SEND_FLAGS | COIL__DONTWAIT));
         if (r >= 0) {
             *sent += (size_t)r;
             continue;
@@ -240,9 +241,10 @@ ssize_t coil__sock_sendto(struct coil__watch *w, int fd, const void *buf,
         return -EINVAL;
     coil__sock_no_sigpipe(fd);
     for (;;) {
-        ssize_t r = COIL__SYS(COIL__SYS_SENDTO,
-                              sendto(fd, buf, n, COIL__SEND_FLAGS | COIL__DONTWAIT, addr,
-                                     addrlen));
+        ssize_t r =
+            COIL__SYS(COIL__SYS_SENDTO,
+                      sendto(fd, buf, n, COIL__SEND_FLAGS | COIL__DONTWAIT,
+                             addr, addrlen));
         if (r >= 0)
             return r;
         err = again(w, fd, COIL__EV_WRITE, errno);

@@ -129,7 +129,7 @@ static int check_loop(const struct coil_loop *loop)
 }
 
 int coil_loop_call_soon(coil_loop_t *loop, coil_callback_fn fn, void *arg,
-                   coil_handle_t **handle_out)
+                        coil_handle_t **handle_out)
 {
     if (handle_out)
         *handle_out = NULL;

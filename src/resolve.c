@@ -162,7 +162,8 @@ static void lookup_abandon(struct coil__wait *w)
         req->task = NULL; /* still a hook: on_close or the helper frees */
 }
 
-static const struct coil__wait_ops lookup_ops = {lookup_cancel, NULL, lookup_abandon};
+static const struct coil__wait_ops lookup_ops = {lookup_cancel, NULL,
+                                                 lookup_abandon};
 
 static int map_error(int rc, int sys_errno)
 {

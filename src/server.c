@@ -345,8 +345,8 @@ static int finish_start(struct coil_server *srv, int err, coil_server_t **out)
 }
 
 int coil_server_open(const char *host, const char *port,
-                      coil_conn_handler_fn handler, void *arg,
-                      const coil_server_options_t *opts, coil_server_t **out)
+                     coil_conn_handler_fn handler, void *arg,
+                     const coil_server_options_t *opts, coil_server_t **out)
 {
     if (out)
         *out = NULL;
@@ -411,8 +411,8 @@ static int clear_stale_socket(const char *path, const struct sockaddr_un *sun,
 }
 
 int coil_server_open_unix(const char *path, coil_conn_handler_fn handler,
-                           void *arg, const coil_server_options_t *opts,
-                           coil_server_t **out)
+                          void *arg, const coil_server_options_t *opts,
+                          coil_server_t **out)
 {
     if (out)
         *out = NULL;

@@ -916,8 +916,7 @@ static int wrap(int fd, coil_stream_t **out)
     return err;
 }
 
-int coil_stream_open(const char *host, const char *port,
-                         coil_stream_t **out)
+int coil_stream_open(const char *host, const char *port, coil_stream_t **out)
 {
     if (out)
         *out = NULL;

@@ -158,7 +158,7 @@ static void wake(struct coil__loop_threadsafe *ts)
 }
 
 int coil_loop_call_soon_threadsafe(coil_loop_t *loop, coil_callback_fn fn,
-                              void *arg)
+                                   void *arg)
 {
     if (!loop || !fn)
         return -EINVAL;

@@ -179,7 +179,7 @@ int coil__timer_start(struct coil_loop *loop, struct coil_handle *h,
 }
 
 int coil_loop_call_at(coil_loop_t *loop, int64_t when_ns, coil_callback_fn fn,
-                 void *arg, coil_handle_t **handle_out)
+                      void *arg, coil_handle_t **handle_out)
 {
     if (handle_out)
         *handle_out = NULL;
@@ -204,8 +204,9 @@ int coil_loop_call_at(coil_loop_t *loop, int64_t when_ns, coil_callback_fn fn,
     return 0;
 }
 
-int coil_loop_call_later(coil_loop_t *loop, int64_t delay_ns, coil_callback_fn fn,
-                    void *arg, coil_handle_t **handle_out)
+int coil_loop_call_later(coil_loop_t *loop, int64_t delay_ns,
+                         coil_callback_fn fn, void *arg,
+                         coil_handle_t **handle_out)
 {
     if (!loop) {
         if (handle_out)
@@ -213,7 +214,7 @@ int coil_loop_call_later(coil_loop_t *loop, int64_t delay_ns, coil_callback_fn f
         return -EINVAL;
     }
     return coil_loop_call_at(loop, coil__add_sat(loop->now, delay_ns), fn, arg,
-                        handle_out);
+                             handle_out);
 }
 
 /* The size a million pending timers are multiplied by (ready.h). */

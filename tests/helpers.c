@@ -283,8 +283,8 @@ int test_setup_fake_noloop(void **state)
 static coil_handle_t *safety_stop(coil_loop_t *loop)
 {
     coil_handle_t *safety;
-    assert_int_equal(coil_loop_call_later(loop, 24 * 3600 * COIL_SEC, test_stop_cb,
-                                     loop, &safety),
+    assert_int_equal(coil_loop_call_later(loop, 24 * 3600 * COIL_SEC,
+                                          test_stop_cb, loop, &safety),
                      0);
     return safety;
 }

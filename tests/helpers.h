@@ -195,7 +195,7 @@ int test_run_if(bool applies, const char *why, const char *group,
 #define TEST_NOLOOP(fn)                                                        \
     cmocka_unit_test_setup_teardown(fn, test_setup_noloop, test_teardown_noloop)
 #define TEST_FAKE_NOLOOP(fn)                                                   \
-    cmocka_unit_test_setup_teardown(fn, test_setup_fake_noloop,               \
+    cmocka_unit_test_setup_teardown(fn, test_setup_fake_noloop,                \
                                     test_teardown_noloop)
 
 /* A callback (call_soon/call_later) that cancels task, recording what

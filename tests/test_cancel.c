@@ -63,7 +63,8 @@ static void test_cancel_sleep(void **state)
     assert_int_equal(coil_task_spawn(f->loop, sleep_hour, &s, &t), 0);
     struct test_canceller c = {t, 1, 0};
     assert_int_equal(
-        coil_loop_call_later(f->loop, 5 * COIL_MSEC, test_cancel_cb, &c, NULL), 0);
+        coil_loop_call_later(f->loop, 5 * COIL_MSEC, test_cancel_cb, &c, NULL),
+        0);
     assert_int_equal(run_until_done(f->loop, t), -ECANCELED);
     assert_int_equal(c.result, 0);
     assert_int_equal(s.r, -ECANCELED);
@@ -139,8 +140,8 @@ static void test_cancel_await_future(void **state)
     coil_task_t *t;
     assert_int_equal(coil_task_spawn(f->loop, await_fut, &a, &t), 0);
     struct test_canceller c = {t, 1, 0};
-    assert_int_equal(coil_loop_call_later(f->loop, COIL_MSEC, test_cancel_cb, &c, NULL),
-                     0);
+    assert_int_equal(
+        coil_loop_call_later(f->loop, COIL_MSEC, test_cancel_cb, &c, NULL), 0);
     assert_int_equal(run_until_done(f->loop, t), -ECANCELED);
     assert_int_equal(c.result, 0);
     assert_int_equal(a.r, -ECANCELED);
@@ -195,7 +196,8 @@ static void test_cancel_await_task(void **state)
         assert_int_equal(coil_task_spawn(f->loop, outer_body, &o, &t), 0);
         struct test_canceller c = {t, 1, 0};
         assert_int_equal(
-            coil_loop_call_later(f->loop, COIL_MSEC, test_cancel_cb, &c, NULL), 0);
+            coil_loop_call_later(f->loop, COIL_MSEC, test_cancel_cb, &c, NULL),
+            0);
         run_until_done(f->loop, t);
         assert_int_equal(c.result, 0);
         /* The inner task was cancelled through the outer's await. */
@@ -258,8 +260,8 @@ static void test_cancel_shield(void **state)
     assert_int_equal(coil_task_spawn(f->loop, shield_body, &s, &t), 0);
     struct test_canceller c = {t, 1, 0};
     int64_t t0 = coil_loop_time(f->loop);
-    assert_int_equal(coil_loop_call_later(f->loop, COIL_MSEC, test_cancel_cb, &c, NULL),
-                     0);
+    assert_int_equal(
+        coil_loop_call_later(f->loop, COIL_MSEC, test_cancel_cb, &c, NULL), 0);
     assert_int_equal(run_until_done(f->loop, t), -ECANCELED);
     /* The waiter got -ECANCELED at once; the future carries on. */
     assert_int_equal(s.r, -ECANCELED);
@@ -280,8 +282,8 @@ static void test_cancel_shield(void **state)
     assert_int_equal(coil_task_spawn(f->loop, shield_body, &s, &t), 0);
     c = (struct test_canceller){t, 1, 0};
     t0 = coil_loop_time(f->loop);
-    assert_int_equal(coil_loop_call_later(f->loop, COIL_MSEC, test_cancel_cb, &c, NULL),
-                     0);
+    assert_int_equal(
+        coil_loop_call_later(f->loop, COIL_MSEC, test_cancel_cb, &c, NULL), 0);
     assert_int_equal(run_until_done(f->loop, t), -ECANCELED);
     assert_int_equal(s.r, -ECANCELED);
     assert_false(s.fut_done_at_return);
@@ -407,7 +409,8 @@ static void cancel_multi(coil_loop_t *loop, coil_task_fn body, struct multi *m,
     coil_task_t *t;
     assert_int_equal(coil_task_spawn(loop, body, m, &t), 0);
     struct test_canceller c = {t, 1, 0};
-    assert_int_equal(coil_loop_call_later(loop, COIL_MSEC, test_cancel_cb, &c, NULL), 0);
+    assert_int_equal(
+        coil_loop_call_later(loop, COIL_MSEC, test_cancel_cb, &c, NULL), 0);
     run_until_done(loop, t);
     assert_int_equal(c.result, 0);
     *out = t;
@@ -497,8 +500,8 @@ static void test_cancel_group_wait(void **state)
     coil_task_t *t;
     assert_int_equal(coil_task_spawn(f->loop, group_body, &g, &t), 0);
     struct test_canceller c = {t, 1, 0};
-    assert_int_equal(coil_loop_call_later(f->loop, COIL_MSEC, test_cancel_cb, &c, NULL),
-                     0);
+    assert_int_equal(
+        coil_loop_call_later(f->loop, COIL_MSEC, test_cancel_cb, &c, NULL), 0);
     assert_int_equal(run_until_done(f->loop, t), -ECANCELED);
     assert_int_equal(g.r, -ECANCELED);
     for (int i = 0; i < 2; i++) {
@@ -536,8 +539,8 @@ static void test_cancel_inside_timeout_scope(void **state)
     coil_task_t *t;
     assert_int_equal(coil_task_spawn(f->loop, scoped_body, &s, &t), 0);
     struct test_canceller c = {t, 1, 0};
-    assert_int_equal(coil_loop_call_later(f->loop, COIL_MSEC, test_cancel_cb, &c, NULL),
-                     0);
+    assert_int_equal(
+        coil_loop_call_later(f->loop, COIL_MSEC, test_cancel_cb, &c, NULL), 0);
     assert_int_equal(run_until_done(f->loop, t), -ECANCELED);
     assert_int_equal(s.inner_r, -ECANCELED);
     assert_false(s.expired);
@@ -691,8 +694,8 @@ static void test_cancel_caught_cleanup(void **state)
     coil_task_t *t;
     assert_int_equal(coil_task_spawn(f->loop, catcher_body, &k, &t), 0);
     struct test_canceller c = {t, 1, 0};
-    assert_int_equal(coil_loop_call_later(f->loop, COIL_MSEC, test_cancel_cb, &c, NULL),
-                     0);
+    assert_int_equal(
+        coil_loop_call_later(f->loop, COIL_MSEC, test_cancel_cb, &c, NULL), 0);
     assert_int_equal(run_until_done(f->loop, t), 0);
     assert_int_equal(k.r_sleep, -ECANCELED);
     assert_int_equal(k.r_cleanup_sleep, 0);
@@ -797,7 +800,8 @@ static void test_completed_result_wins(void **state)
     assert_int_equal(coil_task_spawn(f->loop, race_waiter_body, &w, &t), 0);
     struct race r = {w.fut, t, 1, 1};
     assert_int_equal(
-        coil_loop_call_later(f->loop, COIL_MSEC, result_then_cancel, &r, NULL), 0);
+        coil_loop_call_later(f->loop, COIL_MSEC, result_then_cancel, &r, NULL),
+        0);
     assert_int_equal(run_until_done(f->loop, t), 0);
     assert_int_equal(r.set_r, 0);
     assert_int_equal(r.cancel_r, 0);
@@ -1094,7 +1098,6 @@ static void test_cancel_many(void **state)
     test_free(args);
     test_free(tasks);
 }
-
 
 int main(void)
 {

@@ -327,8 +327,8 @@ static void test_gather_cancelled(void **state)
     coil_task_t *t;
     assert_int_equal(coil_task_spawn(f->loop, gather_body, &c, &t), 0);
     struct test_canceller k = {t, 1, 0};
-    assert_int_equal(coil_loop_call_later(f->loop, COIL_MSEC, test_cancel_cb, &k, NULL),
-                     0);
+    assert_int_equal(
+        coil_loop_call_later(f->loop, COIL_MSEC, test_cancel_cb, &k, NULL), 0);
     assert_int_equal(test_run_until(f->loop, coil_task_future(t)), 0);
     assert_int_equal(k.result, 0);
     assert_int_equal(c.r, -ECANCELED);
@@ -440,8 +440,8 @@ static int pend_body(void *arg)
 static void test_gather_cancel_pending_at_start(void **state)
 {
     struct fixture *f = *state;
-    struct pend p = {.loop = f->loop, .r = 1, .child_r = 1, .done_r = 1,
-                     .next_r = 1};
+    struct pend p = {
+        .loop = f->loop, .r = 1, .child_r = 1, .done_r = 1, .next_r = 1};
     assert_int_equal(test_run_task(f->loop, pend_body, &p), 0);
     assert_int_equal(p.r, -ECANCELED);
     assert_true(p.child_done_at_return);
@@ -514,7 +514,8 @@ static void test_wait_first_completed(void **state)
     static const int64_t delays[3] = {30, 10, 20};
     static const int rets[3] = {1, 2, 3};
     struct waiter w;
-    run_wait(f->loop, &w, COIL_FIRST_COMPLETED, COIL_NO_TIMEOUT, 3, delays, rets);
+    run_wait(f->loop, &w, COIL_FIRST_COMPLETED, COIL_NO_TIMEOUT, 3, delays,
+             rets);
     assert_int_equal(w.c.r, 1);
     assert_true(w.c.done_at_return[1]);
     assert_false(w.c.done_at_return[0]);
@@ -591,13 +592,14 @@ static void test_wait_first_exception(void **state)
     /* fut[0] is cancelled at 5 ms (not an exception), fut[1] succeeds at
      * 8 ms, fut[2] fails at 10 ms. */
     struct resolve ok = {c.fut[1], 0}, bad = {c.fut[2], -EIO};
-    assert_int_equal(coil_loop_call_later(f->loop, 5 * COIL_MSEC, cancel_future_cb,
-                                     c.fut[0], NULL),
+    assert_int_equal(coil_loop_call_later(f->loop, 5 * COIL_MSEC,
+                                          cancel_future_cb, c.fut[0], NULL),
                      0);
     assert_int_equal(
         coil_loop_call_later(f->loop, 8 * COIL_MSEC, resolve_cb, &ok, NULL), 0);
     assert_int_equal(
-        coil_loop_call_later(f->loop, 10 * COIL_MSEC, resolve_cb, &bad, NULL), 0);
+        coil_loop_call_later(f->loop, 10 * COIL_MSEC, resolve_cb, &bad, NULL),
+        0);
     assert_int_equal(test_run_task(f->loop, first_exception_body, &c), 0);
     assert_int_equal(c.r, 3);
     assert_true(c.returned - c.started >= 10 * COIL_MSEC);
@@ -610,7 +612,8 @@ static void test_wait_first_exception(void **state)
         assert_int_equal(coil_future_new(f->loop, &c.fut[i]), 0);
     bad = (struct resolve){c.fut[1], -EPIPE};
     assert_int_equal(
-        coil_loop_call_later(f->loop, 5 * COIL_MSEC, resolve_cb, &bad, NULL), 0);
+        coil_loop_call_later(f->loop, 5 * COIL_MSEC, resolve_cb, &bad, NULL),
+        0);
     assert_int_equal(test_run_task(f->loop, first_exception_body, &c), 0);
     assert_int_equal(c.r, 1);
     assert_true(c.done_at_return[1]);
@@ -625,13 +628,15 @@ static void test_wait_first_exception(void **state)
     for (int i = 0; i < 3; i++)
         assert_int_equal(coil_future_new(f->loop, &c.fut[i]), 0);
     struct resolve r1 = {c.fut[1], 0}, r2 = {c.fut[2], 0};
-    assert_int_equal(coil_loop_call_later(f->loop, 5 * COIL_MSEC, cancel_future_cb,
-                                     c.fut[0], NULL),
+    assert_int_equal(coil_loop_call_later(f->loop, 5 * COIL_MSEC,
+                                          cancel_future_cb, c.fut[0], NULL),
                      0);
     assert_int_equal(
-        coil_loop_call_later(f->loop, 10 * COIL_MSEC, resolve_cb, &r1, NULL), 0);
+        coil_loop_call_later(f->loop, 10 * COIL_MSEC, resolve_cb, &r1, NULL),
+        0);
     assert_int_equal(
-        coil_loop_call_later(f->loop, 20 * COIL_MSEC, resolve_cb, &r2, NULL), 0);
+        coil_loop_call_later(f->loop, 20 * COIL_MSEC, resolve_cb, &r2, NULL),
+        0);
     assert_int_equal(test_run_task(f->loop, first_exception_body, &c), 0);
     assert_int_equal(c.r, 3);
     assert_true(c.returned - c.started >= 20 * COIL_MSEC);
@@ -643,19 +648,20 @@ static void test_wait_first_exception(void **state)
     for (int i = 0; i < 3; i++)
         assert_int_equal(coil_future_new(f->loop, &c.fut[i]), 0);
     r1 = (struct resolve){c.fut[1], 0};
-    assert_int_equal(coil_loop_call_later(f->loop, 5 * COIL_MSEC, cancel_future_cb,
-                                     c.fut[0], NULL),
+    assert_int_equal(coil_loop_call_later(f->loop, 5 * COIL_MSEC,
+                                          cancel_future_cb, c.fut[0], NULL),
                      0);
     assert_int_equal(
-        coil_loop_call_later(f->loop, 10 * COIL_MSEC, resolve_cb, &r1, NULL), 0);
+        coil_loop_call_later(f->loop, 10 * COIL_MSEC, resolve_cb, &r1, NULL),
+        0);
     assert_int_equal(test_run_task(f->loop, first_exception_body, &c), 0);
     assert_int_equal(c.r, 1);
     assert_true(c.returned - c.started >= 7 * COIL_MSEC);
     assert_true(c.returned - c.started < 10 * COIL_MSEC);
     /* Let the last timer run before the futures go. */
-    assert_int_equal(
-        coil_loop_call_later(f->loop, 20 * COIL_MSEC, test_stop_cb, f->loop, NULL),
-        0);
+    assert_int_equal(coil_loop_call_later(f->loop, 20 * COIL_MSEC, test_stop_cb,
+                                          f->loop, NULL),
+                     0);
     test_run(f->loop);
     assert_false(coil_future_done(c.fut[2]));
     for (int i = 0; i < 3; i++)
@@ -941,7 +947,8 @@ static void test_as_completed_bad_arguments(void **state)
         assert_true(b.out_null[i]);
     /* Outside a task. */
     coil_as_completed_t *it = (coil_as_completed_t *)1;
-    assert_int_equal(coil_as_completed_begin(&b.fut, 1, COIL_NO_TIMEOUT, &it), -EPERM);
+    assert_int_equal(coil_as_completed_begin(&b.fut, 1, COIL_NO_TIMEOUT, &it),
+                     -EPERM);
     assert_null(it);
     assert_false(coil_future_done(b.fut));
     coil_task_unref(owner);
@@ -1044,7 +1051,6 @@ static void test_alloc_failure(void **state)
     assert_int_equal(s.r2[s.n2 - 1], 2);
     test_assert_no_tasks(f->loop);
 }
-
 
 int main(void)
 {

@@ -128,7 +128,8 @@ static void test_callbacks_in_order_through_loop(void **state)
     /* Added after completion: scheduled at once, after the others. */
     struct cb late = {&log, 5};
     assert_int_equal(coil_future_add_done_callback(fut, on_done, &late), 0);
-    assert_int_equal(coil_loop_call_soon(f->loop, test_stop_cb, f->loop, NULL), 0);
+    assert_int_equal(coil_loop_call_soon(f->loop, test_stop_cb, f->loop, NULL),
+                     0);
     test_run(f->loop);
     assert_false(log.reentrant);
     assert_int_equal(log.n, 6);
@@ -153,7 +154,8 @@ static void test_remove_callback(void **state)
     assert_int_equal(coil_future_remove_done_callback(fut, on_done, &a), 2);
     assert_int_equal(coil_future_remove_done_callback(fut, on_done, &a), 0);
     assert_int_equal(coil_future_cancel(fut), 0);
-    assert_int_equal(coil_loop_call_soon(f->loop, test_stop_cb, f->loop, NULL), 0);
+    assert_int_equal(coil_loop_call_soon(f->loop, test_stop_cb, f->loop, NULL),
+                     0);
     test_run(f->loop);
     assert_int_equal(log.n, 1);
     assert_int_equal(log.ids[0], 2);
@@ -173,7 +175,8 @@ static void test_callback_holds_reference(void **state)
     coil_future_unref(fut);
     assert_int_equal(coil_future_set_result(fut, NULL), 0);
     coil_future_unref(fut); /* the callback still holds it */
-    assert_int_equal(coil_loop_call_soon(f->loop, test_stop_cb, f->loop, NULL), 0);
+    assert_int_equal(coil_loop_call_soon(f->loop, test_stop_cb, f->loop, NULL),
+                     0);
     test_run(f->loop);
     assert_int_equal(log.n, 1);
     assert_non_null(log.seen[0]);
@@ -217,10 +220,10 @@ static void test_unref_inside_callback(void **state)
                                                    NULL),
                      0);
     assert_int_equal(coil_future_set_result(fut, NULL), 0);
-    assert_int_equal(coil_loop_call_soon(f->loop, test_stop_cb, f->loop, NULL), 0);
+    assert_int_equal(coil_loop_call_soon(f->loop, test_stop_cb, f->loop, NULL),
+                     0);
     test_run(f->loop);
 }
-
 
 int main(void)
 {

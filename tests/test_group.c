@@ -28,7 +28,8 @@ static void drain(coil_loop_t *loop)
     for (int i = 0; i < 100 && coil_loop_tasks(loop, NULL, 0) > 0; i++) {
         coil_handle_t *h;
         assert_int_equal(
-            coil_loop_call_later(loop, 10 * COIL_MSEC, test_stop_cb, loop, &h), 0);
+            coil_loop_call_later(loop, 10 * COIL_MSEC, test_stop_cb, loop, &h),
+            0);
         test_run(loop);
         coil_handle_cancel(h);
         coil_handle_unref(h);
@@ -45,7 +46,8 @@ struct child {
     int sleep_r;
     bool started, cleaned, finished;
     coil_loop_t *loop;
-    struct test_canceller *before_return; /* a cancel queued just before return */
+    struct test_canceller
+        *before_return; /* a cancel queued just before return */
 };
 
 static int child_body(void *arg)
@@ -335,7 +337,8 @@ static void test_group_parent_cancelled_outside(void **state)
     assert_int_equal(coil_task_spawn(f->loop, parent_body, &p, &t), 0);
     struct test_canceller c = {t, 1, 0};
     assert_int_equal(
-        coil_loop_call_later(f->loop, 5 * COIL_MSEC, test_cancel_cb, &c, NULL), 0);
+        coil_loop_call_later(f->loop, 5 * COIL_MSEC, test_cancel_cb, &c, NULL),
+        0);
     assert_int_equal(test_run_until(f->loop, coil_task_future(t)), 0);
     assert_int_equal(c.result, 0);
     assert_int_equal(p.wait_r, -ECANCELED);
@@ -368,7 +371,8 @@ static void test_group_outside_cancel_then_child_fails(void **state)
     assert_int_equal(coil_task_spawn(f->loop, parent_body, &p, &t), 0);
     struct test_canceller c = {t, 1, 0};
     assert_int_equal(
-        coil_loop_call_later(f->loop, 5 * COIL_MSEC, test_cancel_cb, &c, NULL), 0);
+        coil_loop_call_later(f->loop, 5 * COIL_MSEC, test_cancel_cb, &c, NULL),
+        0);
     assert_int_equal(test_run_until(f->loop, coil_task_future(t)), 0);
     assert_int_equal(c.result, 0);
     assert_int_equal(p.sleep_r, -ECANCELED);
@@ -427,8 +431,8 @@ static int family_parent(void *arg)
 static void test_group_child_spawns_while_waited(void **state)
 {
     struct fixture *f = *state;
-    struct family fa = {.spawn_r = 1, .late_spawn_r = 1, .wait_r = 1,
-                        .loop = f->loop};
+    struct family fa = {
+        .spawn_r = 1, .late_spawn_r = 1, .wait_r = 1, .loop = f->loop};
     assert_int_equal(test_run_task(f->loop, family_parent, &fa), 0);
     assert_int_equal(fa.spawn_r, 0);
     assert_true(fa.sibling_ran);
@@ -926,7 +930,8 @@ static void test_group_loop_closed_while_waiting(void **state)
     coil_task_t *t;
     assert_int_equal(coil_task_spawn(f->loop, closing_parent, &fc, &t), 0);
     assert_int_equal(
-        coil_loop_call_later(f->loop, COIL_MSEC, test_stop_cb, f->loop, NULL), 0);
+        coil_loop_call_later(f->loop, COIL_MSEC, test_stop_cb, f->loop, NULL),
+        0);
     test_run(f->loop);
     assert_true(fc.ch[0].started && fc.ch[1].started);
     assert_int_equal(coil_loop_close(f->loop), 0);
@@ -936,7 +941,6 @@ static void test_group_loop_closed_while_waiting(void **state)
     coil_task_unref(t);
     /* The leak gate: the group went with its parent. */
 }
-
 
 int main(void)
 {

@@ -60,7 +60,8 @@ static void safety_arm(struct safety *s, coil_loop_t *loop, int64_t ns)
 {
     s->loop = loop;
     s->fired = false;
-    assert_int_equal(coil_loop_call_later(loop, ns, safety_cb, s, &s->handle), 0);
+    assert_int_equal(coil_loop_call_later(loop, ns, safety_cb, s, &s->handle),
+                     0);
 }
 
 static void safety_disarm(struct safety *s)
@@ -385,7 +386,8 @@ static void swapper_cb(void *arg)
 {
     struct swapper *s = arg;
     s->calls++;
-    s->add_ret = coil_loop_add_reader(s->loop, s->other_fd, rec_cb, s->other_next);
+    s->add_ret =
+        coil_loop_add_reader(s->loop, s->other_fd, rec_cb, s->other_next);
     coil_loop_remove_reader(s->loop, s->fd);
 }
 
@@ -414,8 +416,9 @@ static void test_replace_queued_watcher(void **state)
     assert_int_equal(ran->other_next->calls, 2);
     assert_int_equal(next_a.calls + next_b.calls, 2);
 
-    assert_int_equal(
-        coil_loop_remove_reader(loop, a[0]) + coil_loop_remove_reader(loop, b[0]), 1);
+    assert_int_equal(coil_loop_remove_reader(loop, a[0]) +
+                         coil_loop_remove_reader(loop, b[0]),
+                     1);
     ticker_close(&t);
     test_close_pair(a);
     test_close_pair(b);
@@ -901,7 +904,8 @@ static void many_fds(coil_loop_t *loop, bool remove_self)
     for (int i = 0; i < MANY; i++) {
         test_socketpair(sv[i]);
         recs[i] = (struct many_rec){&m, sv[i][0], 0};
-        assert_int_equal(coil_loop_add_reader(loop, sv[i][0], many_cb, &recs[i]), 0);
+        assert_int_equal(
+            coil_loop_add_reader(loop, sv[i][0], many_cb, &recs[i]), 0);
     }
     for (int i = 0; i < MANY; i++)
         test_put_byte(sv[i][1]);
@@ -1174,7 +1178,6 @@ static void test_close_loop_with_watchers(void **state)
     test_close_pair(a);
     test_close_pair(b);
 }
-
 
 int main(void)
 {

@@ -40,8 +40,8 @@ static void test_backends(void **state)
     assert_null(loop);
     opts = (coil_loop_options_t){.stack_size = 1024};
     assert_int_equal(coil_loop_new_opts(&opts, &loop), -EINVAL);
-    opts = (coil_loop_options_t){.context = "ucontext",
-                                 .stack_size = 256 * 1024};
+    opts =
+        (coil_loop_options_t){.context = "ucontext", .stack_size = 256 * 1024};
     assert_int_equal(coil_loop_new_opts(&opts, &loop), 0);
     coil_loop_unref(loop);
     assert_int_equal(coil_loop_new_opts(NULL, &loop), 0);
@@ -131,7 +131,8 @@ static void test_running_state(void **state)
     assert_false(coil_loop_is_running(f->loop));
     assert_null(coil_running_loop());
     /* The other loop is fine to run now. */
-    assert_int_equal(coil_loop_call_soon(in.other, test_stop_cb, in.other, NULL), 0);
+    assert_int_equal(
+        coil_loop_call_soon(in.other, test_stop_cb, in.other, NULL), 0);
     test_run(in.other);
     coil_loop_unref(in.other);
 }
@@ -179,7 +180,8 @@ static void test_stop_before_run(void **state)
     assert_int_equal(s.a, 1);
     assert_int_equal(s.b, 0);
     /* The stop was consumed: the next run needs its own stop. */
-    assert_int_equal(coil_loop_call_soon(f->loop, test_stop_cb, f->loop, NULL), 0);
+    assert_int_equal(coil_loop_call_soon(f->loop, test_stop_cb, f->loop, NULL),
+                     0);
     test_run(f->loop);
     assert_int_equal(s.b, 1);
 }
@@ -360,9 +362,11 @@ static void test_no_starvation(void **state)
     struct starve s = {f->loop, {-1, -1}, 0, -1, -1};
     assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, s.fds), 0);
     assert_int_equal(write(s.fds[1], "x", 1), 1);
-    assert_int_equal(coil_loop_add_reader(f->loop, s.fds[0], starve_reader, &s), 0);
+    assert_int_equal(coil_loop_add_reader(f->loop, s.fds[0], starve_reader, &s),
+                     0);
     /* Due "now", but only seen when the loop polls and reads the clock. */
-    assert_int_equal(coil_loop_call_later(f->loop, 0, starve_timer, &s, NULL), 0);
+    assert_int_equal(coil_loop_call_later(f->loop, 0, starve_timer, &s, NULL),
+                     0);
     /* Keep the queue non-empty from the start so the first poll is skipped
      * only as the interval allows. */
     assert_int_equal(coil_loop_call_soon(f->loop, chain, &s, NULL), 0);
@@ -406,7 +410,6 @@ static void test_error_names(void **state)
     assert_string_equal(coil_strerror(INT32_MIN), "Unknown error");
     assert_string_equal(coil_err_name(INT32_MIN), "EUNKNOWN");
 }
-
 
 int main(void)
 {

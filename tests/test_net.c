@@ -1284,8 +1284,8 @@ static int sf_main(void *arg)
         if (n <= 0)
             break;
         for (ssize_t i = 0; i < n; i++)
-            if (buf[i] != test_pattern((size_t)s->start + s->received + (size_t)i,
-                                  9))
+            if (buf[i] !=
+                test_pattern((size_t)s->start + s->received + (size_t)i, 9))
                 s->mismatches++;
         s->received += (size_t)n;
     }
@@ -1520,8 +1520,8 @@ static void test_getaddrinfo_loop_closed(void **state)
 
 struct rawreuse {
     coil_loop_t *loop;
-    int num;         /* the number reused */
-    int peer;        /* the new file's peer */
+    int num;  /* the number reused */
+    int peer; /* the new file's peer */
     ssize_t n1, n2, n0;
     char c1, c2;
 };
@@ -1536,8 +1536,7 @@ static int rawreuse_main(void *arg)
 {
     struct rawreuse *r = arg;
     int sv[2];
-    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0,
-                   sv))
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv))
         return -1;
     /* A wait on the raw fd (its interest is left registered after). */
     (void)send(sv[1], "a", 1, 0);
@@ -1547,8 +1546,7 @@ static int rawreuse_main(void *arg)
     close(sv[0]);
     close(sv[1]);
     int nb[2];
-    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0,
-                   nb))
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, nb))
         return -1;
     if (nb[0] != num) {
         if (dup3(nb[0], num, O_CLOEXEC) < 0)
@@ -1617,7 +1615,8 @@ struct pingpong {
 
 static int pp_send(struct pingpong *p, int fd, coil_stream_t *s, char c)
 {
-    return s ? coil_stream_write(s, &c, 1) : coil_sock_send_all(fd, &c, 1, NULL);
+    return s ? coil_stream_write(s, &c, 1)
+             : coil_sock_send_all(fd, &c, 1, NULL);
 }
 
 static ssize_t pp_recv(struct pingpong *p, int fd, coil_stream_t *s, char *c)
@@ -1968,7 +1967,6 @@ static void test_getaddrinfo_alloc_failure(void **state)
 }
 
 /* ------------------------------------------------------------------ */
-
 
 int main(void)
 {

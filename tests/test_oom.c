@@ -25,11 +25,10 @@ static struct snap snap(const coil_loop_t *loop)
 {
     if (!loop)
         return (struct snap){0};
-    return (struct snap){loop->ready.q.len, loop->timers.count,
-                         loop->ready.timer_pool.live +
-                             loop->ready.soonh_pool.live,
-                         loop->ready.soon_pool.live + loop->futures.pool.live,
-                         loop->refs};
+    return (struct snap){
+        loop->ready.q.len, loop->timers.count,
+        loop->ready.timer_pool.live + loop->ready.soonh_pool.live,
+        loop->ready.soon_pool.live + loop->futures.pool.live, loop->refs};
 }
 
 static void assert_same(struct snap a, struct snap b)
@@ -94,12 +93,14 @@ static void test_call_soon(void **state)
 {
     struct fixture *f = *state;
     /* The first call on a fresh loop fills the record pool. */
-    SWEEP(f->loop, coil_loop_call_soon(f->loop, noop, NULL, NULL), (void)0, (void)0);
+    SWEEP(f->loop, coil_loop_call_soon(f->loop, noop, NULL, NULL), (void)0,
+          (void)0);
     coil_handle_t *h = (coil_handle_t *)1;
     SWEEP(f->loop, coil_loop_call_soon(f->loop, noop, NULL, &h), assert_null(h),
           coil_handle_unref(h));
     /* Both calls are queued exactly once: run them. */
-    assert_int_equal(coil_loop_call_soon(f->loop, test_stop_cb, f->loop, NULL), 0);
+    assert_int_equal(coil_loop_call_soon(f->loop, test_stop_cb, f->loop, NULL),
+                     0);
     test_run(f->loop);
 }
 
@@ -162,10 +163,10 @@ static void test_threadsafe(void **state)
     SWEEP(f->loop, coil_loop_call_soon_threadsafe(f->loop, noop, NULL), (void)0,
           (void)0);
     assert_int_equal(
-        coil_loop_call_later(f->loop, COIL_MSEC, test_stop_cb, f->loop, NULL), 0);
+        coil_loop_call_later(f->loop, COIL_MSEC, test_stop_cb, f->loop, NULL),
+        0);
     test_run(f->loop);
 }
-
 
 int main(void)
 {

@@ -114,8 +114,8 @@ static const char *describe(const struct batch *b)
     buf[0] = 0;
     for (int i = 0; i < b->n && len < sizeof(buf) - 64; i++)
         len += (size_t)snprintf(buf + len, sizeof(buf) - len,
-                                "%s{fd %d, events %#x, tag %#x}",
-                                i ? ", " : "", b->ev[i].fd, b->ev[i].events,
+                                "%s{fd %d, events %#x, tag %#x}", i ? ", " : "",
+                                b->ev[i].fd, b->ev[i].events,
                                 (unsigned)b->ev[i].tag);
     return b->n ? buf : "(none)";
 }
@@ -387,8 +387,8 @@ static void test_watch_both(void **state)
 static void test_change_mask(void **state)
 {
     (void)state;
-    static const unsigned masks[] = {READ, WRITE, READ | WRITE, READ, WRITE,
-                                     READ | WRITE, WRITE, READ};
+    static const unsigned masks[] = {READ,  WRITE,        READ | WRITE, READ,
+                                     WRITE, READ | WRITE, WRITE,        READ};
     struct batch b;
     int sv[2];
     test_socketpair(sv);
@@ -428,8 +428,8 @@ static void test_same_mask_new_tag(void **state)
 static void test_tag_bits(void **state)
 {
     (void)state;
-    static const uint32_t tags[] = {0, 1, 0x7fffffffu, 0x80000000u,
-                                    0xffffffffu, 0xdeadbeefu};
+    static const uint32_t tags[] = {0,           1,           0x7fffffffu,
+                                    0x80000000u, 0xffffffffu, 0xdeadbeefu};
     enum { N = sizeof(tags) / sizeof(*tags) };
     struct batch b;
     int sv[N][2];
@@ -650,8 +650,7 @@ static void test_wait_zero(void **state)
 static void timeouts_never_early(void)
 {
     static const int64_t timeouts[] = {
-        1,       999,     999999,  1000000, 1000001,
-        1500000, 2000000, 2999999, 10000000};
+        1, 999, 999999, 1000000, 1000001, 1500000, 2000000, 2999999, 10000000};
     for (size_t i = 0; i < sizeof(timeouts) / sizeof(*timeouts); i++) {
         struct batch b;
         int64_t t = timeouts[i];

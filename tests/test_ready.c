@@ -37,7 +37,8 @@ static void test_fifo(void **state)
         e[i] = (struct entry){&log, i};
         assert_int_equal(coil_loop_call_soon(f->loop, record, &e[i], NULL), 0);
     }
-    assert_int_equal(coil_loop_call_soon(f->loop, test_stop_cb, f->loop, NULL), 0);
+    assert_int_equal(coil_loop_call_soon(f->loop, test_stop_cb, f->loop, NULL),
+                     0);
     test_run(f->loop);
     assert_int_equal(log.n, 10);
     for (int i = 0; i < 10; i++)
@@ -74,7 +75,8 @@ static void test_next_iteration(void **state)
     assert_int_equal(c.ran_first, 1);
     assert_int_equal(c.ran_second, 0);
     /* It is still queued and runs in the next run. */
-    assert_int_equal(coil_loop_call_soon(f->loop, test_stop_cb, f->loop, NULL), 0);
+    assert_int_equal(coil_loop_call_soon(f->loop, test_stop_cb, f->loop, NULL),
+                     0);
     test_run(f->loop);
     assert_int_equal(c.ran_second, 1);
 }
@@ -92,7 +94,8 @@ static void test_handle_cancel_before_run(void **state)
     assert_int_equal(coil_handle_cancel(ha), 0);
     assert_true(coil_handle_cancelled(ha));
     assert_int_equal(coil_handle_cancel(ha), 0); /* idempotent */
-    assert_int_equal(coil_loop_call_soon(f->loop, test_stop_cb, f->loop, NULL), 0);
+    assert_int_equal(coil_loop_call_soon(f->loop, test_stop_cb, f->loop, NULL),
+                     0);
     test_run(f->loop);
     assert_int_equal(log.n, 1);
     assert_int_equal(log.seq[0], 2);
@@ -121,7 +124,8 @@ static void test_cancel_from_earlier_callback(void **state)
     struct canceller c = {NULL, &log};
     assert_int_equal(coil_loop_call_soon(f->loop, cancel_victim, &c, NULL), 0);
     assert_int_equal(coil_loop_call_soon(f->loop, record, &v, &c.victim), 0);
-    assert_int_equal(coil_loop_call_soon(f->loop, test_stop_cb, f->loop, NULL), 0);
+    assert_int_equal(coil_loop_call_soon(f->loop, test_stop_cb, f->loop, NULL),
+                     0);
     test_run(f->loop);
     assert_int_equal(log.n, 0);
     coil_handle_unref(c.victim);
@@ -135,7 +139,8 @@ static void test_release_before_run(void **state)
     coil_handle_t *h;
     assert_int_equal(coil_loop_call_soon(f->loop, record, &e, &h), 0);
     coil_handle_unref(h); /* does not cancel */
-    assert_int_equal(coil_loop_call_soon(f->loop, test_stop_cb, f->loop, NULL), 0);
+    assert_int_equal(coil_loop_call_soon(f->loop, test_stop_cb, f->loop, NULL),
+                     0);
     test_run(f->loop);
     assert_int_equal(log.n, 1);
     assert_int_equal(log.seq[0], 3);
@@ -151,9 +156,11 @@ static void test_mixed_fifo(void **state)
     for (int i = 0; i < 6; i++) {
         e[i] = (struct entry){&log, i};
         assert_int_equal(
-            coil_loop_call_soon(f->loop, record, &e[i], i % 2 ? &h[i] : NULL), 0);
+            coil_loop_call_soon(f->loop, record, &e[i], i % 2 ? &h[i] : NULL),
+            0);
     }
-    assert_int_equal(coil_loop_call_soon(f->loop, test_stop_cb, f->loop, NULL), 0);
+    assert_int_equal(coil_loop_call_soon(f->loop, test_stop_cb, f->loop, NULL),
+                     0);
     test_run(f->loop);
     assert_int_equal(log.n, 6);
     for (int i = 0; i < 6; i++) {
@@ -236,10 +243,11 @@ static void test_large_batch(void **state)
     struct counted *xs = test_malloc(N * sizeof(*xs));
     for (long i = 0; i < N; i++) {
         xs[i] = (struct counted){&c, i};
-        assert_int_equal(coil_loop_call_soon(f->loop, count_in_order, &xs[i], NULL),
-                         0);
+        assert_int_equal(
+            coil_loop_call_soon(f->loop, count_in_order, &xs[i], NULL), 0);
     }
-    assert_int_equal(coil_loop_call_soon(f->loop, test_stop_cb, f->loop, NULL), 0);
+    assert_int_equal(coil_loop_call_soon(f->loop, test_stop_cb, f->loop, NULL),
+                     0);
     test_run(f->loop);
     assert_int_equal(c.next, N);
     assert_int_equal(c.bad, 0);

@@ -105,9 +105,8 @@ static int client(void *arg)
 {
     struct echo *e = arg;
     struct client c = {e, e->next++, NULL};
-    int err = e->unix_path
-                  ? coil_stream_open_unix(e->unix_path, &c.s)
-                  : coil_stream_open(e->host, e->port, &c.s);
+    int err = e->unix_path ? coil_stream_open_unix(e->unix_path, &c.s)
+                           : coil_stream_open(e->host, e->port, &c.s);
     if (err) {
         e->conn_err[c.i] = err;
         return 0;
@@ -135,11 +134,10 @@ static int client(void *arg)
 static int echo_main(void *arg)
 {
     struct echo *e = arg;
-    e->start = e->unix_path
-                   ? coil_server_open_unix(e->unix_path, echo_handler,
-                                            &e->served, NULL, &e->srv)
-                   : coil_server_open(e->host, "0", echo_handler, &e->served,
-                                       NULL, &e->srv);
+    e->start = e->unix_path ? coil_server_open_unix(e->unix_path, echo_handler,
+                                                    &e->served, NULL, &e->srv)
+                            : coil_server_open(e->host, "0", echo_handler,
+                                               &e->served, NULL, &e->srv);
     if (e->start)
         return 0;
     if (!e->unix_path)
@@ -216,7 +214,7 @@ static int b_main(void *arg)
     p->loop_b = coil_running_loop();
     coil_server_options_t o = {.reuse_port = true};
     p->start_b = coil_server_open("127.0.0.1", p->port, echo_handler,
-                                   &p->served_b, &o, &p->srv_b);
+                                  &p->served_b, &o, &p->srv_b);
     atomic_store(&p->ready, 1);
     if (p->start_b)
         return 0;
@@ -268,14 +266,14 @@ static int rp_main(void *arg)
     coil_loop_t *loop = coil_running_loop();
     coil_server_t *a = NULL, *plain = NULL;
     coil_server_options_t o = {.reuse_port = true};
-    p->start_a = coil_server_open("127.0.0.1", "0", echo_handler,
-                                   &p->served_a, &o, &a);
+    p->start_a =
+        coil_server_open("127.0.0.1", "0", echo_handler, &p->served_a, &o, &a);
     if (p->start_a)
         return 0;
     snprintf(p->port, sizeof(p->port), "%d", coil_server_port(a));
     /* Without the option the port is taken. */
-    p->without_opt = coil_server_open("127.0.0.1", p->port, echo_handler,
-                                       NULL, NULL, &plain);
+    p->without_opt = coil_server_open("127.0.0.1", p->port, echo_handler, NULL,
+                                      NULL, &plain);
     pthread_t t;
     if (pthread_create(&t, NULL, b_thread, p) != 0) {
         p->start_b = -EAGAIN;
@@ -367,15 +365,14 @@ static int sockfile_main(void *arg)
     /* keep_socket_file leaves a stale socket, which the next server
      * removes and replaces. */
     coil_server_options_t keep = {.keep_socket_file = true};
-    f->after_close = coil_server_open_unix(f->path, echo_handler, NULL,
-                                            &keep, &a);
+    f->after_close =
+        coil_server_open_unix(f->path, echo_handler, NULL, &keep, &a);
     server_done(a);
     f->kept = is_socket_file(f->path);
     f->stale = coil_server_open_unix(f->path, echo_handler, NULL, NULL, &a);
     /* Replaced behind the server's back: closing it leaves the new file. */
     unlink(f->path);
-    f->replaced = coil_server_open_unix(f->path, echo_handler, NULL, NULL,
-                                         &b);
+    f->replaced = coil_server_open_unix(f->path, echo_handler, NULL, NULL, &b);
     server_done(a);
     f->replacement_kept = is_socket_file(f->path);
     server_done(b);
@@ -596,7 +593,7 @@ static int mf_main(void *arg)
 {
     struct mf *m = arg;
     if (coil_server_open("127.0.0.1", "0", echo_handler, &m->served, NULL,
-                          &m->srv))
+                         &m->srv))
         return -1;
     snprintf(m->port, sizeof(m->port), "%d", coil_server_port(m->srv));
     /* Connect with a raw socket made before the limit drops. */
@@ -716,10 +713,9 @@ static int errs_main(void *arg)
     char port[16];
     snprintf(port, sizeof(port), "%d", coil_server_port(srv));
     coil_server_t *srv2 = NULL;
-    e->inuse = coil_server_open("127.0.0.1", port, echo_handler, NULL,
-                                 &(coil_server_options_t){
-                                     .no_reuse_address = true},
-                                 &srv2);
+    e->inuse = coil_server_open(
+        "127.0.0.1", port, echo_handler, NULL,
+        &(coil_server_options_t){.no_reuse_address = true}, &srv2);
     coil_server_close(srv);
     e->port_closed = coil_server_port(srv);
     coil_server_wait_closed(srv);
@@ -731,9 +727,9 @@ static int errs_main(void *arg)
     longp[sizeof(longp) - 1] = 0;
     e->toolong = coil_stream_open_unix(longp, &s);
     e->unix_missing = coil_stream_open_unix("/nonexistent/coil.sock", &s);
-    e->badopts = coil_server_open("127.0.0.1", "0", echo_handler, NULL,
-                                   &(coil_server_options_t){.backlog = -1},
-                                   &srv2);
+    e->badopts =
+        coil_server_open("127.0.0.1", "0", echo_handler, NULL,
+                         &(coil_server_options_t){.backlog = -1}, &srv2);
     return 0;
 }
 
@@ -803,8 +799,8 @@ static int oom_main(void *arg)
     coil_server_t *srv = NULL;
     coil_stream_t *s = NULL;
     test_alloc_fail_after(o->nth);
-    o->start = coil_server_open("127.0.0.1", "0", echo_handler, NULL, NULL,
-                                 &srv);
+    o->start =
+        coil_server_open("127.0.0.1", "0", echo_handler, NULL, NULL, &srv);
     if (!o->start) {
         char port[16];
         snprintf(port, sizeof(port), "%d", coil_server_port(srv));
@@ -1206,7 +1202,6 @@ static void test_race_localhost(void **state)
     coil_sock_close(l);
     coil_sock_close(refused);
 }
-
 
 int main(void)
 {

@@ -478,8 +478,7 @@ static void expect_guards(const struct child *c, enum guards g)
     char line[64];
     snprintf(line, sizeof(line), "guard: %s", want);
     if (!strstr(c->err, line))
-        fail_msg("the child's stack was not guarded by %s:\n%s", want,
-                 c->err);
+        fail_msg("the child's stack was not guarded by %s:\n%s", want, c->err);
 }
 
 static void check_overflow(enum guards g, bool in_thread)
@@ -835,8 +834,8 @@ static void check_frame(enum frame_kind kind, enum guards g)
         fail_msg("the child could not set up; its stderr:\n%s", c->err);
     expect_signal(c, SIGABRT);
     snprintf(want, sizeof(want),
-             "stack overflow in task '%s' (stack size %zu bytes)",
-             FRAME_VICTIM, pool.size);
+             "stack overflow in task '%s' (stack size %zu bytes)", FRAME_VICTIM,
+             pool.size);
     if (!strstr(c->err, want))
         fail_msg("stderr lacks \"%s\":\n%s", want, c->err);
     if (!strstr(c->err, "neighbour: intact") ||
@@ -1258,7 +1257,6 @@ static void test_thread_init(void **state)
             fail_msg("thread %d's alternate signal stack is still mapped", i);
     }
 }
-
 
 /* What ASan poisons and reports; nothing to see without it. */
 static const struct CMUnitTest asan_tests[] = {

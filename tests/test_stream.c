@@ -1585,7 +1585,6 @@ static void test_alloc_failure(void **state)
     assert_true(done);
 }
 
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {

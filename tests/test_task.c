@@ -384,7 +384,8 @@ static void test_sleep_order(void **state)
     }
     int64_t start = coil_loop_time(f->loop);
     assert_int_equal(
-        coil_loop_call_later(f->loop, COIL_SEC, test_stop_cb, f->loop, NULL), 0);
+        coil_loop_call_later(f->loop, COIL_SEC, test_stop_cb, f->loop, NULL),
+        0);
     test_run(f->loop);
     assert_int_equal(log.n, SORT_N);
     assert_int_equal(log.bad_sleep, 0);
@@ -1512,7 +1513,6 @@ static void test_close_with_suspended_tasks(void **state)
     for (int i = 0; i < 4; i++)
         coil_task_unref(t[i]);
 }
-
 
 /*
  * A task that overflows its stack: in a forked child, the process must

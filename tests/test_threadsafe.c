@@ -50,8 +50,8 @@ static void safety_cb(void *arg)
 static bool run_bounded(coil_loop_t *loop)
 {
     struct safety s = {loop, NULL, false};
-    assert_int_equal(coil_loop_call_later(loop, SAFETY_NS, safety_cb, &s, &s.handle),
-                     0);
+    assert_int_equal(
+        coil_loop_call_later(loop, SAFETY_NS, safety_cb, &s, &s.handle), 0);
     int err = coil_loop_run_forever(loop);
     coil_handle_cancel(s.handle);
     coil_handle_unref(s.handle);
@@ -436,8 +436,8 @@ static void test_calls_from_loop_thread(void **state)
         o.calls[i] = (struct own_call){&o, i};
     /* Before the loop runs ... */
     for (int i = 0; i < OWN_CALLS / 2; i++)
-        assert_int_equal(coil_loop_call_soon_threadsafe(loop, own_cb, &o.calls[i]),
-                         0);
+        assert_int_equal(
+            coil_loop_call_soon_threadsafe(loop, own_cb, &o.calls[i]), 0);
     /* ... and from its callbacks (own_cb). */
     assert_false(run_bounded(loop));
     assert_int_equal(o.nested_failures, 0);
@@ -803,7 +803,8 @@ static void *racer_main(void *arg)
     struct racer *t = arg;
     int64_t deadline = coil_now() + SAFETY_NS;
     for (;;) {
-        int err = coil_loop_call_soon_threadsafe(t->race->loop, race_cb, t->race);
+        int err =
+            coil_loop_call_soon_threadsafe(t->race->loop, race_cb, t->race);
         if (err == 0) {
             t->ok++;
         } else if (err == -EBADF) {
@@ -852,7 +853,6 @@ static void test_close_while_threads_call(void **state)
     assert_int_equal(race.ran, ran);
     assert_int_equal(race.ran_after_close, 0);
 }
-
 
 int main(void)
 {

@@ -263,7 +263,8 @@ static void test_scope_outside_cancel(void **state)
     assert_int_equal(coil_task_spawn(f->loop, outside_cancel_body, &o, &t), 0);
     struct test_canceller c = {t, 1, 0};
     assert_int_equal(
-        coil_loop_call_later(f->loop, 5 * COIL_MSEC, test_cancel_cb, &c, NULL), 0);
+        coil_loop_call_later(f->loop, 5 * COIL_MSEC, test_cancel_cb, &c, NULL),
+        0);
     assert_int_equal(test_run_until(f->loop, coil_task_future(t)), -ECANCELED);
     assert_int_equal(c.result, 0);
     assert_int_equal(o.body_r, -ECANCELED);
@@ -301,7 +302,8 @@ static int both_body(void *arg)
     if (coil_timeout_begin(10 * COIL_MSEC, &sc))
         return -ENOMEM;
     if (b->late)
-        coil_loop_call_at(b->loop, coil_timeout_when(sc), test_cancel_cb, b->late, NULL);
+        coil_loop_call_at(b->loop, coil_timeout_when(sc), test_cancel_cb,
+                          b->late, NULL);
     b->body_r = coil_sleep(HOUR);
     b->expired = coil_timeout_expired(sc);
     b->end_r = coil_timeout_end(sc, b->body_r);
@@ -321,8 +323,9 @@ static void test_scope_expiry_races_outside_cancel(void **state)
          * this one before the scope's. */
         if (outside_first)
             assert_int_equal(
-                coil_loop_call_at(f->loop, coil_loop_time(f->loop) + 10 * COIL_MSEC,
-                             test_cancel_cb, &c, NULL),
+                coil_loop_call_at(f->loop,
+                                  coil_loop_time(f->loop) + 10 * COIL_MSEC,
+                                  test_cancel_cb, &c, NULL),
                 0);
         assert_int_equal(test_run_until(f->loop, coil_task_future(t)), -ECANCELED);
         assert_int_equal(c.result, 0);
@@ -692,7 +695,8 @@ static void test_scope_loop_closed(void **state)
     assert_int_equal(coil_task_spawn(f->loop, sleeps_in_scope, &resumed, &t),
                      0);
     assert_int_equal(
-        coil_loop_call_later(f->loop, COIL_MSEC, test_stop_cb, f->loop, NULL), 0);
+        coil_loop_call_later(f->loop, COIL_MSEC, test_stop_cb, f->loop, NULL),
+        0);
     test_run(f->loop);
     assert_false(coil_future_done(coil_task_future(t)));
     assert_int_equal(coil_loop_close(f->loop), 0);
@@ -748,7 +752,8 @@ static void test_wait_for_in_time(void **state)
     assert_int_equal(coil_future_new(f->loop, &fut), 0);
     struct resolve res = {fut, (void *)(intptr_t)21};
     assert_int_equal(
-        coil_loop_call_later(f->loop, 10 * COIL_MSEC, resolve_cb, &res, NULL), 0);
+        coil_loop_call_later(f->loop, 10 * COIL_MSEC, resolve_cb, &res, NULL),
+        0);
     struct wf_ctx w;
     wf_init(&w, f->loop, fut, COIL_SEC);
     assert_int_equal(test_run_task(f->loop, wf_body, &w), 0);
@@ -850,7 +855,8 @@ static void test_wait_for_outside_cancel(void **state)
     assert_int_equal(coil_task_spawn(f->loop, wf_body, &w, &t), 0);
     struct test_canceller c = {t, 1, 0};
     assert_int_equal(
-        coil_loop_call_later(f->loop, 5 * COIL_MSEC, test_cancel_cb, &c, NULL), 0);
+        coil_loop_call_later(f->loop, 5 * COIL_MSEC, test_cancel_cb, &c, NULL),
+        0);
     assert_int_equal(test_run_until(f->loop, coil_task_future(t)), 0);
     assert_int_equal(c.result, 0);
     assert_int_equal(w.r, -ECANCELED);
@@ -903,9 +909,9 @@ static void test_wait_for_result_races_cancel(void **state)
     assert_int_equal(coil_task_spawn(f->loop, wf_body, &w, &t), 0);
     struct test_canceller c = {t, 1, 0};
     struct race r = {fut, &c};
-    assert_int_equal(
-        coil_loop_call_later(f->loop, 5 * COIL_MSEC, result_then_cancel, &r, NULL),
-        0);
+    assert_int_equal(coil_loop_call_later(f->loop, 5 * COIL_MSEC,
+                                          result_then_cancel, &r, NULL),
+                     0);
     assert_int_equal(test_run_until(f->loop, coil_task_future(t)), 0);
     assert_int_equal(c.result, 0);
     assert_int_equal(w.r, 0);
@@ -968,8 +974,8 @@ static void test_wait_for_no_limit_and_zero(void **state)
     coil_future_t *fut;
     assert_int_equal(coil_future_new(f->loop, &fut), 0);
     struct resolve res = {fut, (void *)(intptr_t)41};
-    assert_int_equal(coil_loop_call_later(f->loop, 2 * HOUR, resolve_cb, &res, NULL),
-                     0);
+    assert_int_equal(
+        coil_loop_call_later(f->loop, 2 * HOUR, resolve_cb, &res, NULL), 0);
     struct wf_ctx w;
     wf_init(&w, f->loop, fut, COIL_NO_TIMEOUT);
     assert_int_equal(test_run_task(f->loop, wf_body, &w), 0);
@@ -1120,7 +1126,6 @@ static void test_wait_for_bad_arguments(void **state)
     coil_loop_unref(other);
     test_assert_no_tasks(f->loop);
 }
-
 
 int main(void)
 {

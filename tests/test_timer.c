@@ -47,11 +47,12 @@ static void test_deadline_order(void **state)
     for (int i = 0; i < N; i++) {
         int64_t delay = (rand() % 1000) * COIL_MSEC;
         e[i] = (struct entry){&log, i, coil_loop_time(f->loop) + delay};
-        assert_int_equal(coil_loop_call_later(f->loop, delay, record, &e[i], NULL),
-                         0);
+        assert_int_equal(
+            coil_loop_call_later(f->loop, delay, record, &e[i], NULL), 0);
     }
-    assert_int_equal(
-        coil_loop_call_later(f->loop, 2 * COIL_SEC, test_stop_cb, f->loop, NULL), 0);
+    assert_int_equal(coil_loop_call_later(f->loop, 2 * COIL_SEC, test_stop_cb,
+                                          f->loop, NULL),
+                     0);
     test_run(f->loop);
     assert_int_equal(log.n, N);
     for (int i = 0; i < N; i++) {
@@ -74,10 +75,11 @@ static void test_equal_deadlines_fifo(void **state)
     int64_t when = coil_loop_time(f->loop) + 5 * COIL_MSEC;
     for (int i = 0; i < 50; i++) {
         e[i] = (struct entry){&log, i, when};
-        assert_int_equal(coil_loop_call_at(f->loop, when, record, &e[i], NULL), 0);
+        assert_int_equal(coil_loop_call_at(f->loop, when, record, &e[i], NULL),
+                         0);
     }
-    assert_int_equal(coil_loop_call_at(f->loop, when, test_stop_cb, f->loop, NULL),
-                     0);
+    assert_int_equal(
+        coil_loop_call_at(f->loop, when, test_stop_cb, f->loop, NULL), 0);
     test_run(f->loop);
     assert_int_equal(log.n, 50);
     for (int i = 0; i < 50; i++)
@@ -92,9 +94,9 @@ static void test_cancel(void **state)
     coil_handle_t *h[10];
     for (int i = 0; i < 10; i++) {
         e[i] = (struct entry){&log, i, 0};
-        assert_int_equal(
-            coil_loop_call_later(f->loop, (i + 1) * COIL_MSEC, record, &e[i], &h[i]),
-            0);
+        assert_int_equal(coil_loop_call_later(f->loop, (i + 1) * COIL_MSEC,
+                                              record, &e[i], &h[i]),
+                         0);
         assert_int_equal(coil_handle_when(h[i]),
                          coil_loop_time(f->loop) + (i + 1) * COIL_MSEC);
     }
@@ -103,9 +105,9 @@ static void test_cancel(void **state)
     /* A cancelled timer leaves the heap at once. */
     assert_int_equal(f->loop->timers.heap.len, 5);
     assert_int_equal(f->loop->timers.count, 5);
-    assert_int_equal(
-        coil_loop_call_later(f->loop, 20 * COIL_MSEC, test_stop_cb, f->loop, NULL),
-        0);
+    assert_int_equal(coil_loop_call_later(f->loop, 20 * COIL_MSEC, test_stop_cb,
+                                          f->loop, NULL),
+                     0);
     test_run(f->loop);
     assert_int_equal(log.n, 5);
     for (int i = 0; i < 5; i++)
@@ -141,10 +143,11 @@ static void test_cancel_due_in_same_batch(void **state)
     struct pair p = {0};
     int64_t when = coil_loop_time(f->loop) + COIL_MSEC;
     assert_int_equal(coil_loop_call_at(f->loop, when, pair_first, &p, NULL), 0);
-    assert_int_equal(coil_loop_call_at(f->loop, when, pair_second, &p, &p.other), 0);
     assert_int_equal(
-        coil_loop_call_later(f->loop, 10 * COIL_MSEC, test_stop_cb, f->loop, NULL),
-        0);
+        coil_loop_call_at(f->loop, when, pair_second, &p, &p.other), 0);
+    assert_int_equal(coil_loop_call_later(f->loop, 10 * COIL_MSEC, test_stop_cb,
+                                          f->loop, NULL),
+                     0);
     test_run(f->loop);
     assert_int_equal(p.ran_first, 1);
     assert_int_equal(p.ran_second, 0);
@@ -159,12 +162,14 @@ static void test_zero_and_negative_delays(void **state)
                  past = {&log, 4, 0};
     /* The timers are scheduled first but the call_soon is ready first. */
     assert_int_equal(coil_loop_call_later(f->loop, 0, record, &zero, NULL), 0);
-    assert_int_equal(coil_loop_call_later(f->loop, -COIL_SEC, record, &neg, NULL),
+    assert_int_equal(
+        coil_loop_call_later(f->loop, -COIL_SEC, record, &neg, NULL), 0);
+    assert_int_equal(coil_loop_call_at(f->loop, INT64_MIN, record, &past, NULL),
                      0);
-    assert_int_equal(coil_loop_call_at(f->loop, INT64_MIN, record, &past, NULL), 0);
     assert_int_equal(coil_loop_call_soon(f->loop, record, &soon, NULL), 0);
     assert_int_equal(
-        coil_loop_call_later(f->loop, COIL_MSEC, test_stop_cb, f->loop, NULL), 0);
+        coil_loop_call_later(f->loop, COIL_MSEC, test_stop_cb, f->loop, NULL),
+        0);
     test_run(f->loop);
     assert_int_equal(log.n, 4);
     assert_int_equal(log.ids[0], 1);
@@ -180,15 +185,18 @@ static void test_far_future(void **state)
     struct log log = {.loop = f->loop};
     struct entry far = {&log, 1, 0};
     coil_handle_t *h;
-    assert_int_equal(coil_loop_call_later(f->loop, INT64_MAX, record, &far, &h), 0);
+    assert_int_equal(coil_loop_call_later(f->loop, INT64_MAX, record, &far, &h),
+                     0);
     assert_int_equal(coil_handle_when(h), INT64_MAX); /* saturated */
     assert_int_equal(
-        coil_loop_call_later(f->loop, COIL_SEC, test_stop_cb, f->loop, NULL), 0);
+        coil_loop_call_later(f->loop, COIL_SEC, test_stop_cb, f->loop, NULL),
+        0);
     test_run(f->loop);
     assert_int_equal(log.n, 0);
     /* A year of virtual time later it is still pending. */
     coil__clock_advance(365LL * 24 * 3600 * COIL_SEC);
-    assert_int_equal(coil_loop_call_soon(f->loop, test_stop_cb, f->loop, NULL), 0);
+    assert_int_equal(coil_loop_call_soon(f->loop, test_stop_cb, f->loop, NULL),
+                     0);
     test_run(f->loop);
     assert_int_equal(log.n, 0);
     assert_int_equal(f->loop->timers.heap.len, 1);
@@ -217,8 +225,8 @@ static void test_rearm_from_callback(void **state)
     struct fixture *f = *state;
     struct rearm r = {f->loop, 0};
     int64_t start = coil_loop_time(f->loop);
-    assert_int_equal(coil_loop_call_later(f->loop, COIL_MSEC, rearm_cb, &r, NULL),
-                     0);
+    assert_int_equal(
+        coil_loop_call_later(f->loop, COIL_MSEC, rearm_cb, &r, NULL), 0);
     test_run(f->loop);
     assert_int_equal(r.count, 100);
     assert_true(coil_loop_time(f->loop) - start >= 100 * COIL_MSEC);
@@ -250,9 +258,11 @@ static void test_bad_arguments(void **state)
     h = (coil_handle_t *)1;
     assert_int_equal(coil_loop_call_at(f->loop, 0, NULL, NULL, &h), -EINVAL);
     assert_null(h);
-    assert_int_equal(coil_loop_call_later(f->loop, 0, NULL, NULL, NULL), -EINVAL);
+    assert_int_equal(coil_loop_call_later(f->loop, 0, NULL, NULL, NULL),
+                     -EINVAL);
     assert_int_equal(coil_loop_close(f->loop), 0);
-    assert_int_equal(coil_loop_call_later(f->loop, 0, noop, NULL, NULL), -EBADF);
+    assert_int_equal(coil_loop_call_later(f->loop, 0, noop, NULL, NULL),
+                     -EBADF);
     assert_int_equal(coil_loop_call_at(f->loop, 0, noop, NULL, &h), -EBADF);
     assert_null(h);
 }
@@ -264,8 +274,10 @@ static void test_close_with_timers(void **state)
     struct log log = {.loop = f->loop};
     struct entry e = {&log, 1, 0};
     coil_handle_t *h;
-    assert_int_equal(coil_loop_call_later(f->loop, COIL_MSEC, record, &e, &h), 0);
-    assert_int_equal(coil_loop_call_later(f->loop, COIL_MSEC, record, &e, NULL), 0);
+    assert_int_equal(coil_loop_call_later(f->loop, COIL_MSEC, record, &e, &h),
+                     0);
+    assert_int_equal(coil_loop_call_later(f->loop, COIL_MSEC, record, &e, NULL),
+                     0);
     assert_int_equal(coil_loop_close(f->loop), 0);
     assert_int_equal(coil_handle_cancel(h), 0);
     coil_handle_unref(h);
@@ -279,11 +291,11 @@ static void test_real_clock(void **state)
     struct log log = {.loop = f->loop};
     struct entry e = {&log, 1, 0};
     coil_handle_t *h;
-    assert_int_equal(coil_loop_call_later(f->loop, 2 * COIL_MSEC, record, &e, &h),
-                     0);
     assert_int_equal(
-        coil_loop_call_later(f->loop, 3 * COIL_MSEC, test_stop_cb, f->loop, NULL),
-        0);
+        coil_loop_call_later(f->loop, 2 * COIL_MSEC, record, &e, &h), 0);
+    assert_int_equal(coil_loop_call_later(f->loop, 3 * COIL_MSEC, test_stop_cb,
+                                          f->loop, NULL),
+                     0);
     test_run(f->loop);
     assert_int_equal(log.n, 1);
     assert_true(log.at[0] >= coil_handle_when(h));
@@ -336,17 +348,18 @@ static void test_many_with_cancellation(void **state)
     coil_handle_t **h = test_calloc(N, sizeof(*h));
     srand(3);
     for (int i = 0; i < N; i++)
-        assert_int_equal(coil_loop_call_later(f->loop, (rand() % 100) * COIL_MSEC,
-                                         record, &e, i % 2 ? &h[i] : NULL),
+        assert_int_equal(coil_loop_call_later(f->loop,
+                                              (rand() % 100) * COIL_MSEC,
+                                              record, &e, i % 2 ? &h[i] : NULL),
                          0);
     for (int i = 1; i < N; i += 2) {
         coil_handle_cancel(h[i]);
         coil_handle_unref(h[i]);
     }
     assert_int_equal(f->loop->timers.count, N / 2);
-    assert_int_equal(
-        coil_loop_call_later(f->loop, 200 * COIL_MSEC, test_stop_cb, f->loop, NULL),
-        0);
+    assert_int_equal(coil_loop_call_later(f->loop, 200 * COIL_MSEC,
+                                          test_stop_cb, f->loop, NULL),
+                     0);
     test_run(f->loop);
     assert_int_equal(log.n, MAXLOG); /* capped log: at least that many */
     assert_int_equal(f->loop->timers.count, 0);
@@ -372,7 +385,8 @@ static void test_same_deadline_rings(void **state)
     coil_handle_t *h[8];
     for (int i = 0; i < 8; i++) {
         e[i] = (struct entry){&log, i, at[i]};
-        assert_int_equal(coil_loop_call_at(f->loop, at[i], record, &e[i], &h[i]), 0);
+        assert_int_equal(
+            coil_loop_call_at(f->loop, at[i], record, &e[i], &h[i]), 0);
     }
     assert_int_equal(f->loop->timers.count, 8);
     /* Two heap entries for T (the split), one for T2. */
@@ -386,9 +400,9 @@ static void test_same_deadline_rings(void **state)
     assert_int_equal(f->loop->timers.count, 5);
     assert_int_equal(coil_handle_when(h[1]), T); /* B leads now */
     assert_int_equal(coil_handle_when(h[0]), T); /* kept after cancel */
-    assert_int_equal(
-        coil_loop_call_later(f->loop, 20 * COIL_MSEC, test_stop_cb, f->loop, NULL),
-        0);
+    assert_int_equal(coil_loop_call_later(f->loop, 20 * COIL_MSEC, test_stop_cb,
+                                          f->loop, NULL),
+                     0);
     test_run(f->loop);
     static const int expect[] = {2, 1, 3, 5, 6};
     assert_int_equal(log.n, 5);
@@ -431,14 +445,15 @@ static void test_due_timer_from_timer_waits(void **state)
     test_run(f->loop);
     assert_int_equal(c.first_iter_hits, 1);
     assert_int_equal(c.second, 0); /* not in the same batch */
-    assert_int_equal(coil_loop_call_soon(f->loop, test_stop_cb, f->loop, NULL), 0);
+    assert_int_equal(coil_loop_call_soon(f->loop, test_stop_cb, f->loop, NULL),
+                     0);
     assert_int_equal(
-        coil_loop_call_later(f->loop, COIL_MSEC, test_stop_cb, f->loop, NULL), 0);
+        coil_loop_call_later(f->loop, COIL_MSEC, test_stop_cb, f->loop, NULL),
+        0);
     test_run(f->loop);
     test_run(f->loop);
     assert_int_equal(c.second, 1);
 }
-
 
 int main(void)
 {

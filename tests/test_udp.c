@@ -571,15 +571,17 @@ static void test_open_alloc_failure(void **state)
 
 /* ------------------------------------------------------------------ */
 
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        TEST(test_roundtrip_ipv4),       TEST(test_many_datagrams),
+        TEST(test_roundtrip_ipv4),
+        TEST(test_many_datagrams),
         TEST(test_cancel_timeout_close),
         TEST(test_unref_while_waited),
-        TEST_NOLOOP(test_udp_outlives_loop), TEST(test_connection_refused),
-        TEST(test_bad_arguments),        TEST(test_eperm_outside_task),
+        TEST_NOLOOP(test_udp_outlives_loop),
+        TEST(test_connection_refused),
+        TEST(test_bad_arguments),
+        TEST(test_eperm_outside_task),
         TEST(test_open_alloc_failure),
     };
     const struct CMUnitTest ipv6_tests[] = {

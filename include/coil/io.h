@@ -38,12 +38,12 @@ extern "C" {
  * direction, in a coil_sock_* call; or fd belongs to a stream, server or
  * UDP endpoint), -ENOMEM.
  */
-COIL_API int coil_loop_add_reader(coil_loop_t *loop, int fd, coil_callback_fn fn,
-                             void *arg);
+COIL_API int coil_loop_add_reader(coil_loop_t *loop, int fd,
+                                  coil_callback_fn fn, void *arg);
 
 /* As coil_loop_add_reader, for writability. */
-COIL_API int coil_loop_add_writer(coil_loop_t *loop, int fd, coil_callback_fn fn,
-                             void *arg);
+COIL_API int coil_loop_add_writer(coil_loop_t *loop, int fd,
+                                  coil_callback_fn fn, void *arg);
 
 /*
  * Stop watching fd for readability. May be called from the watcher's own

@@ -195,8 +195,8 @@ COIL_API int64_t coil_loop_update_time(coil_loop_t *loop);
  *
  * Errors: -EINVAL (loop or fn NULL), -EBADF (loop closed), -ENOMEM.
  */
-COIL_API int coil_loop_call_soon(coil_loop_t *loop, coil_callback_fn fn, void *arg,
-                            coil_handle_t **handle_out);
+COIL_API int coil_loop_call_soon(coil_loop_t *loop, coil_callback_fn fn,
+                                 void *arg, coil_handle_t **handle_out);
 
 /*
  * Run fn(arg) once delay_ns have passed, counted from coil_loop_time().
@@ -206,8 +206,8 @@ COIL_API int coil_loop_call_soon(coil_loop_t *loop, coil_callback_fn fn, void *a
  * handle_out and errors as coil_loop_call_soon.
  */
 COIL_API int coil_loop_call_later(coil_loop_t *loop, int64_t delay_ns,
-                             coil_callback_fn fn, void *arg,
-                             coil_handle_t **handle_out);
+                                  coil_callback_fn fn, void *arg,
+                                  coil_handle_t **handle_out);
 
 /*
  * Run fn(arg) at loop time when_ns (the coil_loop_time() scale). A time in
@@ -215,8 +215,8 @@ COIL_API int coil_loop_call_later(coil_loop_t *loop, int64_t delay_ns,
  * coil_loop_call_soon.
  */
 COIL_API int coil_loop_call_at(coil_loop_t *loop, int64_t when_ns,
-                          coil_callback_fn fn, void *arg,
-                          coil_handle_t **handle_out);
+                               coil_callback_fn fn, void *arg,
+                               coil_handle_t **handle_out);
 
 /*
  * Thread-safe: schedule fn(arg) on loop from any thread and wake the loop
@@ -226,8 +226,8 @@ COIL_API int coil_loop_call_at(coil_loop_t *loop, int64_t when_ns,
  *
  * Errors: -EINVAL (loop or fn NULL), -EBADF (loop closed), -ENOMEM.
  */
-COIL_API int coil_loop_call_soon_threadsafe(coil_loop_t *loop, coil_callback_fn fn,
-                                       void *arg);
+COIL_API int coil_loop_call_soon_threadsafe(coil_loop_t *loop,
+                                            coil_callback_fn fn, void *arg);
 
 /* ------------------------------------------------------------------ */
 /* Handles                                                              */
@@ -287,8 +287,7 @@ COIL_API int coil_loop_call_exception_handler(coil_loop_t *loop, int error,
                                               const char *message);
 
 /* The default handler: prints "coil: <message>: <strerror>" to stderr. */
-COIL_API void coil_loop_default_exception_handler(coil_loop_t *loop,
-                                                  int error,
+COIL_API void coil_loop_default_exception_handler(coil_loop_t *loop, int error,
                                                   const char *message,
                                                   void *arg);
 

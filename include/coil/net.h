@@ -146,8 +146,7 @@ COIL_API int coil_sock_connect(int fd, const struct sockaddr *addr,
  * on a stream socket), or -errno as coil_sock_recv. May suspend.
  */
 COIL_API ssize_t coil_sock_recvfrom(int fd, void *buf, size_t n,
-                                    struct sockaddr *addr,
-                                    socklen_t *addrlen);
+                                    struct sockaddr *addr, socklen_t *addrlen);
 
 /*
  * Send one datagram of n bytes to addr (addrlen bytes; addr NULL with

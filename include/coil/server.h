@@ -52,15 +52,15 @@ typedef struct coil_server_options {
  * wait in the backlog meanwhile); any other accept error is reported
  * through the loop's exception handler and met with the same pause: a
  * server stops accepting only when closed. The server is returned in
- * *out; free it with coil_server_unref. Errors: -EINVAL (handler or out NULL, negative
- * backlog), the resolver's errors, bind/listen/socket errors
+ * *out; free it with coil_server_unref. Errors: -EINVAL (handler or out NULL,
+ * negative backlog), the resolver's errors, bind/listen/socket errors
  * (-EADDRINUSE, -EACCES, ...; every socket made is closed again),
  * -EPERM (not in a task), -ECANCELED, -ENOMEM. May suspend (resolving).
  */
 COIL_API int coil_server_open(const char *host, const char *port,
-                               coil_conn_handler_fn handler, void *arg,
-                               const coil_server_options_t *opts,
-                               coil_server_t **out);
+                              coil_conn_handler_fn handler, void *arg,
+                              const coil_server_options_t *opts,
+                              coil_server_t **out);
 
 /*
  * As coil_server_open, on a Unix-domain socket bound at path. A socket
@@ -73,9 +73,9 @@ COIL_API int coil_server_open(const char *host, const char *port,
  * suspend.
  */
 COIL_API int coil_server_open_unix(const char *path,
-                                    coil_conn_handler_fn handler, void *arg,
-                                    const coil_server_options_t *opts,
-                                    coil_server_t **out);
+                                   coil_conn_handler_fn handler, void *arg,
+                                   const coil_server_options_t *opts,
+                                   coil_server_t **out);
 
 /*
  * Stop serving: the listening sockets are closed at once and their accept
@@ -92,7 +92,8 @@ COIL_API int coil_server_close_clients(coil_server_t *server);
 /*
  * Wait until the server is closed and every connection task (and accept
  * task) has finished and been cleaned up: after it returns 0, freeing the
- * server releases everything at once. Returns 0, -EINVAL, -EPERM, -ECANCELED. May suspend.
+ * server releases everything at once. Returns 0, -EINVAL, -EPERM, -ECANCELED.
+ * May suspend.
  */
 COIL_API int coil_server_wait_closed(coil_server_t *server);
 

@@ -85,7 +85,7 @@ typedef struct coil_stream coil_stream_t;
  * *out is NULL on failure. May suspend.
  */
 COIL_API int coil_stream_open(const char *host, const char *port,
-                                  coil_stream_t **out);
+                              coil_stream_t **out);
 
 /* As coil_stream_open, to a Unix-domain stream socket at path.
  * -ENAMETOOLONG for a path that does not fit sockaddr_un. May suspend. */
@@ -131,7 +131,8 @@ COIL_API ssize_t coil_stream_read(coil_stream_t *s, void *buf, size_t n);
  * Read exactly n bytes into buf. The bytes are gathered in the stream's
  * buffer and taken out together, so a cancelled call consumes nothing.
  * The buffer grows with the data (at most doubling per receive), never
- * to n at once: a peer announcing a huge length decides no allocation. Returns 0 with *got (if not NULL) = n, or:
+ * to n at once: a peer announcing a huge length decides no allocation.
+ * Returns 0 with *got (if not NULL) = n, or:
  *  -EPIPE  the stream ended before n bytes (asyncio's IncompleteReadError):
  *          the bytes that were there are in buf, *got says how many, and
  *          they are consumed. EPIPE ("the other end is gone") is what a

@@ -20,9 +20,9 @@
  *    -ECANCELED. A running task gets -ECANCELED from its next wait
  *    instead. A task whose wait has completed but which has not resumed
  *    yet gets it from that wait if the wait carries no data (sleep,
- *    yield), else from its next wait (see the last point). The task then cleans up
- *    (it may wait again: only one wait sees each cancellation) and returns,
- *    usually -ECANCELED.
+ *    yield), else from its next wait (see the last point). The task then
+ *    cleans up (it may wait again: only one wait sees each cancellation)
+ *    and returns, usually -ECANCELED.
  *  - A task cancelled before it started never runs fn.
  *  - Cancelling a task that awaits a future cancels that future too (as in
  *    asyncio); coil_shield() prevents that.
@@ -71,11 +71,11 @@ COIL_API int coil_task_spawn(coil_loop_t *loop, coil_task_fn fn, void *arg,
 /*
  * As coil_task_spawn, with a name and a stack size (at least 16 KiB, at
  * most 1 GiB; rounded up so that the stack and its bookkeeping fill whole
- * pages, so coil_task_stack_size may report a little more). Errors as coil_task_spawn, and
- * -EINVAL for a stack size out of range.
+ * pages, so coil_task_stack_size may report a little more). Errors as
+ * coil_task_spawn, and -EINVAL for a stack size out of range.
  */
-COIL_API int coil_task_spawn_opts(coil_loop_t *loop, coil_task_fn fn,
-                                  void *arg, const coil_task_options_t *opts,
+COIL_API int coil_task_spawn_opts(coil_loop_t *loop, coil_task_fn fn, void *arg,
+                                  const coil_task_options_t *opts,
                                   coil_task_t **task_out);
 
 /* Take a reference; returns task. NULL gives NULL. */
@@ -138,9 +138,9 @@ COIL_API unsigned coil_task_uncancel(coil_task_t *task);
  * cancelled, or the waiting task was). If the waiting task is cancelled,
  * fut is cancelled too, and waited for; so is a cancellation pending when
  * the call starts, as in asyncio (a task that cancelled itself and then
- * awaits another task cancels that task and waits for it). fut must belong to the running task's loop.
- * Errors: -EPERM (not in a task), -EINVAL (fut NULL or of another loop),
- * -EDEADLK (fut is the running task itself).
+ * awaits another task cancels that task and waits for it). fut must belong
+ * to the running task's loop. Errors: -EPERM (not in a task), -EINVAL (fut
+ * NULL or of another loop), -EDEADLK (fut is the running task itself).
  */
 COIL_API int coil_await(coil_future_t *fut, void **value_out);
 

@@ -38,16 +38,16 @@ typedef struct coil_timeout coil_timeout_t;
 COIL_API int coil_timeout_begin(int64_t delay_ns, coil_timeout_t **scope_out);
 
 /* As coil_timeout_begin, with an absolute deadline in loop time. */
-COIL_API int coil_timeout_begin_at(int64_t when_ns,
-                                   coil_timeout_t **scope_out);
+COIL_API int coil_timeout_begin_at(int64_t when_ns, coil_timeout_t **scope_out);
 
 /*
  * End the scope and free it. Pass the result of the code inside; returns
  * it, except that -ECANCELED caused by this scope's deadline (and by
  * nothing else: the task's cancel count, coil_task_cancelling, has not
- * grown since the scope began, whatever it was then) becomes -ETIMEDOUT. A deadline that passed while the code
- * finished anyway leaves its result alone. -EINVAL if scope is NULL or
- * belongs to another task (the scope is then left alone).
+ * grown since the scope began, whatever it was then) becomes -ETIMEDOUT. A
+ * deadline that passed while the code finished anyway leaves its result alone.
+ * -EINVAL if scope is NULL or belongs to another task (the scope is then left
+ * alone).
  */
 COIL_API int coil_timeout_end(coil_timeout_t *scope, int result);
 
