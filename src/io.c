@@ -36,8 +36,6 @@ struct raw_watch {
     bool orphan;         /* unbound with a node queued */
 };
 
-static const unsigned dir_mask[2] = {COIL__EV_READ, COIL__EV_WRITE};
-
 static void maybe_free(struct raw_watch *rw)
 {
     if (!rw->cb[0].queued && !rw->cb[1].queued)
@@ -163,11 +161,11 @@ static int add(coil_loop_t *loop, int fd, int d, coil_callback_fn fn,
         return err;
     struct raw_watch *rw = coil__container_of(w, struct raw_watch, w);
     struct raw_cb *cb = &rw->cb[d];
-    if (coil__watch_busy(w, dir_mask[d]) && !cb->fn)
+    if (coil__watch_busy(w, coil__watch_dir(d)) && !cb->fn)
         return -EBUSY; /* a task waits in that direction */
     /* Registered again even when it replaces a reader: the number may
      * name a new file since (watch.h). */
-    err = coil__watch_start(w, dir_mask[d], cb_ready, cb,
+    err = coil__watch_start(w, coil__watch_dir(d), cb_ready, cb,
                             COIL__WATCH_REPLACE);
     if (err)
         return err;
@@ -190,7 +188,7 @@ static int del(coil_loop_t *loop, int fd, int d)
     cb->fn = NULL;
     cb->arg = NULL;
     cb->gen++;
-    coil__watch_stop(w, dir_mask[d]);
+    coil__watch_stop(w, coil__watch_dir(d));
     return 1;
 }
 

@@ -53,7 +53,7 @@ int coil_loop_new_opts(const coil_loop_options_t *opts, coil_loop_t **loop_out)
         goto fail_watch;
     err = coil__threadsafe_init(loop);
     if (err)
-        goto fail_threadsafe;
+        goto fail_watch;
     err = coil__tasks_init(loop, opts->context, opts->stack_size);
     if (err)
         goto fail_tasks;
@@ -64,7 +64,6 @@ fail_tasks:
     coil__tasks_term(loop);
     coil__threadsafe_close(loop);
     coil__threadsafe_term(loop);
-fail_threadsafe:
 fail_watch:
     coil__watch_part_close(loop);
     coil__futures_term(loop);

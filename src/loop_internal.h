@@ -137,7 +137,6 @@ void coil__loop_report(struct coil_loop *loop, int error, const char *fmt,
 int coil__loop_run_until(struct coil_loop *loop,
                          const struct coil__until *until);
 
-
 /* Whether loop is the one running in the calling thread. */
 bool coil__loop_running_here(const struct coil_loop *loop);
 

@@ -90,12 +90,13 @@ int coil_sock_close(int fd)
 /* Receiving                                                            */
 /* ------------------------------------------------------------------ */
 
-/* The start every suspending socket call shares: the running task in *t
- * (-EPERM outside one; a pending cancel comes out here as -ECANCELED),
- * and -EBADF for a negative fd. */
-static int sock_begin(int fd, struct coil_task **t)
+/* The start every suspending socket call shares: -EPERM outside a task,
+ * -ECANCELED for a pending cancel (delivered here), -EBADF for a negative
+ * fd. */
+static int sock_begin(int fd)
 {
-    int err = coil__task_begin_wait(t);
+    struct coil_task *t;
+    int err = coil__task_begin_wait(&t);
     if (err)
         return err;
     return fd < 0 ? -EBADF : 0;
@@ -131,11 +132,9 @@ ssize_t coil__sock_recv(struct coil__watch *w, int fd, void *buf, size_t n,
                         int flags, struct sockaddr *addr, socklen_t *addrlen,
                         bool from)
 {
-    struct coil_task *t;
-    int err = sock_begin(fd, &t);
+    int err = sock_begin(fd);
     if (err)
         return err;
-    (void)t;
     if ((!buf && n) || (!addr != !addrlen))
         return -EINVAL;
     socklen_t cap = addrlen ? *addrlen : 0;
@@ -164,9 +163,7 @@ ssize_t coil_sock_recv(int fd, void *buf, size_t n)
     if (n == 0) {
         /* Nothing asked, nothing waited for (as documented), after the
          * checks every call makes. */
-        struct coil_task *t;
-        int err = sock_begin(fd, &t);
-        return err;
+        return sock_begin(fd);
     }
     return coil__sock_recv(NULL, fd, buf, n, 0, NULL, NULL, false);
 }
@@ -206,15 +203,13 @@ int coil_sock_send_all(int fd, const void *buf, size_t n, size_t *sent_out)
 {
     if (sent_out)
         *sent_out = 0;
-    struct coil_task *t;
-    int err = sock_begin(fd, &t);
+    int err = sock_begin(fd);
     if (err)
         return err;
     if (!buf && n)
         return -EINVAL;
     if (n == 0)
         return 0;
-    (void)t;
     size_t sent;
     err = send_loop(fd, buf, n, &sent);
     if (sent_out)
@@ -232,11 +227,9 @@ ssize_t coil__sock_sendto(struct coil__watch *w, int fd, const void *buf,
                           size_t n, const struct sockaddr *addr,
                           socklen_t addrlen)
 {
-    struct coil_task *t;
-    int err = sock_begin(fd, &t);
+    int err = sock_begin(fd);
     if (err)
         return err;
-    (void)t;
     if ((!buf && n) || (!addr != (addrlen == 0)))
         return -EINVAL;
     coil__sock_no_sigpipe(fd);
@@ -291,11 +284,9 @@ int coil_sock_accept(int fd, struct sockaddr *addr, socklen_t *addrlen)
 int coil__sock_accept(struct coil__watch *w, int fd, struct sockaddr *addr,
                       socklen_t *addrlen)
 {
-    struct coil_task *t;
-    int err = sock_begin(fd, &t);
+    int err = sock_begin(fd);
     if (err)
         return err;
-    (void)t;
     if (!addr != !addrlen)
         return -EINVAL;
     if ((err = check_nonblocking(fd)))
@@ -336,8 +327,7 @@ int coil__sock_accept(struct coil__watch *w, int fd, struct sockaddr *addr,
 
 int coil_sock_connect(int fd, const struct sockaddr *addr, socklen_t len)
 {
-    struct coil_task *t;
-    int err = sock_begin(fd, &t);
+    int err = sock_begin(fd);
     if (err)
         return err;
     if (!addr || len == 0)
@@ -353,7 +343,6 @@ int coil_sock_connect(int fd, const struct sockaddr *addr, socklen_t len)
      * again would say EALREADY; both complete through writability. */
     if (e != EINPROGRESS && e != EINTR)
         return -e;
-    (void)t;
     if ((err = coil__sock_wait(NULL, fd, COIL__EV_WRITE)))
         return err;
     int soerr = 0;
@@ -443,11 +432,10 @@ static ssize_t sendfile_nosigpipe(int out_fd, int in_fd, off_t *offset,
 ssize_t coil_sock_sendfile(int out_fd, int in_fd, off_t *offset,
                            size_t count)
 {
-    struct coil_task *t;
-    int err = coil__task_begin_wait(&t);
+    int err = sock_begin(out_fd);
     if (err)
         return err;
-    if (out_fd < 0 || in_fd < 0)
+    if (in_fd < 0)
         return -EBADF;
     if (offset && *offset < 0)
         return -EINVAL;
@@ -482,7 +470,6 @@ ssize_t coil_sock_sendfile(int out_fd, int in_fd, off_t *offset,
     }
     return (ssize_t)total;
 #else
-    (void)t;
     return copy_file(out_fd, in_fd, offset, count);
 #endif
 }

@@ -42,11 +42,6 @@ int64_t coil_loop_update_time(coil_loop_t *loop)
     return loop->now;
 }
 
-static bool until_reached(const struct coil_loop *loop)
-{
-    return coil__loop_until_reached(loop);
-}
-
 static int poll_io(struct coil_loop *loop)
 {
     int64_t timeout = 0;
@@ -87,7 +82,7 @@ static int iterate(struct coil_loop *loop)
 {
     for (bool first = true;; first = false) {
         if (!coil__loop_next_batch(loop)) {
-            if (!first && (loop->stopping || until_reached(loop)))
+            if (!first && (loop->stopping || coil__loop_until_reached(loop)))
                 return 0;
             loop->ticks = 0;
             int err = poll_io(loop);
@@ -139,7 +134,7 @@ int coil__loop_run_until(struct coil_loop *loop,
         loop->until = *until;
     /* Already there: one non-blocking iteration, as asyncio's done
      * callback would stop the loop after one. */
-    if (until_reached(loop))
+    if (coil__loop_until_reached(loop))
         loop->stopping = true;
     err = iterate(loop);
     if (err)

@@ -45,13 +45,6 @@ static const struct coil__future_ops task_future_ops = {
     .owned = true,
 };
 
-struct coil_task *coil__task_of(coil_future_t *fut)
-{
-    if (!fut || fut->ops != &task_future_ops)
-        return NULL;
-    return coil__container_of(fut, struct coil_task, fut);
-}
-
 static void task_destroy(coil_future_t *fut)
 {
     struct coil_task *t = coil__container_of(fut, struct coil_task, fut);
@@ -810,11 +803,6 @@ void coil__tasks_close(struct coil_loop *loop)
     }
 }
 
-size_t coil__tasks_count(const struct coil_loop *loop)
-{
-    return loop->tasks.count;
-}
-
 void coil__tasks_term(struct coil_loop *loop)
 {
     struct coil__loop_tasks *ts = &loop->tasks;
@@ -852,8 +840,7 @@ int coil_run(coil_task_fn main, void *arg)
 {
     if (!main)
         return -EINVAL;
-    coil_loop_t *running;
-    if ((running = coil_running_loop()))
+    if (coil_running_loop())
         return -EBUSY;
     coil_loop_t *loop;
     int err = coil_loop_new(&loop);

@@ -142,8 +142,6 @@ int coil__tasks_check_stack_size(size_t size);
 /* The loop closes: abandon every unfinished task. */
 void coil__tasks_close(struct coil_loop *loop);
 void coil__tasks_term(struct coil_loop *loop);
-/* How many tasks of the loop have not finished. */
-size_t coil__tasks_count(const struct coil_loop *loop);
 
 /* The running task, or NULL. */
 struct coil_task *coil__task_current(void);
@@ -160,9 +158,6 @@ int coil__task_suspend(struct coil_task *t, struct coil__wait *w);
 /* Make t resume with result (queues its node). t must be suspended and
  * not yet woken. */
 void coil__task_wake(struct coil_task *t, int result);
-
-/* The task whose future fut is, or NULL for a plain future. */
-struct coil_task *coil__task_of(coil_future_t *fut);
 
 /* The loop a task runs on. */
 static inline struct coil_loop *coil__task_loop(const struct coil_task *t)

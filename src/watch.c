@@ -20,8 +20,6 @@
 #include "sys.h"
 #include "watch.h"
 
-static const unsigned dir_mask[2] = {COIL__EV_READ, COIL__EV_WRITE};
-
 static int which(unsigned dir)
 {
     return dir == COIL__EV_WRITE;
@@ -216,10 +214,12 @@ int coil__watch_start(struct coil__watch *w, unsigned dir, coil__watch_fn fn,
         return -EBADF;
     if (w->user[d].fn && !(flags & COIL__WATCH_REPLACE))
         return -EBUSY;
+    struct coil__watch_user user = {fn, arg, (flags & COIL__WATCH_ONCE) != 0};
     /* A raw fd's number may name a new file since the last registration:
      * register again whatever the mask says (the poller notices). */
-    if (w->kind == COIL__WATCH_RAW || !(w->armed & dir_mask[d])) {
-        int r = reg(w, w->armed | dir_mask[d]);
+    unsigned bit = coil__watch_dir(d);
+    if (w->kind == COIL__WATCH_RAW || !(w->armed & bit)) {
+        int r = reg(w, w->armed | bit);
         if (r == -EBADF) {
             forget(w, -EBADF, false); /* not open: whatever was is gone */
             return -EBADF;
@@ -227,17 +227,17 @@ int coil__watch_start(struct coil__watch *w, unsigned dir, coil__watch_fn fn,
         if (r < 0)
             return r;
         if (r == 1) {
-            /* Narrowing to this direction cannot matter much: at worst
-             * the other one stays armed and narrows at its first event. */
-            (void)reg(w, dir_mask[d]);
-            w->user[d] = (struct coil__watch_user){fn, arg, false};
-            w->user[d].once = flags & COIL__WATCH_ONCE;
+            /* A new file under the number: the other direction's user
+             * was the old one's. Narrowing to this direction cannot
+             * matter much: at worst the other one stays armed and
+             * narrows at its first event. */
+            (void)reg(w, bit);
+            w->user[d] = user;
             drop_stale(w, 1 - d);
             return 0;
         }
     }
-    w->user[d] = (struct coil__watch_user){fn, arg, false};
-    w->user[d].once = flags & COIL__WATCH_ONCE;
+    w->user[d] = user;
     return 0;
 }
 
@@ -245,9 +245,9 @@ void coil__watch_stop(struct coil__watch *w, unsigned dir)
 {
     int d = which(dir);
     w->user[d].fn = NULL;
-    if (!w->bound || w->kind != COIL__WATCH_RAW || !(w->armed & dir_mask[d]))
+    if (!w->bound || w->kind != COIL__WATCH_RAW || !(w->armed & coil__watch_dir(d)))
         return;
-    int err = reg(w, w->armed & ~dir_mask[d]);
+    int err = reg(w, w->armed & ~coil__watch_dir(d));
     if (err)
         forget(w, err == 1 ? -EBADF : err, false);
 }
@@ -287,11 +287,11 @@ static void dispatch(struct coil_loop *loop, const struct coil__event *ev)
     uint32_t tag = w->tag;
     unsigned idle = 0;
     for (int d = 0; d < 2; d++) {
-        if (!(ev->events & dir_mask[d]))
+        if (!(ev->events & coil__watch_dir(d)))
             continue;
         struct coil__watch_user u = w->user[d];
         if (!u.fn) {
-            idle |= dir_mask[d];
+            idle |= coil__watch_dir(d);
             continue;
         }
         if (u.once)
@@ -308,7 +308,7 @@ static void dispatch(struct coil_loop *loop, const struct coil__event *ev)
     idle &= w->armed;
     for (int d = 0; d < 2; d++)
         if (w->user[d].fn)
-            idle &= ~dir_mask[d];
+            idle &= ~coil__watch_dir(d);
     if (idle) {
         int err = reg(w, w->armed & ~idle);
         if (err)

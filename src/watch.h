@@ -144,6 +144,12 @@ void coil__watch_stop(struct coil__watch *w, unsigned dir);
  * flushes): dir's user, if any, is dropped and told -EBADF. */
 void coil__watch_shut(struct coil__watch *w, unsigned dir);
 
+/* The direction of user slot d: 0 read, 1 write. */
+static inline unsigned coil__watch_dir(int d)
+{
+    return d ? COIL__EV_WRITE : COIL__EV_READ;
+}
+
 /* Whether dir has a user. */
 static inline bool coil__watch_busy(const struct coil__watch *w, unsigned dir)
 {
