@@ -32,30 +32,9 @@ struct attempt {
                           started never runs fn) */
 };
 
-static int attempt_run(void *arg)
-{
-    struct attempt *a = arg;
-    int fd = coil_sock_open(a->ai->ai_family, SOCK_STREAM, 0);
-    int err = fd;
-    if (fd >= 0)
-        err = coil_sock_connect(fd, a->ai->ai_addr, a->ai->ai_addrlen);
-    /* Connected after the race was decided (the cancel lost to the
-     * connect's completion): nobody will take this socket. */
-    if (err == 0 && *a->over)
-        err = -ECANCELED;
-    if (err) {
-        if (fd >= 0)
-            (void)coil_sock_close(fd);
-        a->err = err;
-    } else {
-        a->fd = fd;
-    }
-    a->finished = true;
-    return 0;
-}
-
-/* The single-address case: no race, no task. */
-static int connect_one(const struct addrinfo *ai, int *fd_out)
+/* A socket connected to ai's address in *fd_out, or the error (nothing
+ * is left open). */
+static int dial(const struct addrinfo *ai, int *fd_out)
 {
     int fd = coil_sock_open(ai->ai_family, SOCK_STREAM, 0);
     if (fd < 0)
@@ -66,6 +45,25 @@ static int connect_one(const struct addrinfo *ai, int *fd_out)
         return err;
     }
     *fd_out = fd;
+    return 0;
+}
+
+static int attempt_run(void *arg)
+{
+    struct attempt *a = arg;
+    int fd;
+    int err = dial(a->ai, &fd);
+    /* Connected after the race was decided (the cancel lost to the
+     * connect's completion): nobody will take this socket. */
+    if (err == 0 && *a->over) {
+        (void)coil_sock_close(fd);
+        err = -ECANCELED;
+    }
+    if (err)
+        a->err = err;
+    else
+        a->fd = fd;
+    a->finished = true;
     return 0;
 }
 
@@ -84,7 +82,7 @@ int coil__connect_race(const struct addrinfo *list, int64_t delay_ns,
     if (n == 0)
         return -ENOENT;
     if (n == 1)
-        return connect_one(list, fd_out);
+        return dial(list, fd_out); /* no race, no task */
 
     struct attempt *at = coil__calloc(n, sizeof(*at));
     coil_future_t **futs = coil__calloc(n, sizeof(*futs));
@@ -138,13 +136,8 @@ int coil__connect_race(const struct addrinfo *list, int64_t delay_ns,
             err = 0;
             break;
         }
-        bool all_done = true;
-        for (size_t k = 0; k < started; k++)
-            all_done = all_done && at[k].finished;
-        if (all_done && started == n) {
-            err = at[0].err;
-            break;
-        }
+        /* No winner yet: the next round starts another address, or, all
+         * started and finished, ends with the first one's error. */
     }
 
     /* Decided: stop the others and wait for them (the group does, even
