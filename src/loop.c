@@ -137,8 +137,17 @@ void coil__loop_destroy(struct coil_loop *loop)
 
 coil_loop_t *coil_loop_ref(coil_loop_t *loop)
 {
-    if (loop)
-        loop->user_refs++;
+    if (!loop)
+        return NULL;
+    if (loop->user_refs == 0) {
+        /* Reachable through an object of the loop (coil_future_loop),
+         * but closed and let go: there is nothing left to take. */
+        coil__loop_report(loop, 0,
+                          "coil_loop_ref on a loop whose last reference was "
+                          "dropped");
+        return NULL;
+    }
+    loop->user_refs++;
     return loop;
 }
 

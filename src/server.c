@@ -588,14 +588,29 @@ size_t coil_server_connections(const coil_server_t *srv)
 
 coil_server_t *coil_server_ref(coil_server_t *srv)
 {
-    if (srv)
-        srv->user_refs++;
+    if (!srv)
+        return NULL;
+    if (srv->user_refs == 0) {
+        coil__loop_report(srv->loop, 0,
+                          "coil_server_ref on a server whose last reference "
+                          "was dropped");
+        return NULL;
+    }
+    srv->user_refs++;
     return srv;
 }
 
 void coil_server_unref(coil_server_t *srv)
 {
-    if (!srv || srv->user_refs == 0 || --srv->user_refs > 0)
+    if (!srv)
+        return;
+    if (srv->user_refs == 0) {
+        coil__loop_report(srv->loop, 0,
+                          "coil_server_unref on a server with no reference "
+                          "left (unref'd once too often)");
+        return;
+    }
+    if (--srv->user_refs > 0)
         return;
     coil_server_close(srv);
     server_unref(srv);

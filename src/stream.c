@@ -147,8 +147,15 @@ int coil_stream_open_fd(int fd, coil_stream_t **out)
 
 coil_stream_t *coil_stream_ref(coil_stream_t *s)
 {
-    if (s)
-        s->user_refs++;
+    if (!s)
+        return NULL;
+    if (s->user_refs == 0) {
+        coil__loop_report(s->loop, 0,
+                          "coil_stream_ref on a stream whose last reference "
+                          "was dropped");
+        return NULL;
+    }
+    s->user_refs++;
     return s;
 }
 
@@ -260,7 +267,15 @@ static void on_loop_close(struct coil__close_hook *hook)
 
 void coil_stream_unref(coil_stream_t *s)
 {
-    if (!s || s->user_refs == 0 || --s->user_refs > 0)
+    if (!s)
+        return;
+    if (s->user_refs == 0) {
+        coil__loop_report(s->loop, 0,
+                          "coil_stream_unref on a stream with no reference "
+                          "left (unref'd once too often)");
+        return;
+    }
+    if (--s->user_refs > 0)
         return;
     begin_close(s);
     release(s); /* the users' hold */

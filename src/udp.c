@@ -306,14 +306,29 @@ static void on_loop_close(struct coil__close_hook *hook)
 
 coil_udp_t *coil_udp_ref(coil_udp_t *u)
 {
-    if (u)
-        u->user_refs++;
+    if (!u)
+        return NULL;
+    if (u->user_refs == 0) {
+        coil__loop_report(u->loop, 0,
+                          "coil_udp_ref on an endpoint whose last reference "
+                          "was dropped");
+        return NULL;
+    }
+    u->user_refs++;
     return u;
 }
 
 void coil_udp_unref(coil_udp_t *u)
 {
-    if (!u || u->user_refs == 0 || --u->user_refs > 0)
+    if (!u)
+        return;
+    if (u->user_refs == 0) {
+        coil__loop_report(u->loop, 0,
+                          "coil_udp_unref on an endpoint with no reference "
+                          "left (unref'd once too often)");
+        return;
+    }
+    if (--u->user_refs > 0)
         return;
     if (u->fd >= 0)
         (void)coil_udp_close(u);

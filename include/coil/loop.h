@@ -85,14 +85,21 @@ COIL_API const char *coil_loop_backend(const coil_loop_t *loop);
  */
 COIL_API int coil_loop_close(coil_loop_t *loop);
 
-/* Take another reference for the caller; returns loop. NULL gives NULL. */
+/*
+ * Take another reference for the caller; returns loop. NULL gives NULL.
+ * Only while the caller holds a reference: on a loop whose last one was
+ * dropped (still reachable through one of its objects, coil_future_loop)
+ * it reports the misuse through the exception handler and returns NULL.
+ * References are counted without atomics: the loop's thread only.
+ */
 COIL_API coil_loop_t *coil_loop_ref(coil_loop_t *loop);
 
 /*
  * Drop a reference; the last one closes the loop (coil_loop_close). The
  * memory goes when every object of the loop is gone too. Accepts NULL.
- * The last reference must not be dropped while the loop runs (nothing
- * happens then but a report through the exception handler).
+ * The last reference must not be dropped while the loop runs, and one
+ * unref too many is a misuse: either is reported through the exception
+ * handler and ignored.
  */
 COIL_API void coil_loop_unref(coil_loop_t *loop);
 

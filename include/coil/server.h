@@ -115,13 +115,18 @@ COIL_API int coil_server_port(const coil_server_t *server);
 /* How many connection tasks are running. 0 for NULL. */
 COIL_API size_t coil_server_connections(const coil_server_t *server);
 
-/* Take another reference; returns server. NULL gives NULL. */
+/* Take another reference; returns server. NULL gives NULL. Only while
+ * the caller holds a reference: on a server whose last one was dropped
+ * (and whose memory its connection tasks still hold) it reports the
+ * misuse through the exception handler and returns NULL. */
 COIL_API coil_server_t *coil_server_ref(coil_server_t *server);
 
 /*
  * Drop a reference; the last one closes the server (coil_server_close).
  * Connection tasks still running keep what they use; the memory goes when
- * the last one finishes. Accepts NULL. Does not suspend.
+ * the last one finishes. Accepts NULL. One unref too many, while the
+ * memory is still held, is reported through the exception handler and
+ * ignored. Does not suspend.
  */
 COIL_API void coil_server_unref(coil_server_t *server);
 

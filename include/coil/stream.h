@@ -104,10 +104,15 @@ COIL_API int coil_stream_open_unix(const char *path, coil_stream_t **out);
  */
 COIL_API int coil_stream_open_fd(int fd, coil_stream_t **out);
 
-/* Take a reference; returns s. NULL gives NULL. */
+/* Take a reference; returns s. NULL gives NULL. Only while the caller
+ * holds a reference: on a stream whose last one was dropped (and whose
+ * memory a call in progress still holds) it reports the misuse through
+ * the exception handler and returns NULL. */
 COIL_API coil_stream_t *coil_stream_ref(coil_stream_t *s);
 
-/* Drop a reference (see the top of this file). Accepts NULL. */
+/* Drop a reference (see the top of this file). Accepts NULL. One unref
+ * too many, while the memory is still held, is reported through the
+ * exception handler and ignored. */
 COIL_API void coil_stream_unref(coil_stream_t *s);
 
 /* The stream's socket, or -1 once it is closed. Do not close it. */

@@ -134,14 +134,19 @@ COIL_API int coil_udp_peer_address(const coil_udp_t *u,
  */
 COIL_API int coil_udp_close(coil_udp_t *u);
 
-/* Take a reference; returns u. NULL gives NULL. */
+/* Take a reference; returns u. NULL gives NULL. Only while the caller
+ * holds a reference: on an endpoint whose last one was dropped (and whose
+ * memory a call in progress still holds) it reports the misuse through
+ * the exception handler and returns NULL. */
 COIL_API coil_udp_t *coil_udp_ref(coil_udp_t *u);
 
 /*
  * Drop a reference; the last one closes the endpoint (if coil_udp_close
  * was not called) and frees it. A call in progress holds a reference of
  * its own, so a task still suspended on the endpoint is safe: it wakes
- * with -EBADF. Accepts NULL. Does not suspend.
+ * with -EBADF. Accepts NULL. One unref too many, while the memory is
+ * still held, is reported through the exception handler and ignored.
+ * Does not suspend.
  */
 COIL_API void coil_udp_unref(coil_udp_t *u);
 
