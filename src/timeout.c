@@ -145,8 +145,21 @@ int coil_timeout_reschedule(coil_timeout_t *sc, int64_t when_ns)
         return -EINVAL;
     if (sc->expired)
         return -EALREADY;
-    disarm(sc);
-    return arm(sc, when_ns);
+    /* The new timer first: if it cannot be had, the old one stays. */
+    coil_handle_t *old = sc->timer;
+    int64_t old_when = sc->when;
+    sc->timer = NULL;
+    int err = arm(sc, when_ns);
+    if (err) {
+        sc->timer = old;
+        sc->when = old_when;
+        return err;
+    }
+    if (old) {
+        coil_handle_cancel(old);
+        coil_handle_unref(old);
+    }
+    return 0;
 }
 
 int64_t coil_timeout_when(const coil_timeout_t *sc)
@@ -165,14 +178,14 @@ bool coil_timeout_expired(const coil_timeout_t *sc)
  * -ETIMEDOUT if it was cancelled. */
 static int wait_for_now(coil_future_t *fut, void **value_out)
 {
-    if (!coil_future_done(fut)) {
-        (void)coil_future_cancel(fut);
-        int err = coil_shield(fut, value_out);
-        if (!coil_future_done(fut))
-            return err; /* our own cancellation, while fut finishes */
-    }
-    int err = coil_future_result(fut, value_out);
-    return err == -ECANCELED ? -ETIMEDOUT : err;
+    if (coil_future_done(fut))
+        return coil_future_result(fut, value_out); /* as it is */
+    (void)coil_future_cancel(fut);
+    int err = coil_shield(fut, value_out);
+    if (!coil_future_done(fut))
+        return err; /* our own cancellation, while fut finishes */
+    err = coil_future_result(fut, value_out);
+    return err == -ECANCELED ? -ETIMEDOUT : err; /* we cancelled it */
 }
 
 int coil_wait_for(coil_future_t *fut, int64_t timeout_ns, void **value_out)
@@ -184,6 +197,8 @@ int coil_wait_for(coil_future_t *fut, int64_t timeout_ns, void **value_out)
         return -EPERM;
     if (!fut || coil_future_loop(fut) != coil__task_loop(t))
         return -EINVAL;
+    if (fut == coil_task_future(t))
+        return -EDEADLK; /* before anything cancels fut: it is t */
     if (timeout_ns <= 0)
         return wait_for_now(fut, value_out);
     coil_timeout_t *sc;

@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "helpers.h"
+#include "loop_internal.h"
 
 #define HOUR (3600 * COIL_SEC)
 
@@ -498,6 +499,61 @@ static void test_scope_reschedule(void **state)
     assert_true(r.expired_after);
     assert_int_equal(r.r_after_expiry, -EALREADY);
     assert_int_equal(r.r_null, -EINVAL);
+    assert_int_equal(r.end_r, -ETIMEDOUT);
+    test_assert_no_tasks(f->loop);
+}
+
+/* Reschedule when no timer can be had: -ENOMEM, and the old deadline
+ * stays in force (it used to be disarmed first, leaving none). */
+struct resched_oom {
+    coil_loop_t *loop;
+    int64_t deadline, when_after, woke_at;
+    int r_resched, r_sleep, end_r;
+    bool failed;
+};
+
+static int resched_oom_body(void *arg)
+{
+    struct resched_oom *r = arg;
+    coil_timeout_t *sc;
+    if (coil_timeout_begin(10 * COIL_MSEC, &sc))
+        return -ENOMEM;
+    r->deadline = coil_timeout_when(sc);
+    /* Take every timer handle the pool has ready, so that the next one
+     * needs memory. */
+    struct coil__pool *pool = &r->loop->ready.timer_pool;
+    enum { CAP = 4096 };
+    static coil_handle_t *held[CAP];
+    size_t n = 0;
+    while (n < CAP && (pool->free || pool->fresh != pool->fresh_end))
+        if (coil_loop_call_later(r->loop, HOUR, test_stop_cb, NULL,
+                                 &held[n++]))
+            return -ENOMEM;
+    test_alloc_fail_after(1);
+    r->r_resched = coil_timeout_reschedule(sc, r->deadline + 40 * COIL_MSEC);
+    r->failed = test_alloc_failed();
+    test_alloc_fail_after(0);
+    for (size_t i = 0; i < n; i++) {
+        coil_handle_cancel(held[i]);
+        coil_handle_unref(held[i]);
+    }
+    r->when_after = coil_timeout_when(sc);
+    r->r_sleep = coil_sleep(HOUR);
+    r->woke_at = coil_loop_time(r->loop);
+    r->end_r = coil_timeout_end(sc, r->r_sleep);
+    return 0;
+}
+
+static void test_scope_reschedule_no_memory(void **state)
+{
+    struct fixture *f = *state;
+    struct resched_oom r = {f->loop, 0, 0, 0, 1, 1, 1, false};
+    assert_int_equal(test_run_task(f->loop, resched_oom_body, &r), 0);
+    assert_true(r.failed);
+    assert_int_equal(r.r_resched, -ENOMEM);
+    assert_int_equal(r.when_after, r.deadline);
+    assert_int_equal(r.r_sleep, -ECANCELED);
+    assert_int_equal(r.woke_at, r.deadline);
     assert_int_equal(r.end_r, -ETIMEDOUT);
     test_assert_no_tasks(f->loop);
 }
@@ -1006,6 +1062,18 @@ static void test_wait_for_no_limit_and_zero(void **state)
         assert_int_equal(w.next_r, 0);
         coil_future_unref(fut);
     }
+
+    /* Zero on a future cancelled before: its outcome as it is, as with
+     * any other timeout (the call did not cancel it: no timeout). */
+    for (int64_t left = 0; left <= COIL_SEC; left += COIL_SEC) {
+        assert_int_equal(coil_future_new(f->loop, &fut), 0);
+        assert_int_equal(coil_future_cancel(fut), 0);
+        wf_init(&w, f->loop, fut, left);
+        assert_int_equal(test_run_task(f->loop, wf_body, &w), 0);
+        assert_int_equal(w.r, -ECANCELED);
+        assert_int_equal(w.next_r, 0);
+        coil_future_unref(fut);
+    }
     test_assert_no_tasks(f->loop);
 }
 
@@ -1087,6 +1155,8 @@ static void test_timeout_after_swallowed_cancel(void **state)
 struct wf_bad {
     coil_future_t *other;
     int r_null, r_null_nolimit, r_other, r_other_nolimit, r_self;
+    int r_self_zero, r_self_past, r_after;
+    unsigned cancelling_after;
 };
 
 static int wf_bad_body(void *arg)
@@ -1096,8 +1166,14 @@ static int wf_bad_body(void *arg)
     b->r_null_nolimit = coil_wait_for(NULL, COIL_NO_TIMEOUT, NULL);
     b->r_other = coil_wait_for(b->other, COIL_SEC, NULL);
     b->r_other_nolimit = coil_wait_for(b->other, COIL_NO_TIMEOUT, NULL);
-    b->r_self =
-        coil_wait_for(coil_task_future(coil_current_task()), COIL_SEC, NULL);
+    coil_future_t *self = coil_task_future(coil_current_task());
+    b->r_self = coil_wait_for(self, COIL_SEC, NULL);
+    /* No time left: refused all the same, and nothing is cancelled (the
+     * future is this very task). */
+    b->r_self_zero = coil_wait_for(self, 0, NULL);
+    b->r_self_past = coil_wait_for(self, -COIL_SEC, NULL);
+    b->cancelling_after = coil_task_cancelling(coil_current_task());
+    b->r_after = coil_sleep(COIL_MSEC);
     return 0;
 }
 
@@ -1106,7 +1182,7 @@ static void test_wait_for_bad_arguments(void **state)
     struct fixture *f = *state;
     coil_loop_t *other;
     assert_int_equal(coil_loop_new(&other), 0);
-    struct wf_bad b = {NULL, 1, 1, 1, 1, 1};
+    struct wf_bad b = {NULL, 1, 1, 1, 1, 1, 1, 1, 1, 1};
     assert_int_equal(coil_future_new(other, &b.other), 0);
     assert_int_equal(test_run_task(f->loop, wf_bad_body, &b), 0);
     assert_int_equal(b.r_null, -EINVAL);
@@ -1114,6 +1190,10 @@ static void test_wait_for_bad_arguments(void **state)
     assert_int_equal(b.r_other, -EINVAL);
     assert_int_equal(b.r_other_nolimit, -EINVAL);
     assert_int_equal(b.r_self, -EDEADLK);
+    assert_int_equal(b.r_self_zero, -EDEADLK);
+    assert_int_equal(b.r_self_past, -EDEADLK);
+    assert_int_equal(b.cancelling_after, 0);
+    assert_int_equal(b.r_after, 0);
     assert_false(coil_future_done(b.other));
     /* Outside a task. */
     coil_future_t *fut;
@@ -1139,6 +1219,7 @@ int main(void)
         TEST_FAKE(test_scope_deadline_past),
         TEST_FAKE(test_scope_expires_while_busy),
         TEST_FAKE(test_scope_reschedule),
+        TEST_FAKE(test_scope_reschedule_no_memory),
         TEST_FAKE(test_scope_queries),
         TEST_FAKE(test_scope_misuse),
         TEST_FAKE(test_scope_left_open),

@@ -51,8 +51,9 @@ COIL_API int coil_timeout_begin_at(int64_t when_ns, coil_timeout_t **scope_out);
  */
 COIL_API int coil_timeout_end(coil_timeout_t *scope, int result);
 
-/* Move the deadline (loop time; COIL_NO_TIMEOUT: none). Errors: -EINVAL (NULL),
- * -EALREADY (the deadline has already passed: the cancel is out). */
+/* Move the deadline (loop time; COIL_NO_TIMEOUT: none). Errors: -EINVAL
+ * (NULL), -EALREADY (the deadline has already passed: the cancel is out),
+ * -ENOMEM (the old deadline stays in force). */
 COIL_API int coil_timeout_reschedule(coil_timeout_t *scope, int64_t when_ns);
 
 /* The deadline (loop time), COIL_NO_TIMEOUT if none. 0 for NULL. */
@@ -70,7 +71,8 @@ COIL_API bool coil_timeout_expired(const coil_timeout_t *scope);
  * never runs) and waited for, as asyncio does. Otherwise as coil_await.
  * The timeout counts as expired only if nothing else cancelled the task
  * since the call began (its cancel count against its level then). May
- * suspend; -EPERM outside a task; -ENOMEM.
+ * suspend; -EPERM outside a task; -EDEADLK (fut is the calling task's
+ * own; nothing is cancelled); -ENOMEM.
  */
 COIL_API int coil_wait_for(coil_future_t *fut, int64_t timeout_ns,
                            void **value_out);
