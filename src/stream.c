@@ -96,6 +96,12 @@ static void *grow(void *p, size_t n)
     return p ? coil__realloc(p, n) : coil__malloc(n);
 }
 
+/* a + b, or SIZE_MAX if that overflows (a limit of SIZE_MAX is allowed). */
+static size_t add_sat(size_t a, size_t b)
+{
+    return a > SIZE_MAX - b ? SIZE_MAX : a + b;
+}
+
 static void on_loop_close(struct coil__close_hook *hook);
 static void on_writable(void *arg, int result);
 static int start_writer(struct coil_stream *s);
@@ -103,6 +109,30 @@ static int start_writer(struct coil_stream *s);
 /* ------------------------------------------------------------------ */
 /* Making, states, freeing                                              */
 /* ------------------------------------------------------------------ */
+
+/* fd is a stream socket, not listening, made non-blocking if it was not:
+ * 0, or -EBADF, -ENOTSOCK, -EPROTOTYPE (not SOCK_STREAM), -EINVAL
+ * (listening). */
+static int check_stream_socket(int fd)
+{
+    int v = 0;
+    socklen_t len = sizeof(v);
+    if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &v, &len) < 0)
+        return -errno;
+    if (v != SOCK_STREAM)
+        return -EPROTOTYPE;
+#ifdef SO_ACCEPTCONN
+    len = sizeof(v);
+    if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &v, &len) == 0 && v)
+        return -EINVAL;
+#endif
+    int fl = fcntl(fd, F_GETFL);
+    if (fl < 0)
+        return -errno;
+    if (!(fl & O_NONBLOCK) && fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
+        return -errno;
+    return 0;
+}
 
 int coil_stream_open_fd(int fd, coil_stream_t **out)
 {
@@ -115,15 +145,16 @@ int coil_stream_open_fd(int fd, coil_stream_t **out)
     coil_loop_t *loop;
     if (!(loop = coil_running_loop()))
         return -EPERM;
-    if (fcntl(fd, F_GETFD) < 0)
-        return -EBADF;
+    int err = check_stream_socket(fd);
+    if (err)
+        return err;
     struct coil_stream *s = coil__calloc(1, sizeof(*s));
     if (!s)
         return -ENOMEM;
     /* Bound now, so that starting the writer later needs no memory of the
      * loop's (on epoll; see start_writer). -EBUSY if another coil object
      * owns fd. */
-    int err = coil__watch_init(&s->watch, loop, fd, COIL__WATCH_OWNED);
+    err = coil__watch_init(&s->watch, loop, fd, COIL__WATCH_OWNED);
     if (err) {
         coil__free(s);
         return err;
@@ -493,7 +524,7 @@ static int read_all(coil_stream_t *s, void *buf, size_t cap, size_t *len)
     while (!s->eof) {
         if (s->rlen > s->limit)
             return -EMSGSIZE;
-        ssize_t r = fill(s, s->limit + 1);
+        ssize_t r = fill(s, add_sat(s->limit, 1));
         if (r < 0)
             return (int)r;
     }
@@ -542,7 +573,7 @@ static int readuntil(struct coil_stream *s, const void *sep, size_t seplen,
         from = s->rlen + 1 > seplen ? s->rlen + 1 - seplen : 0;
         if (from > s->limit)
             return -EMSGSIZE;
-        ssize_t r = fill(s, s->limit + seplen);
+        ssize_t r = fill(s, add_sat(s->limit, seplen));
         if (r < 0)
             return (int)r;
         if (r == 0) {
@@ -622,8 +653,11 @@ bool coil_stream_at_eof(coil_stream_t *s)
      * waiting in the socket behind the last byte read: look, without
      * taking anything. */
     char c;
-    if (recv(s->fd, &c, 1, MSG_PEEK | COIL__DONTWAIT) == 0)
+    ssize_t r = recv(s->fd, &c, 1, MSG_PEEK | COIL__DONTWAIT);
+    if (r == 0)
         s->eof = true;
+    else if (r < 0 && !coil__would_block(errno) && sticky(-errno))
+        s->read_err = -errno; /* the peek took it (a reset): keep it */
     return s->eof;
 }
 

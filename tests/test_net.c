@@ -1548,6 +1548,11 @@ static int rawreuse_main(void *arg)
     int nb[2];
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, nb))
         return -1;
+    if (nb[1] == num) { /* either end will do: the one with the number */
+        int tmp = nb[0];
+        nb[0] = nb[1];
+        nb[1] = tmp;
+    }
     if (nb[0] != num) {
         if (dup3(nb[0], num, O_CLOEXEC) < 0)
             return -1;

@@ -1199,6 +1199,8 @@ struct lastu {
     int fds[2];
     coil_stream_t *s;
     ssize_t r;
+    coil_stream_t *ref_after; /* coil_stream_ref after the last unref */
+    struct exc_log exc;
 };
 
 static int lastu_reader(void *arg)
@@ -1214,19 +1216,30 @@ static int lastu_main(void *arg)
     struct lastu *l = arg;
     if (coil_stream_open_fd(l->fds[0], &l->s))
         return -1;
-    coil_task_t *t = test_spawn(coil_running_loop(), lastu_reader, l);
+    coil_loop_t *loop = coil_running_loop();
+    coil_loop_set_exception_handler(loop, test_exc_record, &l->exc);
+    coil_task_t *t = test_spawn(loop, lastu_reader, l);
     coil_yield(); /* it waits for data */
     coil_stream_unref(l->s);
+    /* The reader's call still holds the memory: a ref now, or one unref
+     * too many, is a misuse that is reported, not a resurrection. */
+    l->ref_after = coil_stream_ref(l->s);
+    coil_stream_unref(l->s);
     test_join(t);
+    coil_loop_set_exception_handler(loop, NULL, NULL);
     return 0;
 }
 
 static void test_last_unref_while_reading(void **state)
 {
-    struct lastu l = {.r = 1};
+    struct lastu l = {.r = 1, .ref_after = (coil_stream_t *)1};
     make_pair(l.fds, false);
     assert_int_equal(test_run_task(test_loop(state), lastu_main, &l), 0);
     assert_int_equal(l.r, -EBADF);
+    assert_null(l.ref_after);
+    assert_int_equal(l.exc.count, 2);
+    assert_int_equal(l.exc.last_error, 0);
+    assert_non_null(strstr(l.exc.last_message, "once too often"));
     close(l.fds[1]);
 }
 
@@ -1457,8 +1470,146 @@ static void test_stream_fd_is_owned(void **state)
     assert_int_equal(test_run_task(test_loop(state), owned_main, &o), 0);
     assert_int_equal(o.close_r, -EBUSY);
     assert_int_equal(o.reader_r, -EBUSY);
+    assert_int_equal(o.sock_r, -EBUSY); /* it would have to wait: refused */
     assert_int_equal(o.n, 1);
     close(o.fds[1]);
+}
+
+/* What coil_stream_open_fd refuses: anything but a stream socket that is
+ * not listening (each left open for the caller, *out NULL); a blocking
+ * one is made non-blocking. */
+struct wrong {
+    int r[5];
+    bool null_out[5], still_open[5];
+    bool made_nonblocking;
+};
+
+static int wrong_main(void *arg)
+{
+    struct wrong *w = arg;
+    int p[2], sv[2];
+    test_pipe(p);
+    char path[] = "/tmp/coil-stream-XXXXXX";
+    int file = mkstemp(path);
+    if (file >= 0)
+        unlink(path);
+    int udp = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    int lst = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (file < 0 || udp < 0 || lst < 0 ||
+        bind(lst, (struct sockaddr *)&a, sizeof(a)) || listen(lst, 1) ||
+        socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv))
+        return -1;
+    int fds[4] = {p[0], file, udp, lst};
+    for (int i = 0; i < 4; i++) {
+        coil_stream_t *s = (coil_stream_t *)1;
+        w->r[i] = coil_stream_open_fd(fds[i], &s);
+        w->null_out[i] = s == NULL;
+        w->still_open[i] = fcntl(fds[i], F_GETFD) >= 0;
+    }
+    coil_stream_t *s = NULL;
+    w->r[4] = coil_stream_open_fd(sv[0], &s); /* blocking */
+    w->made_nonblocking = (fcntl(sv[0], F_GETFL) & O_NONBLOCK) != 0;
+    coil_stream_unref(s);
+    close(p[0]);
+    close(p[1]);
+    close(file);
+    close(udp);
+    close(lst);
+    close(sv[1]);
+    return 0;
+}
+
+static void test_open_fd_wrong_files(void **state)
+{
+    struct wrong w;
+    memset(&w, 0, sizeof(w));
+    assert_int_equal(test_run_task(test_loop(state), wrong_main, &w), 0);
+    assert_int_equal(w.r[0], -ENOTSOCK); /* a pipe */
+    assert_int_equal(w.r[1], -ENOTSOCK); /* a file */
+    assert_int_equal(w.r[2], -EPROTOTYPE); /* a datagram socket */
+    assert_int_equal(w.r[3], -EINVAL);     /* a listening socket */
+    for (int i = 0; i < 4; i++) {
+        assert_true(w.null_out[i]);
+        assert_true(w.still_open[i]);
+    }
+    assert_int_equal(w.r[4], 0);
+    assert_true(w.made_nonblocking);
+}
+
+/* at_eof looks into the socket without reading: a reset it meets there
+ * is kept for the next read, not taken for the end of the stream. */
+static int eof_rst_main(void *arg)
+{
+    struct rst *r = arg;
+    if (coil_stream_open_fd(r->fds[0], &r->s))
+        return -1;
+    reset_close(r->fds[1]);
+    coil_sleep(10 * COIL_MSEC); /* the reset arrives */
+    r->werr = coil_stream_at_eof(r->s);
+    r->r1 = (int)coil_stream_read(r->s, r->buf, sizeof(r->buf));
+    r->r2 = (int)coil_stream_read(r->s, r->buf, sizeof(r->buf));
+    coil_stream_unref(r->s);
+    return 0;
+}
+
+static void test_at_eof_keeps_reset(void **state)
+{
+    struct rst r = {.loop = test_loop(state), .werr = 1};
+    tcp_pair(r.fds);
+    assert_int_equal(test_run_task(r.loop, eof_rst_main, &r), 0);
+    assert_int_equal(r.werr, false);
+    assert_int_equal(r.r1, -ECONNRESET);
+    assert_int_equal(r.r2, -ECONNRESET);
+}
+
+/* A limit of SIZE_MAX (allowed: no limit) must not wrap the size the
+ * buffer grows towards: 256 KiB take a few receives, not one per byte. */
+struct nolimit {
+    int fds[2];
+    int r;
+    size_t len;
+    unsigned recvs;
+};
+
+static int nolimit_writer(void *arg)
+{
+    struct nolimit *n = arg;
+    static char data[256 * 1024];
+    int err = coil_sock_send_all(n->fds[1], data, sizeof(data), NULL);
+    shutdown(n->fds[1], SHUT_WR);
+    return err;
+}
+
+static int nolimit_main(void *arg)
+{
+    struct nolimit *n = arg;
+    coil_stream_t *s;
+    if (coil_stream_open_fd(n->fds[0], &s))
+        return -1;
+    coil_stream_set_limit(s, SIZE_MAX);
+    static char buf[256 * 1024];
+    coil_task_t *t = test_spawn(coil_running_loop(), nolimit_writer, n);
+    coil__fault_reset();
+    n->r = coil_stream_read_all(s, buf, sizeof(buf), &n->len);
+    n->recvs = coil__fault_calls(COIL__SYS_RECV);
+    test_join(t);
+    coil_stream_unref(s);
+    return 0;
+}
+
+static void test_read_all_without_limit(void **state)
+{
+    test_exact_io(); /* receives of what is there, not chaos's pieces */
+    struct nolimit n = {.r = 1};
+    make_pair(n.fds, false);
+    assert_int_equal(test_run_task(test_loop(state), nolimit_main, &n), 0);
+    assert_int_equal(n.r, 0);
+    assert_int_equal(n.len, 256 * 1024);
+    assert_true(n.recvs > 0);
+    assert_true(n.recvs < 1000);
+    close(n.fds[1]);
 }
 
 static int make_one(void *arg)
@@ -1493,6 +1644,9 @@ static void test_bad_arguments(void **state)
     assert_int_equal(coil_stream_read(NULL, b, 1), -EINVAL);
     assert_int_equal(coil_stream_read_exactly(NULL, b, 1, NULL), -EINVAL);
     assert_int_equal(coil_stream_readline(NULL, b, 4, &len), -EINVAL);
+    len = 7;
+    assert_int_equal(coil_stream_read_all(NULL, b, 4, &len), -EINVAL);
+    assert_int_equal(len, 0);
     assert_int_equal(coil_stream_write(NULL, b, 1), -EINVAL);
     assert_int_equal(coil_stream_drain(NULL), -EINVAL);
     assert_int_equal(coil_stream_write_eof(NULL), -EINVAL);
@@ -1518,6 +1672,7 @@ static void test_bad_arguments(void **state)
     assert_int_equal(coil_stream_read_exactly(r.s, b, 1, &len), -EPERM);
     assert_int_equal(coil_stream_readline(r.s, b, 4, &len), -EPERM);
     assert_int_equal(coil_stream_readuntil(r.s, "x", 1, b, 4, &len), -EPERM);
+    assert_int_equal(coil_stream_read_all(r.s, b, 4, &len), -EPERM);
     assert_int_equal(coil_stream_drain(r.s), -EPERM);
     assert_int_equal(coil_stream_wait_closed(r.s), -EPERM);
     /* Bad values. */
@@ -1614,6 +1769,9 @@ int main(void)
         TEST(test_at_eof_without_another_read),
         TEST(test_stream_fd_is_owned),
         TEST(test_bad_arguments),
+        TEST(test_open_fd_wrong_files),
+        TEST(test_at_eof_keeps_reset),
+        TEST(test_read_all_without_limit),
         TEST(test_alloc_failure),
     };
     const struct CMUnitTest epoll_tests[] = {

@@ -87,20 +87,24 @@ typedef struct coil_stream coil_stream_t;
 COIL_API int coil_stream_open(const char *host, const char *port,
                               coil_stream_t **out);
 
-/* As coil_stream_open, to a Unix-domain stream socket at path.
- * -ENAMETOOLONG for a path that does not fit sockaddr_un. May suspend. */
+/* As coil_stream_open, to a Unix-domain stream socket at path. Errors as
+ * coil_stream_open, and -EINVAL (path NULL or empty), -ENAMETOOLONG (a
+ * path that does not fit sockaddr_un), -EAGAIN (the listener's backlog
+ * is full: nothing is in progress, try again later). May suspend. */
 COIL_API int coil_stream_open_unix(const char *path, coil_stream_t **out);
 
 /*
- * Wrap a connected, non-blocking stream socket fd (from coil_sock_open,
- * coil_sock_accept, or a socketpair made non-blocking). On success the
- * stream owns fd; on failure fd is left to the caller. TCP sockets get
- * TCP_NODELAY (as asyncio's transports do: small writes go out at once).
- * Must be called on the thread of a running loop (inside a task or
- * callback): the stream belongs to that loop. Errors: -EBADF (fd < 0 or
- * not open), -EINVAL (out NULL), -EPERM (no running loop), -EBUSY (fd
- * already belongs to a stream, server or endpoint, or a callback watcher
- * or waiting task uses it), -ENOMEM. Does not suspend.
+ * Wrap a connected stream socket fd (from coil_sock_open and
+ * coil_sock_connect, coil_sock_accept, or a socketpair); it is made
+ * non-blocking if it is not. On success the stream owns fd; on failure
+ * fd is left to the caller. TCP sockets get TCP_NODELAY (as asyncio's
+ * transports do: small writes go out at once). Must be called on the
+ * thread of a running loop (inside a task or callback): the stream
+ * belongs to that loop. Errors: -EBADF (fd < 0 or not open), -ENOTSOCK
+ * (not a socket), -EPROTOTYPE (not a stream socket), -EINVAL (out NULL,
+ * or a listening socket), -EPERM (no running loop), -EBUSY (fd already
+ * belongs to a stream, server or endpoint, or a callback watcher or
+ * waiting task uses it), -ENOMEM. Does not suspend.
  */
 COIL_API int coil_stream_open_fd(int fd, coil_stream_t **out);
 
