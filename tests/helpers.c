@@ -75,11 +75,6 @@ long test_alloc_live(void)
     return atomic_load(&live);
 }
 
-long test_alloc_count(void)
-{
-    return atomic_load(&total);
-}
-
 void test_alloc_fail_after(long nth)
 {
     atomic_store(&failed, false);
@@ -185,6 +180,20 @@ const char *test_backend(void)
     return name;
 }
 
+bool test_on_backend(const char *name)
+{
+    return strcmp(test_backend(), name) == 0;
+}
+
+enum coil__sys_call test_wait_call(void)
+{
+    if (test_on_backend("epoll"))
+        return COIL__SYS_EPOLL_WAIT;
+    if (test_on_backend("kqueue"))
+        return COIL__SYS_KEVENT;
+    return COIL__SYS_POLL;
+}
+
 int test_setup_noloop(void **state)
 {
     struct fixture *f = calloc(1, sizeof(*f));
@@ -279,35 +288,68 @@ int test_setup_fake_noloop(void **state)
     return test_setup_noloop(state);
 }
 
-/* A stop a virtual day later: a wait that never ends fails the test. */
-static coil_handle_t *safety_stop(coil_loop_t *loop)
+/* A timer that stops a run that would otherwise not end. */
+struct safety {
+    coil_loop_t *loop;
+    coil_handle_t *handle;
+    bool fired;
+};
+
+static void safety_cb(void *arg)
 {
-    coil_handle_t *safety;
-    assert_int_equal(coil_loop_call_later(loop, 24 * 3600 * COIL_SEC,
-                                          test_stop_cb, loop, &safety),
-                     0);
-    return safety;
+    struct safety *s = arg;
+    s->fired = true;
+    coil_loop_stop(s->loop);
 }
 
-static void safety_off(coil_handle_t *safety)
+static void safety_on(struct safety *s, coil_loop_t *loop, int64_t ns)
 {
-    coil_handle_cancel(safety);
-    coil_handle_unref(safety);
+    *s = (struct safety){loop, NULL, false};
+    assert_int_equal(coil_loop_call_later(loop, ns, safety_cb, s, &s->handle),
+                     0);
 }
+
+/* Returns whether it fired. */
+static bool safety_off(struct safety *s)
+{
+    coil_handle_cancel(s->handle);
+    coil_handle_unref(s->handle);
+    return s->fired;
+}
+
+/* A stop a virtual day later: a wait that never ends fails the test. */
+#define DAY (24 * 3600 * COIL_SEC)
 
 int test_run_until(coil_loop_t *loop, coil_future_t *fut)
 {
-    coil_handle_t *safety = safety_stop(loop);
+    struct safety s;
+    safety_on(&s, loop, DAY);
     int err = coil_loop_run_until_complete(loop, fut);
-    safety_off(safety);
+    safety_off(&s);
     return err;
 }
 
 void test_run_stopped(coil_loop_t *loop)
 {
-    coil_handle_t *safety = safety_stop(loop);
-    test_run(loop);
-    safety_off(safety);
+    test_run_bounded(loop, DAY);
+}
+
+int test_run_bounded_err(coil_loop_t *loop, int64_t ns, bool *fired)
+{
+    struct safety s;
+    safety_on(&s, loop, ns);
+    int err = coil_loop_run_forever(loop);
+    bool f = safety_off(&s);
+    if (fired)
+        *fired = f;
+    return err;
+}
+
+bool test_run_bounded(coil_loop_t *loop, int64_t ns)
+{
+    bool fired;
+    assert_int_equal(test_run_bounded_err(loop, ns, &fired), 0);
+    return fired;
 }
 
 static int spawn_failures;
@@ -417,19 +459,60 @@ unsigned char test_pattern(size_t i, unsigned seed)
     return (unsigned char)((i * 131u + seed * 7u + (i >> 9)) & 0xff);
 }
 
-int test_run_task(coil_loop_t *loop, coil_task_fn fn, void *arg)
+int test_run_done(coil_loop_t *loop, coil_task_t *t)
+{
+    int err = test_run_until(loop, coil_task_future(t));
+    assert_true(coil_future_done(coil_task_future(t)));
+    assert_int_equal(err, coil_future_result(coil_task_future(t), NULL));
+    return err;
+}
+
+int test_task_outcome(coil_task_t *t)
+{
+    void *v = NULL;
+    int r = coil_future_result(coil_task_future(t), &v);
+    return r == 0 ? (int)(intptr_t)v : r;
+}
+
+/* The task of test_run_task and test_run_cancelled. */
+static coil_task_t *run_spawn(coil_loop_t *loop, coil_task_fn fn, void *arg)
 {
     spawn_failures = 0;
     coil_task_t *t;
     assert_int_equal(coil_task_spawn(loop, fn, arg, &t), 0);
-    int err = test_run_until(loop, coil_task_future(t));
-    assert_true(coil_future_done(coil_task_future(t)));
-    void *v = NULL;
-    int r = coil_future_result(coil_task_future(t), &v);
-    assert_int_equal(err, r);
-    coil_task_unref(t);
+    return t;
+}
+
+/* Its outcome once it has finished; it goes to *out, or is released. */
+static int run_end(coil_task_t *t, coil_task_t **out)
+{
+    int r = test_task_outcome(t);
+    if (out)
+        *out = t;
+    else
+        coil_task_unref(t);
     assert_int_equal(spawn_failures, 0); /* test_spawn inside the run */
-    return r == 0 ? (int)(intptr_t)v : r;
+    return r;
+}
+
+int test_run_task(coil_loop_t *loop, coil_task_fn fn, void *arg)
+{
+    coil_task_t *t = run_spawn(loop, fn, arg);
+    test_run_done(loop, t);
+    return run_end(t, NULL);
+}
+
+int test_run_cancelled(coil_loop_t *loop, coil_task_fn fn, void *arg,
+                       int64_t delay, coil_task_t **out)
+{
+    coil_task_t *t = run_spawn(loop, fn, arg);
+    struct test_canceller c = {t, 1, 0};
+    assert_int_equal(
+        coil_loop_call_later(loop, delay, test_cancel_cb, &c, NULL), 0);
+    test_run_done(loop, t);
+    assert_int_equal(c.calls, 1);
+    assert_int_equal(c.result, 0);
+    return run_end(t, out);
 }
 
 void test_assert_no_tasks(coil_loop_t *loop)

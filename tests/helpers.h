@@ -55,8 +55,6 @@ const coil_allocator_t *test_allocator(void);
 
 /* Blocks currently allocated through coil's allocator. */
 long test_alloc_live(void);
-/* Allocations made since the program started. */
-long test_alloc_count(void);
 /* Make the nth allocation from now fail (1 = the next); 0 disarms. */
 void test_alloc_fail_after(long nth);
 /* Whether an injected failure happened since the last arm. */
@@ -79,6 +77,10 @@ void test_exc_record(coil_loop_t *loop, int error, const char *message,
 
 /* The backend the tests run on (COIL_BACKEND, or the default). */
 const char *test_backend(void);
+/* Whether that backend is the one named. */
+bool test_on_backend(const char *name);
+/* The syscall it waits with (for fault injection). */
+enum coil__sys_call test_wait_call(void);
 
 /* Run the loop until stopped, failing the test on error. */
 void test_run(coil_loop_t *loop);
@@ -98,10 +100,27 @@ int test_setup_fake_noloop(void **state);
 int test_run_until(coil_loop_t *loop, coil_future_t *fut);
 void test_run_stopped(coil_loop_t *loop);
 
+/*
+ * Run the loop until something stops it, with a safety stop ns later
+ * (on whichever clock the loop runs). test_run_bounded fails the test
+ * unless the run returned 0 and says whether the safety stop is what
+ * ended it; test_run_bounded_err returns the run's code and sets *fired
+ * (if not NULL) to that.
+ */
+bool test_run_bounded(coil_loop_t *loop, int64_t ns);
+int test_run_bounded_err(coil_loop_t *loop, int64_t ns, bool *fired);
+
 /* Spawn fn(arg), run the loop until it finishes and return its outcome:
  * its result (>= 0) or its error. Fails the test if a test_spawn made
  * during the run failed. */
 int test_run_task(coil_loop_t *loop, coil_task_fn fn, void *arg);
+
+/* Run the loop until t has finished (test_run_until), failing the test
+ * if it has not; returns the run's code, which must be the task's
+ * outcome code (0 for a result, else its error). */
+int test_run_done(coil_loop_t *loop, coil_task_t *t);
+/* A finished task's result (>= 0) or error. */
+int test_task_outcome(coil_task_t *t);
 
 /* Spawn from inside a task (no asserting there): a failure is counted
  * and test_run_task fails the test afterwards. test_join awaits the task
@@ -181,7 +200,7 @@ int test_run_if(bool applies, const char *why, const char *group,
                 sizeof(tests) / sizeof(*(tests)))
 
 /* Whether the tests run on the epoll backend. */
-#define TEST_ON_EPOLL (strcmp(test_backend(), "epoll") == 0)
+#define TEST_ON_EPOLL test_on_backend("epoll")
 
 /*
  * Registration, one line per test: a fresh loop and the leak gate
@@ -206,5 +225,15 @@ struct test_canceller {
     int calls;
 };
 void test_cancel_cb(void *canceller);
+
+/*
+ * Spawn fn(arg), cancel it delay ns later (test_cancel_cb) and run the
+ * loop until it has finished, failing the test unless the cancel ran
+ * once and coil_task_cancel returned 0. Returns its outcome (as
+ * test_run_task); out: NULL, or where the task goes for the caller to
+ * inspect and unref.
+ */
+int test_run_cancelled(coil_loop_t *loop, coil_task_fn fn, void *arg,
+                       int64_t delay, coil_task_t **out);
 
 #endif /* COIL_TEST_HELPERS_H */

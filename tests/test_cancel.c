@@ -18,22 +18,6 @@
 
 #define HOUR (3600 * COIL_SEC)
 
-/* Run the loop until t has finished; returns its outcome code. */
-static int run_until_done(coil_loop_t *loop, coil_task_t *t)
-{
-    int err = test_run_until(loop, coil_task_future(t));
-    assert_true(coil_future_done(coil_task_future(t)));
-    return err;
-}
-
-/* The task's result (>= 0) or error. */
-static int outcome(coil_task_t *t)
-{
-    void *v = NULL;
-    int r = coil_future_result(coil_task_future(t), &v);
-    return r == 0 ? (int)(intptr_t)v : r;
-}
-
 /* ------------------------------------------------------------------ */
 /* Suspension points                                                    */
 /* ------------------------------------------------------------------ */
@@ -60,13 +44,9 @@ static void test_cancel_sleep(void **state)
     struct fixture *f = *state;
     struct sleeper s = {.loop = f->loop, .r = 1};
     coil_task_t *t;
-    assert_int_equal(coil_task_spawn(f->loop, sleep_hour, &s, &t), 0);
-    struct test_canceller c = {t, 1, 0};
     assert_int_equal(
-        coil_loop_call_later(f->loop, 5 * COIL_MSEC, test_cancel_cb, &c, NULL),
-        0);
-    assert_int_equal(run_until_done(f->loop, t), -ECANCELED);
-    assert_int_equal(c.result, 0);
+        test_run_cancelled(f->loop, sleep_hour, &s, 5 * COIL_MSEC, &t),
+        -ECANCELED);
     assert_int_equal(s.r, -ECANCELED);
     assert_true(s.slept >= 5 * COIL_MSEC);
     assert_true(s.slept < HOUR);
@@ -105,11 +85,11 @@ static void test_cancel_yield(void **state)
     coil_task_t *other;
     assert_int_equal(coil_task_spawn(f->loop, yield_once, &y, &y.victim), 0);
     assert_int_equal(coil_task_spawn(f->loop, cancel_victim, &y, &other), 0);
-    run_until_done(f->loop, y.victim);
+    test_run_done(f->loop, y.victim);
     assert_int_equal(y.cancel_r, 0);
     assert_int_equal(y.r_yield, -ECANCELED);
     assert_int_equal(y.r_next, 0); /* one cancel, one -ECANCELED */
-    assert_int_equal(outcome(y.victim), 0);
+    assert_int_equal(test_task_outcome(y.victim), 0);
     coil_task_unref(y.victim);
     coil_task_unref(other);
     test_assert_no_tasks(f->loop);
@@ -138,12 +118,8 @@ static void test_cancel_await_future(void **state)
     struct awaiter a = {.r = 1};
     assert_int_equal(coil_future_new(f->loop, &a.fut), 0);
     coil_task_t *t;
-    assert_int_equal(coil_task_spawn(f->loop, await_fut, &a, &t), 0);
-    struct test_canceller c = {t, 1, 0};
-    assert_int_equal(
-        coil_loop_call_later(f->loop, COIL_MSEC, test_cancel_cb, &c, NULL), 0);
-    assert_int_equal(run_until_done(f->loop, t), -ECANCELED);
-    assert_int_equal(c.result, 0);
+    assert_int_equal(test_run_cancelled(f->loop, await_fut, &a, COIL_MSEC, &t),
+                     -ECANCELED);
     assert_int_equal(a.r, -ECANCELED);
     /* The awaited future was cancelled with the task. */
     assert_true(coil_future_cancelled(a.fut));
@@ -193,13 +169,9 @@ static void test_cancel_await_task(void **state)
         struct inner in = {1, 1, 5, catches};
         struct outer o = {f->loop, &in, NULL, 1};
         coil_task_t *t;
-        assert_int_equal(coil_task_spawn(f->loop, outer_body, &o, &t), 0);
-        struct test_canceller c = {t, 1, 0};
         assert_int_equal(
-            coil_loop_call_later(f->loop, COIL_MSEC, test_cancel_cb, &c, NULL),
-            0);
-        run_until_done(f->loop, t);
-        assert_int_equal(c.result, 0);
+            test_run_cancelled(f->loop, outer_body, &o, COIL_MSEC, &t),
+            catches ? 5 : -ECANCELED);
         /* The inner task was cancelled through the outer's await. */
         assert_int_equal(in.sleep_r, -ECANCELED);
         assert_true(coil_task_cancelling(o.inner) >= 1);
@@ -207,9 +179,9 @@ static void test_cancel_await_task(void **state)
             /* It caught the cancel, cleaned up and returned 5: that is
              * what the outer's await gives (asyncio semantics). */
             assert_int_equal(in.cleanup_r, 0);
-            assert_int_equal(outcome(o.inner), 5);
+            assert_int_equal(test_task_outcome(o.inner), 5);
             assert_int_equal(o.join_r, 5);
-            assert_int_equal(outcome(t), 5);
+            assert_int_equal(test_task_outcome(t), 5);
         } else {
             assert_true(coil_future_cancelled(coil_task_future(o.inner)));
             assert_int_equal(o.join_r, -ECANCELED);
@@ -257,12 +229,10 @@ static void test_cancel_shield(void **state)
     struct shielder s = {.loop = f->loop, .r = 1};
     assert_int_equal(coil_future_new(f->loop, &s.fut), 0);
     coil_task_t *t;
-    assert_int_equal(coil_task_spawn(f->loop, shield_body, &s, &t), 0);
-    struct test_canceller c = {t, 1, 0};
     int64_t t0 = coil_loop_time(f->loop);
     assert_int_equal(
-        coil_loop_call_later(f->loop, COIL_MSEC, test_cancel_cb, &c, NULL), 0);
-    assert_int_equal(run_until_done(f->loop, t), -ECANCELED);
+        test_run_cancelled(f->loop, shield_body, &s, COIL_MSEC, &t),
+        -ECANCELED);
     /* The waiter got -ECANCELED at once; the future carries on. */
     assert_int_equal(s.r, -ECANCELED);
     assert_false(s.fut_done_at_return);
@@ -279,19 +249,17 @@ static void test_cancel_shield(void **state)
         coil_task_spawn(f->loop, sleep_then_7, &inner_sleep, &inner), 0);
     s = (struct shielder){
         .loop = f->loop, .r = 1, .fut = coil_task_future(inner)};
-    assert_int_equal(coil_task_spawn(f->loop, shield_body, &s, &t), 0);
-    c = (struct test_canceller){t, 1, 0};
     t0 = coil_loop_time(f->loop);
     assert_int_equal(
-        coil_loop_call_later(f->loop, COIL_MSEC, test_cancel_cb, &c, NULL), 0);
-    assert_int_equal(run_until_done(f->loop, t), -ECANCELED);
+        test_run_cancelled(f->loop, shield_body, &s, COIL_MSEC, &t),
+        -ECANCELED);
     assert_int_equal(s.r, -ECANCELED);
     assert_false(s.fut_done_at_return);
     assert_true(s.returned_at - t0 < 50 * COIL_MSEC);
     assert_int_equal(coil_task_cancelling(inner), 0u);
-    assert_int_equal(run_until_done(f->loop, inner), 0);
+    assert_int_equal(test_run_done(f->loop, inner), 0);
     assert_int_equal(inner_sleep, 0);
-    assert_int_equal(outcome(inner), 7);
+    assert_int_equal(test_task_outcome(inner), 7);
     coil_task_unref(inner);
     coil_task_unref(t);
 
@@ -302,7 +270,7 @@ static void test_cancel_shield(void **state)
     assert_int_equal(coil_task_spawn(f->loop, shield_body, &s, &t), 0);
     assert_int_equal(
         coil_loop_call_later(f->loop, COIL_MSEC, set_result_cb, fut, NULL), 0);
-    assert_int_equal(run_until_done(f->loop, t), 0);
+    assert_int_equal(test_run_done(f->loop, t), 0);
     assert_int_equal(s.r, 0);
     coil_future_unref(fut);
     coil_task_unref(t);
@@ -406,14 +374,8 @@ static void cancel_multi(coil_loop_t *loop, coil_task_fn body, struct multi *m,
     memset(m, 0, sizeof(*m));
     m->loop = loop;
     m->r = 1;
-    coil_task_t *t;
-    assert_int_equal(coil_task_spawn(loop, body, m, &t), 0);
-    struct test_canceller c = {t, 1, 0};
-    assert_int_equal(
-        coil_loop_call_later(loop, COIL_MSEC, test_cancel_cb, &c, NULL), 0);
-    run_until_done(loop, t);
-    assert_int_equal(c.result, 0);
-    *out = t;
+    assert_int_equal(test_run_cancelled(loop, body, m, COIL_MSEC, out),
+                     -ECANCELED);
 }
 
 static void test_cancel_gather(void **state)
@@ -447,7 +409,7 @@ static void test_cancel_wait(void **state)
     /* wait cancels nothing: the children were still running. */
     for (int i = 0; i < 3; i++)
         assert_false(m.done_at_return[i]);
-    assert_int_equal(run_until_done(f->loop, m.t[2]), -ECANCELED);
+    assert_int_equal(test_run_done(f->loop, m.t[2]), -ECANCELED);
     multi_release(&m);
     coil_task_unref(t);
     test_assert_no_tasks(f->loop);
@@ -463,7 +425,7 @@ static void test_cancel_as_completed(void **state)
     assert_null(m.got);
     for (int i = 0; i < 3; i++)
         assert_false(m.done_at_return[i]);
-    assert_int_equal(run_until_done(f->loop, m.t[2]), -ECANCELED);
+    assert_int_equal(test_run_done(f->loop, m.t[2]), -ECANCELED);
     multi_release(&m);
     coil_task_unref(t);
     test_assert_no_tasks(f->loop);
@@ -497,12 +459,9 @@ static void test_cancel_group_wait(void **state)
 {
     struct fixture *f = *state;
     struct grouper g = {.r = 1, .next_r = 1};
-    coil_task_t *t;
-    assert_int_equal(coil_task_spawn(f->loop, group_body, &g, &t), 0);
-    struct test_canceller c = {t, 1, 0};
     assert_int_equal(
-        coil_loop_call_later(f->loop, COIL_MSEC, test_cancel_cb, &c, NULL), 0);
-    assert_int_equal(run_until_done(f->loop, t), -ECANCELED);
+        test_run_cancelled(f->loop, group_body, &g, COIL_MSEC, NULL),
+        -ECANCELED);
     assert_int_equal(g.r, -ECANCELED);
     for (int i = 0; i < 2; i++) {
         assert_int_equal(g.ch[i].sleep_r, -ECANCELED);
@@ -510,7 +469,6 @@ static void test_cancel_group_wait(void **state)
     }
     /* The cancel was delivered by group_wait, once. */
     assert_int_equal(g.next_r, 0);
-    coil_task_unref(t);
     test_assert_no_tasks(f->loop);
 }
 
@@ -536,17 +494,13 @@ static void test_cancel_inside_timeout_scope(void **state)
 {
     struct fixture *f = *state;
     struct scoped s = {1, 1, true};
-    coil_task_t *t;
-    assert_int_equal(coil_task_spawn(f->loop, scoped_body, &s, &t), 0);
-    struct test_canceller c = {t, 1, 0};
     assert_int_equal(
-        coil_loop_call_later(f->loop, COIL_MSEC, test_cancel_cb, &c, NULL), 0);
-    assert_int_equal(run_until_done(f->loop, t), -ECANCELED);
+        test_run_cancelled(f->loop, scoped_body, &s, COIL_MSEC, NULL),
+        -ECANCELED);
     assert_int_equal(s.inner_r, -ECANCELED);
     assert_false(s.expired);
     /* Not the scope's doing: it stays -ECANCELED. */
     assert_int_equal(s.end_r, -ECANCELED);
-    coil_task_unref(t);
     test_assert_no_tasks(f->loop);
 }
 
@@ -569,8 +523,8 @@ static void test_cancel_before_start(void **state)
     assert_int_equal(coil_task_cancel(t), 0);
     assert_int_equal(coil_task_spawn(f->loop, mark_ran, &ran, &u), 0);
     assert_int_equal(coil_future_cancel(coil_task_future(u)), 0);
-    assert_int_equal(run_until_done(f->loop, t), -ECANCELED);
-    assert_int_equal(run_until_done(f->loop, u), -ECANCELED);
+    assert_int_equal(test_run_done(f->loop, t), -ECANCELED);
+    assert_int_equal(test_run_done(f->loop, u), -ECANCELED);
     assert_int_equal(ran, 0);
     assert_true(coil_future_cancelled(coil_task_future(t)));
     assert_true(coil_future_cancelled(coil_task_future(u)));
@@ -583,7 +537,7 @@ static void test_cancel_before_start(void **state)
     assert_int_equal(coil_loop_call_soon(f->loop, test_cancel_cb, &c, NULL), 0);
     assert_int_equal(coil_task_spawn(f->loop, mark_ran, &ran, &t), 0);
     c.task = t;
-    assert_int_equal(run_until_done(f->loop, t), -ECANCELED);
+    assert_int_equal(test_run_done(f->loop, t), -ECANCELED);
     assert_int_equal(c.result, 0);
     assert_int_equal(ran, 0);
     coil_task_unref(t);
@@ -629,7 +583,7 @@ static void test_cancel_repeated(void **state)
     struct test_canceller c = {t, 0, 0};
     assert_int_equal(
         coil_loop_call_later(f->loop, COIL_MSEC, cancel_thrice, &c, NULL), 0);
-    assert_int_equal(run_until_done(f->loop, t), 0);
+    assert_int_equal(test_run_done(f->loop, t), 0);
     assert_int_equal(c.result, 0);
     assert_int_equal(c.calls, 3);
     assert_int_equal(r.r1, -ECANCELED);
@@ -638,7 +592,8 @@ static void test_cancel_repeated(void **state)
     assert_int_equal(r.self_cancel[0], 0);
     assert_int_equal(r.self_cancel[1], 0);
     assert_int_equal(r.r3, -ECANCELED);
-    assert_int_equal(outcome(t), 0); /* the last yield was not cancelled */
+    /* The last yield was not cancelled. */
+    assert_int_equal(test_task_outcome(t), 0);
     assert_int_equal(coil_task_cancelling(t), 5u);
     coil_task_unref(t);
     test_assert_no_tasks(f->loop);
@@ -650,7 +605,7 @@ static void test_cancel_finished(void **state)
     int ran = 0;
     coil_task_t *t;
     assert_int_equal(coil_task_spawn(f->loop, mark_ran, &ran, &t), 0);
-    assert_int_equal(run_until_done(f->loop, t), 0);
+    assert_int_equal(test_run_done(f->loop, t), 0);
     assert_int_equal(coil_task_cancel(t), -EALREADY);
     assert_int_equal(coil_future_cancel(coil_task_future(t)), -EALREADY);
     assert_false(coil_future_cancelled(coil_task_future(t)));
@@ -692,11 +647,8 @@ static void test_cancel_caught_cleanup(void **state)
                         .r_cleanup_yield = 1};
     assert_int_equal(coil_future_new(f->loop, &k.fut), 0);
     coil_task_t *t;
-    assert_int_equal(coil_task_spawn(f->loop, catcher_body, &k, &t), 0);
-    struct test_canceller c = {t, 1, 0};
     assert_int_equal(
-        coil_loop_call_later(f->loop, COIL_MSEC, test_cancel_cb, &c, NULL), 0);
-    assert_int_equal(run_until_done(f->loop, t), 0);
+        test_run_cancelled(f->loop, catcher_body, &k, COIL_MSEC, &t), 0);
     assert_int_equal(k.r_sleep, -ECANCELED);
     assert_int_equal(k.r_cleanup_sleep, 0);
     assert_int_equal(k.r_cleanup_await, 0);
@@ -704,7 +656,7 @@ static void test_cancel_caught_cleanup(void **state)
     assert_int_equal(k.r_cleanup_yield, 0);
     /* It returned 0: a result, not a cancelled task. */
     assert_false(coil_future_cancelled(coil_task_future(t)));
-    assert_int_equal(outcome(t), 0);
+    assert_int_equal(test_task_outcome(t), 0);
     coil_future_unref(k.fut);
     coil_task_unref(t);
     test_assert_no_tasks(f->loop);
@@ -735,7 +687,7 @@ static void test_self_cancel(void **state)
     struct selfc s = {.loop = f->loop, 1, 1, 1, -1, false};
     coil_task_t *t;
     assert_int_equal(coil_task_spawn(f->loop, self_cancel_body, &s, &t), 0);
-    assert_int_equal(run_until_done(f->loop, t), 0);
+    assert_int_equal(test_run_done(f->loop, t), 0);
     assert_int_equal(s.cancel_r, 0);
     assert_true(s.ran_on);
     assert_int_equal(s.r_sleep, -ECANCELED);
@@ -802,7 +754,7 @@ static void test_completed_result_wins(void **state)
     assert_int_equal(
         coil_loop_call_later(f->loop, COIL_MSEC, result_then_cancel, &r, NULL),
         0);
-    assert_int_equal(run_until_done(f->loop, t), 0);
+    assert_int_equal(test_run_done(f->loop, t), 0);
     assert_int_equal(r.set_r, 0);
     assert_int_equal(r.cancel_r, 0);
     assert_int_equal(w.r_await, 0);
@@ -820,7 +772,7 @@ static void test_completed_result_wins(void **state)
     w = (struct race_waiter){coil_task_future(inner), 1, 1, 1, NULL};
     assert_int_equal(coil_task_spawn(f->loop, race_waiter_body, &w, &t), 0);
     c.task = t;
-    assert_int_equal(run_until_done(f->loop, t), 0);
+    assert_int_equal(test_run_done(f->loop, t), 0);
     assert_int_equal(c.result, 0);
     assert_int_equal(w.r_await, 0);
     assert_int_equal((intptr_t)w.value, 9);
@@ -864,7 +816,7 @@ static void test_uncancel(void **state)
     memset(&u, 0x55, sizeof(u));
     coil_task_t *t;
     assert_int_equal(coil_task_spawn(f->loop, uncancel_body, &u, &t), 0);
-    assert_int_equal(run_until_done(f->loop, t), 0);
+    assert_int_equal(test_run_done(f->loop, t), 0);
     assert_int_equal(u.left[0], 0u);
     assert_int_equal(u.r[0], 0);
     assert_int_equal(u.left[1], 1u);
@@ -880,7 +832,7 @@ static void test_uncancel(void **state)
     assert_int_equal(coil_task_cancel(t), 0);
     assert_int_equal(coil_task_cancelling(t), 1u);
     assert_int_equal(coil_task_uncancel(t), 0u);
-    assert_int_equal(run_until_done(f->loop, t), 0);
+    assert_int_equal(test_run_done(f->loop, t), 0);
     assert_int_equal(ran, 1);
     coil_task_unref(t);
     test_assert_no_tasks(f->loop);
@@ -956,7 +908,7 @@ static void test_cancel_chain(void **state)
     coil_task_options_t small = {.stack_size = 64 * 1024};
     assert_int_equal(
         coil_task_spawn_opts(f->loop, chain_canceller, &m, &small, &k), 0);
-    assert_int_equal(run_until_done(f->loop, m.head), -ECANCELED);
+    assert_int_equal(test_run_done(f->loop, m.head), -ECANCELED);
     assert_int_equal(m.cancel_r, 0);
     for (int i = 0; i < CHAIN; i++)
         assert_int_equal(c->results[i], -ECANCELED);
@@ -1082,7 +1034,7 @@ static void test_cancel_many(void **state)
     struct many_main mm = {f->loop, args, tasks, 0, 0, 1};
     coil_task_t *t;
     assert_int_equal(coil_task_spawn(f->loop, many_main_body, &mm, &t), 0);
-    assert_int_equal(run_until_done(f->loop, t), 0);
+    assert_int_equal(test_run_done(f->loop, t), 0);
     assert_int_equal(mm.spawn_errors, 0);
     assert_int_equal(mm.cancel_errors, 0);
     assert_int_equal(mm.gather_r, 0);

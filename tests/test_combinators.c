@@ -324,20 +324,14 @@ static void test_gather_cancelled(void **state)
     static const int rets[3] = {1, 2, 3};
     struct combo c;
     combo_init(&c, f->loop, 3, delays, rets);
-    coil_task_t *t;
-    assert_int_equal(coil_task_spawn(f->loop, gather_body, &c, &t), 0);
-    struct test_canceller k = {t, 1, 0};
     assert_int_equal(
-        coil_loop_call_later(f->loop, COIL_MSEC, test_cancel_cb, &k, NULL), 0);
-    assert_int_equal(test_run_until(f->loop, coil_task_future(t)), 0);
-    assert_int_equal(k.result, 0);
+        test_run_cancelled(f->loop, gather_body, &c, COIL_MSEC, NULL), 0);
     assert_int_equal(c.r, -ECANCELED);
     for (int i = 0; i < 3; i++) {
         assert_true(c.done_at_return[i]);
         assert_true(c.ch[i].cleaned);
         assert_true(coil_future_cancelled(c.futs[i]));
     }
-    coil_task_unref(t);
     combo_finish(&c);
 }
 

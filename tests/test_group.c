@@ -333,14 +333,8 @@ static void test_group_parent_cancelled_outside(void **state)
     static const int rets[2] = {1, 2};
     struct parent p;
     parent_init(&p, f->loop, 2, delays, rets);
-    coil_task_t *t;
-    assert_int_equal(coil_task_spawn(f->loop, parent_body, &p, &t), 0);
-    struct test_canceller c = {t, 1, 0};
     assert_int_equal(
-        coil_loop_call_later(f->loop, 5 * COIL_MSEC, test_cancel_cb, &c, NULL),
-        0);
-    assert_int_equal(test_run_until(f->loop, coil_task_future(t)), 0);
-    assert_int_equal(c.result, 0);
+        test_run_cancelled(f->loop, parent_body, &p, 5 * COIL_MSEC, NULL), 0);
     assert_int_equal(p.wait_r, -ECANCELED);
     for (int i = 0; i < 2; i++) {
         assert_int_equal(p.ch[i].sleep_r, -ECANCELED);
@@ -348,8 +342,6 @@ static void test_group_parent_cancelled_outside(void **state)
     }
     assert_int_equal(p.nerrors, 0);
     assert_int_equal(p.next_r, 0);
-    coil_task_unref(t);
-
     test_assert_no_tasks(f->loop);
 }
 
@@ -367,14 +359,8 @@ static void test_group_outside_cancel_then_child_fails(void **state)
     parent_init(&p, f->loop, 2, delays, rets);
     p.parent_sleep = HOUR;
     p.ch[1].ret_on_cancel = -EIO;
-    coil_task_t *t;
-    assert_int_equal(coil_task_spawn(f->loop, parent_body, &p, &t), 0);
-    struct test_canceller c = {t, 1, 0};
     assert_int_equal(
-        coil_loop_call_later(f->loop, 5 * COIL_MSEC, test_cancel_cb, &c, NULL),
-        0);
-    assert_int_equal(test_run_until(f->loop, coil_task_future(t)), 0);
-    assert_int_equal(c.result, 0);
+        test_run_cancelled(f->loop, parent_body, &p, 5 * COIL_MSEC, NULL), 0);
     assert_int_equal(p.sleep_r, -ECANCELED);
     assert_int_equal(p.wait_r, -EIO);
     assert_int_equal(p.ch[0].sleep_r, -ECANCELED);
@@ -384,7 +370,6 @@ static void test_group_outside_cancel_then_child_fails(void **state)
     assert_int_equal(p.cancelling_after, 1u);
     assert_int_equal(p.next_r, -ECANCELED); /* re-armed, not lost */
     assert_int_equal(p.after_r, 0);
-    coil_task_unref(t);
     test_assert_no_tasks(f->loop);
 }
 
@@ -942,6 +927,213 @@ static void test_group_loop_closed_while_waiting(void **state)
     /* The leak gate: the group went with its parent. */
 }
 
+/* ------------------------------------------------------------------ */
+/* Memory running out                                                   */
+/* ------------------------------------------------------------------ */
+
+#define SWEEP_MAX 16
+
+/* One call made with its nth allocation failing, and what followed. */
+struct attempt {
+    int r;       /* what the call returned */
+    bool failed; /* the injected failure happened */
+    bool clean;  /* nothing handed out, no block left behind */
+    bool used;   /* the group was used afterwards: */
+    int spawn_r; /* a spawn into it, */
+    int wait_r;  /* its wait, */
+    int nerrors; /* its error count */
+    int ran;     /* and the children that ran */
+};
+
+/* n = 1, 2, ... until a call makes no failing allocation. */
+struct sweep {
+    struct attempt a[SWEEP_MAX];
+    int n;
+};
+
+static int count_run(void *arg)
+{
+    (*(int *)arg)++;
+    return 0;
+}
+
+/* Spawn a child into g, wait for it and drop g, noting it all in a. */
+static void use_group(coil_group_t *g, struct attempt *a)
+{
+    a->used = true;
+    a->spawn_r = coil_group_spawn(g, count_run, &a->ran, NULL, NULL);
+    a->wait_r = coil_group_wait(g);
+    a->nerrors = coil_group_errors(g, NULL, 0);
+    coil_group_unref(g);
+}
+
+/* coil_group_new: a failure hands out NULL and leaves no block. */
+static void new_sweep(struct sweep *s)
+{
+    for (long n = 1; n <= SWEEP_MAX; n++) {
+        struct attempt *a = &s->a[s->n++];
+        long live = test_alloc_live();
+        coil_group_t *g = (coil_group_t *)1;
+        test_alloc_fail_after(n);
+        a->r = coil_group_new(&g);
+        a->failed = test_alloc_failed();
+        test_alloc_fail_after(0);
+        a->clean = !g && test_alloc_live() == live;
+        if (a->r == 0)
+            use_group(g, a);
+        if (!a->failed)
+            break;
+    }
+}
+
+/* coil_group_spawn into a new group each time: a failure hands out no
+ * task and leaves no block; the group is then used (use_failed) or
+ * dropped without a wait, which must free it. The child is named, so
+ * that making the task allocates too (its name), after the member. */
+static int spawn_sweep(struct sweep *s, bool use_failed)
+{
+    static const coil_task_options_t named = {.name = "swept"};
+    for (long n = 1; n <= SWEEP_MAX; n++) {
+        struct attempt *a = &s->a[s->n++];
+        long live = test_alloc_live();
+        coil_group_t *g;
+        if (coil_group_new(&g))
+            return -ENOMEM;
+        long live_g = test_alloc_live();
+        coil_task_t *child = (coil_task_t *)1;
+        test_alloc_fail_after(n);
+        a->r = coil_group_spawn(g, count_run, &a->ran, &named, &child);
+        a->failed = test_alloc_failed();
+        test_alloc_fail_after(0);
+        a->clean = !child && test_alloc_live() == live_g;
+        if (a->r == 0) {
+            coil_task_unref(child);
+            use_group(g, a);
+        } else if (use_failed) {
+            use_group(g, a);
+        } else {
+            coil_group_unref(g);
+            a->clean = a->clean && test_alloc_live() == live;
+        }
+        if (!a->failed)
+            break;
+    }
+    return 0;
+}
+
+/* Every call but the last failed with -ENOMEM and left things as they
+ * were; the last made no failing allocation and succeeded. A group used
+ * afterwards took a child, waited for every child (ran_last: how many
+ * after the last call) and counted no error. */
+static void check_sweep(const struct sweep *s, bool used_failed, int ran_last)
+{
+    assert_true(s->n >= 2); /* the call allocates */
+    for (int i = 0; i < s->n; i++) {
+        const struct attempt *a = &s->a[i];
+        bool last = i == s->n - 1;
+        assert_int_equal(a->failed, !last);
+        assert_int_equal(a->r, last ? 0 : -ENOMEM);
+        assert_true(a->clean || last);
+        assert_int_equal(a->used, last || used_failed);
+        if (!a->used)
+            continue;
+        assert_int_equal(a->spawn_r, 0);
+        assert_int_equal(a->wait_r, 0);
+        assert_int_equal(a->nerrors, 0);
+        assert_int_equal(a->ran, last ? ran_last : 1);
+    }
+}
+
+struct oom_ctx {
+    struct sweep made, used, dropped;
+};
+
+static int oom_body(void *arg)
+{
+    struct oom_ctx *o = arg;
+    new_sweep(&o->made);
+    int err = spawn_sweep(&o->used, true);
+    return err ? err : spawn_sweep(&o->dropped, false);
+}
+
+static void test_group_alloc_failure(void **state)
+{
+    struct fixture *f = *state;
+    struct oom_ctx o;
+    memset(&o, 0, sizeof(o));
+    assert_int_equal(test_run_task(f->loop, oom_body, &o), 0);
+    check_sweep(&o.made, false, 1);
+    check_sweep(&o.used, true, 2);
+    check_sweep(&o.dropped, false, 2);
+    /* The spawns failed in the member and in the task (its name). */
+    assert_true(o.used.n >= 3);
+    assert_true(o.dropped.n >= 3);
+    test_assert_no_tasks(f->loop);
+}
+
+/* A child fails, and the group has no memory to record its error: the
+ * count still includes it, the array holds only the errors recorded,
+ * and coil_group_wait returns it (the first error is kept apart). */
+static int fail_short_of_memory(void *arg)
+{
+    (void)arg;
+    test_alloc_fail_after(1); /* the group's record of this error */
+    return -EIO;
+}
+
+struct lost_ctx {
+    coil_loop_t *loop;
+    struct child late; /* cancelled by the failure, fails cleaning up */
+    int spawn_r[2];
+    int wait_r, count, copied;
+    int errors[3];
+    bool failed;
+};
+
+static int lost_parent(void *arg)
+{
+    struct lost_ctx *l = arg;
+    coil_group_t *g;
+    if (coil_group_new(&g))
+        return -ENOMEM;
+    /* late first: it is asleep when the other one fails. */
+    l->spawn_r[0] = coil_group_spawn(g, child_body, &l->late, NULL, NULL);
+    l->spawn_r[1] = coil_group_spawn(g, fail_short_of_memory, NULL, NULL, NULL);
+    l->wait_r = coil_group_wait(g);
+    l->failed = test_alloc_failed();
+    l->count = coil_group_errors(g, NULL, 0);
+    l->copied = coil_group_errors(g, l->errors, 3);
+    coil_group_unref(g);
+    return 0;
+}
+
+static void test_group_error_record_no_memory(void **state)
+{
+    struct fixture *f = *state;
+    struct lost_ctx l = {.loop = f->loop,
+                         .late = {.delay = HOUR,
+                                  .ret_on_cancel = -EPIPE,
+                                  .sleep_r = 1,
+                                  .loop = f->loop},
+                         .spawn_r = {1, 1},
+                         .wait_r = 1,
+                         .errors = {1, 1, 1}};
+    assert_int_equal(test_run_task(f->loop, lost_parent, &l), 0);
+    assert_int_equal(l.spawn_r[0], 0);
+    assert_int_equal(l.spawn_r[1], 0);
+    assert_true(l.failed);
+    assert_int_equal(l.wait_r, -EIO);
+    assert_int_equal(l.late.sleep_r, -ECANCELED);
+    assert_true(l.late.cleaned);
+    /* Both failures are counted; only -EPIPE could be recorded. */
+    assert_int_equal(l.count, 2);
+    assert_int_equal(l.copied, 2);
+    assert_int_equal(l.errors[0], -EPIPE);
+    assert_int_equal(l.errors[1], 1);
+    assert_int_equal(l.errors[2], 1);
+    test_assert_no_tasks(f->loop);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -963,6 +1155,8 @@ int main(void)
         TEST_FAKE(test_group_free_unwaited),
         TEST_FAKE(test_group_cancel),
         TEST_FAKE(test_group_loop_closed_while_waiting),
+        TEST_FAKE(test_group_alloc_failure),
+        TEST_FAKE(test_group_error_record_no_memory),
     };
     test_init();
     return cmocka_run_group_tests(tests, NULL, NULL);

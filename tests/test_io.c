@@ -27,61 +27,6 @@
 /* Helpers                                                              */
 /* ------------------------------------------------------------------ */
 
-static bool is_backend(coil_loop_t *loop, const char *name)
-{
-    return strcmp(coil_loop_backend(loop), name) == 0;
-}
-
-/* The syscall the loop's backend waits with (for fault injection). */
-static enum coil__sys_call wait_call(coil_loop_t *loop)
-{
-    if (is_backend(loop, "epoll"))
-        return COIL__SYS_EPOLL_WAIT;
-    if (is_backend(loop, "kqueue"))
-        return COIL__SYS_KEVENT;
-    return COIL__SYS_POLL;
-}
-
-/* A timer that stops a run that would otherwise not end. */
-struct safety {
-    coil_loop_t *loop;
-    coil_handle_t *handle;
-    bool fired;
-};
-
-static void safety_cb(void *arg)
-{
-    struct safety *s = arg;
-    s->fired = true;
-    coil_loop_stop(s->loop);
-}
-
-static void safety_arm(struct safety *s, coil_loop_t *loop, int64_t ns)
-{
-    s->loop = loop;
-    s->fired = false;
-    assert_int_equal(coil_loop_call_later(loop, ns, safety_cb, s, &s->handle),
-                     0);
-}
-
-static void safety_disarm(struct safety *s)
-{
-    coil_handle_cancel(s->handle);
-    coil_handle_unref(s->handle);
-    s->handle = NULL;
-}
-
-/* Run until something stops the loop; true if the safety timer did. */
-static bool run_bounded(coil_loop_t *loop)
-{
-    struct safety s;
-    safety_arm(&s, loop, SAFETY_NS);
-    int err = coil_loop_run_forever(loop);
-    safety_disarm(&s);
-    assert_int_equal(err, 0);
-    return s.fired;
-}
-
 /*
  * A writer on a socket that is always writable: it runs once per poll of
  * the loop, so it counts polls, and it stops the loop at its limit.
@@ -113,7 +58,7 @@ static void ticker_open(struct ticker *t, coil_loop_t *loop)
 static void ticker_run(struct ticker *t, int n)
 {
     t->limit = t->count + n;
-    assert_false(run_bounded(t->loop));
+    assert_false(test_run_bounded(t->loop, SAFETY_NS));
     assert_int_equal(t->count, t->limit);
 }
 
@@ -180,7 +125,7 @@ static void test_reader_fires_on_data(void **state)
     assert_int_equal(r.calls, 0);
 
     test_put_byte(sv[1]);
-    assert_false(run_bounded(loop));
+    assert_false(test_run_bounded(loop, SAFETY_NS));
     assert_int_equal(r.calls, 1);
     assert_int_equal(r.io_ret, 1);
 
@@ -203,7 +148,7 @@ static void test_writer_fires_when_writable(void **state)
                     .stop_at = 1,
                     .remove_self = true};
     assert_int_equal(coil_loop_add_writer(loop, sv[0], rec_cb, &w), 0);
-    assert_false(run_bounded(loop));
+    assert_false(test_run_bounded(loop, SAFETY_NS));
     assert_int_equal(w.calls, 1);
     assert_int_equal(w.remove_ret, 1);
 
@@ -277,7 +222,7 @@ static void test_level_triggered(void **state)
     /* Not drained: it fires again in the next poll, and the next. */
     struct rec r = {.loop = loop, .fd = sv[0], .stop_at = 3};
     assert_int_equal(coil_loop_add_reader(loop, sv[0], rec_cb, &r), 0);
-    assert_false(run_bounded(loop));
+    assert_false(test_run_bounded(loop, SAFETY_NS));
     assert_int_equal(r.calls, 3);
 
     /* Once per poll, in step with an always-writable writer. */
@@ -560,14 +505,14 @@ static void test_regular_file(void **state)
     assert_non_null(f);
     int fd = fileno(f);
     struct rec r = {.loop = loop, .fd = fd, .stop_at = 1, .remove_self = true};
-    if (is_backend(loop, "epoll")) {
+    if (test_on_backend("epoll")) {
         assert_int_equal(coil_loop_add_reader(loop, fd, rec_cb, &r), -EPERM);
         assert_int_equal(coil_loop_add_writer(loop, fd, rec_cb, &r), -EPERM);
         assert_int_equal(coil_loop_remove_reader(loop, fd), 0);
         assert_int_equal(coil_loop_remove_writer(loop, fd), 0);
     } else {
         assert_int_equal(coil_loop_add_reader(loop, fd, rec_cb, &r), 0);
-        assert_false(run_bounded(loop));
+        assert_false(test_run_bounded(loop, SAFETY_NS));
         assert_int_equal(r.calls, 1);
         assert_int_equal(r.remove_ret, 1);
     }
@@ -596,7 +541,7 @@ static void test_peer_close_wakes_reader(void **state)
     assert_int_equal(r.calls, 0);
 
     test_close_fd(&sv[1]);
-    assert_false(run_bounded(loop));
+    assert_false(test_run_bounded(loop, SAFETY_NS));
     assert_int_equal(r.calls, 1);
     assert_int_equal(r.io_ret, 0); /* end of file */
     assert_int_equal(r.remove_ret, 1);
@@ -753,7 +698,7 @@ static void test_closed_fd_never_runs(void **state)
     ticker_run(&t, 5);
     assert_int_equal(r.calls, 0);
     assert_int_equal(w.calls, 0);
-    if (is_backend(loop, "poll")) {
+    if (test_on_backend("poll")) {
         assert_int_equal(exc.count, 1);
         assert_int_equal(exc.last_error, -EBADF);
         assert_int_equal(coil_loop_remove_reader(loop, fd), 0);
@@ -786,7 +731,7 @@ static void test_reused_fd_number_no_stale_event(void **state)
 
     ticker_run(&t, 5);
     assert_int_equal(old.calls, 0);
-    if (is_backend(loop, "poll")) {
+    if (test_on_backend("poll")) {
         /* poll sees another file under the number: dropped, reported. */
         assert_int_equal(exc.count, 1);
         assert_int_equal(exc.last_error, -EBADF);
@@ -851,7 +796,7 @@ static void test_reused_fd_number_readded(void **state)
                       .io_ret = -1000};
     assert_int_equal(coil_loop_add_reader(loop, num, rec_cb, &new), 0);
 
-    bool timed_out = run_bounded(loop);
+    bool timed_out = test_run_bounded(loop, SAFETY_NS);
     coil_loop_remove_reader(loop, num);
     ticker_close(&t);
     test_close_pair(nb);
@@ -910,7 +855,7 @@ static void many_fds(coil_loop_t *loop, bool remove_self)
     for (int i = 0; i < MANY; i++)
         test_put_byte(sv[i][1]);
 
-    bool timed_out = run_bounded(loop);
+    bool timed_out = test_run_bounded(loop, SAFETY_NS);
     int never = 0, twice = 0;
     for (int i = 0; i < MANY; i++) {
         never += recs[i].calls == 0;
@@ -954,9 +899,9 @@ static void test_wait_interrupted(void **state)
     struct rec r = {.loop = loop, .fd = sv[0], .do_read = true, .stop_at = 1};
     assert_int_equal(coil_loop_add_reader(loop, sv[0], rec_cb, &r), 0);
 
-    enum coil__sys_call call = wait_call(loop);
+    enum coil__sys_call call = test_wait_call();
     coil__fault_arm(call, 1, 3, EINTR); /* three waits in a row */
-    assert_false(run_bounded(loop));
+    assert_false(test_run_bounded(loop, SAFETY_NS));
     assert_int_equal(coil__fault_hit(call), 0); /* all three were used */
     assert_int_equal(r.calls, 1);
     assert_int_equal(r.io_ret, 1);
@@ -970,7 +915,7 @@ static void test_wait_fails_fatally(void **state)
 {
     coil_loop_t *loop = test_loop(state);
     static const int errs[] = {EBADF, EINVAL};
-    enum coil__sys_call call = wait_call(loop);
+    enum coil__sys_call call = test_wait_call();
     for (size_t i = 0; i < sizeof(errs) / sizeof(*errs); i++) {
         struct exc_log exc = {0};
         coil_loop_set_exception_handler(loop, test_exc_record, &exc);
@@ -982,20 +927,18 @@ static void test_wait_fails_fatally(void **state)
         assert_int_equal(coil_loop_add_reader(loop, sv[0], rec_cb, &r), 0);
 
         coil__fault_arm(call, 1, 1000, errs[i]);
-        struct safety s;
-        safety_arm(&s, loop, SAFETY_NS);
-        int err = coil_loop_run_forever(loop);
-        safety_disarm(&s);
+        bool fired;
+        int err = test_run_bounded_err(loop, SAFETY_NS, &fired);
         coil__fault_reset();
         assert_int_equal(err, -errs[i]);
-        assert_false(s.fired);
+        assert_false(fired);
         assert_false(coil_loop_is_running(loop));
         assert_int_equal(exc.count, 1);
         assert_int_equal(exc.last_error, -errs[i]);
         assert_int_equal(r.calls, 0);
 
         /* Once the poller works again, so does the loop. */
-        assert_false(run_bounded(loop));
+        assert_false(test_run_bounded(loop, SAFETY_NS));
         assert_int_equal(r.calls, 1);
         assert_int_equal(exc.count, 1);
 
@@ -1112,7 +1055,7 @@ static void alloc_failure_case(int fd_number)
         } else {
             assert_false(injected);
         }
-        assert_false(run_bounded(loop));
+        assert_false(test_run_bounded(loop, SAFETY_NS));
         assert_int_equal(r.calls, 1);
         assert_int_equal(coil_loop_remove_reader(loop, sv[0]), 1);
         coil_loop_unref(loop);
@@ -1146,7 +1089,7 @@ static void test_close_loop_with_watchers(void **state)
     struct rec w = {.loop = loop, .fd = b[0], .writer = true};
     assert_int_equal(coil_loop_add_reader(loop, a[0], rec_cb, &r), 0);
     assert_int_equal(coil_loop_add_writer(loop, b[0], rec_cb, &w), 0);
-    assert_false(run_bounded(loop));
+    assert_false(test_run_bounded(loop, SAFETY_NS));
     assert_int_equal(r.calls, 1);
     assert_int_equal(w.calls, 1);
 

@@ -14,7 +14,6 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -31,32 +30,6 @@ static void sleep_ms(long ms)
     struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
     while (nanosleep(&ts, &ts) != 0)
         ;
-}
-
-struct safety {
-    coil_loop_t *loop;
-    coil_handle_t *handle;
-    bool fired;
-};
-
-static void safety_cb(void *arg)
-{
-    struct safety *s = arg;
-    s->fired = true;
-    coil_loop_stop(s->loop);
-}
-
-/* Run until something stops the loop; true if the safety timer did. */
-static bool run_bounded(coil_loop_t *loop)
-{
-    struct safety s = {loop, NULL, false};
-    assert_int_equal(
-        coil_loop_call_later(loop, SAFETY_NS, safety_cb, &s, &s.handle), 0);
-    int err = coil_loop_run_forever(loop);
-    coil_handle_cancel(s.handle);
-    coil_handle_unref(s.handle);
-    assert_int_equal(err, 0);
-    return s.fired;
 }
 
 /* A callback that counts its calls and stops the loop at the first. */
@@ -139,7 +112,7 @@ static void check_woken_by_thread(coil_loop_t *loop)
     struct hit h = hit_make(loop, true);
     struct waker w;
     waker_start(&w, loop, hit_cb, &h);
-    bool timed_out = run_bounded(loop);
+    bool timed_out = test_run_bounded(loop, SAFETY_NS);
     waker_join(&w);
     assert_false(timed_out);
     assert_true(w.saw_start);
@@ -198,10 +171,7 @@ static void watchdog_start(struct watchdog *w, coil_loop_t *loop)
     w->fired = false;
     assert_int_equal(pthread_mutex_init(&w->mu, NULL), 0);
     assert_int_equal(pthread_cond_init(&w->cv, NULL), 0);
-    assert_int_equal(socketpair(AF_UNIX,
-                                SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0,
-                                w->sv),
-                     0);
+    test_socketpair(w->sv);
     assert_int_equal(coil_loop_add_reader(loop, w->sv[0], watchdog_cb, w), 0);
     assert_int_equal(pthread_create(&w->thread, NULL, watchdog_main, w), 0);
 }
@@ -344,7 +314,7 @@ static void many_threads(coil_loop_t *loop, int nthreads, int ncalls)
                          0);
     }
 
-    bool timed_out = run_bounded(loop);
+    bool timed_out = test_run_bounded(loop, SAFETY_NS);
     int failures = 0, last_error = 0;
     for (int t = 0; t < nthreads; t++) {
         assert_int_equal(pthread_join(th[t].thread, NULL), 0);
@@ -439,7 +409,7 @@ static void test_calls_from_loop_thread(void **state)
         assert_int_equal(
             coil_loop_call_soon_threadsafe(loop, own_cb, &o.calls[i]), 0);
     /* ... and from its callbacks (own_cb). */
-    assert_false(run_bounded(loop));
+    assert_false(test_run_bounded(loop, SAFETY_NS));
     assert_int_equal(o.nested_failures, 0);
     assert_int_equal(o.n, OWN_CALLS);
     assert_int_equal(o.extra, 0);
@@ -485,7 +455,7 @@ static void test_loop_thread_one_fifo(void **state)
     for (int i = 0; i < 4; i++)
         calls[i] = (struct fifo_call){&f, i};
     assert_int_equal(coil_loop_call_soon(loop, fifo_start, calls, NULL), 0);
-    assert_false(run_bounded(loop));
+    assert_false(test_run_bounded(loop, SAFETY_NS));
     assert_int_equal(f.n, 4);
     for (int i = 0; i < 4; i++)
         assert_int_equal(f.order[i], i);
@@ -561,7 +531,7 @@ static void test_bad_arguments(void **state)
     /* Nothing was queued: only the stopper runs. */
     struct hit stopper = hit_make(loop, true);
     assert_int_equal(coil_loop_call_soon_threadsafe(loop, hit_cb, &stopper), 0);
-    assert_false(run_bounded(loop));
+    assert_false(test_run_bounded(loop, SAFETY_NS));
     assert_int_equal(stopper.calls, 1);
     assert_int_equal(h.calls, 0);
 }
@@ -607,7 +577,7 @@ static void test_alloc_failure(void **state)
     /* The failed calls never run; the next one does. */
     struct hit stopper = hit_make(loop, true);
     assert_int_equal(call_from_thread(loop, hit_cb, &stopper), 0);
-    assert_false(run_bounded(loop));
+    assert_false(test_run_bounded(loop, SAFETY_NS));
     assert_int_equal(stopper.calls, 1);
     assert_int_equal(failed.calls, 0);
 }
@@ -663,7 +633,7 @@ static void test_wake_write_fails(void **state)
     int ticks = 0;
     assert_int_equal(
         coil_loop_call_later(loop, 10 * COIL_MSEC, tick_cb, &ticks, NULL), 0);
-    bool timed_out = run_bounded(loop);
+    bool timed_out = test_run_bounded(loop, SAFETY_NS);
     assert_int_equal(ticks, 1); /* the loop did wake up and poll */
     assert_false(timed_out);
     assert_int_equal(p.n, 2);
@@ -731,10 +701,14 @@ static void test_pipe_channel_many_threads(void **state)
 {
     (void)state;
     coil_loop_t *loop;
+    long cost = loop_fd_cost(), fds = test_fd_count();
     coil__fault_arm(COIL__SYS_EVENTFD, 1, 1, ENOSYS);
     assert_int_equal(coil_loop_new(&loop), 0);
+    assert_int_equal(coil__fault_hit(COIL__SYS_EVENTFD), 0);
+    assert_int_equal(test_fd_count() - fds, cost + 1); /* the pipe */
     many_threads(loop, 3, 5000);
     coil_loop_unref(loop);
+    assert_int_equal(test_fd_count(), fds);
 }
 
 /* No eventfd, and the pipe fails too: the pipe's error, nothing left. */
@@ -833,7 +807,8 @@ static void test_close_while_threads_call(void **state)
         assert_int_equal(pthread_create(&t[i].thread, NULL, racer_main, &t[i]),
                          0);
     }
-    bool timed_out = run_bounded(loop); /* until 1000 calls ran */
+    /* Until 1000 calls ran. */
+    bool timed_out = test_run_bounded(loop, SAFETY_NS);
     int ran = race.ran;
     assert_int_equal(coil_loop_close(loop), 0);
     long ok = 0;
