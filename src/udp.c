@@ -281,7 +281,7 @@ int coil_udp_close(coil_udp_t *u)
     if (!u)
         return -EINVAL;
     if (u->fd < 0)
-        return -EBADF;
+        return 0; /* closed already: closing is idempotent */
     int fd = u->fd;
     u->fd = -1;
     coil__loop_on_close_cancel(&u->hook);

@@ -129,8 +129,8 @@ COIL_API int coil_udp_peer_address(const coil_udp_t *u,
  * Close the socket: tasks suspended in a receive or send on the endpoint
  * wake with -EBADF, and every later call returns -EBADF. The endpoint
  * itself stays valid until its last coil_udp_unref. Closing the loop
- * closes it too. Returns 0, -EBADF (already closed) or -EINVAL (NULL).
- * Does not suspend.
+ * closes it too. Returns 0 (also when closed already: closing is
+ * idempotent, as every _close) or -EINVAL (NULL). Does not suspend.
  */
 COIL_API int coil_udp_close(coil_udp_t *u);
 
