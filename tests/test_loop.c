@@ -3,9 +3,12 @@
  * test_loop.c - the loop's lifecycle and run modes: backends by name and
  * environment, running / closed states and their errors, stop before and
  * during a run, run_until_complete outcomes, the per-thread running loop,
- * the exception handler, and the guarantee that ready work never starves
+ * the exception handler, references (ref/unref, one unref too many, a ref
+ * after the last unref, the last unref while running), the stack size
+ * limit of the options, and the guarantee that ready work never starves
  * I/O and timers.
  */
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -265,6 +268,172 @@ static void test_future_outlives_loop(void **state)
     coil_future_unref(fut);
 }
 
+/*
+ * References: coil_loop_ref gives the loop back and takes a reference, so
+ * that two unrefs are needed before the loop closes. A future keeps the
+ * memory alive to ask the loop whether it is closed after the last unref.
+ */
+static void test_loop_ref_unref(void **state)
+{
+    struct fixture *f = *state;
+    coil_loop_t *loop = f->loop;
+    assert_null(coil_loop_ref(NULL));
+    assert_ptr_equal(coil_loop_ref(loop), loop);
+    coil_future_t *fut;
+    assert_int_equal(coil_future_new(loop, &fut), 0);
+    coil_loop_unref(loop);
+    assert_false(coil_loop_is_closed(loop));
+    /* Still fully usable on the reference ref took. */
+    assert_int_equal(coil_loop_call_soon(loop, test_stop_cb, loop, NULL), 0);
+    test_run(loop);
+    coil_loop_unref(loop);
+    f->loop = NULL;
+    assert_ptr_equal(coil_future_loop(fut), loop);
+    assert_true(coil_loop_is_closed(coil_future_loop(fut)));
+    coil_future_unref(fut);
+}
+
+/* One unref too many, while a future keeps the memory: reported with
+ * error 0 and ignored (the future's reference still frees everything). */
+static void test_loop_unref_too_many(void **state)
+{
+    struct fixture *f = *state;
+    coil_loop_t *loop = f->loop;
+    struct exc_log log = {0};
+    assert_int_equal(
+        coil_loop_set_exception_handler(loop, test_exc_record, &log), 0);
+    coil_future_t *fut;
+    assert_int_equal(coil_future_new(loop, &fut), 0);
+    coil_loop_unref(loop);
+    f->loop = NULL;
+    assert_true(coil_loop_is_closed(coil_future_loop(fut)));
+    assert_int_equal(log.count, 0);
+    coil_loop_unref(coil_future_loop(fut));
+    assert_int_equal(log.count, 1);
+    assert_int_equal(log.last_error, 0);
+    assert_non_null(strstr(log.last_message, "coil_loop_unref"));
+    /* Ignored: the loop is still there for the future, and a second
+     * misuse is reported the same way. */
+    assert_true(coil_loop_is_closed(coil_future_loop(fut)));
+    coil_loop_unref(coil_future_loop(fut));
+    assert_int_equal(log.count, 2);
+    assert_int_equal(coil_future_set_result(fut, NULL), 0);
+    assert_true(coil_future_done(fut));
+    coil_future_unref(fut); /* frees the loop: the leak gate checks */
+}
+
+/* A ref on a loop whose last reference was dropped, reached through a
+ * future that still holds its memory: refused (NULL) and reported; the
+ * future's unref then frees everything. */
+static void test_loop_ref_after_last_unref(void **state)
+{
+    struct fixture *f = *state;
+    struct exc_log log = {0};
+    assert_int_equal(
+        coil_loop_set_exception_handler(f->loop, test_exc_record, &log), 0);
+    coil_future_t *fut;
+    assert_int_equal(coil_future_new(f->loop, &fut), 0);
+    coil_loop_unref(f->loop);
+    f->loop = NULL;
+    coil_loop_t *loop = coil_future_loop(fut);
+    assert_non_null(loop);
+    assert_null(coil_loop_ref(loop));
+    assert_int_equal(log.count, 1);
+    assert_int_equal(log.last_error, 0);
+    assert_non_null(strstr(log.last_message, "coil_loop_ref"));
+    assert_true(coil_loop_is_closed(loop));
+    assert_int_equal(coil_future_set_error(fut, -EPIPE), 0);
+    coil_future_unref(fut); /* the last holder: the loop goes with it */
+}
+
+/* Dropping the last reference from a callback of the running loop:
+ * reported with -EBUSY and ignored (the loop goes on and stays open). A
+ * reference that is not the last may be dropped while it runs. */
+struct unref_running {
+    coil_loop_t *loop;
+    struct exc_log *log;
+    coil_loop_t *ref;
+    int reports_after_pair;
+    int reports_after_last;
+    bool closed_after;
+    bool running_after;
+    int later;
+};
+
+static void unref_later(void *arg)
+{
+    ((struct unref_running *)arg)->later++;
+    coil_loop_stop(((struct unref_running *)arg)->loop);
+}
+
+static void unref_while_running(void *arg)
+{
+    struct unref_running *u = arg;
+    u->ref = coil_loop_ref(u->loop);
+    coil_loop_unref(u->loop); /* not the last: fine */
+    u->reports_after_pair = u->log->count;
+    coil_loop_unref(u->loop); /* the last: refused */
+    u->reports_after_last = u->log->count;
+    u->closed_after = coil_loop_is_closed(u->loop);
+    u->running_after = coil_loop_is_running(u->loop);
+    u->later = coil_loop_call_soon(u->loop, unref_later, u, NULL) ? -1 : 0;
+}
+
+static void test_loop_unref_last_while_running(void **state)
+{
+    struct fixture *f = *state;
+    struct exc_log log = {0};
+    struct unref_running u = {.loop = f->loop, .log = &log};
+    assert_int_equal(
+        coil_loop_set_exception_handler(f->loop, test_exc_record, &log), 0);
+    assert_int_equal(
+        coil_loop_call_soon(f->loop, unref_while_running, &u, NULL), 0);
+    test_run(f->loop);
+    assert_ptr_equal(u.ref, f->loop);
+    assert_int_equal(u.reports_after_pair, 0);
+    assert_int_equal(u.reports_after_last, 1);
+    assert_int_equal(log.count, 1);
+    assert_int_equal(log.last_error, -EBUSY);
+    assert_non_null(strstr(log.last_message, "coil_loop_unref"));
+    assert_false(u.closed_after);
+    assert_true(u.running_after);
+    assert_int_equal(u.later, 1); /* the loop went on */
+    assert_false(coil_loop_is_closed(f->loop));
+    /* The reference is still there: usable, and the fixture's unref is
+     * the last one (nothing reported, nothing leaked). */
+    assert_int_equal(coil_loop_call_soon(f->loop, test_stop_cb, f->loop, NULL),
+                     0);
+    test_run(f->loop);
+    assert_int_equal(coil_loop_set_exception_handler(f->loop, NULL, NULL), 0);
+}
+
+/* A default stack size above the 1 GiB limit is refused; the limit
+ * itself is accepted. */
+static void test_loop_stack_size_limit(void **state)
+{
+    (void)state;
+    long page = sysconf(_SC_PAGESIZE);
+    assert_true(page > 0);
+    static const size_t gib = (size_t)1 << 30;
+    /* The last: a size whose low 32 bits are a fine size (not cut to an
+     * int or unsigned on the way). */
+    const size_t too_big[] = {gib + 1, gib + (size_t)page, SIZE_MAX,
+                              SIZE_MAX > UINT32_MAX
+                                  ? (size_t)(((uint64_t)1 << 32) + 256 * 1024)
+                                  : SIZE_MAX};
+    for (size_t i = 0; i < sizeof(too_big) / sizeof(*too_big); i++) {
+        coil_loop_t *loop = (coil_loop_t *)1;
+        coil_loop_options_t opts = {.stack_size = too_big[i]};
+        assert_int_equal(coil_loop_new_opts(&opts, &loop), -EINVAL);
+        assert_null(loop);
+    }
+    coil_loop_t *loop = NULL;
+    coil_loop_options_t opts = {.stack_size = gib};
+    assert_int_equal(coil_loop_new_opts(&opts, &loop), 0);
+    assert_non_null(loop);
+    coil_loop_unref(loop);
+}
+
 static void test_exception_handler(void **state)
 {
     struct fixture *f = *state;
@@ -424,6 +593,11 @@ int main(void)
         TEST(test_run_until_complete),
         TEST(test_run_until_complete_args),
         TEST(test_future_outlives_loop),
+        TEST(test_loop_ref_unref),
+        TEST(test_loop_unref_too_many),
+        TEST(test_loop_ref_after_last_unref),
+        TEST(test_loop_unref_last_while_running),
+        TEST_NOLOOP(test_loop_stack_size_limit),
         TEST(test_exception_handler),
         TEST(test_default_exception_handler),
         TEST(test_no_starvation),

@@ -89,6 +89,27 @@ static void test_loop_new(void **state)
           coil_loop_unref(loop));
 }
 
+/* The same with options: the ucontext switch allocates the scheduler's
+ * own context as the loop's last step, so a failure there unwinds every
+ * part made before it (the leak gate checks the fds too). */
+static void test_loop_new_opts_ucontext(void **state)
+{
+    (void)state;
+    coil_loop_options_t opts = {.context = "ucontext"};
+    coil_loop_t *loop = (coil_loop_t *)1;
+    long live = test_alloc_live();
+    long failed = 0;
+    SWEEP(NULL, coil_loop_new_opts(&opts, &loop),
+          (assert_null(loop), assert_int_equal(test_alloc_live(), live),
+           failed++),
+          (assert_non_null(loop),
+           assert_string_equal(loop->tasks.ctx_ops->name, "ucontext"),
+           coil_loop_unref(loop)));
+    /* The loop's own block and the scheduler's context at least. */
+    assert_true(failed >= 2);
+    assert_int_equal(test_alloc_live(), live);
+}
+
 static void test_call_soon(void **state)
 {
     struct fixture *f = *state;
@@ -173,6 +194,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_loop_new, test_setup_noloop,
                                         test_teardown_noloop),
+        TEST_NOLOOP(test_loop_new_opts_ucontext),
         TEST(test_call_soon),
         TEST(test_call_later),
         TEST(test_future),

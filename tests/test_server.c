@@ -10,7 +10,11 @@
  * wait_closed), EMFILE at accept (the server backs off instead of
  * spinning and serves again once the limit is raised), refused
  * connections, bad arguments, -EPERM outside a task, allocation
- * failure at each step of start_server and open_connection, and the
+ * failure at each step of start_server and open_connection, Unix paths
+ * (NULL, empty, too long for sun_path, the longest that fits) and
+ * allocation failure at each step of coil_server_open_unix, a ref after
+ * the last unref and one unref too many while a connection still holds
+ * the server (refused and reported), and the
  * connection race behind open_connection (coil__connect_race on address
  * lists built by hand: first refused, all refused, first stalled by a
  * full listen queue so the second starts after the delay, the caller
@@ -31,6 +35,7 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "connect.h"
@@ -846,6 +851,269 @@ static void test_alloc_failure(void **state)
 }
 
 /* ------------------------------------------------------------------ */
+/* Unix servers: path checks, allocation failure                        */
+/* ------------------------------------------------------------------ */
+
+#define SUN_PATH_SIZE sizeof(((struct sockaddr_un *)0)->sun_path)
+
+/* A path under /tmp of exactly len characters (len < size). */
+static void path_of_len(char *out, size_t size, size_t len)
+{
+    int n = snprintf(out, size, "/tmp/coil-test-len-%d-", (int)getpid());
+    assert_true(n > 0 && (size_t)n < len && len < size);
+    memset(out + n, 'p', len - (size_t)n);
+    out[len] = 0;
+}
+
+struct unix_paths {
+    char fit[SUN_PATH_SIZE + 64];    /* sizeof(sun_path) - 1 chars */
+    char exact[SUN_PATH_SIZE + 64];  /* sizeof(sun_path) chars */
+    char longer[SUN_PATH_SIZE + 64]; /* sizeof(sun_path) + 40 chars */
+    int null_path, empty, exact_r, longer_r, fit_r;
+    bool null_out_null, empty_out_null, exact_out_null, longer_out_null;
+    bool prefix_made; /* a too-long path bound under its cut prefix */
+    bool fit_made, fit_gone;
+};
+
+static int unix_paths_main(void *arg)
+{
+    struct unix_paths *u = arg;
+    coil_server_t *srv = (coil_server_t *)1;
+    u->null_path = coil_server_open_unix(NULL, echo_handler, NULL, NULL, &srv);
+    u->null_out_null = srv == NULL;
+    srv = (coil_server_t *)1;
+    u->empty = coil_server_open_unix("", echo_handler, NULL, NULL, &srv);
+    u->empty_out_null = srv == NULL;
+    srv = (coil_server_t *)1;
+    u->exact_r =
+        coil_server_open_unix(u->exact, echo_handler, NULL, NULL, &srv);
+    u->exact_out_null = srv == NULL;
+    srv = (coil_server_t *)1;
+    u->longer_r =
+        coil_server_open_unix(u->longer, echo_handler, NULL, NULL, &srv);
+    u->longer_out_null = srv == NULL;
+    /* Neither was bound under the part of it that fits. */
+    u->prefix_made = access(u->fit, F_OK) == 0;
+    /* One character less fits. */
+    srv = NULL;
+    u->fit_r = coil_server_open_unix(u->fit, echo_handler, NULL, NULL, &srv);
+    if (!u->fit_r) {
+        u->fit_made = is_socket_file(u->fit);
+        server_done(srv);
+        u->fit_gone = access(u->fit, F_OK) < 0;
+    }
+    return 0;
+}
+
+static void test_unix_path_checks(void **state)
+{
+    struct unix_paths u = {0};
+    path_of_len(u.fit, sizeof(u.fit), SUN_PATH_SIZE - 1);
+    path_of_len(u.exact, sizeof(u.exact), SUN_PATH_SIZE);
+    path_of_len(u.longer, sizeof(u.longer), SUN_PATH_SIZE + 40);
+    /* The two long ones start with the one that fits. */
+    assert_memory_equal(u.exact, u.fit, SUN_PATH_SIZE - 1);
+    assert_memory_equal(u.longer, u.fit, SUN_PATH_SIZE - 1);
+    unlink(u.fit);
+    assert_int_equal(test_run_task(test_loop(state), unix_paths_main, &u), 0);
+    unlink(u.fit);
+    assert_int_equal(u.null_path, -EINVAL);
+    assert_true(u.null_out_null);
+    assert_int_equal(u.empty, -EINVAL);
+    assert_true(u.empty_out_null);
+    assert_int_equal(u.exact_r, -ENAMETOOLONG);
+    assert_true(u.exact_out_null);
+    assert_int_equal(u.longer_r, -ENAMETOOLONG);
+    assert_true(u.longer_out_null);
+    assert_false(u.prefix_made);
+    assert_int_equal(u.fit_r, 0);
+    assert_true(u.fit_made);
+    assert_true(u.fit_gone);
+}
+
+struct unix_oom {
+    const char *path;
+    long nth;
+    int start, conn;
+    bool failed, out_null, file_left;
+    ssize_t echoed;
+};
+
+static int unix_oom_main(void *arg)
+{
+    struct unix_oom *o = arg;
+    coil_server_t *srv = (coil_server_t *)1;
+    coil_stream_t *s = NULL;
+    test_alloc_fail_after(o->nth);
+    o->start = coil_server_open_unix(o->path, echo_handler, NULL, NULL, &srv);
+    if (o->start) {
+        o->out_null = srv == NULL;
+        srv = NULL;
+        /* A failed start leaves no socket file behind. */
+        o->file_left = access(o->path, F_OK) == 0;
+    } else {
+        o->conn = coil_stream_open_unix(o->path, &s);
+    }
+    o->failed = test_alloc_failed();
+    test_alloc_fail_after(0);
+    if (s) {
+        char b[4];
+        coil_stream_write(s, "abc", 3);
+        coil_stream_write_eof(s);
+        size_t got = 0;
+        /* The server may have lost the connection to the failure. */
+        int r = coil_stream_read_exactly(s, b, 3, &got);
+        o->echoed = r == 0 ? (memcmp(b, "abc", 3) == 0 ? 3 : -1) : r;
+        coil_stream_unref(s);
+    }
+    if (srv)
+        server_done(srv);
+    return 0;
+}
+
+static void test_unix_alloc_failure(void **state)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "/tmp/coil-test-oom-%d.sock", (int)getpid());
+    unlink(path);
+    bool done = false;
+    long nth;
+    int start_failures = 0;
+    for (nth = 1; nth < 200 && !done; nth++) {
+        struct unix_oom o = {.path = path, .nth = nth};
+        assert_int_equal(test_run_task(test_loop(state), unix_oom_main, &o),
+                         0);
+        bool left = access(path, F_OK) == 0; /* server_done removes it */
+        unlink(path);
+        assert_false(left);
+        if (!o.failed) {
+            done = true;
+            assert_int_equal(o.start, 0);
+            assert_int_equal(o.conn, 0);
+            assert_int_equal(o.echoed, 3);
+            continue;
+        }
+        if (o.start) {
+            start_failures++;
+            assert_int_equal(o.start, -ENOMEM);
+            assert_true(o.out_null);
+            assert_false(o.file_left);
+        } else {
+            assert_int_equal(o.conn, -ENOMEM);
+        }
+    }
+    assert_true(done);
+    assert_true(start_failures > 0);
+}
+
+/* ------------------------------------------------------------------ */
+/* References                                                           */
+/* ------------------------------------------------------------------ */
+
+/*
+ * The last unref while a connection task still holds the server: a ref
+ * then is refused (NULL) and reported, one unref too many is reported
+ * and ignored; the connection carries on, and its end frees the server.
+ */
+struct held {
+    coil_loop_t *loop;
+    struct exc_log *log;
+    int handlers, handler_done;
+    ssize_t handler_read;
+    coil_server_t *ref_r;
+    int reports_after_unref, reports_after_ref, reports_after_extra;
+    int error_after_ref, error_after_extra;
+    char msg_ref[256], msg_extra[256];
+    bool serving_after;
+    size_t conns_after;
+    int write_r;
+    ssize_t echo_n;
+    char echo[4];
+};
+
+static int held_handler(coil_stream_t *s, void *arg)
+{
+    struct held *h = arg;
+    h->handlers++;
+    char c;
+    h->handler_read = coil_stream_read(s, &c, 1); /* waits */
+    if (h->handler_read == 1) {
+        int err = coil_stream_write(s, &c, 1);
+        if (!err)
+            err = coil_stream_drain(s);
+        if (err)
+            h->handler_read = err;
+    }
+    h->handler_done++;
+    return 0;
+}
+
+static int held_main(void *arg)
+{
+    struct held *h = arg;
+    coil_server_t *srv;
+    coil_stream_t *client;
+    if (coil_server_open("127.0.0.1", "0", held_handler, h, NULL, &srv))
+        return -1;
+    char port[16];
+    snprintf(port, sizeof(port), "%d", coil_server_port(srv));
+    if (coil_stream_open("127.0.0.1", port, &client)) {
+        coil_server_unref(srv);
+        return -2;
+    }
+    for (int i = 0; i < 1000 && h->handlers < 1; i++)
+        coil_sleep(COIL_MSEC);
+    coil_server_unref(srv); /* the last: closed, the connection holds it */
+    h->reports_after_unref = h->log->count;
+    h->ref_r = coil_server_ref(srv);
+    h->reports_after_ref = h->log->count;
+    h->error_after_ref = h->log->last_error;
+    memcpy(h->msg_ref, h->log->last_message, sizeof(h->msg_ref));
+    coil_server_unref(srv); /* once too often */
+    h->reports_after_extra = h->log->count;
+    h->error_after_extra = h->log->last_error;
+    memcpy(h->msg_extra, h->log->last_message, sizeof(h->msg_extra));
+    h->serving_after = coil_server_is_serving(srv);
+    h->conns_after = coil_server_connections(srv);
+    /* The connection still works; its end lets the server go. */
+    h->write_r = coil_stream_write(client, "z", 1);
+    h->echo_n = coil_stream_read(client, h->echo, sizeof(h->echo));
+    coil_stream_unref(client);
+    for (int i = 0; i < 1000 && h->handler_done < 1; i++)
+        coil_sleep(COIL_MSEC);
+    coil_sleep(COIL_MSEC); /* the connection's done callback */
+    return 0;
+}
+
+static void test_server_ref_after_last_unref(void **state)
+{
+    struct exc_log log = {0};
+    struct held h = {.loop = test_loop(state), .log = &log};
+    assert_int_equal(
+        coil_loop_set_exception_handler(h.loop, test_exc_record, &log), 0);
+    assert_int_equal(test_run_task(h.loop, held_main, &h), 0);
+    assert_int_equal(coil_loop_set_exception_handler(h.loop, NULL, NULL), 0);
+    assert_int_equal(h.handlers, 1);
+    assert_int_equal(h.reports_after_unref, 0);
+    assert_null(h.ref_r);
+    assert_int_equal(h.reports_after_ref, 1);
+    assert_int_equal(h.error_after_ref, 0);
+    assert_non_null(strstr(h.msg_ref, "coil_server_ref"));
+    assert_int_equal(h.reports_after_extra, 2);
+    assert_int_equal(h.error_after_extra, 0);
+    assert_non_null(strstr(h.msg_extra, "coil_server_unref"));
+    assert_int_equal(log.count, 2);
+    assert_false(h.serving_after);
+    assert_int_equal(h.conns_after, 1);
+    assert_int_equal(h.write_r, 0);
+    assert_int_equal(h.echo_n, 1);
+    assert_memory_equal(h.echo, "z", 1);
+    assert_int_equal(h.handler_read, 1);
+    assert_int_equal(h.handler_done, 1);
+    /* The leak gate checks that the server went with its connection. */
+}
+
+/* ------------------------------------------------------------------ */
 /* Connection racing (happy eyeballs)                                   */
 /* ------------------------------------------------------------------ */
 
@@ -1217,6 +1485,9 @@ int main(void)
         TEST(test_errors),
         TEST(test_bad_arguments_eperm),
         TEST(test_alloc_failure),
+        TEST(test_unix_path_checks),
+        TEST(test_unix_alloc_failure),
+        TEST(test_server_ref_after_last_unref),
         TEST(test_race_first_refused),
         TEST(test_race_all_refused),
         TEST(test_race_alloc_failure),
