@@ -122,9 +122,12 @@ int test_run_done(coil_loop_t *loop, coil_task_t *t);
 /* A finished task's result (>= 0) or error. */
 int test_task_outcome(coil_task_t *t);
 
-/* Spawn from inside a task (no asserting there): a failure is counted
- * and test_run_task fails the test afterwards. test_join awaits the task
- * and drops the reference. */
+/* Note, from inside a task (no asserting there), that something the test
+ * relies on failed: test_run_task (and test_run_cancelled) fail the test
+ * after the run. */
+void test_task_failure(void);
+/* Spawn from inside a task: a failure is noted (test_task_failure).
+ * test_join awaits the task and drops the reference. */
 coil_task_t *test_spawn(coil_loop_t *loop, coil_task_fn fn, void *arg);
 void test_join(coil_task_t *task);
 
