@@ -63,7 +63,8 @@ extern "C" {
 /*
  * socket(2) made for coil: non-blocking and close-on-exec (and
  * SO_NOSIGPIPE where MSG_NOSIGNAL is missing, as on macOS). Returns the
- * new fd (the caller's, to close with coil_sock_close) or -errno
+ * new fd (the caller's, to close with close(2) or coil_sock_close: see
+ * "Closing" above) or -errno
  * (-EAFNOSUPPORT, -EPROTONOSUPPORT, -EINVAL, -EMFILE, -ENFILE, -ENOBUFS,
  * -ENOMEM, -EACCES). Does not suspend; works outside a task.
  */
