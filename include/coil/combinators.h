@@ -64,8 +64,10 @@ typedef struct coil_as_completed coil_as_completed_t;
 /*
  * Start iterating over futs in the order they complete, with an overall
  * timeout (COIL_NO_TIMEOUT: none; zero or negative: only what is done by
- * the next iteration). The futures are referenced by the iterator.
- * Errors: -EINVAL, -EPERM, -ENOMEM. Does not suspend.
+ * the next iteration). The futures are referenced by the iterator; the
+ * array futs itself is not copied and must stay valid until
+ * coil_as_completed_end. Errors: -EINVAL, -EPERM, -ENOMEM. Does not
+ * suspend.
  */
 COIL_API int coil_as_completed_begin(coil_future_t *const *futs, size_t n,
                                      int64_t timeout_ns,

@@ -53,8 +53,9 @@ typedef struct coil_loop_options {
 
 /*
  * Create a loop with options (NULL: the defaults, as coil_loop_new).
- * Errors as coil_loop_new; -EINVAL also for an unknown context name or a
- * stack size out of range, -ENOSYS for a context switch not built here.
+ * Errors as coil_loop_new; -EINVAL also for an unknown backend or context
+ * name or a stack size out of range (at least 16 KiB, at most 1 GiB),
+ * -ENOSYS for a backend or a context switch not built here.
  */
 COIL_API int coil_loop_new_opts(const coil_loop_options_t *opts,
                                 coil_loop_t **loop_out);

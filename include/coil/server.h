@@ -43,8 +43,8 @@ typedef struct coil_server_options {
 
 /*
  * Listen on every address host resolves to (NULL: every interface, IPv4
- * and IPv6) at port ("0" picks a free port, per listening socket; see
- * coil_server_port), and serve: one accept task per listening socket,
+ * and IPv6) at port ("0", or NULL, picks a free port, per listening
+ * socket; see coil_server_port), and serve: one accept task per listening socket,
  * one task per connection running handler(stream, arg). IPv6 sockets are
  * IPV6_V6ONLY so that both families can share a port. Accepting goes on
  * through EMFILE/ENFILE/ENOBUFS/ENOMEM: the accept task sleeps 100 ms,
@@ -55,7 +55,9 @@ typedef struct coil_server_options {
  * *out; free it with coil_server_unref. Errors: -EINVAL (handler or out NULL,
  * negative backlog), the resolver's errors, bind/listen/socket errors
  * (-EADDRINUSE, -EACCES, ...; every socket made is closed again),
- * -EPERM (not in a task), -ECANCELED, -ENOMEM. May suspend (resolving).
+ * -EAFNOSUPPORT (no address of a family this system can listen on),
+ * -EPERM (not in a task), -ECANCELED (cancelled while resolving: nothing
+ * was made), -ENOMEM. May suspend (resolving).
  */
 COIL_API int coil_server_open(const char *host, const char *port,
                               coil_conn_handler_fn handler, void *arg,
@@ -69,8 +71,10 @@ COIL_API int coil_server_open(const char *host, const char *port,
  * gives -EADDRINUSE. The socket file is removed when the server is
  * closed (coil_server_close, coil_server_unref), unless it was replaced
  * meanwhile or opts->keep_socket_file is set (asyncio's cleanup_socket).
- * Must be called inside a task (-EPERM otherwise) although it does not
- * suspend.
+ * Errors as coil_server_open, and -EINVAL (path NULL or empty),
+ * -ENAMETOOLONG (path does not fit sockaddr_un), the errors of removing
+ * a stale socket file (unlink: -EACCES, ...). Must be called inside a
+ * task (-EPERM otherwise) although it does not suspend.
  */
 COIL_API int coil_server_open_unix(const char *path,
                                    coil_conn_handler_fn handler, void *arg,

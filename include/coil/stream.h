@@ -163,7 +163,8 @@ COIL_API int coil_stream_read_exactly(coil_stream_t *s, void *buf, size_t n,
  *  -ENOBUFS   all of it arrived but does not fit in cap: nothing consumed,
  *             *len says how long it is;
  *  and the errors of coil_stream_read (-EINVAL also for len NULL).
- * May suspend.
+ * May suspend; a cancelled call consumes nothing (what arrived stays
+ * buffered).
  */
 COIL_API int coil_stream_read_all(coil_stream_t *s, void *buf, size_t cap,
                                   size_t *len);
