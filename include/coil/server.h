@@ -44,8 +44,9 @@ typedef struct coil_server_options {
 /*
  * Listen on every address host resolves to (NULL: every interface, IPv4
  * and IPv6) at port ("0", or NULL, picks a free port, per listening
- * socket; see coil_server_port), and serve: one accept task per listening socket,
- * one task per connection running handler(stream, arg). IPv6 sockets are
+ * socket; see coil_server_port), and serve: one accept task per
+ * listening socket, one task per connection running handler(stream,
+ * arg). IPv6 sockets are
  * IPV6_V6ONLY so that both families can share a port. Accepting goes on
  * through EMFILE/ENFILE/ENOBUFS/ENOMEM: the accept task sleeps 100 ms,
  * doubling up to 1 s while the error lasts, then tries again (connections
