@@ -129,7 +129,7 @@ void coil__threadsafe_close(struct coil_loop *loop)
     pthread_mutex_unlock(&ts->lock);
     while (list) {
         struct coil__ready *next = list->next;
-        ts_discard(loop, list);
+        list->ops->discard(loop, list);
         list = next;
     }
     coil__watch_close(&ts->watch);
@@ -157,6 +157,27 @@ static void wake(struct coil__loop_threadsafe *ts)
      * next wakes for any reason. */
 }
 
+int coil__threadsafe_post(struct coil_loop *loop, struct coil__ready *node)
+{
+    struct coil__loop_threadsafe *ts = &loop->ts;
+    node->next = NULL;
+    pthread_mutex_lock(&ts->lock);
+    if (atomic_load(&ts->closed)) {
+        pthread_mutex_unlock(&ts->lock);
+        return -EBADF;
+    }
+    bool was_empty = ts->head == NULL;
+    atomic_store(&ts->pending, true);
+    *ts->tailp = node;
+    ts->tailp = &node->next;
+    /* Write while holding the lock: the loop cannot close the fd under
+     * us, since closing takes the lock first. */
+    if (was_empty)
+        wake(ts);
+    pthread_mutex_unlock(&ts->lock);
+    return 0;
+}
+
 int coil_loop_call_soon_threadsafe(coil_loop_t *loop, coil_callback_fn fn,
                                    void *arg)
 {
@@ -164,32 +185,18 @@ int coil_loop_call_soon_threadsafe(coil_loop_t *loop, coil_callback_fn fn,
         return -EINVAL;
     if (coil__loop_running_here(loop))
         return coil_loop_call_soon(loop, fn, arg, NULL);
-    struct coil__loop_threadsafe *ts = &loop->ts;
-    if (atomic_load(&ts->closed))
+    if (atomic_load(&loop->ts.closed))
         return -EBADF;
     struct ts_call *c = coil__malloc(sizeof(*c));
     if (!c)
         return -ENOMEM;
     c->node.ops = &ts_ops;
-    c->node.next = NULL;
     c->fn = fn;
     c->arg = arg;
-    pthread_mutex_lock(&ts->lock);
-    if (atomic_load(&ts->closed)) {
-        pthread_mutex_unlock(&ts->lock);
+    int err = coil__threadsafe_post(loop, &c->node);
+    if (err)
         coil__free(c);
-        return -EBADF;
-    }
-    bool was_empty = ts->head == NULL;
-    atomic_store(&ts->pending, true);
-    *ts->tailp = &c->node;
-    ts->tailp = &c->node.next;
-    /* Write while holding the lock: the loop cannot close the fd under
-     * us, since closing takes the lock first. */
-    if (was_empty)
-        wake(ts);
-    pthread_mutex_unlock(&ts->lock);
-    return 0;
+    return err;
 }
 
 /* Move the FIFO onto the ready queue. */

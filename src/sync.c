@@ -1,0 +1,74 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * sync.c - the life every synchronisation object shares (sync_internal.h):
+ * bound to a loop, the users' references, the holds of suspended calls.
+ */
+#include "loop_internal.h"
+#include "sync_internal.h"
+#include "task_internal.h"
+
+int coil__sync_init(struct coil__sync *s, struct coil_loop *loop,
+                    const char *what, void (*destroy)(struct coil__sync *))
+{
+    if (!loop)
+        return -EINVAL;
+    if (coil__loop_closed(loop))
+        return -EBADF;
+    s->loop = loop;
+    s->refs = 1;
+    s->holds = 0;
+    s->what = what;
+    s->destroy = destroy;
+    coil__loop_ref(loop);
+    return 0;
+}
+
+bool coil__sync_ref(struct coil__sync *s)
+{
+    if (s->refs == 0) {
+        coil__loop_report(s->loop, 0,
+                          "a reference taken on a %s whose last reference "
+                          "was dropped",
+                          s->what);
+        return false;
+    }
+    s->refs++;
+    return true;
+}
+
+bool coil__sync_unref(struct coil__sync *s)
+{
+    if (s->refs == 0) {
+        coil__loop_report(s->loop, 0,
+                          "a %s unref'd with no reference left (unref'd once "
+                          "too often)",
+                          s->what);
+        return false;
+    }
+    return --s->refs == 0;
+}
+
+void coil__sync_release(struct coil__sync *s)
+{
+    if (s->refs || s->holds)
+        return;
+    struct coil_loop *loop = s->loop;
+    s->destroy(s);
+    coil__loop_unref(loop);
+}
+
+int coil__sync_task(const struct coil__sync *s, struct coil_task **out)
+{
+    struct coil_task *t = coil__task_current();
+    *out = t;
+    if (!t)
+        return -EPERM;
+    if (coil__task_loop(t) != s->loop)
+        return -EINVAL;
+    return 0;
+}
+
+void coil__sync_abandoned(void *owner)
+{
+    coil__sync_drop(owner);
+}
