@@ -71,6 +71,16 @@ int64_t coil__clock_now(void);
 extern bool coil__clock_autojump;
 void coil__clock_fake(bool on, bool autojump);
 void coil__clock_advance(int64_t ns);
+
+/* Test build only: told when a task suspends (its wait armed, before it
+ * switches away) and when a suspended task is about to resume (before
+ * its wait's result is settled), so that a test can cancel it at exactly
+ * those points (task.c; tests/explore.c). */
+enum coil__task_event { COIL__TASK_SUSPENDING, COIL__TASK_RESUMING };
+struct coil_task;
+extern void (*coil__task_test_hook)(struct coil_task *t,
+                                    enum coil__task_event ev, void *arg);
+extern void *coil__task_test_hook_arg;
 #endif
 
 /* Saturating a + b for deadlines. */

@@ -22,6 +22,19 @@
 
 static COIL__TLS struct coil_task *current;
 
+#ifdef COIL_TESTING
+void (*coil__task_test_hook)(struct coil_task *t, enum coil__task_event ev,
+                             void *arg);
+void *coil__task_test_hook_arg;
+#define TEST_HOOK(t, ev)                                                       \
+    do {                                                                       \
+        if (coil__task_test_hook)                                              \
+            coil__task_test_hook(t, ev, coil__task_test_hook_arg);             \
+    } while (0)
+#else
+#define TEST_HOOK(t, ev) ((void)0)
+#endif
+
 struct coil_task *coil__task_current(void)
 {
     return current;
@@ -163,6 +176,8 @@ static const struct coil__ready_ops step_ops = {step_run, step_discard};
  */
 static bool prepare_step(struct coil_loop *loop, struct coil_task *t)
 {
+    if (t->state == COIL__TASK_SUSPENDED)
+        TEST_HOOK(t, COIL__TASK_RESUMING);
     bool woken = t->queued; /* by coil__task_wake, which set wake_result */
     t->queued = false;
     const struct coil__wait_ops *ops = t->wait_ops;
@@ -286,6 +301,7 @@ int coil__task_suspend(struct coil_task *t, struct coil__wait *w)
     t->wait_ops = w->ops;
     t->wait_keep = w->keep_result;
     t->state = COIL__TASK_SUSPENDED;
+    TEST_HOOK(t, COIL__TASK_SUSPENDING);
     struct coil_task *next = next_direct(loop);
     if (next && prepare_step(loop, next)) {
         /* A task that yields with nothing else ready is its own next. */
