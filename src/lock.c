@@ -225,8 +225,12 @@ int coil_condition_wait(coil_condition_t *c)
     err = coil__waitq_wait(&c->waiters, &w, COIL__WAITQ_GIVE_BACK);
     if (err == -ECANCELED && w.granted && w.result == 0)
         (void)coil__waitq_grant_first(&c->waiters, 0); /* pass it on */
-    /* The lock is held by the condition's reference, so it outlives this
-     * even if c's last reference went while we waited. */
+    /* The condition's last reference went while we waited: its lock may
+     * go with it, so it is not taken again (sync.h says so). */
+    if (err == -EBADF && w.granted) {
+        coil__sync_drop(&c->s);
+        return err;
+    }
     int lerr = coil__lock_reacquire(l, t);
     coil__sync_drop(&c->s);
     return lerr ? lerr : err;

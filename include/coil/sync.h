@@ -145,15 +145,17 @@ COIL_API coil_lock_t *coil_condition_lock(coil_condition_t *cond);
 /*
  * Release the lock, wait until notified, then take the lock again. The
  * calling task must hold the lock; it holds it again whenever this
- * returns, whatever the result (re-taking the lock is not interrupted by
- * a cancel: one arriving then is delivered by the task's next wait).
+ * returns, whatever the result, except -EBADF (re-taking the lock is not
+ * interrupted by a cancel: one arriving then is delivered by the task's
+ * next wait).
  * Returns 0 when notified.
  *
  * May suspend. Errors: -EPERM (not in a task, or the task does not hold
  * the lock: nothing is released), -EINVAL, -ECANCELED (cancelled while
  * waiting; if a notification had reached this waiter, it is passed on to
  * the next one, so none is lost), -EBADF (the condition's last reference
- * was dropped while waiting).
+ * was dropped while waiting: the lock is then NOT taken again, since it
+ * may have gone with the condition).
  */
 COIL_API int coil_condition_wait(coil_condition_t *cond);
 
