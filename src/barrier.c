@@ -32,14 +32,10 @@ int coil_barrier_new(coil_loop_t *loop, unsigned parties,
     *out = NULL;
     if (parties == 0 || parties > INT32_MAX)
         return -EINVAL;
-    struct coil_barrier *b = coil__malloc(sizeof(*b));
-    if (!b)
-        return -ENOMEM;
-    int err = coil__sync_init(&b->s, loop, "barrier", destroy);
-    if (err) {
-        coil__free(b);
+    struct coil_barrier *b;
+    int err = coil__sync_new(loop, sizeof(*b), "barrier", destroy, (void **)&b);
+    if (err)
         return err;
-    }
     coil__waitq_init(&b->waiters, coil__sync_abandoned, &b->s);
     b->parties = parties;
     b->broken = false;

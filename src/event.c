@@ -20,14 +20,10 @@ int coil_event_new(coil_loop_t *loop, coil_event_t **out)
     if (!out)
         return -EINVAL;
     *out = NULL;
-    struct coil_event *e = coil__malloc(sizeof(*e));
-    if (!e)
-        return -ENOMEM;
-    int err = coil__sync_init(&e->s, loop, "event", destroy);
-    if (err) {
-        coil__free(e);
+    struct coil_event *e;
+    int err = coil__sync_new(loop, sizeof(*e), "event", destroy, (void **)&e);
+    if (err)
         return err;
-    }
     coil__waitq_init(&e->waiters, coil__sync_abandoned, &e->s);
     e->set = false;
     *out = e;

@@ -35,14 +35,10 @@ int coil_lock_new(coil_loop_t *loop, coil_lock_t **out)
     if (!out)
         return -EINVAL;
     *out = NULL;
-    struct coil_lock *l = coil__malloc(sizeof(*l));
-    if (!l)
-        return -ENOMEM;
-    int err = coil__sync_init(&l->s, loop, "lock", lock_destroy);
-    if (err) {
-        coil__free(l);
+    struct coil_lock *l;
+    int err = coil__sync_new(loop, sizeof(*l), "lock", lock_destroy, (void **)&l);
+    if (err)
         return err;
-    }
     coil__waitq_init(&l->waiters, coil__sync_abandoned, &l->s);
     l->holder = NULL;
     *out = l;
@@ -161,19 +157,17 @@ int coil_condition_new(coil_loop_t *loop, coil_lock_t *lock,
     *out = NULL;
     if (lock && lock->s.loop != loop)
         return -EINVAL;
-    struct coil_condition *c = coil__malloc(sizeof(*c));
-    if (!c)
-        return -ENOMEM;
-    int err = coil__sync_init(&c->s, loop, "condition", cond_destroy);
-    if (!err) {
-        if (lock)
-            err = coil_lock_ref(lock) ? 0 : -EINVAL;
-        else
-            err = coil_lock_new(loop, &lock);
-        if (err)
-            coil__loop_unref(loop);
-    }
+    struct coil_condition *c;
+    int err = coil__sync_new(loop, sizeof(*c), "condition", cond_destroy,
+                             (void **)&c);
+    if (err)
+        return err;
+    if (lock)
+        err = coil_lock_ref(lock) ? 0 : -EINVAL;
+    else
+        err = coil_lock_new(loop, &lock);
     if (err) {
+        coil__loop_unref(loop);
         coil__free(c);
         return err;
     }

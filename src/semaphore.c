@@ -31,14 +31,10 @@ static int make(coil_loop_t *loop, int value, int bound,
     *out = NULL;
     if (value < 0)
         return -EINVAL;
-    struct coil_semaphore *sem = coil__malloc(sizeof(*sem));
-    if (!sem)
-        return -ENOMEM;
-    int err = coil__sync_init(&sem->s, loop, "semaphore", destroy);
-    if (err) {
-        coil__free(sem);
+    struct coil_semaphore *sem;
+    int err = coil__sync_new(loop, sizeof(*sem), "semaphore", destroy, (void **)&sem);
+    if (err)
         return err;
-    }
     coil__waitq_init(&sem->waiters, coil__sync_abandoned, &sem->s);
     sem->value = value;
     sem->bound = bound;

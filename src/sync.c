@@ -23,6 +23,26 @@ int coil__sync_init(struct coil__sync *s, struct coil_loop *loop,
     return 0;
 }
 
+int coil__sync_new(struct coil_loop *loop, size_t size, const char *what,
+                   void (*destroy)(struct coil__sync *), void **out)
+{
+    *out = NULL;
+    if (!loop)
+        return -EINVAL;
+    if (coil__loop_closed(loop))
+        return -EBADF;
+    struct coil__sync *s = coil__malloc(size);
+    if (!s)
+        return -ENOMEM;
+    int err = coil__sync_init(s, loop, what, destroy);
+    if (err) {
+        coil__free(s);
+        return err;
+    }
+    *out = s;
+    return 0;
+}
+
 bool coil__sync_ref(struct coil__sync *s)
 {
     if (s->refs == 0) {

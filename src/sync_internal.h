@@ -34,6 +34,12 @@ struct coil__sync {
 int coil__sync_init(struct coil__sync *s, struct coil_loop *loop,
                     const char *what, void (*destroy)(struct coil__sync *));
 
+/* Allocate an object of size bytes that begins with its struct
+ * coil__sync, bound to loop (coil__sync_init); *out is the object, its
+ * other fields uninitialised. Errors: as coil__sync_init, -ENOMEM. */
+int coil__sync_new(struct coil_loop *loop, size_t size, const char *what,
+                   void (*destroy)(struct coil__sync *), void **out);
+
 /* _ref: false (and a report) after the last unref. */
 bool coil__sync_ref(struct coil__sync *s);
 /* _unref: true if that was the last reference (the caller then wakes its
