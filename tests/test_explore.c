@@ -411,8 +411,20 @@ struct qs {
     bool immediate;       /* shut down immediately, not gracefully */
     bool slow_producer;   /* consumers wait in line for every item */
     int items;            /* how many to put; 0: ITEMS */
+    coil_queue_kind_t kind;
+    bool join;            /* the producer joins before it shuts down */
+    int join_r;
     bool joined;
 };
+
+/* Priority: odd items first, then by value. */
+static int qs_compare(const void *a, const void *b)
+{
+    intptr_t x = (intptr_t)a, y = (intptr_t)b;
+    if ((x & 1) != (y & 1))
+        return (x & 1) ? -1 : 1;
+    return (x > y) - (x < y);
+}
 
 static void qs_drop(void *item, void *arg)
 {
@@ -477,6 +489,8 @@ static int qs_producer(void *arg)
     struct qs *v = arg;
     int err = v->target_producer ? in_scope(v->ex, qs_produce, v)
                                  : qs_produce(v);
+    if (v->join)
+        v->join_r = coil_queue_join(v->q);
     /* Whatever happened, the consumers are told the end. */
     if (!v->immediate) {
         coil_queue_shutdown(v->q, false);
@@ -496,7 +510,8 @@ static void qs_scenario(coil_loop_t *loop, struct explore *ex, void *arg)
     v.index[0] = 0;
     v.index[1] = 1;
     coil_queue_options_t o = {.maxsize = 2,
-                              .kind = COIL_QUEUE_FIFO,
+                              .kind = v.kind,
+                              .compare = qs_compare,
                               .drop = qs_drop,
                               .drop_arg = &v};
     if (coil_queue_new(loop, &o, &v.q))
@@ -523,6 +538,10 @@ static void qs_scenario(coil_loop_t *loop, struct explore *ex, void *arg)
                   v.dropped);
     if (!v.target_producer)
         EXPLORE_CHECK(ex, v.put == v.items, "put %d of %d", v.put, v.items);
+    if (v.join)
+        EXPLORE_CHECK(ex, v.join_r == 0 && coil_queue_unfinished(v.q) == 0,
+                      "join gave %s with %zu unfinished",
+                      coil_err_name(v.join_r), coil_queue_unfinished(v.q));
     for (int i = 0; i < 3; i++)
         coil_task_unref(t[i]);
     coil_queue_unref(v.q);
@@ -539,6 +558,12 @@ static void test_explore_queue_consumer(void **state)
      * one too: if it is cancelled then, the other getter must get it. */
     cfg = (struct qs){.slow_producer = true, .items = ITEMS - 1};
     explore_assert("queue consumers in line", qs_scenario, &cfg);
+    cfg = (struct qs){.kind = COIL_QUEUE_LIFO};
+    explore_assert("lifo queue consumer", qs_scenario, &cfg);
+    cfg = (struct qs){.kind = COIL_QUEUE_PRIORITY};
+    explore_assert("priority queue consumer", qs_scenario, &cfg);
+    cfg = (struct qs){.join = true};
+    explore_assert("queue consumer, joined", qs_scenario, &cfg);
 }
 
 static void test_explore_queue_producer(void **state)

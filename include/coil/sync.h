@@ -103,6 +103,7 @@ COIL_API bool coil_lock_locked(const coil_lock_t *lock);
 
 /* A flag tasks can wait for, initially clear. Errors as coil_lock_new. */
 COIL_API int coil_event_new(coil_loop_t *loop, coil_event_t **event_out);
+/* References, as coil_lock_ref / coil_lock_unref. */
 COIL_API coil_event_t *coil_event_ref(coil_event_t *event);
 COIL_API void coil_event_unref(coil_event_t *event);
 
@@ -135,6 +136,7 @@ COIL_API int coil_event_wait(coil_event_t *event);
  */
 COIL_API int coil_condition_new(coil_loop_t *loop, coil_lock_t *lock,
                                 coil_condition_t **cond_out);
+/* References, as coil_lock_ref / coil_lock_unref. */
 COIL_API coil_condition_t *coil_condition_ref(coil_condition_t *cond);
 COIL_API void coil_condition_unref(coil_condition_t *cond);
 
@@ -197,6 +199,7 @@ COIL_API int coil_semaphore_new(coil_loop_t *loop, int value,
 COIL_API int coil_semaphore_new_bounded(coil_loop_t *loop, int value,
                                         coil_semaphore_t **sem_out);
 
+/* References, as coil_lock_ref / coil_lock_unref. */
 COIL_API coil_semaphore_t *coil_semaphore_ref(coil_semaphore_t *sem);
 COIL_API void coil_semaphore_unref(coil_semaphore_t *sem);
 
@@ -236,6 +239,7 @@ COIL_API int coil_semaphore_value(const coil_semaphore_t *sem);
  */
 COIL_API int coil_barrier_new(coil_loop_t *loop, unsigned parties,
                               coil_barrier_t **barrier_out);
+/* References, as coil_lock_ref / coil_lock_unref. */
 COIL_API coil_barrier_t *coil_barrier_ref(coil_barrier_t *barrier);
 COIL_API void coil_barrier_unref(coil_barrier_t *barrier);
 
