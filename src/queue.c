@@ -86,14 +86,11 @@ static bool before(const struct coil_queue *q, const struct slot *a,
     return c < 0 || (c == 0 && a->seq < b->seq);
 }
 
-/* Make room for one more item. -ENOMEM if it cannot be had. */
-static int reserve(struct coil_queue *q)
+/* Double the array (a power of two, so that the ring is indexed with a
+ * mask). -ENOMEM if it cannot be had. */
+static COIL__COLD int grow(struct coil_queue *q)
 {
-    if (q->count < q->cap)
-        return 0;
     size_t cap = q->cap ? q->cap * 2 : 8;
-    if (cap > q->maxsize)
-        cap = q->maxsize;
     if (cap <= q->count || cap > SIZE_MAX / sizeof(struct slot))
         return -ENOMEM;
     struct slot *buf = coil__malloc(cap * sizeof(*buf));
@@ -112,11 +109,17 @@ static int reserve(struct coil_queue *q)
     return 0;
 }
 
+/* Make room for one more item. */
+static inline int reserve(struct coil_queue *q)
+{
+    return coil__likely(q->count < q->cap) ? 0 : grow(q);
+}
+
 /* Store item; there is room (reserve). */
 static void push(struct coil_queue *q, void *item)
 {
     if (q->kind != COIL_QUEUE_PRIORITY) {
-        q->buf[(q->head + q->count++) % q->cap] = (struct slot){item, 0};
+        q->buf[(q->head + q->count++) & (q->cap - 1)] = (struct slot){item, 0};
         return;
     }
     struct slot s = {item, q->seq++};
@@ -138,11 +141,11 @@ static void *pop(struct coil_queue *q)
     switch (q->kind) {
     case COIL_QUEUE_FIFO:
         item = q->buf[q->head].item;
-        q->head = (q->head + 1) % q->cap;
+        q->head = (q->head + 1) & (q->cap - 1);
         q->count--;
         return item;
     case COIL_QUEUE_LIFO:
-        return q->buf[(q->head + --q->count) % q->cap].item;
+        return q->buf[(q->head + --q->count) & (q->cap - 1)].item;
     default:
         break;
     }
@@ -211,8 +214,8 @@ static void *get_item(struct coil_queue *q)
 /* Life                                                                 */
 /* ------------------------------------------------------------------ */
 
-/* Give every item left to the drop function (outside the lock), in queue
- * order; returns how many there were. */
+/* Give every item left to the drop function (outside the lock), in the
+ * order gets would have taken them; returns how many there were. */
 static size_t drop_all(struct coil_queue *q, struct slot *buf, size_t cap,
                        size_t head, size_t count)
 {
@@ -228,8 +231,12 @@ static size_t drop_all(struct coil_queue *q, struct slot *buf, size_t cap,
             q->drop(pop(&tmp), q->drop_arg);
         return count;
     }
-    for (size_t i = 0; i < count; i++)
-        q->drop(buf[(head + i) % cap].item, q->drop_arg);
+    /* In the order gets would have taken them. */
+    bool lifo = q->kind == COIL_QUEUE_LIFO;
+    for (size_t i = 0; i < count; i++) {
+        size_t at = head + (lifo ? count - 1 - i : i);
+        q->drop(buf[at & (cap - 1)].item, q->drop_arg);
+    }
     return count;
 }
 

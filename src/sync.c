@@ -77,17 +77,6 @@ void coil__sync_release(struct coil__sync *s)
     coil__loop_unref(loop);
 }
 
-int coil__sync_task(const struct coil__sync *s, struct coil_task **out)
-{
-    struct coil_task *t = coil__task_current();
-    *out = t;
-    if (!t)
-        return -EPERM;
-    if (coil__task_loop(t) != s->loop)
-        return -EINVAL;
-    return 0;
-}
-
 void coil__sync_abandoned(void *owner)
 {
     coil__sync_drop(owner);

@@ -16,6 +16,7 @@
 #define COIL_SYNC_INTERNAL_H
 
 #include "coil/sync.h"
+#include "task_internal.h"
 #include "waitq.h"
 
 struct coil_loop;
@@ -51,7 +52,17 @@ void coil__sync_release(struct coil__sync *s);
 
 /* The running task, if it may wait on s: 0 and *out, or -EPERM (not in
  * a task) or -EINVAL (a task of another loop). */
-int coil__sync_task(const struct coil__sync *s, struct coil_task **out);
+static inline int coil__sync_task(const struct coil__sync *s,
+                                  struct coil_task **out)
+{
+    struct coil_task *t = coil__task_current();
+    *out = t;
+    if (coil__unlikely(!t))
+        return -EPERM;
+    if (coil__unlikely(coil__task_loop(t) != s->loop))
+        return -EINVAL;
+    return 0;
+}
 
 /* A wait begins / ends (the end may free the object: touch nothing of
  * it afterwards). */
@@ -61,8 +72,8 @@ static inline void coil__sync_hold(struct coil__sync *s)
 }
 static inline void coil__sync_drop(struct coil__sync *s)
 {
-    s->holds--;
-    coil__sync_release(s);
+    if (--s->holds == 0 && s->refs == 0)
+        coil__sync_release(s);
 }
 /* The abandon hook of every line (waitq.h): owner is the coil__sync. */
 void coil__sync_abandoned(void *owner);

@@ -20,7 +20,8 @@
 #include "loop_internal.h"
 #include "task_internal.h"
 
-static COIL__TLS struct coil_task *current;
+/* The running task (task_internal.h reads it inline). */
+COIL__TLS struct coil_task *coil__task_running;
 
 #ifdef COIL_TESTING
 void (*coil__task_test_hook)(struct coil_task *t, enum coil__task_event ev,
@@ -35,14 +36,9 @@ void *coil__task_test_hook_arg;
 #define TEST_HOOK(t, ev) ((void)0)
 #endif
 
-struct coil_task *coil__task_current(void)
-{
-    return current;
-}
-
 coil_task_t *coil_current_task(void)
 {
-    return current;
+    return coil__task_running;
 }
 
 /* ------------------------------------------------------------------ */
@@ -211,7 +207,7 @@ static bool prepare_step(struct coil_loop *loop, struct coil_task *t)
         __builtin_prefetch(sp + 63);
     }
     t->state = COIL__TASK_RUNNING;
-    current = t;
+    coil__task_running = t;
     coil__stack_running = t->stack;
     return true;
 }
@@ -228,7 +224,7 @@ static void step_run(struct coil_loop *loop, struct coil__ready *node)
     if (!prepare_step(loop, t))
         return;
     coil__context_switch(loop->tasks.ctx_ops, &loop->tasks.sched, &t->ctx);
-    current = NULL;
+    coil__task_running = NULL;
     coil__stack_running = NULL;
     struct coil_task *r = loop->tasks.returning;
     if (r->state == COIL__TASK_DONE)
@@ -282,7 +278,7 @@ static void queue(struct coil_loop *loop, struct coil_task *t)
 
 int coil__task_begin_wait(struct coil_task **out)
 {
-    struct coil_task *t = current;
+    struct coil_task *t = coil__task_running;
     *out = t;
     if (!t)
         return -EPERM;
@@ -633,7 +629,7 @@ static const struct coil__wait_ops await_ops = {await_cancel, await_resume,
 
 static int await(coil_future_t *fut, void **value_out, bool shield)
 {
-    struct coil_task *t = current;
+    struct coil_task *t = coil__task_running;
     if (!t)
         return -EPERM;
     if (!fut || fut->loop != t->loop)

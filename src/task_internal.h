@@ -143,8 +143,12 @@ int coil__tasks_check_stack_size(size_t size);
 void coil__tasks_close(struct coil_loop *loop);
 void coil__tasks_term(struct coil_loop *loop);
 
-/* The running task, or NULL. */
-struct coil_task *coil__task_current(void);
+/* The running task, or NULL (written only by task.c). */
+extern COIL__TLS struct coil_task *coil__task_running;
+static inline struct coil_task *coil__task_current(void)
+{
+    return coil__task_running;
+}
 
 /*
  * Start a wait: the running task in *out, or -EPERM (not in a task), or

@@ -161,9 +161,10 @@ COIL_API int coil_queue_join(coil_queue_t *queue);
  *    fail with -ESHUTDOWN; waiting getters wake with it at once if
  *    nothing is left for them.
  *  - immediate: the items left are removed and given to the drop
- *    function (in queue order), each counted as done (so join returns
- *    when the getters have finished theirs), and every waiter wakes with
- *    -ESHUTDOWN, including getters an item was promised to.
+ *    function (in the order gets would have taken them), each counted
+ *    as done (so join returns when the getters have finished theirs),
+ *    and every waiter wakes with -ESHUTDOWN, including getters an item
+ *    was promised to.
  * Returns how many items were dropped (0 when graceful). Shutting down
  * again is allowed (graceful then immediate drops what is left).
  * Errors: -EINVAL (NULL). Does not suspend.
