@@ -1,0 +1,3 @@
+module coil/bench/go
+
+go 1.19
