@@ -30,6 +30,16 @@ static void lock_destroy(struct coil__sync *s)
     coil__free(coil__container_of(s, struct coil_lock, s));
 }
 
+/* The loop closed with a task waiting for the lock: if it had been
+ * handed the lock, the lock passes on (or is free). */
+static void lock_abandoned(void *owner, struct coil__waiter *w)
+{
+    struct coil_lock *l = coil__container_of(owner, struct coil_lock, s);
+    if (w->granted && w->result == 0)
+        coil__lock_pass(l);
+    coil__sync_drop(&l->s);
+}
+
 int coil_lock_new(coil_loop_t *loop, coil_lock_t **out)
 {
     if (!out)
@@ -39,7 +49,7 @@ int coil_lock_new(coil_loop_t *loop, coil_lock_t **out)
     int err = coil__sync_new(loop, sizeof(*l), "lock", lock_destroy, (void **)&l);
     if (err)
         return err;
-    coil__waitq_init(&l->waiters, coil__sync_abandoned, &l->s);
+    coil__waitq_init(&l->waiters, lock_abandoned, &l->s);
     l->holder = NULL;
     *out = l;
     return 0;
@@ -149,6 +159,17 @@ static void cond_destroy(struct coil__sync *s)
     coil__free(c);
 }
 
+/* The loop closed with a task waiting on the condition: a notification
+ * it had been given goes to the next waiter. */
+static void cond_abandoned(void *owner, struct coil__waiter *w)
+{
+    struct coil_condition *c = coil__container_of(owner, struct coil_condition,
+                                                  s);
+    if (w->granted && w->result == 0)
+        (void)coil__waitq_grant_first(&c->waiters, 0);
+    coil__sync_drop(&c->s);
+}
+
 int coil_condition_new(coil_loop_t *loop, coil_lock_t *lock,
                        coil_condition_t **out)
 {
@@ -171,7 +192,7 @@ int coil_condition_new(coil_loop_t *loop, coil_lock_t *lock,
         coil__free(c);
         return err;
     }
-    coil__waitq_init(&c->waiters, coil__sync_abandoned, &c->s);
+    coil__waitq_init(&c->waiters, cond_abandoned, &c->s);
     c->lock = lock;
     *out = c;
     return 0;

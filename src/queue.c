@@ -291,6 +291,33 @@ static void ts_discard(struct coil_loop *loop, struct coil__ready *node)
 
 static const struct coil__ready_ops ts_ops = {ts_run, ts_discard};
 
+/* The loop closed with a task in line: a promise it had not used passes
+ * on (to a waiter the close abandons in turn), so that the queue's
+ * counts stay true for whoever looks at it afterwards. */
+static void getter_abandoned(void *owner, struct coil__waiter *w)
+{
+    struct coil_queue *q = coil__container_of(owner, struct coil_queue, s);
+    lock(q);
+    if (w->granted && w->result == 0 && w->tag == q->epoch) {
+        q->reserved_items--;
+        serve_getters(q);
+    }
+    unlock(q);
+    coil__sync_drop(&q->s);
+}
+
+static void putter_abandoned(void *owner, struct coil__waiter *w)
+{
+    struct coil_queue *q = coil__container_of(owner, struct coil_queue, s);
+    lock(q);
+    if (w->granted && w->result == 0) {
+        q->reserved_slots--;
+        serve_putters(q);
+    }
+    unlock(q);
+    coil__sync_drop(&q->s);
+}
+
 int coil_queue_new(coil_loop_t *loop, const coil_queue_options_t *opts,
                    coil_queue_t **out)
 {
@@ -318,8 +345,8 @@ int coil_queue_new(coil_loop_t *loop, const coil_queue_options_t *opts,
         free_queue(q);
         return err;
     }
-    coil__waitq_init(&q->getters, coil__sync_abandoned, &q->s);
-    coil__waitq_init(&q->putters, coil__sync_abandoned, &q->s);
+    coil__waitq_init(&q->getters, getter_abandoned, &q->s);
+    coil__waitq_init(&q->putters, putter_abandoned, &q->s);
     coil__waitq_init(&q->joiners, coil__sync_abandoned, &q->s);
     q->maxsize = o.maxsize ? o.maxsize : SIZE_MAX;
     q->kind = (uint8_t)o.kind;
@@ -364,11 +391,35 @@ static int try_put(struct coil_queue *q, void *item)
     return 0;
 }
 
+/* The first item nobody was promised. In a FIFO the promised items are
+ * the oldest, at the head, each meant for the getter it was put for: the
+ * one after them is taken, and they move up one place (there are as
+ * many as getters woken and not yet run). A LIFO's or a heap's next item
+ * is whichever comes out next: a promise is for an item, not that one. */
+static void *take_unpromised(struct coil_queue *q)
+{
+    size_t r = q->reserved_items;
+    if (q->kind != COIL_QUEUE_FIFO || r == 0)
+        return get_item(q);
+    size_t mask = q->cap - 1;
+    void *item = q->buf[(q->head + r) & mask].item;
+    for (size_t k = r; k > 0; k--)
+        q->buf[(q->head + k) & mask] = q->buf[(q->head + k - 1) & mask];
+    q->head = (q->head + 1) & mask;
+    q->count--;
+    serve_putters(q);
+    return item;
+}
+
 /* With the lock held: get now, or -EAGAIN/-ESHUTDOWN. */
 static int try_get(struct coil_queue *q, void **item_out)
 {
+    /* Items threads put are promised when the posted node runs; getters
+     * already in line come first. */
+    if (q->ts && q->posted)
+        serve_getters(q);
     if (q->count > q->reserved_items) {
-        *item_out = get_item(q);
+        *item_out = take_unpromised(q);
         return 0;
     }
     return q->shut ? -ESHUTDOWN : -EAGAIN;
@@ -457,10 +508,10 @@ int coil_queue_get(coil_queue_t *q, void **item_out)
         return err;
     }
     struct coil__waiter w;
-    unsigned epoch = q->epoch;
+    w.tag = q->epoch;
     err = wait_in(q, &q->getters, &w);
     /* A promise an immediate shutdown has not wiped out. */
-    bool promised = w.granted && w.result == 0 && q->epoch == epoch;
+    bool promised = w.granted && w.result == 0 && q->epoch == w.tag;
     if (promised)
         q->reserved_items--;
     if (err == 0 && !promised)

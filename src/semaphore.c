@@ -18,6 +18,8 @@ struct coil_semaphore {
     int bound; /* INT_MAX: unbounded */
 };
 
+static void sem_abandoned(void *owner, struct coil__waiter *w);
+
 static void destroy(struct coil__sync *s)
 {
     coil__free(coil__container_of(s, struct coil_semaphore, s));
@@ -35,7 +37,7 @@ static int make(coil_loop_t *loop, int value, int bound,
     int err = coil__sync_new(loop, sizeof(*sem), "semaphore", destroy, (void **)&sem);
     if (err)
         return err;
-    coil__waitq_init(&sem->waiters, coil__sync_abandoned, &sem->s);
+    coil__waitq_init(&sem->waiters, sem_abandoned, &sem->s);
     sem->value = value;
     sem->bound = bound;
     *out = sem;
@@ -71,6 +73,17 @@ static void give(struct coil_semaphore *sem)
 {
     if (!coil__waitq_grant_first(&sem->waiters, 0))
         sem->value++;
+}
+
+/* The loop closed with a task waiting for a permit: one it had been
+ * granted comes back. */
+static void sem_abandoned(void *owner, struct coil__waiter *w)
+{
+    struct coil_semaphore *sem =
+        coil__container_of(owner, struct coil_semaphore, s);
+    if (w->granted && w->result == 0)
+        give(sem);
+    coil__sync_drop(&sem->s);
 }
 
 int coil_semaphore_try_acquire(coil_semaphore_t *sem)

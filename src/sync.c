@@ -77,7 +77,8 @@ void coil__sync_release(struct coil__sync *s)
     coil__loop_unref(loop);
 }
 
-void coil__sync_abandoned(void *owner)
+void coil__sync_abandoned(void *owner, struct coil__waiter *w)
 {
+    (void)w;
     coil__sync_drop(owner);
 }

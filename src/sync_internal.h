@@ -75,8 +75,9 @@ static inline void coil__sync_drop(struct coil__sync *s)
     if (--s->holds == 0 && s->refs == 0)
         coil__sync_release(s);
 }
-/* The abandon hook of every line (waitq.h): owner is the coil__sync. */
-void coil__sync_abandoned(void *owner);
+/* The abandon hook of a line whose grants need no giving back (waitq.h):
+ * owner is the coil__sync; drops the wait's hold. */
+void coil__sync_abandoned(void *owner, struct coil__waiter *w);
 
 /* The lock's calls a condition uses (lock.c). */
 /* Whether t holds l. */

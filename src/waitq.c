@@ -49,7 +49,7 @@ static void wq_abandon(struct coil__wait *wait)
     if (!ww->w->granted)
         unlink_waiter(ww->q, ww->w);
     if (ww->q->abandon)
-        ww->q->abandon(ww->q->owner);
+        ww->q->abandon(ww->q->owner, ww->w);
 }
 
 static const struct coil__wait_ops interruptible_ops = {wq_cancel, NULL,
@@ -63,15 +63,15 @@ int coil__waitq_wait(struct coil__waitq *q, struct coil__waiter *w,
     struct coil_task *t = coil__task_current();
     if (!t)
         return -EPERM;
+    w->task = t;
+    w->result = 0;
+    w->granted = false; /* also when a pending cancel returns at once */
     bool pending = false;
     if (mode == COIL__WAITQ_SHIELD)
         pending = coil__task_take_cancel(t);
     int err = coil__task_begin_wait(&t);
     if (err)
         return err;
-    w->task = t;
-    w->result = 0;
-    w->granted = false;
     coil__list_push_back(&q->head, &w->link);
     q->len++;
     struct waitq_wait ww = {

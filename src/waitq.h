@@ -44,11 +44,14 @@ struct coil__waiter {
     struct coil_task *task;
     int result;             /* the grant's result, once granted */
     bool granted;
+    unsigned tag;           /* the owner's, untouched here */
 };
 
 /* Called when the loop closes with a task waiting in a line (the task
- * will never resume): the line's owner drops what the wait held. */
-typedef void (*coil__waitq_abandon_fn)(void *owner);
+ * will never resume; w is out of the line): the line's owner takes back
+ * what w was granted, if anything, and drops what the wait held. */
+struct coil__waiter;
+typedef void (*coil__waitq_abandon_fn)(void *owner, struct coil__waiter *w);
 
 struct coil__waitq {
     struct coil__list head; /* struct coil__waiter, first come first */
@@ -90,7 +93,8 @@ static inline struct coil__waiter *coil__waitq_first(struct coil__waitq *q)
  * cancelled (see the modes above). Returns the grant's result, or
  * -ECANCELED, or -EPERM (not in a task: w is not touched). A cancel
  * pending at the start gives -ECANCELED at once, except in SHIELD mode.
- * On return w->granted says whether a grant came, w->result what it was.
+ * On every other return w->granted says whether a grant came, w->result
+ * what it was.
  * Every waiter is in no line when this returns.
  */
 int coil__waitq_wait(struct coil__waitq *q, struct coil__waiter *w,

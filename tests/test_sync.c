@@ -1121,6 +1121,76 @@ static void test_sync_loop_closed_while_waiting(void **state)
     coil_loop_unref(loop);
 }
 
+/* The loop closed after the lock was handed to a waiter, and a permit
+ * granted, that never ran: both come back, so the objects are left as
+ * they would be had the waiters given up. */
+struct close_grant {
+    coil_loop_t *loop;
+    coil_lock_t *l;
+    coil_semaphore_t *s;
+    coil_condition_t *c;
+};
+
+static int cg_holder(void *arg)
+{
+    struct close_grant *cg = arg;
+    if (coil_lock_acquire(cg->l))
+        return -1;
+    coil_sleep(COIL_MSEC); /* the waiters line up */
+    coil_lock_acquire(coil_condition_lock(cg->c));
+    coil_condition_notify(cg->c, 1);
+    coil_lock_release(coil_condition_lock(cg->c));
+    coil_lock_release(cg->l);     /* handed to the lock's waiter */
+    coil_semaphore_release(cg->s); /* granted to the permit's waiter */
+    coil_loop_stop(cg->loop);      /* none of them runs again */
+    return 0;
+}
+
+static int cg_cond_waiter(void *arg)
+{
+    struct close_grant *cg = arg;
+    if (coil_lock_acquire(coil_condition_lock(cg->c)))
+        return -1;
+    return coil_condition_wait(cg->c);
+}
+
+static void test_sync_loop_closed_after_grant(void **state)
+{
+    (void)state;
+    coil_loop_t *loop;
+    assert_int_equal(coil_loop_new(&loop), 0);
+    struct exc_log ex = {0};
+    coil_loop_set_exception_handler(loop, test_exc_record, &ex);
+    struct close_grant cg = {.loop = loop};
+    assert_int_equal(coil_lock_new(loop, &cg.l), 0);
+    assert_int_equal(coil_semaphore_new(loop, 0, &cg.s), 0);
+    assert_int_equal(coil_condition_new(loop, NULL, &cg.c), 0);
+    struct log log = {0};
+    struct actor a[2] = {
+        {&log, 'l', op_lock, NULL, cg.l, 0, 1, false},
+        {&log, 's', op_sem, NULL, cg.s, 0, 1, false},
+    };
+    coil_task_t *t[4];
+    assert_int_equal(coil_task_spawn(loop, cg_holder, &cg, &t[0]), 0);
+    t[1] = spawn_actor(loop, &a[0]);
+    t[2] = spawn_actor(loop, &a[1]);
+    assert_int_equal(coil_task_spawn(loop, cg_cond_waiter, &cg, &t[3]), 0);
+    assert_int_equal(coil_loop_run_forever(loop), 0);
+    assert_int_equal(test_task_outcome(t[0]), 0);
+    assert_false(a[0].done);
+    assert_false(a[1].done);
+    assert_int_equal(coil_loop_close(loop), 0);
+    assert_false(coil_lock_locked(cg.l));          /* passed on: free */
+    assert_int_equal(coil_semaphore_value(cg.s), 1); /* released again */
+    /* The notified condition waiter never took the lock again. */
+    assert_false(coil_lock_locked(coil_condition_lock(cg.c)));
+    unref_all(t, 4);
+    coil_lock_unref(cg.l);
+    coil_semaphore_unref(cg.s);
+    coil_condition_unref(cg.c);
+    coil_loop_unref(loop);
+}
+
 /* Every constructor under allocation failure: -ENOMEM, nothing left. */
 static void test_sync_alloc_failure(void **state)
 {
@@ -1175,6 +1245,7 @@ int main(void)
         TEST_FAKE(test_barrier_cancel),
         TEST_FAKE(test_sync_last_unref_while_waiting),
         TEST_FAKE_NOLOOP(test_sync_loop_closed_while_waiting),
+        TEST_FAKE_NOLOOP(test_sync_loop_closed_after_grant),
         TEST_FAKE(test_sync_alloc_failure),
     };
     test_init();
