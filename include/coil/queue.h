@@ -14,10 +14,11 @@
  * The waits (put on a full queue, get on an empty one, join) suspend the
  * calling task; they return -EPERM outside a task and -EINVAL in a task of
  * another loop. Waiters are served first come, first served: an item put
- * while getters wait is promised to the first of them (it stays at the
- * head of the queue until that getter runs and takes it), a place freed
- * while putters wait is promised to the first putter, so later arrivals
- * (the _nowait calls too) cannot take them first.
+ * while getters wait is promised to the first of them (it stays in the
+ * queue until that getter runs and takes it: in a FIFO that very item, in
+ * a LIFO or priority queue the next one out), a place freed while putters
+ * wait is promised to the first putter, so later arrivals (the _nowait
+ * calls too) cannot take them first.
  *
  * Cancellation, at every wait (a timeout scope's deadline is a cancel):
  * a waiter cancelled in line gets -ECANCELED and nothing happened; a
