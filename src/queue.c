@@ -115,13 +115,9 @@ static inline int reserve(struct coil_queue *q)
     return coil__likely(q->count < q->cap) ? 0 : grow(q);
 }
 
-/* Store item; there is room (reserve). */
-static void push(struct coil_queue *q, void *item)
+/* The priority heap: sift up from the end, down from the top. */
+static void heap_push(struct coil_queue *q, void *item)
 {
-    if (q->kind != COIL_QUEUE_PRIORITY) {
-        q->buf[(q->head + q->count++) & (q->cap - 1)] = (struct slot){item, 0};
-        return;
-    }
     struct slot s = {item, q->seq++};
     size_t i = q->count++;
     while (i > 0) {
@@ -134,22 +130,9 @@ static void push(struct coil_queue *q, void *item)
     q->buf[i] = s;
 }
 
-/* Take the next item; there is one. */
-static void *pop(struct coil_queue *q)
+static void *heap_pop(struct coil_queue *q)
 {
-    void *item;
-    switch (q->kind) {
-    case COIL_QUEUE_FIFO:
-        item = q->buf[q->head].item;
-        q->head = (q->head + 1) & (q->cap - 1);
-        q->count--;
-        return item;
-    case COIL_QUEUE_LIFO:
-        return q->buf[(q->head + --q->count) & (q->cap - 1)].item;
-    default:
-        break;
-    }
-    item = q->buf[0].item;
+    void *item = q->buf[0].item;
     struct slot last = q->buf[--q->count];
     size_t i = 0, n = q->count;
     for (;;) {
@@ -166,6 +149,31 @@ static void *pop(struct coil_queue *q)
     if (n)
         q->buf[i] = last;
     return item;
+}
+
+/* Store item; there is room (reserve). The rings inline, the heap not. */
+static inline void push(struct coil_queue *q, void *item)
+{
+    if (coil__unlikely(q->kind == COIL_QUEUE_PRIORITY)) {
+        heap_push(q, item);
+        return;
+    }
+    q->buf[(q->head + q->count++) & (q->cap - 1)].item = item;
+}
+
+/* Take the next item; there is one. */
+static inline void *pop(struct coil_queue *q)
+{
+    size_t mask = q->cap - 1;
+    if (coil__likely(q->kind == COIL_QUEUE_FIFO)) {
+        void *item = q->buf[q->head].item;
+        q->head = (q->head + 1) & mask;
+        q->count--;
+        return item;
+    }
+    if (q->kind == COIL_QUEUE_LIFO)
+        return q->buf[(q->head + --q->count) & mask].item;
+    return heap_pop(q);
 }
 
 /* ------------------------------------------------------------------ */
@@ -228,7 +236,7 @@ static size_t drop_all(struct coil_queue *q, struct slot *buf, size_t cap,
         tmp.cap = cap;
         tmp.count = count;
         while (tmp.count)
-            q->drop(pop(&tmp), q->drop_arg);
+            q->drop(heap_pop(&tmp), q->drop_arg);
         return count;
     }
     /* In the order gets would have taken them. */
