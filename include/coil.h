@@ -12,6 +12,7 @@
 
 #include "coil/common.h"
 #include "coil/combinators.h"
+#include "coil/executor.h"
 #include "coil/future.h"
 #include "coil/group.h"
 #include "coil/io.h"
@@ -19,6 +20,7 @@
 #include "coil/net.h"
 #include "coil/queue.h"
 #include "coil/server.h"
+#include "coil/signal.h"
 #include "coil/stream.h"
 #include "coil/sync.h"
 #include "coil/task.h"

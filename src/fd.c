@@ -3,8 +3,14 @@
  * fd.c - small fd helpers every layer may use (declared in internal.h).
  */
 #include <fcntl.h>
+#include <unistd.h>
+#ifdef __linux__
+#include <sys/eventfd.h>
+#define HAVE_EVENTFD 1
+#endif
 
 #include "internal.h"
+#include "sys.h"
 
 int coil__fd_nonblock_cloexec(int fd)
 {
@@ -14,4 +20,42 @@ int coil__fd_nonblock_cloexec(int fd)
     if (fcntl(fd, F_SETFD, FD_CLOEXEC) < 0)
         return -errno;
     return 0;
+}
+
+int coil__wake_channel_open(int *rfd, int *wfd)
+{
+#ifdef HAVE_EVENTFD
+    int fd = COIL__SYS(COIL__SYS_EVENTFD,
+                       eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
+    if (fd >= 0) {
+        *rfd = *wfd = fd;
+        return 0;
+    }
+    /* No eventfd here (old kernel, no anonymous inodes): use a pipe. */
+    if (errno != ENOSYS && errno != EINVAL && errno != ENODEV)
+        return -errno;
+#endif
+    int p[2];
+    if (COIL__SYS(COIL__SYS_PIPE, pipe(p)) < 0)
+        return -errno;
+    int err = coil__fd_nonblock_cloexec(p[0]);
+    if (!err)
+        err = coil__fd_nonblock_cloexec(p[1]);
+    if (err) {
+        close(p[0]);
+        close(p[1]);
+        return err;
+    }
+    *rfd = p[0];
+    *wfd = p[1];
+    return 0;
+}
+
+void coil__wake_channel_close(int *rfd, int *wfd)
+{
+    if (*rfd >= 0)
+        close(*rfd);
+    if (*wfd >= 0 && *wfd != *rfd)
+        close(*wfd);
+    *rfd = *wfd = -1;
 }

@@ -52,6 +52,11 @@ void coil__free(void *ptr);
 
 /* Make fd non-blocking and close-on-exec (fd.c). Returns 0 or -errno. */
 int coil__fd_nonblock_cloexec(int fd);
+/* A wake-up channel: an eventfd (*rfd == *wfd), or a non-blocking,
+ * close-on-exec pipe where there is none. Returns 0 or -errno (-EMFILE,
+ * -ENFILE...). Its close takes either kind and sets both to -1. */
+int coil__wake_channel_open(int *rfd, int *wfd);
+void coil__wake_channel_close(int *rfd, int *wfd);
 
 /*
  * Choose an implementation (pick.c): name, else the environment variable
@@ -63,8 +68,11 @@ int coil__pick(const char *name, const char *env, const void *const *built,
                size_t nbuilt, const char *const *known, size_t nknown,
                const void **out);
 
-/* The monotonic clock in ns (clock.c). */
+/* The monotonic clock in ns (clock.c): the virtual one in the test build
+ * when a test turned it on. */
 int64_t coil__clock_now(void);
+/* The real monotonic clock, always (for deadlines other threads keep). */
+int64_t coil__clock_real(void);
 
 #ifdef COIL_TESTING
 /* Test build only: a virtual clock (clock.c). */

@@ -61,6 +61,19 @@ struct coil__until {
     const void *arg;
 };
 
+/*
+ * executor.c's part (declared here: the executors sit above the loop and
+ * keep no other state in it): the loop's default executor and its name
+ * resolver's pool, each made on first use, and the close hook that lets
+ * them go.
+ */
+struct coil_executor;
+struct coil__loop_exec {
+    struct coil_executor *dflt;
+    struct coil_executor *resolver; /* name lookups' own pool */
+    struct coil__close_hook hook;   /* linked while either exists */
+};
+
 struct coil_loop {
     /* Hot: touched on every iteration. */
     struct coil__loop_ready ready;
@@ -75,6 +88,8 @@ struct coil_loop {
     struct coil__loop_futures futures;
     struct coil__loop_threadsafe ts;
     struct coil__loop_watch watch;
+
+    struct coil__loop_exec exec;
 
     coil_exception_handler_fn exc_fn; /* NULL: the default */
     void *exc_arg;

@@ -1,60 +1,22 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * resolve.c - coil_getaddrinfo: getaddrinfo(3) on a helper thread of its
- * own per call while the task is suspended. Numeric hosts and ports need
- * no lookup and are parsed on the spot.
+ * resolve.c - coil_getaddrinfo and coil_getnameinfo: the C library's
+ * lookups, which block, run as jobs on the loop's resolver pool (a small
+ * executor of its own, executor_internal.h, so that the program's jobs on
+ * the default executor cannot starve them) while the task is suspended.
+ * Numeric questions need no lookup and are answered on the spot.
  *
- * The request is shared by three parties: the task (on the loop thread),
- * the helper thread, and the loop itself, which may be closed while the
- * helper still runs. The rules that keep it free of leaks and of uses
- * after free:
- *
- *  - The helper touches the loop only under req->lock and only while
- *    req->loop is set. The loop's close clears req->loop under that lock
- *    (the request is a close hook of the loop: on_close), and the loop's
- *    memory outlives its close, so the helper never touches a freed loop.
- *  - The helper delivers with coil_loop_call_soon_threadsafe. deliver (loop
- *    thread) unlinks the hook and wakes the task, which then frees the
- *    request; or, if the task let go (it was cancelled), frees it itself.
- *  - If the loop closes first, the queued deliver is discarded (close
- *    never runs it) and the task is abandoned. Then whoever comes last
- *    frees: on_close if the helper is finished with the request
- *    (helper_gone), else the helper when it sees req->loop cleared.
- *  - A request is freed on the loop thread after taking and releasing its
- *    lock, so the helper's last unlock has returned.
+ * A lookup's record belongs to the job while the job may run: if the
+ * waiting task is cancelled, the job finishes on its own and its dispose
+ * frees the record and whatever the lookup found (executor.h's rule), also
+ * when the loop is closed meanwhile.
  */
 #include <arpa/inet.h>
-#include <pthread.h>
-#include <signal.h>
-#include <stdatomic.h>
 #include <string.h>
-#include <time.h>
 
+#include "executor_internal.h"
 #include "loop_internal.h"
 #include "task_internal.h"
-
-struct gai_req {
-    struct coil__close_hook hook; /* linked until delivered or closed */
-    pthread_mutex_t lock;
-    /* under lock */
-    struct coil_loop *loop;    /* NULL once the loop was closed */
-    bool helper_gone;          /* the helper will not touch req again */
-    /* loop thread only */
-    struct coil_task *task;    /* the waiting task; NULL once it let go */
-    bool delivered;            /* deliver ran */
-    /* written by the helper before it delivers */
-    struct addrinfo *res;
-    int rc;
-    int sys_errno;
-    /* the question */
-    char *host, *service;
-    struct addrinfo hints;
-    bool has_hints;
-};
-
-/* Helpers that have not finished with their request (tests wait for 0:
- * a helper still running at a test's end would look like a leak). */
-atomic_int coil__resolve_helpers;
 
 static char *dup_str(const char *s)
 {
@@ -66,104 +28,6 @@ static char *dup_str(const char *s)
         memcpy(c, s, n);
     return c;
 }
-
-static void free_req(struct gai_req *req)
-{
-    /* The helper may have just unlocked: let its unlock return first. */
-    pthread_mutex_lock(&req->lock);
-    pthread_mutex_unlock(&req->lock);
-    pthread_mutex_destroy(&req->lock);
-    if (req->res)
-        freeaddrinfo(req->res);
-    coil__free(req->host);
-    coil__free(req->service);
-    coil__free(req);
-}
-
-/* Loop thread: the helper's answer arrives. */
-static void deliver(void *arg)
-{
-    struct gai_req *req = arg;
-    coil__loop_on_close_cancel(&req->hook);
-    req->delivered = true;
-    if (req->task)
-        coil__task_wake(req->task, 0); /* the task frees req */
-    else
-        free_req(req); /* the task was cancelled: nobody wants it */
-}
-
-/* Loop thread, during coil_loop_close (every task abandoned already). */
-static void on_close(struct coil__close_hook *hook)
-{
-    struct gai_req *req = coil__container_of(hook, struct gai_req, hook);
-    pthread_mutex_lock(&req->lock);
-    req->loop = NULL;
-    bool gone = req->helper_gone;
-    pthread_mutex_unlock(&req->lock);
-    if (gone)
-        free_req(req); /* its deliver, if queued, was discarded */
-}
-
-static void *helper(void *arg)
-{
-    struct gai_req *req = arg;
-    errno = 0;
-    req->rc = getaddrinfo(req->host, req->service,
-                          req->has_hints ? &req->hints : NULL, &req->res);
-    req->sys_errno = errno;
-    pthread_mutex_lock(&req->lock);
-    for (;;) {
-        if (!req->loop) {
-            /* The loop closed: nobody will deliver or free it but us. */
-            pthread_mutex_unlock(&req->lock);
-            free_req(req);
-            break;
-        }
-        int err = coil_loop_call_soon_threadsafe(req->loop, deliver, req);
-        if (err != -ENOMEM) {
-            /* 0: deliver owns it now. -EBADF: the loop is closing, and
-             * its on_close (still to come: req->loop is set) frees it. */
-            req->helper_gone = true;
-            pthread_mutex_unlock(&req->lock);
-            break;
-        }
-        /* Out of memory for the call record: try again shortly, without
-         * the lock so that a close can go on meanwhile. */
-        pthread_mutex_unlock(&req->lock);
-        struct timespec ms = {0, 1000000};
-        nanosleep(&ms, NULL);
-        pthread_mutex_lock(&req->lock);
-    }
-    atomic_fetch_sub(&coil__resolve_helpers, 1);
-    return NULL;
-}
-
-struct lookup_wait {
-    struct coil__wait wait;
-    struct gai_req *req;
-};
-
-static bool lookup_cancel(struct coil__wait *w, struct coil_task *t)
-{
-    struct gai_req *req = ((struct lookup_wait *)w)->req;
-    /* Not delivered (deliver queues the task, and a queued task is not
-     * asked): let go; deliver or the close frees the request. */
-    req->task = NULL;
-    coil__task_wake(t, -ECANCELED);
-    return true;
-}
-
-static void lookup_abandon(struct coil__wait *w)
-{
-    struct gai_req *req = ((struct lookup_wait *)w)->req;
-    if (req->delivered)
-        free_req(req); /* the task was woken but never resumed */
-    else
-        req->task = NULL; /* still a hook: on_close or the helper frees */
-}
-
-static const struct coil__wait_ops lookup_ops = {lookup_cancel, NULL,
-                                                 lookup_abandon};
 
 static int map_error(int rc, int sys_errno)
 {
@@ -206,30 +70,66 @@ static int map_error(int rc, int sys_errno)
     }
 }
 
-/* Start the helper with every asynchronous signal blocked: signals are
- * for the program's own threads, not for ours. */
-static int start_helper(struct gai_req *req)
+
+struct gai_req {
+    char *host, *service;
+    struct addrinfo hints;
+    bool has_hints;
+    /* the job's answer */
+    struct addrinfo *res;
+    int rc;
+    int sys_errno;
+};
+
+static void gai_free(struct gai_req *req)
 {
-    sigset_t all, old;
-    sigfillset(&all);
-    sigdelset(&all, SIGSEGV);
-    sigdelset(&all, SIGBUS);
-    sigdelset(&all, SIGFPE);
-    sigdelset(&all, SIGILL);
-    pthread_attr_t attr;
-    int err = pthread_attr_init(&attr);
+    if (req->res)
+        freeaddrinfo(req->res);
+    coil__free(req->host);
+    coil__free(req->service);
+    coil__free(req);
+}
+
+/* On a resolver thread. */
+static int gai_job(void *arg)
+{
+    struct gai_req *req = arg;
+    errno = 0;
+    req->rc = getaddrinfo(req->host, req->service,
+                          req->has_hints ? &req->hints : NULL, &req->res);
+    req->sys_errno = errno;
+    return 0;
+}
+
+/* Nobody waits any more (the task was cancelled, or the loop closed). */
+static void gai_dispose(void *arg, int result)
+{
+    (void)result;
+    gai_free(arg);
+}
+
+/* Run job(req) on the running task's loop's resolver pool. Returns 0 (the
+ * answer is in req, which is the caller's again), or an error: then, if
+ * *owned is false, req went to the job, which frees it. */
+static int run_lookup(struct coil_task *t, coil_job_fn job,
+                      coil_job_dispose_fn dispose, void *req, bool *owned)
+{
+    *owned = true;
+    coil_executor_t *ex;
+    int err = coil__loop_resolver(coil__task_loop(t), &ex);
     if (err)
-        return -err;
-    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-    pthread_sigmask(SIG_SETMASK, &all, &old);
-    atomic_fetch_add(&coil__resolve_helpers, 1);
-    pthread_t th;
-    err = pthread_create(&th, &attr, helper, req);
+        return err;
+    coil_future_t *fut;
+    err = coil_executor_submit(ex, coil__task_loop(t), job, req, dispose,
+                               &fut);
     if (err)
-        atomic_fetch_sub(&coil__resolve_helpers, 1);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-    pthread_attr_destroy(&attr);
-    return -err;
+        return err;
+    /* A result that came in wins over a racing cancel: it holds memory
+     * the caller must get (the cancel goes to the next wait). */
+    err = coil__executor_await(fut, NULL);
+    if (err == -ECANCELED)
+        *owned = false; /* the job keeps req, and disposes of it */
+    return err;
 }
 
 /* Only the fields getaddrinfo reads from hints (NULL: none), the rest
@@ -301,42 +201,110 @@ int coil_getaddrinfo(const char *host, const char *service,
     req->host = dup_str(host);
     req->service = dup_str(service);
     if ((host && !req->host) || (service && !req->service)) {
-        coil__free(req->host);
-        coil__free(req->service);
-        coil__free(req);
+        gai_free(req);
         return -ENOMEM;
     }
     if (hints) {
         copy_hints(&req->hints, hints);
         req->has_hints = true;
     }
-    if ((err = pthread_mutex_init(&req->lock, NULL))) {
-        coil__free(req->host);
-        coil__free(req->service);
-        coil__free(req);
-        return -err;
-    }
-    req->loop = coil__task_loop(t);
-    req->task = t;
-    req->hook.on_close = on_close;
-    coil__loop_on_close(req->loop, &req->hook);
-    if ((err = start_helper(req))) {
-        coil__loop_on_close_cancel(&req->hook);
-        free_req(req);
-        return err;
-    }
-    /* A result that came in wins over a racing cancel: it holds memory
-     * the caller must get (the cancel goes to the next wait). */
-    struct lookup_wait gw = {{&lookup_ops, true}, req};
-    err = coil__task_suspend(t, &gw.wait);
-    if (err)
-        return err; /* cancelled: the request is no longer ours */
-    err = map_error(req->rc, req->sys_errno);
+    bool owned;
+    err = run_lookup(t, gai_job, gai_dispose, req, &owned);
+    if (!err)
+        err = map_error(req->rc, req->sys_errno);
     if (!err) {
         *res_out = req->res;
         req->res = NULL;
     }
-    free_req(req);
+    if (owned)
+        gai_free(req);
+    return err;
+}
+
+/* ------------------------------------------------------------------ */
+/* getnameinfo                                                          */
+/* ------------------------------------------------------------------ */
+
+struct gni_req {
+    struct sockaddr_storage sa;
+    socklen_t salen;
+    int flags;
+    bool want_host, want_serv;
+    char host[NI_MAXHOST];
+    char serv[NI_MAXSERV];
+    int rc;
+    int sys_errno;
+};
+
+static int gni_job(void *arg)
+{
+    struct gni_req *req = arg;
+    errno = 0;
+    req->rc = getnameinfo((const struct sockaddr *)&req->sa, req->salen,
+                          req->want_host ? req->host : NULL,
+                          req->want_host ? sizeof(req->host) : 0,
+                          req->want_serv ? req->serv : NULL,
+                          req->want_serv ? sizeof(req->serv) : 0, req->flags);
+    req->sys_errno = errno;
+    return 0;
+}
+
+static void gni_dispose(void *arg, int result)
+{
+    (void)result;
+    coil__free(arg);
+}
+
+/* Copy a found name out: -EOVERFLOW if it does not fit (EAI_OVERFLOW). */
+static int copy_name(char *to, size_t cap, const char *from)
+{
+    if (!to)
+        return 0;
+    size_t n = strlen(from);
+    if (n >= cap)
+        return -EOVERFLOW;
+    memcpy(to, from, n + 1);
+    return 0;
+}
+
+int coil_getnameinfo(const struct sockaddr *sa, socklen_t salen, char *host,
+                     size_t hostlen, char *serv, size_t servlen, int flags)
+{
+    struct coil_task *t = coil__task_current();
+    if (!t)
+        return -EPERM;
+    if (!sa || salen == 0 || salen > sizeof(struct sockaddr_storage) ||
+        (!host && !serv) || (host && hostlen == 0) ||
+        (serv && servlen == 0))
+        return -EINVAL;
+    struct gni_req *req = coil__calloc(1, sizeof(*req));
+    if (!req)
+        return -ENOMEM;
+    memcpy(&req->sa, sa, salen);
+    req->salen = salen;
+    req->flags = flags;
+    req->want_host = host != NULL;
+    req->want_serv = serv != NULL;
+    int err;
+    bool owned = true;
+    /* Numbers only: no lookup, answered here. */
+    if ((!host || (flags & NI_NUMERICHOST)) &&
+        (!serv || (flags & NI_NUMERICSERV))) {
+        gni_job(req);
+        err = 0;
+    } else {
+        err = coil__task_begin_wait(&t);
+        if (!err)
+            err = run_lookup(t, gni_job, gni_dispose, req, &owned);
+    }
+    if (!err)
+        err = map_error(req->rc, req->sys_errno);
+    if (!err)
+        err = copy_name(host, hostlen, req->host);
+    if (!err)
+        err = copy_name(serv, servlen, req->serv);
+    if (owned)
+        coil__free(req);
     return err;
 }
 

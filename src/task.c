@@ -825,7 +825,7 @@ void coil__tasks_term(struct coil_loop *loop)
 }
 
 /* ------------------------------------------------------------------ */
-/* coil_run                                                             */
+/* Cancelling everything (coil_run's end)                               */
 /* ------------------------------------------------------------------ */
 
 static bool no_tasks(const struct coil_loop *loop, const void *arg)
@@ -834,9 +834,7 @@ static bool no_tasks(const struct coil_loop *loop, const void *arg)
     return loop->tasks.count == 0;
 }
 
-/* Cancel every task and run until all have finished; a task that ignores
- * cancellation is cancelled again each round. */
-static void cancel_all(struct coil_loop *loop)
+void coil__tasks_cancel_all(struct coil_loop *loop)
 {
     while (loop->tasks.count) {
         for (struct coil__list *l = loop->tasks.all.next;
@@ -846,33 +844,4 @@ static void cancel_all(struct coil_loop *loop)
         if (coil__loop_run_until(loop, &until) != 0)
             break;
     }
-}
-
-int coil_run(coil_task_fn main, void *arg)
-{
-    if (!main)
-        return -EINVAL;
-    if (coil_running_loop())
-        return -EBUSY;
-    coil_loop_t *loop;
-    int err = coil_loop_new(&loop);
-    if (err)
-        return err;
-    coil_task_t *t;
-    err = coil_task_spawn(loop, main, arg, &t);
-    if (err) {
-        coil_loop_unref(loop);
-        return err;
-    }
-    coil_loop_run_until_complete(loop, &t->fut);
-    if (!coil_future_done(&t->fut))
-        coil_task_cancel(t); /* the loop was stopped early */
-    cancel_all(loop);
-    void *v = NULL;
-    err = coil_future_result(&t->fut, &v);
-    if (err == 0)
-        err = (int)(intptr_t)v;
-    coil_task_unref(t);
-    coil_loop_unref(loop);
-    return err;
 }

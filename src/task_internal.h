@@ -143,6 +143,11 @@ int coil__tasks_check_stack_size(size_t size);
 void coil__tasks_close(struct coil_loop *loop);
 void coil__tasks_term(struct coil_loop *loop);
 
+/* Cancel every task of the loop and run it until all have finished; a
+ * task that ignores its cancellation is cancelled again each round
+ * (coil_run's end). The loop must not be running. */
+void coil__tasks_cancel_all(struct coil_loop *loop);
+
 /* The running task, or NULL (written only by task.c). */
 extern COIL__TLS struct coil_task *coil__task_running;
 static inline struct coil_task *coil__task_current(void)

@@ -20,10 +20,6 @@
  */
 #include <fcntl.h>
 #include <unistd.h>
-#ifdef __linux__
-#include <sys/eventfd.h>
-#define HAVE_EVENTFD 1
-#endif
 
 #include "loop_internal.h"
 #include "sys.h"
@@ -55,40 +51,12 @@ static const struct coil__ready_ops ts_ops = {ts_run, ts_discard};
 
 static int open_channel(struct coil__loop_threadsafe *ts)
 {
-#ifdef HAVE_EVENTFD
-    int fd = COIL__SYS(COIL__SYS_EVENTFD,
-                       eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
-    if (fd >= 0) {
-        ts->rfd = ts->wfd = fd;
-        return 0;
-    }
-    /* No eventfd here (old kernel, no anonymous inodes): use a pipe. */
-    if (errno != ENOSYS && errno != EINVAL && errno != ENODEV)
-        return -errno;
-#endif
-    int p[2];
-    if (COIL__SYS(COIL__SYS_PIPE, pipe(p)) < 0)
-        return -errno;
-    int err = coil__fd_nonblock_cloexec(p[0]);
-    if (!err)
-        err = coil__fd_nonblock_cloexec(p[1]);
-    if (err) {
-        close(p[0]);
-        close(p[1]);
-        return err;
-    }
-    ts->rfd = p[0];
-    ts->wfd = p[1];
-    return 0;
+    return coil__wake_channel_open(&ts->rfd, &ts->wfd);
 }
 
 static void close_channel(struct coil__loop_threadsafe *ts)
 {
-    if (ts->rfd >= 0)
-        close(ts->rfd);
-    if (ts->wfd >= 0 && ts->wfd != ts->rfd)
-        close(ts->wfd);
-    ts->rfd = ts->wfd = -1;
+    coil__wake_channel_close(&ts->rfd, &ts->wfd);
 }
 
 static void drain(void *arg, int result);

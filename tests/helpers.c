@@ -223,9 +223,21 @@ int test_setup(void **state)
     return 0;
 }
 
+extern atomic_int coil__executor_threads;
+
+void test_wait_executor_threads(void)
+{
+    /* An executor's last worker frees it as it exits, just after the
+     * shutdown that waited for it returned. */
+    for (int i = 0; i < 10000 && atomic_load(&coil__executor_threads); i++)
+        usleep(1000);
+    assert_int_equal(atomic_load(&coil__executor_threads), 0);
+}
+
 int test_teardown_noloop(void **state)
 {
     struct fixture *f = *state;
+    test_wait_executor_threads();
     alarm(0);
     coil__fault_reset();
     test_alloc_fail_after(0);

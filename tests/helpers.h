@@ -63,6 +63,10 @@ bool test_alloc_failed(void);
  * reset; reset: start over from 0 (returns the value before). */
 size_t test_alloc_largest(bool reset);
 
+/* Wait until every executor worker thread has exited (and freed what it
+ * held); fails the test after 10 s. The teardowns call it. */
+void test_wait_executor_threads(void);
+
 /* Open fds of this process. */
 long test_fd_count(void);
 

@@ -37,7 +37,6 @@
 #include "helpers.h"
 
 /* resolve.c: helper threads still working (test build internals). */
-extern atomic_int coil__resolve_helpers;
 
 /* ------------------------------------------------------------------ */
 /* Helpers                                                              */
@@ -142,15 +141,6 @@ static void close_fds(int *fds, int n)
         }
 }
 
-/* Helper threads of getaddrinfo finish on their own: wait for them (a
- * running one would look like a leak to the gate). */
-static void wait_helpers(void)
-{
-    for (int i = 0; i < 5000 && atomic_load(&coil__resolve_helpers); i++)
-        usleep(1000);
-    assert_int_equal(atomic_load(&coil__resolve_helpers), 0);
-    usleep(2000); /* let the last one's thread exit */
-}
 
 /* Spawn from inside a task: no assertion there, a failure is counted
  * and checked by run_task (coil_task_join(NULL) is -EINVAL, harmless). */
@@ -1416,7 +1406,6 @@ static void test_getaddrinfo(void **state)
                      .family = 12345};
     assert_int_equal(test_run_task(loop, gai_task, &g), 0);
     assert_int_equal(g.r, -EAFNOSUPPORT);
-    wait_helpers();
 }
 
 /* Numeric hosts and ports are parsed on the spot: no helper thread, no
@@ -1473,11 +1462,6 @@ static int gai_cancel_main(void *arg)
     coil_task_cancel(g->t);
     coil_task_join(g->t);
     coil_task_unref(g->t);
-    /* Let the helper deliver into the loop (the orphan is freed there). */
-    for (int i = 0; i < 2000 && atomic_load(&coil__resolve_helpers); i++)
-        coil_sleep(COIL_MSEC);
-    coil_yield();
-    coil_yield();
     return 0;
 }
 
@@ -1487,7 +1471,73 @@ static void test_getaddrinfo_cancel(void **state)
     struct gai g = {.loop = loop, .host = "localhost", .service = "80"};
     assert_int_equal(test_run_task(loop, gai_cancel_main, &g), 0);
     assert_int_equal(g.r, -ECANCELED);
-    wait_helpers();
+}
+
+/* getnameinfo: numbers at once, a lookup on the resolver threads, a
+ * name too long for its buffer, bad arguments, a cancel. */
+struct gni {
+    int num_r, look_r, small_r, bad_r[4], cancel_r;
+    char num_host[64], num_serv[16], look_host[256], small[4];
+    coil_task_t *t;
+};
+
+static int gni_cancelled(void *arg)
+{
+    struct gni *g = arg;
+    struct sockaddr_in sin = {.sin_family = AF_INET,
+                              .sin_port = htons(80),
+                              .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    char host[256];
+    g->cancel_r = coil_getnameinfo((struct sockaddr *)&sin, sizeof(sin), host,
+                                   sizeof(host), NULL, 0, 0);
+    return 0;
+}
+
+static int gni_main(void *arg)
+{
+    struct gni *g = arg;
+    struct sockaddr_in sin = {.sin_family = AF_INET,
+                              .sin_port = htons(8080),
+                              .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    const struct sockaddr *sa = (struct sockaddr *)&sin;
+    g->num_r = coil_getnameinfo(sa, sizeof(sin), g->num_host,
+                                sizeof(g->num_host), g->num_serv,
+                                sizeof(g->num_serv),
+                                NI_NUMERICHOST | NI_NUMERICSERV);
+    g->look_r = coil_getnameinfo(sa, sizeof(sin), g->look_host,
+                                 sizeof(g->look_host), NULL, 0, NI_NAMEREQD);
+    g->small_r = coil_getnameinfo(sa, sizeof(sin), g->small, sizeof(g->small),
+                                  NULL, 0, NI_NUMERICHOST);
+    g->bad_r[0] = coil_getnameinfo(NULL, sizeof(sin), g->small, 4, NULL, 0, 0);
+    g->bad_r[1] = coil_getnameinfo(sa, 0, g->small, 4, NULL, 0, 0);
+    g->bad_r[2] = coil_getnameinfo(sa, sizeof(sin), NULL, 0, NULL, 0, 0);
+    g->bad_r[3] = coil_getnameinfo(sa, sizeof(sin), g->small, 0, NULL, 0, 0);
+    g->t = test_spawn(coil_running_loop(), gni_cancelled, g);
+    coil_yield(); /* the lookup is under way */
+    coil_task_cancel(g->t);
+    test_join(g->t);
+    return 0;
+}
+
+static void test_getnameinfo(void **state)
+{
+    coil_loop_t *loop = test_loop(state);
+    struct gni g = {.cancel_r = 1};
+    assert_int_equal(test_run_task(loop, gni_main, &g), 0);
+    assert_int_equal(g.num_r, 0);
+    assert_string_equal(g.num_host, "127.0.0.1");
+    assert_string_equal(g.num_serv, "8080");
+    assert_int_equal(g.look_r, 0);
+    assert_true(strlen(g.look_host) > 0); /* "localhost", as a rule */
+    assert_int_equal(g.small_r, -EOVERFLOW); /* "127.0.0.1" needs 10 */
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(g.bad_r[i], -EINVAL);
+    assert_int_equal(g.cancel_r, -ECANCELED);
+    struct sockaddr_in sin = {.sin_family = AF_INET};
+    char h[16];
+    assert_int_equal(coil_getnameinfo((struct sockaddr *)&sin, sizeof(sin), h,
+                                      sizeof(h), NULL, 0, NI_NUMERICHOST),
+                     -EPERM);
 }
 
 /* The loop is closed with the lookup under way, or with the task
@@ -1510,7 +1560,7 @@ static void test_getaddrinfo_loop_closed(void **state)
         }
         coil_task_unref(t);
         coil_loop_unref(loop);
-        wait_helpers();
+        test_wait_executor_threads(); /* the lookup's job ends on its own */
     }
 }
 
@@ -1960,7 +2010,6 @@ static void test_getaddrinfo_alloc_failure(void **state)
     for (nth = 1; nth < 50; nth++) {
         struct oom o = {.loop = loop, .nth = nth};
         assert_int_equal(test_run_task(loop, oom_gai, &o), 0);
-        wait_helpers();
         if (!o.failed) {
             assert_int_equal(o.r, 0);
             break;
@@ -1998,6 +2047,7 @@ int main(void)
         TEST(test_getaddrinfo),
         TEST(test_getaddrinfo_numeric_inline),
         TEST(test_getaddrinfo_cancel),
+        TEST(test_getnameinfo),
         TEST_NOLOOP(test_getaddrinfo_loop_closed),
         TEST_NOLOOP(test_loop_close_with_waiters),
         TEST(test_bad_arguments),

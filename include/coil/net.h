@@ -181,8 +181,10 @@ COIL_API ssize_t coil_sock_sendfile(int out_fd, int in_fd, off_t *offset,
                                     size_t count);
 
 /*
- * getaddrinfo(3) without blocking the loop: the lookup runs on a helper
- * thread of its own while the task is suspended. On success
+ * getaddrinfo(3) without blocking the loop: the lookup runs on one of the
+ * loop's resolver threads (a pool of 4 kept apart from the default
+ * executor, so that jobs there cannot hold lookups up) while the task is
+ * suspended. On success
  * returns 0 and *res_out holds the list (free it with coil_freeaddrinfo;
  * plain freeaddrinfo is the same function). host or service may be NULL
  * (not both); hints may be NULL. On failure *res_out is NULL.
@@ -202,9 +204,8 @@ COIL_API ssize_t coil_sock_sendfile(int out_fd, int in_fd, off_t *offset,
  *   anything else             -> -EIO
  * Other errors: -EINVAL (res_out NULL, host and service both NULL),
  * -EPERM, -ENOMEM, -EAGAIN (no thread could be started), -ECANCELED: the
- * call returns at once; the helper finishes the lookup on its own and its
- * result is freed then (nothing leaks, also if the loop is closed
- * meanwhile). A result that arrived before the cancel is returned (the
+ * call returns at once; the lookup finishes on its own and its result is
+ * freed then (nothing leaks, also if the loop is closed meanwhile). A result that arrived before the cancel is returned (the
  * cancel is delivered by the task's next wait). May suspend; a numeric
  * host (or none) with a numeric port (or none) needs no lookup and is
  * answered at once, without a thread and without suspending.
@@ -215,6 +216,24 @@ COIL_API int coil_getaddrinfo(const char *host, const char *service,
 
 /* Free a list from coil_getaddrinfo (freeaddrinfo). Accepts NULL. */
 COIL_API void coil_freeaddrinfo(struct addrinfo *res);
+
+/*
+ * getnameinfo(3) without blocking the loop: the name (and/or service) of
+ * the address sa (salen bytes, copied) into host (hostlen bytes) and serv
+ * (servlen bytes); either may be NULL, not both. flags are getnameinfo's
+ * (NI_NUMERICHOST, NI_NUMERICSERV, NI_NAMEREQD, NI_DGRAM...). A lookup
+ * runs on the loop's resolver threads, as coil_getaddrinfo's do; numeric
+ * answers (NI_NUMERICHOST and NI_NUMERICSERV for what is asked) are given
+ * at once, without suspending. Returns 0, or the EAI_* codes mapped as
+ * for coil_getaddrinfo (a name that does not fit its buffer: -EOVERFLOW,
+ * and nothing is written to that buffer), -EINVAL (sa NULL, salen 0 or
+ * larger than a sockaddr_storage, host and serv both NULL, a length of
+ * 0), -EPERM (not in a task), -ENOMEM, -ECANCELED (the lookup finishes on
+ * its own and is freed then). May suspend.
+ */
+COIL_API int coil_getnameinfo(const struct sockaddr *sa, socklen_t salen,
+                              char *host, size_t hostlen, char *serv,
+                              size_t servlen, int flags);
 
 #ifdef __cplusplus
 }
