@@ -399,35 +399,84 @@ static ssize_t copy_file(int out_fd, int in_fd, off_t *offset,
     return result;
 }
 
-#ifdef HAVE_SENDFILE
 /*
- * sendfile(2) has no MSG_NOSIGNAL: block SIGPIPE in this thread around
- * the call, and if the call raised one that was not already pending,
- * take it back before unblocking.
+ * Run call(args) with SIGPIPE blocked in this thread, and if it raised
+ * one that was not already pending, take it back before unblocking: for
+ * the calls that have no MSG_NOSIGNAL (write, sendfile).
  */
+struct nosigpipe {
+    sigset_t set, old;
+    bool was_pending;
+};
+
+static void nosigpipe_begin(struct nosigpipe *n)
+{
+    sigset_t pending;
+    sigemptyset(&n->set);
+    sigaddset(&n->set, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &n->set, &n->old);
+    n->was_pending = sigpending(&pending) == 0 &&
+                     sigismember(&pending, SIGPIPE) == 1;
+}
+
+static void nosigpipe_end(struct nosigpipe *n, ssize_t r, int e)
+{
+    if (r < 0 && e == EPIPE && !n->was_pending) {
+        struct timespec zero = {0, 0};
+        while (sigtimedwait(&n->set, NULL, &zero) < 0 && errno == EINTR)
+            ;
+    }
+    pthread_sigmask(SIG_SETMASK, &n->old, NULL);
+    errno = e;
+}
+
+#ifdef HAVE_SENDFILE
 static ssize_t sendfile_nosigpipe(int out_fd, int in_fd, off_t *offset,
                                   size_t n)
 {
-    sigset_t pipe_set, old, pending;
-    sigemptyset(&pipe_set);
-    sigaddset(&pipe_set, SIGPIPE);
-    pthread_sigmask(SIG_BLOCK, &pipe_set, &old);
-    bool was_pending = sigpending(&pending) == 0 &&
-                       sigismember(&pending, SIGPIPE) == 1;
+    struct nosigpipe ns;
+    nosigpipe_begin(&ns);
     ssize_t r = COIL__SYS(COIL__SYS_SENDFILE,
                           sendfile(out_fd, in_fd, offset,
                                    COIL__CHAOS_LEN(out_fd, n)));
-    int e = errno;
-    if (r < 0 && e == EPIPE && !was_pending) {
-        struct timespec zero = {0, 0};
-        while (sigtimedwait(&pipe_set, NULL, &zero) < 0 && errno == EINTR)
-            ;
-    }
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-    errno = e;
+    nosigpipe_end(&ns, r, errno);
     return r;
 }
 #endif
+
+ssize_t coil__fd_write_nosigpipe(int fd, const void *buf, size_t n)
+{
+    for (;;) {
+        struct nosigpipe ns;
+        nosigpipe_begin(&ns);
+        ssize_t r = COIL__SYS(COIL__SYS_SEND,
+                              write(fd, buf, COIL__CHAOS_LEN(fd, n)));
+        nosigpipe_end(&ns, r, errno);
+        if (r >= 0)
+            return r;
+        if (errno == EINTR)
+            continue;
+        return coil__would_block(errno) ? -EAGAIN : -errno;
+    }
+}
+
+ssize_t coil__fd_read(struct coil__watch *w, int fd, void *buf, size_t n)
+{
+    int err = sock_begin(fd);
+    if (err)
+        return err;
+    if (!buf && n)
+        return -EINVAL;
+    for (;;) {
+        ssize_t r = COIL__SYS(COIL__SYS_RECV,
+                              read(fd, buf, COIL__CHAOS_LEN(fd, n)));
+        if (r >= 0)
+            return r;
+        err = again(w, fd, COIL__EV_READ, errno);
+        if (err)
+            return err;
+    }
+}
 
 ssize_t coil_sock_sendfile(int out_fd, int in_fd, off_t *offset,
                            size_t count)

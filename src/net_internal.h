@@ -80,6 +80,16 @@ ssize_t coil__sock_sendto(struct coil__watch *w, int fd, const void *buf,
                           size_t n, const struct sockaddr *addr,
                           socklen_t addrlen);
 
+/* The receive loop for an fd that is not a socket (a pipe, a tty, a
+ * character device): read(2) instead of recv(2). As coil__sock_recv. */
+ssize_t coil__fd_read(struct coil__watch *w, int fd, void *buf, size_t n);
+
+/* write(2) once on an fd that is not a socket, without suspending and
+ * without raising SIGPIPE (write has no MSG_NOSIGNAL: SIGPIPE is blocked
+ * in this thread around it, and taken back if the write raised it):
+ * bytes written, or -errno (-EAGAIN, -EPIPE...). */
+ssize_t coil__fd_write_nosigpipe(int fd, const void *buf, size_t n);
+
 /* coil_sock_accept on listening socket fd of watch w. */
 int coil__sock_accept(struct coil__watch *w, int fd, struct sockaddr *addr,
                       socklen_t *addrlen);

@@ -43,6 +43,7 @@
 #include <fcntl.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -69,6 +70,9 @@ struct coil_stream {
     uint8_t state;             /* enum stream_state */
     struct coil_loop *loop;    /* referenced */
     int fd;
+    bool sock;                 /* a socket: recv/send; else read/write */
+    bool was_blocking;         /* not a socket, and O_NONBLOCK was off:
+                                  it is put back at the close */
     struct coil__watch watch;  /* of fd, bound until CLOSED */
     struct coil__close_hook hook; /* linked until CLOSED */
     /* reading */
@@ -110,28 +114,53 @@ static int start_writer(struct coil_stream *s);
 /* Making, states, freeing                                              */
 /* ------------------------------------------------------------------ */
 
-/* fd is a stream socket, not listening, made non-blocking if it was not:
- * 0, or -EBADF, -ENOTSOCK, -EPROTOTYPE (not SOCK_STREAM), -EINVAL
- * (listening). */
-static int check_stream_socket(int fd)
+/*
+ * fd may be a stream: a stream socket that is not listening, or a pipe,
+ * FIFO, tty or other character device. A regular file, a directory or a
+ * block device is always "ready", so the loop cannot wait on it: -EINVAL
+ * (read those with coil_to_thread). Made non-blocking if it was not
+ * (*was_blocking says so). 0, or -EBADF, -EPROTOTYPE (not SOCK_STREAM),
+ * -EINVAL.
+ */
+static int check_stream_fd(int fd, bool *sock, bool *was_blocking)
 {
-    int v = 0;
-    socklen_t len = sizeof(v);
-    if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &v, &len) < 0)
+    struct stat st;
+    if (fstat(fd, &st) < 0)
         return -errno;
-    if (v != SOCK_STREAM)
-        return -EPROTOTYPE;
+    *sock = S_ISSOCK(st.st_mode);
+    if (*sock) {
+        int v = 0;
+        socklen_t len = sizeof(v);
+        if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &v, &len) < 0)
+            return -errno;
+        if (v != SOCK_STREAM)
+            return -EPROTOTYPE;
 #ifdef SO_ACCEPTCONN
-    len = sizeof(v);
-    if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &v, &len) == 0 && v)
-        return -EINVAL;
+        len = sizeof(v);
+        if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &v, &len) == 0 && v)
+            return -EINVAL;
 #endif
+    } else if (!S_ISFIFO(st.st_mode) && !S_ISCHR(st.st_mode)) {
+        return -EINVAL;
+    }
     int fl = fcntl(fd, F_GETFL);
     if (fl < 0)
         return -errno;
+    *was_blocking = !*sock && !(fl & O_NONBLOCK);
     if (!(fl & O_NONBLOCK) && fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
         return -errno;
     return 0;
+}
+
+/* A pipe's or tty's O_NONBLOCK is its open file description's, shared with
+ * whoever else has it (the shell, for stdin): put it back as it was. */
+static void restore_blocking(struct coil_stream *s)
+{
+    if (!s->was_blocking)
+        return;
+    int fl = fcntl(s->fd, F_GETFL);
+    if (fl >= 0)
+        (void)fcntl(s->fd, F_SETFL, fl & ~O_NONBLOCK);
 }
 
 int coil_stream_open_fd(int fd, coil_stream_t **out)
@@ -145,7 +174,8 @@ int coil_stream_open_fd(int fd, coil_stream_t **out)
     coil_loop_t *loop;
     if (!(loop = coil_running_loop()))
         return -EPERM;
-    int err = check_stream_socket(fd);
+    bool sock = false, was_blocking = false;
+    int err = check_stream_fd(fd, &sock, &was_blocking);
     if (err)
         return err;
     struct coil_stream *s = coil__calloc(1, sizeof(*s));
@@ -157,8 +187,12 @@ int coil_stream_open_fd(int fd, coil_stream_t **out)
     err = coil__watch_init(&s->watch, loop, fd, COIL__WATCH_OWNED);
     if (err) {
         coil__free(s);
+        if (was_blocking)
+            (void)fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
         return err;
     }
+    s->sock = sock;
+    s->was_blocking = was_blocking;
     s->refs = 1;
     s->user_refs = 1;
     s->state = OPEN;
@@ -170,8 +204,10 @@ int coil_stream_open_fd(int fd, coil_stream_t **out)
     s->low = COIL_STREAM_LOW_WATER;
     s->hook.on_close = on_loop_close;
     coil__loop_on_close(loop, &s->hook);
-    coil__sock_no_sigpipe(fd);
-    coil__sock_nodelay(fd);
+    if (sock) {
+        coil__sock_no_sigpipe(fd);
+        coil__sock_nodelay(fd);
+    }
     *out = s;
     return 0;
 }
@@ -247,6 +283,7 @@ static void set_state(struct coil_stream *s, enum stream_state to)
             s->wpos = 0;
         }
         coil__watch_close(&s->watch);
+        restore_blocking(s);
         (void)close(s->fd); /* once, whatever it says (coil/net.h) */
         coil__loop_on_close_cancel(&s->hook);
         coil__future_settle(&s->closed_fut);
@@ -400,7 +437,9 @@ static ssize_t recv_some(struct coil_stream *s, void *p, size_t n)
     if (s->drained)
         r = coil__sock_wait(&s->watch, s->fd, COIL__EV_READ);
     if (r == 0)
-        r = coil__sock_recv(&s->watch, s->fd, p, n, 0, NULL, NULL, false);
+        r = s->sock ? coil__sock_recv(&s->watch, s->fd, p, n, 0, NULL, NULL,
+                                      false)
+                    : coil__fd_read(&s->watch, s->fd, p, n);
     s->reader = NULL;
     s->drained = r > 0 && (size_t)r < n;
     if (r < 0 && s->state != OPEN)
@@ -651,9 +690,29 @@ bool coil_stream_at_eof(coil_stream_t *s)
         return false;
     /* Reading is lazy (only a reading call receives), so the end may be
      * waiting in the socket behind the last byte read: look, without
-     * taking anything. */
-    char c;
-    ssize_t r = recv(s->fd, &c, 1, MSG_PEEK | COIL__DONTWAIT);
+     * taking anything. A pipe cannot be peeked at: what is there is
+     * taken into the buffer instead (where the next read finds it). */
+    ssize_t r;
+    if (s->sock) {
+        char c;
+        r = recv(s->fd, &c, 1, MSG_PEEK | COIL__DONTWAIT);
+    } else {
+        if (s->rcap == 0) {
+            char *b = grow(s->rbuf, 64);
+            if (!b)
+                return false;
+            s->rbuf = b;
+            s->rcap = 64;
+        }
+        s->rpos = 0;
+        do
+            r = read(s->fd, s->rbuf, s->rcap);
+        while (r < 0 && errno == EINTR);
+        if (r > 0) {
+            s->rlen = (size_t)r;
+            return false;
+        }
+    }
     if (r == 0)
         s->eof = true;
     else if (r < 0 && !coil__would_block(errno) && sticky(-errno))
@@ -678,9 +737,14 @@ int coil_stream_set_limit(coil_stream_t *s, size_t limit)
 /* Writing                                                              */
 /* ------------------------------------------------------------------ */
 
-/* send(2) once, without suspending: bytes sent, or -errno (-EAGAIN). */
-static ssize_t raw_send(int fd, const char *buf, size_t n)
+/* send(2) once (write(2) if fd is no socket), without suspending: bytes
+ * sent, or -errno (-EAGAIN). */
+static ssize_t raw_send(const struct coil_stream *s, const char *buf,
+                        size_t n)
 {
+    int fd = s->fd;
+    if (!s->sock)
+        return coil__fd_write_nosigpipe(fd, buf, n);
     for (;;) {
         ssize_t r = COIL__SYS(COIL__SYS_SEND,
                               send(fd, buf, COIL__CHAOS_LEN(fd, n),
@@ -705,7 +769,7 @@ static void fail_write(struct coil_stream *s, int err)
 
 static void do_shutdown(struct coil_stream *s)
 {
-    if (s->eof_done || s->state == CLOSED)
+    if (s->eof_done || s->state == CLOSED || !s->sock)
         return;
     s->eof_done = true;
     if (shutdown(s->fd, SHUT_WR) < 0 && errno != ENOTCONN)
@@ -716,7 +780,7 @@ static void do_shutdown(struct coil_stream *s)
 static void flush_some(struct coil_stream *s)
 {
     while (s->wlen) {
-        ssize_t r = raw_send(s->fd, s->wbuf + s->wpos, s->wlen);
+        ssize_t r = raw_send(s, s->wbuf + s->wpos, s->wlen);
         if (r == -EAGAIN)
             break;
         if (r < 0) {
@@ -796,7 +860,7 @@ int coil_stream_write(coil_stream_t *s, const void *buf, size_t n)
         return err;
     const char *p = buf;
     if (s->wlen == 0 && !writer_on(s)) {
-        ssize_t r = raw_send(s->fd, p, n);
+        ssize_t r = raw_send(s, p, n);
         if (r < 0 && r != -EAGAIN) {
             s->write_err = (int)r;
             return (int)r;
@@ -888,6 +952,17 @@ int coil_stream_write_eof(coil_stream_t *s)
         return s->write_err;
     if (s->eof_requested)
         return 0;
+    if (!s->sock) {
+        /* A pipe's writing end ends the stream by closing; anything else
+         * (a tty, a reading end) cannot be half-closed. */
+        int fl = fcntl(s->fd, F_GETFL);
+        if (fl < 0)
+            return -errno;
+        if ((fl & O_ACCMODE) != O_WRONLY)
+            return -ENOTSUP;
+        s->eof_requested = true;
+        return coil_stream_close(s);
+    }
     if (s->wlen) {
         /* The sender shuts the socket once the buffer is out. */
         int err = start_writer(s);

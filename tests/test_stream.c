@@ -1495,8 +1495,8 @@ struct wrong {
 static int wrong_main(void *arg)
 {
     struct wrong *w = arg;
-    int p[2], sv[2];
-    test_pipe(p);
+    int sv[2];
+    int dir = open("/tmp", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     char path[] = "/tmp/coil-stream-XXXXXX";
     int file = mkstemp(path);
     if (file >= 0)
@@ -1505,11 +1505,11 @@ static int wrong_main(void *arg)
     int lst = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     struct sockaddr_in a = {.sin_family = AF_INET};
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (file < 0 || udp < 0 || lst < 0 ||
+    if (dir < 0 || file < 0 || udp < 0 || lst < 0 ||
         bind(lst, (struct sockaddr *)&a, sizeof(a)) || listen(lst, 1) ||
         socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv))
         return -1;
-    int fds[4] = {p[0], file, udp, lst};
+    int fds[4] = {dir, file, udp, lst};
     for (int i = 0; i < 4; i++) {
         coil_stream_t *s = (coil_stream_t *)1;
         w->r[i] = coil_stream_open_fd(fds[i], &s);
@@ -1520,8 +1520,7 @@ static int wrong_main(void *arg)
     w->r[4] = coil_stream_open_fd(sv[0], &s); /* blocking */
     w->made_nonblocking = (fcntl(sv[0], F_GETFL) & O_NONBLOCK) != 0;
     coil_stream_unref(s);
-    close(p[0]);
-    close(p[1]);
+    close(dir);
     close(file);
     close(udp);
     close(lst);
@@ -1534,8 +1533,8 @@ static void test_open_fd_wrong_files(void **state)
     struct wrong w;
     memset(&w, 0, sizeof(w));
     assert_int_equal(test_run_task(test_loop(state), wrong_main, &w), 0);
-    assert_int_equal(w.r[0], -ENOTSOCK); /* a pipe */
-    assert_int_equal(w.r[1], -ENOTSOCK); /* a file */
+    assert_int_equal(w.r[0], -EINVAL); /* a directory */
+    assert_int_equal(w.r[1], -EINVAL); /* a regular file */
     assert_int_equal(w.r[2], -EPROTOTYPE); /* a datagram socket */
     assert_int_equal(w.r[3], -EINVAL);     /* a listening socket */
     for (int i = 0; i < 4; i++) {

@@ -1,8 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * coil/stream.h - buffered byte streams over connected sockets (asyncio's
- * open_connection, StreamReader, StreamWriter). Servers that hand each
- * accepted connection to a task with a stream are in coil/server.h.
+ * coil/stream.h - buffered byte streams over connected sockets, pipes,
+ * FIFOs, ttys and other character devices (asyncio's open_connection,
+ * StreamReader, StreamWriter, connect_read_pipe, connect_write_pipe).
+ * Servers that hand each accepted connection to a task with a stream are
+ * in coil/server.h.
  *
  * A coil_stream_t plays asyncio's StreamReader and StreamWriter together:
  * one object, one socket, a read buffer and a write buffer.
@@ -94,17 +96,32 @@ COIL_API int coil_stream_open(const char *host, const char *port,
 COIL_API int coil_stream_open_unix(const char *path, coil_stream_t **out);
 
 /*
- * Wrap a connected stream socket fd (from coil_sock_open and
- * coil_sock_connect, coil_sock_accept, or a socketpair); it is made
- * non-blocking if it is not. On success the stream owns fd; on failure
- * fd is left to the caller. TCP sockets get TCP_NODELAY (as asyncio's
- * transports do: small writes go out at once). Must be called on the
- * thread of a running loop (inside a task or callback): the stream
- * belongs to that loop. Errors: -EBADF (fd < 0 or not open), -ENOTSOCK
- * (not a socket), -EPROTOTYPE (not a stream socket), -EINVAL (out NULL,
- * or a listening socket), -EPERM (no running loop), -EBUSY (fd already
- * belongs to a stream, server or endpoint, or a callback watcher or
- * waiting task uses it), -ENOMEM. Does not suspend.
+ * Wrap fd: a connected stream socket (from coil_sock_open and
+ * coil_sock_connect, coil_sock_accept, or a socketpair), or a pipe, a
+ * FIFO, a tty or another character device (stdin and stdout: asyncio's
+ * connect_read_pipe / connect_write_pipe). It is made non-blocking if it
+ * is not. On success the stream owns fd and closes it with the stream
+ * (pass dup(0) to keep stdin open); on failure fd is left to the caller.
+ * TCP sockets get TCP_NODELAY (as asyncio's transports do: small writes
+ * go out at once).
+ *
+ * What is not a socket is read with read(2) and written with write(2):
+ * a write to a pipe whose reader is gone gives -EPIPE, never SIGPIPE.
+ * A pipe's end works in its one direction (a read on the writing end
+ * gives -EBADF). Its O_NONBLOCK flag belongs to the open file, shared
+ * with whoever else holds it (the shell, for a terminal): if coil set it,
+ * it is cleared again when the stream closes. A regular file, a directory
+ * or a block device is always "ready", so the loop could not wait on it
+ * and is refused (-EINVAL): read files with coil_to_thread (coil/
+ * executor.h).
+ *
+ * Must be called on the thread of a running loop (inside a task or
+ * callback): the stream belongs to that loop. Errors: -EBADF (fd < 0 or
+ * not open), -EPROTOTYPE (a socket that is not a stream socket), -EINVAL
+ * (out NULL, a listening socket, a regular file, directory or block
+ * device), -EPERM (no running loop), -EBUSY (fd already belongs to a
+ * stream, server or endpoint, or a callback watcher or waiting task uses
+ * it), -ENOMEM. Does not suspend.
  */
 COIL_API int coil_stream_open_fd(int fd, coil_stream_t **out);
 
@@ -257,6 +274,10 @@ COIL_API size_t coil_stream_write_buffered(const coil_stream_t *s);
  * -EINVAL, -EPIPE (closed), the peer error met earlier, -ENOTCONN,
  * -ENOMEM (the background sender could not be started, see
  * coil_stream_write: nothing changed, try again). Does not suspend.
+ * On a pipe's (or FIFO's) writing end it closes the stream
+ * (coil_stream_close: the reader sees the end once the buffer is out);
+ * on anything else that is not a socket (a tty, a reading end) it gives
+ * -ENOTSUP.
  */
 COIL_API int coil_stream_write_eof(coil_stream_t *s);
 
