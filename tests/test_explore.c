@@ -1,15 +1,17 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * test_explore.c - the cancellation explorer (explore.h) over every
- * synchronisation object, the queues, streams, gather, wait_for and task
- * groups: one task of each scenario is cancelled at each of its
+ * synchronisation object, the queues, streams (over a socket pair and a
+ * pipe), gather, wait_for, task groups and signal waits: one task of each scenario is cancelled at each of its
  * suspensions in turn (in line, after its wait completed but before it
  * ran, and by a timeout scope), and every run must conserve what the
  * scenario moves (lock and permits back to their start, items put = got
- * + left + dropped, bytes written = bytes read), end with every task
+ * + left + dropped, bytes written = bytes read, a signal's disposition
+ * put back), end with every task
  * finished, and leak nothing. A queue consumer with a deliberately lossy
  * get proves the explorer catches loss.
  */
+#include <signal.h>
 #include <string.h>
 
 #include "explore.h"
@@ -596,6 +598,7 @@ static void test_explore_catches_lossy_get(void **state)
 
 struct st {
     struct explore *ex;
+    bool pipe;      /* a pipe instead of a socket pair */
     int sv[2];
     coil_stream_t *r, *w;
     size_t written, read_target, read_rest;
@@ -675,9 +678,11 @@ static int st_rest(void *arg)
 
 static void st_scenario(coil_loop_t *loop, struct explore *ex, void *arg)
 {
-    (void)arg;
-    struct st v = {.ex = ex};
-    test_socketpair(v.sv);
+    struct st v = {.ex = ex, .pipe = arg != NULL};
+    if (v.pipe)
+        test_pipe(v.sv);
+    else
+        test_socketpair(v.sv);
     coil_task_t *t[2];
     if (test_run_task(loop, st_setup, &v)) {
         test_close_pair(v.sv);
@@ -704,6 +709,8 @@ static void test_explore_stream(void **state)
 {
     (void)state;
     explore_assert("stream", st_scenario, NULL);
+    static int pipe_flag = 1;
+    explore_assert("pipe stream", st_scenario, &pipe_flag);
 }
 
 /* ------------------------------------------------------------------ */
@@ -822,6 +829,78 @@ static void test_explore_combinators(void **state)
     explore_assert("group", comb_scenario, &kind);
 }
 
+/* ------------------------------------------------------------------ */
+/* Signal waits: the disposition is back after every run                */
+/* ------------------------------------------------------------------ */
+
+struct sg {
+    struct explore *ex;
+    int seen;
+    bool raiser_done;
+};
+
+static int sg_wait(void *arg)
+{
+    struct sg *v = arg;
+    for (int i = 0; i < 3; i++) {
+        int r = coil_signal_wait(SIGUSR1);
+        if (r < 0)
+            return r;
+        v->seen++;
+    }
+    return 0;
+}
+
+static int sg_waiter(void *arg)
+{
+    struct sg *v = arg;
+    return in_scope(v->ex, sg_wait, v);
+}
+
+static int sg_raiser(void *arg)
+{
+    struct sg *v = arg;
+    /* SIGUSR1 is ignored outside coil's wait, so a raise with nobody
+     * waiting is harmless. */
+    for (int i = 0; i < 3; i++) {
+        coil_sleep(COIL_MSEC);
+        raise(SIGUSR1);
+    }
+    v->raiser_done = true;
+    return 0;
+}
+
+static void sg_scenario(coil_loop_t *loop, struct explore *ex, void *arg)
+{
+    (void)arg;
+    struct sg v = {.ex = ex};
+    coil_task_t *t[2];
+    if (coil_task_spawn(loop, sg_waiter, &v, &t[0]) ||
+        coil_task_spawn(loop, sg_raiser, &v, &t[1]))
+        explore_fail(ex, "spawn");
+    explore_target(ex, t[0]);
+    explore_run(ex, loop);
+    struct sigaction now;
+    sigaction(SIGUSR1, NULL, &now);
+    EXPLORE_CHECK(ex, now.sa_handler == SIG_IGN,
+                  "SIGUSR1's disposition was not put back");
+    EXPLORE_CHECK(ex, v.raiser_done, "the raiser did not finish");
+    EXPLORE_CHECK(ex, v.seen <= 3, "%d deliveries seen of 3", v.seen);
+    if (explore_mode(ex) == EXPLORE_NONE)
+        EXPLORE_CHECK(ex, v.seen == 3, "undisturbed: %d of 3", v.seen);
+    coil_task_unref(t[0]);
+    coil_task_unref(t[1]);
+}
+
+static void test_explore_signal_wait(void **state)
+{
+    (void)state;
+    struct sigaction ign = {.sa_handler = SIG_IGN}, old;
+    sigaction(SIGUSR1, &ign, &old);
+    explore_assert("signal wait", sg_scenario, NULL);
+    sigaction(SIGUSR1, &old, NULL);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -835,6 +914,7 @@ int main(void)
         TEST_NOLOOP(test_explore_catches_lossy_get),
         TEST_NOLOOP(test_explore_stream),
         TEST_NOLOOP(test_explore_combinators),
+        TEST_NOLOOP(test_explore_signal_wait),
     };
     test_init();
     return cmocka_run_group_tests(tests, NULL, NULL);
