@@ -18,6 +18,7 @@
 #include "coil/io.h"
 #include "coil/loop.h"
 #include "coil/net.h"
+#include "coil/process.h"
 #include "coil/queue.h"
 #include "coil/server.h"
 #include "coil/signal.h"

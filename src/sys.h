@@ -41,6 +41,9 @@ enum coil__sys_call {
     COIL__SYS_SENDTO,
     COIL__SYS_SENDFILE,
     COIL__SYS_PREAD, /* sendfile's copy when sendfile(2) cannot be used */
+    /* subprocesses (process.c) */
+    COIL__SYS_SPAWN, /* posix_spawnp (EAGAIN: out of processes) */
+    COIL__SYS_PIDFD, /* pidfd_open (ENOSYS, EPERM: the SIGCHLD fallback) */
     COIL__SYS_COUNT
 };
 
