@@ -175,8 +175,20 @@ COIL_API int coil_yield(void);
 
 /*
  * Create a loop, run main(arg) as a task until it finishes, then cancel
- * every task still running and wait for them, close the loop and return
- * main's outcome (its result, its error, or -ECANCELED).
+ * every task still running and wait for them, shut the loop's default
+ * executor down (its running jobs waited for, up to 300 s, as asyncio.run
+ * does; coil/executor.h), close the loop and return main's outcome (its
+ * result, its error, or -ECANCELED).
+ *
+ * Ctrl-C: while main runs, the first SIGINT cancels main (asyncio.run's
+ * KeyboardInterrupt handling: main unwinds as for any cancellation and
+ * coil_run returns -ECANCELED, or what main made of it), and the default
+ * action is back at once, so a second SIGINT ends the process even if
+ * the loop is stuck. This applies only if SIGINT's disposition was the
+ * default when coil_run started (a program that ignores or handles
+ * SIGINT keeps its choice) and no other loop of the process has SIGINT;
+ * a handler the program adds for SIGINT on this loop takes precedence
+ * (coil/signal.h).
  *
  * Errors: -EINVAL (main NULL), -EBUSY (a loop already runs in this
  * thread), and the errors of coil_loop_new and coil_task_spawn.
