@@ -237,28 +237,29 @@ static const struct coil__future_ops job_fut_ops = {
     .owned = true,
 };
 
-/* The loop side takes the outcome (the node ran, loop thread). */
+/*
+ * The loop side takes the outcome (the node ran, loop thread). No lock:
+ * the worker wrote the result before posting (the post's mutex orders
+ * it), never touches the job after a post that went through, and
+ * everything else here is the loop thread's. Not taking the executor's
+ * lock matters: the loop wakes while the worker, which posted under that
+ * lock, may still hold it.
+ */
 static void node_run(struct coil_loop *loop, struct coil__ready *node)
 {
     (void)loop;
     struct job *j = coil__container_of(node, struct job, node);
-    struct coil_executor *ex = j->ex;
     coil__loop_on_close_cancel(&j->hook);
-    pthread_mutex_lock(&ex->lock);
     bool abandoned = j->abandoned;
     int result = j->result;
-    pthread_mutex_unlock(&ex->lock);
     if (abandoned)
         dispose(j, result);
     else if (result < 0)
         coil__future_complete(&j->fut, NULL, result);
     else
         coil__future_complete(&j->fut, (void *)(intptr_t)result, 0);
-    pthread_mutex_lock(&ex->lock);
     j->exec_done = true;
-    bool unused = job_unused(j);
-    pthread_mutex_unlock(&ex->lock);
-    if (unused)
+    if (job_unused(j))
         job_free(j);
 }
 
@@ -464,8 +465,12 @@ int coil_executor_submit(coil_executor_t *ex, coil_loop_t *loop,
     *ex->tailp = j;
     ex->tailp = &j->next;
     ex->queued++;
-    pthread_cond_signal(&ex->work);
+    bool idle = ex->idle_threads > 0;
     pthread_mutex_unlock(&ex->lock);
+    /* After the unlock: a worker woken while we still held the lock would
+     * only go back to sleep on it (one more futex round). */
+    if (idle)
+        pthread_cond_signal(&ex->work);
     *fut_out = &j->fut;
     return 0;
 }
