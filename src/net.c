@@ -411,11 +411,14 @@ struct nosigpipe {
 
 static void nosigpipe_begin(struct nosigpipe *n)
 {
-    sigset_t pending;
     sigemptyset(&n->set);
     sigaddset(&n->set, SIGPIPE);
     pthread_sigmask(SIG_BLOCK, &n->set, &n->old);
-    n->was_pending = sigpending(&pending) == 0 &&
+    /* A SIGPIPE can be pending here only if it was blocked already (an
+     * unblocked one would have been delivered): only then ask. */
+    sigset_t pending;
+    n->was_pending = sigismember(&n->old, SIGPIPE) == 1 &&
+                     sigpending(&pending) == 0 &&
                      sigismember(&pending, SIGPIPE) == 1;
 }
 
@@ -446,18 +449,16 @@ static ssize_t sendfile_nosigpipe(int out_fd, int in_fd, off_t *offset,
 
 ssize_t coil__fd_write_nosigpipe(int fd, const void *buf, size_t n)
 {
-    for (;;) {
-        struct nosigpipe ns;
-        nosigpipe_begin(&ns);
-        ssize_t r = COIL__SYS(COIL__SYS_SEND,
-                              write(fd, buf, COIL__CHAOS_LEN(fd, n)));
-        nosigpipe_end(&ns, r, errno);
-        if (r >= 0)
-            return r;
-        if (errno == EINTR)
-            continue;
-        return coil__would_block(errno) ? -EAGAIN : -errno;
-    }
+    struct nosigpipe ns;
+    nosigpipe_begin(&ns);
+    ssize_t r;
+    do
+        r = COIL__SYS(COIL__SYS_SEND, write(fd, buf, COIL__CHAOS_LEN(fd, n)));
+    while (r < 0 && errno == EINTR);
+    nosigpipe_end(&ns, r, errno);
+    if (r >= 0)
+        return r;
+    return coil__would_block(errno) ? -EAGAIN : -errno;
 }
 
 ssize_t coil__fd_read(struct coil__watch *w, int fd, void *buf, size_t n)

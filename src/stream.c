@@ -71,6 +71,7 @@ struct coil_stream {
     struct coil_loop *loop;    /* referenced */
     int fd;
     bool sock;                 /* a socket: recv/send; else read/write */
+    bool fifo;                 /* a pipe or FIFO (write_eof closes it) */
     bool was_blocking;         /* not a socket, and O_NONBLOCK was off:
                                   it is put back at the close */
     struct coil__watch watch;  /* of fd, bound until CLOSED */
@@ -122,12 +123,13 @@ static int start_writer(struct coil_stream *s);
  * (*was_blocking says so). 0, or -EBADF, -EPROTOTYPE (not SOCK_STREAM),
  * -EINVAL.
  */
-static int check_stream_fd(int fd, bool *sock, bool *was_blocking)
+static int check_stream_fd(int fd, bool *sock, bool *fifo, bool *was_blocking)
 {
     struct stat st;
     if (fstat(fd, &st) < 0)
         return -errno;
     *sock = S_ISSOCK(st.st_mode);
+    *fifo = S_ISFIFO(st.st_mode);
     if (*sock) {
         int v = 0;
         socklen_t len = sizeof(v);
@@ -153,14 +155,15 @@ static int check_stream_fd(int fd, bool *sock, bool *was_blocking)
 }
 
 /* A pipe's or tty's O_NONBLOCK is its open file description's, shared with
- * whoever else has it (the shell, for stdin): put it back as it was. */
-static void restore_blocking(struct coil_stream *s)
+ * whoever else has it (the shell, for stdin): put it back as it was, at
+ * the close or when the open fails after setting it. */
+static void restore_blocking(int fd, bool was_blocking)
 {
-    if (!s->was_blocking)
+    if (!was_blocking)
         return;
-    int fl = fcntl(s->fd, F_GETFL);
+    int fl = fcntl(fd, F_GETFL);
     if (fl >= 0)
-        (void)fcntl(s->fd, F_SETFL, fl & ~O_NONBLOCK);
+        (void)fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
 }
 
 int coil_stream_open_fd(int fd, coil_stream_t **out)
@@ -174,24 +177,26 @@ int coil_stream_open_fd(int fd, coil_stream_t **out)
     coil_loop_t *loop;
     if (!(loop = coil_running_loop()))
         return -EPERM;
-    bool sock = false, was_blocking = false;
-    int err = check_stream_fd(fd, &sock, &was_blocking);
+    bool sock = false, fifo = false, was_blocking = false;
+    int err = check_stream_fd(fd, &sock, &fifo, &was_blocking);
     if (err)
         return err;
     struct coil_stream *s = coil__calloc(1, sizeof(*s));
-    if (!s)
+    if (!s) {
+        restore_blocking(fd, was_blocking);
         return -ENOMEM;
+    }
     /* Bound now, so that starting the writer later needs no memory of the
      * loop's (on epoll; see start_writer). -EBUSY if another coil object
      * owns fd. */
     err = coil__watch_init(&s->watch, loop, fd, COIL__WATCH_OWNED);
     if (err) {
         coil__free(s);
-        if (was_blocking)
-            (void)fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+        restore_blocking(fd, was_blocking);
         return err;
     }
     s->sock = sock;
+    s->fifo = fifo;
     s->was_blocking = was_blocking;
     s->refs = 1;
     s->user_refs = 1;
@@ -283,7 +288,7 @@ static void set_state(struct coil_stream *s, enum stream_state to)
             s->wpos = 0;
         }
         coil__watch_close(&s->watch);
-        restore_blocking(s);
+        restore_blocking(s->fd, s->was_blocking);
         (void)close(s->fd); /* once, whatever it says (coil/net.h) */
         coil__loop_on_close_cancel(&s->hook);
         coil__future_settle(&s->closed_fut);
@@ -697,6 +702,10 @@ bool coil_stream_at_eof(coil_stream_t *s)
         char c;
         r = recv(s->fd, &c, 1, MSG_PEEK | COIL__DONTWAIT);
     } else {
+        /* A task reading takes what comes in (into its own buffer, or
+         * gathering in ours): nothing to take from under it. */
+        if (s->reader)
+            return false;
         if (s->rcap == 0) {
             char *b = grow(s->rbuf, 64);
             if (!b)
@@ -706,7 +715,7 @@ bool coil_stream_at_eof(coil_stream_t *s)
         }
         s->rpos = 0;
         do
-            r = read(s->fd, s->rbuf, s->rcap);
+            r = COIL__SYS(COIL__SYS_RECV, read(s->fd, s->rbuf, s->rcap));
         while (r < 0 && errno == EINTR);
         if (r > 0) {
             s->rlen = (size_t)r;
@@ -958,7 +967,7 @@ int coil_stream_write_eof(coil_stream_t *s)
         int fl = fcntl(s->fd, F_GETFL);
         if (fl < 0)
             return -errno;
-        if ((fl & O_ACCMODE) != O_WRONLY)
+        if (!s->fifo || (fl & O_ACCMODE) != O_WRONLY)
             return -ENOTSUP;
         s->eof_requested = true;
         return coil_stream_close(s);

@@ -7,7 +7,9 @@
  * (-EPIPE, no SIGPIPE), write_eof refused where nothing can be
  * half-closed, O_NONBLOCK put back on the shared open file at the close,
  * a pseudo-terminal and /dev/null (character devices), a cancelled read
- * losing nothing; refused files.
+ * losing nothing, at_eof never taking bytes from a task reading, a failed
+ * open leaving O_NONBLOCK as it found it, write_eof refused on a
+ * write-only tty.
  *
  * Tasks record, the assertions run on the main stack.
  */
@@ -331,6 +333,115 @@ static void test_pipe_cancelled_read(void **state)
     close(c.p[1]);
 }
 
+/* ------------------------------------------------------------------ */
+/* at_eof while a task reads; a failed open puts O_NONBLOCK back        */
+/* ------------------------------------------------------------------ */
+
+struct ar {
+    int p[2];
+    coil_stream_t *s;
+    bool eof_seen;
+    int r;
+    char buf[8];
+};
+
+static int ar_reader(void *arg)
+{
+    struct ar *c = arg;
+    c->r = (int)coil_stream_read(c->s, c->buf, sizeof(c->buf));
+    return 0;
+}
+
+static int ar_main(void *arg)
+{
+    struct ar *c = arg;
+    if (coil_stream_open_fd(c->p[0], &c->s))
+        return -1;
+    coil_task_t *t = test_spawn(coil_running_loop(), ar_reader, c);
+    coil_sleep(COIL_MSEC); /* it waits in the read */
+    if (write(c->p[1], "xyz", 3) != 3)
+        return -1;
+    /* Before the reader runs: at_eof must not take its bytes. */
+    c->eof_seen = coil_stream_at_eof(c->s);
+    test_join(t);
+    coil_stream_unref(c->s);
+    return 0;
+}
+
+static void test_pipe_at_eof_while_reading(void **state)
+{
+    struct ar c = {0};
+    make_pipe(c.p, false);
+    assert_int_equal(test_run_task(test_loop(state), ar_main, &c), 0);
+    assert_false(c.eof_seen);
+    assert_int_equal(c.r, 3);
+    assert_memory_equal(c.buf, "xyz", 3);
+    close(c.p[1]);
+}
+
+struct of {
+    int fd;
+    int r;
+    bool nonblock_after;
+};
+
+static int of_main(void *arg)
+{
+    struct of *c = arg;
+    coil_stream_t *s = (coil_stream_t *)1;
+    test_alloc_fail_after(1);
+    c->r = coil_stream_open_fd(c->fd, &s);
+    test_alloc_fail_after(0);
+    c->nonblock_after = (fcntl(c->fd, F_GETFL) & O_NONBLOCK) != 0;
+    return s == NULL ? 0 : -1;
+}
+
+static void test_pipe_open_failure_restores_flags(void **state)
+{
+    int p[2];
+    make_pipe(p, false);
+    struct of c = {.fd = p[0]};
+    assert_int_equal(test_run_task(test_loop(state), of_main, &c), 0);
+    assert_int_equal(c.r, -ENOMEM);
+    assert_false(c.nonblock_after); /* left to the caller as it came */
+    close(p[0]);
+    close(p[1]);
+}
+
+/* A write-only tty is no pipe: write_eof cannot close it for an end. */
+struct wt {
+    int fd;
+    int r;
+    bool open_after;
+};
+
+static int wt_main(void *arg)
+{
+    struct wt *c = arg;
+    coil_stream_t *s;
+    if (coil_stream_open_fd(c->fd, &s))
+        return -1;
+    c->r = coil_stream_write_eof(s);
+    c->open_after = !coil_stream_is_closing(s);
+    coil_stream_unref(s);
+    return 0;
+}
+
+static void test_tty_write_eof(void **state)
+{
+    int master = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
+    assert_true(master >= 0);
+    assert_int_equal(grantpt(master), 0);
+    assert_int_equal(unlockpt(master), 0);
+    struct wt c = {.fd = open(ptsname(master), O_WRONLY | O_NOCTTY |
+                                                   O_CLOEXEC)};
+    assert_true(c.fd >= 0);
+    assert_int_equal(test_run_task(test_loop(state), wt_main, &c), 0);
+    assert_int_equal(c.r, -ENOTSUP);
+    assert_true(c.open_after);
+    close(master);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -340,6 +451,9 @@ int main(void)
         TEST(test_pipe_flags),
         TEST(test_char_devices),
         TEST_FAKE(test_pipe_cancelled_read),
+        TEST_FAKE(test_pipe_at_eof_while_reading),
+        TEST(test_pipe_open_failure_restores_flags),
+        TEST(test_tty_write_eof),
     };
     test_init();
     return cmocka_run_group_tests(tests, NULL, NULL);

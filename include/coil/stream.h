@@ -7,7 +7,8 @@
  * in coil/server.h.
  *
  * A coil_stream_t plays asyncio's StreamReader and StreamWriter together:
- * one object, one socket, a read buffer and a write buffer.
+ * one object, one fd (a socket, a pipe, a tty...), a read buffer and a
+ * write buffer.
  *
  * Ownership. A stream is reference counted. The creator gets one
  * reference; coil_stream_ref takes another, coil_stream_unref drops one.
