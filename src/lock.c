@@ -227,6 +227,22 @@ static int holder_check(struct coil_condition *c, struct coil_task **t)
     return coil__lock_held_by(c->lock, *t) ? 0 : -EPERM;
 }
 
+/* The condition's hold while its waiter takes the lock again: that wait
+ * is the lock's line, whose abandon hook knows nothing of the condition,
+ * so a task abandoned there (its loop closed) drops the hold through a
+ * task hook instead. */
+struct cond_hold {
+    struct coil__task_hook hook;
+    struct coil_condition *c;
+};
+
+static void cond_hold_abandoned(struct coil__task_hook *hook,
+                                struct coil_task *t)
+{
+    (void)t;
+    coil__sync_drop(&coil__container_of(hook, struct cond_hold, hook)->c->s);
+}
+
 int coil_condition_wait(coil_condition_t *c)
 {
     struct coil_task *t;
@@ -246,7 +262,10 @@ int coil_condition_wait(coil_condition_t *c)
         coil__sync_drop(&c->s);
         return err;
     }
+    struct cond_hold h = {{.on_finish = cond_hold_abandoned}, c};
+    coil__task_hook_add(t, &h.hook);
     int lerr = coil__lock_reacquire(l, t);
+    coil__task_hook_remove(&h.hook);
     coil__sync_drop(&c->s);
     return lerr ? lerr : err;
 }

@@ -1191,6 +1191,54 @@ static void test_sync_loop_closed_after_grant(void **state)
     coil_loop_unref(loop);
 }
 
+/* The loop closed while a notified condition waiter waits to take the
+ * lock again (another task holds it): nothing of the condition, its lock
+ * or the loop is left behind (the leak gate). */
+struct reacq {
+    coil_condition_t *c;
+    bool notified;
+};
+
+static int reacq_waiter(void *arg)
+{
+    struct reacq *r = arg;
+    if (coil_lock_acquire(coil_condition_lock(r->c)))
+        return -1;
+    return coil_condition_wait(r->c); /* never returns: the loop closes */
+}
+
+static int reacq_holder(void *arg)
+{
+    struct reacq *r = arg;
+    coil_lock_t *l = coil_condition_lock(r->c);
+    if (coil_lock_acquire(l))
+        return -1;
+    r->notified = coil_condition_notify(r->c, 1) == 1;
+    return coil_sleep(3600 * COIL_SEC); /* holding the lock */
+}
+
+static void test_condition_loop_closed_in_reacquire(void **state)
+{
+    (void)state;
+    coil_loop_t *loop;
+    assert_int_equal(coil_loop_new(&loop), 0);
+    struct exc_log ex = {0};
+    coil_loop_set_exception_handler(loop, test_exc_record, &ex);
+    struct reacq r = {0};
+    assert_int_equal(coil_condition_new(loop, NULL, &r.c), 0);
+    coil_task_t *w, *h;
+    assert_int_equal(coil_task_spawn(loop, reacq_waiter, &r, &w), 0);
+    test_run_bounded(loop, COIL_MSEC); /* w waits on the condition */
+    assert_int_equal(coil_task_spawn(loop, reacq_holder, &r, &h), 0);
+    test_run_bounded(loop, COIL_MSEC); /* w waits for the lock again */
+    assert_true(r.notified);
+    assert_false(coil_future_done(coil_task_future(w)));
+    coil_condition_unref(r.c);
+    coil_task_unref(w);
+    coil_task_unref(h);
+    coil_loop_unref(loop); /* closes it; the gate checks what is left */
+}
+
 /* Every constructor under allocation failure: -ENOMEM, nothing left. */
 static void test_sync_alloc_failure(void **state)
 {
@@ -1246,6 +1294,7 @@ int main(void)
         TEST_FAKE(test_sync_last_unref_while_waiting),
         TEST_FAKE_NOLOOP(test_sync_loop_closed_while_waiting),
         TEST_FAKE_NOLOOP(test_sync_loop_closed_after_grant),
+        TEST_FAKE_NOLOOP(test_condition_loop_closed_in_reacquire),
         TEST_FAKE(test_sync_alloc_failure),
     };
     test_init();
