@@ -180,49 +180,68 @@ static void dispose(struct job *j, int result)
         j->dispose(j->arg, result);
 }
 
-/* The future's last reference went (any thread that may unref it: the
- * loop's). */
-static void fut_destroy(coil_future_t *fut)
+/* One side lets go (ex->lock not held); the last side frees the job. */
+static void let_go(struct job *j, bool exec_side)
 {
-    struct job *j = coil__container_of(fut, struct job, fut);
     struct coil_executor *ex = j->ex;
     pthread_mutex_lock(&ex->lock);
-    j->fut_gone = true;
-    /* Nobody can take the result any more. */
-    j->abandoned = true;
-    atomic_store(&j->cancel_flag, true);
+    if (exec_side)
+        j->exec_done = true;
+    else
+        j->fut_gone = true;
     bool unused = job_unused(j);
     pthread_mutex_unlock(&ex->lock);
     if (unused)
         job_free(j);
 }
 
+/*
+ * Nobody waits for the job any more (ex->lock held). A job still queued
+ * leaves the queue at once (the executor side lets go: returns true, and
+ * the caller disposes of it with -ECANCELED after unlocking); a running
+ * one is flagged, and disposes of its result when it returns.
+ */
+static bool abandon(struct coil_executor *ex, struct job *j)
+{
+    j->abandoned = true;
+    atomic_store(&j->cancel_flag, true);
+    if (j->state != J_QUEUED)
+        return false;
+    for (struct job **p = &ex->head; *p; p = &(*p)->next)
+        if (*p == j) {
+            *p = j->next;
+            if (!*p)
+                ex->tailp = p;
+            break;
+        }
+    ex->queued--;
+    j->state = J_FINISHED;
+    j->exec_done = true;
+    return true;
+}
+
+/* The future's last reference went (the loop's thread). Not a cancel:
+ * a job submitted and let go still runs to its end (fire and forget, as
+ * an un-awaited run_in_executor; coil_run waits for it), and nobody can
+ * take its result, which goes to dispose. */
+static void fut_destroy(coil_future_t *fut)
+{
+    struct job *j = coil__container_of(fut, struct job, fut);
+    pthread_mutex_lock(&j->ex->lock);
+    j->abandoned = true;
+    pthread_mutex_unlock(&j->ex->lock);
+    let_go(j, false);
+}
+
 /* Cancelling the future (loop thread). */
 static int fut_cancel(coil_future_t *fut)
 {
     struct job *j = coil__container_of(fut, struct job, fut);
-    struct coil_executor *ex = j->ex;
     if (coil_future_done(fut))
         return -EALREADY;
-    pthread_mutex_lock(&ex->lock);
-    bool dropped = false;
-    if (j->state == J_QUEUED) {
-        /* Not started: out of the queue. */
-        for (struct job **p = &ex->head; *p; p = &(*p)->next)
-            if (*p == j) {
-                *p = j->next;
-                if (!*p)
-                    ex->tailp = p;
-                break;
-            }
-        ex->queued--;
-        j->exec_done = true;
-        dropped = true;
-    } else {
-        j->abandoned = true;
-        atomic_store(&j->cancel_flag, true);
-    }
-    pthread_mutex_unlock(&ex->lock);
+    pthread_mutex_lock(&j->ex->lock);
+    bool dropped = abandon(j->ex, j);
+    pthread_mutex_unlock(&j->ex->lock);
     if (dropped) {
         coil__loop_on_close_cancel(&j->hook);
         dispose(j, -ECANCELED);
@@ -243,21 +262,22 @@ static const struct coil__future_ops job_fut_ops = {
  * it), never touches the job after a post that went through, and
  * everything else here is the loop thread's. Not taking the executor's
  * lock matters: the loop wakes while the worker, which posted under that
- * lock, may still hold it.
+ * lock, may still hold it. A job that returned -ECANCELED counts as
+ * cancelled: its argument goes to dispose, so that -ECANCELED always
+ * means "the job has arg" to the waiter (executor.h).
  */
 static void node_run(struct coil_loop *loop, struct coil__ready *node)
 {
     (void)loop;
     struct job *j = coil__container_of(node, struct job, node);
     coil__loop_on_close_cancel(&j->hook);
-    bool abandoned = j->abandoned;
     int result = j->result;
-    if (abandoned)
+    if (j->abandoned || result == -ECANCELED)
         dispose(j, result);
-    else if (result < 0)
-        coil__future_complete(&j->fut, NULL, result);
-    else
-        coil__future_complete(&j->fut, (void *)(intptr_t)result, 0);
+    if (!j->abandoned)
+        coil__future_complete(&j->fut, (void *)(intptr_t)(result < 0 ? 0
+                                                                      : result),
+                              result < 0 ? result : 0);
     j->exec_done = true;
     if (job_unused(j))
         job_free(j);
@@ -268,23 +288,16 @@ static void node_discard(struct coil_loop *loop, struct coil__ready *node)
 {
     (void)loop;
     struct job *j = coil__container_of(node, struct job, node);
-    struct coil_executor *ex = j->ex;
     coil__loop_on_close_cancel(&j->hook);
-    pthread_mutex_lock(&ex->lock);
+    pthread_mutex_lock(&j->ex->lock);
     j->loop = NULL;
     j->abandoned = true;
-    int result = j->result;
     bool fut_gone = j->fut_gone;
-    pthread_mutex_unlock(&ex->lock);
-    dispose(j, result);
+    pthread_mutex_unlock(&j->ex->lock);
+    dispose(j, j->result);
     if (!fut_gone && !coil_future_done(&j->fut))
         coil__future_complete(&j->fut, NULL, -ECANCELED);
-    pthread_mutex_lock(&ex->lock);
-    j->exec_done = true;
-    bool unused = job_unused(j);
-    pthread_mutex_unlock(&ex->lock);
-    if (unused)
-        job_free(j);
+    let_go(j, true);
 }
 
 static const struct coil__ready_ops node_ops = {node_run, node_discard};
@@ -294,27 +307,24 @@ static const struct coil__ready_ops node_ops = {node_run, node_discard};
 static void on_close(struct coil__close_hook *hook)
 {
     struct job *j = coil__container_of(hook, struct job, hook);
-    struct coil_executor *ex = j->ex;
-    pthread_mutex_lock(&ex->lock);
+    pthread_mutex_lock(&j->ex->lock);
     j->loop = NULL;
-    j->abandoned = true;
-    atomic_store(&j->cancel_flag, true);
     /* Finished, but the post came too late: the job is ours to end. */
     bool ours = j->state == J_FINISHED && !j->exec_done;
-    int result = j->result;
+    bool dropped = abandon(j->ex, j);
     bool fut_gone = j->fut_gone;
-    pthread_mutex_unlock(&ex->lock);
+    pthread_mutex_unlock(&j->ex->lock);
     if (!fut_gone && !coil_future_done(&j->fut))
         coil__future_complete(&j->fut, NULL, -ECANCELED);
+    if (dropped) {
+        dispose(j, -ECANCELED);
+        let_go(j, true); /* abandon() let the executor side go already */
+        return;
+    }
     if (!ours)
         return; /* the worker disposes of it when it returns */
-    dispose(j, result);
-    pthread_mutex_lock(&ex->lock);
-    j->exec_done = true;
-    bool unused = job_unused(j);
-    pthread_mutex_unlock(&ex->lock);
-    if (unused)
-        job_free(j);
+    dispose(j, j->result);
+    let_go(j, true);
 }
 
 /* Worker thread, ex->lock held: the job is finished (or failed without
@@ -324,23 +334,17 @@ static void finish(struct coil_executor *ex, struct job *j, int result)
 {
     j->result = result;
     j->state = J_FINISHED;
+    /* Posted: the node ends it. Not posted (-EBADF) while j->loop is set:
+     * the loop's close has begun, and its hook, still to come, ends it. */
     if (j->loop) {
-        if (coil__threadsafe_post(j->loop, &j->node) == 0)
-            return; /* the node ends it */
-        /* -EBADF: the close has begun; its hook (still to come, since
-         * j->loop is set) ends the job. */
+        (void)coil__threadsafe_post(j->loop, &j->node);
         return;
     }
     /* The loop is gone: nobody takes the outcome. */
     pthread_mutex_unlock(&ex->lock);
     dispose(j, result);
+    let_go(j, true);
     pthread_mutex_lock(&ex->lock);
-    j->exec_done = true;
-    if (job_unused(j)) {
-        pthread_mutex_unlock(&ex->lock);
-        job_free(j);
-        pthread_mutex_lock(&ex->lock);
-    }
 }
 
 /* ------------------------------------------------------------------ */
@@ -590,7 +594,15 @@ int coil_executor_shutdown(coil_executor_t *ex, int64_t timeout_ns)
     pthread_mutex_lock(&ex->lock);
     shut(ex);
     pthread_mutex_unlock(&ex->lock);
+    if (timeout_ns == 0)
+        return live_threads(ex) ? -ETIMEDOUT : 0;
+    /* Waiting for the workers from one of them would wait for ourselves. */
+    if (running_job && running_job->ex == ex)
+        return -EDEADLK;
     struct coil_task *t = coil__task_current();
+    /* A callback on a loop's thread must not block the loop. */
+    if (!t && coil_running_loop())
+        return -EPERM;
     int64_t now = coil__clock_real();
     int64_t deadline = timeout_ns == COIL_NO_TIMEOUT
                            ? COIL_NO_TIMEOUT
@@ -655,12 +667,14 @@ static int shutdown_task(void *arg)
 
 void coil__loop_shutdown_default_executor(struct coil_loop *loop)
 {
-    coil_executor_t *ex = loop->exec.dflt;
+    /* Held: a task may replace the default executor meanwhile. */
+    coil_executor_t *ex = coil_executor_ref(loop->exec.dflt);
     coil_task_t *t;
-    if (!ex || coil_task_spawn(loop, shutdown_task, ex, &t))
-        return;
-    coil_loop_run_until_complete(loop, coil_task_future(t));
-    coil_task_unref(t);
+    if (ex && coil_task_spawn(loop, shutdown_task, ex, &t) == 0) {
+        coil_loop_run_until_complete(loop, coil_task_future(t));
+        coil_task_unref(t);
+    }
+    coil_executor_unref(ex);
 }
 
 static int set_default(struct coil_loop *loop, coil_executor_t *ex)
@@ -886,16 +900,20 @@ int coil_loop_run_task_threadsafe(coil_loop_t *loop, coil_task_fn fn,
     return timed_out && outcome == -ECANCELED ? -ETIMEDOUT : outcome;
 }
 
-/* Completing a future from another thread. */
+/* Completing a future from another thread: a record with its own node,
+ * posted through call_soon_threadsafe's FIFO. If the loop closes first,
+ * the node's discard still drops the reference the caller handed over. */
 struct remote_set {
+    struct coil__ready node;
     coil_future_t *fut;
     void *value;
     int error;
 };
 
-static void remote_set(void *arg)
+static void remote_set_run(struct coil_loop *loop, struct coil__ready *node)
 {
-    struct remote_set *s = arg;
+    (void)loop;
+    struct remote_set *s = coil__container_of(node, struct remote_set, node);
     coil_future_t *fut = s->fut;
     if (!coil_future_done(fut)) {
         if (s->error)
@@ -907,6 +925,19 @@ static void remote_set(void *arg)
     coil_future_unref(fut); /* the reference the caller handed over */
 }
 
+static void remote_set_discard(struct coil_loop *loop,
+                               struct coil__ready *node)
+{
+    (void)loop;
+    struct remote_set *s = coil__container_of(node, struct remote_set, node);
+    coil_future_t *fut = s->fut;
+    coil__free(s);
+    coil_future_unref(fut);
+}
+
+static const struct coil__ready_ops remote_set_ops = {remote_set_run,
+                                                      remote_set_discard};
+
 static int set_threadsafe(coil_future_t *fut, void *value, int error)
 {
     if (!fut)
@@ -914,9 +945,8 @@ static int set_threadsafe(coil_future_t *fut, void *value, int error)
     struct remote_set *s = coil__malloc(sizeof(*s));
     if (!s)
         return -ENOMEM;
-    *s = (struct remote_set){fut, value, error};
-    int err = coil_loop_call_soon_threadsafe(coil_future_loop(fut), remote_set,
-                                             s);
+    *s = (struct remote_set){{NULL, &remote_set_ops}, fut, value, error};
+    int err = coil__threadsafe_post(coil_future_loop(fut), &s->node);
     if (err)
         coil__free(s);
     return err;

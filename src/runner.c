@@ -17,7 +17,6 @@
 
 struct sigint {
     coil_task_t *main;
-    bool fired;
 };
 
 /* The first SIGINT (a Ctrl-C): cancel the main task, which unwinds as
@@ -26,7 +25,6 @@ struct sigint {
 static void on_sigint(void *arg)
 {
     struct sigint *si = arg;
-    si->fired = true;
     coil_task_cancel(si->main);
 }
 
@@ -51,7 +49,7 @@ int coil_run(coil_task_fn main, void *arg)
      * in the background) or handles it keeps its choice; and not if
      * another loop of the process has SIGINT. Either way it runs without
      * the hook. */
-    struct sigint si = {t, false};
+    struct sigint si = {t};
     (void)coil__signal_add_internal(loop, SIGINT, on_sigint, &si,
                                     COIL__SIGNAL_ONCE |
                                         COIL__SIGNAL_IF_DEFAULT);

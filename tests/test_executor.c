@@ -708,6 +708,137 @@ static void test_run_task_threadsafe_loop_closed(void **state)
 }
 
 /* ------------------------------------------------------------------ */
+/* Review fixes: misuse of shutdown, a job's own -ECANCELED, closed      */
+/* loops, bad arguments                                                 */
+/* ------------------------------------------------------------------ */
+
+/* A job that shuts its own executor down, waiting, would wait for itself;
+ * a callback of a running loop may not block it. */
+struct self_shut {
+    coil_executor_t *ex;
+    int r_job, r_cb, r_cb_zero;
+};
+
+static int self_shut_job(void *arg)
+{
+    struct self_shut *c = arg;
+    c->r_job = coil_executor_shutdown(c->ex, COIL_NO_TIMEOUT);
+    return 0;
+}
+
+static void shut_cb(void *arg)
+{
+    struct self_shut *c = arg;
+    c->r_cb = coil_executor_shutdown(c->ex, COIL_SEC);
+    c->r_cb_zero = coil_executor_shutdown(c->ex, 0);
+}
+
+static void test_executor_shutdown_misuse(void **state)
+{
+    coil_loop_t *loop = test_loop(state);
+    struct self_shut c = {0};
+    assert_int_equal(coil_executor_new(NULL, &c.ex), 0);
+    coil_future_t *fut;
+    assert_int_equal(coil_executor_submit(c.ex, loop, self_shut_job, &c, NULL,
+                                          &fut),
+                     0);
+    assert_int_equal(test_run_until(loop, fut), 0);
+    assert_int_equal(c.r_job, -EDEADLK);
+    coil_future_unref(fut);
+    assert_int_equal(coil_loop_call_soon(loop, shut_cb, &c, NULL), 0);
+    test_run_bounded(loop, COIL_MSEC);
+    assert_int_equal(c.r_cb, -EPERM);
+    assert_true(c.r_cb_zero == 0 || c.r_cb_zero == -ETIMEDOUT);
+    assert_int_equal(coil_executor_shutdown(c.ex, COIL_NO_TIMEOUT), 0);
+    coil_executor_unref(c.ex);
+}
+
+/* A job that returns -ECANCELED counts as cancelled: its argument goes
+ * to dispose, so -ECANCELED always means "the job had arg". */
+static int own_cancel_body(void *arg)
+{
+    return coil_to_thread(job, arg, dispose);
+}
+
+static void test_executor_job_returns_ecanceled(void **state)
+{
+    coil_loop_t *loop = test_loop(state);
+    struct jobarg a = {.ret = -ECANCELED};
+    assert_int_equal(test_run_task(loop, own_cancel_body, &a), -ECANCELED);
+    assert_true(atomic_load(&a.ran));
+    assert_int_equal(atomic_load(&a.disposed), 1);
+    assert_int_equal(atomic_load(&a.disposed_result), -ECANCELED);
+}
+
+/* Closed loops: a job still queued is dropped (never runs, disposed of
+ * with -ECANCELED); a thread-safe completion accepted but not yet run is
+ * freed with its reference; nothing new is accepted. */
+static void test_executor_closed_loop(void **state)
+{
+    (void)state;
+    coil_loop_t *loop;
+    assert_int_equal(coil_loop_new(&loop), 0);
+    struct gate g;
+    gate_init(&g);
+    coil_executor_options_t o = {.max_threads = 1};
+    coil_executor_t *ex;
+    assert_int_equal(coil_executor_new(&o, &ex), 0);
+    struct jobarg busy = {.gate = &g}, queued = {0};
+    coil_future_t *fb, *fq, *f;
+    assert_int_equal(coil_executor_submit(ex, loop, job, &busy, dispose, &fb),
+                     0);
+    gate_wait_arrived(&g, 1);
+    assert_int_equal(coil_executor_submit(ex, loop, job, &queued, dispose,
+                                          &fq),
+                     0);
+    assert_int_equal(coil_future_new(loop, &f), 0);
+    coil_future_ref(f); /* handed over to the completion */
+    assert_int_equal(coil_future_set_result_threadsafe(f, (void *)1), 0);
+    assert_int_equal(coil_loop_close(loop), 0);
+    assert_int_equal(atomic_load(&queued.disposed), 1);
+    assert_int_equal(atomic_load(&queued.disposed_result), -ECANCELED);
+    assert_true(coil_future_cancelled(fq));
+    assert_false(coil_future_done(f)); /* the completion never ran */
+    coil_future_t *nf = (coil_future_t *)1;
+    assert_int_equal(coil_executor_submit(ex, loop, job, &queued, NULL, &nf),
+                     -EBADF);
+    assert_null(nf);
+    coil_executor_t *d;
+    assert_int_equal(coil_loop_default_executor(loop, &d), -EBADF);
+    assert_int_equal(coil_loop_set_default_executor(loop, ex), -EBADF);
+    assert_int_equal(coil_future_set_result_threadsafe(f, NULL), -EBADF);
+    gate_open(&g);
+    assert_int_equal(coil_executor_shutdown(ex, COIL_NO_TIMEOUT), 0);
+    assert_false(atomic_load(&queued.ran));
+    coil_future_unref(fb);
+    coil_future_unref(fq);
+    coil_future_unref(f);
+    coil_executor_unref(ex);
+    coil_loop_unref(loop);
+    gate_destroy(&g);
+}
+
+static int null_fn_body(void *arg)
+{
+    (void)arg;
+    return coil_to_thread(NULL, NULL, NULL);
+}
+
+static void test_executor_bad_arguments(void **state)
+{
+    coil_loop_t *loop = test_loop(state);
+    assert_int_equal(test_run_task(loop, null_fn_body, NULL), -EINVAL);
+    assert_int_equal(coil_future_set_result_threadsafe(NULL, NULL), -EINVAL);
+    coil_future_t *f;
+    assert_int_equal(coil_future_new(loop, &f), 0);
+    assert_int_equal(coil_future_set_error_threadsafe(f, 0), -EINVAL);
+    assert_int_equal(coil_future_set_error_threadsafe(f, 5), -EINVAL);
+    coil_future_unref(f);
+    assert_int_equal(coil_loop_run_task_threadsafe(loop, NULL, NULL, 0),
+                     -EINVAL);
+}
+
+/* ------------------------------------------------------------------ */
 /* Out of memory                                                        */
 /* ------------------------------------------------------------------ */
 
@@ -747,6 +878,10 @@ int main(void)
         T(test_run_task_threadsafe),
         T_NOLOOP(test_run_task_threadsafe_loop_closed),
         T(test_executor_alloc_failure),
+        T(test_executor_shutdown_misuse),
+        T(test_executor_job_returns_ecanceled),
+        T_NOLOOP(test_executor_closed_loop),
+        T(test_executor_bad_arguments),
     };
     test_init();
     return cmocka_run_group_tests(tests, NULL, NULL);

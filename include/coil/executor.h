@@ -16,16 +16,21 @@
  * it never ran), arg is the caller's again. When the wait ends without
  * the outcome (the waiting task was cancelled: -ECANCELED), the job keeps
  * arg until it is done with it, and then calls dispose(arg, result)
- * exactly once (result is -ECANCELED if the job never started), on the
+ * exactly once (result is -ECANCELED, or -ESHUTDOWN, if the job never
+ * started), on the
  * worker thread or on the loop's, whichever finishes with it; a NULL
  * dispose means arg needs nothing done (it is static, say). So a
  * cancelled call never leaves a running thread pointing into a stack
  * that has gone.
  *
- * Cancellation. A job not started yet is dropped. A running one cannot be
- * stopped: coil_job_cancelled() becomes true for it (a cooperative flag
- * the job may poll), the waiter is released at once, and the result is
- * handed to dispose when the job returns.
+ * Cancellation. A job not started yet is dropped (also when its loop
+ * closes). A running one cannot be stopped: coil_job_cancelled() becomes
+ * true for it (a cooperative flag the job may poll), the waiter is
+ * released at once, and the result is handed to dispose when the job
+ * returns. A job that returns -ECANCELED itself counts as cancelled: its
+ * arg goes to dispose too, so that -ECANCELED always means "dispose has
+ * arg". A future of a job dropped unawaited is no cancel: the job still
+ * runs to its end (fire and forget), and its result goes to dispose.
  *
  * Worker threads block every asynchronous signal: signals are for the
  * program's own threads.
@@ -119,7 +124,11 @@ COIL_API bool coil_job_cancelled(void);
  * -ETIMEDOUT (the jobs still running finish on their own, and their
  * results are delivered or disposed of as usual). Shutting down again
  * waits again. Errors: -EINVAL (NULL), -ECANCELED (the waiting task was
- * cancelled; the shutdown itself stands), -ENOMEM.
+ * cancelled; the shutdown itself stands), -EDEADLK (called from a job of
+ * ex with a timeout other than 0: it would wait for itself), -EPERM
+ * (called from a callback of a running loop, which may not block, with a
+ * timeout other than 0; call it from a task). With -ECANCELED, -EDEADLK
+ * and -EPERM the shutdown stands too: only the wait is refused.
  */
 COIL_API int coil_executor_shutdown(coil_executor_t *ex, int64_t timeout_ns);
 
