@@ -504,11 +504,17 @@ static int start(const char *file, char *const argv[], const int child[3],
  * were known refused). Errors: the pidfd's (-EMFILE...), the watch's
  * (-ENOMEM), the reaper's (-EBUSY...); then the child must be killed. */
 static int watch_exit(struct coil_process *p, struct reaper **r,
-                      bool *reaper_late)
+                      bool *reaper_late, bool *gone)
 {
 #ifdef __linux__
     if (!*r) {
         int fd = open_pidfd(p->pid);
+        if (fd == -ESRCH) {
+            /* Exited and reaped already, not by us (SIGCHLD ignored, a
+             * waitpid(-1) of the program's): nothing to watch. */
+            *gone = true;
+            return 0;
+        }
         if (fd >= 0) {
             int err = coil__watch_init(&p->watch, p->loop, fd,
                                        COIL__WATCH_OWNED);
@@ -541,8 +547,9 @@ static int watch_exit(struct coil_process *p, struct reaper **r,
     return 0;
 }
 
-static int spawn(const char *file, char *const argv[],
-                 const coil_process_options_t *opts, coil_process_t **out)
+int coil_process_spawn(const char *file, char *const argv[],
+                       const coil_process_options_t *opts,
+                       coil_process_t **out)
 {
     if (out)
         *out = NULL;
@@ -566,11 +573,10 @@ static int spawn(const char *file, char *const argv[],
     p->loop = loop;
     coil__list_init(&p->rlink);
     coil__list_init(&p->waiters);
-    coil__list_init(&p->hook.link);
     int child[3] = {-1, -1, -1};
     int err = 0;
     struct reaper *r = NULL;
-    bool reaper_late = false;
+    bool reaper_late = false, gone = false;
 
     /* The pipes, whose parent ends become streams. */
     for (int i = 0; i < 3 && !err; i++) {
@@ -607,7 +613,7 @@ static int spawn(const char *file, char *const argv[],
         if (coil__process_test_spawned)
             coil__process_test_spawned(pid);
 #endif
-        if ((err = watch_exit(p, &r, &reaper_late)))
+        if ((err = watch_exit(p, &r, &reaper_late, &gone)))
             (void)kill_and_reap(pid, -1); /* ours, not reaped: safe */
     }
     if (err) {
@@ -626,16 +632,11 @@ static int spawn(const char *file, char *const argv[],
     *out = p;
     /* SIGCHLD taken after the child started: it may have come and gone
      * before coil's handler was in. */
-    if (reaper_late)
+    if (gone)
+        exited(p, lost(p));
+    else if (reaper_late)
         (void)check_exit(p);
     return 0;
-}
-
-int coil_process_spawn(const char *file, char *const argv[],
-                       const coil_process_options_t *opts,
-                       coil_process_t **out)
-{
-    return spawn(file, argv, opts, out);
 }
 
 int coil_process_spawn_shell(const char *cmd,
@@ -650,7 +651,7 @@ int coil_process_spawn_shell(const char *cmd,
      * to the strings. */
     static char sh[] = "sh", dash_c[] = "-c";
     char *const argv[] = {sh, dash_c, (char *)(uintptr_t)cmd, NULL};
-    return spawn("/bin/sh", argv, opts, out);
+    return coil_process_spawn("/bin/sh", argv, opts, out);
 }
 
 coil_process_t *coil_process_ref(coil_process_t *p)

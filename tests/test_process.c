@@ -2057,6 +2057,55 @@ static int run_mode(bool fb, bool applies, const char *why, const char *name,
 #define RUN_MODE(fb, applies, why, name, t)                                    \
     run_mode((fb), (applies), (why), (name), (t), sizeof(t) / sizeof(*(t)))
 
+/* SIGCHLD ignored: the kernel reaps children itself, so a child may be
+ * gone before its pidfd is asked for. The spawn still succeeds, and the
+ * lost status is reported as 255 (never -ESRCH, never a kill of a pid
+ * that may be another's by then). */
+struct ign {
+    int spawn_r[20], wait_r[20], rc[20];
+};
+
+static int ign_main(void *arg)
+{
+    struct ign *c = arg;
+    static char t[] = "/bin/true";
+    char *const argv[] = {t, NULL};
+    for (int i = 0; i < 20; i++) {
+        coil_process_t *p;
+        /* Every other one: the child found gone when its pidfd is asked
+         * for (the race made certain). */
+        if (i % 2 == 0)
+            coil__fault_arm(COIL__SYS_PIDFD, 1, 1, ESRCH);
+        c->spawn_r[i] = coil_process_spawn(t, argv, NULL, &p);
+        if (c->spawn_r[i])
+            continue;
+        if (i % 2)
+            coil_sleep(5 * COIL_MSEC); /* long gone before the wait */
+        c->wait_r[i] = coil_process_wait(p, &c->rc[i]);
+        coil_process_unref(p);
+    }
+    return 0;
+}
+
+static void test_sigchld_ignored(void **state)
+{
+    struct sigaction ign = {.sa_handler = SIG_IGN}, old;
+    assert_int_equal(sigaction(SIGCHLD, &ign, &old), 0);
+    struct exc_log ex = {0};
+    coil_loop_set_exception_handler(test_loop(state), test_exc_record, &ex);
+    struct ign c;
+    memset(&c, 0, sizeof(c));
+    int r = test_run_task(test_loop(state), ign_main, &c);
+    sigaction(SIGCHLD, &old, NULL);
+    assert_int_equal(r, 0);
+    for (int i = 0; i < 20; i++) {
+        assert_int_equal(c.spawn_r[i], 0);
+        assert_int_equal(c.wait_r[i], 0);
+        assert_int_equal(c.rc[i], 255);
+    }
+    assert_int_equal(ex.last_error, -ECHILD);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -2103,6 +2152,9 @@ int main(void)
     const struct CMUnitTest nofile_tests[] = {
         PTEST(test_emfile),
     };
+    const struct CMUnitTest sigchld_ignored_tests[] = {
+        PTEST(test_sigchld_ignored),
+    };
     const struct CMUnitTest discovery_tests[] = {
         PTEST(test_pidfd_refusal_found),
         PTEST(test_refusal_found_exit_race),
@@ -2131,6 +2183,8 @@ int main(void)
                        exec_tests);
     failed += RUN_MODE(false, pidfd && nofile, pidfd ? no_nofile : no_pidfd,
                        "pidfd: EMFILE", nofile_tests);
+    failed += RUN_MODE(false, pidfd, no_pidfd, "pidfd: SIGCHLD ignored",
+                       sigchld_ignored_tests);
     failed += RUN_MODE(false, signals, tsan, "pidfd refused",
                        discovery_tests);
     failed += RUN_MODE(true, signals, tsan, "SIGCHLD fallback", tests);
