@@ -74,8 +74,10 @@ COIL_API int coil_loop_add_signal_handler(coil_loop_t *loop, int signum,
  * took the signal is put back. May be called from the handler itself.
  *
  * Does not suspend. Returns 0 if a handler was removed. Errors: -ENOENT
- * (loop had no handler for signum; a closed loop has none), -EINVAL
- * (loop NULL, or signum as coil_loop_add_signal_handler refuses).
+ * (loop had no handler for signum; a closed loop has none; also the
+ * numbers only sigaction refuses, glibc's 32 and 33, which no handler
+ * can have), -EINVAL (loop NULL, signum out of range, or one of the
+ * signals refused above whatever sigaction says).
  */
 COIL_API int coil_loop_remove_signal_handler(coil_loop_t *loop, int signum);
 
