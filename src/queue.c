@@ -79,10 +79,12 @@ static void unlock(struct coil_queue *q)
 /* Storage                                                              */
 /* ------------------------------------------------------------------ */
 
-static bool before(const struct coil_queue *q, const struct slot *a,
+typedef int (*compare_fn)(const void *, const void *);
+
+static bool before(compare_fn compare, const struct slot *a,
                    const struct slot *b)
 {
-    int c = q->compare(a->item, b->item);
+    int c = compare(a->item, b->item);
     return c < 0 || (c == 0 && a->seq < b->seq);
 }
 
@@ -122,7 +124,7 @@ static void heap_push(struct coil_queue *q, void *item)
     size_t i = q->count++;
     while (i > 0) {
         size_t parent = (i - 1) / 2;
-        if (!before(q, &s, &q->buf[parent]))
+        if (!before(q->compare, &s, &q->buf[parent]))
             break;
         q->buf[i] = q->buf[parent];
         i = parent;
@@ -130,24 +132,25 @@ static void heap_push(struct coil_queue *q, void *item)
     q->buf[i] = s;
 }
 
-static void *heap_pop(struct coil_queue *q)
+/* Take the heap's top from buf (*count slots). */
+static void *heap_pop(struct slot *buf, size_t *count, compare_fn compare)
 {
-    void *item = q->buf[0].item;
-    struct slot last = q->buf[--q->count];
-    size_t i = 0, n = q->count;
+    void *item = buf[0].item;
+    struct slot last = buf[--*count];
+    size_t i = 0, n = *count;
     for (;;) {
         size_t c = 2 * i + 1;
         if (c >= n)
             break;
-        if (c + 1 < n && before(q, &q->buf[c + 1], &q->buf[c]))
+        if (c + 1 < n && before(compare, &buf[c + 1], &buf[c]))
             c++;
-        if (!before(q, &q->buf[c], &last))
+        if (!before(compare, &buf[c], &last))
             break;
-        q->buf[i] = q->buf[c];
+        buf[i] = buf[c];
         i = c;
     }
     if (n)
-        q->buf[i] = last;
+        buf[i] = last;
     return item;
 }
 
@@ -173,7 +176,7 @@ static inline void *pop(struct coil_queue *q)
     }
     if (q->kind == COIL_QUEUE_LIFO)
         return q->buf[(q->head + --q->count) & mask].item;
-    return heap_pop(q);
+    return heap_pop(q->buf, &q->count, q->compare);
 }
 
 /* ------------------------------------------------------------------ */
@@ -231,12 +234,8 @@ static size_t drop_all(struct coil_queue *q, struct slot *buf, size_t cap,
         return count;
     if (q->kind == COIL_QUEUE_PRIORITY) {
         /* In priority order: pop them off a heap of their own. */
-        struct coil_queue tmp = *q;
-        tmp.buf = buf;
-        tmp.cap = cap;
-        tmp.count = count;
-        while (tmp.count)
-            q->drop(heap_pop(&tmp), q->drop_arg);
+        for (size_t left = count; left;)
+            q->drop(heap_pop(buf, &left, q->compare), q->drop_arg);
         return count;
     }
     /* In the order gets would have taken them. */
@@ -336,22 +335,18 @@ int coil_queue_new(coil_loop_t *loop, const coil_queue_options_t *opts,
     if ((unsigned)o.kind > COIL_QUEUE_PRIORITY ||
         (o.kind == COIL_QUEUE_PRIORITY && !o.compare))
         return -EINVAL;
-    struct coil_queue *q = coil__malloc(sizeof(*q));
-    if (!q)
-        return -ENOMEM;
-    memset(q, 0, sizeof(*q));
+    struct coil_queue *q;
+    int err = coil__sync_new(loop, sizeof(*q), "queue", destroy, (void **)&q);
+    if (err)
+        return err;
+    memset((char *)q + sizeof(q->s), 0, sizeof(*q) - sizeof(q->s));
     if (o.threadsafe) {
-        int err = pthread_mutex_init(&q->mutex, NULL);
-        if (err) {
+        if ((err = pthread_mutex_init(&q->mutex, NULL))) {
+            coil__loop_unref(loop);
             coil__free(q);
             return -err;
         }
         q->ts = true;
-    }
-    int err = coil__sync_init(&q->s, loop, "queue", destroy);
-    if (err) {
-        free_queue(q);
-        return err;
     }
     coil__waitq_init(&q->getters, getter_abandoned, &q->s);
     coil__waitq_init(&q->putters, putter_abandoned, &q->s);

@@ -1832,6 +1832,12 @@ static void sweep_new(coil_loop_t *loop, const coil_queue_options_t *o)
 static void test_queue_new_alloc_failure(void **state)
 {
     struct fixture *f = *state;
+    /* A missing loop is -EINVAL whatever the memory says. */
+    coil_queue_t *none = (coil_queue_t *)1;
+    test_alloc_fail_after(1);
+    assert_int_equal(coil_queue_new(NULL, NULL, &none), -EINVAL);
+    test_alloc_fail_after(0);
+    assert_null(none);
     sweep_new(f->loop, NULL);
     coil_queue_options_t o = {.kind = COIL_QUEUE_PRIORITY,
                               .compare = pitem_cmp,

@@ -197,11 +197,33 @@ static void test_sync_bad_arguments(void **state)
     assert_int_equal(coil_barrier_reset(NULL), -EINVAL);
     assert_int_equal(coil_barrier_parties(NULL), 0);
 
+    assert_int_equal(coil_barrier_new(loop, (unsigned)INT32_MAX + 1, &b),
+                     -EINVAL);
+    assert_int_equal(coil_barrier_waiting(NULL), 0);
+    assert_false(coil_barrier_broken(NULL));
+
     coil_condition_t *c;
     assert_int_equal(coil_condition_new(NULL, NULL, &c), -EINVAL);
     assert_int_equal(coil_condition_wait(NULL), -EINVAL);
+    assert_int_equal(coil_condition_wait_for(NULL, NULL, NULL), -EINVAL);
     assert_int_equal(coil_condition_notify(NULL, 1), -EINVAL);
+    assert_int_equal(coil_condition_notify_all(NULL), -EINVAL);
     assert_null(coil_condition_lock(NULL));
+
+    /* NULL out-parameters, and NULL objects to ref and unref. */
+    assert_int_equal(coil_event_new(loop, NULL), -EINVAL);
+    assert_int_equal(coil_semaphore_new(loop, 1, NULL), -EINVAL);
+    assert_int_equal(coil_semaphore_new_bounded(loop, 1, NULL), -EINVAL);
+    assert_int_equal(coil_barrier_new(loop, 2, NULL), -EINVAL);
+    assert_int_equal(coil_condition_new(loop, NULL, NULL), -EINVAL);
+    assert_null(coil_event_ref(NULL));
+    assert_null(coil_semaphore_ref(NULL));
+    assert_null(coil_barrier_ref(NULL));
+    assert_null(coil_condition_ref(NULL));
+    coil_event_unref(NULL);
+    coil_semaphore_unref(NULL);
+    coil_barrier_unref(NULL);
+    coil_condition_unref(NULL);
 
     /* A closed loop makes nothing. */
     coil_loop_t *closed;

@@ -235,7 +235,7 @@ COIL_API int coil_semaphore_value(const coil_semaphore_t *sem);
  * A meeting point for parties tasks (at least 1): each wait blocks until
  * parties tasks are waiting, then all pass together and the barrier is
  * ready for the next round. Errors as coil_lock_new, -EINVAL for 0
- * parties.
+ * parties or more than INT32_MAX (an index must fit the int returned).
  */
 COIL_API int coil_barrier_new(coil_loop_t *loop, unsigned parties,
                               coil_barrier_t **barrier_out);
