@@ -22,6 +22,26 @@ int coil__fd_nonblock_cloexec(int fd)
     return 0;
 }
 
+int coil__pipe_cloexec(int fds[2])
+{
+#if defined(__linux__) || defined(__FreeBSD__)
+    if (COIL__SYS(COIL__SYS_PIPE, pipe2(fds, O_CLOEXEC)) < 0)
+        return -errno;
+    return 0;
+#else
+    if (COIL__SYS(COIL__SYS_PIPE, pipe(fds)) < 0)
+        return -errno;
+    if (fcntl(fds[0], F_SETFD, FD_CLOEXEC) < 0 ||
+        fcntl(fds[1], F_SETFD, FD_CLOEXEC) < 0) {
+        int err = -errno;
+        close(fds[0]);
+        close(fds[1]);
+        return err;
+    }
+    return 0;
+#endif
+}
+
 int coil__wake_channel_open(int *rfd, int *wfd)
 {
 #ifdef HAVE_EVENTFD
@@ -36,9 +56,10 @@ int coil__wake_channel_open(int *rfd, int *wfd)
         return -errno;
 #endif
     int p[2];
-    if (COIL__SYS(COIL__SYS_PIPE, pipe(p)) < 0)
-        return -errno;
-    int err = coil__fd_nonblock_cloexec(p[0]);
+    int err = coil__pipe_cloexec(p);
+    if (err)
+        return err;
+    err = coil__fd_nonblock_cloexec(p[0]);
     if (!err)
         err = coil__fd_nonblock_cloexec(p[1]);
     if (err) {

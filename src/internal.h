@@ -52,6 +52,9 @@ void coil__free(void *ptr);
 
 /* Make fd non-blocking and close-on-exec (fd.c). Returns 0 or -errno. */
 int coil__fd_nonblock_cloexec(int fd);
+/* A pipe whose two ends are close-on-exec (pipe2 where there is one).
+ * Returns 0 or -errno. */
+int coil__pipe_cloexec(int fds[2]);
 /* A wake-up channel: an eventfd (*rfd == *wfd), or a non-blocking,
  * close-on-exec pipe where there is none. Returns 0 or -errno (-EMFILE,
  * -ENFILE...). Its close takes either kind and sets both to -1. */

@@ -386,22 +386,10 @@ static int lift(int *fd)
 /* A close-on-exec pipe with both ends above 2. */
 static int make_pipe(int fds[2])
 {
-    int r;
-#if defined(__APPLE__)
-    r = COIL__SYS(COIL__SYS_PIPE, pipe(fds));
-    if (r == 0 && (fcntl(fds[0], F_SETFD, FD_CLOEXEC) < 0 ||
-                   fcntl(fds[1], F_SETFD, FD_CLOEXEC) < 0)) {
-        int err = -errno;
-        (void)close(fds[0]);
-        (void)close(fds[1]);
+    int err = coil__pipe_cloexec(fds);
+    if (err)
         return err;
-    }
-#else
-    r = COIL__SYS(COIL__SYS_PIPE, pipe2(fds, O_CLOEXEC));
-#endif
-    if (r < 0)
-        return -errno;
-    int err = lift(&fds[0]);
+    err = lift(&fds[0]);
     if (!err)
         err = lift(&fds[1]);
     if (err) {
