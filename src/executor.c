@@ -492,7 +492,10 @@ static void hold_drop(struct coil__task_hook *hook, struct coil_task *t)
     coil_future_unref(coil__container_of(hook, struct await_hold, hook)->fut);
 }
 
-int coil__executor_await(coil_future_t *fut, void **value_out)
+/* coil_await(fut), consuming the caller's reference to fut whatever
+ * happens: a task abandoned while it waits never returns here, and a
+ * task hook drops the reference then. */
+static int await_consumed(coil_future_t *fut, void **value_out)
 {
     struct await_hold h = {{.on_finish = hold_drop}, fut};
     struct coil_task *t = coil__task_current();
@@ -517,6 +520,13 @@ int coil_executor_run(coil_executor_t *ex, coil_job_fn fn, void *arg,
         if (err)
             return err;
     }
+    return coil__executor_run(ex, loop, fn, arg, dispose_fn);
+}
+
+int coil__executor_run(coil_executor_t *ex, struct coil_loop *loop,
+                       coil_job_fn fn, void *arg,
+                       coil_job_dispose_fn dispose_fn)
+{
     coil_future_t *fut;
     int err = coil_executor_submit(ex, loop, fn, arg, dispose_fn, &fut);
     if (err)
@@ -524,7 +534,7 @@ int coil_executor_run(coil_executor_t *ex, coil_job_fn fn, void *arg,
     void *value = NULL;
     /* A cancel of this task cancels the job (coil_await cancels what it
      * awaits); the job then owns arg until dispose. */
-    err = coil__executor_await(fut, &value);
+    err = await_consumed(fut, &value);
     return err ? err : (int)(intptr_t)value;
 }
 
@@ -873,7 +883,8 @@ int coil_loop_run_task_threadsafe(coil_loop_t *loop, coil_task_fn fn,
     int64_t deadline =
         timeout_ns == COIL_NO_TIMEOUT
             ? COIL_NO_TIMEOUT
-            : coil__add_sat(coil__clock_real(), timeout_ns < 0 ? 0 : timeout_ns);
+            : coil__add_sat(coil__clock_real(),
+                            timeout_ns < 0 ? 0 : timeout_ns);
     bool timed_out = false;
     err = coil__threadsafe_post(loop, &r.start);
     pthread_mutex_lock(&r.lock);

@@ -10,11 +10,13 @@
 struct coil_loop;
 
 /*
- * coil_await(fut, value_out), consuming the caller's reference to fut
- * whatever happens, also if the loop closes while the task waits (the
- * task is abandoned and never returns here: a task hook drops it then).
+ * coil_executor_run on ex for the running task t of loop: submit, then
+ * await the outcome (the future is let go however the wait ends, also if
+ * the loop closes while the task waits). -ECANCELED means the job has
+ * arg (executor.h); any other error, that the caller has it back.
  */
-int coil__executor_await(coil_future_t *fut, void **value_out);
+int coil__executor_run(coil_executor_t *ex, struct coil_loop *loop,
+                       coil_job_fn fn, void *arg, coil_job_dispose_fn dispose);
 
 /* coil_run's: shut the loop's default executor down, if it has one,
  * waiting for its jobs as asyncio.run does (300 s), the loop running

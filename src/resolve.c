@@ -114,21 +114,13 @@ static void gai_dispose(void *arg, int result)
 static int run_lookup(struct coil_task *t, coil_job_fn job,
                       coil_job_dispose_fn dispose, void *req, bool *owned)
 {
-    *owned = true;
     coil_executor_t *ex;
     int err = coil__loop_resolver(coil__task_loop(t), &ex);
-    if (err)
-        return err;
-    coil_future_t *fut;
-    err = coil_executor_submit(ex, coil__task_loop(t), job, req, dispose,
-                               &fut);
-    if (err)
-        return err;
     /* A result that came in wins over a racing cancel: it holds memory
      * the caller must get (the cancel goes to the next wait). */
-    err = coil__executor_await(fut, NULL);
-    if (err == -ECANCELED)
-        *owned = false; /* the job keeps req, and disposes of it */
+    if (!err)
+        err = coil__executor_run(ex, coil__task_loop(t), job, req, dispose);
+    *owned = err != -ECANCELED; /* else the job keeps req, and disposes */
     return err;
 }
 
