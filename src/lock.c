@@ -46,7 +46,8 @@ int coil_lock_new(coil_loop_t *loop, coil_lock_t **out)
         return -EINVAL;
     *out = NULL;
     struct coil_lock *l;
-    int err = coil__sync_new(loop, sizeof(*l), "lock", lock_destroy, (void **)&l);
+    int err =
+        coil__sync_new(loop, sizeof(*l), "lock", lock_destroy, (void **)&l);
     if (err)
         return err;
     coil__waitq_init(&l->waiters, lock_abandoned, &l->s);

@@ -34,7 +34,8 @@ static int make(coil_loop_t *loop, int value, int bound,
     if (value < 0)
         return -EINVAL;
     struct coil_semaphore *sem;
-    int err = coil__sync_new(loop, sizeof(*sem), "semaphore", destroy, (void **)&sem);
+    int err = coil__sync_new(loop, sizeof(*sem), "semaphore", destroy,
+                             (void **)&sem);
     if (err)
         return err;
     coil__waitq_init(&sem->waiters, sem_abandoned, &sem->s);

@@ -34,11 +34,11 @@ int coil__threadsafe_init(struct coil_loop *loop);
 void coil__threadsafe_close(struct coil_loop *loop);
 void coil__threadsafe_term(struct coil_loop *loop);
 /*
- * From any thread, the loop's too: queue node (its ops say how to run
- * and to discard it) to run on the loop, through the same FIFO and
- * wake-up as coil_loop_call_soon_threadsafe. The node must not be posted already
- * and must stay valid until it runs or is discarded (the loop closing).
- * Never allocates. Errors: -EBADF (the loop is closed).
+ * From any thread, the loop's too: queue node (its ops say how to run and to
+ * discard it) to run on the loop, through the same FIFO and wake-up as
+ * coil_loop_call_soon_threadsafe. The node must not be posted already and must
+ * stay valid until it runs or is discarded (the loop closing). Never allocates.
+ * Errors: -EBADF (the loop is closed).
  */
 int coil__threadsafe_post(struct coil_loop *loop, struct coil__ready *node);
 

@@ -440,8 +440,8 @@ static void test_executor_shutdown_from_thread(void **state)
     gate_open(&g);
     struct jobarg a = {.ret = 9, .gate = &g};
     coil_future_t *fut;
-    assert_int_equal(coil_executor_submit(ex, loop, slow_job, &a, dispose, &fut),
-                     0);
+    assert_int_equal(
+        coil_executor_submit(ex, loop, slow_job, &a, dispose, &fut), 0);
     gate_wait_arrived(&g, 1);
     /* Not in a task: blocks until the job has returned. */
     assert_int_equal(coil_executor_shutdown(ex, COIL_NO_TIMEOUT), 0);

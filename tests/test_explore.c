@@ -1,15 +1,15 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * test_explore.c - the cancellation explorer (explore.h) over every
- * synchronisation object, the queues, streams (over a socket pair and a
- * pipe), gather, wait_for, task groups and signal waits: one task of each scenario is cancelled at each of its
- * suspensions in turn (in line, after its wait completed but before it
- * ran, and by a timeout scope), and every run must conserve what the
- * scenario moves (lock and permits back to their start, items put = got
- * + left + dropped, bytes written = bytes read, a signal's disposition
- * put back), end with every task
- * finished, and leak nothing. A queue consumer with a deliberately lossy
- * get proves the explorer catches loss.
+ * synchronisation object, the queues, streams (over a socket pair and a pipe),
+ * gather, wait_for, task groups and signal waits: one task of each scenario is
+ * cancelled at each of its suspensions in turn (in line, after its wait
+ * completed but before it ran, and by a timeout scope), and every run must
+ * conserve what the scenario moves (lock and permits back to their start, items
+ * put = got + left + dropped, bytes written = bytes read, a signal's
+ * disposition put back), end with every task finished, and leak nothing. A
+ * queue consumer with a deliberately lossy get proves the explorer catches
+ * loss.
  */
 #include <signal.h>
 #include <string.h>

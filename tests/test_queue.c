@@ -1,28 +1,27 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * test_queue.c - queues (coil/queue.h): FIFO, LIFO and priority order
- * (equal priorities in the order they were put; a ring that wraps and
- * grows); the _nowait calls (-EAGAIN when full or empty, the limit, the
- * queries, NULL as an item); bad arguments (NULLs, an unknown kind, a
- * priority queue without compare, a closed loop, waits outside a task or
- * in a task of another loop, put_threadsafe on a queue not made for it);
- * put waiting while full and get while empty, first come first served
- * among waiting getters and putters, no barging by the _nowait calls
- * (an item or a place promised to a woken waiter stays promised);
- * cancellation in line, after a promise (the item or the place goes to the
- * next waiter, nothing lost), pending before the call, and by a timeout
- * scope; task_done and join (-EOVERFLOW, the unfinished count); graceful
- * and immediate shutdown (what waiters get, the drop function called in
- * the order gets would take them for FIFO, LIFO and priority, unfinished counted down so join
- * returns); the last unref with waiters and with items left, ref/unref
- * misuse reported to the exception handler, the loop closed under waiting
- * tasks; allocation failures in coil_queue_new and in a put that grows
- * the queue; put_threadsafe from plain threads (every item once, each
- * thread's items in order, unbounded and bounded), from the loop's
- * thread, after shutdown, after the loop closed, a getter in line served
- * before a get_nowait that comes ahead of the posted node, and a queue
- * whose last reference goes while a thread's put is posted to the loop;
- * promises handed back when the loop closes before the waiters ran.
+ * test_queue.c - queues (coil/queue.h): FIFO, LIFO and priority order (equal
+ * priorities in the order they were put; a ring that wraps and grows); the
+ * _nowait calls (-EAGAIN when full or empty, the limit, the queries, NULL as an
+ * item); bad arguments (NULLs, an unknown kind, a priority queue without
+ * compare, a closed loop, waits outside a task or in a task of another loop,
+ * put_threadsafe on a queue not made for it); put waiting while full and get
+ * while empty, first come first served among waiting getters and putters, no
+ * barging by the _nowait calls (an item or a place promised to a woken waiter
+ * stays promised); cancellation in line, after a promise (the item or the place
+ * goes to the next waiter, nothing lost), pending before the call, and by a
+ * timeout scope; task_done and join (-EOVERFLOW, the unfinished count);
+ * graceful and immediate shutdown (what waiters get, the drop function called
+ * in the order gets would take them for FIFO, LIFO and priority, unfinished
+ * counted down so join returns); the last unref with waiters and with items
+ * left, ref/unref misuse reported to the exception handler, the loop closed
+ * under waiting tasks; allocation failures in coil_queue_new and in a put that
+ * grows the queue; put_threadsafe from plain threads (every item once, each
+ * thread's items in order, unbounded and bounded), from the loop's thread,
+ * after shutdown, after the loop closed, a getter in line served before a
+ * get_nowait that comes ahead of the posted node, and a queue whose last
+ * reference goes while a thread's put is posted to the loop; promises handed
+ * back when the loop closes before the waiters ran.
  *
  * Tasks and callbacks only record what they see; the assertions run on
  * the main stack once the loop has returned. Time runs on the virtual

@@ -202,13 +202,13 @@ COIL_API ssize_t coil_sock_sendfile(int out_fd, int in_fd, off_t *offset,
  *   EAI_OVERFLOW              -> -EOVERFLOW
  *   EAI_SYSTEM                -> -errno (-EIO if errno was 0)
  *   anything else             -> -EIO
- * Other errors: -EINVAL (res_out NULL, host and service both NULL),
- * -EPERM, -ENOMEM, -EAGAIN (no thread could be started), -ECANCELED: the
- * call returns at once; the lookup finishes on its own and its result is
- * freed then (nothing leaks, also if the loop is closed meanwhile). A result that arrived before the cancel is returned (the
- * cancel is delivered by the task's next wait). May suspend; a numeric
- * host (or none) with a numeric port (or none) needs no lookup and is
- * answered at once, without a thread and without suspending.
+ * Other errors: -EINVAL (res_out NULL, host and service both NULL), -EPERM,
+ * -ENOMEM, -EAGAIN (no thread could be started), -ECANCELED: the call returns
+ * at once; the lookup finishes on its own and its result is freed then (nothing
+ * leaks, also if the loop is closed meanwhile). A result that arrived before
+ * the cancel is returned (the cancel is delivered by the task's next wait). May
+ * suspend; a numeric host (or none) with a numeric port (or none) needs no
+ * lookup and is answered at once, without a thread and without suspending.
  */
 COIL_API int coil_getaddrinfo(const char *host, const char *service,
                               const struct addrinfo *hints,
