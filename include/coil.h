@@ -12,6 +12,7 @@
 
 #include "coil/common.h"
 #include "coil/combinators.h"
+#include "coil/debug.h"
 #include "coil/executor.h"
 #include "coil/future.h"
 #include "coil/group.h"

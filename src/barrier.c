@@ -37,6 +37,7 @@ int coil_barrier_new(coil_loop_t *loop, unsigned parties,
     if (err)
         return err;
     coil__waitq_init(&b->waiters, coil__sync_abandoned, &b->s);
+    b->waiters.what = "barrier";
     b->parties = parties;
     b->broken = false;
     *out = b;

@@ -217,7 +217,29 @@ static void ws_abandon(struct coil__wait *w)
     ws_free((struct watchset *)w);
 }
 
-static const struct coil__wait_ops ws_ops = {ws_cancel, NULL, ws_abandon};
+static void ws_describe(struct coil__wait *w, struct coil_task *t, char *buf,
+                        size_t n)
+{
+    (void)t;
+    struct watchset *ws = (struct watchset *)w;
+    snprintf(buf, n, "%zu futures (%zu done)", ws->n, ws->ndone);
+}
+
+static void ws_each(struct coil__wait *w,
+                    void (*fn)(coil_future_t *f, void *ctx), void *ctx)
+{
+    struct watchset *ws = (struct watchset *)w;
+    for (size_t i = 0; i < ws->n; i++)
+        if (!coil_future_done(ws->futs[i]))
+            fn(ws->futs[i], ctx);
+}
+
+static const struct coil__wait_ops ws_ops = {
+    .cancel = ws_cancel,
+    .abandon = ws_abandon,
+    .describe = ws_describe,
+    .each_future = ws_each,
+};
 
 static int check(coil_future_t *const *futs, size_t n, struct coil_task **t)
 {

@@ -25,6 +25,7 @@ int coil_event_new(coil_loop_t *loop, coil_event_t **out)
     if (err)
         return err;
     coil__waitq_init(&e->waiters, coil__sync_abandoned, &e->s);
+    e->waiters.what = "event";
     e->set = false;
     *out = e;
     return 0;

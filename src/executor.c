@@ -268,9 +268,9 @@ static const struct coil__future_ops job_fut_ops = {
  */
 static void node_run(struct coil_loop *loop, struct coil__ready *node)
 {
-    (void)loop;
     struct job *j = coil__container_of(node, struct job, node);
     coil__loop_on_close_cancel(&j->hook);
+    coil__threadsafe_release(loop);
     int result = j->result;
     if (j->abandoned || result == -ECANCELED)
         dispose(j, result);
@@ -286,9 +286,9 @@ static void node_run(struct coil_loop *loop, struct coil__ready *node)
 /* The loop closes with the node queued: nobody will take the outcome. */
 static void node_discard(struct coil_loop *loop, struct coil__ready *node)
 {
-    (void)loop;
     struct job *j = coil__container_of(node, struct job, node);
     coil__loop_on_close_cancel(&j->hook);
+    coil__threadsafe_release(loop);
     pthread_mutex_lock(&j->ex->lock);
     j->loop = NULL;
     j->abandoned = true;
@@ -308,6 +308,8 @@ static void on_close(struct coil__close_hook *hook)
 {
     struct job *j = coil__container_of(hook, struct job, hook);
     pthread_mutex_lock(&j->ex->lock);
+    if (j->loop)
+        coil__threadsafe_release(j->loop);
     j->loop = NULL;
     /* Finished, but the post came too late: the job is ours to end. */
     bool ours = j->state == J_FINISHED && !j->exec_done;
@@ -337,7 +339,7 @@ static void finish(struct coil_executor *ex, struct job *j, int result)
     /* Posted: the node ends it. Not posted (-EBADF) while j->loop is set:
      * the loop's close has begun, and its hook, still to come, ends it. */
     if (j->loop) {
-        (void)coil__threadsafe_post(j->loop, &j->node);
+        (void)coil__threadsafe_post_held(j->loop, &j->node);
         return;
     }
     /* The loop is gone: nobody takes the outcome. */
@@ -465,6 +467,8 @@ int coil_executor_submit(coil_executor_t *ex, coil_loop_t *loop,
     coil__future_init(&j->fut, loop, &job_fut_ops);
     j->hook.on_close = on_close;
     coil__loop_on_close(loop, &j->hook);
+    /* Until the hook goes, the job may still wake the loop. */
+    coil__threadsafe_hold(loop);
     j->state = J_QUEUED;
     *ex->tailp = j;
     ex->tailp = &j->next;

@@ -191,8 +191,32 @@ static void group_abandon(struct coil__wait *w)
     group_unref(g);
 }
 
-static const struct coil__wait_ops group_wait_ops = {group_cancel_op, NULL,
-                                                     group_abandon};
+static void group_describe(struct coil__wait *w, struct coil_task *t,
+                           char *buf, size_t n)
+{
+    (void)t;
+    struct coil_group *g = coil__container_of(w, struct coil_group, wait);
+    snprintf(buf, n, "group %p (%zu children running)", (void *)g,
+             g->running);
+}
+
+static void group_each(struct coil__wait *w,
+                       void (*fn)(coil_future_t *f, void *ctx), void *ctx)
+{
+    struct coil_group *g = coil__container_of(w, struct coil_group, wait);
+    for (struct coil__list *l = g->members.next; l != &g->members;
+         l = l->next)
+        fn(coil_task_future(
+               coil__container_of(l, struct member, link)->child),
+           ctx);
+}
+
+static const struct coil__wait_ops group_wait_ops = {
+    .cancel = group_cancel_op,
+    .abandon = group_abandon,
+    .describe = group_describe,
+    .each_future = group_each,
+};
 
 int coil_group_new(coil_group_t **group_out)
 {

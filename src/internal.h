@@ -9,6 +9,7 @@
 #define COIL_INTERNAL_H
 
 #include <errno.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -43,6 +44,20 @@
     } while (0)
 
 _Noreturn void coil__panic(const char *what, const char *file, int line);
+
+/* The log hook (log.c; coil/debug.h): report through it, a no-op below
+ * its level. loop may be NULL. */
+void coil__log(struct coil_loop *loop, coil_log_level_t level,
+               const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+void coil__vlog(struct coil_loop *loop, coil_log_level_t level,
+                const char *fmt, va_list ap);
+/* Whether a report at level would be delivered. */
+bool coil__log_enabled(coil_log_level_t level);
+/* A misuse: reported at COIL_LOG_FATAL, then abort(). */
+_Noreturn void coil__misuse(struct coil_loop *loop, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+/* Whether COIL_DEBUG asks for debug mode (read once). */
+bool coil__debug_env(void);
 
 /* Allocation through the replaceable allocator (alloc.c). */
 void *coil__malloc(size_t size);

@@ -51,6 +51,7 @@ int coil_lock_new(coil_loop_t *loop, coil_lock_t **out)
     if (err)
         return err;
     coil__waitq_init(&l->waiters, lock_abandoned, &l->s);
+    l->waiters.what = "lock";
     l->holder = NULL;
     *out = l;
     return 0;
@@ -194,6 +195,7 @@ int coil_condition_new(coil_loop_t *loop, coil_lock_t *lock,
         return err;
     }
     coil__waitq_init(&c->waiters, cond_abandoned, &c->s);
+    c->waiters.what = "condition";
     c->lock = lock;
     *out = c;
     return 0;

@@ -45,6 +45,7 @@ int coil_loop_new_opts(const coil_loop_options_t *opts, coil_loop_t **loop_out)
     loop->state = COIL__LOOP_IDLE;
     loop->now = coil__clock_now();
     coil__list_init(&loop->close_hooks);
+    coil__debug_init(loop);
     coil__ready_init(loop);
     coil__timers_init(loop);
     coil__futures_init(loop);
@@ -69,6 +70,7 @@ fail_watch:
     coil__futures_term(loop);
     coil__timers_term(loop);
     coil__ready_term(loop);
+    coil__debug_term(loop);
     coil__free(loop->mem);
     return err;
 }
@@ -106,9 +108,12 @@ int coil_loop_close(coil_loop_t *loop)
         return -EBUSY;
     if (coil__loop_closed(loop))
         return 0;
-    loop->state = COIL__LOOP_CLOSED;
     /* Keep the loop alive while discards release what they hold. */
     coil__loop_ref(loop);
+    if (loop->debug.on)
+        coil__dump_close(loop); /* what is left pending, before it goes */
+    loop->state = COIL__LOOP_CLOSED;
+    coil__debug_close(loop);
     coil__threadsafe_close(loop);
     coil__ready_discard_all(loop);
     coil__timers_term(loop);
@@ -128,6 +133,7 @@ int coil_loop_close(coil_loop_t *loop)
 
 void coil__loop_destroy(struct coil_loop *loop)
 {
+    coil__debug_term(loop); /* the quarantine, back to the pools */
     coil__tasks_term(loop);
     coil__threadsafe_term(loop);
     coil__futures_term(loop);

@@ -9,6 +9,7 @@
  *   ts        threadsafe.h       call_soon_threadsafe, the wake-up fd
  *   futures   future_internal.h  the pool of plain futures
  *   tasks     task_internal.h    tasks, stacks, the context switch
+ *   debug     debug_internal.h   debug mode, the watchdog, the quarantine
  *
  * Each part is written only by its module. This header is the one place
  * that knows every part, so it is the one header allowed to include
@@ -21,6 +22,7 @@
 #ifndef COIL_LOOP_INTERNAL_H
 #define COIL_LOOP_INTERNAL_H
 
+#include "debug_internal.h"
 #include "future_internal.h"
 #include "internal.h"
 #include "list.h"
@@ -90,6 +92,8 @@ struct coil_loop {
     struct coil__loop_watch watch;
 
     struct coil__loop_exec exec;
+    struct coil__loop_debug debug;
+    struct coil__loop_counters counters; /* run.c's (coil_loop_metrics) */
 
     coil_exception_handler_fn exc_fn; /* NULL: the default */
     void *exc_arg;
@@ -137,6 +141,22 @@ void coil__loop_on_close_cancel(struct coil__close_hook *h);
  * reports a misuse that has no errno of its own. */
 void coil__loop_report(struct coil_loop *loop, int error, const char *fmt,
                        ...) __attribute__((format(printf, 3, 4)));
+
+/*
+ * A loop-only call (the name given) made on a thread other than the
+ * loop's, in debug mode: report and abort. The loop belongs to the thread
+ * that made it until it runs, then to the thread that last ran it.
+ */
+static inline void coil__loop_check_thread(struct coil_loop *loop,
+                                           const char *call)
+{
+    if (coil__unlikely(loop->debug.on) &&
+        loop->debug.owner != coil__thread_token())
+        coil__misuse(loop,
+                     "%s called on a thread that is not its loop's (a "
+                     "loop-only call; use the *_threadsafe calls)",
+                     call);
+}
 
 /* ------------------------------------------------------------------ */
 /* Running (run.c)                                                      */
@@ -208,12 +228,19 @@ static inline void coil__ready_run_batch(struct coil_loop *loop)
 static inline void coil__ready_begin_batch(struct coil_loop *loop)
 {
     loop->ready.batch_left = loop->ready.q.len;
+    loop->counters.callbacks += loop->ready.q.len;
 }
 
 /* Whether a poll marked timers that have not run yet (timer.c). */
 static inline bool coil__timers_due(const struct coil_loop *loop)
 {
     return loop->timers.due;
+}
+
+/* Timers pending (task sleeps included). */
+static inline size_t coil__timers_pending(const struct coil_loop *loop)
+{
+    return loop->timers.count;
 }
 
 /* Whether the run's goal is reached (run.c: coil__loop_run_until). */
@@ -242,6 +269,7 @@ static inline bool coil__loop_next_batch(struct coil_loop *loop)
         coil__loop_until_reached(loop))
         return false;
     loop->ticks++;
+    loop->counters.iterations++;
     coil__ready_begin_batch(loop);
     return true;
 }

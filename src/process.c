@@ -760,7 +760,19 @@ static void pw_abandon(struct coil__wait *wait)
     release(w->p);
 }
 
-static const struct coil__wait_ops pw_ops = {pw_cancel, NULL, pw_abandon};
+static void pw_describe(struct coil__wait *w, struct coil_task *t, char *buf,
+                        size_t n)
+{
+    (void)t;
+    snprintf(buf, n, "exit of child %d",
+             (int)coil_process_pid(((struct proc_wait *)w)->p));
+}
+
+static const struct coil__wait_ops pw_ops = {
+    .cancel = pw_cancel,
+    .abandon = pw_abandon,
+    .describe = pw_describe,
+};
 
 int coil_process_wait(coil_process_t *p, int *returncode)
 {

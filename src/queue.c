@@ -349,8 +349,11 @@ int coil_queue_new(coil_loop_t *loop, const coil_queue_options_t *opts,
         q->ts = true;
     }
     coil__waitq_init(&q->getters, getter_abandoned, &q->s);
+    q->getters.what = "queue get";
     coil__waitq_init(&q->putters, putter_abandoned, &q->s);
+    q->putters.what = "queue put";
     coil__waitq_init(&q->joiners, coil__sync_abandoned, &q->s);
+    q->joiners.what = "queue join";
     q->maxsize = o.maxsize ? o.maxsize : SIZE_MAX;
     q->kind = (uint8_t)o.kind;
     q->compare = o.compare;

@@ -42,6 +42,22 @@ int64_t coil_loop_update_time(coil_loop_t *loop)
     return loop->now;
 }
 
+/* The poll proper, counted (coil_loop_metrics). Only a poll that may
+ * sleep is timed: the ones that just look, every 64 iterations of a busy
+ * loop, would pay two clock reads for a syscall's worth of time. */
+static int poll_counted(struct coil_loop *loop, int64_t timeout)
+{
+    struct coil__loop_counters *c = &loop->counters;
+    int64_t t0 = timeout ? coil__clock_real() : 0;
+    int n = coil__watch_poll(loop, timeout);
+    if (timeout)
+        c->poll_ns += coil__clock_real() - t0;
+    c->polls++;
+    if (n > 0)
+        c->events += (uint64_t)n;
+    return n < 0 ? n : 0;
+}
+
 static int poll_io(struct coil_loop *loop)
 {
     int64_t timeout = 0;
@@ -54,6 +70,11 @@ static int poll_io(struct coil_loop *loop)
             loop->now = coil__clock_now();
             timeout = coil__timers_timeout(loop);
         }
+        /* About to sleep with no timer: in debug mode, make sure
+         * something can still wake the loop. */
+        if (timeout < 0 && coil__unlikely(loop->debug.on) &&
+            coil__dump_stuck(loop))
+            return -EDEADLK;
     }
 #ifdef COIL_TESTING
     if (coil__clock_autojump && timeout > 0) {
@@ -61,7 +82,7 @@ static int poll_io(struct coil_loop *loop)
          * only if nothing is there to see first: a jump with I/O ready
          * would run the timers it reaches (a test's safety stop, a
          * virtual day later) ahead of the tasks that I/O wakes. */
-        int err = coil__watch_poll(loop, 0);
+        int err = poll_counted(loop, 0);
         if (err)
             return err;
         coil__threadsafe_poll(loop);
@@ -72,11 +93,14 @@ static int poll_io(struct coil_loop *loop)
         return 0;
     }
 #endif
-    int err = coil__watch_poll(loop, timeout);
+    int err = poll_counted(loop, timeout);
     loop->now = coil__clock_now();
     if (err)
         return err;
     coil__threadsafe_poll(loop);
+    if (coil__unlikely(loop->debug.on) &&
+        atomic_exchange(&loop->debug.dump_asked, false))
+        coil__dump_signalled(loop);
     coil__timers_mark_due(loop);
     return 0;
 }
@@ -86,7 +110,9 @@ static int poll_io(struct coil_loop *loop)
  * reached, which the predicate coil__loop_next_batch already looks at
  * before every iteration; only when it says "poll first" does the run
  * check whether to end (not after the first iteration: a run always makes
- * one). Returns 0, or the poller's error.
+ * one). Debug mode runs each batch timed (debug.c), the flag tested once
+ * per batch. Returns 0, or the poller's error, or -EDEADLK (debug mode:
+ * nothing can wake the loop).
  */
 static int iterate(struct coil_loop *loop)
 {
@@ -98,9 +124,13 @@ static int iterate(struct coil_loop *loop)
             int err = poll_io(loop);
             if (err)
                 return err;
+            loop->counters.iterations++;
             coil__ready_begin_batch(loop);
         }
-        coil__ready_run_batch(loop);
+        if (coil__unlikely(loop->debug.on))
+            coil__debug_run_batch(loop);
+        else
+            coil__ready_run_batch(loop);
         if (coil__timers_due(loop))
             coil__timers_run(loop);
     }
@@ -122,11 +152,18 @@ static int enter(struct coil_loop *loop)
     running_loop = loop;
     loop->now = coil__clock_now();
     loop->ticks = 0;
+    loop->counters.run_began = coil__clock_real();
+    loop->counters.poll_in_run = loop->counters.poll_ns;
+    coil__debug_enter(loop);
     return 0;
 }
 
 static void leave(struct coil_loop *loop)
 {
+    struct coil__loop_counters *c = &loop->counters;
+    c->run_ns += coil__clock_real() - c->run_began -
+                 (c->poll_ns - c->poll_in_run);
+    coil__debug_leave(loop);
     loop->stopping = false;
     loop->state = COIL__LOOP_IDLE;
     running_loop = NULL;
@@ -147,7 +184,7 @@ int coil__loop_run_until(struct coil_loop *loop,
     if (coil__loop_until_reached(loop))
         loop->stopping = true;
     err = iterate(loop);
-    if (err)
+    if (err && err != -EDEADLK)
         coil__loop_report(loop, err, "waiting for I/O failed");
     loop->until = (struct coil__until){0};
     leave(loop);

@@ -52,7 +52,8 @@ int coil_run(coil_task_fn main, void *arg)
     struct sigint si = {t};
     (void)coil__signal_add_internal(loop, SIGINT, on_sigint, &si,
                                     COIL__SIGNAL_ONCE |
-                                        COIL__SIGNAL_IF_DEFAULT);
+                                        COIL__SIGNAL_IF_DEFAULT |
+                                        COIL__SIGNAL_QUIET);
     coil_loop_run_until_complete(loop, fut);
     if (!coil_future_done(fut))
         coil_task_cancel(t); /* the loop was stopped early */

@@ -39,6 +39,7 @@ static int make(coil_loop_t *loop, int value, int bound,
     if (err)
         return err;
     coil__waitq_init(&sem->waiters, sem_abandoned, &sem->s);
+    sem->waiters.what = "semaphore";
     sem->value = value;
     sem->bound = bound;
     *out = sem;

@@ -129,6 +129,7 @@ struct sig_entry {
     coil_callback_fn ifn;     /* the internal hook; NULL: none */
     void *iarg;
     bool ionce;               /* COIL__SIGNAL_ONCE */
+    bool iquiet;              /* COIL__SIGNAL_QUIET */
     bool owned;               /* this loop has the slot */
     unsigned icalls;          /* internal calls owed, to icall_fn(arg) */
     coil_callback_fn icall_fn;
@@ -548,11 +549,13 @@ int coil__signal_add_internal(struct coil_loop *loop, int signum,
         e->ifn = fn;
         e->iarg = arg;
         e->ionce = (flags & COIL__SIGNAL_ONCE) != 0;
+        e->iquiet = (flags & COIL__SIGNAL_QUIET) != 0;
         err = sync_slot(st, signum);
         if (err) {
             e->ifn = old.ifn;
             e->iarg = old.iarg;
             e->ionce = old.ionce;
+            e->iquiet = old.iquiet;
         }
     }
     if (err)
@@ -616,7 +619,18 @@ static void sw_abandon(struct coil__wait *wait)
     wait_leave((struct sig_wait *)wait);
 }
 
-static const struct coil__wait_ops sw_ops = {sw_cancel, NULL, sw_abandon};
+static void sw_describe(struct coil__wait *w, struct coil_task *t, char *buf,
+                        size_t n)
+{
+    (void)t;
+    snprintf(buf, n, "signal %d", ((struct sig_wait *)w)->signum);
+}
+
+static const struct coil__wait_ops sw_ops = {
+    .cancel = sw_cancel,
+    .abandon = sw_abandon,
+    .describe = sw_describe,
+};
 
 int coil_signal_wait(int signum)
 {
@@ -648,4 +662,22 @@ int coil_signal_wait(int signum)
     err = coil__task_suspend(t, &w.wait);
     wait_leave(&w);
     return err;
+}
+
+bool coil__signal_may_wake(struct coil_loop *loop, int *chan_fd)
+{
+    *chan_fd = -1;
+    pthread_mutex_lock(&lock);
+    struct sig_state *st = state_find(loop);
+    bool may = false;
+    if (st) {
+        *chan_fd = st->rfd;
+        for (int i = 1; i < NSIGS && !may; i++) {
+            const struct sig_entry *e = &st->e[i];
+            may = e->fn || e->waiting || e->calls || e->icalls ||
+                  (e->ifn && !e->iquiet);
+        }
+    }
+    pthread_mutex_unlock(&lock);
+    return may;
 }

@@ -43,6 +43,13 @@ struct coil_loop;
  * it keeps its choice.
  */
 #define COIL__SIGNAL_IF_DEFAULT 2u
+/*
+ * Not a source of wake-ups for the stuck-loop check of debug mode
+ * (dump.c): the runner's SIGINT, the dump's own signal. A loop whose
+ * tasks wait with nothing else to wake them is stuck, whether or not
+ * someone could still press Ctrl-C.
+ */
+#define COIL__SIGNAL_QUIET 4u
 
 /*
  * Give loop an internal hook on signum: fn(arg) runs from the ready
@@ -63,5 +70,13 @@ int coil__signal_add_internal(struct coil_loop *loop, int signum,
  * if nothing else of the loop uses the signal.
  */
 int coil__signal_remove_internal(struct coil_loop *loop, int signum);
+
+/*
+ * Whether a delivery could wake something of loop (a handler, a waiter,
+ * an internal hook that is not QUIET, calls owed); *chan_fd: the loop's
+ * signal channel (-1: none), which the caller does not count as an fd
+ * of the program's.
+ */
+bool coil__signal_may_wake(struct coil_loop *loop, int *chan_fd);
 
 #endif /* COIL_SIGNAL_INTERNAL_H */

@@ -31,7 +31,7 @@
  * (PROT_NONE) guards, which cost a second VMA per stack and so run into
  * vm.max_map_count (65530 by default: ~32,000 stacks). A stack is never
  * handed out without a guard: when the kernel refuses, get fails with
- * -ENOMEM, and COIL_DEBUG=1 in the environment prints why to stderr.
+ * -ENOMEM, and the reason goes to the log hook (coil/debug.h) at the debug level.
  *
  * Pool: a LIFO of up to max_free returned stacks per pool; the rest are
  * unmapped. Pooled stacks keep their touched pages (no MADV_DONTNEED): a
@@ -184,16 +184,13 @@ COIL__TLS struct coil__stack *coil__stack_running;
 /* Small helpers                                                        */
 /* ------------------------------------------------------------------ */
 
+/* Diagnostics go to the log hook at the debug level (COIL_LOG_LEVEL=debug
+ * shows them). */
 __attribute__((format(printf, 1, 2))) static void debug(const char *fmt, ...)
 {
-    const char *on = getenv("COIL_DEBUG");
-    if (!on || !*on || strcmp(on, "0") == 0)
-        return;
     va_list ap;
     va_start(ap, fmt);
-    fputs("coil: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
+    coil__vlog(NULL, COIL_LOG_DEBUG, fmt, ap);
     va_end(ap);
 }
 
@@ -700,6 +697,55 @@ void coil__stack_put(struct coil__stack_pool *p, struct coil__stack *s)
     s->next_free = p->free;
     p->free = s;
     p->nfree++;
+}
+
+/* ------------------------------------------------------------------ */
+/* Measuring depth (debug mode)                                         */
+/* ------------------------------------------------------------------ */
+
+void coil__stack_clear(struct coil__stack *s)
+{
+    size_t page = page_size();
+    uintptr_t lo = (uintptr_t)s->base;
+    uintptr_t hi = (lo + s->size) & ~(uintptr_t)(page - 1);
+    if (hi > lo)
+        (void)madvise(s->base, hi - lo, MADV_DONTNEED);
+}
+
+/*
+ * Reads a stack that is not running (its own frames are above what it
+ * reads, and ASan and memcheck see below a fiber's stack pointer as not
+ * to be read): sanitizers and memcheck are told to look away.
+ */
+__attribute__((no_sanitize_address)) size_t
+coil__stack_used(const struct coil__stack *s)
+{
+    size_t page = page_size();
+    const char *lo = s->base;
+    const char *end = lo + s->size;
+#ifdef COIL__MEMCHECK
+    VALGRIND_DISABLE_ERROR_REPORTING;
+#endif
+    size_t used = 0;
+    for (const char *p = lo; p < end; p += page) {
+        const char *pend = p + page < end ? p + page : end;
+        unsigned char in = 0;
+        /* Skip what was never touched: reading it would map it. */
+        if (mincore((void *)(uintptr_t)p, page, &in) == 0 && !(in & 1))
+            continue;
+        const uint64_t *w = (const uint64_t *)(const void *)p;
+        const uint64_t *wend = (const uint64_t *)(const void *)pend;
+        for (; w < wend && *w == 0; w++)
+            ;
+        if (w < wend) {
+            used = (size_t)(end - (const char *)w);
+            break;
+        }
+    }
+#ifdef COIL__MEMCHECK
+    VALGRIND_ENABLE_ERROR_REPORTING;
+#endif
+    return used;
 }
 
 /* ------------------------------------------------------------------ */

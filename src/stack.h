@@ -155,6 +155,16 @@ extern _Thread_local __attribute__((tls_model("initial-exec"))) struct coil__sta
  */
 int coil__stack_thread_init(void);
 
+/*
+ * Debug mode's depth measure: clear gives the stack's whole pages back to
+ * the kernel (they read as zeros again, and cost nothing until touched);
+ * used then says how many bytes from the top have been written since, by
+ * the lowest non-zero word (a frame that wrote only zeros at its very
+ * bottom reads a little shallower). Pages never touched are skipped.
+ */
+void coil__stack_clear(struct coil__stack *s);
+size_t coil__stack_used(const struct coil__stack *s);
+
 /* Which guard mechanism this process uses: "madvise" or "mprotect". */
 const char *coil__stack_guard_kind(void);
 

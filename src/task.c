@@ -15,6 +15,8 @@
  * The wait protocol is described in task_internal.h. sleep, yield, await
  * and shield are here; the combinators build on the same protocol.
  */
+#include <execinfo.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "loop_internal.h"
@@ -54,12 +56,20 @@ static const struct coil__future_ops task_future_ops = {
     .owned = true,
 };
 
+static void task_release(struct coil_loop *loop, void *t)
+{
+    coil__pool_put(&loop->tasks.task_pool, t);
+}
+
 static void task_destroy(coil_future_t *fut)
 {
     struct coil_task *t = coil__container_of(fut, struct coil_task, fut);
     struct coil_loop *loop = fut->loop;
     coil__free(t->name);
-    coil__pool_put(&loop->tasks.task_pool, t);
+    /* Debug mode keeps it poisoned a while: a use after the last unref
+     * meets the poison (coil_future_unref reports it). */
+    if (!coil__debug_quarantine(loop, t, sizeof(*t), task_release))
+        task_release(loop, t);
 }
 
 static int task_cancel_op(coil_future_t *fut)
@@ -106,9 +116,32 @@ static void stack_put(struct coil_loop *loop, struct coil__stack *s)
 
 /* The task is finished (or abandoned): give back what only a running
  * task needs, and the loop's reference. */
+/* Debug mode measured the stack: keep the depth, and say so if the task
+ * came within 10% of its stack's size. */
+static COIL__COLD void measure_stack(struct coil_loop *loop,
+                                     struct coil_task *t)
+{
+    size_t size = t->stack->size;
+    t->stack_used = coil__stack_used(t->stack);
+    if (t->stack_used < size - size / 10)
+        return;
+    /* Twice the depth, in whole 64 KiB. */
+    size_t want = (t->stack_used * 2 + 65535) & ~(size_t)65535;
+    coil__log(loop, COIL_LOG_WARNING,
+              "stack: task '%s' (id %llu) used %zu of its %zu bytes of "
+              "stack (%zu%%); give it %zu (coil_task_options_t.stack_size "
+              "or coil_loop_set_stack_size)",
+              coil_task_name(t), (unsigned long long)t->id, t->stack_used,
+              size, t->stack_used * 100 / size, want);
+}
+
 static COIL__COLD void retire(struct coil_loop *loop, struct coil_task *t)
 {
     coil__context_destroy(&t->ctx);
+    if (t->stack && t->stack_measured) {
+        measure_stack(loop, t);
+        t->stack_measured = false;
+    }
     if (t->stack) {
         stack_put(loop, t->stack);
         t->stack = NULL;
@@ -143,6 +176,17 @@ static COIL__COLD void complete(struct coil_task *t, int r)
         h->on_finish(h, t);
     }
     t->state = COIL__TASK_DONE;
+    /* Reported when someone awaits the outcome (a join, a group, a
+     * combinator): that is who the cancellation was meant to reach. */
+    if (r >= 0 && t->cancel_seen && t->cancelling &&
+        coil__unlikely(t->loop->debug.on) &&
+        !coil__list_empty(&t->fut.waiters))
+        coil__log(t->loop, COIL_LOG_WARNING,
+                  "task '%s' (id %llu) swallowed its cancellation: a wait "
+                  "returned -ECANCELED, and the task returned %d without "
+                  "coil_task_uncancel (timeouts and groups that cancelled "
+                  "it cannot tell)",
+                  coil_task_name(t), (unsigned long long)t->id, r);
     coil__future_complete(&t->fut, r >= 0 ? (void *)(intptr_t)r : NULL,
                           r >= 0 ? 0 : r);
 }
@@ -162,6 +206,28 @@ static void task_main(void *arg)
 
 static void step_run(struct coil_loop *loop, struct coil__ready *node);
 static void step_discard(struct coil_loop *loop, struct coil__ready *node);
+
+/* Debug mode: the step is named for the slow-step report, and timed for
+ * the task's CPU time (each step goes back to the loop in debug mode:
+ * next_direct). */
+static COIL__COLD void debug_step_begin(struct coil_loop *loop,
+                                        struct coil_task *t)
+{
+    struct coil__loop_debug *d = &loop->debug;
+    snprintf(d->step_what, sizeof(d->step_what), "task '%s' (id %llu)",
+             coil_task_name(t), (unsigned long long)t->id);
+    d->step_site = t->spawn_site;
+    t->last_resume = loop->now;
+    t->step_began = coil__clock_real();
+}
+
+static COIL__COLD void debug_step_end(struct coil_task *t)
+{
+    if (t->step_began) {
+        t->cpu_ns += coil__clock_real() - t->step_began;
+        t->step_began = 0;
+    }
+}
 static const struct coil__ready_ops step_ops = {step_run, step_discard};
 
 /*
@@ -209,6 +275,9 @@ static bool prepare_step(struct coil_loop *loop, struct coil_task *t)
     t->state = COIL__TASK_RUNNING;
     coil__task_running = t;
     coil__stack_running = t->stack;
+    loop->tasks.steps++;
+    if (coil__unlikely(loop->debug.on))
+        debug_step_begin(loop, t);
     return true;
 }
 
@@ -227,6 +296,8 @@ static void step_run(struct coil_loop *loop, struct coil__ready *node)
     coil__task_running = NULL;
     coil__stack_running = NULL;
     struct coil_task *r = loop->tasks.returning;
+    if (coil__unlikely(loop->debug.on))
+        debug_step_end(r);
     if (r->state == COIL__TASK_DONE)
         retire(loop, r);
 }
@@ -242,6 +313,8 @@ static void step_run(struct coil_loop *loop, struct coil__ready *node)
  */
 static struct coil_task *next_direct(struct coil_loop *loop)
 {
+    if (coil__unlikely(loop->debug.on))
+        return NULL; /* each step is timed by the loop's batch */
     struct coil__ready *head = coil__ready_batch_peek(loop);
     if (!head) {
         if (!coil__loop_next_batch(loop))
@@ -284,10 +357,27 @@ int coil__task_begin_wait(struct coil_task **out)
         return -EPERM;
     if (t->must_cancel) {
         t->must_cancel = false;
+        t->cancel_seen = true;
         return -ECANCELED;
     }
     t->wake_result = 0;
     return 0;
+}
+
+/* The dump asks a suspended task for its backtrace (coil__task_backtrace):
+ * it is switched to, takes it here, and switches back. */
+struct coil__task_peek {
+    void **frames;
+    int max, n;
+    struct coil__context *back;
+};
+
+static COIL__COLD __attribute__((noinline)) void peek(struct coil_task *t)
+{
+    struct coil__task_peek *p = t->peek;
+    t->peek = NULL;
+    p->n = backtrace(p->frames, p->max);
+    coil__context_switch(t->loop->tasks.ctx_ops, &t->ctx, p->back);
 }
 
 int coil__task_suspend(struct coil_task *t, struct coil__wait *w)
@@ -308,7 +398,11 @@ int coil__task_suspend(struct coil_task *t, struct coil__wait *w)
         coil__context_switch(loop->tasks.ctx_ops, &t->ctx,
                              &loop->tasks.sched);
     }
+    while (coil__unlikely(t->peek != NULL))
+        peek(t); /* the dump looked at our stack; still suspended */
     /* step_run resumed us; it set wake_result and cleared t->wait. */
+    if (coil__unlikely(t->wake_result == -ECANCELED) && t->cancelling)
+        t->cancel_seen = true;
     return t->wake_result;
 }
 
@@ -357,14 +451,15 @@ static char *copy_name(const char *name)
     return c;
 }
 
-int coil_task_spawn_opts(coil_loop_t *loop, coil_task_fn fn, void *arg,
-                         const coil_task_options_t *opts,
-                         coil_task_t **task_out)
+static int spawn(coil_loop_t *loop, coil_task_fn fn, void *arg,
+                 const coil_task_options_t *opts, coil_task_t **task_out,
+                 const void *site)
 {
     if (task_out)
         *task_out = NULL;
     if (!loop || !fn)
         return -EINVAL;
+    coil__loop_check_thread(loop, "coil_task_spawn");
     size_t size = 0; /* the loop's default */
     if (opts && opts->stack_size) {
         if (check_stack_size(opts->stack_size))
@@ -404,6 +499,19 @@ int coil_task_spawn_opts(coil_loop_t *loop, coil_task_fn fn, void *arg,
     t->id = ++loop->tasks.next_id;
     format_default_name(t);
     coil__list_init(&t->hooks);
+    t->spawn_site = site;
+    t->created = loop->now;
+    t->last_resume = 0;
+    t->step_began = 0;
+    t->cpu_ns = 0;
+    t->stack_used = 0;
+    t->cancel_seen = false;
+    t->walk = 0;
+    t->peek = NULL;
+    /* Debug mode measures how deep the stack goes: from a clear one. */
+    t->stack_measured = loop->debug.on;
+    if (coil__unlikely(t->stack_measured))
+        coil__stack_clear(t->stack);
     coil__stack_set_owner(t->stack, t->name ? t->name : t->defname);
     coil__context_make(loop->tasks.ctx_ops, &t->ctx, t->stack->base,
                        t->stack->size, task_main, t);
@@ -415,10 +523,19 @@ int coil_task_spawn_opts(coil_loop_t *loop, coil_task_fn fn, void *arg,
     return 0;
 }
 
-int coil_task_spawn(coil_loop_t *loop, coil_task_fn fn, void *arg,
-                    coil_task_t **task_out)
+/* The spawn site the dump shows is the caller's: not inlined into it. */
+__attribute__((noinline)) int
+coil_task_spawn_opts(coil_loop_t *loop, coil_task_fn fn, void *arg,
+                     const coil_task_options_t *opts, coil_task_t **task_out)
 {
-    return coil_task_spawn_opts(loop, fn, arg, NULL, task_out);
+    return spawn(loop, fn, arg, opts, task_out, __builtin_return_address(0));
+}
+
+__attribute__((noinline)) int coil_task_spawn(coil_loop_t *loop,
+                                              coil_task_fn fn, void *arg,
+                                              coil_task_t **task_out)
+{
+    return spawn(loop, fn, arg, NULL, task_out, __builtin_return_address(0));
 }
 
 coil_task_t *coil_task_ref(coil_task_t *t)
@@ -515,6 +632,7 @@ int coil_task_cancel(coil_task_t *t)
 {
     if (!t)
         return -EINVAL;
+    coil__loop_check_thread(t->loop, "coil_task_cancel");
     if (t->state == COIL__TASK_DONE)
         return -EALREADY;
     t->cancelling++;
@@ -580,8 +698,10 @@ unsigned coil_task_uncancel(coil_task_t *t)
         return 0;
     if (t->cancelling > 0)
         t->cancelling--;
-    if (t->cancelling == 0)
+    if (t->cancelling == 0) {
         t->must_cancel = false;
+        t->cancel_seen = false;
+    }
     return t->cancelling;
 }
 
@@ -624,8 +744,94 @@ static void await_abandon(struct coil__wait *w)
     coil_future_unref(aw->fut);
 }
 
-static const struct coil__wait_ops await_ops = {await_cancel, await_resume,
-                                                await_abandon};
+static void describe_future(coil_future_t *f, char *buf, size_t n);
+
+static void await_describe(struct coil__wait *w, struct coil_task *t,
+                           char *buf, size_t n)
+{
+    (void)t;
+    describe_future(((struct await_wait *)w)->fut, buf, n);
+}
+
+static void await_each(struct coil__wait *w,
+                       void (*fn)(coil_future_t *f, void *ctx), void *ctx)
+{
+    fn(((struct await_wait *)w)->fut, ctx);
+}
+
+static const struct coil__wait_ops await_ops = {
+    .cancel = await_cancel,
+    .resume = await_resume,
+    .abandon = await_abandon,
+    .describe = await_describe,
+    .each_future = await_each,
+};
+
+/* ------------------------------------------------------------------ */
+/* Await cycles                                                         */
+/* ------------------------------------------------------------------ */
+
+struct walk {
+    struct coil_task **todo;
+    size_t len, cap;
+    struct coil_task *local[64];
+    uint64_t mark;
+    bool lost; /* out of memory: the walk is incomplete */
+};
+
+static void walk_push(coil_future_t *f, void *ctx)
+{
+    struct walk *wk = ctx;
+    if (f->ops != &task_future_ops)
+        return; /* only a task's future leads on to what it waits for */
+    struct coil_task *t = coil__container_of(f, struct coil_task, fut);
+    if (t->walk == wk->mark || t->state == COIL__TASK_DONE)
+        return;
+    t->walk = wk->mark;
+    if (wk->len == wk->cap) {
+        size_t cap = wk->cap * 2;
+        struct coil_task **n = coil__malloc(cap * sizeof(*n));
+        if (!n) {
+            wk->lost = true;
+            return;
+        }
+        memcpy(n, wk->todo, wk->len * sizeof(*n));
+        if (wk->todo != wk->local)
+            coil__free(wk->todo);
+        wk->todo = n;
+        wk->cap = cap;
+    }
+    wk->todo[wk->len++] = t;
+}
+
+/*
+ * Whether me awaiting fut would close a cycle: fut is a task's, and
+ * following what each task waits for (futures it awaits, a group's
+ * children) from there leads back to me. Only suspended tasks lead on:
+ * a task that is ready or running is not waiting on anything.
+ */
+static bool awaits_cycle(struct coil_task *me, coil_future_t *fut)
+{
+    if (fut->ops != &task_future_ops)
+        return false;
+    struct walk wk = {.cap = 64, .mark = ++me->loop->tasks.walks};
+    wk.todo = wk.local;
+    walk_push(fut, &wk);
+    bool found = false;
+    while (wk.len && !found) {
+        struct coil_task *t = wk.todo[--wk.len];
+        if (t == me) {
+            found = true;
+            break;
+        }
+        if (t->state == COIL__TASK_SUSPENDED && !t->queued && t->wait_ops &&
+            t->wait_ops->each_future)
+            t->wait_ops->each_future(t->wait, walk_push, &wk);
+    }
+    if (wk.todo != wk.local)
+        coil__free(wk.todo);
+    return found;
+}
 
 static int await(coil_future_t *fut, void **value_out, bool shield)
 {
@@ -636,6 +842,8 @@ static int await(coil_future_t *fut, void **value_out, bool shield)
         return -EINVAL;
     if (fut == &t->fut)
         return -EDEADLK;
+    if (fut->outcome == -EINPROGRESS && coil__unlikely(awaits_cycle(t, fut)))
+        return -EDEADLK;
     if (t->must_cancel) {
         /* A cancellation pending when the await starts goes into what is
          * awaited, as in asyncio: the task then waits for it to finish
@@ -643,8 +851,10 @@ static int await(coil_future_t *fut, void **value_out, bool shield)
          * already, delivers it here instead. */
         t->must_cancel = false;
         if (shield || fut->outcome != -EINPROGRESS ||
-            coil_future_cancel(fut) != 0)
+            coil_future_cancel(fut) != 0) {
+            t->cancel_seen = true;
             return -ECANCELED;
+        }
     }
     int err = coil__task_begin_wait(&t);
     if (err)
@@ -711,8 +921,19 @@ static void sleep_abandon(struct coil__wait *w)
     (void)w; /* the loop's close already dropped every timer */
 }
 
-static const struct coil__wait_ops sleep_ops = {sleep_cancel, NULL,
-                                                sleep_abandon};
+static void sleep_describe(struct coil__wait *w, struct coil_task *t,
+                           char *buf, size_t n)
+{
+    (void)w;
+    int64_t left = coil_handle_when(&t->timer) - t->loop->now;
+    snprintf(buf, n, "sleep until %+.3f s", (double)left / 1e9);
+}
+
+static const struct coil__wait_ops sleep_ops = {
+    .cancel = sleep_cancel,
+    .abandon = sleep_abandon,
+    .describe = sleep_describe,
+};
 
 static bool yield_cancel(struct coil__wait *w, struct coil_task *t)
 {
@@ -726,8 +947,19 @@ static void yield_abandon(struct coil__wait *w)
     (void)w;
 }
 
-static const struct coil__wait_ops yield_ops = {yield_cancel, NULL,
-                                                yield_abandon};
+static void yield_describe(struct coil__wait *w, struct coil_task *t,
+                           char *buf, size_t n)
+{
+    (void)w;
+    (void)t;
+    snprintf(buf, n, "yield");
+}
+
+static const struct coil__wait_ops yield_ops = {
+    .cancel = yield_cancel,
+    .abandon = yield_abandon,
+    .describe = yield_describe,
+};
 
 int coil_yield(void)
 {
@@ -844,4 +1076,118 @@ void coil__tasks_cancel_all(struct coil_loop *loop)
         if (coil__loop_run_until(loop, &until) != 0)
             break;
     }
+}
+
+/* ------------------------------------------------------------------ */
+/* Introspection (coil/debug.h; dump.c)                                 */
+/* ------------------------------------------------------------------ */
+
+static void describe_future(coil_future_t *f, char *buf, size_t n)
+{
+    if (f->ops == &task_future_ops) {
+        struct coil_task *t = coil__container_of(f, struct coil_task, fut);
+        snprintf(buf, n, "join of task '%s' (id %llu)", coil_task_name(t),
+                 (unsigned long long)t->id);
+    } else {
+        snprintf(buf, n, "future %p", (void *)f);
+    }
+}
+
+static const char *state_name(const struct coil_task *t)
+{
+    switch (t->state) {
+    case COIL__TASK_PENDING:
+        return "pending";
+    case COIL__TASK_RUNNING:
+        return "running";
+    case COIL__TASK_SUSPENDED:
+        return t->queued ? "ready" : "suspended";
+    default:
+        return "done";
+    }
+}
+
+void coil__task_info(struct coil_task *t, struct coil__task_info *out)
+{
+    out->id = t->id;
+    out->name = coil_task_name(t);
+    out->state = state_name(t);
+    out->created = t->created;
+    out->last_resume = t->last_resume;
+    out->cpu_ns = t->cpu_ns;
+    out->stack_size = t->stack ? t->stack->size : 0;
+    out->stack_used = t->stack_used;
+    if (t->stack && t->stack_measured)
+        out->stack_used = coil__stack_used(t->stack);
+    out->spawn_site = t->spawn_site;
+    out->cancelling = t->cancelling;
+    out->waits[0] = '\0';
+    if (t->state == COIL__TASK_SUSPENDED && t->wait_ops) {
+        if (t->wait_ops->describe)
+            t->wait_ops->describe(t->wait, t, out->waits, sizeof(out->waits));
+        else
+            snprintf(out->waits, sizeof(out->waits), "a wait");
+    }
+}
+
+size_t coil__task_awaiters(struct coil_task *t, struct coil_task **out,
+                           size_t n)
+{
+    size_t i = 0;
+    for (struct coil__list *l = t->fut.waiters.next; l != &t->fut.waiters;
+         l = l->next) {
+        struct coil__fwaiter *w =
+            coil__container_of(l, struct coil__fwaiter, link);
+        if (w->node.ops != &step_ops)
+            continue; /* a done callback, a combinator's entry */
+        if (i < n)
+            out[i] = coil__container_of(w, struct coil_task, fw);
+        i++;
+    }
+    return i;
+}
+
+int coil__task_backtrace(struct coil_task *t, void **frames, int max)
+{
+    if (t == coil__task_running)
+        return backtrace(frames, max);
+    if (t->state != COIL__TASK_SUSPENDED || !t->stack || max <= 0)
+        return 0;
+    struct coil_loop *loop = t->loop;
+    struct coil_task *me = coil__task_running;
+    struct coil__stack *my_stack = coil__stack_running;
+    struct coil__task_peek p = {frames, max, 0,
+                                me ? &me->ctx : &loop->tasks.sched};
+    t->peek = &p;
+    coil__task_running = t;
+    coil__stack_running = t->stack;
+    coil__context_switch(loop->tasks.ctx_ops, p.back, &t->ctx);
+    coil__task_running = me;
+    coil__stack_running = my_stack;
+    return p.n;
+}
+
+uint64_t coil__tasks_steps(const struct coil_loop *loop)
+{
+    return loop->tasks.steps;
+}
+
+int64_t coil_task_cpu_time(const coil_task_t *t)
+{
+    return t ? t->cpu_ns : 0;
+}
+
+int coil_task_stack_used(const coil_task_t *t, size_t *used_out)
+{
+    if (!t || !used_out)
+        return -EINVAL;
+    if (t->stack && t->stack_measured) {
+        *used_out = coil__stack_used(t->stack);
+        return 0;
+    }
+    if (t->stack_used) {
+        *used_out = t->stack_used;
+        return 0;
+    }
+    return -ENODATA;
 }

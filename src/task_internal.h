@@ -47,6 +47,14 @@ struct coil__wait_ops {
     /* The loop closed with the task suspended here: release everything
      * the wait holds; never wakes the task. */
     void (*abandon)(struct coil__wait *w);
+    /* Optional, for the task dump: what the task waits for, in a few
+     * words ("sleep until +1.500 s", "fd 7 readable"). */
+    void (*describe)(struct coil__wait *w, struct coil_task *t, char *buf,
+                     size_t n);
+    /* Optional, for the await-cycle check and the await tree: call fn on
+     * every future the wait waits for. */
+    void (*each_future)(struct coil__wait *w,
+                        void (*fn)(coil_future_t *f, void *ctx), void *ctx);
 };
 
 struct coil__wait {
@@ -100,10 +108,24 @@ struct coil_task {
     char defname[26];         /* "Task-<id>": 5 + up to 20 digits + NUL */
     struct coil__list hooks;  /* struct coil__task_hook, oldest first */
     struct coil_task *cancel_next; /* in the loop's list of cancels */
+    /* Introspection (coil/debug.h). */
+    const void *spawn_site;   /* where coil_task_spawn* was called from */
+    int64_t created;          /* loop time at the spawn */
+    int64_t last_resume;      /* loop time of its last step (debug mode) */
+    int64_t step_began;       /* real time its running step began (debug) */
+    int64_t cpu_ns;           /* time it ran (debug mode) */
+    size_t stack_used;        /* measured depth, once finished */
+    bool stack_measured;      /* its stack was cleared before use (debug) */
+    bool cancel_seen;         /* a wait returned -ECANCELED while a cancel
+                                 request stood (a swallow is reported) */
+    uint64_t walk;            /* the await-cycle walk that last saw it */
+    struct coil__task_peek *peek; /* the dump asks for its backtrace */
 };
 
 /* The loop's part owned by task.c. */
 struct coil__loop_tasks {
+    uint64_t steps;                         /* task steps run (metrics) */
+    uint64_t walks;                         /* await-cycle walks made */
     struct coil__list all;                  /* tasks not finished */
     size_t count;                           /* how many */
     const struct coil__context_ops *ctx_ops;
@@ -201,5 +223,44 @@ static inline bool coil__task_cancel_pending(const struct coil_task *t)
 /* Deliver a pending cancellation here: clears it, returns whether there
  * was one. */
 bool coil__task_take_cancel(struct coil_task *t);
+
+/* ------------------------------------------------------------------ */
+/* Introspection (the task dump, dump.c)                                */
+/* ------------------------------------------------------------------ */
+
+struct coil__task_info {
+    uint64_t id;
+    const char *name;
+    const char *state;      /* "pending", "running", "suspended", "ready",
+                               "done" */
+    int64_t created;        /* loop time */
+    int64_t last_resume;    /* loop time; 0: not recorded (debug off) */
+    int64_t cpu_ns;
+    size_t stack_size;
+    size_t stack_used;      /* 0: not measured */
+    const void *spawn_site;
+    unsigned cancelling;
+    char waits[160];        /* what it waits for; empty if not waiting */
+};
+
+/* Fill *out for t. */
+void coil__task_info(struct coil_task *t, struct coil__task_info *out);
+
+/* The tasks that await t (in the order they began), up to n of them, no
+ * new references; returns how many there are. */
+size_t coil__task_awaiters(struct coil_task *t, struct coil_task **out,
+                           size_t n);
+
+/*
+ * The native backtrace of t, into frames[0..max): t's own if it runs, a
+ * suspended task's taken on its own stack (the task is switched to for
+ * the time of a backtrace() call, and back: nothing else of it runs).
+ * Returns how many frames, 0 for a task that has no frames (not started,
+ * finished). Call on the loop's thread.
+ */
+int coil__task_backtrace(struct coil_task *t, void **frames, int max);
+
+/* Task steps run on loop (coil_loop_metrics). */
+uint64_t coil__tasks_steps(const struct coil_loop *loop);
 
 #endif /* COIL_TASK_INTERNAL_H */

@@ -125,7 +125,7 @@ static void wake(struct coil__loop_threadsafe *ts)
      * next wakes for any reason. */
 }
 
-int coil__threadsafe_post(struct coil_loop *loop, struct coil__ready *node)
+static int post(struct coil_loop *loop, struct coil__ready *node, bool held)
 {
     struct coil__loop_threadsafe *ts = &loop->ts;
     node->next = NULL;
@@ -136,6 +136,8 @@ int coil__threadsafe_post(struct coil_loop *loop, struct coil__ready *node)
     }
     bool was_empty = ts->head == NULL;
     atomic_store(&ts->pending, true);
+    if (!held)
+        atomic_store_explicit(&ts->posted, true, memory_order_relaxed);
     *ts->tailp = node;
     ts->tailp = &node->next;
     /* Write while holding the lock: the loop cannot close the fd under
@@ -144,6 +146,17 @@ int coil__threadsafe_post(struct coil_loop *loop, struct coil__ready *node)
         wake(ts);
     pthread_mutex_unlock(&ts->lock);
     return 0;
+}
+
+int coil__threadsafe_post(struct coil_loop *loop, struct coil__ready *node)
+{
+    return post(loop, node, false);
+}
+
+int coil__threadsafe_post_held(struct coil_loop *loop,
+                               struct coil__ready *node)
+{
+    return post(loop, node, true);
 }
 
 int coil_loop_call_soon_threadsafe(coil_loop_t *loop, coil_callback_fn fn,
@@ -202,4 +215,38 @@ void coil__threadsafe_poll(struct coil_loop *loop)
 {
     if (atomic_load_explicit(&loop->ts.pending, memory_order_relaxed))
         take(loop);
+}
+
+void coil__threadsafe_hold(struct coil_loop *loop)
+{
+    atomic_fetch_add(&loop->ts.holds, 1);
+}
+
+void coil__threadsafe_release(struct coil_loop *loop)
+{
+    atomic_fetch_sub(&loop->ts.holds, 1);
+}
+
+bool coil__threadsafe_may_wake(struct coil_loop *loop)
+{
+    return atomic_load(&loop->ts.holds) > 0 || atomic_load(&loop->ts.posted);
+}
+
+int coil_loop_hold(coil_loop_t *loop)
+{
+    if (!loop)
+        return -EINVAL;
+    coil__threadsafe_hold(loop);
+    return 0;
+}
+
+int coil_loop_release(coil_loop_t *loop)
+{
+    if (!loop)
+        return -EINVAL;
+    size_t h = atomic_load(&loop->ts.holds);
+    while (h > 0 &&
+           !atomic_compare_exchange_weak(&loop->ts.holds, &h, h - 1))
+        ;
+    return h > 0 ? 0 : -EALREADY;
 }

@@ -24,6 +24,8 @@ struct coil__loop_threadsafe {
     struct coil__ready **tailp;
     atomic_bool closed;       /* set under lock at close */
     atomic_bool pending;      /* head is not empty: checked every poll */
+    atomic_size_t holds;      /* coil_loop_hold, executor jobs in flight */
+    atomic_bool posted;       /* another thread ever called into the loop */
     int rfd, wfd;             /* wake-up channel (eventfd: rfd == wfd) */
     struct coil__watch watch; /* of rfd */
 };
@@ -41,6 +43,35 @@ void coil__threadsafe_term(struct coil_loop *loop);
  * Errors: -EBADF (the loop is closed).
  */
 int coil__threadsafe_post(struct coil_loop *loop, struct coil__ready *node);
+
+/*
+ * Something on another thread will call into the loop later (an executor
+ * job, a thread of the program: coil_loop_hold): the stuck-loop check of
+ * debug mode does not call the loop stuck while any hold stands, or once
+ * any other thread has called into it.
+ */
+void coil__threadsafe_hold(struct coil_loop *loop);
+void coil__threadsafe_release(struct coil_loop *loop);
+/* The wake-up channel's write fd (a signal handler may write to it). */
+static inline int coil__threadsafe_wake_fd(const struct coil__loop_threadsafe *ts)
+{
+    return ts->wfd;
+}
+
+/* The wake-up channel's read fd (not one of the program's). */
+static inline int coil__threadsafe_fd(const struct coil__loop_threadsafe *ts)
+{
+    return ts->rfd;
+}
+
+/* Whether another thread may still wake the loop (see above). */
+bool coil__threadsafe_may_wake(struct coil_loop *loop);
+
+/* As coil__threadsafe_post, for a post a hold already covers (an
+ * executor job's completion): not counted as a call from another thread
+ * of the program. */
+int coil__threadsafe_post_held(struct coil_loop *loop,
+                               struct coil__ready *node);
 
 /* Move the calls other threads made onto the ready queue, if any. */
 void coil__threadsafe_poll(struct coil_loop *loop);

@@ -52,10 +52,25 @@ static void wq_abandon(struct coil__wait *wait)
         ww->q->abandon(ww->q->owner, ww->w);
 }
 
-static const struct coil__wait_ops interruptible_ops = {wq_cancel, NULL,
-                                                        wq_abandon};
-static const struct coil__wait_ops shielded_ops = {wq_cancel_shielded, NULL,
-                                                   wq_abandon};
+static void wq_describe(struct coil__wait *w, struct coil_task *t, char *buf,
+                        size_t n)
+{
+    (void)t;
+    struct waitq_wait *ww = (struct waitq_wait *)w;
+    snprintf(buf, n, "%s %p (%zu waiting)",
+             ww->q->what ? ww->q->what : "waitq", ww->q->owner, ww->q->len);
+}
+
+static const struct coil__wait_ops interruptible_ops = {
+    .cancel = wq_cancel,
+    .abandon = wq_abandon,
+    .describe = wq_describe,
+};
+static const struct coil__wait_ops shielded_ops = {
+    .cancel = wq_cancel_shielded,
+    .abandon = wq_abandon,
+    .describe = wq_describe,
+};
 
 int coil__waitq_wait(struct coil__waitq *q, struct coil__waiter *w,
                      enum coil__waitq_mode mode)

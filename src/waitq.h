@@ -58,6 +58,7 @@ struct coil__waitq {
     size_t len;
     coil__waitq_abandon_fn abandon;
     void *owner;
+    const char *what; /* for the task dump ("lock", "queue get"...) */
 };
 
 enum coil__waitq_mode {
@@ -74,6 +75,7 @@ static inline void coil__waitq_init(struct coil__waitq *q,
     q->len = 0;
     q->abandon = abandon;
     q->owner = owner;
+    q->what = NULL;
 }
 
 static inline bool coil__waitq_empty(const struct coil__waitq *q)

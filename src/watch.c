@@ -328,5 +328,22 @@ int coil__watch_poll(struct coil_loop *loop, int64_t timeout_ns)
 #endif
     for (int i = 0; i < n; i++)
         dispatch(loop, &p->events[i]);
-    return 0;
+    return n;
+}
+
+size_t coil__watch_active(const struct coil_loop *loop, const int *except,
+                          size_t nexcept)
+{
+    const struct coil__loop_watch *p = &loop->watch;
+    size_t n = 0;
+    for (int fd = 0; fd < p->len; fd++) {
+        const struct coil__watch *w = p->by_fd[fd];
+        if (!w || (!w->user[0].fn && !w->user[1].fn))
+            continue;
+        bool skip = false;
+        for (size_t i = 0; i < nexcept; i++)
+            skip |= except[i] == fd;
+        n += !skip;
+    }
+    return n;
 }

@@ -103,8 +103,8 @@ const char *coil__watch_backend(const struct coil_loop *loop);
 
 /*
  * Wait for I/O for up to timeout_ns (-1: no limit; 0: just look) and
- * call the users of every ready direction. Returns 0, or the poller's
- * error that cannot be retried.
+ * call the users of every ready direction. Returns how many events the
+ * poller gave, or the poller's error that cannot be retried.
  */
 int coil__watch_poll(struct coil_loop *loop, int64_t timeout_ns);
 
@@ -166,5 +166,10 @@ static inline bool coil__watch_user_is(const struct coil__watch *w,
 
 /* Forget the fd (see the top). Idempotent; w may be freed right after. */
 void coil__watch_close(struct coil__watch *w);
+
+/* How many fds of loop have a user in either direction, not counting
+ * the nexcept fds in except (the stuck-loop check of debug mode). */
+size_t coil__watch_active(const struct coil_loop *loop, const int *except,
+                          size_t nexcept);
 
 #endif /* COIL_WATCH_H */

@@ -45,7 +45,20 @@ static void ww_abandon(struct coil__wait *wait)
         coil__watch_stop(ww->w, ww->dir);
 }
 
-static const struct coil__wait_ops ww_ops = {ww_cancel, NULL, ww_abandon};
+static void ww_describe(struct coil__wait *w, struct coil_task *t, char *buf,
+                        size_t n)
+{
+    (void)t;
+    struct watch_wait *ww = (struct watch_wait *)w;
+    snprintf(buf, n, "fd %d %s", ww->w->fd,
+             ww->dir == COIL__EV_WRITE ? "writable" : "readable");
+}
+
+static const struct coil__wait_ops ww_ops = {
+    .cancel = ww_cancel,
+    .abandon = ww_abandon,
+    .describe = ww_describe,
+};
 
 int coil__watch_wait(struct coil__watch *w, unsigned dir)
 {
