@@ -109,7 +109,7 @@ static void entry_run(struct coil_loop *loop, struct coil__ready *node)
         try_free_orphan(ws);
         return;
     }
-    int outcome = ws->futs[e->index]->outcome;
+    int outcome = coil__future_outcome_take(ws->futs[e->index]);
     ws->order[ws->ndone++] = e->index;
     if (outcome < 0) {
         ws->nerror++;
@@ -148,7 +148,7 @@ static bool arrived(const struct watchset *ws)
 {
     size_t done = 0, nerror = 0, nexc = 0;
     for (size_t i = 0; i < ws->n; i++) {
-        int outcome = ws->futs[i]->outcome;
+        int outcome = coil__future_outcome_take(ws->futs[i]);
         if (outcome == -EINPROGRESS)
             continue;
         done++;

@@ -37,6 +37,32 @@ static void done_discard(struct coil_loop *loop, struct coil__ready *node)
 
 static const struct coil__ready_ops done_ops = {done_run, done_discard};
 
+/*
+ * A future (or task) whose memory debug mode poisoned after its last
+ * unref (coil__debug_quarantine) is being used: report and abort. The
+ * check is one compare, made in every build; without debug mode the
+ * memory is reused at once and the check rarely sees it.
+ */
+static COIL__COLD _Noreturn void used_after_free(const coil_future_t *fut,
+                                                 const char *call)
+{
+    coil__misuse(NULL,
+                 "%s(%p): the future or task was used after its last "
+                 "unref (a second unref, or a use of a dropped reference)",
+                 call, (const void *)fut);
+}
+
+#define CHECK_LIVE(fut, call)                                                  \
+    do {                                                                       \
+        if (coil__unlikely((fut)->refs == COIL__POISON32))                     \
+            used_after_free(fut, call);                                        \
+    } while (0)
+
+static void future_release(struct coil_loop *loop, void *fut)
+{
+    coil__pool_put(&loop->futures.pool, fut);
+}
+
 void coil__futures_init(struct coil_loop *loop)
 {
     coil__pool_init(&loop->futures.pool, sizeof(struct coil_future));
@@ -56,6 +82,7 @@ void coil__future_init(coil_future_t *fut, struct coil_loop *loop,
     fut->value = NULL;
     fut->outcome = -EINPROGRESS;
     fut->refs = 1;
+    fut->retrieved = false;
     coil__loop_ref(loop);
 }
 
@@ -78,21 +105,33 @@ int coil_future_new(coil_loop_t *loop, coil_future_t **fut_out)
 
 coil_future_t *coil_future_ref(coil_future_t *fut)
 {
-    if (fut)
+    if (fut) {
+        CHECK_LIVE(fut, "coil_future_ref");
         fut->refs++;
+    }
     return fut;
 }
 
 void coil_future_unref(coil_future_t *fut)
 {
-    if (!fut || --fut->refs)
+    if (!fut)
+        return;
+    CHECK_LIVE(fut, "coil_future_unref");
+    if (--fut->refs)
         return;
     /* Nothing can be waiting: every waiter holds a reference. */
     struct coil_loop *loop = fut->loop;
+    if (coil__unlikely(loop->debug.on) && !fut->ops &&
+        coil__future_lost_error(fut) && !coil__loop_closed(loop))
+        coil__log(loop, COIL_LOG_WARNING,
+                  "future %p failed (%s) and its last reference went "
+                  "without anyone reading the error",
+                  (void *)fut, coil_err_name(fut->outcome));
     if (fut->ops && fut->ops->destroy)
         fut->ops->destroy(fut);
-    else
-        coil__pool_put(&loop->futures.pool, fut);
+    else if (!coil__debug_quarantine(loop, fut, sizeof(*fut),
+                                     future_release))
+        future_release(loop, fut);
     coil__loop_unref(loop);
 }
 
@@ -151,6 +190,8 @@ int coil_future_set_result(coil_future_t *fut, void *value)
 {
     if (!fut)
         return -EINVAL;
+    CHECK_LIVE(fut, "coil_future_set_result");
+    coil__loop_check_thread(fut->loop, "coil_future_set_result");
     if (fut->ops && fut->ops->owned)
         return -EPERM;
     if (fut->outcome != -EINPROGRESS)
@@ -176,6 +217,7 @@ int coil_future_cancel(coil_future_t *fut)
 {
     if (!fut)
         return -EINVAL;
+    CHECK_LIVE(fut, "coil_future_cancel");
     if (fut->ops && fut->ops->cancel)
         return fut->ops->cancel(fut);
     if (fut->outcome != -EINPROGRESS)
@@ -198,6 +240,8 @@ int coil_future_result(const coil_future_t *fut, void **value_out)
 {
     if (!fut)
         return -EINVAL;
+    CHECK_LIVE(fut, "coil_future_result");
+    ((coil_future_t *)(uintptr_t)fut)->retrieved = true;
     if (fut->outcome == 0 && value_out)
         *value_out = fut->value;
     return fut->outcome;
@@ -205,7 +249,11 @@ int coil_future_result(const coil_future_t *fut, void **value_out)
 
 int coil_future_error(const coil_future_t *fut)
 {
-    return fut ? fut->outcome : -EINVAL;
+    if (!fut)
+        return -EINVAL;
+    CHECK_LIVE(fut, "coil_future_error");
+    /* Reading counts as handling it: the one cast, on a flag. */
+    return coil__future_outcome_take((coil_future_t *)(uintptr_t)fut);
 }
 
 coil_loop_t *coil_future_loop(const coil_future_t *fut)
@@ -218,6 +266,7 @@ int coil_future_add_done_callback(coil_future_t *fut, coil_done_fn fn,
 {
     if (!fut || !fn)
         return -EINVAL;
+    CHECK_LIVE(fut, "coil_future_add_done_callback");
     struct done_cb *cb = coil__malloc(sizeof(*cb));
     if (!cb)
         return -ENOMEM;
@@ -268,7 +317,8 @@ int coil_loop_run_until_complete(coil_loop_t *loop, coil_future_t *fut)
                                 .pending = -EINPROGRESS};
     int err = coil__loop_run_until(loop, &until);
     if (!err)
-        err = fut->outcome == -EINPROGRESS ? -EINTR : fut->outcome;
+        err = fut->outcome == -EINPROGRESS ? -EINTR
+                                           : coil__future_outcome_take(fut);
     coil_future_unref(fut);
     return err;
 }

@@ -46,7 +46,23 @@ struct coil_future {
     void *value;                         /* the result, once done */
     int outcome;                         /* -EINPROGRESS while pending */
     unsigned refs;
+    bool retrieved; /* its outcome was read (debug mode reports a failed
+                       future dropped unread) */
 };
+
+/* Read the outcome for someone who will act on it (it counts as read). */
+static inline int coil__future_outcome_take(coil_future_t *fut)
+{
+    fut->retrieved = true;
+    return fut->outcome;
+}
+
+/* Whether the future failed and nobody read it (debug mode's report). */
+static inline bool coil__future_lost_error(const coil_future_t *fut)
+{
+    return !fut->retrieved && fut->outcome < 0 &&
+           fut->outcome != -ECANCELED && fut->outcome != -EINPROGRESS;
+}
 
 /* Complete *fp with a NULL result if it is still pending, drop the
  * reference held in *fp and clear it (for objects that keep a "closed" or

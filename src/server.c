@@ -183,8 +183,17 @@ static int accept_main(void *arg)
             start_conn(srv, fd);
             continue;
         }
-        if (srv->closed || fd == -ECANCELED)
-            return 0; /* closed under us (-EBADF), or cancelled by close */
+        if (fd == -ECANCELED) {
+            /* The close's own cancellation ends here (withdrawn, not
+             * swallowed); one from outside as well (coil_run's end) goes
+             * on as the task's outcome. */
+            coil_task_t *me = coil_current_task();
+            if (srv->closed && coil_task_uncancel(me) == 0)
+                return 0;
+            return -ECANCELED;
+        }
+        if (srv->closed)
+            return 0; /* closed under us (-EBADF) */
         if (!out_of_resources(fd))
             coil__loop_report(srv->loop, fd,
                               "server: accept on fd %d failed; accepting "

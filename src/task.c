@@ -65,6 +65,13 @@ static void task_destroy(coil_future_t *fut)
 {
     struct coil_task *t = coil__container_of(fut, struct coil_task, fut);
     struct coil_loop *loop = fut->loop;
+    if (coil__unlikely(loop->debug.on) && coil__future_lost_error(fut) &&
+        !coil__loop_closed(loop))
+        coil__log(loop, COIL_LOG_WARNING,
+                  "task '%s' (id %llu) failed (%s) and its last reference "
+                  "went without anyone reading the error",
+                  coil_task_name(t), (unsigned long long)t->id,
+                  coil_err_name(fut->outcome));
     coil__free(t->name);
     /* Debug mode keeps it poisoned a while: a use after the last unref
      * meets the poison (coil_future_unref reports it). */
@@ -154,6 +161,8 @@ static COIL__COLD void retire(struct coil_loop *loop, struct coil_task *t)
         coil__loop_report(loop, t->fut.outcome,
                           "task '%s' failed and nobody awaited it",
                           coil_task_name(t));
+    if (t->fut.refs == 1)
+        t->fut.retrieved = true; /* reported just above, or cancelled */
     coil_future_unref(&t->fut);
 }
 
@@ -842,6 +851,7 @@ static int await(coil_future_t *fut, void **value_out, bool shield)
         return -EINVAL;
     if (fut == &t->fut)
         return -EDEADLK;
+    fut->retrieved = true; /* the waiter gets the outcome */
     if (fut->outcome == -EINPROGRESS && coil__unlikely(awaits_cycle(t, fut)))
         return -EDEADLK;
     if (t->must_cancel) {
