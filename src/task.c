@@ -38,6 +38,12 @@ void *coil__task_test_hook_arg;
 #define TEST_HOOK(t, ev) ((void)0)
 #endif
 
+/* Where t was spawned from, for reports: "symbol+0xoff" or module+off. */
+static void spawn_site(const struct coil_task *t, char *buf, size_t n)
+{
+    coil__debug_symbol(t->spawn_site, buf, n);
+}
+
 coil_task_t *coil_current_task(void)
 {
     return coil__task_running;
@@ -61,17 +67,24 @@ static void task_release(struct coil_loop *loop, void *t)
     coil__pool_put(&loop->tasks.task_pool, t);
 }
 
+static COIL__COLD void report_unread(struct coil_task *t)
+{
+    char site[96];
+    spawn_site(t, site, sizeof(site));
+    coil__log(t->loop, COIL_LOG_WARNING,
+              "task '%s' (id %llu, spawned by %s) failed (%s) and its last "
+              "reference went without anyone reading the error",
+              coil_task_name(t), (unsigned long long)t->id, site,
+              coil_err_name(t->fut.outcome));
+}
+
 static void task_destroy(coil_future_t *fut)
 {
     struct coil_task *t = coil__container_of(fut, struct coil_task, fut);
     struct coil_loop *loop = fut->loop;
     if (coil__unlikely(loop->debug.on) && coil__future_lost_error(fut) &&
         !coil__loop_closed(loop))
-        coil__log(loop, COIL_LOG_WARNING,
-                  "task '%s' (id %llu) failed (%s) and its last reference "
-                  "went without anyone reading the error",
-                  coil_task_name(t), (unsigned long long)t->id,
-                  coil_err_name(fut->outcome));
+        report_unread(t);
     coil__free(t->name);
     /* Debug mode keeps it poisoned a while: a use after the last unref
      * meets the poison (coil_future_unref reports it). */
@@ -134,12 +147,14 @@ static COIL__COLD void measure_stack(struct coil_loop *loop,
         return;
     /* Twice the depth, in whole 64 KiB. */
     size_t want = (t->stack_used * 2 + 65535) & ~(size_t)65535;
+    char site[96];
+    spawn_site(t, site, sizeof(site));
     coil__log(loop, COIL_LOG_WARNING,
-              "stack: task '%s' (id %llu) used %zu of its %zu bytes of "
-              "stack (%zu%%); give it %zu (coil_task_options_t.stack_size "
-              "or coil_loop_set_stack_size)",
-              coil_task_name(t), (unsigned long long)t->id, t->stack_used,
-              size, t->stack_used * 100 / size, want);
+              "stack: task '%s' (id %llu, spawned by %s) used %zu of its "
+              "%zu bytes of stack (%zu%%); give it %zu "
+              "(coil_task_options_t.stack_size or coil_loop_set_stack_size)",
+              coil_task_name(t), (unsigned long long)t->id, site,
+              t->stack_used, size, t->stack_used * 100 / size, want);
 }
 
 static COIL__COLD void retire(struct coil_loop *loop, struct coil_task *t)
@@ -166,6 +181,18 @@ static COIL__COLD void retire(struct coil_loop *loop, struct coil_task *t)
     coil_future_unref(&t->fut);
 }
 
+static COIL__COLD void report_swallowed(struct coil_task *t, int r)
+{
+    char site[96];
+    spawn_site(t, site, sizeof(site));
+    coil__log(t->loop, COIL_LOG_WARNING,
+              "task '%s' (id %llu, spawned by %s) swallowed its "
+              "cancellation: a wait returned -ECANCELED, and the task "
+              "returned %d without coil_task_uncancel (whoever awaits it "
+              "cannot tell it was cancelled)",
+              coil_task_name(t), (unsigned long long)t->id, site, r);
+}
+
 static COIL__COLD void complete(struct coil_task *t, int r)
 {
     if (r == -EINPROGRESS) {
@@ -185,17 +212,11 @@ static COIL__COLD void complete(struct coil_task *t, int r)
         h->on_finish(h, t);
     }
     t->state = COIL__TASK_DONE;
-    /* Reported when someone awaits the outcome (a join, a group, a
-     * combinator): that is who the cancellation was meant to reach. */
+    /* Reported when a task awaits the outcome (a join, an await): it is
+     * the one told a result instead of the cancellation. */
     if (r >= 0 && t->cancel_seen && t->cancelling &&
-        coil__unlikely(t->loop->debug.on) &&
-        !coil__list_empty(&t->fut.waiters))
-        coil__log(t->loop, COIL_LOG_WARNING,
-                  "task '%s' (id %llu) swallowed its cancellation: a wait "
-                  "returned -ECANCELED, and the task returned %d without "
-                  "coil_task_uncancel (timeouts and groups that cancelled "
-                  "it cannot tell)",
-                  coil_task_name(t), (unsigned long long)t->id, r);
+        coil__unlikely(t->loop->debug.on) && coil__task_awaiters(t, NULL, 0))
+        report_swallowed(t, r);
     coil__future_complete(&t->fut, r >= 0 ? (void *)(intptr_t)r : NULL,
                           r >= 0 ? 0 : r);
 }

@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -194,6 +195,70 @@ enum coil__sys_call test_wait_call(void)
     return COIL__SYS_POLL;
 }
 
+/* ------------------------------------------------------------------ */
+/* The report gate                                                      */
+/* ------------------------------------------------------------------ */
+
+static pthread_mutex_t gate_lock = PTHREAD_MUTEX_INITIALIZER;
+static const char *gate_allowed[8];
+static int gate_nallowed, gate_seen, gate_unexpected;
+static char gate_first[512];
+
+static void gate_hook(coil_log_level_t level, coil_loop_t *loop,
+                      const char *message, void *arg)
+{
+    (void)arg;
+    coil_log_default(level, loop, message, NULL);
+    if (level < COIL_LOG_WARNING)
+        return;
+    pthread_mutex_lock(&gate_lock);
+    gate_seen++;
+    bool allowed = false;
+    for (int i = 0; i < gate_nallowed && !allowed; i++)
+        allowed = strstr(message, gate_allowed[i]) != NULL;
+    if (!allowed && gate_unexpected++ == 0)
+        snprintf(gate_first, sizeof(gate_first), "%s", message);
+    pthread_mutex_unlock(&gate_lock);
+}
+
+void test_allow_reports(const char *substring)
+{
+    pthread_mutex_lock(&gate_lock);
+    if (gate_nallowed < 8)
+        gate_allowed[gate_nallowed++] = substring;
+    pthread_mutex_unlock(&gate_lock);
+}
+
+int test_reports_seen(void)
+{
+    pthread_mutex_lock(&gate_lock);
+    int n = gate_seen;
+    pthread_mutex_unlock(&gate_lock);
+    return n;
+}
+
+static void gate_open(void)
+{
+    pthread_mutex_lock(&gate_lock);
+    gate_nallowed = gate_seen = gate_unexpected = 0;
+    gate_first[0] = '\0';
+    pthread_mutex_unlock(&gate_lock);
+    coil_set_log_hook(gate_hook, NULL, COIL_LOG_INFO);
+}
+
+/* 0, or -1 with the first unexpected report printed. */
+static int gate_close(void)
+{
+    pthread_mutex_lock(&gate_lock);
+    int n = gate_unexpected;
+    pthread_mutex_unlock(&gate_lock);
+    if (!n)
+        return 0;
+    fprintf(stderr, "%d unexpected report%s, the first: %s\n", n,
+            n == 1 ? "" : "s", gate_first);
+    return -1;
+}
+
 int test_setup_noloop(void **state)
 {
     struct fixture *f = calloc(1, sizeof(*f));
@@ -206,6 +271,7 @@ int test_setup_noloop(void **state)
     f->allocs_before = test_alloc_live();
     current_test = "(see the last test named above)";
     alarm(timeout_seconds());
+    gate_open();
     *state = f;
     return 0;
 }
@@ -250,7 +316,8 @@ int test_teardown_noloop(void **state)
     /* The leak gate: everything the test made is gone. */
     assert_int_equal(allocs, allocs_before);
     assert_int_equal(fds, fds_before);
-    return 0;
+    /* The report gate: nothing reported that the test did not expect. */
+    return gate_close();
 }
 
 int test_teardown(void **state)

@@ -9,6 +9,11 @@
  *    if any allocation or fd is left over;
  *  - a per-test alarm (COIL_TEST_TIMEOUT seconds, default 10, times
  *    COIL_TEST_TIMEOUT_MULTIPLIER) that names the hung test and aborts;
+ *  - the report gate: test_setup() installs a log hook (coil/debug.h) that
+ *    still prints every report, and test_teardown() fails the test if a
+ *    report of level warning or above came that the test did not expect
+ *    (test_allow_reports): in debug mode (COIL_DEBUG=1, a CI stage) the
+ *    whole suite must run without an unexpected one;
  *  - an exception-handler recorder;
  *  - access to the test build's internals: the virtual clock and syscall
  *    fault injection (src/sys.h).
@@ -48,6 +53,14 @@ int test_setup(void **state);
 int test_teardown(void **state);
 /* Setup/teardown for tests that make their own loops: only the gate. */
 int test_setup_noloop(void **state);
+
+/* Let the current test make debug-mode reports (level warning and above)
+ * whose message contains substring: a test that swallows a cancellation,
+ * drops a failed task or closes a loop with work pending on purpose.
+ * Up to 8 per test; cleared at the next setup. */
+void test_allow_reports(const char *substring);
+/* How many reports of level warning and above came since the setup. */
+int test_reports_seen(void);
 int test_teardown_noloop(void **state);
 
 /* The counting allocator test_init installs. */

@@ -132,6 +132,7 @@ static void excl_scenario(coil_loop_t *loop, struct explore *ex, void *arg)
 
 static void test_explore_lock(void **state)
 {
+    test_allow_reports("without anyone reading"); /* on purpose */
     (void)state;
     int kind = 0;
     explore_assert("lock", excl_scenario, &kind);
@@ -139,6 +140,7 @@ static void test_explore_lock(void **state)
 
 static void test_explore_semaphore(void **state)
 {
+    test_allow_reports("without anyone reading"); /* on purpose */
     (void)state;
     int kind = 1;
     explore_assert("semaphore", excl_scenario, &kind);
@@ -324,6 +326,7 @@ static void cv_scenario(coil_loop_t *loop, struct explore *ex, void *arg)
 
 static void test_explore_condition(void **state)
 {
+    test_allow_reports("without anyone reading"); /* on purpose */
     (void)state;
     explore_assert("condition", cv_scenario, NULL);
 }
@@ -393,6 +396,7 @@ static void bar_scenario(coil_loop_t *loop, struct explore *ex, void *arg)
 
 static void test_explore_barrier(void **state)
 {
+    test_allow_reports("without anyone reading"); /* on purpose */
     (void)state;
     explore_assert("barrier", bar_scenario, NULL);
 }
@@ -551,6 +555,7 @@ static void qs_scenario(coil_loop_t *loop, struct explore *ex, void *arg)
 
 static void test_explore_queue_consumer(void **state)
 {
+    test_allow_reports("without anyone reading"); /* on purpose */
     (void)state;
     struct qs cfg = {0};
     explore_assert("queue consumer", qs_scenario, &cfg);
@@ -570,6 +575,7 @@ static void test_explore_queue_consumer(void **state)
 
 static void test_explore_queue_producer(void **state)
 {
+    test_allow_reports("without anyone reading"); /* on purpose */
     (void)state;
     struct qs cfg = {.target_producer = true};
     explore_assert("queue producer", qs_scenario, &cfg);
@@ -578,6 +584,7 @@ static void test_explore_queue_producer(void **state)
 /* The explorer must catch a get that loses items when cancelled. */
 static void test_explore_catches_lossy_get(void **state)
 {
+    test_allow_reports("without anyone reading"); /* on purpose */
     (void)state;
     struct qs cfg = {.lossy = true};
     struct explore_result r;
@@ -707,6 +714,7 @@ static void st_scenario(coil_loop_t *loop, struct explore *ex, void *arg)
 
 static void test_explore_stream(void **state)
 {
+    test_allow_reports("without anyone reading"); /* on purpose */
     (void)state;
     explore_assert("stream", st_scenario, NULL);
     static int pipe_flag = 1;
@@ -894,6 +902,7 @@ static void sg_scenario(coil_loop_t *loop, struct explore *ex, void *arg)
 
 static void test_explore_signal_wait(void **state)
 {
+    test_allow_reports("without anyone reading"); /* on purpose */
     (void)state;
     struct sigaction ign = {.sa_handler = SIG_IGN}, old;
     sigaction(SIGUSR1, &ign, &old);
