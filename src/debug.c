@@ -21,6 +21,8 @@
  * the same).
  */
 #include <dlfcn.h>
+#include <elf.h>
+#include <fcntl.h>
 #include <execinfo.h>
 #include <pthread.h>
 #include <signal.h>
@@ -28,6 +30,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -75,25 +79,124 @@ const void *coil__thread_token(void)
 /* Naming code                                                          */
 /* ------------------------------------------------------------------ */
 
+/*
+ * The dynamic symbol table (dladdr) names only exported functions; a
+ * program's static functions and the library's own are in the full
+ * symbol table, .symtab, unless the file was stripped. Read it from the
+ * file, once per module (mapped for the life of the process: debug mode
+ * only, at report time, never in a signal handler).
+ */
+#define MAX_MODULES 32
+
+struct module {
+    char *path;
+    const unsigned char *map; /* NULL: no usable .symtab */
+    size_t len;
+};
+
+static pthread_mutex_t modules_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct module modules[MAX_MODULES];
+static int nmodules;
+
+static const unsigned char *map_file(const char *path, size_t *len)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return NULL;
+    struct stat st;
+    void *m = MAP_FAILED;
+    if (fstat(fd, &st) == 0 && st.st_size >= (off_t)sizeof(Elf64_Ehdr))
+        m = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+    close(fd);
+    if (m == MAP_FAILED)
+        return NULL;
+    *len = (size_t)st.st_size;
+    return m;
+}
+
+static const struct module *module_of(const char *path)
+{
+    for (int i = 0; i < nmodules; i++)
+        if (strcmp(modules[i].path, path) == 0)
+            return &modules[i];
+    if (nmodules == MAX_MODULES)
+        return NULL;
+    struct module *m = &modules[nmodules];
+    m->path = strdup(path);
+    if (!m->path)
+        return NULL;
+    m->map = map_file(path, &m->len);
+    nmodules++;
+    return m;
+}
+
+/* The function of .symtab containing the address (off: relative to the
+ * module's base, for a shared object or PIE; abs: for a fixed-address
+ * executable); *within: how far into it. */
+static const char *symtab_find(const struct module *m, uintptr_t off,
+                               uintptr_t abs, uintptr_t *within)
+{
+    const unsigned char *f = m->map;
+    if (!f || memcmp(f, ELFMAG, SELFMAG) != 0 || f[EI_CLASS] != ELFCLASS64)
+        return NULL;
+    const Elf64_Ehdr *eh = (const Elf64_Ehdr *)(const void *)f;
+    if (eh->e_shoff == 0 || eh->e_shentsize != sizeof(Elf64_Shdr) ||
+        eh->e_shoff + (size_t)eh->e_shnum * sizeof(Elf64_Shdr) > m->len)
+        return NULL;
+    const Elf64_Shdr *sh = (const Elf64_Shdr *)(const void *)(f + eh->e_shoff);
+    uintptr_t key = eh->e_type == ET_EXEC ? abs : off;
+    for (int i = 0; i < eh->e_shnum; i++) {
+        if (sh[i].sh_type != SHT_SYMTAB || sh[i].sh_link >= eh->e_shnum)
+            continue;
+        const Elf64_Shdr *strs = &sh[sh[i].sh_link];
+        if (sh[i].sh_offset + sh[i].sh_size > m->len ||
+            strs->sh_offset + strs->sh_size > m->len)
+            return NULL;
+        const Elf64_Sym *sym =
+            (const Elf64_Sym *)(const void *)(f + sh[i].sh_offset);
+        size_t nsym = sh[i].sh_size / sizeof(Elf64_Sym);
+        for (size_t k = 0; k < nsym; k++) {
+            if (ELF64_ST_TYPE(sym[k].st_info) != STT_FUNC ||
+                key < sym[k].st_value ||
+                key >= sym[k].st_value + sym[k].st_size ||
+                sym[k].st_name >= strs->sh_size)
+                continue;
+            *within = key - (uintptr_t)sym[k].st_value;
+            return (const char *)f + strs->sh_offset + sym[k].st_name;
+        }
+    }
+    return NULL;
+}
+
 void coil__debug_symbol(const void *addr, char *buf, size_t n)
 {
     Dl_info info;
-    if (addr && dladdr(addr, &info)) {
-        if (info.dli_sname && info.dli_saddr) {
-            snprintf(buf, n, "%s+0x%zx", info.dli_sname,
-                     (size_t)((const char *)addr -
-                              (const char *)info.dli_saddr));
-            return;
-        }
-        if (info.dli_fname && info.dli_fbase) {
-            const char *base = strrchr(info.dli_fname, '/');
-            snprintf(buf, n, "%s+0x%zx", base ? base + 1 : info.dli_fname,
-                     (size_t)((const char *)addr -
-                              (const char *)info.dli_fbase));
-            return;
-        }
+    if (!addr || !dladdr(addr, &info)) {
+        snprintf(buf, n, "%p", addr);
+        return;
     }
-    snprintf(buf, n, "%p", addr);
+    if (info.dli_sname && info.dli_saddr) {
+        snprintf(buf, n, "%s+0x%zx", info.dli_sname,
+                 (size_t)((const char *)addr - (const char *)info.dli_saddr));
+        return;
+    }
+    uintptr_t off = (uintptr_t)addr - (uintptr_t)info.dli_fbase;
+    const char *base = info.dli_fname ? strrchr(info.dli_fname, '/') : NULL;
+    base = base ? base + 1 : info.dli_fname ? info.dli_fname : "?";
+    if (info.dli_fname && info.dli_fname[0]) {
+        pthread_mutex_lock(&modules_lock);
+        const struct module *m = module_of(info.dli_fname);
+        uintptr_t within = 0;
+        const char *name =
+            m ? symtab_find(m, off, (uintptr_t)addr, &within) : NULL;
+        if (name) {
+            snprintf(buf, n, "%s+0x%zx", name, (size_t)within);
+            pthread_mutex_unlock(&modules_lock);
+            return;
+        }
+        pthread_mutex_unlock(&modules_lock);
+    }
+    snprintf(buf, n, "%s+0x%zx", base, (size_t)off);
 }
 
 /* ------------------------------------------------------------------ */
@@ -478,10 +581,12 @@ static void format_sample(const struct coil__watchdog *wd, char *buf,
 static void describe(const struct coil__loop_debug *d, const void *fn,
                      char *buf, size_t n)
 {
-    if (d->step_what[0]) {
+    if (d->step_id) {
         char site[80];
         coil__debug_symbol(d->step_site, site, sizeof(site));
-        if (snprintf(buf, n, "%s, spawned by %s", d->step_what, site) < 0)
+        if (snprintf(buf, n, "task '%s' (id %llu, spawned by %s)",
+                     d->step_task, (unsigned long long)d->step_id,
+                     site) < 0)
             buf[0] = '\0';
         return;
     }
@@ -529,13 +634,16 @@ void coil__debug_run_batch(struct coil_loop *loop)
                  : (const void *)node->ops->run;
         struct coil__watchdog *wd = d->wd;
         uint64_t seq = 0;
-        d->step_what[0] = '\0';
-        d->step_site = NULL;
+        d->step_id = 0;
         int64_t t0 = coil__clock_real();
         if (wd) {
-            seq = atomic_load(&wd->step_seq) + 1;
-            atomic_store(&wd->step_seq, seq);
-            atomic_store(&wd->step_began, t0);
+            /* Only the loop thread writes these; the watchdog reads them
+             * and samples at most once a step: order is all it needs. */
+            seq = atomic_load_explicit(&wd->step_seq,
+                                       memory_order_relaxed) + 1;
+            atomic_store_explicit(&wd->step_seq, seq, memory_order_release);
+            atomic_store_explicit(&wd->step_began, t0,
+                                  memory_order_release);
         }
         if (soon)
             coil__soon_run(loop, node);
@@ -543,7 +651,7 @@ void coil__debug_run_batch(struct coil_loop *loop)
             node->ops->run(loop, node);
         int64_t dt = coil__clock_real() - t0;
         if (wd)
-            atomic_store(&wd->step_began, 0);
+            atomic_store_explicit(&wd->step_began, 0, memory_order_release);
         if (dt > d->longest_ns) {
             d->longest_ns = dt;
             describe(d, fn, d->longest_what, sizeof(d->longest_what));

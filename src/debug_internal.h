@@ -45,9 +45,10 @@ struct coil__loop_debug {
     /* Freed objects kept poisoned, oldest first (debug.c). */
     struct coil__quarantined *q_head, *q_tail;
     size_t q_len;
-    /* The step being run, named by whoever ran it (a task step names its
-     * task); empty for a plain callback, named after the fact. */
-    char step_what[96];
+    /* The step being run: a task step names its task here (task.c);
+     * step_id 0 for a plain callback, named by its function. */
+    uint64_t step_id;
+    char step_task[64];
     const void *step_site;    /* where that task was spawned from */
     int64_t longest_ns;
     char longest_what[96];

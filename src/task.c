@@ -244,8 +244,13 @@ static COIL__COLD void debug_step_begin(struct coil_loop *loop,
                                         struct coil_task *t)
 {
     struct coil__loop_debug *d = &loop->debug;
-    snprintf(d->step_what, sizeof(d->step_what), "task '%s' (id %llu)",
-             coil_task_name(t), (unsigned long long)t->id);
+    /* Copied, not formatted (every step pays it): the task may be gone
+     * when a slow step is reported. */
+    const char *name = coil_task_name(t);
+    size_t n = strnlen(name, sizeof(d->step_task) - 1);
+    memcpy(d->step_task, name, n);
+    d->step_task[n] = '\0';
+    d->step_id = t->id;
     d->step_site = t->spawn_site;
     t->last_resume = loop->now;
     t->step_began = coil__clock_real();
