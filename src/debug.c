@@ -463,10 +463,19 @@ static void watchdog_target(struct coil__watchdog *wd, bool on)
 /* The loop's part                                                      */
 /* ------------------------------------------------------------------ */
 
+void coil__debug_check_thread(struct coil_loop *loop, const char *call)
+{
+    if (loop->debug.owner != coil__thread_token())
+        coil__misuse(loop,
+                     "%s called on a thread that is not its loop's (a "
+                     "loop-only call; use the *_threadsafe calls)",
+                     call);
+}
+
 void coil__debug_init(struct coil_loop *loop)
 {
     struct coil__loop_debug *d = &loop->debug;
-    d->on = coil__debug_env();
+    loop->debug_on = coil__debug_env();
     d->slow_ns = SLOW_DEFAULT;
     d->owner = coil__thread_token();
 }
@@ -506,7 +515,7 @@ int coil__debug_set(struct coil_loop *loop, bool on)
         watchdog_target(d->wd, true);
         reg_add(loop);
     }
-    d->on = on;
+    loop->debug_on = on;
     return 0;
 }
 
@@ -514,7 +523,7 @@ void coil__debug_enter(struct coil_loop *loop)
 {
     struct coil__loop_debug *d = &loop->debug;
     d->owner = coil__thread_token();
-    if (!d->on)
+    if (!loop->debug_on)
         return;
     if (watchdog_start(loop) != 0)
         coil__log(loop, COIL_LOG_WARNING,
@@ -549,7 +558,7 @@ int64_t coil_loop_slow_duration(const coil_loop_t *loop)
 
 bool coil_loop_debug(const coil_loop_t *loop)
 {
-    return loop && loop->debug.on;
+    return loop && loop->debug_on;
 }
 
 /* ------------------------------------------------------------------ */
@@ -625,6 +634,7 @@ void coil__debug_run_batch(struct coil_loop *loop)
     struct coil__loop_debug *d = &loop->debug;
     while (r->batch_left) {
         r->batch_left--;
+        loop->counters.callbacks++;
         struct coil__ready *node = coil__readyq_pop(&r->q);
         bool soon = node->ops == &coil__soon_ops;
         const void *fn =
@@ -670,7 +680,7 @@ bool coil__debug_quarantine(struct coil_loop *loop, void *obj, size_t size,
                                             void *obj))
 {
     struct coil__loop_debug *d = &loop->debug;
-    if (!d->on)
+    if (!loop->debug_on)
         return false;
     struct coil__quarantined *q = malloc(sizeof(*q));
     if (!q)
@@ -704,7 +714,7 @@ int coil_loop_metrics(const coil_loop_t *loop, coil_loop_metrics_t *out)
         return -EINVAL;
     const struct coil__loop_counters *c = &loop->counters;
     memset(out, 0, sizeof(*out));
-    out->iterations = c->iterations;
+    out->iterations = c->iterations + loop->ticks;
     out->polls = c->polls;
     out->events = c->events;
     out->callbacks = c->callbacks;

@@ -36,7 +36,6 @@ struct coil__loop_counters {
 
 /* The loop's part owned by debug.c. */
 struct coil__loop_debug {
-    bool on;
     bool registered;          /* in debug.c's table of running loops */
     atomic_bool dump_asked;   /* the dump signal came (debug.c) */
     int64_t slow_ns;
@@ -56,6 +55,11 @@ struct coil__loop_debug {
 
 /* A token of the calling thread (the address of a thread-local). */
 const void *coil__thread_token(void);
+
+/* Debug mode: abort with a report if the calling thread is not the
+ * loop's (coil__loop_check_thread, loop_internal.h). */
+COIL__COLD void coil__debug_check_thread(struct coil_loop *loop,
+                                         const char *call);
 
 /* Loop creation: COIL_DEBUG, the defaults, the owner thread. */
 void coil__debug_init(struct coil_loop *loop);

@@ -66,7 +66,7 @@ static void print_task(struct coil_loop *loop, FILE *out, coil_task_t *t)
         print_secs(out, "last ran", now - in.last_resume);
         fputs(" ago", out);
     }
-    if (loop->debug.on || in.cpu_ns)
+    if (loop->debug_on || in.cpu_ns)
         fprintf(out, ", cpu %.3f ms", (double)in.cpu_ns / 1e6);
     if (in.stack_used)
         fprintf(out, ", stack %zu of %zu bytes", in.stack_used,
@@ -128,7 +128,7 @@ int coil_loop_dump_tasks(coil_loop_t *loop, FILE *out)
     fprintf(out,
             "coil task dump: loop %p (%s%s), %d task%s, loop time %.3f s\n",
             (void *)loop, coil_loop_backend(loop),
-            loop->debug.on ? ", debug" : "", count, count == 1 ? "" : "s",
+            loop->debug_on ? ", debug" : "", count, count == 1 ? "" : "s",
             (double)loop->now / 1e9);
     fprintf(out,
             "  metrics: %llu iterations, %llu callbacks, %llu task steps, "

@@ -110,7 +110,7 @@ int coil_loop_close(coil_loop_t *loop)
         return 0;
     /* Keep the loop alive while discards release what they hold. */
     coil__loop_ref(loop);
-    if (loop->debug.on)
+    if (loop->debug_on)
         coil__dump_close(loop); /* what is left pending, before it goes */
     loop->state = COIL__LOOP_CLOSED;
     coil__debug_close(loop);

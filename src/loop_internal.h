@@ -81,6 +81,9 @@ struct coil_loop {
     struct coil__loop_ready ready;
     unsigned ticks;                /* iterations since the last poll */
     bool stopping;                 /* coil_loop_stop was called */
+    bool debug_on;                 /* debug mode (debug.c's; here, on the
+                                      hot line, for the paths that test
+                                      it: the batch, a step, a suspend) */
     uint8_t state;                 /* enum coil__loop_state */
     int64_t now;                   /* cached monotonic time, ns */
     struct coil__until until;      /* the run's goal */
@@ -150,12 +153,8 @@ void coil__loop_report(struct coil_loop *loop, int error, const char *fmt,
 static inline void coil__loop_check_thread(struct coil_loop *loop,
                                            const char *call)
 {
-    if (coil__unlikely(loop->debug.on) &&
-        loop->debug.owner != coil__thread_token())
-        coil__misuse(loop,
-                     "%s called on a thread that is not its loop's (a "
-                     "loop-only call; use the *_threadsafe calls)",
-                     call);
+    if (coil__unlikely(loop->debug_on))
+        coil__debug_check_thread(loop, call);
 }
 
 /* ------------------------------------------------------------------ */
@@ -228,7 +227,6 @@ static inline void coil__ready_run_batch(struct coil_loop *loop)
 static inline void coil__ready_begin_batch(struct coil_loop *loop)
 {
     loop->ready.batch_left = loop->ready.q.len;
-    loop->counters.callbacks += loop->ready.q.len;
 }
 
 /* Whether a poll marked timers that have not run yet (timer.c). */
@@ -268,8 +266,7 @@ static inline bool coil__loop_next_batch(struct coil_loop *loop)
         loop->stopping || coil__timers_due(loop) ||
         coil__loop_until_reached(loop))
         return false;
-    loop->ticks++;
-    loop->counters.iterations++;
+    loop->ticks++; /* counted into counters.iterations at the next poll */
     coil__ready_begin_batch(loop);
     return true;
 }

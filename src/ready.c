@@ -118,14 +118,19 @@ void coil__handle_drop(struct coil_handle *h, unsigned ref)
     coil__loop_unref(loop);
 }
 
-/* Common checks of the scheduling calls. */
-static int check_loop(const struct coil_loop *loop)
+static int call_soon(struct coil_loop *loop, coil_callback_fn fn, void *arg,
+                     coil_handle_t **handle_out);
+
+/* A closed loop, or debug mode (the calling thread checked): apart, so
+ * that the common path keeps no registers for a call that returns. */
+static COIL__COLD int call_soon_slow(struct coil_loop *loop,
+                                     coil_callback_fn fn, void *arg,
+                                     coil_handle_t **handle_out)
 {
-    if (!loop)
-        return -EINVAL;
     if (coil__loop_closed(loop))
         return -EBADF;
-    return 0;
+    coil__loop_check_thread(loop, "coil_loop_call_soon");
+    return call_soon(loop, fn, arg, handle_out);
 }
 
 int coil_loop_call_soon(coil_loop_t *loop, coil_callback_fn fn, void *arg,
@@ -133,9 +138,16 @@ int coil_loop_call_soon(coil_loop_t *loop, coil_callback_fn fn, void *arg,
 {
     if (handle_out)
         *handle_out = NULL;
-    int err = check_loop(loop);
-    if (err || !fn)
-        return err ? err : -EINVAL;
+    if (!loop || !fn)
+        return -EINVAL;
+    if (coil__unlikely(coil__loop_closed(loop) || loop->debug_on))
+        return call_soon_slow(loop, fn, arg, handle_out);
+    return call_soon(loop, fn, arg, handle_out);
+}
+
+static inline int call_soon(struct coil_loop *loop, coil_callback_fn fn,
+                            void *arg, coil_handle_t **handle_out)
+{
     if (coil__likely(!handle_out)) {
         struct coil__soon *s = coil__pool_get(&loop->ready.soon_pool);
         if (!s)

@@ -72,7 +72,7 @@ static int poll_io(struct coil_loop *loop)
         }
         /* About to sleep with no timer: in debug mode, make sure
          * something can still wake the loop. */
-        if (timeout < 0 && coil__unlikely(loop->debug.on) &&
+        if (timeout < 0 && coil__unlikely(loop->debug_on) &&
             coil__dump_stuck(loop))
             return -EDEADLK;
     }
@@ -98,7 +98,7 @@ static int poll_io(struct coil_loop *loop)
     if (err)
         return err;
     coil__threadsafe_poll(loop);
-    if (coil__unlikely(loop->debug.on) &&
+    if (coil__unlikely(loop->debug_on) &&
         atomic_exchange(&loop->debug.dump_asked, false))
         coil__dump_signalled(loop);
     coil__timers_mark_due(loop);
@@ -120,14 +120,15 @@ static int iterate(struct coil_loop *loop)
         if (!coil__loop_next_batch(loop)) {
             if (!first && (loop->stopping || coil__loop_until_reached(loop)))
                 return 0;
+            /* The batches run since the last poll, and this one. */
+            loop->counters.iterations += loop->ticks + 1;
             loop->ticks = 0;
             int err = poll_io(loop);
             if (err)
                 return err;
-            loop->counters.iterations++;
             coil__ready_begin_batch(loop);
         }
-        if (coil__unlikely(loop->debug.on))
+        if (coil__unlikely(loop->debug_on))
             coil__debug_run_batch(loop);
         else
             coil__ready_run_batch(loop);
@@ -163,6 +164,8 @@ static void leave(struct coil_loop *loop)
     struct coil__loop_counters *c = &loop->counters;
     c->run_ns += coil__clock_real() - c->run_began -
                  (c->poll_ns - c->poll_in_run);
+    c->iterations += loop->ticks; /* those since the last poll */
+    loop->ticks = 0;
     coil__debug_leave(loop);
     loop->stopping = false;
     loop->state = COIL__LOOP_IDLE;

@@ -82,13 +82,14 @@ static void task_destroy(coil_future_t *fut)
 {
     struct coil_task *t = coil__container_of(fut, struct coil_task, fut);
     struct coil_loop *loop = fut->loop;
-    if (coil__unlikely(loop->debug.on) && coil__future_lost_error(fut) &&
+    if (coil__unlikely(loop->debug_on) && coil__future_lost_error(fut) &&
         !coil__loop_closed(loop))
         report_unread(t);
     coil__free(t->name);
     /* Debug mode keeps it poisoned a while: a use after the last unref
      * meets the poison (coil_future_unref reports it). */
-    if (!coil__debug_quarantine(loop, t, sizeof(*t), task_release))
+    if (coil__likely(!loop->debug_on) ||
+        !coil__debug_quarantine(loop, t, sizeof(*t), task_release))
         task_release(loop, t);
 }
 
@@ -215,7 +216,7 @@ static COIL__COLD void complete(struct coil_task *t, int r)
     /* Reported when a task awaits the outcome (a join, an await): it is
      * the one told a result instead of the cancellation. */
     if (r >= 0 && t->cancel_seen && t->cancelling &&
-        coil__unlikely(t->loop->debug.on) && coil__task_awaiters(t, NULL, 0))
+        coil__unlikely(t->loop->debug_on) && coil__task_awaiters(t, NULL, 0))
         report_swallowed(t, r);
     coil__future_complete(&t->fut, r >= 0 ? (void *)(intptr_t)r : NULL,
                           r >= 0 ? 0 : r);
@@ -252,6 +253,7 @@ static COIL__COLD void debug_step_begin(struct coil_loop *loop,
     d->step_task[n] = '\0';
     d->step_id = t->id;
     d->step_site = t->spawn_site;
+    loop->tasks.steps++;
     t->last_resume = loop->now;
     t->step_began = coil__clock_real();
 }
@@ -310,8 +312,7 @@ static bool prepare_step(struct coil_loop *loop, struct coil_task *t)
     t->state = COIL__TASK_RUNNING;
     coil__task_running = t;
     coil__stack_running = t->stack;
-    loop->tasks.steps++;
-    if (coil__unlikely(loop->debug.on))
+    if (coil__unlikely(loop->debug_on))
         debug_step_begin(loop, t);
     return true;
 }
@@ -331,7 +332,7 @@ static void step_run(struct coil_loop *loop, struct coil__ready *node)
     coil__task_running = NULL;
     coil__stack_running = NULL;
     struct coil_task *r = loop->tasks.returning;
-    if (coil__unlikely(loop->debug.on))
+    if (coil__unlikely(loop->debug_on))
         debug_step_end(r);
     if (r->state == COIL__TASK_DONE)
         retire(loop, r);
@@ -348,7 +349,7 @@ static void step_run(struct coil_loop *loop, struct coil__ready *node)
  */
 static struct coil_task *next_direct(struct coil_loop *loop)
 {
-    if (coil__unlikely(loop->debug.on))
+    if (coil__unlikely(loop->debug_on))
         return NULL; /* each step is timed by the loop's batch */
     struct coil__ready *head = coil__ready_batch_peek(loop);
     if (!head) {
@@ -411,6 +412,7 @@ static COIL__COLD __attribute__((noinline)) void peek(struct coil_task *t)
 {
     struct coil__task_peek *p = t->peek;
     t->peek = NULL;
+    t->peek_asked = false;
     p->n = backtrace(p->frames, p->max);
     coil__context_switch(t->loop->tasks.ctx_ops, &t->ctx, p->back);
 }
@@ -433,7 +435,7 @@ int coil__task_suspend(struct coil_task *t, struct coil__wait *w)
         coil__context_switch(loop->tasks.ctx_ops, &t->ctx,
                              &loop->tasks.sched);
     }
-    while (coil__unlikely(t->peek != NULL))
+    while (coil__unlikely(t->peek_asked))
         peek(t); /* the dump looked at our stack; still suspended */
     /* step_run resumed us; it set wake_result and cleared t->wait. */
     if (coil__unlikely(t->wake_result == -ECANCELED) && t->cancelling)
@@ -543,8 +545,9 @@ static int spawn(coil_loop_t *loop, coil_task_fn fn, void *arg,
     t->cancel_seen = false;
     t->walk = 0;
     t->peek = NULL;
+    t->peek_asked = false;
     /* Debug mode measures how deep the stack goes: from a clear one. */
-    t->stack_measured = loop->debug.on;
+    t->stack_measured = loop->debug_on;
     if (coil__unlikely(t->stack_measured))
         coil__stack_clear(t->stack);
     coil__stack_set_owner(t->stack, t->name ? t->name : t->defname);
@@ -845,10 +848,9 @@ static void walk_push(coil_future_t *f, void *ctx)
  * children) from there leads back to me. Only suspended tasks lead on:
  * a task that is ready or running is not waiting on anything.
  */
-static bool awaits_cycle(struct coil_task *me, coil_future_t *fut)
+static COIL__COLD bool awaits_cycle(struct coil_task *me,
+                                    coil_future_t *fut)
 {
-    if (fut->ops != &task_future_ops)
-        return false;
     struct walk wk = {.cap = 64, .mark = ++me->loop->tasks.walks};
     wk.todo = wk.local;
     walk_push(fut, &wk);
@@ -878,7 +880,8 @@ static int await(coil_future_t *fut, void **value_out, bool shield)
     if (fut == &t->fut)
         return -EDEADLK;
     fut->retrieved = true; /* the waiter gets the outcome */
-    if (fut->outcome == -EINPROGRESS && coil__unlikely(awaits_cycle(t, fut)))
+    if (fut->ops == &task_future_ops && fut->outcome == -EINPROGRESS &&
+        awaits_cycle(t, fut))
         return -EDEADLK;
     if (t->must_cancel) {
         /* A cancellation pending when the await starts goes into what is
@@ -1195,6 +1198,7 @@ int coil__task_backtrace(struct coil_task *t, void **frames, int max)
     struct coil__task_peek p = {frames, max, 0,
                                 me ? &me->ctx : &loop->tasks.sched};
     t->peek = &p;
+    t->peek_asked = true;
     coil__task_running = t;
     coil__stack_running = t->stack;
     coil__context_switch(loop->tasks.ctx_ops, p.back, &t->ctx);

@@ -90,6 +90,7 @@ struct coil_task {
     bool queued;              /* fw.node is in the ready queue */
     bool wait_keep;
     bool cancel_queued;       /* in the loop's list of cancels to pass on */
+    bool peek_asked;          /* the dump wants its backtrace (peek) */
     struct coil__stack *stack;
     struct coil_loop *loop;   /* = fut.loop, kept here for the wake */
     /* line 1: switching */
@@ -124,7 +125,7 @@ struct coil_task {
 
 /* The loop's part owned by task.c. */
 struct coil__loop_tasks {
-    uint64_t steps;                         /* task steps run (metrics) */
+    uint64_t steps;                /* task steps run in debug mode */
     uint64_t walks;                         /* await-cycle walks made */
     struct coil__list all;                  /* tasks not finished */
     size_t count;                           /* how many */

@@ -187,6 +187,7 @@ int coil_loop_call_at(coil_loop_t *loop, int64_t when_ns, coil_callback_fn fn,
         return -EINVAL;
     if (coil__loop_closed(loop))
         return -EBADF;
+    coil__loop_check_thread(loop, "coil_loop_call_at/call_later");
     struct coil_handle *h = coil__handle_new(loop, true, fn, arg);
     if (!h)
         return -ENOMEM;

@@ -190,6 +190,7 @@ typedef struct coil_loop_metrics {
     uint64_t iterations;   /* batches of ready callbacks run */
     uint64_t polls;        /* I/O polls (blocking or not) */
     uint64_t events;       /* fd events dispatched by the polls */
+    /* Debug mode only (counting them would cost the hot paths): */
     uint64_t callbacks;    /* ready callbacks run, task steps included */
     uint64_t task_steps;   /* task steps run */
     int64_t poll_ns;       /* time spent in polls (sleeping included) */
