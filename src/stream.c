@@ -217,8 +217,29 @@ int coil_stream_open_fd(int fd, coil_stream_t **out)
     return 0;
 }
 
+/*
+ * A stream used after its memory went (its last unref, then its last
+ * call): debug mode keeps the memory poisoned a while (destroy), and
+ * every public call checks for the poison first.
+ */
+static COIL__COLD _Noreturn void used_after_free(const void *s,
+                                                 const char *call)
+{
+    coil__misuse(NULL,
+                 "%s(%p): the stream was used after its last unref (its "
+                 "memory is gone)",
+                 call, s);
+}
+
+#define STREAM_CHECK(s, call)                                                  \
+    do {                                                                       \
+        if ((s) && coil__unlikely((s)->user_refs == COIL__POISON32))           \
+            used_after_free(s, call);                                          \
+    } while (0)
+
 coil_stream_t *coil_stream_ref(coil_stream_t *s)
 {
+    STREAM_CHECK(s, "coil_stream_ref");
     if (!s)
         return NULL;
     if (s->user_refs == 0) {
@@ -253,6 +274,12 @@ static void unhold(struct coil_stream *s)
     release(s);
 }
 
+static void stream_release(struct coil_loop *loop, void *s)
+{
+    (void)loop;
+    coil__free(s);
+}
+
 static void destroy(struct coil_stream *s)
 {
     struct coil_loop *loop = s->loop;
@@ -260,7 +287,9 @@ static void destroy(struct coil_stream *s)
     coil_future_unref(s->closed_fut);
     coil__free(s->rbuf);
     coil__free(s->wbuf);
-    coil__free(s);
+    if (coil__likely(!loop->debug_on) ||
+        !coil__debug_quarantine(loop, s, sizeof(*s), stream_release))
+        coil__free(s);
     coil__loop_unref(loop);
 }
 
@@ -340,6 +369,7 @@ static void on_loop_close(struct coil__close_hook *hook)
 
 void coil_stream_unref(coil_stream_t *s)
 {
+    STREAM_CHECK(s, "coil_stream_unref");
     if (!s)
         return;
     if (s->user_refs == 0) {
@@ -356,11 +386,13 @@ void coil_stream_unref(coil_stream_t *s)
 
 int coil_stream_fd(const coil_stream_t *s)
 {
+    STREAM_CHECK(s, "coil_stream_fd");
     return s && s->state != CLOSED ? s->fd : -1;
 }
 
 int coil_stream_close(coil_stream_t *s)
 {
+    STREAM_CHECK(s, "coil_stream_close");
     if (!s)
         return -EINVAL;
     begin_close(s);
@@ -369,6 +401,7 @@ int coil_stream_close(coil_stream_t *s)
 
 int coil_stream_abort(coil_stream_t *s)
 {
+    STREAM_CHECK(s, "coil_stream_abort");
     if (!s)
         return -EINVAL;
     close_now(s); /* the caller's hold keeps s */
@@ -377,6 +410,7 @@ int coil_stream_abort(coil_stream_t *s)
 
 bool coil_stream_is_closing(const coil_stream_t *s)
 {
+    STREAM_CHECK(s, "coil_stream_is_closing");
     return s && s->state != OPEN;
 }
 
@@ -632,6 +666,7 @@ static int readuntil(struct coil_stream *s, const void *sep, size_t seplen,
 
 ssize_t coil_stream_read(coil_stream_t *s, void *buf, size_t n)
 {
+    STREAM_CHECK(s, "coil_stream_read");
     if (s)
         hold(s);
     ssize_t r = read_some(s, buf, n);
@@ -643,6 +678,7 @@ ssize_t coil_stream_read(coil_stream_t *s, void *buf, size_t n)
 int coil_stream_read_exactly(coil_stream_t *s, void *buf, size_t n,
                              size_t *got)
 {
+    STREAM_CHECK(s, "coil_stream_read_exactly");
     if (s)
         hold(s);
     int r = read_exactly(s, buf, n, got);
@@ -654,6 +690,7 @@ int coil_stream_read_exactly(coil_stream_t *s, void *buf, size_t n,
 int coil_stream_read_all(coil_stream_t *s, void *buf, size_t cap,
                          size_t *len)
 {
+    STREAM_CHECK(s, "coil_stream_read_all");
     if (s)
         hold(s);
     int r = read_all(s, buf, cap, len);
@@ -676,17 +713,20 @@ static int readuntil_held(coil_stream_t *s, const void *sep, size_t seplen,
 int coil_stream_readuntil(coil_stream_t *s, const void *sep, size_t seplen,
                           void *buf, size_t cap, size_t *len)
 {
+    STREAM_CHECK(s, "coil_stream_readuntil");
     return readuntil_held(s, sep, seplen, buf, cap, len, false);
 }
 
 int coil_stream_readline(coil_stream_t *s, void *buf, size_t cap,
                          size_t *len)
 {
+    STREAM_CHECK(s, "coil_stream_readline");
     return readuntil_held(s, "\n", 1, buf, cap, len, true);
 }
 
 bool coil_stream_at_eof(coil_stream_t *s)
 {
+    STREAM_CHECK(s, "coil_stream_at_eof");
     if (!s || s->rlen)
         return false;
     if (s->eof)
@@ -731,11 +771,13 @@ bool coil_stream_at_eof(coil_stream_t *s)
 
 size_t coil_stream_read_buffered(const coil_stream_t *s)
 {
+    STREAM_CHECK(s, "coil_stream_read_buffered");
     return s ? s->rlen : 0;
 }
 
 int coil_stream_set_limit(coil_stream_t *s, size_t limit)
 {
+    STREAM_CHECK(s, "coil_stream_set_limit");
     if (!s || limit == 0)
         return -EINVAL;
     s->limit = limit;
@@ -855,6 +897,7 @@ static bool writer_on(const struct coil_stream *s)
 
 int coil_stream_write(coil_stream_t *s, const void *buf, size_t n)
 {
+    STREAM_CHECK(s, "coil_stream_write");
     if (!s || (!buf && n))
         return -EINVAL;
     if (s->write_err)
@@ -906,6 +949,7 @@ static int start_writer(struct coil_stream *s)
 
 int coil_stream_drain(coil_stream_t *s)
 {
+    STREAM_CHECK(s, "coil_stream_drain");
     if (!s)
         return -EINVAL;
     if (!coil_current_task())
@@ -937,6 +981,7 @@ int coil_stream_drain(coil_stream_t *s)
 
 int coil_stream_set_write_limits(coil_stream_t *s, size_t high, size_t low)
 {
+    STREAM_CHECK(s, "coil_stream_set_write_limits");
     if (!s || low > high)
         return -EINVAL;
     s->high = high;
@@ -948,11 +993,13 @@ int coil_stream_set_write_limits(coil_stream_t *s, size_t high, size_t low)
 
 size_t coil_stream_write_buffered(const coil_stream_t *s)
 {
+    STREAM_CHECK(s, "coil_stream_write_buffered");
     return s ? s->wlen : 0;
 }
 
 int coil_stream_write_eof(coil_stream_t *s)
 {
+    STREAM_CHECK(s, "coil_stream_write_eof");
     if (!s)
         return -EINVAL;
     if (s->state != OPEN)
@@ -989,6 +1036,7 @@ int coil_stream_write_eof(coil_stream_t *s)
 
 int coil_stream_wait_closed(coil_stream_t *s)
 {
+    STREAM_CHECK(s, "coil_stream_wait_closed");
     if (!s)
         return -EINVAL;
     if (!coil_current_task())
@@ -1027,12 +1075,14 @@ static int address(const coil_stream_t *s, struct sockaddr_storage *addr,
 int coil_stream_peer_address(const coil_stream_t *s,
                              struct sockaddr_storage *addr)
 {
+    STREAM_CHECK(s, "coil_stream_peer_address");
     return address(s, addr, true);
 }
 
 int coil_stream_local_address(const coil_stream_t *s,
                               struct sockaddr_storage *addr)
 {
+    STREAM_CHECK(s, "coil_stream_local_address");
     return address(s, addr, false);
 }
 

@@ -1141,7 +1141,10 @@ static void test_alloc_failure_sweep(void **state)
         if (c->fds[i] != c->fds_before)
             fail_msg("allocation %d: %ld fds, %ld before", i + 1, c->fds[i],
                      c->fds_before);
-        if (c->allocs[i] != c->allocs_before)
+        /* Debug mode keeps freed streams in its quarantine until the loop
+         * goes: the count is checked by the leak gate then. */
+        if (c->allocs[i] != c->allocs_before &&
+            !coil_loop_debug(test_loop(state)))
             fail_msg("allocation %d: %ld blocks, %ld before", i + 1,
                      c->allocs[i], c->allocs_before);
         if (c->children[i])

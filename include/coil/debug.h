@@ -16,8 +16,8 @@
  *   - a future or task that failed and whose last reference went without
  *     anyone reading its error;
  *   - a task that saw its cancellation (a wait returned -ECANCELED) and
- *     then returned a result without coil_task_uncancel (a swallowed
- *     cancellation: timeouts and groups rely on it coming out);
+ *     then returned a result without coil_task_uncancel while another
+ *     task awaited it (a swallowed cancellation: the awaiter cannot tell);
  *   - tasks, callbacks and timers still pending when the loop closes;
  *   - a task that came within 10% of its stack size, with a size to give
  *     it instead (debug mode clears each stack before a task uses it and
@@ -36,7 +36,12 @@
  * In debug mode every task also counts the time it ran (coil_task_cpu_time)
  * and the loop records its longest step; tasks do not hand over directly
  * to each other (each step goes back to the loop, which times it). Debug
- * mode costs time; off, it costs a flag test per batch of callbacks.
+ * mode costs time; off, it costs a flag test per batch of callbacks and a
+ * few per task hand-off. docs/debugging.md shows every report.
+ *
+ * In every mode, an await that would close a cycle (a task awaiting a
+ * task that, through the tasks, groups and combinators it waits on,
+ * awaits the first) returns -EDEADLK.
  *
  * The watchdog samples the loop thread with SIGURG (ignored by default,
  * and by coil's own code): a blocking call interrupted by the sample that

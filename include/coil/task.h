@@ -140,7 +140,9 @@ COIL_API unsigned coil_task_uncancel(coil_task_t *task);
  * the call starts, as in asyncio (a task that cancelled itself and then
  * awaits another task cancels that task and waits for it). fut must belong
  * to the running task's loop. Errors: -EPERM (not in a task), -EINVAL (fut
- * NULL or of another loop), -EDEADLK (fut is the running task itself).
+ * NULL or of another loop), -EDEADLK (fut is the running task itself, or
+ * a task that, through the tasks, groups, gathers and waits it awaits in
+ * turn, awaits the running task: the await would never end).
  */
 COIL_API int coil_await(coil_future_t *fut, void **value_out);
 
