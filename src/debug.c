@@ -316,6 +316,8 @@ static void restore_handlers(void)
 
 static void reg_add(struct coil_loop *loop)
 {
+    if (loop->debug.registered)
+        return; /* turned on again while it runs */
     pthread_mutex_lock(&reg_lock);
     for (int i = 0; i < MAX_RUNNING; i++) {
         struct coil_loop *none = NULL;

@@ -37,14 +37,8 @@ static void done_discard(struct coil_loop *loop, struct coil__ready *node)
 
 static const struct coil__ready_ops done_ops = {done_run, done_discard};
 
-/*
- * A future (or task) whose memory debug mode poisoned after its last
- * unref (coil__debug_quarantine) is being used: report and abort. The
- * check is one compare, made in every build; without debug mode the
- * memory is reused at once and the check rarely sees it.
- */
-static COIL__COLD _Noreturn void used_after_free(const coil_future_t *fut,
-                                                 const char *call)
+COIL__COLD void coil__future_used_after_free(const coil_future_t *fut,
+                                             const char *call)
 {
     coil__misuse(NULL,
                  "%s(%p): the future or task was used after its last "
@@ -52,11 +46,7 @@ static COIL__COLD _Noreturn void used_after_free(const coil_future_t *fut,
                  call, (const void *)fut);
 }
 
-#define CHECK_LIVE(fut, call)                                                  \
-    do {                                                                       \
-        if (coil__unlikely((fut)->refs == COIL__POISON32))                     \
-            used_after_free(fut, call);                                        \
-    } while (0)
+#define CHECK_LIVE(fut, call) coil__future_check_live(fut, call)
 
 static void future_release(struct coil_loop *loop, void *fut)
 {
@@ -230,6 +220,8 @@ int coil_future_set_result(coil_future_t *fut, void *value)
 
 int coil_future_set_error(coil_future_t *fut, int error)
 {
+    if (fut)
+        CHECK_LIVE(fut, "coil_future_set_error");
     if (!fut || error >= 0 || error == -ECANCELED ||
         error == -EINPROGRESS)
         return -EINVAL;
@@ -256,12 +248,18 @@ int coil_future_cancel(coil_future_t *fut)
 
 bool coil_future_done(const coil_future_t *fut)
 {
-    return fut && fut->outcome != -EINPROGRESS;
+    if (!fut)
+        return false;
+    CHECK_LIVE(fut, "coil_future_done");
+    return fut->outcome != -EINPROGRESS;
 }
 
 bool coil_future_cancelled(const coil_future_t *fut)
 {
-    return fut && fut->outcome == -ECANCELED;
+    if (!fut)
+        return false;
+    CHECK_LIVE(fut, "coil_future_cancelled");
+    return fut->outcome == -ECANCELED;
 }
 
 int coil_future_result(const coil_future_t *fut, void **value_out)
@@ -311,6 +309,7 @@ int coil_future_remove_done_callback(coil_future_t *fut, coil_done_fn fn,
 {
     if (!fut || !fn)
         return -EINVAL;
+    CHECK_LIVE(fut, "coil_future_remove_done_callback");
     int removed = 0;
     struct coil__list *l = fut->waiters.next;
     while (l != &fut->waiters) {

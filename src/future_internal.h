@@ -50,6 +50,22 @@ struct coil_future {
                        future dropped unread) */
 };
 
+/*
+ * A future (or task) whose memory debug mode poisoned after its last
+ * unref (coil__debug_quarantine) is being used by call: report and abort.
+ * One compare, made in every build; without debug mode the memory is
+ * reused at once and the check rarely sees it. The poison is
+ * 0xdbdbdbdb (COIL__POISON32, debug_internal.h).
+ */
+_Noreturn void coil__future_used_after_free(const coil_future_t *fut,
+                                            const char *call);
+static inline void coil__future_check_live(const coil_future_t *fut,
+                                           const char *call)
+{
+    if (__builtin_expect(fut->refs == 0xdbdbdbdbu, 0))
+        coil__future_used_after_free(fut, call);
+}
+
 /* Read the outcome for someone who will act on it (it counts as read). */
 static inline int coil__future_outcome_take(coil_future_t *fut)
 {

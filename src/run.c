@@ -151,6 +151,7 @@ static int enter(struct coil_loop *loop)
     (void)coil__stack_thread_init();
     loop->state = COIL__LOOP_RUNNING;
     running_loop = loop;
+    coil__tasks_enter(loop);
     loop->now = coil__clock_now();
     loop->ticks = 0;
     loop->counters.run_began = coil__clock_real();

@@ -598,6 +598,7 @@ const char *coil_task_name(coil_task_t *t)
 {
     if (!t)
         return NULL;
+    coil__future_check_live(&t->fut, "coil_task_name");
     return t->name ? t->name : t->defname;
 }
 
@@ -605,6 +606,7 @@ int coil_task_set_name(coil_task_t *t, const char *name)
 {
     if (!t || !name)
         return -EINVAL;
+    coil__future_check_live(&t->fut, "coil_task_set_name");
     char *c = copy_name(name);
     if (!c)
         return -ENOMEM;
@@ -670,6 +672,7 @@ int coil_task_cancel(coil_task_t *t)
 {
     if (!t)
         return -EINVAL;
+    coil__future_check_live(&t->fut, "coil_task_cancel");
     coil__loop_check_thread(t->loop, "coil_task_cancel");
     if (t->state == COIL__TASK_DONE)
         return -EALREADY;
@@ -734,6 +737,7 @@ unsigned coil_task_uncancel(coil_task_t *t)
 {
     if (!t)
         return 0;
+    coil__future_check_live(&t->fut, "coil_task_uncancel");
     if (t->cancelling > 0)
         t->cancelling--;
     if (t->cancelling == 0) {
@@ -875,6 +879,8 @@ static int await(coil_future_t *fut, void **value_out, bool shield)
     struct coil_task *t = coil__task_running;
     if (!t)
         return -EPERM;
+    if (fut)
+        coil__future_check_live(fut, shield ? "coil_shield" : "coil_await");
     if (!fut || fut->loop != t->loop)
         return -EINVAL;
     if (fut == &t->fut)
@@ -1060,7 +1066,21 @@ int coil__tasks_init(struct coil_loop *loop, const char *context,
             return -ENOMEM;
     }
     coil__context_init_thread(ts->ctx_ops, &ts->sched, ts->sched_storage);
+    ts->sched_thread = coil__thread_token();
     return 0;
+}
+
+void coil__tasks_enter(struct coil_loop *loop)
+{
+    struct coil__loop_tasks *ts = &loop->tasks;
+    const void *me = coil__thread_token();
+    if (coil__likely(ts->sched_thread == me))
+        return;
+    /* Run on another thread than last time: the loop's own context is
+     * this thread's now (TSan's fiber, the stack ASan learns). Nothing is
+     * saved in it between runs. */
+    coil__context_init_thread(ts->ctx_ops, &ts->sched, ts->sched_storage);
+    ts->sched_thread = me;
 }
 
 void coil__tasks_close(struct coil_loop *loop)

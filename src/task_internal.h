@@ -131,6 +131,8 @@ struct coil__loop_tasks {
     size_t count;                           /* how many */
     const struct coil__context_ops *ctx_ops;
     struct coil__context sched;             /* the loop's own context */
+    const void *sched_thread;               /* the thread it belongs to
+                                               (coil__thread_token) */
     void *sched_storage;                    /* for ctx_ops->thread_storage */
     struct coil__stack_pool stacks;         /* default-size stacks */
     struct coil__pool task_pool;            /* struct coil_task */
@@ -162,6 +164,9 @@ int coil__tasks_init(struct coil_loop *loop, const char *context,
                      size_t stack_size);
 /* 0 if size is a valid stack size, else -EINVAL. */
 int coil__tasks_check_stack_size(size_t size);
+/* A run begins (run.c): if it runs on another thread than the last
+ * run, the loop's own context becomes this thread's. */
+void coil__tasks_enter(struct coil_loop *loop);
 /* The loop closes: abandon every unfinished task. */
 void coil__tasks_close(struct coil_loop *loop);
 void coil__tasks_term(struct coil_loop *loop);

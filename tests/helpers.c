@@ -242,6 +242,9 @@ static void gate_open(void)
     pthread_mutex_lock(&gate_lock);
     gate_nallowed = gate_seen = gate_unexpected = 0;
     gate_first[0] = '\0';
+    /* How long a step takes depends on the machine (sanitizers, valgrind,
+     * a loaded CI runner), not on the code under test: not gated. */
+    gate_allowed[gate_nallowed++] = "slow step: ";
     pthread_mutex_unlock(&gate_lock);
     coil_set_log_hook(gate_hook, NULL, COIL_LOG_INFO);
 }

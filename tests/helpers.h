@@ -13,7 +13,8 @@
  *    still prints every report, and test_teardown() fails the test if a
  *    report of level warning or above came that the test did not expect
  *    (test_allow_reports): in debug mode (COIL_DEBUG=1, a CI stage) the
- *    whole suite must run without an unexpected one;
+ *    whole suite must run without an unexpected one. Slow steps are let
+ *    through: they measure the machine (sanitizers, a loaded runner);
  *  - an exception-handler recorder;
  *  - access to the test build's internals: the virtual clock and syscall
  *    fault injection (src/sys.h).

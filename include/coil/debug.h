@@ -148,7 +148,7 @@ COIL_API int coil_set_dump_signal(int signum);
  * program that feeds a loop holds it from before the loop could wait for
  * it until its last call. A loop that was ever called from another
  * thread is never called stuck either. Thread-safe. Errors: -EINVAL
- * (NULL).
+ * (NULL), -EALREADY (coil_loop_release without a hold).
  */
 COIL_API int coil_loop_hold(coil_loop_t *loop);
 COIL_API int coil_loop_release(coil_loop_t *loop);
@@ -185,8 +185,9 @@ COIL_API int64_t coil_task_cpu_time(const coil_task_t *task);
 
 /*
  * How deep task's stack has gone so far (bytes), measured on stacks that
- * debug mode cleared. Errors: -EINVAL (NULL), -ENODATA (not measured: the
- * task was spawned with debug mode off, or has finished).
+ * debug mode cleared; for a finished task, the depth it reached. Errors:
+ * -EINVAL (NULL), -ENODATA (not measured: the task was spawned with debug
+ * mode off).
  */
 COIL_API int coil_task_stack_used(const coil_task_t *task, size_t *used_out);
 
