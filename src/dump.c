@@ -5,7 +5,7 @@
  * debug mode on.
  *
  * The dump reads each task through task.c's introspection calls
- * (coil__task_info, coil__task_awaiters, coil__task_backtrace) and what
+ * (coil__task_info, coil__task_waits_on, coil__task_backtrace) and what
  * it waits for through its wait's describe and each_future ops, so each
  * module says in its own words what its waits are.
  */
@@ -47,7 +47,8 @@ static void print_secs(FILE *out, const char *label, int64_t ns)
     fprintf(out, "%s %.3f s", label, (double)ns / 1e9);
 }
 
-static void print_task(struct coil_loop *loop, FILE *out, coil_task_t *t)
+static void print_task(struct coil_loop *loop, FILE *out, coil_task_t *t,
+                       coil_task_t *const *all, int nall)
 {
     struct coil__task_info in;
     coil__task_info(t, &in);
@@ -77,20 +78,19 @@ static void print_task(struct coil_loop *loop, FILE *out, coil_task_t *t)
     char site[96];
     coil__debug_symbol(in.spawn_site, site, sizeof(site));
     fprintf(out, "    spawned by: %s\n", site);
-    coil_task_t *aw[16];
-    size_t naw = coil__task_awaiters(t, aw, 16);
-    if (naw) {
-        fputs("    awaited by:", out);
-        for (size_t i = 0; i < naw && i < 16; i++) {
-            struct coil__task_info ai;
-            coil__task_info(aw[i], &ai);
-            fprintf(out, "%s task %llu '%s'", i ? "," : "",
-                    (unsigned long long)ai.id, ai.name);
-        }
-        if (naw > 16)
-            fprintf(out, " and %zu more", naw - 16);
-        fputc('\n', out);
+    /* The await tree, upwards: every task whose wait waits for this one
+     * (a join, a group, a gather), each with what it waits in. */
+    int nby = 0;
+    for (int i = 0; i < nall; i++) {
+        if (!coil__task_waits_on(all[i], t))
+            continue;
+        struct coil__task_info wi;
+        coil__task_info(all[i], &wi);
+        fprintf(out, "%s task %llu '%s' (%s)", nby++ ? "," : "    awaited by:",
+                (unsigned long long)wi.id, wi.name, wi.waits);
     }
+    if (nby)
+        fputc('\n', out);
     void *frames[DUMP_FRAMES];
     int n = coil__task_backtrace(t, frames, DUMP_FRAMES);
     /* A suspended task's first two frames are the peek and the suspend;
@@ -142,10 +142,10 @@ int coil_loop_dump_tasks(coil_loop_t *loop, FILE *out)
         fprintf(out, ", longest step %.3f ms (%s)",
                 (double)m.longest_step_ns / 1e6, m.longest_step_what);
     fputc('\n', out);
-    for (int i = 0; i < count; i++) {
-        print_task(loop, out, tasks[i]);
+    for (int i = 0; i < count; i++)
+        print_task(loop, out, tasks[i], tasks, count);
+    for (int i = 0; i < count; i++)
         coil_task_unref(tasks[i]);
-    }
     free(tasks);
     fputs("end of task dump\n", out);
     return fflush(out) == 0 && !ferror(out) ? 0 : -EIO;

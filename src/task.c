@@ -1206,6 +1206,27 @@ size_t coil__task_awaiters(struct coil_task *t, struct coil_task **out,
     return i;
 }
 
+struct waits_on {
+    const coil_future_t *fut;
+    bool found;
+};
+
+static void match_future(coil_future_t *f, void *ctx)
+{
+    struct waits_on *w = ctx;
+    w->found |= f == w->fut;
+}
+
+bool coil__task_waits_on(struct coil_task *waiter, struct coil_task *target)
+{
+    if (waiter->state != COIL__TASK_SUSPENDED || !waiter->wait_ops ||
+        !waiter->wait_ops->each_future)
+        return false;
+    struct waits_on w = {&target->fut, false};
+    waiter->wait_ops->each_future(waiter->wait, match_future, &w);
+    return w.found;
+}
+
 int coil__task_backtrace(struct coil_task *t, void **frames, int max)
 {
     if (t == coil__task_running)

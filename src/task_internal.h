@@ -257,6 +257,10 @@ void coil__task_info(struct coil_task *t, struct coil__task_info *out);
 size_t coil__task_awaiters(struct coil_task *t, struct coil_task **out,
                            size_t n);
 
+/* Whether waiter is suspended in a wait that waits for target (a join,
+ * an await, a group it waits in, a gather or wait over it). */
+bool coil__task_waits_on(struct coil_task *waiter, struct coil_task *target);
+
 /*
  * The native backtrace of t, into frames[0..max): t's own if it runs, a
  * suspended task's taken on its own stack (the task is switched to for

@@ -1792,7 +1792,8 @@ NAMED void test_dump_tree(void **state)
      * its own stack's backtrace through the function that slept. */
     ASSERT_HAS(s_leaf, "' suspended\n");
     ASSERT_HAS(s_leaf, "    waits: sleep until +");
-    snprintf(want, sizeof(want), "    awaited by: task %llu 'root'\n", root_id);
+    snprintf(want, sizeof(want),
+             "    awaited by: task %llu 'root' (join of task ", root_id);
     ASSERT_HAS(s_leaf, want);
     ASSERT_HAS(s_leaf, "    spawned by: dump_root_body+0x");
     ASSERT_HAS(s_leaf, "    backtrace:\n");
@@ -1808,6 +1809,9 @@ NAMED void test_dump_tree(void **state)
     ASSERT_HAS(s_locker, "    waits: lock 0x");
     ASSERT_HAS(s_gp, "    waits: group 0x");
     ASSERT_HAS(s_gp, "(1 children running)");
+    /* The group's child names the task waiting in the group. */
+    ASSERT_HAS(s_gc, "    awaited by: task ");
+    ASSERT_HAS(s_gc, " (group 0x");
     ASSERT_HAS(s_gc, "    spawned by: "); /* coil's: hidden here */
     ASSERT_HAS(s_holder, "    spawned by: test_dump_tree+0x");
     free(dump);
