@@ -234,11 +234,18 @@ static void ws_each(struct coil__wait *w,
             fn(ws->futs[i], ctx);
 }
 
+static bool ws_needs_all(struct coil__wait *w)
+{
+    struct watchset *ws = (struct watchset *)w;
+    return !ws->timer && (ws->cond == COND_ALL || ws->n - ws->ndone <= 1);
+}
+
 static const struct coil__wait_ops ws_ops = {
     .cancel = ws_cancel,
     .abandon = ws_abandon,
     .describe = ws_describe,
     .each_future = ws_each,
+    .needs_all = ws_needs_all,
 };
 
 static int check(coil_future_t *const *futs, size_t n, struct coil_task **t)

@@ -227,13 +227,14 @@ static atomic_int dump_signal = SIGQUIT;
 
 static void on_dump(int sig)
 {
-    (void)sig;
     int saved = errno;
+    int found = 0;
     atomic_fetch_add(&busy, 1);
     for (int i = 0; i < MAX_RUNNING; i++) {
         struct coil_loop *loop = atomic_load(&running[i]);
         if (!loop)
             continue;
+        found++;
         atomic_store(&loop->debug.dump_asked, true);
         uint64_t one = 1;
         ssize_t r;
@@ -243,6 +244,13 @@ static void on_dump(int sig)
         while (r < 0 && errno == EINTR);
     }
     atomic_fetch_sub(&busy, 1);
+    if (!found) {
+        /* No debug loop runs (the handler was put back by someone who
+         * had saved it): the signal's own default action, as if we had
+         * never been there. */
+        signal(sig, SIG_DFL);
+        raise(sig);
+    }
     errno = saved;
 }
 
@@ -305,11 +313,16 @@ static void install_handlers(void)
     }
 }
 
+/* Put back what was there, unless something replaced our handler since
+ * (the program, or coil's own signal handling): that one stays. */
 static void restore_handlers(void)
 {
-    if (sample_ours)
+    struct sigaction cur;
+    if (sample_ours && sigaction(SAMPLE_SIGNAL, NULL, &cur) == 0 &&
+        (cur.sa_flags & SA_SIGINFO) && cur.sa_sigaction == on_sample)
         (void)sigaction(SAMPLE_SIGNAL, &sample_prev, NULL);
-    if (dump_ours)
+    if (dump_ours && sigaction(dump_installed, NULL, &cur) == 0 &&
+        !(cur.sa_flags & SA_SIGINFO) && cur.sa_handler == on_dump)
         (void)sigaction(dump_installed, &dump_prev, NULL);
     sample_ours = dump_ours = false;
 }
@@ -388,9 +401,12 @@ static void *watchdog_main(void *arg)
         pthread_cond_timedwait(&wd->cv, &wd->mu, &ts);
         if (wd->stop || !wd->have_target)
             continue;
-        int64_t began = atomic_load(&wd->step_began);
+        /* The step's number, its start, and the number again: both of
+         * the same step, or the next round will see. */
         uint64_t seq = atomic_load(&wd->step_seq);
-        if (!began || atomic_load(&wd->want_seq) == seq)
+        int64_t began = atomic_load(&wd->step_began);
+        if (!began || atomic_load(&wd->step_seq) != seq ||
+            atomic_load(&wd->want_seq) == seq)
             continue;
         if (coil__clock_real() - began < atomic_load(&wd->slow_ns))
             continue;
@@ -618,8 +634,10 @@ static COIL__COLD void report_slow(struct coil_loop *loop, const void *fn,
                   seq) {
         format_sample(wd, where, sizeof(where));
     } else if (wd && atomic_load(&wd->want_seq) == seq) {
-        snprintf(where, sizeof(where),
-                 "(no sample: SIGURG has another handler)");
+        snprintf(where, sizeof(where), "%s",
+                 sampler_installed()
+                     ? "(the sample did not arrive before the step ended)"
+                     : "(no sample: SIGURG has another handler)");
     } else {
         snprintf(where, sizeof(where), "(ended before the watchdog "
                                        "sampled it)");
@@ -630,10 +648,43 @@ static COIL__COLD void report_slow(struct coil_loop *loop, const void *fn,
               what, (double)dt / 1e6, (double)d->slow_ns / 1e6, where);
 }
 
+/* A step begins: published for the watchdog; returns its number. */
+static uint64_t step_begin(struct coil__loop_debug *d, int64_t t0)
+{
+    struct coil__watchdog *wd = d->wd;
+    d->step_id = 0;
+    if (!wd)
+        return 0;
+    /* Only the loop thread writes these; the watchdog reads them and
+     * samples at most once a step: order is all it needs. */
+    uint64_t seq =
+        atomic_load_explicit(&wd->step_seq, memory_order_relaxed) + 1;
+    atomic_store_explicit(&wd->step_began, 0, memory_order_release);
+    atomic_store_explicit(&wd->step_seq, seq, memory_order_release);
+    atomic_store_explicit(&wd->step_began, t0, memory_order_release);
+    return seq;
+}
+
+/* The step ends: the longest kept, a slow one reported. fn names a
+ * step no task named. */
+static void step_end(struct coil_loop *loop, const void *fn, int64_t t0,
+                     uint64_t seq)
+{
+    struct coil__loop_debug *d = &loop->debug;
+    int64_t dt = coil__clock_real() - t0;
+    if (d->wd)
+        atomic_store_explicit(&d->wd->step_began, 0, memory_order_release);
+    if (dt > d->longest_ns) {
+        d->longest_ns = dt;
+        describe(d, fn, d->longest_what, sizeof(d->longest_what));
+    }
+    if (coil__unlikely(dt >= d->slow_ns))
+        report_slow(loop, fn, dt, seq);
+}
+
 void coil__debug_run_batch(struct coil_loop *loop)
 {
     struct coil__loop_ready *r = &loop->ready;
-    struct coil__loop_debug *d = &loop->debug;
     while (r->batch_left) {
         r->batch_left--;
         loop->counters.callbacks++;
@@ -644,33 +695,23 @@ void coil__debug_run_batch(struct coil_loop *loop)
                                                     node)
                        ->fn
                  : (const void *)node->ops->run;
-        struct coil__watchdog *wd = d->wd;
-        uint64_t seq = 0;
-        d->step_id = 0;
         int64_t t0 = coil__clock_real();
-        if (wd) {
-            /* Only the loop thread writes these; the watchdog reads them
-             * and samples at most once a step: order is all it needs. */
-            seq = atomic_load_explicit(&wd->step_seq,
-                                       memory_order_relaxed) + 1;
-            atomic_store_explicit(&wd->step_seq, seq, memory_order_release);
-            atomic_store_explicit(&wd->step_began, t0,
-                                  memory_order_release);
-        }
+        uint64_t seq = step_begin(&loop->debug, t0);
         if (soon)
             coil__soon_run(loop, node);
         else
             node->ops->run(loop, node);
-        int64_t dt = coil__clock_real() - t0;
-        if (wd)
-            atomic_store_explicit(&wd->step_began, 0, memory_order_release);
-        if (dt > d->longest_ns) {
-            d->longest_ns = dt;
-            describe(d, fn, d->longest_what, sizeof(d->longest_what));
-        }
-        if (coil__unlikely(dt >= d->slow_ns))
-            report_slow(loop, fn, dt, seq);
+        step_end(loop, fn, t0, seq);
     }
+}
+
+void coil__debug_call(struct coil_loop *loop, coil_callback_fn fn, void *arg)
+{
+    loop->counters.callbacks++;
+    int64_t t0 = coil__clock_real();
+    uint64_t seq = step_begin(&loop->debug, t0);
+    fn(arg);
+    step_end(loop, (const void *)fn, t0, seq);
 }
 
 /* ------------------------------------------------------------------ */

@@ -78,6 +78,8 @@ int coil__debug_set(struct coil_loop *loop, bool on);
 /* Run the current batch as coil__ready_run_batch does, timing each node
  * and reporting slow ones (run.c, while debug mode is on). */
 void coil__debug_run_batch(struct coil_loop *loop);
+/* Call fn(arg) as one timed step (a timer's callback, timer.c). */
+void coil__debug_call(struct coil_loop *loop, coil_callback_fn fn, void *arg);
 
 /* Name the code at addr: "symbol+0xoff" if the dynamic symbol table
  * knows it, else "module+0xoff", else the address. */

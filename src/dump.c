@@ -115,6 +115,11 @@ int coil_loop_dump_tasks(coil_loop_t *loop, FILE *out)
         return -EBADF;
     if (loop->state == COIL__LOOP_RUNNING && !coil__loop_running_here(loop))
         return -EPERM;
+    /* Not running: the backtraces switch through the loop's own context,
+     * which must be this thread's (the last run may have been on
+     * another). */
+    if (loop->state != COIL__LOOP_RUNNING)
+        coil__tasks_enter(loop);
     int count = coil_loop_tasks(loop, NULL, 0);
     coil_task_t **tasks = NULL;
     if (count > 0) {

@@ -244,6 +244,7 @@ static int fut_cancel(coil_future_t *fut)
     pthread_mutex_unlock(&j->ex->lock);
     if (dropped) {
         coil__loop_on_close_cancel(&j->hook);
+        coil__threadsafe_release(fut->loop); /* it will not post */
         dispose(j, -ECANCELED);
     }
     coil__future_complete(fut, NULL, -ECANCELED);

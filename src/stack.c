@@ -707,9 +707,12 @@ void coil__stack_clear(struct coil__stack *s)
 {
     size_t page = page_size();
     uintptr_t lo = (uintptr_t)s->base;
-    uintptr_t hi = (lo + s->size) & ~(uintptr_t)(page - 1);
+    uintptr_t top = lo + s->size;
+    uintptr_t hi = top & ~(uintptr_t)(page - 1);
     if (hi > lo)
         (void)madvise(s->base, hi - lo, MADV_DONTNEED);
+    /* The top page also holds the header: cleared by hand, up to it. */
+    memset((void *)hi, 0, top - hi);
 }
 
 /*
@@ -727,11 +730,20 @@ coil__stack_used(const struct coil__stack *s)
     VALGRIND_DISABLE_ERROR_REPORTING;
 #endif
     size_t used = 0;
-    for (const char *p = lo; p < end; p += page) {
+    /* Which pages were ever touched, asked a chunk at a time: reading
+     * one that was not would map it. */
+    unsigned char in[256];
+    size_t chunk = 0, nin = 0;
+    for (const char *p = lo; p < end; p += page, chunk++) {
+        if (chunk == nin) {
+            size_t left = (size_t)(end - p + page - 1) / page;
+            nin = left < sizeof(in) ? left : sizeof(in);
+            if (mincore((void *)(uintptr_t)p, nin * page, in) != 0)
+                memset(in, 1, nin); /* cannot tell: read them all */
+            chunk = 0;
+        }
         const char *pend = p + page < end ? p + page : end;
-        unsigned char in = 0;
-        /* Skip what was never touched: reading it would map it. */
-        if (mincore((void *)(uintptr_t)p, page, &in) == 0 && !(in & 1))
+        if (!(in[chunk] & 1))
             continue;
         const uint64_t *w = (const uint64_t *)(const void *)p;
         const uint64_t *wend = (const uint64_t *)(const void *)pend;

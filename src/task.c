@@ -619,7 +619,10 @@ int coil_task_set_name(coil_task_t *t, const char *name)
 
 size_t coil_task_stack_size(const coil_task_t *t)
 {
-    return t && t->stack ? t->stack->size : 0;
+    if (!t)
+        return 0;
+    coil__future_check_live(&t->fut, "coil_task_stack_size");
+    return t->stack ? t->stack->size : 0;
 }
 
 int coil_loop_tasks(coil_loop_t *loop, coil_task_t **out, size_t n)
@@ -813,9 +816,13 @@ static const struct coil__wait_ops await_ops = {
 /* Await cycles                                                         */
 /* ------------------------------------------------------------------ */
 
+/* The walk visits at most this many tasks: a longer cycle goes unseen,
+ * and an await down a long chain of joins stays cheap. */
+#define WALK_MAX 256
+
 struct walk {
     struct coil_task **todo;
-    size_t len, cap;
+    size_t len, cap, visits;
     struct coil_task *local[64];
     uint64_t mark;
     bool lost; /* out of memory: the walk is incomplete */
@@ -829,6 +836,10 @@ static void walk_push(coil_future_t *f, void *ctx)
     struct coil_task *t = coil__container_of(f, struct coil_task, fut);
     if (t->walk == wk->mark || t->state == COIL__TASK_DONE)
         return;
+    if (++wk->visits > WALK_MAX) {
+        wk->lost = true;
+        return;
+    }
     t->walk = wk->mark;
     if (wk->len == wk->cap) {
         size_t cap = wk->cap * 2;
@@ -849,12 +860,17 @@ static void walk_push(coil_future_t *f, void *ctx)
 /*
  * Whether me awaiting fut would close a cycle: fut is a task's, and
  * following what each task waits for (futures it awaits, a group's
- * children) from there leads back to me. Only suspended tasks lead on:
- * a task that is ready or running is not waiting on anything.
+ * children) from there leads back to me. Only suspended tasks lead on (a
+ * task that is ready or running is not waiting on anything), only through
+ * waits that need every one of their futures (not a "first of", not one
+ * with a timer), and not through a task in a timeout scope: its deadline
+ * would break the cycle. Nor is there a cycle if me is in such a scope.
  */
 static COIL__COLD bool awaits_cycle(struct coil_task *me,
                                     coil_future_t *fut)
 {
+    if (!coil__list_empty(&me->hooks))
+        return false; /* a timeout scope of ours ends the wait */
     struct walk wk = {.cap = 64, .mark = ++me->loop->tasks.walks};
     wk.todo = wk.local;
     walk_push(fut, &wk);
@@ -865,9 +881,11 @@ static COIL__COLD bool awaits_cycle(struct coil_task *me,
             found = true;
             break;
         }
-        if (t->state == COIL__TASK_SUSPENDED && !t->queued && t->wait_ops &&
-            t->wait_ops->each_future)
-            t->wait_ops->each_future(t->wait, walk_push, &wk);
+        const struct coil__wait_ops *ops = t->wait_ops;
+        if (t->state == COIL__TASK_SUSPENDED && !t->queued && ops &&
+            ops->each_future && coil__list_empty(&t->hooks) &&
+            (!ops->needs_all || ops->needs_all(t->wait)))
+            ops->each_future(t->wait, walk_push, &wk);
     }
     if (wk.todo != wk.local)
         coil__free(wk.todo);
@@ -885,7 +903,6 @@ static int await(coil_future_t *fut, void **value_out, bool shield)
         return -EINVAL;
     if (fut == &t->fut)
         return -EDEADLK;
-    fut->retrieved = true; /* the waiter gets the outcome */
     if (fut->ops == &task_future_ops && fut->outcome == -EINPROGRESS &&
         awaits_cycle(t, fut))
         return -EDEADLK;
@@ -909,6 +926,8 @@ static int await(coil_future_t *fut, void **value_out, bool shield)
         fut->refs++; /* kept alive while we wait, whoever else lets go */
         coil__list_push_back(&fut->waiters, &t->fw.link);
         err = coil__task_suspend(t, &aw.wait);
+        if (err == fut->outcome)
+            fut->retrieved = true; /* the waiter got the outcome */
         if (err == 0 && value_out)
             *value_out = fut->value;
         if (coil__unlikely(--fut->refs == 0)) {
@@ -919,7 +938,7 @@ static int await(coil_future_t *fut, void **value_out, bool shield)
     }
     if (fut->outcome == 0 && value_out)
         *value_out = fut->value;
-    return fut->outcome;
+    return coil__future_outcome_take(fut);
 }
 
 int coil_await(coil_future_t *fut, void **value_out)
@@ -1255,13 +1274,17 @@ uint64_t coil__tasks_steps(const struct coil_loop *loop)
 
 int64_t coil_task_cpu_time(const coil_task_t *t)
 {
-    return t ? t->cpu_ns : 0;
+    if (!t)
+        return 0;
+    coil__future_check_live(&t->fut, "coil_task_cpu_time");
+    return t->cpu_ns;
 }
 
 int coil_task_stack_used(const coil_task_t *t, size_t *used_out)
 {
     if (!t || !used_out)
         return -EINVAL;
+    coil__future_check_live(&t->fut, "coil_task_stack_used");
     if (t->stack && t->stack_measured) {
         *used_out = coil__stack_used(t->stack);
         return 0;

@@ -51,10 +51,15 @@ struct coil__wait_ops {
      * words ("sleep until +1.500 s", "fd 7 readable"). */
     void (*describe)(struct coil__wait *w, struct coil_task *t, char *buf,
                      size_t n);
-    /* Optional, for the await-cycle check and the await tree: call fn on
+    /* Optional, for the await tree and the await-cycle check: call fn on
      * every future the wait waits for. */
     void (*each_future)(struct coil__wait *w,
                         void (*fn)(coil_future_t *f, void *ctx), void *ctx);
+    /* Optional: whether the wait can end only when every one of those
+     * futures is done (no other way out but a cancel: no timer, no "first
+     * of"). Only such waits are followed by the cycle check. NULL: yes,
+     * if each_future is set. */
+    bool (*needs_all)(struct coil__wait *w);
 };
 
 struct coil__wait {

@@ -120,7 +120,10 @@ void coil__timers_run(struct coil_loop *loop)
         take_out(loop, t);
         if (h->len)
             __builtin_prefetch(h->v[0].node);
-        t->fn(t->arg);
+        if (coil__unlikely(loop->debug_on))
+            coil__debug_call(loop, t->fn, t->arg); /* timed */
+        else
+            t->fn(t->arg);
         coil__handle_drop(t, COIL__H_LOOP_REF);
     }
     if (h->len < h->cap / 4)

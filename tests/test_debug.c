@@ -1354,6 +1354,151 @@ static void test_cycle_combinators(void **state)
     }
 }
 
+/* Waits that can end another way are no cycle: B waits for the first of
+ * A and C (C completes later), or joins A inside a timeout scope; A joins
+ * B meanwhile. A's join must wait, not fail. */
+static int first_of_b(void *arg)
+{
+    struct cyc *c = arg;
+    coil_future_t *futs[2] = {coil_task_future(c->a), c->fa};
+    c->rb = coil_wait(futs, 2, COIL_FIRST_COMPLETED, COIL_NO_TIMEOUT);
+    return 2;
+}
+
+static int timed_b(void *arg)
+{
+    struct cyc *c = arg;
+    coil_future_t *futs[1] = {coil_task_future(c->a)};
+    c->rb = coil_wait(futs, 1, COIL_ALL_COMPLETED, 20 * COIL_MSEC);
+    return 2;
+}
+
+static int scoped_b(void *arg)
+{
+    struct cyc *c = arg;
+    coil_timeout_t *sc;
+    int err = coil_timeout_begin(20 * COIL_MSEC, &sc);
+    if (err)
+        return err;
+    c->rb = coil_timeout_end(sc, coil_shield(coil_task_future(c->a), NULL));
+    return 2;
+}
+
+static int late_setter(void *arg)
+{
+    struct cyc *c = arg;
+    coil_sleep(5 * COIL_MSEC);
+    return coil_future_set_result(c->fa, NULL);
+}
+
+static void test_cycle_not_when_another_way_out(void **state)
+{
+    coil_loop_t *loop = test_loop(state);
+    coil_task_fn bs[3] = {first_of_b, timed_b, scoped_b};
+    for (int k = 0; k < 3; k++) {
+        struct cyc c = {.ra = -1, .rb = -1};
+        assert_int_equal(coil_future_new(loop, &c.fa), 0);
+        c.b = spawn_named(loop, bs[k], &c, "B");
+        c.a = spawn_named(loop, cyc2_a, &c, "A");
+        coil_task_t *setter = NULL;
+        if (k == 0)
+            setter = spawn_named(loop, late_setter, &c, "setter");
+        assert_int_equal(test_run_done(loop, c.a), 0);
+        assert_int_equal(c.ra, 2); /* waited for B, which ended */
+        if (k == 0)
+            assert_int_equal(c.rb, 1); /* C came first */
+        else if (k == 1)
+            assert_int_equal(c.rb, 0); /* none done at the timeout */
+        else
+            assert_int_equal(c.rb, -ETIMEDOUT);
+        if (setter) {
+            assert_int_equal(test_run_done(loop, setter), 0);
+            coil_task_unref(setter);
+        }
+        coil_task_unref(c.a);
+        coil_task_unref(c.b);
+        coil_future_unref(c.fa);
+    }
+}
+
+/* A timer's callback that blocks is reported like any other step. */
+static void slow_timer_cb(void *arg)
+{
+    struct slow *s = arg;
+    debug_test_block_in_callback(s->ms);
+    s->ran++;
+    coil_loop_stop(s->loop);
+}
+
+static void test_slow_timer_callback(void **state)
+{
+    coil_loop_t *loop = test_loop(state);
+    assert_int_equal(coil_loop_set_debug(loop, true), 0);
+    assert_int_equal(coil_loop_set_slow_duration(loop, SLOW_NS), 0);
+    struct slow s = {BLOCK_MS, 0, loop, 0};
+    assert_int_equal(coil_loop_call_later(loop, COIL_MSEC, slow_timer_cb, &s,
+                                          NULL),
+                     0);
+    test_run_stopped(loop);
+    assert_int_equal(s.ran, 1);
+    log_expect("slow step: callback slow_timer_cb+0x", "blocked in: ");
+}
+
+/* A server's connection handler that returns an error: its result is
+ * ignored by design (server.h), so it is no error nobody saw. */
+static int failing_handler(coil_stream_t *st, void *arg)
+{
+    (void)arg;
+    char b[8];
+    (void)coil_stream_read(st, b, sizeof(b)); /* the client's EOF */
+    return -ECONNRESET;
+}
+
+struct srv_case {
+    coil_server_t *srv;
+    int open_r, close_r;
+};
+
+static int srv_client(void *arg)
+{
+    struct srv_case *c = arg;
+    char port[16];
+    snprintf(port, sizeof(port), "%d", coil_server_port(c->srv));
+    coil_stream_t *st;
+    c->open_r = coil_stream_open("127.0.0.1", port, &st);
+    if (c->open_r)
+        return 0;
+    coil_stream_unref(st); /* EOF for the handler */
+    for (int i = 0; i < 200 && coil_server_connections(c->srv) == 0; i++)
+        coil_sleep(COIL_MSEC); /* until it was accepted */
+    for (int i = 0; i < 2000 && coil_server_connections(c->srv); i++)
+        coil_sleep(COIL_MSEC); /* until the handler returned */
+    c->close_r = coil_server_close(c->srv);
+    return coil_server_wait_closed(c->srv);
+}
+
+static int open_server(void *arg)
+{
+    struct srv_case *c = arg;
+    return coil_server_open("127.0.0.1", "0", failing_handler, NULL, NULL,
+                            &c->srv);
+}
+
+static void test_server_handler_error_not_reported(void **state)
+{
+    coil_loop_t *loop = test_loop(state);
+    assert_int_equal(coil_loop_set_debug(loop, true), 0);
+    struct srv_case c = {0};
+    assert_int_equal(test_run_task(loop, open_server, &c), 0);
+    coil_task_t *t = spawn_named(loop, srv_client, &c, "client");
+    assert_int_equal(test_run_done(loop, t), 0);
+    assert_int_equal(c.open_r, 0);
+    assert_int_equal(c.close_r, 0);
+    coil_task_unref(t);
+    coil_server_unref(c.srv);
+    log_expect_none("went without anyone reading");
+}
+
 struct self {
     int join, await, shield;
 };
@@ -2413,6 +2558,9 @@ int main(void)
         T_PLAIN(test_cycle_none),
         T_PLAIN(test_cycle_group),
         T_PLAIN(test_cycle_combinators),
+        T_PLAIN(test_cycle_not_when_another_way_out),
+        T_PLAIN(test_slow_timer_callback),
+        T_PLAIN(test_server_handler_error_not_reported),
         T_PLAIN(test_cycle_self),
         T_DEBUG(test_stuck),
         T_DEBUG(test_stuck_event_and_join),

@@ -87,8 +87,10 @@ typedef void (*coil_log_fn)(coil_log_level_t level, coil_loop_t *loop,
  * "coil[<level>]: <message>" and a newline to stderr, one write per
  * report). Reports below min_level are dropped before any formatting
  * (the default minimum is COIL_LOG_INFO; COIL_LOG_LEVEL=debug|info|
- * warning|error sets it for the process). Thread-safe, but meant to be
- * called before loops run. Errors: -EINVAL (min_level not a level).
+ * warning|error sets it for the process). Call it while no report can be
+ * made (before loops run, or between runs): a report made at the same
+ * time may see the old function with the new argument. Errors: -EINVAL
+ * (min_level not a level).
  */
 COIL_API int coil_set_log_hook(coil_log_fn fn, void *arg,
                                coil_log_level_t min_level);
@@ -105,11 +107,12 @@ COIL_API void coil_log_default(coil_log_level_t level, coil_loop_t *loop,
 /* ------------------------------------------------------------------ */
 
 /*
- * Turn debug mode on or off for loop. Takes effect at once, except that
- * the quarantine and stack measurements apply to what is made or freed
- * from then on. Turning it on while the loop runs also starts the
- * watchdog. Errors: -EINVAL (NULL), -EBADF (closed), -ENOMEM, -EAGAIN
- * (the watchdog thread could not be started; debug mode stays off).
+ * Turn debug mode on or off for loop, on the loop's thread (or while no
+ * thread runs it). Takes effect at once, except that the quarantine and
+ * stack measurements apply to what is made or freed from then on.
+ * Turning it on while the loop runs also starts the watchdog. Errors:
+ * -EINVAL (NULL), -EBADF (closed), -ENOMEM, -EAGAIN (the watchdog thread
+ * could not be started; debug mode stays off).
  */
 COIL_API int coil_loop_set_debug(coil_loop_t *loop, bool on);
 
@@ -167,7 +170,7 @@ COIL_API int coil_loop_release(coil_loop_t *loop);
  * docs/debugging.md describes the format. Call it on the loop's thread,
  * from a callback, a task, or while the loop is not running.
  * Errors: -EINVAL (NULL), -EBADF (closed), -EPERM (another thread's loop
- * while it runs), -EIO (writing to out failed).
+ * while it runs), -ENOMEM, -EIO (writing to out failed).
  */
 COIL_API int coil_loop_dump_tasks(coil_loop_t *loop, FILE *out);
 
@@ -196,13 +199,13 @@ typedef struct coil_loop_metrics {
     uint64_t iterations;   /* batches of ready callbacks run */
     uint64_t polls;        /* I/O polls (blocking or not) */
     uint64_t events;       /* fd events dispatched by the polls */
+    int64_t poll_ns;       /* time spent in polls that could sleep */
+    int64_t run_ns;        /* time spent running, outside those polls */
     /* Debug mode only (counting them would cost the hot paths): */
-    uint64_t callbacks;    /* ready callbacks run, task steps included */
+    uint64_t callbacks;    /* callbacks run (timers', task steps too) */
     uint64_t task_steps;   /* task steps run */
-    int64_t poll_ns;       /* time spent in polls (sleeping included) */
-    int64_t run_ns;        /* time spent running, outside polls */
     /* Debug mode only (0 otherwise): the longest callback or step, and
-     * what ran it ("task 'name' (id N)" or a callback's function). */
+     * what ran it ("task 'name' (id N, ...)" or a callback's function). */
     int64_t longest_step_ns;
     char longest_step_what[96];
 } coil_loop_metrics_t;
