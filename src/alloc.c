@@ -37,6 +37,44 @@ static void libc_free(void *ptr, void *ctx)
 static coil_allocator_t current = {libc_malloc, libc_realloc, libc_free, NULL};
 static atomic_long live_blocks;
 
+#ifdef COIL_TESTING
+/* The testing build's allocation faults (coil/testing.h): the Nth
+ * allocation from the arming fails, whatever allocator is installed. */
+static atomic_long alloc_total, alloc_fail_at;
+static atomic_bool alloc_failed;
+
+static bool alloc_should_fail(void)
+{
+    long n = atomic_fetch_add_explicit(&alloc_total, 1,
+                                       memory_order_relaxed) + 1;
+    long at = atomic_load_explicit(&alloc_fail_at, memory_order_relaxed);
+    if (coil__likely(at == 0) || n != at)
+        return false;
+    atomic_store(&alloc_failed, true);
+    return true;
+}
+
+void coil__alloc_fail_after(long nth)
+{
+    atomic_store(&alloc_failed, false);
+    atomic_store(&alloc_fail_at,
+                 nth > 0 ? atomic_load(&alloc_total) + nth : 0);
+}
+
+bool coil__alloc_failed(void)
+{
+    return atomic_load(&alloc_failed);
+}
+#define ALLOC_FAILS() alloc_should_fail()
+#else
+#define ALLOC_FAILS() false
+#endif
+
+long coil__alloc_live(void)
+{
+    return atomic_load(&live_blocks);
+}
+
 int coil_set_allocator(const coil_allocator_t *allocator)
 {
     if (allocator &&
@@ -54,6 +92,8 @@ int coil_set_allocator(const coil_allocator_t *allocator)
 
 void *coil__malloc(size_t size)
 {
+    if (ALLOC_FAILS())
+        return NULL;
     void *p = current.malloc(size ? size : 1, current.ctx);
     if (p)
         atomic_fetch_add_explicit(&live_blocks, 1, memory_order_relaxed);
@@ -75,6 +115,8 @@ void *coil__realloc(void *ptr, size_t size)
 {
     if (!ptr)
         return coil__malloc(size);
+    if (ALLOC_FAILS())
+        return NULL;
     return current.realloc(ptr, size ? size : 1, current.ctx);
 }
 

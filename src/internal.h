@@ -56,6 +56,8 @@ bool coil__log_enabled(coil_log_level_t level);
 /* A misuse: reported at COIL_LOG_FATAL, then abort(). */
 _Noreturn void coil__misuse(struct coil_loop *loop, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
+/* The hook installed now, to put it back later (the testing kit). */
+void coil__log_hook_get(coil_log_fn *fn, void **arg, coil_log_level_t *level);
 /* Whether COIL_DEBUG asks for debug mode (read once). */
 bool coil__debug_env(void);
 
@@ -64,6 +66,8 @@ void *coil__malloc(size_t size);
 void *coil__calloc(size_t n, size_t size);
 void *coil__realloc(void *ptr, size_t size);
 void coil__free(void *ptr);
+/* Blocks from coil__malloc not freed yet. */
+long coil__alloc_live(void);
 
 /* Make fd non-blocking and close-on-exec (fd.c). Returns 0 or -errno. */
 int coil__fd_nonblock_cloexec(int fd);
@@ -97,6 +101,10 @@ int64_t coil__clock_real(void);
 extern bool coil__clock_autojump;
 void coil__clock_fake(bool on, bool autojump);
 void coil__clock_advance(int64_t ns);
+/* Test build only: make the nth allocation from now fail (0: off), and
+ * whether it did (alloc.c). */
+void coil__alloc_fail_after(long nth);
+bool coil__alloc_failed(void);
 
 /* Test build only: told when a task suspends (its wait armed, before it
  * switches away) and when a suspended task is about to resume (before

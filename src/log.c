@@ -78,6 +78,15 @@ int coil_set_log_hook(coil_log_fn fn, void *arg, coil_log_level_t level)
     return 0;
 }
 
+void coil__log_hook_get(coil_log_fn *fn, void **arg, coil_log_level_t *level)
+{
+    *fn = atomic_load(&hook_fn);
+    *arg = atomic_load(&hook_arg);
+    int min = atomic_load(&min_level);
+    *level = min == LEVEL_UNSET ? (coil_log_level_t)level_from_env()
+                                : (coil_log_level_t)min;
+}
+
 void coil_log_default(coil_log_level_t level, coil_loop_t *loop,
                       const char *message, void *arg)
 {

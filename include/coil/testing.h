@@ -1,0 +1,151 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * coil/testing.h - the testing kit: what coil's own suite uses to test
+ * asynchronous code, for a program's tests.
+ *
+ * These calls exist only in the testing build of the library, which has
+ * the same API as libcoil plus this header and a fault-injection seam
+ * under its system calls and allocations: a test program links the
+ * coil_testing target of coil's CMake project instead of coil (it is not
+ * installed yet). The production library has none of it, so none of it
+ * costs anything there; in the testing build, what is not turned on
+ * costs a test of a flag per system call and per allocation.
+ *
+ * Not thread-safe unless said otherwise: set up faults and the clock from
+ * the test's main thread, between runs.
+ */
+#ifndef COIL_TESTING_H
+#define COIL_TESTING_H
+
+#include "common.h"
+#include "task.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ------------------------------------------------------------------ */
+/* The fixture (asyncio's IsolatedAsyncioTestCase)                      */
+/* ------------------------------------------------------------------ */
+
+/* Options of coil_test_run; zero-initialise, then set fields. */
+typedef struct coil_test_options {
+    /* Run the loop in debug mode (coil/debug.h): a report of level
+     * warning or above then counts as something left behind. */
+    bool debug;
+    /* The virtual clock (see below), with autojump, for the run. */
+    bool virtual_clock;
+    /* How long the body may take (loop time: virtual with the virtual
+     * clock); 0: 10 s. Past it the body is cancelled, and the run fails
+     * with -ETIMEDOUT. */
+    int64_t timeout_ns;
+} coil_test_options_t;
+
+/* What coil_test_run found. */
+typedef struct coil_test_result {
+    int outcome;          /* the body's: its result (>= 0) or its error */
+    int tasks_left;       /* unfinished when the body returned */
+    size_t callbacks_left; /* ready callbacks pending then */
+    size_t timers_left;   /* timers pending then */
+    long allocations_left; /* coil allocations not freed at the end */
+    long fds_left;        /* fds opened and not closed at the end */
+    int reports;          /* reports of level warning or above (debug) */
+    char first_report[256];
+    char message[512];    /* one line saying what failed, "" if nothing */
+} coil_test_result_t;
+
+/*
+ * Run body(arg) as a task in a fresh loop and fail on anything left
+ * behind. The loop is made, the task spawned and the loop run until the
+ * body returns (or its timeout, which cancels it); what is still there
+ * then (tasks, which are cancelled and run until they finish; ready
+ * callbacks; timers) is counted, the loop closed, and the coil
+ * allocations and open fds compared with before the run. The body
+ * reaches its loop with coil_running_loop().
+ *
+ * Returns 0 if the body returned a result (>= 0) and nothing was left,
+ * -ENOTEMPTY if something was left (out says what), -ETIMEDOUT if the
+ * body ran out of time, else the body's own error. out (may be NULL)
+ * receives the details and a one-line message, for any test framework
+ * (with cmocka: `assert_int_equal(coil_test_run(...), 0)`, printing
+ * out.message on failure). Errors of its own: -EINVAL (body NULL), -EBUSY
+ * (called on a thread where a loop runs), -ENOMEM, and what coil_loop_new
+ * gives.
+ */
+COIL_API int coil_test_run(coil_task_fn body, void *arg,
+                           const coil_test_options_t *opts,
+                           coil_test_result_t *out);
+
+/* ------------------------------------------------------------------ */
+/* The virtual clock (Trio's MockClock)                                 */
+/* ------------------------------------------------------------------ */
+
+/*
+ * Replace the monotonic clock of every loop of the process by a virtual
+ * one that moves only when told (coil_test_clock_advance) or, with
+ * autojump, by itself: whenever the loop would sleep with nothing ready
+ * and no I/O to see, time jumps to the next timer at once. A 30 s timeout
+ * is then tested in microseconds, and in the same order every time. off
+ * restores the real clock. Call between runs.
+ */
+COIL_API void coil_test_clock_virtual(bool on, bool autojump);
+
+/* Move the virtual clock forward by ns (>= 0); the loop sees it at its
+ * next poll. No effect while the clock is real. */
+COIL_API void coil_test_clock_advance(int64_t ns);
+
+/* ------------------------------------------------------------------ */
+/* Faults                                                               */
+/* ------------------------------------------------------------------ */
+
+/*
+ * Make the nth allocation from now (through coil's allocator, whichever
+ * is installed) fail, once; 0 turns it off. coil_test_alloc_failed says
+ * whether it happened. Thread-safe.
+ */
+COIL_API void coil_test_alloc_fail_after(long nth);
+COIL_API bool coil_test_alloc_failed(void);
+
+/* coil allocations not freed (whichever allocator is installed). */
+COIL_API long coil_test_alloc_live(void);
+
+/* The operations a fault can be aimed at. */
+typedef enum coil_test_op {
+    COIL_TEST_ACCEPT,
+    COIL_TEST_CONNECT,
+    COIL_TEST_RECV,     /* stream and socket reads */
+    COIL_TEST_SEND,     /* stream and socket writes */
+    COIL_TEST_RECVFROM, /* datagram reads */
+    COIL_TEST_SENDTO,   /* datagram writes */
+    COIL_TEST_SENDFILE,
+    COIL_TEST_SPAWN,    /* starting a child process */
+    COIL_TEST_POLL,     /* the loop's wait for I/O, whatever the backend */
+    COIL_TEST_WAKEUP,   /* making a loop's wake-up channel (eventfd) */
+    COIL_TEST_PIPE,     /* making a pipe (children's stdio, the wake-up
+                           channel's fallback) */
+    COIL_TEST_STACK,    /* mapping a task's stack (mmap) */
+    COIL_TEST_OP_COUNT
+} coil_test_op_t;
+
+/*
+ * Make op fail with error (a negative errno code) at its nth call from
+ * now (1: the next), and the count - 1 calls after it (count 0: every
+ * call from then on). Replaces what was set for op before. Errors:
+ * -EINVAL (op unknown, nth 0, error not negative).
+ */
+COIL_API int coil_test_fail(coil_test_op_t op, unsigned nth, unsigned count,
+                            int error);
+
+/* How many times op was attempted since the last coil_test_reset_faults
+ * (failed ones included). 0 for an unknown op. */
+COIL_API unsigned coil_test_calls(coil_test_op_t op);
+
+/* Clear every fault set with coil_test_fail and coil_test_alloc_fail_after,
+ * and the call counts. */
+COIL_API void coil_test_reset_faults(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* COIL_TESTING_H */

@@ -1,0 +1,302 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * testing.c - the testing kit (coil/testing.h): the fixture that runs a
+ * body in a fresh loop and counts what it left behind, the virtual
+ * clock, allocation and operation faults. Compiled only into the testing
+ * build of the library (with the fault seam of sys.h/fault.c); it uses
+ * the loop's internals only to count what is pending.
+ */
+#include <dirent.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "coil/testing.h"
+#include "debug_internal.h"
+#include "loop_internal.h"
+#include "sys.h"
+
+/* ------------------------------------------------------------------ */
+/* Operations and the seam's calls                                      */
+/* ------------------------------------------------------------------ */
+
+/* The seam's calls behind each operation (sys.h), -1 ended. */
+static const int op_calls[COIL_TEST_OP_COUNT][4] = {
+    [COIL_TEST_ACCEPT] = {COIL__SYS_ACCEPT, -1},
+    [COIL_TEST_CONNECT] = {COIL__SYS_CONNECT, -1},
+    [COIL_TEST_RECV] = {COIL__SYS_RECV, -1},
+    [COIL_TEST_SEND] = {COIL__SYS_SEND, -1},
+    [COIL_TEST_RECVFROM] = {COIL__SYS_RECVFROM, -1},
+    [COIL_TEST_SENDTO] = {COIL__SYS_SENDTO, -1},
+    [COIL_TEST_SENDFILE] = {COIL__SYS_SENDFILE, COIL__SYS_PREAD, -1},
+    [COIL_TEST_SPAWN] = {COIL__SYS_SPAWN, -1},
+    [COIL_TEST_POLL] = {COIL__SYS_EPOLL_WAIT, COIL__SYS_POLL,
+                        COIL__SYS_KEVENT, -1},
+    [COIL_TEST_WAKEUP] = {COIL__SYS_EVENTFD, -1},
+    [COIL_TEST_PIPE] = {COIL__SYS_PIPE, -1},
+    [COIL_TEST_STACK] = {COIL__SYS_MMAP, -1},
+};
+
+static bool op_valid(coil_test_op_t op)
+{
+    return (int)op >= 0 && op < COIL_TEST_OP_COUNT;
+}
+
+int coil_test_fail(coil_test_op_t op, unsigned nth, unsigned count,
+                   int error)
+{
+    if (!op_valid(op) || nth == 0 || error >= 0 || error == INT_MIN)
+        return -EINVAL;
+    for (const int *c = op_calls[op]; *c >= 0; c++)
+        coil__fault_arm((enum coil__sys_call)*c, nth,
+                        count ? count : UINT_MAX, -error);
+    return 0;
+}
+
+unsigned coil_test_calls(coil_test_op_t op)
+{
+    if (!op_valid(op))
+        return 0;
+    unsigned n = 0;
+    for (const int *c = op_calls[op]; *c >= 0; c++)
+        n += coil__fault_calls((enum coil__sys_call)*c);
+    return n;
+}
+
+void coil_test_reset_faults(void)
+{
+    coil__fault_reset();
+    coil__alloc_fail_after(0);
+}
+
+/* ------------------------------------------------------------------ */
+/* Allocations and the clock                                            */
+/* ------------------------------------------------------------------ */
+
+void coil_test_alloc_fail_after(long nth)
+{
+    coil__alloc_fail_after(nth);
+}
+
+bool coil_test_alloc_failed(void)
+{
+    return coil__alloc_failed();
+}
+
+long coil_test_alloc_live(void)
+{
+    return coil__alloc_live();
+}
+
+void coil_test_clock_virtual(bool on, bool autojump)
+{
+    coil__clock_fake(on, autojump);
+}
+
+void coil_test_clock_advance(int64_t ns)
+{
+    if (ns > 0)
+        coil__clock_advance(ns);
+}
+
+/* ------------------------------------------------------------------ */
+/* The fixture                                                          */
+/* ------------------------------------------------------------------ */
+
+static long fd_count(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    long n = 0;
+    if (!d) {
+        for (int fd = 0; fd < 4096; fd++)
+            n += fcntl(fd, F_GETFD) >= 0;
+        return n;
+    }
+    struct dirent *e;
+    while ((e = readdir(d)))
+        n += e->d_name[0] != '.';
+    closedir(d);
+    return n - 1; /* the directory's own */
+}
+
+/* Reports of the run, from the log hook and the exception handler. */
+struct run {
+    coil_test_result_t *out;
+    pthread_mutex_t lock;
+    coil_task_t *task;
+    bool timed_out;
+    coil_log_fn prev_fn;
+    void *prev_arg;
+};
+
+static struct run *current; /* the run in progress (one at a time) */
+
+static void note(struct run *r, const char *message)
+{
+    pthread_mutex_lock(&r->lock);
+    if (r->out->reports++ == 0)
+        snprintf(r->out->first_report, sizeof(r->out->first_report), "%s",
+                 message);
+    pthread_mutex_unlock(&r->lock);
+}
+
+static void on_log(coil_log_level_t level, coil_loop_t *loop,
+                   const char *message, void *arg)
+{
+    struct run *r = arg;
+    if (r->prev_fn)
+        r->prev_fn(level, loop, message, r->prev_arg);
+    else
+        coil_log_default(level, loop, message, NULL);
+    if (level >= COIL_LOG_WARNING)
+        note(r, message);
+}
+
+static void on_exception(coil_loop_t *loop, int error, const char *message,
+                         void *arg)
+{
+    coil_loop_default_exception_handler(loop, error, message, NULL);
+    note(arg, message);
+}
+
+static void on_timeout(void *arg)
+{
+    struct run *r = arg;
+    r->timed_out = true;
+    (void)coil_task_cancel(r->task);
+}
+
+extern atomic_int coil__executor_threads;
+
+/* An executor's last worker frees it as it exits, just after the
+ * shutdown that waited for it returned: wait for them (up to 10 s). */
+static void wait_executor_threads(void)
+{
+    for (int i = 0; i < 10000 && atomic_load(&coil__executor_threads); i++)
+        usleep(1000);
+}
+
+static void describe(coil_test_result_t *out, bool timed_out)
+{
+    char *m = out->message;
+    size_t n = sizeof(out->message), off = 0;
+#define ADD(...)                                                               \
+    do {                                                                       \
+        int w = snprintf(m + off, n - off, __VA_ARGS__);                       \
+        if (w > 0)                                                             \
+            off = off + (size_t)w < n ? off + (size_t)w : n - 1;               \
+    } while (0)
+    if (timed_out)
+        ADD("the body ran out of time; ");
+    else if (out->outcome < 0)
+        ADD("the body failed: %s; ", coil_err_name(out->outcome));
+    if (out->tasks_left)
+        ADD("%d task%s left unfinished; ", out->tasks_left,
+            out->tasks_left == 1 ? "" : "s");
+    if (out->callbacks_left)
+        ADD("%zu callback%s pending; ", out->callbacks_left,
+            out->callbacks_left == 1 ? "" : "s");
+    if (out->timers_left)
+        ADD("%zu timer%s pending; ", out->timers_left,
+            out->timers_left == 1 ? "" : "s");
+    if (out->allocations_left)
+        ADD("%ld allocation%s not freed; ", out->allocations_left,
+            out->allocations_left == 1 ? "" : "s");
+    if (out->fds_left)
+        ADD("%ld fd%s not closed; ", out->fds_left,
+            out->fds_left == 1 ? "" : "s");
+    if (out->reports)
+        ADD("%d report%s, the first: %s; ", out->reports,
+            out->reports == 1 ? "" : "s", out->first_report);
+#undef ADD
+    if (off >= 2 && m[off - 2] == ';')
+        m[off - 2] = '\0';
+}
+
+int coil_test_run(coil_task_fn body, void *arg,
+                  const coil_test_options_t *opts, coil_test_result_t *out)
+{
+    coil_test_result_t local;
+    if (!out)
+        out = &local;
+    memset(out, 0, sizeof(*out));
+    if (!body)
+        return -EINVAL;
+    if (coil_running_loop() || current)
+        return -EBUSY;
+    coil_test_options_t o = opts ? *opts : (coil_test_options_t){0};
+    int64_t limit = o.timeout_ns > 0 ? o.timeout_ns : 10 * COIL_SEC;
+
+    long fds0 = fd_count();
+    long allocs0 = coil__alloc_live();
+    struct run r = {.out = out};
+    pthread_mutex_init(&r.lock, NULL);
+    coil_log_level_t prev_level;
+    coil__log_hook_get(&r.prev_fn, &r.prev_arg, &prev_level);
+    coil_set_log_hook(on_log, &r,
+                      prev_level < COIL_LOG_WARNING ? prev_level
+                                                    : COIL_LOG_WARNING);
+    current = &r;
+    if (o.virtual_clock)
+        coil__clock_fake(true, true);
+
+    coil_loop_t *loop;
+    int err = coil_loop_new(&loop);
+    if (err)
+        goto out;
+    coil_loop_set_exception_handler(loop, on_exception, &r);
+    if (o.debug && (err = coil_loop_set_debug(loop, true)) != 0) {
+        coil_loop_unref(loop);
+        goto out;
+    }
+    coil_handle_t *timer = NULL;
+    if ((err = coil_task_spawn(loop, body, arg, &r.task)) != 0 ||
+        (err = coil_loop_call_later(loop, limit, on_timeout, &r, &timer)) !=
+            0) {
+        coil_task_unref(r.task);
+        coil_loop_unref(loop);
+        goto out;
+    }
+    err = coil_loop_run_until_complete(loop, coil_task_future(r.task));
+    coil_handle_cancel(timer);
+    coil_handle_unref(timer);
+    void *value = NULL;
+    int outcome = coil_future_result(coil_task_future(r.task), &value);
+    out->outcome = outcome == -EINPROGRESS ? err
+                   : outcome == 0         ? (int)(intptr_t)value
+                                          : outcome;
+    /* What the body left: counted, then cleaned up (cancelled tasks
+     * finish; the close drops the rest). */
+    out->tasks_left = coil_loop_tasks(loop, NULL, 0);
+    out->callbacks_left = coil__ready_len(loop);
+    out->timers_left = coil__timers_pending(loop);
+    if (out->tasks_left)
+        coil__tasks_cancel_all(loop);
+    coil_task_unref(r.task);
+    coil_loop_close(loop);
+    coil_loop_unref(loop);
+    wait_executor_threads();
+    out->allocations_left = coil__alloc_live() - allocs0;
+    out->fds_left = fd_count() - fds0;
+    err = 0;
+
+out:
+    if (o.virtual_clock)
+        coil__clock_fake(false, false);
+    current = NULL;
+    coil_set_log_hook(r.prev_fn, r.prev_arg, prev_level);
+    pthread_mutex_destroy(&r.lock);
+    if (err)
+        return err;
+    describe(out, r.timed_out);
+    if (r.timed_out)
+        return -ETIMEDOUT;
+    if (out->tasks_left || out->callbacks_left || out->timers_left ||
+        out->allocations_left || out->fds_left || out->reports)
+        return -ENOTEMPTY;
+    return out->outcome < 0 ? out->outcome : 0;
+}

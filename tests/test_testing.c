@@ -1,0 +1,383 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * test_testing.c - the testing kit (coil/testing.h) tested: the fixture
+ * passes a clean body and catches each kind of thing left behind (a
+ * task, a timer, an allocation, an fd, a report, an error nobody
+ * awaited), a body that fails or runs out of time; the virtual clock
+ * jumps only when every task is idle; allocation and operation faults
+ * hit where aimed; every argument check.
+ */
+#include <stdio.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "coil/testing.h"
+#include "helpers.h"
+
+static int64_t real_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ------------------------------------------------------------------ */
+/* The fixture                                                          */
+/* ------------------------------------------------------------------ */
+
+static int clean_body(void *arg)
+{
+    int *ran = arg;
+    coil_future_t *f;
+    int err = coil_future_new(coil_running_loop(), &f);
+    if (err)
+        return err;
+    coil_future_set_result(f, NULL);
+    err = coil_await(f, NULL);
+    coil_future_unref(f);
+    if (err)
+        return err;
+    err = coil_sleep(COIL_MSEC);
+    (*ran)++;
+    return err ? err : 7;
+}
+
+static void test_run_clean(void **state)
+{
+    (void)state;
+    int ran = 0;
+    coil_test_result_t r;
+    assert_int_equal(coil_test_run(clean_body, &ran, NULL, &r), 0);
+    assert_int_equal(ran, 1);
+    assert_int_equal(r.outcome, 7);
+    assert_string_equal(r.message, "");
+    assert_int_equal(r.tasks_left, 0);
+    assert_int_equal(r.allocations_left, 0);
+    assert_int_equal(r.fds_left, 0);
+    /* out may be NULL. */
+    assert_int_equal(coil_test_run(clean_body, &ran, NULL, NULL), 0);
+}
+
+static int failing_body(void *arg)
+{
+    (void)arg;
+    return -EPROTO;
+}
+
+static void test_run_body_fails(void **state)
+{
+    (void)state;
+    coil_test_result_t r;
+    assert_int_equal(coil_test_run(failing_body, NULL, NULL, &r), -EPROTO);
+    assert_int_equal(r.outcome, -EPROTO);
+    assert_non_null(strstr(r.message, "the body failed: EPROTO"));
+}
+
+static int sleeper(void *arg)
+{
+    (void)arg;
+    return coil_sleep(3600 * COIL_SEC);
+}
+
+static int leaves_task(void *arg)
+{
+    (void)arg;
+    int err = coil_task_spawn(coil_running_loop(), sleeper, NULL, NULL);
+    return err ? err : coil_yield(); /* it starts sleeping */
+}
+
+static void test_run_task_left(void **state)
+{
+    (void)state;
+    coil_test_result_t r;
+    assert_int_equal(coil_test_run(leaves_task, NULL, NULL, &r), -ENOTEMPTY);
+    assert_int_equal(r.outcome, 0);
+    assert_int_equal(r.tasks_left, 1);
+    assert_int_equal(r.timers_left, 1); /* its sleep */
+    assert_non_null(strstr(r.message, "1 task left unfinished"));
+    /* Cleaned up: the task was cancelled and finished, nothing leaked. */
+    assert_int_equal(r.allocations_left, 0);
+}
+
+static void noop(void *arg)
+{
+    (void)arg;
+}
+
+static int leaves_timer(void *arg)
+{
+    (void)arg;
+    return coil_loop_call_later(coil_running_loop(), 3600 * COIL_SEC, noop,
+                                NULL, NULL);
+}
+
+static void test_run_timer_left(void **state)
+{
+    (void)state;
+    coil_test_result_t r;
+    assert_int_equal(coil_test_run(leaves_timer, NULL, NULL, &r),
+                     -ENOTEMPTY);
+    assert_int_equal(r.tasks_left, 0);
+    assert_int_equal(r.timers_left, 1);
+    assert_non_null(strstr(r.message, "1 timer pending"));
+}
+
+static int leaks_future(void *arg)
+{
+    coil_future_t **f = arg;
+    return coil_future_new(coil_running_loop(), f);
+}
+
+static void test_run_allocation_left(void **state)
+{
+    (void)state;
+    coil_future_t *f = NULL;
+    coil_test_result_t r;
+    assert_int_equal(coil_test_run(leaks_future, &f, NULL, &r), -ENOTEMPTY);
+    assert_true(r.allocations_left >= 1); /* the future, its loop */
+    assert_non_null(strstr(r.message, "not freed"));
+    coil_future_unref(f); /* the loop's memory goes with it */
+    assert_int_equal(test_alloc_live(), 0);
+}
+
+static int leaks_fds(void *arg)
+{
+    int *fds = arg;
+    return pipe(fds) == 0 ? 0 : -errno;
+}
+
+static void test_run_fd_left(void **state)
+{
+    (void)state;
+    int fds[2] = {-1, -1};
+    coil_test_result_t r;
+    assert_int_equal(coil_test_run(leaks_fds, fds, NULL, &r), -ENOTEMPTY);
+    assert_int_equal(r.fds_left, 2);
+    assert_non_null(strstr(r.message, "2 fds not closed"));
+    close(fds[0]);
+    close(fds[1]);
+}
+
+static int fails_quietly(void *arg)
+{
+    (void)arg;
+    return -EIO;
+}
+
+static int drops_failed_task(void *arg)
+{
+    (void)arg;
+    /* Nobody holds or awaits it: its error goes to the exception
+     * handler, in any mode. */
+    int err = coil_task_spawn(coil_running_loop(), fails_quietly, NULL,
+                              NULL);
+    return err ? err : coil_sleep(COIL_MSEC);
+}
+
+static int drops_failed_future(void *arg)
+{
+    (void)arg;
+    coil_future_t *f;
+    int err = coil_future_new(coil_running_loop(), &f);
+    if (err)
+        return err;
+    coil_future_set_error(f, -ECONNRESET);
+    coil_future_unref(f); /* unread: debug mode reports it */
+    return 0;
+}
+
+static void test_run_reports(void **state)
+{
+    (void)state;
+    test_allow_reports("failed and nobody awaited it");
+    test_allow_reports("without anyone reading the error");
+    coil_test_result_t r;
+    assert_int_equal(coil_test_run(drops_failed_task, NULL, NULL, &r),
+                     -ENOTEMPTY);
+    assert_int_equal(r.reports, 1);
+    assert_non_null(strstr(r.first_report, "failed and nobody awaited it"));
+
+    /* Only debug mode sees a future dropped unread (COIL_DEBUG=1 turns
+     * it on for every loop, the fixture's too). */
+    coil_loop_t *probe;
+    assert_int_equal(coil_loop_new(&probe), 0);
+    bool env_debug = coil_loop_debug(probe);
+    coil_loop_unref(probe);
+    assert_int_equal(coil_test_run(drops_failed_future, NULL, NULL, &r),
+                     env_debug ? -ENOTEMPTY : 0);
+    coil_test_options_t o = {.debug = true};
+    assert_int_equal(coil_test_run(drops_failed_future, NULL, &o, &r),
+                     -ENOTEMPTY);
+    assert_int_equal(r.reports, 1);
+    assert_non_null(strstr(r.message, "without anyone reading the error"));
+}
+
+static int waits_forever(void *arg)
+{
+    (void)arg;
+    coil_future_t *f;
+    int err = coil_future_new(coil_running_loop(), &f);
+    if (err)
+        return err;
+    err = coil_await(f, NULL);
+    coil_future_unref(f);
+    return err;
+}
+
+static void test_run_timeout(void **state)
+{
+    (void)state;
+    /* A 30 s limit on the virtual clock: the run jumps there at once. */
+    coil_test_options_t o = {.virtual_clock = true,
+                             .timeout_ns = 30 * COIL_SEC};
+    coil_test_result_t r;
+    int64_t t0 = real_ms();
+    assert_int_equal(coil_test_run(waits_forever, NULL, &o, &r), -ETIMEDOUT);
+    assert_true(real_ms() - t0 < 5000);
+    assert_int_equal(r.outcome, -ECANCELED);
+    assert_non_null(strstr(r.message, "the body ran out of time"));
+    assert_int_equal(r.allocations_left, 0);
+}
+
+struct clock_case {
+    int64_t before, after_sleep, after_yields;
+};
+
+static int sleeps_a_day(void *arg)
+{
+    struct clock_case *c = arg;
+    coil_loop_t *loop = coil_running_loop();
+    c->before = coil_loop_time(loop);
+    int err = coil_sleep(24 * 3600 * COIL_SEC);
+    c->after_sleep = coil_loop_time(loop);
+    /* Runnable all along: the clock must not move. */
+    for (int i = 0; i < 1000 && !err; i++)
+        err = coil_yield();
+    c->after_yields = coil_loop_update_time(loop);
+    return err;
+}
+
+static void test_virtual_clock(void **state)
+{
+    (void)state;
+    struct clock_case c = {0};
+    coil_test_options_t o = {.virtual_clock = true,
+                             .timeout_ns = 48 * 3600 * COIL_SEC};
+    coil_test_result_t r;
+    int64_t t0 = real_ms();
+    assert_int_equal(coil_test_run(sleeps_a_day, &c, &o, &r), 0);
+    assert_true(real_ms() - t0 < 5000);
+    assert_true(c.after_sleep - c.before >= 24 * 3600 * COIL_SEC);
+    assert_true(c.after_sleep - c.before < 24 * 3600 * COIL_SEC + COIL_SEC);
+    assert_int_equal(c.after_yields, c.after_sleep);
+
+    /* Told to move, it moves; back to the real clock afterwards. */
+    coil_test_clock_virtual(true, false);
+    coil_loop_t *loop;
+    assert_int_equal(coil_loop_new(&loop), 0);
+    int64_t a = coil_loop_update_time(loop);
+    coil_test_clock_advance(5 * COIL_SEC);
+    coil_test_clock_advance(-1); /* ignored */
+    assert_int_equal(coil_loop_update_time(loop) - a, 5 * COIL_SEC);
+    coil_test_clock_virtual(false, false);
+    coil_loop_unref(loop);
+}
+
+/* ------------------------------------------------------------------ */
+/* Faults                                                               */
+/* ------------------------------------------------------------------ */
+
+static void test_alloc_faults(void **state)
+{
+    (void)state;
+    coil_loop_t *loop;
+    assert_int_equal(coil_loop_new(&loop), 0);
+    long live = coil_test_alloc_live();
+    assert_true(live > 0);
+    coil_future_t *f;
+    coil_test_alloc_fail_after(1);
+    assert_false(coil_test_alloc_failed());
+    assert_int_equal(coil_future_new(loop, &f), -ENOMEM);
+    assert_true(coil_test_alloc_failed());
+    assert_int_equal(coil_test_alloc_live(), live);
+    /* Once: the next one works. */
+    assert_int_equal(coil_future_new(loop, &f), 0);
+    coil_future_unref(f);
+    coil_test_alloc_fail_after(0);
+    coil_loop_unref(loop);
+    assert_int_equal(coil_test_alloc_live(), 0);
+}
+
+static void test_op_faults(void **state)
+{
+    (void)state;
+    coil_test_reset_faults();
+    assert_int_equal(coil_test_fail(COIL_TEST_WAKEUP, 1, 1, -EMFILE), 0);
+    coil_loop_t *loop;
+    assert_int_equal(coil_loop_new(&loop), -EMFILE);
+    assert_int_equal(coil_test_calls(COIL_TEST_WAKEUP), 1);
+    assert_int_equal(coil_loop_new(&loop), 0); /* once */
+    coil_loop_unref(loop);
+    /* Every call from the second on. */
+    assert_int_equal(coil_test_fail(COIL_TEST_WAKEUP, 2, 0, -ENFILE), 0);
+    coil_loop_t *a, *b, *c;
+    assert_int_equal(coil_loop_new(&a), 0);
+    assert_int_equal(coil_loop_new(&b), -ENFILE);
+    assert_int_equal(coil_loop_new(&c), -ENFILE);
+    assert_int_equal(coil_test_calls(COIL_TEST_WAKEUP), 3);
+    coil_test_reset_faults();
+    assert_int_equal(coil_test_calls(COIL_TEST_WAKEUP), 0);
+    assert_int_equal(coil_loop_new(&b), 0);
+    coil_loop_unref(a);
+    coil_loop_unref(b);
+}
+
+/* ------------------------------------------------------------------ */
+/* Arguments                                                            */
+/* ------------------------------------------------------------------ */
+
+static int nested(void *arg)
+{
+    int *r = arg;
+    *r = coil_test_run(clean_body, &(int){0}, NULL, NULL);
+    return 0;
+}
+
+static void test_arguments(void **state)
+{
+    (void)state;
+    coil_test_result_t r;
+    assert_int_equal(coil_test_run(NULL, NULL, NULL, &r), -EINVAL);
+    int inner = 0;
+    assert_int_equal(coil_test_run(nested, &inner, NULL, NULL), 0);
+    assert_int_equal(inner, -EBUSY);
+    assert_int_equal(coil_test_fail(COIL_TEST_OP_COUNT, 1, 1, -EIO),
+                     -EINVAL);
+    assert_int_equal(coil_test_fail((coil_test_op_t)-1, 1, 1, -EIO),
+                     -EINVAL);
+    assert_int_equal(coil_test_fail(COIL_TEST_RECV, 0, 1, -EIO), -EINVAL);
+    assert_int_equal(coil_test_fail(COIL_TEST_RECV, 1, 1, 5), -EINVAL);
+    assert_int_equal(coil_test_fail(COIL_TEST_RECV, 1, 1, 0), -EINVAL);
+    assert_int_equal(coil_test_calls(COIL_TEST_OP_COUNT), 0);
+    coil_test_reset_faults();
+}
+
+int main(void)
+{
+    test_init();
+    const struct CMUnitTest tests[] = {
+        TEST_NOLOOP(test_run_clean),
+        TEST_NOLOOP(test_run_body_fails),
+        TEST_NOLOOP(test_run_task_left),
+        TEST_NOLOOP(test_run_timer_left),
+        TEST_NOLOOP(test_run_allocation_left),
+        TEST_NOLOOP(test_run_fd_left),
+        TEST_NOLOOP(test_run_reports),
+        TEST_NOLOOP(test_run_timeout),
+        TEST_NOLOOP(test_virtual_clock),
+        TEST_NOLOOP(test_alloc_faults),
+        TEST_NOLOOP(test_op_faults),
+        TEST_NOLOOP(test_arguments),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
