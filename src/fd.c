@@ -2,6 +2,7 @@
 /*
  * fd.c - small fd helpers every layer may use (declared in internal.h).
  */
+#include <dirent.h>
 #include <fcntl.h>
 #include <unistd.h>
 #ifdef __linux__
@@ -79,4 +80,20 @@ void coil__wake_channel_close(int *rfd, int *wfd)
     if (*wfd >= 0 && *wfd != *rfd)
         close(*wfd);
     *rfd = *wfd = -1;
+}
+
+long coil__fd_count(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    long n = 0;
+    if (!d) {
+        for (int fd = 0; fd < 4096; fd++)
+            n += fcntl(fd, F_GETFD) >= 0;
+        return n;
+    }
+    struct dirent *e;
+    while ((e = readdir(d)))
+        n += e->d_name[0] != '.';
+    closedir(d);
+    return n - 1; /* the directory's own */
 }

@@ -71,6 +71,8 @@ long coil__alloc_live(void);
 
 /* Make fd non-blocking and close-on-exec (fd.c). Returns 0 or -errno. */
 int coil__fd_nonblock_cloexec(int fd);
+/* How many fds the process has open (the testing kit's leak counts). */
+long coil__fd_count(void);
 /* A pipe whose two ends are close-on-exec (pipe2 where there is one).
  * Returns 0 or -errno. */
 int coil__pipe_cloexec(int fds[2]);

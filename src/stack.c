@@ -31,7 +31,8 @@
  * (PROT_NONE) guards, which cost a second VMA per stack and so run into
  * vm.max_map_count (65530 by default: ~32,000 stacks). A stack is never
  * handed out without a guard: when the kernel refuses, get fails with
- * -ENOMEM, and the reason goes to the log hook (coil/debug.h) at the debug level.
+ * -ENOMEM, and the reason goes to the log hook (coil/debug.h) at the
+ * debug level.
  *
  * Pool: a LIFO of up to max_free returned stacks per pool; the rest are
  * unmapped. Pooled stacks keep their touched pages (no MADV_DONTNEED): a

@@ -6,7 +6,6 @@
  * build of the library (with the fault seam of sys.h/fault.c); it uses
  * the loop's internals only to count what is pending.
  */
-#include <dirent.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
@@ -106,22 +105,6 @@ void coil_test_clock_advance(int64_t ns)
 /* ------------------------------------------------------------------ */
 /* The fixture                                                          */
 /* ------------------------------------------------------------------ */
-
-static long fd_count(void)
-{
-    DIR *d = opendir("/proc/self/fd");
-    long n = 0;
-    if (!d) {
-        for (int fd = 0; fd < 4096; fd++)
-            n += fcntl(fd, F_GETFD) >= 0;
-        return n;
-    }
-    struct dirent *e;
-    while ((e = readdir(d)))
-        n += e->d_name[0] != '.';
-    closedir(d);
-    return n - 1; /* the directory's own */
-}
 
 /* Reports of the run, from the log hook and the exception handler. */
 struct run {
@@ -231,7 +214,7 @@ int coil_test_run(coil_task_fn body, void *arg,
     coil_test_options_t o = opts ? *opts : (coil_test_options_t){0};
     int64_t limit = o.timeout_ns > 0 ? o.timeout_ns : 10 * COIL_SEC;
 
-    long fds0 = fd_count();
+    long fds0 = coil__fd_count();
     long allocs0 = coil__alloc_live();
     struct run r = {.out = out};
     pthread_mutex_init(&r.lock, NULL);
@@ -281,7 +264,7 @@ int coil_test_run(coil_task_fn body, void *arg,
     coil_loop_unref(loop);
     wait_executor_threads();
     out->allocations_left = coil__alloc_live() - allocs0;
-    out->fds_left = fd_count() - fds0;
+    out->fds_left = coil__fd_count() - fds0;
     err = 0;
 
 out:

@@ -16,12 +16,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "coil/testing.h"
 #include "helpers.h"
 
-static atomic_long live;
-static atomic_long total;
-static atomic_long fail_at; /* allocation number that fails, 0: never */
-static atomic_bool failed;
 static atomic_size_t largest; /* the largest request since the reset */
 
 static void note_size(size_t size)
@@ -31,60 +28,42 @@ static void note_size(size_t size)
         ;
 }
 
-static bool should_fail(void)
-{
-    long n = atomic_fetch_add(&total, 1) + 1;
-    long at = atomic_load(&fail_at);
-    if (at && n == at) {
-        atomic_store(&failed, true);
-        return true;
-    }
-    return false;
-}
-
+/* The program's allocator: malloc, noting the largest request. Counting
+ * live blocks and failing the nth allocation are the testing kit's
+ * (coil/testing.h), under whatever allocator is installed. */
 static void *t_malloc(size_t size, void *ctx)
 {
     (void)ctx;
     note_size(size);
-    if (should_fail())
-        return NULL;
-    void *p = malloc(size);
-    if (p)
-        atomic_fetch_add(&live, 1);
-    return p;
+    return malloc(size);
 }
 
 static void *t_realloc(void *ptr, size_t size, void *ctx)
 {
     (void)ctx;
     note_size(size);
-    if (should_fail())
-        return NULL;
     return realloc(ptr, size);
 }
 
 static void t_free(void *ptr, void *ctx)
 {
     (void)ctx;
-    if (ptr)
-        atomic_fetch_sub(&live, 1);
     free(ptr);
 }
 
 long test_alloc_live(void)
 {
-    return atomic_load(&live);
+    return coil_test_alloc_live();
 }
 
 void test_alloc_fail_after(long nth)
 {
-    atomic_store(&failed, false);
-    atomic_store(&fail_at, nth > 0 ? atomic_load(&total) + nth : 0);
+    coil_test_alloc_fail_after(nth);
 }
 
 bool test_alloc_failed(void)
 {
-    return atomic_load(&failed);
+    return coil_test_alloc_failed();
 }
 
 size_t test_alloc_largest(bool reset)

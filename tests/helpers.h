@@ -2,8 +2,10 @@
 /*
  * helpers.h - what every coil test program shares:
  *
- *  - a counting allocator installed for the whole program, which can be
- *    told to fail the Nth allocation from now (test_alloc_fail_after);
+ *  - an allocator of its own installed for the whole program (it notes
+ *    the largest request), and through the testing kit (coil/testing.h)
+ *    the count of live allocations and a failure of the Nth allocation
+ *    from now (test_alloc_fail_after);
  *  - the leak gate: test_setup() records the open fds and live
  *    allocations, test_teardown() frees the fixture loop and fails the test
  *    if any allocation or fd is left over;
@@ -46,7 +48,7 @@ struct fixture {
     long allocs_before;
 };
 
-/* Install the counting allocator; call first thing in main(). */
+/* Install the test allocator; call first thing in main(). */
 void test_init(void);
 
 /* cmocka setup/teardown: a fresh loop, then the leak gate. */
@@ -64,7 +66,7 @@ void test_allow_reports(const char *substring);
 int test_reports_seen(void);
 int test_teardown_noloop(void **state);
 
-/* The counting allocator test_init installs. */
+/* The allocator test_init installs. */
 const coil_allocator_t *test_allocator(void);
 
 /* Blocks currently allocated through coil's allocator. */

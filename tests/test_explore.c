@@ -20,12 +20,12 @@
 #define ITEMS 8
 
 /* Run a target body inside the explorer's timeout scope. */
-static int in_scope(struct explore *ex, int (*body)(void *), void *arg)
+static int in_scope(coil_explore_t *ex, int (*body)(void *), void *arg)
 {
-    int err = explore_scope_begin(ex);
+    int err = coil_explore_scope_begin(ex);
     if (err)
         return err;
-    return explore_scope_end(ex, body(arg));
+    return coil_explore_scope_end(ex, body(arg));
 }
 
 /* ------------------------------------------------------------------ */
@@ -33,7 +33,7 @@ static int in_scope(struct explore *ex, int (*body)(void *), void *arg)
 /* ------------------------------------------------------------------ */
 
 struct excl {
-    struct explore *ex;
+    coil_explore_t *ex;
     coil_lock_t *lock;
     coil_semaphore_t *sem;
     int limit;       /* how many may be inside at once */
@@ -89,40 +89,40 @@ static int excl_worker(void *arg)
     return excl_rounds(arg);
 }
 
-static void excl_scenario(coil_loop_t *loop, struct explore *ex, void *arg)
+static void excl_scenario(coil_loop_t *loop, coil_explore_t *ex, void *arg)
 {
     int kind = *(int *)arg; /* 0 lock, 1 semaphore(2), 2 bounded(2) */
     struct excl x = {.ex = ex, .limit = kind ? 2 : 1};
     if (kind == 0 && coil_lock_new(loop, &x.lock))
-        return explore_fail(ex, "lock_new");
+        return coil_explore_fail(ex, "lock_new");
     if (kind == 1 && coil_semaphore_new(loop, 2, &x.sem))
-        return explore_fail(ex, "semaphore_new");
+        return coil_explore_fail(ex, "semaphore_new");
     if (kind == 2 && coil_semaphore_new_bounded(loop, 2, &x.sem))
-        return explore_fail(ex, "semaphore_new_bounded");
+        return coil_explore_fail(ex, "semaphore_new_bounded");
     coil_task_t *t[3];
     for (int i = 0; i < 3; i++) {
         x.index[i] = i;
         x.use_scope[i] = i == 1;
         if (coil_task_spawn(loop, excl_worker, &x.index[i], &t[i]))
-            explore_fail(ex, "spawn");
+            coil_explore_fail(ex, "spawn");
     }
-    explore_target(ex, t[1]);
-    explore_run(ex, loop);
-    EXPLORE_CHECK(ex, x.most <= x.limit, "%d inside at once (limit %d)",
+    coil_explore_target(ex, t[1]);
+    coil_explore_run(ex, loop);
+    COIL_EXPLORE_CHECK(ex, x.most <= x.limit, "%d inside at once (limit %d)",
                   x.most, x.limit);
-    EXPLORE_CHECK(ex, x.inside == 0, "%d still inside", x.inside);
-    EXPLORE_CHECK(ex, x.sections[0] == 3 && x.sections[2] == 3,
+    COIL_EXPLORE_CHECK(ex, x.inside == 0, "%d still inside", x.inside);
+    COIL_EXPLORE_CHECK(ex, x.sections[0] == 3 && x.sections[2] == 3,
                   "the undisturbed workers did %d and %d sections",
                   x.sections[0], x.sections[2]);
-    EXPLORE_CHECK(ex, !x.extra_release_failed, "a release failed");
+    COIL_EXPLORE_CHECK(ex, !x.extra_release_failed, "a release failed");
     if (x.lock)
-        EXPLORE_CHECK(ex, !coil_lock_locked(x.lock), "the lock is held");
+        COIL_EXPLORE_CHECK(ex, !coil_lock_locked(x.lock), "the lock is held");
     if (x.sem)
-        EXPLORE_CHECK(ex, coil_semaphore_value(x.sem) == 2,
+        COIL_EXPLORE_CHECK(ex, coil_semaphore_value(x.sem) == 2,
                       "%d permits at the end, not 2",
                       coil_semaphore_value(x.sem));
-    if (explore_mode(ex) == EXPLORE_NONE)
-        EXPLORE_CHECK(ex, x.sections[1] == 3, "the target did %d sections",
+    if (coil_explore_mode(ex) == COIL_EXPLORE_NONE)
+        COIL_EXPLORE_CHECK(ex, x.sections[1] == 3, "the target did %d sections",
                       x.sections[1]);
     for (int i = 0; i < 3; i++)
         coil_task_unref(t[i]);
@@ -153,7 +153,7 @@ static void test_explore_semaphore(void **state)
 /* ------------------------------------------------------------------ */
 
 struct ev {
-    struct explore *ex;
+    coil_explore_t *ex;
     coil_event_t *e;
     int r[3];
     int index[3];
@@ -187,26 +187,26 @@ static int ev_setter(void *arg)
     return 0;
 }
 
-static void ev_scenario(coil_loop_t *loop, struct explore *ex, void *arg)
+static void ev_scenario(coil_loop_t *loop, coil_explore_t *ex, void *arg)
 {
     (void)arg;
     struct ev v = {.ex = ex};
     if (coil_event_new(loop, &v.e))
-        return explore_fail(ex, "event_new");
+        return coil_explore_fail(ex, "event_new");
     coil_task_t *t[4];
     for (int i = 0; i < 3; i++) {
         v.index[i] = i;
         v.r[i] = 1;
         if (coil_task_spawn(loop, ev_waiter, &v.index[i], &t[i]))
-            explore_fail(ex, "spawn");
+            coil_explore_fail(ex, "spawn");
     }
     if (coil_task_spawn(loop, ev_setter, &v, &t[3]))
-        explore_fail(ex, "spawn");
-    explore_target(ex, t[1]);
-    explore_run(ex, loop);
-    EXPLORE_CHECK(ex, v.r[0] == 0 && v.r[2] == 0,
+        coil_explore_fail(ex, "spawn");
+    coil_explore_target(ex, t[1]);
+    coil_explore_run(ex, loop);
+    COIL_EXPLORE_CHECK(ex, v.r[0] == 0 && v.r[2] == 0,
                   "undisturbed waiters got %d and %d", v.r[0], v.r[2]);
-    EXPLORE_CHECK(ex, coil_event_is_set(v.e), "the event is not set");
+    COIL_EXPLORE_CHECK(ex, coil_event_is_set(v.e), "the event is not set");
     for (int i = 0; i < 4; i++)
         coil_task_unref(t[i]);
     coil_event_unref(v.e);
@@ -227,7 +227,7 @@ static void test_explore_event(void **state)
 #define CV_ITEMS 7
 
 struct cv {
-    struct explore *ex;
+    coil_explore_t *ex;
     coil_condition_t *c;
     int items;         /* made and not taken; under the lock */
     int made, taken;
@@ -297,27 +297,27 @@ static int cv_producer(void *arg)
     return 0;
 }
 
-static void cv_scenario(coil_loop_t *loop, struct explore *ex, void *arg)
+static void cv_scenario(coil_loop_t *loop, coil_explore_t *ex, void *arg)
 {
     (void)arg;
     struct cv v = {.ex = ex, .index = {0, 1}};
     if (coil_condition_new(loop, NULL, &v.c))
-        return explore_fail(ex, "condition_new");
+        return coil_explore_fail(ex, "condition_new");
     coil_task_t *t[3];
     for (int i = 0; i < 2; i++)
         if (coil_task_spawn(loop, cv_consumer, &v.index[i], &t[i]))
-            explore_fail(ex, "spawn");
+            coil_explore_fail(ex, "spawn");
     if (coil_task_spawn(loop, cv_producer, &v, &t[2]))
-        explore_fail(ex, "spawn");
-    explore_target(ex, t[0]);
-    explore_run(ex, loop);
-    EXPLORE_CHECK(ex, v.made == CV_ITEMS, "made %d", v.made);
-    EXPLORE_CHECK(ex, v.taken + v.items == v.made,
+        coil_explore_fail(ex, "spawn");
+    coil_explore_target(ex, t[0]);
+    coil_explore_run(ex, loop);
+    COIL_EXPLORE_CHECK(ex, v.made == CV_ITEMS, "made %d", v.made);
+    COIL_EXPLORE_CHECK(ex, v.taken + v.items == v.made,
                   "made %d, taken %d, left %d", v.made, v.taken, v.items);
     /* The undisturbed consumer takes whatever the target leaves. */
-    EXPLORE_CHECK(ex, v.items == 0, "%d items never taken", v.items);
-    EXPLORE_CHECK(ex, !v.lock_lost, "a wait returned without the lock");
-    EXPLORE_CHECK(ex, !coil_lock_locked(coil_condition_lock(v.c)),
+    COIL_EXPLORE_CHECK(ex, v.items == 0, "%d items never taken", v.items);
+    COIL_EXPLORE_CHECK(ex, !v.lock_lost, "a wait returned without the lock");
+    COIL_EXPLORE_CHECK(ex, !coil_lock_locked(coil_condition_lock(v.c)),
                   "the lock is held");
     for (int i = 0; i < 3; i++)
         coil_task_unref(t[i]);
@@ -336,7 +336,7 @@ static void test_explore_condition(void **state)
 /* ------------------------------------------------------------------ */
 
 struct bar {
-    struct explore *ex;
+    coil_explore_t *ex;
     coil_barrier_t *b;
     int passed[3];
     int index[3];
@@ -368,26 +368,26 @@ static int bar_party(void *arg)
     return *idx == 1 ? in_scope(v->ex, bar_rounds, arg) : bar_rounds(arg);
 }
 
-static void bar_scenario(coil_loop_t *loop, struct explore *ex, void *arg)
+static void bar_scenario(coil_loop_t *loop, coil_explore_t *ex, void *arg)
 {
     (void)arg;
     struct bar v = {.ex = ex, .index = {0, 1, 2}};
     if (coil_barrier_new(loop, 3, &v.b))
-        return explore_fail(ex, "barrier_new");
+        return coil_explore_fail(ex, "barrier_new");
     coil_task_t *t[3];
     for (int i = 0; i < 3; i++)
         if (coil_task_spawn(loop, bar_party, &v.index[i], &t[i]))
-            explore_fail(ex, "spawn");
-    explore_target(ex, t[1]);
-    explore_run(ex, loop);
+            coil_explore_fail(ex, "spawn");
+    coil_explore_target(ex, t[1]);
+    coil_explore_run(ex, loop);
     /* Every round was passed by all three or by none (rounds are whole),
      * unless the barrier broke. */
     bool whole = v.passed[0] == v.passed[1] && v.passed[1] == v.passed[2];
-    EXPLORE_CHECK(ex, whole || coil_barrier_broken(v.b),
+    COIL_EXPLORE_CHECK(ex, whole || coil_barrier_broken(v.b),
                   "rounds passed %d/%d/%d and the barrier is not broken",
                   v.passed[0], v.passed[1], v.passed[2]);
-    if (explore_mode(ex) == EXPLORE_NONE)
-        EXPLORE_CHECK(ex, whole && v.passed[0] == 2, "undisturbed: %d rounds",
+    if (coil_explore_mode(ex) == COIL_EXPLORE_NONE)
+        COIL_EXPLORE_CHECK(ex, whole && v.passed[0] == 2, "undisturbed: %d rounds",
                       v.passed[0]);
     for (int i = 0; i < 3; i++)
         coil_task_unref(t[i]);
@@ -406,7 +406,7 @@ static void test_explore_barrier(void **state)
 /* ------------------------------------------------------------------ */
 
 struct qs {
-    struct explore *ex;
+    coil_explore_t *ex;
     coil_queue_t *q;
     int put, dropped;
     int seen[ITEMS + 1];  /* how often each item was got */
@@ -507,7 +507,7 @@ static int qs_producer(void *arg)
     return err;
 }
 
-static void qs_scenario(coil_loop_t *loop, struct explore *ex, void *arg)
+static void qs_scenario(coil_loop_t *loop, coil_explore_t *ex, void *arg)
 {
     struct qs v = *(struct qs *)arg;
     v.ex = ex;
@@ -521,31 +521,31 @@ static void qs_scenario(coil_loop_t *loop, struct explore *ex, void *arg)
                               .drop = qs_drop,
                               .drop_arg = &v};
     if (coil_queue_new(loop, &o, &v.q))
-        return explore_fail(ex, "queue_new");
+        return coil_explore_fail(ex, "queue_new");
     coil_task_t *t[3];
     for (int i = 0; i < 2; i++)
         if (coil_task_spawn(loop, qs_consumer, &v.index[i], &t[i]))
-            explore_fail(ex, "spawn");
+            coil_explore_fail(ex, "spawn");
     if (coil_task_spawn(loop, qs_producer, &v, &t[2]))
-        explore_fail(ex, "spawn");
-    explore_target(ex, v.target_producer ? t[2] : t[0]);
-    explore_run(ex, loop);
+        coil_explore_fail(ex, "spawn");
+    coil_explore_target(ex, v.target_producer ? t[2] : t[0]);
+    coil_explore_run(ex, loop);
     int got = 0, left = 0;
     for (int i = 1; i <= ITEMS; i++) {
-        EXPLORE_CHECK(ex, v.seen[i] <= 1, "item %d got %d times", i,
+        COIL_EXPLORE_CHECK(ex, v.seen[i] <= 1, "item %d got %d times", i,
                       v.seen[i]);
         got += v.seen[i];
     }
     void *item;
     while (coil_queue_get_nowait(v.q, &item) == 0)
         left++;
-    EXPLORE_CHECK(ex, v.put == got + left + v.dropped,
+    COIL_EXPLORE_CHECK(ex, v.put == got + left + v.dropped,
                   "put %d, got %d, left %d, dropped %d", v.put, got, left,
                   v.dropped);
     if (!v.target_producer)
-        EXPLORE_CHECK(ex, v.put == v.items, "put %d of %d", v.put, v.items);
+        COIL_EXPLORE_CHECK(ex, v.put == v.items, "put %d of %d", v.put, v.items);
     if (v.join)
-        EXPLORE_CHECK(ex, v.join_r == 0 && coil_queue_unfinished(v.q) == 0,
+        COIL_EXPLORE_CHECK(ex, v.join_r == 0 && coil_queue_unfinished(v.q) == 0,
                       "join gave %s with %zu unfinished",
                       coil_err_name(v.join_r), coil_queue_unfinished(v.q));
     for (int i = 0; i < 3; i++)
@@ -587,13 +587,13 @@ static void test_explore_catches_lossy_get(void **state)
     test_allow_reports("without anyone reading"); /* on purpose */
     (void)state;
     struct qs cfg = {.lossy = true};
-    struct explore_result r;
-    int failures = explore("lossy get", qs_scenario, &cfg, &r);
+    coil_explore_result_t r;
+    int failures = coil_explore("lossy get", qs_scenario, &cfg, &r);
     assert_true(failures > 0);
     assert_int_equal(r.failures, failures);
     assert_non_null(strstr(r.first_message, "put"));
     /* And it passes undisturbed: only a cancel shows the bug. */
-    assert_true(r.first_mode != EXPLORE_NONE);
+    assert_true(r.first_mode != COIL_EXPLORE_NONE);
 }
 
 /* ------------------------------------------------------------------ */
@@ -604,7 +604,7 @@ static void test_explore_catches_lossy_get(void **state)
 #define CHUNKS 6
 
 struct st {
-    struct explore *ex;
+    coil_explore_t *ex;
     bool pipe;      /* a pipe instead of a socket pair */
     int sv[2];
     coil_stream_t *r, *w;
@@ -683,7 +683,7 @@ static int st_rest(void *arg)
     return err;
 }
 
-static void st_scenario(coil_loop_t *loop, struct explore *ex, void *arg)
+static void st_scenario(coil_loop_t *loop, coil_explore_t *ex, void *arg)
 {
     struct st v = {.ex = ex, .pipe = arg != NULL};
     if (v.pipe)
@@ -693,19 +693,19 @@ static void st_scenario(coil_loop_t *loop, struct explore *ex, void *arg)
     coil_task_t *t[2];
     if (test_run_task(loop, st_setup, &v)) {
         test_close_pair(v.sv);
-        return explore_fail(ex, "stream setup");
+        return coil_explore_fail(ex, "stream setup");
     }
     if (coil_task_spawn(loop, st_reader, &v, &t[0]) ||
         coil_task_spawn(loop, st_writer, &v, &t[1]))
-        explore_fail(ex, "spawn");
-    explore_target(ex, t[0]);
-    explore_run(ex, loop);
+        coil_explore_fail(ex, "spawn");
+    coil_explore_target(ex, t[0]);
+    coil_explore_run(ex, loop);
     int rest = test_run_task(loop, st_rest, &v);
-    EXPLORE_CHECK(ex, rest == 0, "reading the rest: %s", coil_err_name(rest));
-    EXPLORE_CHECK(ex, v.written == v.read_target + v.read_rest,
+    COIL_EXPLORE_CHECK(ex, rest == 0, "reading the rest: %s", coil_err_name(rest));
+    COIL_EXPLORE_CHECK(ex, v.written == v.read_target + v.read_rest,
                   "wrote %zu, read %zu, then %zu", v.written, v.read_target,
                   v.read_rest);
-    EXPLORE_CHECK(ex, !v.corrupt, "bytes out of order");
+    COIL_EXPLORE_CHECK(ex, !v.corrupt, "bytes out of order");
     coil_task_unref(t[0]);
     coil_task_unref(t[1]);
     coil_stream_unref(v.r);
@@ -726,7 +726,7 @@ static void test_explore_stream(void **state)
 /* ------------------------------------------------------------------ */
 
 struct comb {
-    struct explore *ex;
+    coil_explore_t *ex;
     int kind; /* 0 gather, 1 wait_for, 2 group */
     int finished, started;
     int result;
@@ -802,26 +802,26 @@ static int comb_target(void *arg)
     return 0;
 }
 
-static void comb_scenario(coil_loop_t *loop, struct explore *ex, void *arg)
+static void comb_scenario(coil_loop_t *loop, coil_explore_t *ex, void *arg)
 {
     struct comb c = {.ex = ex, .kind = *(int *)arg, .result = 1};
     coil_task_t *t;
     if (coil_task_spawn(loop, comb_target, &c, &t))
-        return explore_fail(ex, "spawn");
-    explore_target(ex, t);
-    explore_run(ex, loop);
-    EXPLORE_CHECK(ex, c.finished == c.started,
+        return coil_explore_fail(ex, "spawn");
+    coil_explore_target(ex, t);
+    coil_explore_run(ex, loop);
+    COIL_EXPLORE_CHECK(ex, c.finished == c.started,
                   "%d children started, %d finished", c.started,
                   c.finished);
-    EXPLORE_CHECK(ex, c.result == 0 || c.result == -ECANCELED ||
+    COIL_EXPLORE_CHECK(ex, c.result == 0 || c.result == -ECANCELED ||
                           c.result == -ETIMEDOUT,
                   "result %s", coil_err_name(c.result));
     if (c.result == 0 && c.kind == 0)
-        EXPLORE_CHECK(ex, (intptr_t)c.values[0] == 13 &&
+        COIL_EXPLORE_CHECK(ex, (intptr_t)c.values[0] == 13 &&
                               (intptr_t)c.values[2] == 15,
                       "gather's results wrong");
-    if (explore_mode(ex) == EXPLORE_NONE)
-        EXPLORE_CHECK(ex, c.result == 0, "undisturbed: %s",
+    if (coil_explore_mode(ex) == COIL_EXPLORE_NONE)
+        COIL_EXPLORE_CHECK(ex, c.result == 0, "undisturbed: %s",
                       coil_err_name(c.result));
     coil_task_unref(t);
 }
@@ -842,7 +842,7 @@ static void test_explore_combinators(void **state)
 /* ------------------------------------------------------------------ */
 
 struct sg {
-    struct explore *ex;
+    coil_explore_t *ex;
     int seen;
     bool raiser_done;
 };
@@ -878,24 +878,24 @@ static int sg_raiser(void *arg)
     return 0;
 }
 
-static void sg_scenario(coil_loop_t *loop, struct explore *ex, void *arg)
+static void sg_scenario(coil_loop_t *loop, coil_explore_t *ex, void *arg)
 {
     (void)arg;
     struct sg v = {.ex = ex};
     coil_task_t *t[2];
     if (coil_task_spawn(loop, sg_waiter, &v, &t[0]) ||
         coil_task_spawn(loop, sg_raiser, &v, &t[1]))
-        explore_fail(ex, "spawn");
-    explore_target(ex, t[0]);
-    explore_run(ex, loop);
+        coil_explore_fail(ex, "spawn");
+    coil_explore_target(ex, t[0]);
+    coil_explore_run(ex, loop);
     struct sigaction now;
     sigaction(SIGUSR1, NULL, &now);
-    EXPLORE_CHECK(ex, now.sa_handler == SIG_IGN,
+    COIL_EXPLORE_CHECK(ex, now.sa_handler == SIG_IGN,
                   "SIGUSR1's disposition was not put back");
-    EXPLORE_CHECK(ex, v.raiser_done, "the raiser did not finish");
-    EXPLORE_CHECK(ex, v.seen <= 3, "%d deliveries seen of 3", v.seen);
-    if (explore_mode(ex) == EXPLORE_NONE)
-        EXPLORE_CHECK(ex, v.seen == 3, "undisturbed: %d of 3", v.seen);
+    COIL_EXPLORE_CHECK(ex, v.raiser_done, "the raiser did not finish");
+    COIL_EXPLORE_CHECK(ex, v.seen <= 3, "%d deliveries seen of 3", v.seen);
+    if (coil_explore_mode(ex) == COIL_EXPLORE_NONE)
+        COIL_EXPLORE_CHECK(ex, v.seen == 3, "undisturbed: %d of 3", v.seen);
     coil_task_unref(t[0]);
     coil_task_unref(t[1]);
 }

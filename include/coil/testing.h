@@ -144,6 +144,86 @@ COIL_API unsigned coil_test_calls(coil_test_op_t op);
  * and the call counts. */
 COIL_API void coil_test_reset_faults(void);
 
+/* ------------------------------------------------------------------ */
+/* The cancellation explorer                                            */
+/* ------------------------------------------------------------------ */
+
+/*
+ * Run a scenario again and again, cancelling a chosen task at each of its
+ * suspensions in turn, and check after every run that nothing was lost,
+ * duplicated, leaked or stuck.
+ *
+ * A scenario makes its objects on the loop it is given, spawns its tasks,
+ * names the one to disturb (coil_explore_target), runs the loop
+ * (coil_explore_run) and checks its own invariant, reporting a broken one
+ * with coil_explore_fail (or COIL_EXPLORE_CHECK). The explorer first runs
+ * it undisturbed, counting the target's suspensions (n), then once for
+ * every k in 1..n in each mode:
+ *
+ *  - COIL_EXPLORE_CANCEL_WAIT: coil_task_cancel as the target suspends
+ *    for the k-th time (its wait is interrupted);
+ *  - COIL_EXPLORE_CANCEL_WOKEN: coil_task_cancel when the k-th wait has
+ *    completed, just before the target runs again (the window where a
+ *    lock was handed over, a permit or an item promised);
+ *  - COIL_EXPLORE_TIMEOUT: the target's timeout scope
+ *    (coil_explore_scope_begin) expires at its k-th suspension.
+ *
+ * After each run, besides the scenario's check: every task has finished
+ * (coil_explore_run reports a deadlock otherwise and cancels what is
+ * left), and every coil allocation and fd made during the run is gone
+ * once the loop is. Runs use the virtual clock with autojump (it is
+ * turned off again at the end), so they are deterministic: the first k
+ * suspensions of a disturbed run are those of the undisturbed one.
+ */
+typedef enum coil_explore_mode {
+    COIL_EXPLORE_NONE,
+    COIL_EXPLORE_CANCEL_WAIT,
+    COIL_EXPLORE_CANCEL_WOKEN,
+    COIL_EXPLORE_TIMEOUT,
+} coil_explore_mode_t;
+
+typedef struct coil_explore coil_explore_t;
+typedef void (*coil_explore_fn)(coil_loop_t *loop, coil_explore_t *ex,
+                                void *arg);
+
+typedef struct coil_explore_result {
+    int suspensions;      /* of the target, undisturbed */
+    int runs;
+    int failures;
+    coil_explore_mode_t first_mode; /* of the first failing run */
+    int first_k;
+    char first_message[256];
+} coil_explore_result_t;
+
+/* Explore fn(loop, ex, arg) (name only for COIL_EXPLORE_VERBOSE=1's
+ * summary on stderr). Returns how many runs failed; res (may be NULL)
+ * receives the details. Call while no loop runs on the thread. */
+COIL_API int coil_explore(const char *name, coil_explore_fn fn, void *arg,
+                          coil_explore_result_t *res);
+
+/* The scenario's calls: the task to disturb; run the loop until every
+ * task has finished (a virtual hour at most); report a broken invariant
+ * (the first message is kept). */
+COIL_API void coil_explore_target(coil_explore_t *ex, coil_task_t *task);
+COIL_API void coil_explore_run(coil_explore_t *ex, coil_loop_t *loop);
+COIL_API void coil_explore_fail(coil_explore_t *ex, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+#define COIL_EXPLORE_CHECK(ex, cond, ...)                                      \
+    do {                                                                       \
+        if (!(cond))                                                           \
+            coil_explore_fail((ex), __VA_ARGS__);                              \
+    } while (0)
+
+/* For the target's body: a timeout scope (coil/timeout.h) with no
+ * deadline, that COIL_EXPLORE_TIMEOUT makes expire; end returns what
+ * coil_timeout_end does. */
+COIL_API int coil_explore_scope_begin(coil_explore_t *ex);
+COIL_API int coil_explore_scope_end(coil_explore_t *ex, int result);
+
+/* The mode of the run in progress, and a mode's name. */
+COIL_API coil_explore_mode_t coil_explore_mode(const coil_explore_t *ex);
+COIL_API const char *coil_explore_mode_name(coil_explore_mode_t mode);
+
 #ifdef __cplusplus
 }
 #endif
