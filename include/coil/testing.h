@@ -5,11 +5,11 @@
  *
  * These calls exist only in the testing build of the library, which has
  * the same API as libcoil plus this header and a fault-injection seam
- * under its system calls and allocations: a test program links the
- * coil_testing target of coil's CMake project instead of coil (it is not
- * installed yet). The production library has none of it, so none of it
- * costs anything there; in the testing build, what is not turned on
- * costs a test of a flag per system call and per allocation.
+ * under its system calls and allocations, installed as libcoil-testing.a:
+ * a test program links it instead of libcoil (CMake: coil::coil_testing;
+ * pkg-config: coil-testing). The production library has none of it, so
+ * none of it costs anything there; in the testing build, what is not
+ * turned on costs a test of a flag per system call and per allocation.
  *
  * Not thread-safe unless said otherwise: set up faults and the clock from
  * the test's main thread, between runs.
