@@ -197,6 +197,13 @@ void coil__shuffle(void *items, size_t n, size_t size)
     }
 }
 
+void coil__seeds_set(unsigned long shuffle, unsigned long chaos)
+{
+    atomic_store(&shuffle_seed_cache, shuffle == ~0UL ? 1 : shuffle);
+    atomic_store(&chaos_seed_cache, chaos == ~0UL ? 1 : chaos);
+    coil__chaos_restart();
+}
+
 void coil__chaos_restart(void)
 {
     chaos_state = 0;

@@ -75,6 +75,9 @@ size_t coil__chaos_len(int fd, size_t n);
 /* Shuffled I/O events (fault.c): the seed from COIL_SHUFFLE, 0 when off;
  * shuffle n items of size bytes (at most 64) in place when on. */
 unsigned long coil__shuffle_seed(void);
+/* Set both seeds (0: off), over the environment's, and restart this
+ * thread's sequences (the testing kit's coil_test_seed). */
+void coil__seeds_set(unsigned long shuffle, unsigned long chaos);
 void coil__shuffle(void *items, size_t n, size_t size);
 #else
 #define COIL__FAULT(call) 0

@@ -66,6 +66,11 @@ unsigned coil_test_calls(coil_test_op_t op)
     return n;
 }
 
+void coil_test_seed(unsigned long seed, bool chaos_io)
+{
+    coil__seeds_set(seed, chaos_io ? seed : 0);
+}
+
 void coil_test_reset_faults(void)
 {
     coil__fault_reset();

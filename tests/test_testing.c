@@ -333,6 +333,69 @@ static void test_op_faults(void **state)
 }
 
 /* ------------------------------------------------------------------ */
+/* The seed                                                             */
+/* ------------------------------------------------------------------ */
+
+struct reads {
+    int fd;
+    ssize_t len[16];
+};
+
+static int read_sixteen(void *arg)
+{
+    struct reads *r = arg;
+    char buf[4096];
+    for (int i = 0; i < 16; i++) {
+        r->len[i] = coil_sock_recv(r->fd, buf, sizeof(buf));
+        if (r->len[i] <= 0)
+            return (int)r->len[i];
+    }
+    return 0;
+}
+
+/* The lengths 16 reads of 4 KiB get from 64 KiB already there. */
+static void sixteen_reads(unsigned long seed, bool chaos, ssize_t out[16])
+{
+    int sv[2];
+    test_socketpair(sv);
+    static char data[65536];
+    size_t off = 0;
+    while (off < sizeof(data)) {
+        ssize_t w = write(sv[0], data + off, sizeof(data) - off);
+        assert_true(w > 0);
+        off += (size_t)w;
+    }
+    coil_test_seed(seed, chaos);
+    struct reads r = {.fd = sv[1]};
+    assert_int_equal(coil_test_run(read_sixteen, &r, NULL, NULL), 0);
+    memcpy(out, r.len, sizeof(r.len));
+    close(sv[0]);
+    close(sv[1]);
+}
+
+static void test_seed_replays(void **state)
+{
+    (void)state;
+    unsigned long shuffle0 = coil__shuffle_seed(), chaos0 = coil__chaos_seed();
+    ssize_t a[16], b[16], c[16], off[16];
+    sixteen_reads(7, true, a);
+    sixteen_reads(7, true, b);
+    sixteen_reads(8, true, c);
+    sixteen_reads(0, false, off);
+    coil__seeds_set(shuffle0, chaos0); /* the environment's again */
+    /* The same seed, the same short reads; another seed, others. */
+    assert_memory_equal(a, b, sizeof(a));
+    assert_memory_not_equal(a, c, sizeof(a));
+    bool short_read = false;
+    for (int i = 0; i < 16; i++) {
+        assert_true(a[i] >= 1 && a[i] <= 4096);
+        short_read |= a[i] < 4096;
+        assert_int_equal(off[i], 4096); /* no chaos: every read full */
+    }
+    assert_true(short_read);
+}
+
+/* ------------------------------------------------------------------ */
 /* Arguments                                                            */
 /* ------------------------------------------------------------------ */
 
@@ -377,6 +440,7 @@ int main(void)
         TEST_NOLOOP(test_virtual_clock),
         TEST_NOLOOP(test_alloc_faults),
         TEST_NOLOOP(test_op_faults),
+        TEST_NOLOOP(test_seed_replays),
         TEST_NOLOOP(test_arguments),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -136,6 +136,18 @@ typedef enum coil_test_op {
 COIL_API int coil_test_fail(coil_test_op_t op, unsigned nth, unsigned count,
                             int error);
 
+/*
+ * One seed for the choices the testing build makes at random: the order
+ * in which each batch of ready fds is dispatched (the kernel promises
+ * none), and, with chaos_io, which socket sends and receives fail with
+ * EAGAIN although data could move and how short each one is on a stream
+ * socket (never twice in a row for the same call, so everything still
+ * progresses). seed 0 turns both off. The same seed replays the same
+ * choices on the thread that runs the loop: the sequences restart here.
+ * Replaces the environment's COIL_SHUFFLE and COIL_CHAOS_IO.
+ */
+COIL_API void coil_test_seed(unsigned long seed, bool chaos_io);
+
 /* How many times op was attempted since the last coil_test_reset_faults
  * (failed ones included). 0 for an unknown op. */
 COIL_API unsigned coil_test_calls(coil_test_op_t op);
