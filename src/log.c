@@ -4,13 +4,18 @@
  * mode's reports, the stacks' diagnostics), its level, and the misuse
  * report that aborts.
  *
- * The hook, its argument and the minimum level are read with atomics: a
- * report may come from any thread (a misuse on a foreign thread, the
- * stacks' allocation on a loop thread). A report is formatted into a
- * buffer on the caller's stack and handed over in one call; the default
- * hook writes it with one write(2), so concurrent reports do not
- * interleave within a line.
+ * A report may come from any thread (a misuse on a foreign thread, the
+ * stacks' allocation on a loop thread, another thread's loop). The hook
+ * and its argument are a pair: a report holds a read lock on them for
+ * the whole call, and coil_set_log_hook the write lock, so a hook is
+ * never called with another's argument, nor after it was replaced (the
+ * testing kit puts its own in and takes it out around every run). The
+ * minimum level is an atomic, read before anything is formatted. A
+ * report is formatted into a buffer on the caller's stack and handed over
+ * in one call; the default hook writes it with one write(2), so
+ * concurrent reports do not interleave within a line.
  */
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,8 +27,9 @@
 
 #define LEVEL_UNSET 0
 
-static _Atomic(coil_log_fn) hook_fn;
-static _Atomic(void *) hook_arg;
+static pthread_rwlock_t hook_lock = PTHREAD_RWLOCK_INITIALIZER;
+static coil_log_fn hook_fn;   /* under hook_lock */
+static void *hook_arg;
 static atomic_int min_level = LEVEL_UNSET;
 
 const char *coil_log_level_name(coil_log_level_t level)
@@ -72,16 +78,20 @@ int coil_set_log_hook(coil_log_fn fn, void *arg, coil_log_level_t level)
 {
     if (!coil_log_level_name(level))
         return -EINVAL;
-    atomic_store(&hook_arg, arg);
-    atomic_store(&hook_fn, fn);
+    pthread_rwlock_wrlock(&hook_lock);
+    hook_arg = arg;
+    hook_fn = fn;
     atomic_store(&min_level, (int)level);
+    pthread_rwlock_unlock(&hook_lock);
     return 0;
 }
 
 void coil__log_hook_get(coil_log_fn *fn, void **arg, coil_log_level_t *level)
 {
-    *fn = atomic_load(&hook_fn);
-    *arg = atomic_load(&hook_arg);
+    pthread_rwlock_rdlock(&hook_lock);
+    *fn = hook_fn;
+    *arg = hook_arg;
+    pthread_rwlock_unlock(&hook_lock);
     int min = atomic_load(&min_level);
     *level = min == LEVEL_UNSET ? (coil_log_level_t)level_from_env()
                                 : (coil_log_level_t)min;
@@ -112,6 +122,18 @@ void coil_log_default(coil_log_level_t level, coil_loop_t *loop,
     }
 }
 
+/* Hand msg to the hook, holding the pair for the call. */
+static void deliver(coil_log_level_t level, coil_loop_t *loop,
+                    const char *msg)
+{
+    pthread_rwlock_rdlock(&hook_lock);
+    if (hook_fn)
+        hook_fn(level, loop, msg, hook_arg);
+    else
+        coil_log_default(level, loop, msg, NULL);
+    pthread_rwlock_unlock(&hook_lock);
+}
+
 void coil__vlog(struct coil_loop *loop, coil_log_level_t level,
                 const char *fmt, va_list ap)
 {
@@ -120,11 +142,7 @@ void coil__vlog(struct coil_loop *loop, coil_log_level_t level,
     int saved = errno;
     char msg[1024];
     vsnprintf(msg, sizeof(msg), fmt, ap);
-    coil_log_fn fn = atomic_load(&hook_fn);
-    if (fn)
-        fn(level, loop, msg, atomic_load(&hook_arg));
-    else
-        coil_log_default(level, loop, msg, NULL);
+    deliver(level, loop, msg);
     errno = saved;
 }
 
@@ -145,11 +163,7 @@ _Noreturn void coil__misuse(struct coil_loop *loop, const char *fmt, ...)
     char msg[1024];
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
-    coil_log_fn fn = atomic_load(&hook_fn);
-    if (fn)
-        fn(COIL_LOG_FATAL, loop, msg, atomic_load(&hook_arg));
-    else
-        coil_log_default(COIL_LOG_FATAL, loop, msg, NULL);
+    deliver(COIL_LOG_FATAL, loop, msg);
     abort();
 }
 

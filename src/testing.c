@@ -31,7 +31,7 @@ static const int op_calls[COIL_TEST_OP_COUNT][4] = {
     [COIL_TEST_SEND] = {COIL__SYS_SEND, -1},
     [COIL_TEST_RECVFROM] = {COIL__SYS_RECVFROM, -1},
     [COIL_TEST_SENDTO] = {COIL__SYS_SENDTO, -1},
-    [COIL_TEST_SENDFILE] = {COIL__SYS_SENDFILE, COIL__SYS_PREAD, -1},
+    [COIL_TEST_SENDFILE] = {COIL__SYS_SENDFILE, -1},
     [COIL_TEST_SPAWN] = {COIL__SYS_SPAWN, -1},
     [COIL_TEST_POLL] = {COIL__SYS_EPOLL_WAIT, COIL__SYS_POLL,
                         COIL__SYS_KEVENT, -1},
@@ -116,9 +116,13 @@ struct run {
     coil_test_result_t *out;
     pthread_mutex_t lock;
     coil_task_t *task;
+    coil_loop_t *loop;
+    coil_handle_t *timer;
+    int cancels;          /* sent since the timeout */
     bool timed_out;
     coil_log_fn prev_fn;
     void *prev_arg;
+    coil_log_level_t prev_level;
 };
 
 static struct run *current; /* the run in progress (one at a time) */
@@ -136,10 +140,12 @@ static void on_log(coil_log_level_t level, coil_loop_t *loop,
                    const char *message, void *arg)
 {
     struct run *r = arg;
-    if (r->prev_fn)
-        r->prev_fn(level, loop, message, r->prev_arg);
-    else
-        coil_log_default(level, loop, message, NULL);
+    if (level >= r->prev_level) { /* what the program's hook would see */
+        if (r->prev_fn)
+            r->prev_fn(level, loop, message, r->prev_arg);
+        else
+            coil_log_default(level, loop, message, NULL);
+    }
     if (level >= COIL_LOG_WARNING)
         note(r, message);
 }
@@ -151,11 +157,54 @@ static void on_exception(coil_loop_t *loop, int error, const char *message,
     note(arg, message);
 }
 
+/* Cancels sent to a body past its time, 100 ms (loop time) apart, before
+ * it is given up on: stopped and abandoned with the loop. */
+#define CANCELS 10
+
 static void on_timeout(void *arg)
 {
     struct run *r = arg;
+    coil_handle_unref(r->timer);
+    r->timer = NULL;
+    if (coil_future_done(coil_task_future(r->task)))
+        return; /* it finished in the same batch */
     r->timed_out = true;
+    if (++r->cancels > CANCELS) {
+        coil_loop_stop(r->loop); /* it ignores them: given up on */
+        return;
+    }
     (void)coil_task_cancel(r->task);
+    (void)coil_loop_call_later(r->loop, 100 * COIL_MSEC, on_timeout, r,
+                               &r->timer);
+}
+
+static void stop_cb(void *arg)
+{
+    coil_loop_stop(arg);
+}
+
+/* Cancel what the body left and run until it finished, a few rounds of
+ * a loop-time second each; what still runs then ignores cancellation
+ * and is abandoned by the close. Returns how many are left. */
+static int finish_leftovers(coil_loop_t *loop)
+{
+    int left = coil_loop_tasks(loop, NULL, 0);
+    for (int round = 0; round < 4 && left > 0; round++) {
+        coil_task_t *tasks[64];
+        int n = coil_loop_tasks(loop, tasks, 64);
+        for (int i = 0; i < n && i < 64; i++) {
+            (void)coil_task_cancel(tasks[i]);
+            coil_task_unref(tasks[i]);
+        }
+        coil_handle_t *h = NULL;
+        if (coil_loop_call_later(loop, COIL_SEC, stop_cb, loop, &h) != 0)
+            break;
+        (void)coil_loop_run_forever(loop);
+        coil_handle_cancel(h);
+        coil_handle_unref(h);
+        left = coil_loop_tasks(loop, NULL, 0);
+    }
+    return left;
 }
 
 extern atomic_int coil__executor_threads;
@@ -219,12 +268,13 @@ int coil_test_run(coil_task_fn body, void *arg,
     coil_test_options_t o = opts ? *opts : (coil_test_options_t){0};
     int64_t limit = o.timeout_ns > 0 ? o.timeout_ns : 10 * COIL_SEC;
 
+    int stubborn = 0;
     long fds0 = coil__fd_count();
     long allocs0 = coil__alloc_live();
     struct run r = {.out = out};
     pthread_mutex_init(&r.lock, NULL);
-    coil_log_level_t prev_level;
-    coil__log_hook_get(&r.prev_fn, &r.prev_arg, &prev_level);
+    coil__log_hook_get(&r.prev_fn, &r.prev_arg, &r.prev_level);
+    coil_log_level_t prev_level = r.prev_level;
     coil_set_log_hook(on_log, &r,
                       prev_level < COIL_LOG_WARNING ? prev_level
                                                     : COIL_LOG_WARNING);
@@ -241,17 +291,20 @@ int coil_test_run(coil_task_fn body, void *arg,
         coil_loop_unref(loop);
         goto out;
     }
-    coil_handle_t *timer = NULL;
+    r.loop = loop;
     if ((err = coil_task_spawn(loop, body, arg, &r.task)) != 0 ||
-        (err = coil_loop_call_later(loop, limit, on_timeout, &r, &timer)) !=
-            0) {
+        (err = coil_loop_call_later(loop, limit, on_timeout, &r,
+                                    &r.timer)) != 0) {
         coil_task_unref(r.task);
         coil_loop_unref(loop);
         goto out;
     }
     err = coil_loop_run_until_complete(loop, coil_task_future(r.task));
-    coil_handle_cancel(timer);
-    coil_handle_unref(timer);
+    if (r.timer) {
+        coil_handle_cancel(r.timer);
+        coil_handle_unref(r.timer);
+        r.timer = NULL;
+    }
     void *value = NULL;
     int outcome = coil_future_result(coil_task_future(r.task), &value);
     out->outcome = outcome == -EINPROGRESS ? err
@@ -262,8 +315,7 @@ int coil_test_run(coil_task_fn body, void *arg,
     out->tasks_left = coil_loop_tasks(loop, NULL, 0);
     out->callbacks_left = coil__ready_len(loop);
     out->timers_left = coil__timers_pending(loop);
-    if (out->tasks_left)
-        coil__tasks_cancel_all(loop);
+    stubborn = out->tasks_left ? finish_leftovers(loop) : 0;
     coil_task_unref(r.task);
     coil_loop_close(loop);
     coil_loop_unref(loop);
@@ -275,12 +327,20 @@ int coil_test_run(coil_task_fn body, void *arg,
 out:
     if (o.virtual_clock)
         coil__clock_fake(false, false);
+    coil_test_reset_faults(); /* what the body armed ends with it */
     current = NULL;
     coil_set_log_hook(r.prev_fn, r.prev_arg, prev_level);
     pthread_mutex_destroy(&r.lock);
     if (err)
         return err;
     describe(out, r.timed_out);
+    if (stubborn) {
+        size_t len = strlen(out->message);
+        snprintf(out->message + len, sizeof(out->message) - len,
+                 "%s%d task%s ignored cancellation and %s abandoned",
+                 len ? "; " : "", stubborn, stubborn == 1 ? "" : "s",
+                 stubborn == 1 ? "was" : "were");
+    }
     if (r.timed_out)
         return -ETIMEDOUT;
     if (out->tasks_left || out->callbacks_left || out->timers_left ||

@@ -9,6 +9,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "coil/testing.h"
 #include "internal.h"
@@ -216,9 +217,11 @@ int coil_explore(const char *name, coil_explore_fn fn, void *arg,
         }
     }
     coil__clock_fake(false, false);
-    if (getenv("COIL_EXPLORE_VERBOSE"))
+    const char *verbose = getenv("COIL_EXPLORE_VERBOSE");
+    if (verbose && *verbose && strcmp(verbose, "0") != 0)
         fprintf(stderr, "explore %s: %d suspensions, %d runs, %d failed\n",
-                name, r.suspensions, r.runs, r.failures);
+                name ? name : "(unnamed)", r.suspensions, r.runs,
+                r.failures);
     if (res)
         *res = r;
     return r.failures;

@@ -87,10 +87,11 @@ typedef void (*coil_log_fn)(coil_log_level_t level, coil_loop_t *loop,
  * "coil[<level>]: <message>" and a newline to stderr, one write per
  * report). Reports below min_level are dropped before any formatting
  * (the default minimum is COIL_LOG_INFO; COIL_LOG_LEVEL=debug|info|
- * warning|error sets it for the process). Call it while no report can be
- * made (before loops run, or between runs): a report made at the same
- * time may see the old function with the new argument. Errors: -EINVAL
- * (min_level not a level).
+ * warning|error sets it for the process). Thread-safe: a report made at
+ * the same time goes to the old hook or the new one, each with its own
+ * argument, and once this returns the old hook is never called again. A
+ * hook must not call coil_set_log_hook itself. Errors: -EINVAL (min_level
+ * not a level).
  */
 COIL_API int coil_set_log_hook(coil_log_fn fn, void *arg,
                                coil_log_level_t min_level);

@@ -63,14 +63,22 @@ typedef struct coil_test_result {
  * allocations and open fds compared with before the run. The body
  * reaches its loop with coil_running_loop().
  *
- * Returns 0 if the body returned a result (>= 0) and nothing was left,
- * -ENOTEMPTY if something was left (out says what), -ETIMEDOUT if the
- * body ran out of time, else the body's own error. out (may be NULL)
- * receives the details and a one-line message, for any test framework
- * (with cmocka: `assert_int_equal(coil_test_run(...), 0)`, printing
- * out.message on failure). Errors of its own: -EINVAL (body NULL), -EBUSY
- * (called on a thread where a loop runs), -ENOMEM, and what coil_loop_new
- * gives.
+ * A body past its timeout is cancelled every 100 ms (loop time); one
+ * that ignores ten cancels, and tasks it left that ignore theirs, are
+ * abandoned with the loop (the message says so). Reports counted: those
+ * of level warning and above (debug mode's), and every call of the
+ * loop's exception handler (a failed task nobody awaited), in any mode.
+ *
+ * Returns, in this order: -ETIMEDOUT if the body ran out of time,
+ * -ENOTEMPTY if something was left (out says what), the body's own error,
+ * else 0. out (may be NULL) receives the details and a one-line message,
+ * for any test framework (with cmocka: `assert_int_equal(coil_test_run(
+ * ...), 0)`, printing out.message on failure). Faults for the body are
+ * armed inside it (the fixture's own setup would meet them otherwise);
+ * whatever is still armed when the run ends is cleared. The counts are
+ * the process's: run one at a time, with no other loop busy. Errors of
+ * its own: -EINVAL (body NULL), -EBUSY (a loop runs on this thread, or
+ * another run is in progress), -ENOMEM, and what coil_loop_new gives.
  */
 COIL_API int coil_test_run(coil_task_fn body, void *arg,
                            const coil_test_options_t *opts,
@@ -85,8 +93,11 @@ COIL_API int coil_test_run(coil_task_fn body, void *arg,
  * one that moves only when told (coil_test_clock_advance) or, with
  * autojump, by itself: whenever the loop would sleep with nothing ready
  * and no I/O to see, time jumps to the next timer at once. A 30 s timeout
- * is then tested in microseconds, and in the same order every time. off
- * restores the real clock. Call between runs.
+ * is then tested in microseconds, and in the same order every time. What
+ * happens off the loop (an executor's job, a child process, a peer on
+ * another thread) takes real time, which autojump does not wait for: a
+ * timeout around such a wait expires at once. off restores the real
+ * clock. Call between runs.
  */
 COIL_API void coil_test_clock_virtual(bool on, bool autojump);
 
@@ -101,7 +112,8 @@ COIL_API void coil_test_clock_advance(int64_t ns);
 /*
  * Make the nth allocation from now (through coil's allocator, whichever
  * is installed) fail, once; 0 turns it off. coil_test_alloc_failed says
- * whether it happened. Thread-safe.
+ * whether it happened. Thread-safe. (The testing build counts every
+ * allocation for this: an atomic increment each.)
  */
 COIL_API void coil_test_alloc_fail_after(long nth);
 COIL_API bool coil_test_alloc_failed(void);
@@ -117,13 +129,17 @@ typedef enum coil_test_op {
     COIL_TEST_SEND,     /* stream and socket writes */
     COIL_TEST_RECVFROM, /* datagram reads */
     COIL_TEST_SENDTO,   /* datagram writes */
-    COIL_TEST_SENDFILE,
+    COIL_TEST_SENDFILE, /* sendfile(2) itself (not its read-and-send
+                           fallback) */
     COIL_TEST_SPAWN,    /* starting a child process */
-    COIL_TEST_POLL,     /* the loop's wait for I/O, whatever the backend */
-    COIL_TEST_WAKEUP,   /* making a loop's wake-up channel (eventfd) */
+    COIL_TEST_POLL,     /* the loop's wait for I/O (on kqueue, the kevent
+                           calls that register interest count too) */
+    COIL_TEST_WAKEUP,   /* making an eventfd: a loop's wake-up channel,
+                           its signal channel */
     COIL_TEST_PIPE,     /* making a pipe (children's stdio, the wake-up
                            channel's fallback) */
-    COIL_TEST_STACK,    /* mapping a task's stack (mmap) */
+    COIL_TEST_STACK,    /* mapping a task's stack (mmap; also a thread's
+                           signal stack, on its first run) */
     COIL_TEST_OP_COUNT
 } coil_test_op_t;
 
@@ -149,7 +165,7 @@ COIL_API int coil_test_fail(coil_test_op_t op, unsigned nth, unsigned count,
 COIL_API void coil_test_seed(unsigned long seed, bool chaos_io);
 
 /* How many times op was attempted since the last coil_test_reset_faults
- * (failed ones included). 0 for an unknown op. */
+ * or coil_test_fail on it (failed ones included). 0 for an unknown op. */
 COIL_API unsigned coil_test_calls(coil_test_op_t op);
 
 /* Clear every fault set with coil_test_fail and coil_test_alloc_fail_after,
