@@ -239,8 +239,7 @@ static void on_dump(int sig)
         uint64_t one = 1;
         ssize_t r;
         do
-            r = write(coil__threadsafe_wake_fd(&loop->ts), &one,
-                      sizeof(one));
+            r = write(coil__threadsafe_write_fd(loop), &one, sizeof(one));
         while (r < 0 && errno == EINTR);
     }
     atomic_fetch_sub(&busy, 1);
@@ -703,6 +702,18 @@ void coil__debug_run_batch(struct coil_loop *loop)
             node->ops->run(loop, node);
         step_end(loop, fn, t0, seq);
     }
+}
+
+void coil__debug_step_task(struct coil_loop *loop, const char *name,
+                           uint64_t id, const void *site)
+{
+    struct coil__loop_debug *d = &loop->debug;
+    /* Copied, not formatted (every step pays it). */
+    size_t n = strnlen(name, sizeof(d->step_task) - 1);
+    memcpy(d->step_task, name, n);
+    d->step_task[n] = '\0';
+    d->step_id = id;
+    d->step_site = site;
 }
 
 void coil__debug_call(struct coil_loop *loop, coil_callback_fn fn, void *arg)

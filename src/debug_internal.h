@@ -78,6 +78,11 @@ int coil__debug_set(struct coil_loop *loop, bool on);
 /* Run the current batch as coil__ready_run_batch does, timing each node
  * and reporting slow ones (run.c, while debug mode is on). */
 void coil__debug_run_batch(struct coil_loop *loop);
+/* The step being run is task id's, named name, spawned from site (task.c,
+ * debug mode): kept for the slow-step report, the task may be gone by
+ * then. */
+void coil__debug_step_task(struct coil_loop *loop, const char *name,
+                           uint64_t id, const void *site);
 /* Call fn(arg) as one timed step (a timer's callback, timer.c). */
 void coil__debug_call(struct coil_loop *loop, coil_callback_fn fn, void *arg);
 

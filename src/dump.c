@@ -52,7 +52,7 @@ static void print_task(struct coil_loop *loop, FILE *out, coil_task_t *t,
 {
     struct coil__task_info in;
     coil__task_info(t, &in);
-    int64_t now = loop->now;
+    int64_t now = coil_loop_time(loop);
     fprintf(out, "task %llu '%s' %s", (unsigned long long)in.id, in.name,
             in.state);
     if (in.cancelling)
@@ -67,7 +67,7 @@ static void print_task(struct coil_loop *loop, FILE *out, coil_task_t *t,
         print_secs(out, "last ran", now - in.last_resume);
         fputs(" ago", out);
     }
-    if (loop->debug_on || in.cpu_ns)
+    if (coil_loop_debug(loop) || in.cpu_ns)
         fprintf(out, ", cpu %.3f ms", (double)in.cpu_ns / 1e6);
     if (in.stack_used)
         fprintf(out, ", stack %zu of %zu bytes", in.stack_used,
@@ -113,12 +113,12 @@ int coil_loop_dump_tasks(coil_loop_t *loop, FILE *out)
         return -EINVAL;
     if (coil__loop_closed(loop))
         return -EBADF;
-    if (loop->state == COIL__LOOP_RUNNING && !coil__loop_running_here(loop))
+    if (coil_loop_is_running(loop) && !coil__loop_running_here(loop))
         return -EPERM;
     /* Not running: the backtraces switch through the loop's own context,
      * which must be this thread's (the last run may have been on
      * another). */
-    if (loop->state != COIL__LOOP_RUNNING)
+    if (!coil_loop_is_running(loop))
         coil__tasks_enter(loop);
     int count = coil_loop_tasks(loop, NULL, 0);
     coil_task_t **tasks = NULL;
@@ -133,8 +133,8 @@ int coil_loop_dump_tasks(coil_loop_t *loop, FILE *out)
     fprintf(out,
             "coil task dump: loop %p (%s%s), %d task%s, loop time %.3f s\n",
             (void *)loop, coil_loop_backend(loop),
-            loop->debug_on ? ", debug" : "", count, count == 1 ? "" : "s",
-            (double)loop->now / 1e9);
+            coil_loop_debug(loop) ? ", debug" : "", count,
+            count == 1 ? "" : "s", (double)coil_loop_time(loop) / 1e9);
     fprintf(out,
             "  metrics: %llu iterations, %llu callbacks, %llu task steps, "
             "%llu polls, %llu events, polling %.3f s, running %.3f s",
@@ -196,7 +196,7 @@ bool coil__dump_stuck(struct coil_loop *loop)
         return false; /* nothing waits: run_forever idles as asked */
     if (coil__threadsafe_may_wake(loop))
         return false;
-    int except[2] = {coil__threadsafe_fd(&loop->ts), -1};
+    int except[2] = {coil__threadsafe_read_fd(loop), -1};
     if (coil__signal_may_wake(loop, &except[1]))
         return false;
     if (coil__watch_active(loop, except, 2))

@@ -130,7 +130,7 @@ void coil_future_unref(coil_future_t *fut)
         return;
     /* Nothing can be waiting: every waiter holds a reference. */
     struct coil_loop *loop = fut->loop;
-    if (coil__unlikely(loop->debug_on))
+    if (coil__unlikely(coil__loop_debug_on(loop)))
         debug_destroy(loop, fut);
     else if (fut->ops && fut->ops->destroy)
         fut->ops->destroy(fut);
@@ -213,7 +213,7 @@ int coil_future_set_result(coil_future_t *fut, void *value)
     if (!fut)
         return -EINVAL;
     CHECK_LIVE(fut, "coil_future_set_result");
-    if (coil__unlikely(fut->loop->debug_on))
+    if (coil__unlikely(coil__loop_debug_on(fut->loop)))
         return set_result_checked(fut, value);
     return set_result(fut, value);
 }

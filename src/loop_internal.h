@@ -145,6 +145,12 @@ void coil__loop_on_close_cancel(struct coil__close_hook *h);
 void coil__loop_report(struct coil_loop *loop, int error, const char *fmt,
                        ...) __attribute__((format(printf, 3, 4)));
 
+/* Whether the loop is in debug mode (the hot paths' test). */
+static inline bool coil__loop_debug_on(const struct coil_loop *loop)
+{
+    return loop->debug_on;
+}
+
 /*
  * A loop-only call (the name given) made on a thread other than the
  * loop's, in debug mode: report and abort. The loop belongs to the thread

@@ -140,7 +140,7 @@ int coil_loop_call_soon(coil_loop_t *loop, coil_callback_fn fn, void *arg,
         *handle_out = NULL;
     if (!loop || !fn)
         return -EINVAL;
-    if (coil__unlikely(coil__loop_closed(loop) || loop->debug_on))
+    if (coil__unlikely(coil__loop_closed(loop) || coil__loop_debug_on(loop)))
         return call_soon_slow(loop, fn, arg, handle_out);
     return call_soon(loop, fn, arg, handle_out);
 }

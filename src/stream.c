@@ -287,7 +287,7 @@ static void destroy(struct coil_stream *s)
     coil_future_unref(s->closed_fut);
     coil__free(s->rbuf);
     coil__free(s->wbuf);
-    if (coil__likely(!loop->debug_on) ||
+    if (coil__likely(!coil__loop_debug_on(loop)) ||
         !coil__debug_quarantine(loop, s, sizeof(*s), stream_release))
         coil__free(s);
     coil__loop_unref(loop);

@@ -82,13 +82,13 @@ static void task_destroy(coil_future_t *fut)
 {
     struct coil_task *t = coil__container_of(fut, struct coil_task, fut);
     struct coil_loop *loop = fut->loop;
-    if (coil__unlikely(loop->debug_on) && coil__future_lost_error(fut) &&
+    if (coil__unlikely(coil__loop_debug_on(loop)) && coil__future_lost_error(fut) &&
         !coil__loop_closed(loop))
         report_unread(t);
     coil__free(t->name);
     /* Debug mode keeps it poisoned a while: a use after the last unref
      * meets the poison (coil_future_unref reports it). */
-    if (coil__likely(!loop->debug_on) ||
+    if (coil__likely(!coil__loop_debug_on(loop)) ||
         !coil__debug_quarantine(loop, t, sizeof(*t), task_release))
         task_release(loop, t);
 }
@@ -216,7 +216,7 @@ static COIL__COLD void complete(struct coil_task *t, int r)
     /* Reported when a task awaits the outcome (a join, an await): it is
      * the one told a result instead of the cancellation. */
     if (r >= 0 && t->cancel_seen && t->cancelling &&
-        coil__unlikely(t->loop->debug_on) && coil__task_awaiters(t, NULL, 0))
+        coil__unlikely(coil__loop_debug_on(t->loop)) && coil__task_awaiters(t, NULL, 0))
         report_swallowed(t, r);
     coil__future_complete(&t->fut, r >= 0 ? (void *)(intptr_t)r : NULL,
                           r >= 0 ? 0 : r);
@@ -244,15 +244,7 @@ static void step_discard(struct coil_loop *loop, struct coil__ready *node);
 static COIL__COLD void debug_step_begin(struct coil_loop *loop,
                                         struct coil_task *t)
 {
-    struct coil__loop_debug *d = &loop->debug;
-    /* Copied, not formatted (every step pays it): the task may be gone
-     * when a slow step is reported. */
-    const char *name = coil_task_name(t);
-    size_t n = strnlen(name, sizeof(d->step_task) - 1);
-    memcpy(d->step_task, name, n);
-    d->step_task[n] = '\0';
-    d->step_id = t->id;
-    d->step_site = t->spawn_site;
+    coil__debug_step_task(loop, coil_task_name(t), t->id, t->spawn_site);
     loop->tasks.steps++;
     t->last_resume = loop->now;
     t->step_began = coil__clock_real();
@@ -312,7 +304,7 @@ static bool prepare_step(struct coil_loop *loop, struct coil_task *t)
     t->state = COIL__TASK_RUNNING;
     coil__task_running = t;
     coil__stack_running = t->stack;
-    if (coil__unlikely(loop->debug_on))
+    if (coil__unlikely(coil__loop_debug_on(loop)))
         debug_step_begin(loop, t);
     return true;
 }
@@ -332,7 +324,7 @@ static void step_run(struct coil_loop *loop, struct coil__ready *node)
     coil__task_running = NULL;
     coil__stack_running = NULL;
     struct coil_task *r = loop->tasks.returning;
-    if (coil__unlikely(loop->debug_on))
+    if (coil__unlikely(coil__loop_debug_on(loop)))
         debug_step_end(r);
     if (r->state == COIL__TASK_DONE)
         retire(loop, r);
@@ -349,7 +341,7 @@ static void step_run(struct coil_loop *loop, struct coil__ready *node)
  */
 static struct coil_task *next_direct(struct coil_loop *loop)
 {
-    if (coil__unlikely(loop->debug_on))
+    if (coil__unlikely(coil__loop_debug_on(loop)))
         return NULL; /* each step is timed by the loop's batch */
     struct coil__ready *head = coil__ready_batch_peek(loop);
     if (!head) {
@@ -547,7 +539,7 @@ static int spawn(coil_loop_t *loop, coil_task_fn fn, void *arg,
     t->peek = NULL;
     t->peek_asked = false;
     /* Debug mode measures how deep the stack goes: from a clear one. */
-    t->stack_measured = loop->debug_on;
+    t->stack_measured = coil__loop_debug_on(loop);
     if (coil__unlikely(t->stack_measured))
         coil__stack_clear(t->stack);
     coil__stack_set_owner(t->stack, t->name ? t->name : t->defname);

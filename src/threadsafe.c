@@ -250,3 +250,13 @@ int coil_loop_release(coil_loop_t *loop)
         ;
     return h > 0 ? 0 : -EALREADY;
 }
+
+int coil__threadsafe_write_fd(const struct coil_loop *loop)
+{
+    return loop->ts.wfd;
+}
+
+int coil__threadsafe_read_fd(const struct coil_loop *loop)
+{
+    return loop->ts.rfd;
+}

@@ -52,17 +52,11 @@ int coil__threadsafe_post(struct coil_loop *loop, struct coil__ready *node);
  */
 void coil__threadsafe_hold(struct coil_loop *loop);
 void coil__threadsafe_release(struct coil_loop *loop);
-/* The wake-up channel's write fd (a signal handler may write to it). */
-static inline int coil__threadsafe_wake_fd(const struct coil__loop_threadsafe *ts)
-{
-    return ts->wfd;
-}
-
-/* The wake-up channel's read fd (not one of the program's). */
-static inline int coil__threadsafe_fd(const struct coil__loop_threadsafe *ts)
-{
-    return ts->rfd;
-}
+/* The wake-up channel's fds: the write end (a signal handler may write
+ * to it: debug.c's dump signal), the read end (not one of the program's
+ * fds, for the stuck-loop check). */
+int coil__threadsafe_write_fd(const struct coil_loop *loop);
+int coil__threadsafe_read_fd(const struct coil_loop *loop);
 
 /* Whether another thread may still wake the loop (see above). */
 bool coil__threadsafe_may_wake(struct coil_loop *loop);

@@ -120,7 +120,7 @@ void coil__timers_run(struct coil_loop *loop)
         take_out(loop, t);
         if (h->len)
             __builtin_prefetch(h->v[0].node);
-        if (coil__unlikely(loop->debug_on))
+        if (coil__unlikely(coil__loop_debug_on(loop)))
             coil__debug_call(loop, t->fn, t->arg); /* timed */
         else
             t->fn(t->arg);
