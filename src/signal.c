@@ -457,8 +457,11 @@ static void on_loop_close(struct coil__close_hook *hook)
 /* Handlers and hooks                                                   */
 /* ------------------------------------------------------------------ */
 
-int coil_loop_add_signal_handler(coil_loop_t *loop, int signum,
-                                 coil_callback_fn fn, void *arg)
+/* The start of adding a handler or a hook: the checks, then the lock
+ * and the loop's state (made if need be). Returns 0 with the lock held,
+ * or an error without it. */
+static int add_begin(struct coil_loop *loop, int signum, coil_callback_fn fn,
+                     struct sig_state **st)
 {
     if (!loop || !fn)
         return -EINVAL;
@@ -468,20 +471,29 @@ int coil_loop_add_signal_handler(coil_loop_t *loop, int signum,
     if (coil__loop_closed(loop))
         return -EBADF;
     pthread_mutex_lock(&lock);
+    err = state_get(loop, st);
+    if (err)
+        pthread_mutex_unlock(&lock);
+    return err;
+}
+
+int coil_loop_add_signal_handler(coil_loop_t *loop, int signum,
+                                 coil_callback_fn fn, void *arg)
+{
     struct sig_state *st;
-    err = state_get(loop, &st);
-    if (!err) {
-        struct sig_entry *e = &st->e[signum];
-        coil_callback_fn old_fn = e->fn;
-        void *old_arg = e->arg;
-        e->fn = fn;
-        e->arg = arg;
-        err = sync_slot(st, signum);
-        if (err) {
-            e->fn = old_fn;
-            e->arg = old_arg;
-            state_maybe_free(st);
-        }
+    int err = add_begin(loop, signum, fn, &st);
+    if (err)
+        return err;
+    struct sig_entry *e = &st->e[signum];
+    coil_callback_fn old_fn = e->fn;
+    void *old_arg = e->arg;
+    e->fn = fn;
+    e->arg = arg;
+    err = sync_slot(st, signum);
+    if (err) {
+        e->fn = old_fn;
+        e->arg = old_arg;
+        state_maybe_free(st);
     }
     pthread_mutex_unlock(&lock);
     return err;
@@ -521,18 +533,12 @@ static bool is_default(const struct sigaction *act)
 int coil__signal_add_internal(struct coil_loop *loop, int signum,
                               coil_callback_fn fn, void *arg, unsigned flags)
 {
-    if (!loop || !fn)
-        return -EINVAL;
-    int err = check_signum(signum);
+    struct sig_state *st;
+    int err = add_begin(loop, signum, fn, &st);
     if (err)
         return err;
-    if (coil__loop_closed(loop))
-        return -EBADF;
-    pthread_mutex_lock(&lock);
-    struct sig_state *st;
-    err = state_get(loop, &st);
-    struct sig_entry *e = err ? NULL : &st->e[signum];
-    if (!err && (flags & COIL__SIGNAL_IF_DEFAULT)) {
+    struct sig_entry *e = &st->e[signum];
+    if (flags & COIL__SIGNAL_IF_DEFAULT) {
         struct slot *sl = &slots[signum];
         struct sigaction cur;
         if (e->owned)
