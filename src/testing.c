@@ -18,6 +18,7 @@
 #include "debug_internal.h"
 #include "loop_internal.h"
 #include "sys.h"
+#include "testing_internal.h"
 
 /* ------------------------------------------------------------------ */
 /* Operations and the seam's calls                                      */
@@ -209,9 +210,7 @@ static int finish_leftovers(coil_loop_t *loop)
 
 extern atomic_int coil__executor_threads;
 
-/* An executor's last worker frees it as it exits, just after the
- * shutdown that waited for it returned: wait for them (up to 10 s). */
-static void wait_executor_threads(void)
+void coil__test_wait_executor_threads(void)
 {
     for (int i = 0; i < 10000 && atomic_load(&coil__executor_threads); i++)
         usleep(1000);
@@ -319,7 +318,7 @@ int coil_test_run(coil_task_fn body, void *arg,
     coil_task_unref(r.task);
     coil_loop_close(loop);
     coil_loop_unref(loop);
-    wait_executor_threads();
+    coil__test_wait_executor_threads();
     out->allocations_left = coil__alloc_live() - allocs0;
     out->fds_left = coil__fd_count() - fds0;
     err = 0;

@@ -14,6 +14,7 @@
 #include "coil/testing.h"
 #include "internal.h"
 #include "task_internal.h"
+#include "testing_internal.h"
 
 struct coil_explore {
     coil_explore_mode_t mode;
@@ -64,16 +65,19 @@ static void hook(struct coil_task *t, enum coil__task_event ev, void *arg)
 
 void coil_explore_target(coil_explore_t *ex, coil_task_t *task)
 {
-    ex->target = task;
+    if (ex)
+        ex->target = task;
 }
 
 coil_explore_mode_t coil_explore_mode(const coil_explore_t *ex)
 {
-    return ex->mode;
+    return ex ? ex->mode : COIL_EXPLORE_NONE;
 }
 
 void coil_explore_fail(coil_explore_t *ex, const char *fmt, ...)
 {
+    if (!ex || !fmt)
+        return;
     if (ex->failures++ == 0) {
         va_list ap;
         va_start(ap, fmt);
@@ -84,11 +88,15 @@ void coil_explore_fail(coil_explore_t *ex, const char *fmt, ...)
 
 int coil_explore_scope_begin(coil_explore_t *ex)
 {
+    if (!ex)
+        return -EINVAL;
     return coil_timeout_begin(COIL_NO_TIMEOUT, &ex->scope);
 }
 
 int coil_explore_scope_end(coil_explore_t *ex, int result)
 {
+    if (!ex)
+        return -EINVAL;
     coil_timeout_t *sc = ex->scope;
     ex->scope = NULL;
     return coil_timeout_end(sc, result);
@@ -124,6 +132,12 @@ static void watchdog_cb(void *arg)
 
 void coil_explore_run(coil_explore_t *ex, coil_loop_t *loop)
 {
+    if (!ex)
+        return;
+    if (!loop) {
+        coil_explore_fail(ex, "coil_explore_run: no loop");
+        return;
+    }
     ex->loop = loop;
     for (int round = 0; round < 4; round++) {
         struct explore_watchdog w = {loop, coil_loop_time(loop), COIL_MSEC,
@@ -182,6 +196,7 @@ static int run_once(coil_explore_fn fn, void *arg, coil_explore_t *ex)
     coil__task_test_hook = NULL;
     coil__task_test_hook_arg = NULL;
     coil_loop_unref(loop);
+    coil__test_wait_executor_threads(); /* before counting */
     if (ex->mode != COIL_EXPLORE_NONE && !ex->fired)
         coil_explore_fail(ex, "the target never reached suspension %d", ex->k);
     if (coil__alloc_live() != allocs)
@@ -196,6 +211,10 @@ int coil_explore(const char *name, coil_explore_fn fn, void *arg,
             coil_explore_result_t *res)
 {
     coil_explore_result_t r = {0};
+    if (res)
+        *res = r;
+    if (!fn)
+        return -EINVAL;
     coil_explore_t ex = {.mode = COIL_EXPLORE_NONE};
     r.runs = 1;
     if (run_once(fn, arg, &ex)) {

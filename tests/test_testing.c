@@ -448,6 +448,19 @@ static void test_arguments(void **state)
     assert_int_equal(coil_test_fail(COIL_TEST_RECV, 1, 1, 0), -EINVAL);
     assert_int_equal(coil_test_calls(COIL_TEST_OP_COUNT), 0);
     coil_test_reset_faults();
+    /* The explorer's. */
+    coil_explore_result_t er = {.runs = 5};
+    assert_int_equal(coil_explore("x", NULL, NULL, &er), -EINVAL);
+    assert_int_equal(er.runs, 0);
+    coil_explore_target(NULL, NULL);
+    coil_explore_run(NULL, NULL);
+    coil_explore_fail(NULL, "x");
+    assert_int_equal(coil_explore_scope_begin(NULL), -EINVAL);
+    assert_int_equal(coil_explore_scope_end(NULL, 0), -EINVAL);
+    assert_int_equal(coil_explore_mode(NULL), COIL_EXPLORE_NONE);
+    assert_null(coil_explore_mode_name((coil_explore_mode_t)9));
+    assert_string_equal(coil_explore_mode_name(COIL_EXPLORE_TIMEOUT),
+                        "timeout");
 }
 
 int main(void)

@@ -223,15 +223,17 @@ typedef struct coil_explore_result {
     char first_message[256];
 } coil_explore_result_t;
 
-/* Explore fn(loop, ex, arg) (name only for COIL_EXPLORE_VERBOSE=1's
- * summary on stderr). Returns how many runs failed; res (may be NULL)
- * receives the details. Call while no loop runs on the thread. */
+/* Explore fn(loop, ex, arg) (name, may be NULL, only for
+ * COIL_EXPLORE_VERBOSE=1's summary on stderr). Returns how many runs
+ * failed; res (may be NULL) receives the details. Call while no loop runs
+ * on the thread. Errors: -EINVAL (fn NULL; res zeroed). */
 COIL_API int coil_explore(const char *name, coil_explore_fn fn, void *arg,
                           coil_explore_result_t *res);
 
 /* The scenario's calls: the task to disturb; run the loop until every
- * task has finished (a virtual hour at most); report a broken invariant
- * (the first message is kept). */
+ * task has finished (a virtual hour at most; a NULL loop is reported as a
+ * failure); report a broken invariant (the first message is kept). A NULL
+ * ex does nothing. */
 COIL_API void coil_explore_target(coil_explore_t *ex, coil_task_t *task);
 COIL_API void coil_explore_run(coil_explore_t *ex, coil_loop_t *loop);
 COIL_API void coil_explore_fail(coil_explore_t *ex, const char *fmt, ...)
@@ -244,11 +246,12 @@ COIL_API void coil_explore_fail(coil_explore_t *ex, const char *fmt, ...)
 
 /* For the target's body: a timeout scope (coil/timeout.h) with no
  * deadline, that COIL_EXPLORE_TIMEOUT makes expire; end returns what
- * coil_timeout_end does. */
+ * coil_timeout_end does. Errors: -EINVAL (ex NULL), and coil_timeout's. */
 COIL_API int coil_explore_scope_begin(coil_explore_t *ex);
 COIL_API int coil_explore_scope_end(coil_explore_t *ex, int result);
 
-/* The mode of the run in progress, and a mode's name. */
+/* The mode of the run in progress (COIL_EXPLORE_NONE for NULL), and a
+ * mode's name (NULL for an unknown mode). */
 COIL_API coil_explore_mode_t coil_explore_mode(const coil_explore_t *ex);
 COIL_API const char *coil_explore_mode_name(coil_explore_mode_t mode);
 
