@@ -18,6 +18,7 @@
 
 #include "coil/testing.h"
 #include "helpers.h"
+#include "testing_internal.h"
 
 static atomic_size_t largest; /* the largest request since the reset */
 
@@ -260,10 +261,7 @@ extern atomic_int coil__executor_threads;
 
 void test_wait_executor_threads(void)
 {
-    /* An executor's last worker frees it as it exits, just after the
-     * shutdown that waited for it returned. */
-    for (int i = 0; i < 10000 && atomic_load(&coil__executor_threads); i++)
-        usleep(1000);
+    coil__test_wait_executor_threads(); /* the kit's wait */
     assert_int_equal(atomic_load(&coil__executor_threads), 0);
 }
 
