@@ -197,11 +197,90 @@ void coil__shuffle(void *items, size_t n, size_t size)
     }
 }
 
-void coil__seeds_set(unsigned long shuffle, unsigned long chaos)
+/* ------------------------------------------------------------------ */
+/* The schedule's other open choices, and the trace                     */
+/* ------------------------------------------------------------------ */
+
+/*
+ * With a schedule seed (set only by the testing kit's coil_test_seed),
+ * the loop also makes, from that seed, the choices its contract leaves
+ * open besides the order of a batch of fds: whether the timers due in an
+ * iteration run before or after what that iteration's I/O woke, and how
+ * late the virtual clock lands past the deadline it jumps to (a real loop
+ * never wakes exactly on time).
+ */
+static atomic_ulong sched_seed;
+static _Thread_local uint64_t sched_state;
+
+static uint64_t sched_next(void)
+{
+    if (!sched_state)
+        sched_state = atomic_load(&sched_seed) * 0x9e3779b97f4a7c15ULL + 1;
+    uint64_t z = (sched_state += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
+bool coil__sched_flip(void)
+{
+    if (!atomic_load_explicit(&sched_seed, memory_order_relaxed))
+        return false;
+    bool flip = sched_next() & 1;
+    coil__trace(COIL__TRACE_FLIP, flip);
+    return flip;
+}
+
+int64_t coil__sched_late(int64_t max_ns)
+{
+    if (max_ns <= 0 || !atomic_load_explicit(&sched_seed, memory_order_relaxed))
+        return 0;
+    return (int64_t)(sched_next() % (uint64_t)max_ns);
+}
+
+/*
+ * The trace: a hash of the schedule as the loop thread lived it (every
+ * task step by the task's id, every I/O event dispatched by its watch's
+ * registration tag, the clock's jumps and the seeded choices). Ids and
+ * tags are counted per loop, so equal schedules hash equal across runs
+ * and processes.
+ */
+static _Thread_local uint64_t trace_hash = 0xcbf29ce484222325ULL;
+static _Thread_local uint64_t trace_events;
+
+void coil__trace(enum coil__trace_kind kind, uint64_t value)
+{
+    uint64_t h = trace_hash ^ ((uint64_t)kind << 56 ^ value);
+    h *= 0x100000001b3ULL;
+    trace_hash = h ^ (h >> 29);
+    trace_events++;
+}
+
+uint64_t coil__trace_hash(uint64_t *events)
+{
+    if (events)
+        *events = trace_events;
+    return trace_hash;
+}
+
+void coil__trace_reset(void)
+{
+    trace_hash = 0xcbf29ce484222325ULL;
+    trace_events = 0;
+}
+
+void coil__seeds_set(unsigned long shuffle, unsigned long chaos,
+                     unsigned long sched)
 {
     atomic_store(&shuffle_seed_cache, shuffle == ~0UL ? 1 : shuffle);
     atomic_store(&chaos_seed_cache, chaos == ~0UL ? 1 : chaos);
+    atomic_store(&sched_seed, sched);
     coil__chaos_restart();
+}
+
+unsigned long coil__sched_seed(void)
+{
+    return atomic_load(&sched_seed);
 }
 
 void coil__chaos_restart(void)
@@ -209,4 +288,5 @@ void coil__chaos_restart(void)
     chaos_state = 0;
     chaos_eagain_last = 0;
     shuffle_state = 0;
+    sched_state = 0;
 }

@@ -16,6 +16,7 @@
 #include <errno.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 enum coil__sys_call {
     COIL__SYS_EPOLL_CREATE,
@@ -75,13 +76,35 @@ size_t coil__chaos_len(int fd, size_t n);
 /* Shuffled I/O events (fault.c): the seed from COIL_SHUFFLE, 0 when off;
  * shuffle n items of size bytes (at most 64) in place when on. */
 unsigned long coil__shuffle_seed(void);
-/* Set both seeds (0: off), over the environment's, and restart this
- * thread's sequences (the testing kit's coil_test_seed). */
-void coil__seeds_set(unsigned long shuffle, unsigned long chaos);
+/* Set the seeds (0: off), over the environment's, and restart this
+ * thread's sequences (the testing kit's coil_test_seed). The schedule
+ * seed has no variable of its own: only the kit sets it. */
+void coil__seeds_set(unsigned long shuffle, unsigned long chaos,
+                     unsigned long sched);
+unsigned long coil__sched_seed(void);
 void coil__shuffle(void *items, size_t n, size_t size);
+/* The schedule seed's choices (fault.c): whether the timers due run
+ * before the batch this iteration's I/O made ready (false without the
+ * seed); how late, in [0, max_ns), a virtual-clock jump lands (0 without
+ * it). */
+bool coil__sched_flip(void);
+int64_t coil__sched_late(int64_t max_ns);
+/* The trace of the loop thread's schedule (fault.c): a running hash of
+ * what happened, in order. */
+enum coil__trace_kind {
+    COIL__TRACE_STEP = 1, /* a task's step: its id */
+    COIL__TRACE_IO,       /* an I/O event: tag << 32 | events */
+    COIL__TRACE_JUMP,     /* the virtual clock jumped: by how much */
+    COIL__TRACE_FLIP,     /* the seeded timers-first choice */
+};
+void coil__trace(enum coil__trace_kind kind, uint64_t value);
+uint64_t coil__trace_hash(uint64_t *events);
+void coil__trace_reset(void);
+#define COIL__TRACE(kind, value) coil__trace(kind, value)
 #else
 #define COIL__FAULT(call) 0
 #define COIL__CHAOS_LEN(fd, n) (n)
+#define COIL__TRACE(kind, value) ((void)0)
 #endif
 
 /* Evaluates to -1 with errno set if call is armed to fail, else expr. */

@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "loop_internal.h"
+#include "sys.h"
 #include "task_internal.h"
 
 /* The running task (task_internal.h reads it inline). */
@@ -267,6 +268,7 @@ static const struct coil__ready_ops step_ops = {step_run, step_discard};
  */
 static bool prepare_step(struct coil_loop *loop, struct coil_task *t)
 {
+    COIL__TRACE(COIL__TRACE_STEP, t->id);
     if (t->state == COIL__TASK_SUSPENDED)
         TEST_HOOK(t, COIL__TASK_RESUMING);
     bool woken = t->queued; /* by coil__task_wake, which set wake_result */

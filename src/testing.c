@@ -11,6 +11,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -69,7 +70,17 @@ unsigned coil_test_calls(coil_test_op_t op)
 
 void coil_test_seed(unsigned long seed, bool chaos_io)
 {
-    coil__seeds_set(seed, chaos_io ? seed : 0);
+    coil__seeds_set(seed, chaos_io ? seed : 0, seed);
+}
+
+uint64_t coil_test_trace_hash(uint64_t *events)
+{
+    return coil__trace_hash(events);
+}
+
+void coil_test_trace_reset(void)
+{
+    coil__trace_reset();
 }
 
 void coil_test_reset_faults(void)
@@ -267,6 +278,19 @@ int coil_test_run(coil_task_fn body, void *arg,
     coil_test_options_t o = opts ? *opts : (coil_test_options_t){0};
     int64_t limit = o.timeout_ns > 0 ? o.timeout_ns : 10 * COIL_SEC;
 
+    unsigned long seed = o.seed;
+    const char *env = getenv("COIL_TEST_SEED");
+    if (env && *env)
+        seed = strtoul(env, NULL, 0);
+    unsigned long shuffle0 = coil__shuffle_seed(),
+                  chaos0 = coil__chaos_seed(), sched0 = coil__sched_seed();
+    if (seed)
+        coil_test_seed(seed, o.chaos_io);
+    else
+        coil__chaos_restart(); /* the environment's from their start */
+    coil__trace_reset();
+    out->seed = seed;
+
     int stubborn = 0;
     long fds0 = coil__fd_count();
     long allocs0 = coil__alloc_live();
@@ -309,6 +333,7 @@ int coil_test_run(coil_task_fn body, void *arg,
     out->outcome = outcome == -EINPROGRESS ? err
                    : outcome == 0         ? (int)(intptr_t)value
                                           : outcome;
+    out->trace_hash = coil__trace_hash(&out->trace_events);
     /* What the body left: counted, then cleaned up (cancelled tasks
      * finish; the close drops the rest). */
     out->tasks_left = coil_loop_tasks(loop, NULL, 0);
@@ -327,6 +352,8 @@ out:
     if (o.virtual_clock)
         coil__clock_fake(false, false);
     coil_test_reset_faults(); /* what the body armed ends with it */
+    if (seed)
+        coil__seeds_set(shuffle0, chaos0, sched0);
     current = NULL;
     coil_set_log_hook(r.prev_fn, r.prev_arg, prev_level);
     pthread_mutex_destroy(&r.lock);
@@ -340,10 +367,40 @@ out:
                  len ? "; " : "", stubborn, stubborn == 1 ? "" : "s",
                  stubborn == 1 ? "was" : "were");
     }
-    if (r.timed_out)
-        return -ETIMEDOUT;
-    if (out->tasks_left || out->callbacks_left || out->timers_left ||
-        out->allocations_left || out->fds_left || out->reports)
-        return -ENOTEMPTY;
-    return out->outcome < 0 ? out->outcome : 0;
+    int ret = r.timed_out ? -ETIMEDOUT
+              : out->tasks_left || out->callbacks_left || out->timers_left ||
+                      out->allocations_left || out->fds_left || out->reports
+                  ? -ENOTEMPTY
+              : out->outcome < 0 ? out->outcome
+                                 : 0;
+    if (ret && seed) {
+        size_t len = strlen(out->message);
+        snprintf(out->message + len, sizeof(out->message) - len,
+                 " (seed %lu: rerun with COIL_TEST_SEED=%lu)", seed, seed);
+    }
+    return ret;
+}
+
+int coil_test_run_seeds(coil_task_fn body, void *arg,
+                        const coil_test_options_t *opts, unsigned long first,
+                        unsigned count, coil_test_result_t *out)
+{
+    coil_test_result_t local;
+    if (!out)
+        out = &local;
+    if (!body || first == 0 || count == 0 || first > ULONG_MAX - count) {
+        memset(out, 0, sizeof(*out));
+        return -EINVAL;
+    }
+    coil_test_options_t o = opts ? *opts : (coil_test_options_t){0};
+    const char *env = getenv("COIL_TEST_SEED");
+    if (env && *env)
+        count = 1; /* a rerun of the one seed named (coil_test_run) */
+    int err = 0;
+    for (unsigned i = 0; i < count; i++) {
+        o.seed = first + i;
+        if ((err = coil_test_run(body, arg, &o, out)) != 0)
+            break;
+    }
+    return err;
 }

@@ -326,8 +326,11 @@ int coil__watch_poll(struct coil_loop *loop, int64_t timeout_ns)
 #ifdef COIL_TESTING
     coil__shuffle(p->events, (size_t)n, sizeof(*p->events));
 #endif
-    for (int i = 0; i < n; i++)
+    for (int i = 0; i < n; i++) {
+        COIL__TRACE(COIL__TRACE_IO,
+                    (uint64_t)p->events[i].tag << 32 | p->events[i].events);
         dispatch(loop, &p->events[i]);
+    }
     return n;
 }
 

@@ -39,6 +39,12 @@ typedef struct coil_test_options {
      * clock); 0: 10 s. Past it the body is cancelled, and the run fails
      * with -ETIMEDOUT. */
     int64_t timeout_ns;
+    /* The seed of the run's open choices (coil_test_seed), 0: none. The
+     * environment's COIL_TEST_SEED, when set, replaces it: a failing
+     * run's message names its seed, to rerun it with. */
+    unsigned long seed;
+    /* With the seed, chaos I/O as well (coil_test_seed). */
+    bool chaos_io;
 } coil_test_options_t;
 
 /* What coil_test_run found. */
@@ -51,7 +57,14 @@ typedef struct coil_test_result {
     long fds_left;        /* fds opened and not closed at the end */
     int reports;          /* reports of level warning or above (debug) */
     char first_report[256];
-    char message[512];    /* one line saying what failed, "" if nothing */
+    char message[512];    /* one line saying what failed, "" if nothing;
+                             with a seed, it ends naming it */
+    unsigned long seed;   /* the run's seed, 0 if none */
+    /* The trace of the body's run: a hash of its schedule, up to the
+     * body's return (coil_test_trace_hash), and how many events it
+     * counts. Equal runs give equal traces. */
+    uint64_t trace_hash;
+    uint64_t trace_events;
 } coil_test_result_t;
 
 /*
@@ -83,6 +96,20 @@ typedef struct coil_test_result {
 COIL_API int coil_test_run(coil_task_fn body, void *arg,
                            const coil_test_options_t *opts,
                            coil_test_result_t *out);
+
+/*
+ * Hunt for a schedule that breaks a test: coil_test_run with each seed
+ * from first to first + count - 1 in turn (opts->seed is ignored), until
+ * one fails. Returns 0 if none did, else that run's return, out holding
+ * its result (out->seed: the seed to rerun it with; its message says
+ * so). With COIL_TEST_SEED set, only that seed runs. Errors: -EINVAL
+ * (body NULL, first 0, count 0, or the seeds overflow), and
+ * coil_test_run's.
+ */
+COIL_API int coil_test_run_seeds(coil_task_fn body, void *arg,
+                                 const coil_test_options_t *opts,
+                                 unsigned long first, unsigned count,
+                                 coil_test_result_t *out);
 
 /* ------------------------------------------------------------------ */
 /* The virtual clock (Trio's MockClock)                                 */
@@ -153,16 +180,39 @@ COIL_API int coil_test_fail(coil_test_op_t op, unsigned nth, unsigned count,
                             int error);
 
 /*
- * One seed for the choices the testing build makes at random: the order
- * in which each batch of ready fds is dispatched (the kernel promises
- * none), and, with chaos_io, which socket sends and receives fail with
- * EAGAIN although data could move and how short each one is on a stream
- * socket (never twice in a row for the same call, so everything still
- * progresses). seed 0 turns both off. The same seed replays the same
- * choices on the thread that runs the loop: the sequences restart here.
- * Replaces the environment's COIL_SHUFFLE and COIL_CHAOS_IO.
+ * One seed for every choice the loop's contract leaves open, made at
+ * random from it in the testing build:
+ *  - the order in which each batch of ready fds is dispatched (the
+ *    kernel promises none);
+ *  - whether the timers due in an iteration run before or after what
+ *    that iteration's I/O made ready (which one a real loop sees first
+ *    depends on when it woke);
+ *  - how late each jump of the virtual clock lands past the deadline it
+ *    jumps to: [0, 1 ms), as a real loop wakes late (a test must not
+ *    count on exact virtual times under a seed);
+ *  - with chaos_io, which socket sends and receives fail with EAGAIN
+ *    although data could move, and how short each one is on a stream
+ *    socket (never twice in a row for the same call, so everything still
+ *    progresses).
+ * seed 0 turns all of it off. The same seed replays the same choices on
+ * the thread that runs the loop: the sequences restart here. Replaces
+ * the environment's COIL_SHUFFLE and COIL_CHAOS_IO. What happens on
+ * other threads (an executor's jobs, a peer thread) is not the seed's:
+ * a test that needs a replayable schedule keeps to the loop's thread.
  */
 COIL_API void coil_test_seed(unsigned long seed, bool chaos_io);
+
+/*
+ * The trace of this thread's schedule since coil_test_trace_reset (or
+ * the start of the current coil_test_run): a hash of every task step (by
+ * the task's number in its loop), every I/O event dispatched (by the
+ * number of its fd's registration in the loop), every jump of the
+ * virtual clock and every seeded choice, in order; events receives how
+ * many (may be NULL). Two runs with the same trace hash ran the same
+ * schedule: the proof that a seed replays. Thread-safe (per thread).
+ */
+COIL_API uint64_t coil_test_trace_hash(uint64_t *events);
+COIL_API void coil_test_trace_reset(void);
 
 /* How many times op was attempted since the last coil_test_reset_faults
  * or coil_test_fail on it (failed ones included). 0 for an unknown op. */
