@@ -53,12 +53,13 @@
  *                                        scope of b * 50 us
  *   yield a % 8 times, or sleep b * 20 us
  *   server: close, close_clients, restart
- *   fail syscalls: coil__fault_arm(call, nth, count, errno)
+ *   fail syscalls: coil_test_fail(op, nth, count, -errno)
  *   fail allocations: skip b, then fail 1 + c % 8
  *   chaos I/O on or off
  *
- * It links libcoil_testing for its syscall seam (src/sys.h) and its
- * internal asserts. FUZZ_API_TRACE=1 prints every operation and result.
+ * It links libcoil_testing for the testing kit's faults (coil/testing.h),
+ * the chaos I/O switch of its syscall seam (src/sys.h) and its internal
+ * asserts. FUZZ_API_TRACE=1 prints every operation and result.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -74,6 +75,7 @@
 #include <unistd.h>
 
 #include "coil.h"
+#include "coil/testing.h"
 #include "fuzz_common.h"
 #include "sys.h"
 
@@ -212,7 +214,7 @@ struct run {
     size_t nacc;
     bool small_bufs;
     /* injected failures */
-    enum coil__sys_call fault_call;
+    coil_test_op_t fault_call;
     unsigned fault_nth;
     bool fault_visible; /* the armed errno reaches callers */
     bool tainted;       /* a visible fault fired */
@@ -266,7 +268,7 @@ static void trace(const struct run *R, const char *fmt, ...)
 static bool tainted(struct run *R)
 {
     if (!R->tainted && R->fault_visible &&
-        coil__fault_calls(R->fault_call) >= R->fault_nth)
+        coil_test_calls(R->fault_call) >= R->fault_nth)
         R->tainted = true;
     return R->tainted;
 }
@@ -851,7 +853,7 @@ static void open_pair(struct run *R, size_t p)
         ALLOWED(R, "open_connection", r,
                 r == 0 || (r == -ENOMEM && fuzz_mem.hit) ||
                     (r == -ECONNREFUSED && !coil_server_is_serving(R->server)) ||
-                    (R->fault_call == COIL__SYS_CONNECT && tainted(R)));
+                    (R->fault_call == COIL_TEST_CONNECT && tainted(R)));
         if (r)
             return;
         /* The server's end, from the handler. */
@@ -924,7 +926,7 @@ static void open_udp(struct run *R)
     /* This one connects: an injected connect failure is its own. */
     ALLOWED(R, "udp_open", r,
             r == 0 || (r == -ENOMEM && fuzz_mem.hit) ||
-                (R->fault_call == COIL__SYS_CONNECT && tainted(R)));
+                (R->fault_call == COIL_TEST_CONNECT && tainted(R)));
     if (r) {
         coil_udp_unref(x->u[0]);
         return;
@@ -1198,26 +1200,26 @@ static void op_udp(struct run *R, enum op code, const uint8_t *o)
 
 /* The syscall faults an input may arm, and which errnos reach callers. */
 static const struct {
-    enum coil__sys_call call;
+    coil_test_op_t op;
     int err;
     bool visible;
 } faults[16] = {
-    {COIL__SYS_RECV, EINTR, false},
-    {COIL__SYS_RECV, EAGAIN, false},
-    {COIL__SYS_RECV, ECONNRESET, true},
-    {COIL__SYS_SEND, EINTR, false},
-    {COIL__SYS_SEND, EAGAIN, false},
-    {COIL__SYS_SEND, EPIPE, true},
-    {COIL__SYS_SEND, ECONNRESET, true},
-    {COIL__SYS_ACCEPT, EINTR, false},
-    {COIL__SYS_ACCEPT, EAGAIN, false},
-    {COIL__SYS_ACCEPT, ECONNABORTED, false},
-    {COIL__SYS_CONNECT, EINTR, false},
-    {COIL__SYS_CONNECT, ECONNREFUSED, true},
-    {COIL__SYS_RECVFROM, EINTR, false},
-    {COIL__SYS_RECVFROM, EAGAIN, false},
-    {COIL__SYS_SENDTO, EINTR, false},
-    {COIL__SYS_SENDTO, EAGAIN, false},
+    {COIL_TEST_RECV, EINTR, false},
+    {COIL_TEST_RECV, EAGAIN, false},
+    {COIL_TEST_RECV, ECONNRESET, true},
+    {COIL_TEST_SEND, EINTR, false},
+    {COIL_TEST_SEND, EAGAIN, false},
+    {COIL_TEST_SEND, EPIPE, true},
+    {COIL_TEST_SEND, ECONNRESET, true},
+    {COIL_TEST_ACCEPT, EINTR, false},
+    {COIL_TEST_ACCEPT, EAGAIN, false},
+    {COIL_TEST_ACCEPT, ECONNABORTED, false},
+    {COIL_TEST_CONNECT, EINTR, false},
+    {COIL_TEST_CONNECT, ECONNREFUSED, true},
+    {COIL_TEST_RECVFROM, EINTR, false},
+    {COIL_TEST_RECVFROM, EAGAIN, false},
+    {COIL_TEST_SENDTO, EINTR, false},
+    {COIL_TEST_SENDTO, EAGAIN, false},
 };
 
 static void op_fault(struct run *R, const uint8_t *o)
@@ -1227,12 +1229,12 @@ static void op_fault(struct run *R, const uint8_t *o)
     /* A visible fault already fired stays in the model (tainted); one
      * armed at a time. */
     (void)tainted(R);
-    coil__fault_arm(R->fault_call, 0, 0, 0);
-    R->fault_call = faults[k].call;
+    coil_test_reset_faults(); /* the one armed before, whatever its op */
+    R->fault_call = faults[k].op;
     R->fault_nth = nth;
     R->fault_visible = faults[k].visible;
     trace(R, "fault %u: nth %u, count %u", k, nth, count);
-    coil__fault_arm(faults[k].call, nth, count, faults[k].err);
+    coil_test_fail(faults[k].op, nth, count, -faults[k].err);
 }
 
 static void op_other(struct run *R, enum op code, const uint8_t *o)
@@ -1382,7 +1384,7 @@ static int driver_main(void *arg)
     /* No more injected failures; what fired stays in the model. */
     (void)tainted(R);
     fuzz_mem.armed = false;
-    coil__fault_reset();
+    coil_test_reset_faults();
     coil__chaos_pause(true);
     R->next_timeout = -1;
     join_workers(R, 0);
@@ -1473,7 +1475,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     R->ops = data + 2;
     R->next_timeout = -1;
     fuzz_mem_disarm();
-    coil__fault_reset();
+    coil_test_reset_faults();
 
     coil_task_t *driver;
     CHECK(R, coil_loop_new(&R->loop) == 0);
@@ -1489,7 +1491,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     CHECK(R, coil_loop_close(R->loop) == 0);
     coil_loop_unref(R->loop);
-    coil__fault_reset();
+    coil_test_reset_faults();
     coil__chaos_pause(true);
 
     /* Everything made for the run is gone. */

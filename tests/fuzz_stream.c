@@ -61,10 +61,10 @@
  * allocation coil made is freed and the stream's fd is closed. Anything
  * else aborts, which libFuzzer reports with the input.
  *
- * It links libcoil_testing rather than libcoil: the test build's syscall
- * seam (src/sys.h) is what lets an input make recv(2) fail, and its
- * internal asserts stay on, so an invariant broken inside the library
- * stops the run as well.
+ * It links libcoil_testing rather than libcoil: the testing kit's faults
+ * (coil/testing.h, over the test build's syscall seam) are what let an
+ * input make recv(2) fail, and its internal asserts stay on, so an
+ * invariant broken inside the library stops the run as well.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -77,8 +77,8 @@
 #include <unistd.h>
 
 #include "coil.h"
+#include "coil/testing.h"
 #include "fuzz_common.h"
-#include "sys.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -587,13 +587,13 @@ static void arm_fault(struct run *R, const uint8_t *data, size_t size)
     R->fault = (enum fault)((options >> 2) & 7);
     switch (R->fault) {
     case FAULT_EINTR:
-        coil__fault_arm(COIL__SYS_RECV, nth, count, EINTR);
+        coil_test_fail(COIL_TEST_RECV, nth, count, -EINTR);
         break;
     case FAULT_EAGAIN:
-        coil__fault_arm(COIL__SYS_RECV, nth, count, EAGAIN);
+        coil_test_fail(COIL_TEST_RECV, nth, count, -EAGAIN);
         break;
     case FAULT_RESET:
-        coil__fault_arm(COIL__SYS_RECV, nth, 1, ECONNRESET);
+        coil_test_fail(COIL_TEST_RECV, nth, 1, -ECONNRESET);
         break;
     case FAULT_NOMEM:
         fuzz_mem_arm(NULL, nth - 1, count);
@@ -631,7 +631,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                         0, sv) == 0);
     R->rfd = sv[0];
     R->wfd = sv[1];
-    coil__fault_reset();
+    coil_test_reset_faults();
     fuzz_mem_disarm();
     arm_fault(R, data, size);
 
@@ -650,7 +650,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     fuzz_mem.only = NULL;
     CHECK(R, coil_loop_close(loop) == 0);
     coil_loop_unref(loop);
-    coil__fault_reset();
+    coil_test_reset_faults();
     close(R->wfd);
 
     /* Everything made for the run is gone, the stream's fd included. */

@@ -232,9 +232,8 @@ int test_setup_noloop(void **state)
     struct fixture *f = calloc(1, sizeof(*f));
     if (!f)
         return -1;
-    coil__fault_reset();
+    coil_test_reset_faults(); /* the operations' and the allocations' */
     coil__chaos_pause(false);
-    test_alloc_fail_after(0);
     f->fds_before = test_fd_count();
     f->allocs_before = test_alloc_live();
     current_test = "(see the last test named above)";
@@ -270,8 +269,7 @@ int test_teardown_noloop(void **state)
     struct fixture *f = *state;
     test_wait_executor_threads();
     alarm(0);
-    coil__fault_reset();
-    test_alloc_fail_after(0);
+    coil_test_reset_faults(); /* the operations' and the allocations' */
     coil__clock_fake(false, false);
     long fds = test_fd_count();
     long allocs = test_alloc_live();

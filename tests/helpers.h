@@ -18,8 +18,11 @@
  *    whole suite must run without an unexpected one. Slow steps are let
  *    through: they measure the machine (sanitizers, a loaded runner);
  *  - an exception-handler recorder;
- *  - access to the test build's internals: the virtual clock and syscall
- *    fault injection (src/sys.h).
+ *  - the testing kit (coil/testing.h): operation faults and call counts
+ *    (coil_test_fail, coil_test_calls, coil_test_reset_faults), which the
+ *    tests use wherever an operation covers the call;
+ *  - access to the test build's internals: the virtual clock and the
+ *    syscall seam's calls no operation covers (src/sys.h).
  *
  * Tests run their tasks and callbacks first, recording what they saw, and
  * assert on the main stack afterwards (docs/testing.md).
@@ -36,6 +39,8 @@
 #include <cmocka.h>
 
 #include "coil.h"
+/* The testing kit: faults on operations, call counts (coil_test_fail...). */
+#include "coil/testing.h"
 
 /* Internals of the test build (libcoil_testing). */
 #include "internal.h"
@@ -99,7 +104,8 @@ void test_exc_record(coil_loop_t *loop, int error, const char *message,
 const char *test_backend(void);
 /* Whether that backend is the one named. */
 bool test_on_backend(const char *name);
-/* The syscall it waits with (for fault injection). */
+/* The syscall it waits with: the seam's call that COIL_TEST_POLL's fault
+ * meets on this backend (for coil__fault_hit). */
 enum coil__sys_call test_wait_call(void);
 
 /* Run the loop until stopped, failing the test on error. */

@@ -899,10 +899,10 @@ static void test_wait_interrupted(void **state)
     struct rec r = {.loop = loop, .fd = sv[0], .do_read = true, .stop_at = 1};
     assert_int_equal(coil_loop_add_reader(loop, sv[0], rec_cb, &r), 0);
 
-    enum coil__sys_call call = test_wait_call();
-    coil__fault_arm(call, 1, 3, EINTR); /* three waits in a row */
+    coil_test_fail(COIL_TEST_POLL, 1, 3, -EINTR); /* three waits in a row */
     assert_false(test_run_bounded(loop, SAFETY_NS));
-    assert_int_equal(coil__fault_hit(call), 0); /* all three were used */
+    /* all three were used (on this backend's wait call) */
+    assert_int_equal(coil__fault_hit(test_wait_call()), 0);
     assert_int_equal(r.calls, 1);
     assert_int_equal(r.io_ret, 1);
     assert_int_equal(exc.count, 0);
@@ -915,7 +915,6 @@ static void test_wait_fails_fatally(void **state)
 {
     coil_loop_t *loop = test_loop(state);
     static const int errs[] = {EBADF, EINVAL};
-    enum coil__sys_call call = test_wait_call();
     for (size_t i = 0; i < sizeof(errs) / sizeof(*errs); i++) {
         struct exc_log exc = {0};
         coil_loop_set_exception_handler(loop, test_exc_record, &exc);
@@ -926,10 +925,10 @@ static void test_wait_fails_fatally(void **state)
             .loop = loop, .fd = sv[0], .do_read = true, .stop_at = 1};
         assert_int_equal(coil_loop_add_reader(loop, sv[0], rec_cb, &r), 0);
 
-        coil__fault_arm(call, 1, 1000, errs[i]);
+        coil_test_fail(COIL_TEST_POLL, 1, 1000, -errs[i]);
         bool fired;
         int err = test_run_bounded_err(loop, SAFETY_NS, &fired);
-        coil__fault_reset();
+        coil_test_reset_faults();
         assert_int_equal(err, -errs[i]);
         assert_false(fired);
         assert_false(coil_loop_is_running(loop));

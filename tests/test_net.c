@@ -481,10 +481,10 @@ static void test_connect_eintr_not_reissued(void **state)
     struct simple s = {.loop = loop};
     loopback(AF_INET, port_of(l), &s.ss, &s.len);
     s.fd = coil_sock_open(AF_INET, SOCK_STREAM, 0);
-    coil__fault_arm(COIL__SYS_CONNECT, 1, 1, EINTR);
+    coil_test_fail(COIL_TEST_CONNECT, 1, 1, -EINTR);
     assert_int_equal(test_run_task(loop, connect_once, &s), 0);
     assert_int_equal(s.r, 0);
-    assert_int_equal(coil__fault_calls(COIL__SYS_CONNECT), 1);
+    assert_int_equal(coil_test_calls(COIL_TEST_CONNECT), 1);
     int c = accept(l, NULL, NULL);
     assert_true(c >= 0);
     close(c);
@@ -503,10 +503,10 @@ static void test_connect_eintr_not_reissued(void **state)
     assert_int_equal(bind(u, (struct sockaddr *)&s.ss, s.len), 0);
     assert_int_equal(listen(u, 4), 0);
     s.fd = coil_sock_open(AF_UNIX, SOCK_STREAM, 0);
-    coil__fault_arm(COIL__SYS_CONNECT, 1, 1, EINTR);
+    coil_test_fail(COIL_TEST_CONNECT, 1, 1, -EINTR);
     assert_int_equal(test_run_task(loop, connect_once, &s), 0);
     assert_int_equal(s.r, 0);
-    assert_int_equal(coil__fault_calls(COIL__SYS_CONNECT), 1);
+    assert_int_equal(coil_test_calls(COIL_TEST_CONNECT), 1);
     coil_sock_close(s.fd);
     coil_sock_close(u);
 }
@@ -1065,29 +1065,29 @@ static void test_injected_errors(void **state)
     /* recv: EINTR three times, retried; EAGAIN with data there: waits,
      * wakes at once (level-triggered), reads. */
     send(sv[1], "abc", 3, 0);
-    coil__fault_arm(COIL__SYS_RECV, 1, 3, EINTR);
+    coil_test_fail(COIL_TEST_RECV, 1, 3, -EINTR);
     assert_int_equal(test_run_task(loop, inj_recv, &i), 0);
     assert_int_equal(i.n, 3);
-    assert_int_equal(coil__fault_calls(COIL__SYS_RECV), 4);
+    assert_int_equal(coil_test_calls(COIL_TEST_RECV), 4);
     send(sv[1], "de", 2, 0);
-    coil__fault_arm(COIL__SYS_RECV, 1, 1, EAGAIN);
+    coil_test_fail(COIL_TEST_RECV, 1, 1, -EAGAIN);
     assert_int_equal(test_run_task(loop, inj_recv, &i), 0);
     assert_int_equal(i.n, 2);
-    coil__fault_arm(COIL__SYS_RECV, 1, 1, ECONNRESET);
+    coil_test_fail(COIL_TEST_RECV, 1, 1, -ECONNRESET);
     assert_int_equal(test_run_task(loop, inj_recv, &i), 0);
     assert_int_equal(i.n, -ECONNRESET);
 
     /* send: EINTR, EAGAIN retried; EPIPE returned. */
-    coil__fault_arm(COIL__SYS_SEND, 1, 2, EINTR);
+    coil_test_fail(COIL_TEST_SEND, 1, 2, -EINTR);
     assert_int_equal(test_run_task(loop, inj_send, &i), 0);
     assert_int_equal(i.r, 0);
     assert_int_equal(i.n, 5);
-    assert_int_equal(coil__fault_calls(COIL__SYS_SEND), 3);
-    coil__fault_arm(COIL__SYS_SEND, 1, 1, EAGAIN);
+    assert_int_equal(coil_test_calls(COIL_TEST_SEND), 3);
+    coil_test_fail(COIL_TEST_SEND, 1, 1, -EAGAIN);
     assert_int_equal(test_run_task(loop, inj_send, &i), 0);
     assert_int_equal(i.r, 0);
     assert_int_equal(i.n, 5);
-    coil__fault_arm(COIL__SYS_SEND, 1, 1, EPIPE);
+    coil_test_fail(COIL_TEST_SEND, 1, 1, -EPIPE);
     assert_int_equal(test_run_task(loop, inj_send, &i), 0);
     assert_int_equal(i.r, -EPIPE);
 
@@ -1098,18 +1098,18 @@ static void test_injected_errors(void **state)
     socklen_t len;
     loopback(AF_INET, port_of(i.lfd), &ss, &len);
     assert_int_equal(connect(c, (struct sockaddr *)&ss, len), 0);
-    coil__fault_arm(COIL__SYS_ACCEPT, 1, 1, EMFILE);
+    coil_test_fail(COIL_TEST_ACCEPT, 1, 1, -EMFILE);
     assert_int_equal(test_run_task(loop, inj_accept, &i), 0);
     assert_int_equal(i.r, -EMFILE);
-    coil__fault_arm(COIL__SYS_ACCEPT, 1, 3, EINTR);
+    coil_test_fail(COIL_TEST_ACCEPT, 1, 3, -EINTR);
     assert_int_equal(test_run_task(loop, inj_accept, &i), 0);
     assert_true(i.r >= 0);
-    assert_int_equal(coil__fault_calls(COIL__SYS_ACCEPT), 4);
+    assert_int_equal(coil_test_calls(COIL_TEST_ACCEPT), 4);
     coil_sock_close(i.r);
     close(c);
     c = socket(AF_INET, SOCK_STREAM, 0);
     assert_int_equal(connect(c, (struct sockaddr *)&ss, len), 0);
-    coil__fault_arm(COIL__SYS_ACCEPT, 1, 2, ECONNABORTED);
+    coil_test_fail(COIL_TEST_ACCEPT, 1, 2, -ECONNABORTED);
     assert_int_equal(test_run_task(loop, inj_accept, &i), 0);
     assert_true(i.r >= 0);
     coil_sock_close(i.r);
@@ -1120,10 +1120,10 @@ static void test_injected_errors(void **state)
     for (size_t k = 0; k < sizeof(conn_errs) / sizeof(*conn_errs); k++) {
         c = socket(AF_INET, SOCK_STREAM, 0);
         assert_int_equal(connect(c, (struct sockaddr *)&ss, len), 0);
-        coil__fault_arm(COIL__SYS_ACCEPT, 1, 1, conn_errs[k]);
+        coil_test_fail(COIL_TEST_ACCEPT, 1, 1, -conn_errs[k]);
         assert_int_equal(test_run_task(loop, inj_accept, &i), 0);
         assert_true(i.r >= 0);
-        assert_int_equal(coil__fault_calls(COIL__SYS_ACCEPT), 2);
+        assert_int_equal(coil_test_calls(COIL_TEST_ACCEPT), 2);
         coil_sock_close(i.r);
         close(c);
     }
@@ -1302,19 +1302,18 @@ static void sendfile_case(coil_loop_t *loop, bool use_offset, bool fallback)
                    .use_offset = use_offset, .offset = 100, .start = 100};
     /* Without an offset, the file's own position is the start. */
     assert_int_equal(lseek(file, 100, SEEK_SET), 100);
+    coil_test_reset_faults(); /* sendfile: no fault, count from here */
     coil__fault_arm(COIL__SYS_PREAD, 0, 0, 0); /* count from here */
     if (fallback)
-        coil__fault_arm(COIL__SYS_SENDFILE, 1, 1, ENOSYS);
-    else
-        coil__fault_arm(COIL__SYS_SENDFILE, 0, 0, 0);
+        coil_test_fail(COIL_TEST_SENDFILE, 1, 1, -ENOSYS);
     assert_int_equal(test_run_task(loop, sf_main, &s), 0);
     /* Which path ran: the fallback copies with pread after one refused
      * sendfile; the other never reads the file itself. */
     if (fallback) {
-        assert_int_equal(coil__fault_calls(COIL__SYS_SENDFILE), 1);
+        assert_int_equal(coil_test_calls(COIL_TEST_SENDFILE), 1);
         assert_true(coil__fault_calls(COIL__SYS_PREAD) >= 1);
     } else {
-        assert_true(coil__fault_calls(COIL__SYS_SENDFILE) >= 1);
+        assert_true(coil_test_calls(COIL_TEST_SENDFILE) >= 1);
         assert_int_equal(coil__fault_calls(COIL__SYS_PREAD), 0);
     }
     assert_int_equal(s.sent, FILE_SIZE - 100);

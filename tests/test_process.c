@@ -1173,11 +1173,11 @@ static int sysfail_main(void *arg)
                                     COIL_STDIO_PIPE);
     coil_process_t *p;
     c->fds_before = test_fd_count();
-    coil__fault_arm(COIL__SYS_SPAWN, 1, 1, EAGAIN);
+    coil_test_fail(COIL_TEST_SPAWN, 1, 1, -EAGAIN);
     c->spawn_r = coil_process_spawn_shell("exit 0", &o, &p);
     c->fds[0] = test_fd_count();
     c->children[0] = !no_children();
-    coil__fault_arm(COIL__SYS_PIPE, 2, 1, ENFILE);
+    coil_test_fail(COIL_TEST_PIPE, 2, 1, -ENFILE);
     c->pipe_r = coil_process_spawn_shell("exit 0", &o, &p);
     c->fds[1] = test_fd_count();
     c->children[1] = !no_children();
@@ -1190,7 +1190,7 @@ static int sysfail_main(void *arg)
     }
     c->fds[2] = test_fd_count();
     c->children[2] = !no_children();
-    coil__fault_reset();
+    coil_test_reset_faults();
     return 0;
 }
 

@@ -612,11 +612,11 @@ static int mf_main(void *arg)
     struct rlimit low = m->old;
     low.rlim_cur = (rlim_t)lowest_free();
     setrlimit(RLIMIT_NOFILE, &low);
-    coil__fault_reset();
+    coil_test_reset_faults();
     m->conn = coil_sock_connect(c, (struct sockaddr *)&a, sizeof(a));
     /* 350 ms at the limit: the accept task backs off (100, 200 ms). */
     coil_sleep(350 * COIL_MSEC);
-    m->attempts_limited = coil__fault_calls(COIL__SYS_ACCEPT);
+    m->attempts_limited = coil_test_calls(COIL_TEST_ACCEPT);
     setrlimit(RLIMIT_NOFILE, &m->old);
     send(c, "hi", 2, 0);
     while (m->n < 2) { /* the echo may come in pieces (chaos I/O) */
@@ -670,7 +670,7 @@ static int odd_main(void *arg)
         return -1;
     char port[16];
     snprintf(port, sizeof(port), "%d", coil_server_port(srv));
-    coil__fault_arm(COIL__SYS_ACCEPT, 1, 1, EINVAL);
+    coil_test_fail(COIL_TEST_ACCEPT, 1, 1, -EINVAL);
     coil_stream_t *s;
     o->conn = coil_stream_open("127.0.0.1", port, &s);
     if (!o->conn) {

@@ -1197,19 +1197,19 @@ static void test_channel_failures(void **state)
     coil_loop_t *loop = test_loop(state);
     struct rec r = rec_make(loop, SIGUSR1);
     long fds = test_fd_count();
-    coil__fault_arm(COIL__SYS_EVENTFD, 1, 1, EMFILE);
+    coil_test_fail(COIL_TEST_WAKEUP, 1, 1, -EMFILE);
     int emfile = coil_loop_add_signal_handler(loop, SIGUSR1, rec_cb, &r);
     bool untouched = disp_is(SIGUSR1, SIG_DFL) && test_fd_count() == fds;
 
-    coil__fault_arm(COIL__SYS_EVENTFD, 1, 1, ENOSYS);
-    coil__fault_arm(COIL__SYS_PIPE, 1, 1, ENFILE);
+    coil_test_fail(COIL_TEST_WAKEUP, 1, 1, -ENOSYS);
+    coil_test_fail(COIL_TEST_PIPE, 1, 1, -ENFILE);
     int enfile = coil_loop_add_signal_handler(loop, SIGUSR1, rec_cb, &r);
     bool untouched2 = disp_is(SIGUSR1, SIG_DFL) && test_fd_count() == fds;
 
-    coil__fault_arm(COIL__SYS_EVENTFD, 1, 1, ENOSYS);
+    coil_test_fail(COIL_TEST_WAKEUP, 1, 1, -ENOSYS);
     int piped = coil_loop_add_signal_handler(loop, SIGUSR1, spaced_cb, &r);
     bool two_fds = test_fd_count() == fds + 2;
-    coil__fault_reset();
+    coil_test_reset_faults();
     r.target = 20;
     if (piped == 0) {
         assert_int_equal(coil_loop_call_soon(loop, send_cb, &r, NULL), 0);

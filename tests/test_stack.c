@@ -279,7 +279,7 @@ static void test_cheap_guard_falls_back(void **state)
     coil__stack_pool_init(&pool, COIL__STACK_MIN);
     coil__fault_arm(COIL__SYS_MPROTECT, 1, 1, ENOMEM);
     int err = coil__stack_get(&pool, &s);
-    coil__fault_reset();
+    coil_test_reset_faults();
     if (madvise) {
         assert_int_equal(err, 0);
         assert_false(s->cheap_guard);

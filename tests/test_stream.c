@@ -977,24 +977,24 @@ static int faults_main(void *arg)
         return -1;
     /* Interrupted receives are retried. */
     put(f->fds[1], "hi\n");
-    coil__fault_arm(COIL__SYS_RECV, 1, 3, EINTR);
+    coil_test_fail(COIL_TEST_RECV, 1, 3, -EINTR);
     f->eintr_r = coil_stream_readline(s, f->buf, sizeof(f->buf), &f->len);
     /* Interrupted sends too: every byte arrives once. */
-    coil__fault_arm(COIL__SYS_SEND, 1, 2, EINTR);
+    coil_test_fail(COIL_TEST_SEND, 1, 2, -EINTR);
     f->send_eintr_r = coil_stream_write(s, "0123456789", 10);
     f->peer_got = (size_t)recv(f->fds[1], f->buf + 3, 10, MSG_DONTWAIT);
     /* A reset is returned, and stays without another receive. */
     put(f->fds[1], "more");
-    coil__fault_arm(COIL__SYS_RECV, 1, 1, ECONNRESET);
+    coil_test_fail(COIL_TEST_RECV, 1, 1, -ECONNRESET);
     f->reset_r = (int)coil_stream_read(s, f->buf, sizeof(f->buf));
     f->reset2_r = (int)coil_stream_read(s, f->buf, sizeof(f->buf));
-    f->reset_calls = coil__fault_calls(COIL__SYS_RECV);
+    f->reset_calls = coil_test_calls(COIL_TEST_RECV);
     /* A failed send is returned now, by every later write and by drain. */
-    coil__fault_arm(COIL__SYS_SEND, 1, 1, EPIPE);
+    coil_test_fail(COIL_TEST_SEND, 1, 1, -EPIPE);
     f->send_fail_r = coil_stream_write(s, "x", 1);
     f->send_fail2_r = coil_stream_write(s, "y", 1);
     f->drain_r = coil_stream_drain(s);
-    coil__fault_reset();
+    coil_test_reset_faults();
     coil_stream_unref(s);
     return 0;
 }
@@ -1031,14 +1031,14 @@ static int bg_fault_main(void *arg)
     coil_stream_set_write_limits(s, 0, 0);
     f->bg_write_r = coil_stream_write(s, chunk, sizeof(chunk));
     size_t queued = coil_stream_write_buffered(s); /* the socket is full */
-    coil__fault_arm(COIL__SYS_SEND, 1, 1, ECONNRESET);
+    coil_test_fail(COIL_TEST_SEND, 1, 1, -ECONNRESET);
     /* Make room at the peer so the socket turns writable. */
     char sink[4096];
     while (recv(f->fds[1], sink, sizeof(sink), MSG_DONTWAIT) > 0)
         ;
     f->bg_r = queued ? coil_stream_drain(s) : -1;
     f->len = coil_stream_write_buffered(s);
-    coil__fault_reset();
+    coil_test_reset_faults();
     coil_stream_unref(s);
     return 0;
 }
@@ -1103,7 +1103,7 @@ static int nosender_main(void *arg)
     x->buffered_before_none = coil_stream_write_buffered(x->s);
     x->none_r = coil_stream_write(x->s, data + half, half);
     x->buffered_after_none = coil_stream_write_buffered(x->s);
-    coil__fault_reset();
+    coil_test_reset_faults();
     int err = x->none_r ? coil_stream_write(x->s, data + half, half) : 0;
     coil_task_t *t = test_spawn(x->loop, sink, x);
     coil_stream_set_write_limits(x->s, 0, 0);
@@ -1600,9 +1600,9 @@ static int nolimit_main(void *arg)
     coil_stream_set_limit(s, SIZE_MAX);
     static char buf[256 * 1024];
     coil_task_t *t = test_spawn(coil_running_loop(), nolimit_writer, n);
-    coil__fault_reset();
+    coil_test_reset_faults();
     n->r = coil_stream_read_all(s, buf, sizeof(buf), &n->len);
-    n->recvs = coil__fault_calls(COIL__SYS_RECV);
+    n->recvs = coil_test_calls(COIL_TEST_RECV);
     test_join(t);
     coil_stream_unref(s);
     return 0;

@@ -655,7 +655,7 @@ static void test_eventfd_fails(void **state)
     for (size_t i = 0; i < sizeof(errs) / sizeof(*errs); i++) {
         long fds = test_fd_count(), live = test_alloc_live();
         coil_loop_t *loop = (coil_loop_t *)&fds; /* must become NULL */
-        coil__fault_arm(COIL__SYS_EVENTFD, 1, 1, errs[i]);
+        coil_test_fail(COIL_TEST_WAKEUP, 1, 1, -errs[i]);
         assert_int_equal(coil_loop_new(&loop), -errs[i]);
         assert_int_equal(coil__fault_hit(COIL__SYS_EVENTFD), 0);
         assert_null(loop);
@@ -686,7 +686,7 @@ static void test_eventfd_missing_falls_back_to_pipe(void **state)
     for (size_t i = 0; i < sizeof(errs) / sizeof(*errs); i++) {
         long fds = test_fd_count();
         coil_loop_t *loop;
-        coil__fault_arm(COIL__SYS_EVENTFD, 1, 1, errs[i]);
+        coil_test_fail(COIL_TEST_WAKEUP, 1, 1, -errs[i]);
         assert_int_equal(coil_loop_new(&loop), 0);
         assert_int_equal(coil__fault_hit(COIL__SYS_EVENTFD), 0);
         assert_int_equal(test_fd_count() - fds, cost + 1);
@@ -702,7 +702,7 @@ static void test_pipe_channel_many_threads(void **state)
     (void)state;
     coil_loop_t *loop;
     long cost = loop_fd_cost(), fds = test_fd_count();
-    coil__fault_arm(COIL__SYS_EVENTFD, 1, 1, ENOSYS);
+    coil_test_fail(COIL_TEST_WAKEUP, 1, 1, -ENOSYS);
     assert_int_equal(coil_loop_new(&loop), 0);
     assert_int_equal(coil__fault_hit(COIL__SYS_EVENTFD), 0);
     assert_int_equal(test_fd_count() - fds, cost + 1); /* the pipe */
@@ -717,8 +717,8 @@ static void test_pipe_fallback_fails(void **state)
     (void)state;
     long fds = test_fd_count(), live = test_alloc_live();
     coil_loop_t *loop = (coil_loop_t *)&fds;
-    coil__fault_arm(COIL__SYS_EVENTFD, 1, 1, ENOSYS);
-    coil__fault_arm(COIL__SYS_PIPE, 1, 1, EMFILE);
+    coil_test_fail(COIL_TEST_WAKEUP, 1, 1, -ENOSYS);
+    coil_test_fail(COIL_TEST_PIPE, 1, 1, -EMFILE);
     assert_int_equal(coil_loop_new(&loop), -EMFILE);
     assert_int_equal(coil__fault_hit(COIL__SYS_EVENTFD), 0);
     assert_int_equal(coil__fault_hit(COIL__SYS_PIPE), 0);
