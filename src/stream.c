@@ -51,6 +51,7 @@
 #include "connect.h"
 #include "loop_internal.h"
 #include "net_internal.h"
+#include "stream_internal.h"
 #include "sys.h"
 
 /* The smallest read buffer, and the first size of the write buffer. */
@@ -69,8 +70,13 @@ struct coil_stream {
     bool flush_hold;           /* the writer holds one of refs */
     uint8_t state;             /* enum stream_state */
     struct coil_loop *loop;    /* referenced */
-    int fd;
-    bool sock;                 /* a socket: recv/send; else read/write */
+    int fd;                    /* -1 over a transport */
+    /* Over a transport (stream_internal.h) instead of an fd: its calls
+     * replace the fd's below, and the watch is unused. */
+    const struct coil__transport_ops *tp;
+    void *tp_arg;
+    bool sock;                 /* a socket (or a transport): recv/send;
+                                  else read/write */
     bool fifo;                 /* a pipe or FIFO (write_eof closes it) */
     bool was_blocking;         /* not a socket, and O_NONBLOCK was off:
                                   it is put back at the close */
@@ -110,6 +116,7 @@ static size_t add_sat(size_t a, size_t b)
 static void on_loop_close(struct coil__close_hook *hook);
 static void on_writable(void *arg, int result);
 static int start_writer(struct coil_stream *s);
+static void stop_writer(struct coil_stream *s);
 
 /* ------------------------------------------------------------------ */
 /* Making, states, freeing                                              */
@@ -166,6 +173,22 @@ static void restore_blocking(int fd, bool was_blocking)
         (void)fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
 }
 
+/* What every stream starts with, on loop: one user, OPEN, the default
+ * limits, closed with the loop. */
+static void start(struct coil_stream *s, struct coil_loop *loop)
+{
+    s->refs = 1;
+    s->user_refs = 1;
+    s->state = OPEN;
+    s->loop = loop;
+    coil__loop_ref(loop);
+    s->limit = COIL_STREAM_LIMIT;
+    s->high = COIL_STREAM_HIGH_WATER;
+    s->low = COIL_STREAM_LOW_WATER;
+    s->hook.on_close = on_loop_close;
+    coil__loop_on_close(loop, &s->hook);
+}
+
 int coil_stream_open_fd(int fd, coil_stream_t **out)
 {
     if (out)
@@ -198,23 +221,42 @@ int coil_stream_open_fd(int fd, coil_stream_t **out)
     s->sock = sock;
     s->fifo = fifo;
     s->was_blocking = was_blocking;
-    s->refs = 1;
-    s->user_refs = 1;
-    s->state = OPEN;
-    s->loop = loop;
-    coil__loop_ref(loop);
     s->fd = fd;
-    s->limit = COIL_STREAM_LIMIT;
-    s->high = COIL_STREAM_HIGH_WATER;
-    s->low = COIL_STREAM_LOW_WATER;
-    s->hook.on_close = on_loop_close;
-    coil__loop_on_close(loop, &s->hook);
+    start(s, loop);
     if (sock) {
         coil__sock_no_sigpipe(fd);
         coil__sock_nodelay(fd);
     }
     *out = s;
     return 0;
+}
+
+int coil__stream_open_transport(const struct coil__transport_ops *ops,
+                                void *t, coil_stream_t **out)
+{
+    if (out)
+        *out = NULL;
+    if (!ops || !out)
+        return -EINVAL;
+    coil_loop_t *loop;
+    if (!(loop = coil_running_loop()))
+        return -EPERM;
+    struct coil_stream *s = coil__calloc(1, sizeof(*s));
+    if (!s)
+        return -ENOMEM;
+    s->tp = ops;
+    s->tp_arg = t;
+    s->sock = true;
+    s->fd = -1;
+    start(s, loop);
+    *out = s;
+    return 0;
+}
+
+void *coil__stream_transport(const coil_stream_t *s,
+                             const struct coil__transport_ops *ops)
+{
+    return s && s->tp == ops && s->state != CLOSED ? s->tp_arg : NULL;
 }
 
 /*
@@ -306,19 +348,26 @@ static void set_state(struct coil_stream *s, enum stream_state to)
     if (from == OPEN) {
         /* Nothing more is received: a waiting reader wakes (-EBADF), and
          * so do the drainers (the drain future is done). */
-        coil__watch_shut(&s->watch, COIL__EV_READ);
+        if (s->tp)
+            s->tp->shut_read(s->tp_arg);
+        else
+            coil__watch_shut(&s->watch, COIL__EV_READ);
         coil__future_settle(&s->drain_fut);
     }
     if (to == CLOSED) {
-        coil__watch_stop(&s->watch, COIL__EV_WRITE);
+        stop_writer(s);
         if (s->wlen) {
             s->dropped = true;
             s->wlen = 0;
             s->wpos = 0;
         }
-        coil__watch_close(&s->watch);
-        restore_blocking(s->fd, s->was_blocking);
-        (void)close(s->fd); /* once, whatever it says (coil/net.h) */
+        if (s->tp) {
+            s->tp->close(s->tp_arg); /* once */
+        } else {
+            coil__watch_close(&s->watch);
+            restore_blocking(s->fd, s->was_blocking);
+            (void)close(s->fd); /* once, whatever it says (coil/net.h) */
+        }
         coil__loop_on_close_cancel(&s->hook);
         coil__future_settle(&s->closed_fut);
     }
@@ -473,12 +522,16 @@ static ssize_t recv_some(struct coil_stream *s, void *p, size_t n)
         return r;
     s->reader = coil_current_task();
     r = 0;
-    if (s->drained)
-        r = coil__sock_wait(&s->watch, s->fd, COIL__EV_READ);
-    if (r == 0)
-        r = s->sock ? coil__sock_recv(&s->watch, s->fd, p, n, 0, NULL, NULL,
-                                      false)
-                    : coil__fd_read(&s->watch, s->fd, p, n);
+    if (s->tp)
+        r = s->tp->recv(s->tp_arg, p, n, s->drained);
+    else {
+        if (s->drained)
+            r = coil__sock_wait(&s->watch, s->fd, COIL__EV_READ);
+        if (r == 0)
+            r = s->sock ? coil__sock_recv(&s->watch, s->fd, p, n, 0, NULL,
+                                          NULL, false)
+                        : coil__fd_read(&s->watch, s->fd, p, n);
+    }
     s->reader = NULL;
     s->drained = r > 0 && (size_t)r < n;
     if (r < 0 && s->state != OPEN)
@@ -738,7 +791,13 @@ bool coil_stream_at_eof(coil_stream_t *s)
      * taking anything. A pipe cannot be peeked at: what is there is
      * taken into the buffer instead (where the next read finds it). */
     ssize_t r;
-    if (s->sock) {
+    if (s->tp) {
+        r = s->tp->peek(s->tp_arg);
+        if (r < 0) {
+            errno = (int)-r;
+            r = -1;
+        }
+    } else if (s->sock) {
         char c;
         r = recv(s->fd, &c, 1, MSG_PEEK | COIL__DONTWAIT);
     } else {
@@ -793,6 +852,8 @@ int coil_stream_set_limit(coil_stream_t *s, size_t limit)
 static ssize_t raw_send(const struct coil_stream *s, const char *buf,
                         size_t n)
 {
+    if (s->tp)
+        return s->tp->send(s->tp_arg, buf, n);
     int fd = s->fd;
     if (!s->sock)
         return coil__fd_write_nosigpipe(fd, buf, n);
@@ -814,8 +875,16 @@ static void fail_write(struct coil_stream *s, int err)
     s->write_err = err;
     s->wlen = 0;
     s->wpos = 0;
-    coil__watch_stop(&s->watch, COIL__EV_WRITE);
+    stop_writer(s);
     coil__future_settle(&s->drain_fut);
+}
+
+/* End the sending side: shutdown(SHUT_WR), or the transport's. */
+static int shut_write(struct coil_stream *s)
+{
+    if (s->tp)
+        return s->tp->shutdown(s->tp_arg);
+    return shutdown(s->fd, SHUT_WR) < 0 ? -errno : 0;
 }
 
 static void do_shutdown(struct coil_stream *s)
@@ -823,8 +892,9 @@ static void do_shutdown(struct coil_stream *s)
     if (s->eof_done || s->state == CLOSED || !s->sock)
         return;
     s->eof_done = true;
-    if (shutdown(s->fd, SHUT_WR) < 0 && errno != ENOTCONN)
-        s->write_err = -errno;
+    int err = shut_write(s);
+    if (err && err != -ENOTCONN)
+        s->write_err = err;
 }
 
 /* Send what the socket takes now. Never frees s. */
@@ -843,7 +913,7 @@ static void flush_some(struct coil_stream *s)
     }
     if (s->wlen == 0) {
         s->wpos = 0;
-        coil__watch_stop(&s->watch, COIL__EV_WRITE);
+        stop_writer(s);
         if (s->eof_requested && !s->write_err)
             do_shutdown(s);
     }
@@ -892,7 +962,17 @@ static int reserve(struct coil_stream *s, size_t extra)
 
 static bool writer_on(const struct coil_stream *s)
 {
+    if (s->tp)
+        return s->tp->writer_busy(s->tp_arg);
     return coil__watch_busy(&s->watch, COIL__EV_WRITE);
+}
+
+static void stop_writer(struct coil_stream *s)
+{
+    if (s->tp)
+        s->tp->writer_stop(s->tp_arg);
+    else
+        coil__watch_stop(&s->watch, COIL__EV_WRITE);
 }
 
 int coil_stream_write(coil_stream_t *s, const void *buf, size_t n)
@@ -944,6 +1024,8 @@ static int start_writer(struct coil_stream *s)
 {
     if (writer_on(s) || s->wlen == 0)
         return 0;
+    if (s->tp)
+        return s->tp->writer_start(s->tp_arg, on_writable, s);
     return coil__watch_start(&s->watch, COIL__EV_WRITE, on_writable, s, 0);
 }
 
@@ -1029,9 +1111,7 @@ int coil_stream_write_eof(coil_stream_t *s)
     }
     s->eof_requested = true;
     s->eof_done = true;
-    if (shutdown(s->fd, SHUT_WR) < 0)
-        return -errno;
-    return 0;
+    return shut_write(s);
 }
 
 int coil_stream_wait_closed(coil_stream_t *s)
@@ -1063,8 +1143,10 @@ static int address(const coil_stream_t *s, struct sockaddr_storage *addr,
         return -EINVAL;
     if (s->state == CLOSED)
         return -EBADF;
-    socklen_t len = sizeof(*addr);
     memset(addr, 0, sizeof(*addr));
+    if (s->tp)
+        return s->tp->address(s->tp_arg, addr, peer);
+    socklen_t len = sizeof(*addr);
     int r = peer ? getpeername(s->fd, (struct sockaddr *)addr, &len)
                  : getsockname(s->fd, (struct sockaddr *)addr, &len);
     if (r < 0)

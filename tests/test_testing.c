@@ -114,6 +114,54 @@ static void test_run_timer_left(void **state)
     assert_non_null(strstr(r.message, "1 timer pending"));
 }
 
+static void again(void *arg)
+{
+    int *runs = arg;
+    (*runs)++;
+    (void)coil_loop_call_soon(coil_running_loop(), again, arg, NULL);
+}
+
+static void once(void *arg)
+{
+    (*(int *)arg)++;
+}
+
+/* A callback that schedules itself for ever: left behind. */
+static int leaves_chain(void *arg)
+{
+    return coil_loop_call_soon(coil_running_loop(), again, arg, NULL);
+}
+
+/* One callback still to run, one cancelled: both settle. */
+static int leaves_settling(void *arg)
+{
+    coil_loop_t *loop = coil_running_loop();
+    coil_handle_t *h;
+    int err = coil_loop_call_soon(loop, once, arg, NULL);
+    if (!err && !(err = coil_loop_call_soon(loop, once, arg, &h))) {
+        coil_handle_cancel(h);
+        coil_handle_unref(h);
+    }
+    return err;
+}
+
+static void test_run_callbacks_left(void **state)
+{
+    (void)state;
+    coil_test_result_t r;
+    int runs = 0;
+    assert_int_equal(coil_test_run(leaves_chain, &runs, NULL, &r),
+                     -ENOTEMPTY);
+    assert_int_equal(r.callbacks_left, 1);
+    assert_true(runs >= 100);
+    assert_non_null(strstr(r.message, "1 callback pending"));
+
+    runs = 0;
+    assert_int_equal(coil_test_run(leaves_settling, &runs, NULL, &r), 0);
+    assert_int_equal(r.callbacks_left, 0);
+    assert_int_equal(runs, 1);
+}
+
 static int leaks_future(void *arg)
 {
     coil_future_t **f = arg;
@@ -470,6 +518,7 @@ int main(void)
         TEST_NOLOOP(test_run_clean),
         TEST_NOLOOP(test_run_body_fails),
         TEST_NOLOOP(test_run_task_left),
+        TEST_NOLOOP(test_run_callbacks_left),
         TEST_NOLOOP(test_run_timer_left),
         TEST_NOLOOP(test_run_allocation_left),
         TEST_NOLOOP(test_run_fd_left),

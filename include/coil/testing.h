@@ -18,6 +18,7 @@
 #define COIL_TESTING_H
 
 #include "common.h"
+#include "stream.h"
 #include "task.h"
 
 #ifdef __cplusplus
@@ -51,7 +52,9 @@ typedef struct coil_test_options {
 typedef struct coil_test_result {
     int outcome;          /* the body's: its result (>= 0) or its error */
     int tasks_left;       /* unfinished when the body returned */
-    size_t callbacks_left; /* ready callbacks pending then */
+    size_t callbacks_left; /* callbacks still coming after the loop ran
+                              what was ready then, 100 rounds: a chain
+                              that never ends */
     size_t timers_left;   /* timers pending then */
     long allocations_left; /* coil allocations not freed at the end */
     long fds_left;        /* fds opened and not closed at the end */
@@ -71,10 +74,12 @@ typedef struct coil_test_result {
  * Run body(arg) as a task in a fresh loop and fail on anything left
  * behind. The loop is made, the task spawned and the loop run until the
  * body returns (or its timeout, which cancels it); what is still there
- * then (tasks, which are cancelled and run until they finish; ready
- * callbacks; timers) is counted, the loop closed, and the coil
- * allocations and open fds compared with before the run. The body
- * reaches its loop with coil_running_loop().
+ * then (tasks, which are cancelled and run until they finish; timers) is
+ * counted; the callbacks ready then are run (a close finishing, a
+ * cancelled handle's record: no leftovers) and those that keep coming
+ * counted; the loop is closed, and the coil allocations and open fds
+ * compared with before the run. The body reaches its loop with
+ * coil_running_loop().
  *
  * A body past its timeout is cancelled every 100 ms (loop time); one
  * that ignores ten cancels, and tasks it left that ignore theirs, are
@@ -221,6 +226,49 @@ COIL_API unsigned coil_test_calls(coil_test_op_t op);
 /* Clear every fault set with coil_test_fail and coil_test_alloc_fail_after,
  * and the call counts. */
 COIL_API void coil_test_reset_faults(void);
+
+/* ------------------------------------------------------------------ */
+/* The in-memory stream pair                                            */
+/* ------------------------------------------------------------------ */
+
+/* Options of coil_test_stream_pair; zero-initialise, then set fields. */
+typedef struct coil_test_stream_options {
+    /* Bytes each direction holds, in flight and unread (a socket's send
+     * and receive buffers together); 0: 64 KiB. A write beyond it stays
+     * in the writing stream, and drain waits, as on a socket. */
+    size_t buffer_size;
+    /* One-way latency: bytes written become readable this much later
+     * (loop time: with the virtual clock, no real time passes). */
+    int64_t delay_ns;
+    /* At most this many bytes per receive (0: no limit): 1 delivers the
+     * bytes one at a time, to test a parser against every split. */
+    size_t max_read;
+} coil_test_stream_options_t;
+
+/*
+ * Two streams joined like the ends of a socket pair, in memory: what is
+ * written to one is read from the other, through the whole stream API
+ * (coil/stream.h: reading calls, write, drain and the water marks,
+ * write_eof as a half-close, close, abort, at_eof, wait_closed), on the
+ * running loop, with no fd (coil_stream_fd gives -1; the addresses are
+ * an unnamed Unix-domain socket's). Closing one end is the peer's end of
+ * stream after the bytes already written, and its later writes fail with
+ * -EPIPE; what was on its way to the closed end is dropped. Everything is
+ * freed when both streams are. opts may be NULL (the defaults). Errors:
+ * -EINVAL (a or b NULL or the same, delay_ns negative), -EPERM (no loop
+ * runs on this thread), -ENOMEM. Does not suspend.
+ */
+COIL_API int coil_test_stream_pair(const coil_test_stream_options_t *opts,
+                                   coil_stream_t **a, coil_stream_t **b);
+
+/*
+ * Reset the connection from s's side, as a socket closed with SO_LINGER
+ * 0 does: s is aborted (coil_stream_abort: its unsent data dropped; the
+ * caller still unrefs it), what was on its way to the peer is lost, and
+ * the peer's next receive fails with -ECONNRESET, and so do its writes.
+ * Errors: -EINVAL (s NULL, closed, or not of a pair).
+ */
+COIL_API int coil_test_stream_reset(coil_stream_t *s);
 
 /* ------------------------------------------------------------------ */
 /* The cancellation explorer                                            */
