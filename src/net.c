@@ -143,12 +143,16 @@ ssize_t coil__sock_recv(struct coil__watch *w, int fd, void *buf, size_t n,
         if (from) {
             if (addrlen)
                 *addrlen = cap;
-            r = COIL__SYS(COIL__SYS_RECVFROM,
-                          recvfrom(fd, buf, n, COIL__DONTWAIT | flags, addr,
-                                   addrlen));
+            r = COIL__RR_IN(COIL__SYS_RECVFROM, buf, n, addr, addrlen,
+                            COIL__SYS(COIL__SYS_RECVFROM,
+                                      recvfrom(fd, buf, n,
+                                               COIL__DONTWAIT | flags, addr,
+                                               addrlen)));
         } else {
-            r = COIL__SYS(COIL__SYS_RECV, recv(fd, buf, COIL__CHAOS_LEN(fd, n),
-                                               COIL__DONTWAIT | flags));
+            r = COIL__RR_IN(COIL__SYS_RECV, buf, n, NULL, NULL,
+                            COIL__SYS(COIL__SYS_RECV,
+                                      recv(fd, buf, COIL__CHAOS_LEN(fd, n),
+                                           COIL__DONTWAIT | flags)));
         }
         if (r >= 0)
             return r;
@@ -184,10 +188,11 @@ static int send_loop(int fd, const char *buf, size_t n, size_t *sent)
     *sent = 0;
     coil__sock_no_sigpipe(fd);
     while (*sent < n) {
-        ssize_t r =
+        ssize_t r = COIL__RR(
+            COIL__SYS_SEND,
             COIL__SYS(COIL__SYS_SEND,
                       send(fd, buf + *sent, COIL__CHAOS_LEN(fd, n - *sent),
-                           COIL__SEND_FLAGS | COIL__DONTWAIT));
+                           COIL__SEND_FLAGS | COIL__DONTWAIT)));
         if (r >= 0) {
             *sent += (size_t)r;
             continue;
@@ -234,10 +239,11 @@ ssize_t coil__sock_sendto(struct coil__watch *w, int fd, const void *buf,
         return -EINVAL;
     coil__sock_no_sigpipe(fd);
     for (;;) {
-        ssize_t r =
+        ssize_t r = COIL__RR(
+            COIL__SYS_SENDTO,
             COIL__SYS(COIL__SYS_SENDTO,
                       sendto(fd, buf, n, COIL__SEND_FLAGS | COIL__DONTWAIT,
-                             addr, addrlen));
+                             addr, addrlen)));
         if (r >= 0)
             return r;
         err = again(w, fd, COIL__EV_WRITE, errno);
@@ -296,11 +302,15 @@ int coil__sock_accept(struct coil__watch *w, int fd, struct sockaddr *addr,
         if (addrlen)
             *addrlen = cap;
 #ifdef SOCK_NONBLOCK
-        int c = COIL__SYS(COIL__SYS_ACCEPT,
-                          accept4(fd, addr, addrlen,
-                                  SOCK_NONBLOCK | SOCK_CLOEXEC));
+        int c = COIL__RR_ACCEPT(
+            addr, addrlen,
+            COIL__SYS(COIL__SYS_ACCEPT,
+                      accept4(fd, addr, addrlen,
+                              SOCK_NONBLOCK | SOCK_CLOEXEC)));
 #else
-        int c = COIL__SYS(COIL__SYS_ACCEPT, accept(fd, addr, addrlen));
+        int c = COIL__RR_ACCEPT(
+            addr, addrlen,
+            COIL__SYS(COIL__SYS_ACCEPT, accept(fd, addr, addrlen)));
         if (c >= 0 && (err = coil__fd_nonblock_cloexec(c))) {
             close(c);
             return err;
@@ -325,6 +335,16 @@ int coil__sock_accept(struct coil__watch *w, int fd, struct sockaddr *addr,
     }
 }
 
+/* How a connection attempt ended: 0 or -errno. */
+static int so_error(int fd)
+{
+    int soerr = 0;
+    socklen_t sl = sizeof(soerr);
+    if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) < 0)
+        return -errno;
+    return -soerr;
+}
+
 int coil_sock_connect(int fd, const struct sockaddr *addr, socklen_t len)
 {
     int err = sock_begin(fd);
@@ -336,7 +356,9 @@ int coil_sock_connect(int fd, const struct sockaddr *addr, socklen_t len)
         return err;
     /* The seam's "after" form: an injected EINTR leaves the attempt under
      * way, as a real signal would. */
-    if (COIL__SYS_AFTER(COIL__SYS_CONNECT, connect(fd, addr, len)) == 0)
+    if (COIL__RR(COIL__SYS_CONNECT,
+                 COIL__SYS_AFTER(COIL__SYS_CONNECT,
+                                 connect(fd, addr, len))) == 0)
         return 0;
     int e = errno;
     /* EINTR: the attempt goes on in the kernel (POSIX), and connecting
@@ -345,11 +367,7 @@ int coil_sock_connect(int fd, const struct sockaddr *addr, socklen_t len)
         return -e;
     if ((err = coil__sock_wait(NULL, fd, COIL__EV_WRITE)))
         return err;
-    int soerr = 0;
-    socklen_t sl = sizeof(soerr);
-    if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) < 0)
-        return -errno;
-    return -soerr;
+    return COIL__RR(COIL__SYS_SOERROR, so_error(fd));
 }
 
 /* ------------------------------------------------------------------ */
@@ -453,7 +471,9 @@ ssize_t coil__fd_write_nosigpipe(int fd, const void *buf, size_t n)
     nosigpipe_begin(&ns);
     ssize_t r;
     do
-        r = COIL__SYS(COIL__SYS_SEND, write(fd, buf, COIL__CHAOS_LEN(fd, n)));
+        r = COIL__RR(COIL__SYS_SEND,
+                     COIL__SYS(COIL__SYS_SEND,
+                               write(fd, buf, COIL__CHAOS_LEN(fd, n))));
     while (r < 0 && errno == EINTR);
     nosigpipe_end(&ns, r, errno);
     if (r >= 0)
@@ -469,8 +489,9 @@ ssize_t coil__fd_read(struct coil__watch *w, int fd, void *buf, size_t n)
     if (!buf && n)
         return -EINVAL;
     for (;;) {
-        ssize_t r = COIL__SYS(COIL__SYS_RECV,
-                              read(fd, buf, COIL__CHAOS_LEN(fd, n)));
+        ssize_t r = COIL__RR_IN(
+            COIL__SYS_RECV, buf, n, NULL, NULL,
+            COIL__SYS(COIL__SYS_RECV, read(fd, buf, COIL__CHAOS_LEN(fd, n))));
         if (r >= 0)
             return r;
         err = again(w, fd, COIL__EV_READ, errno);
@@ -489,6 +510,10 @@ ssize_t coil_sock_sendfile(int out_fd, int in_fd, off_t *offset,
         return -EBADF;
     if (offset && *offset < 0)
         return -EINVAL;
+#ifdef COIL_TESTING
+    if (coil__rr_mode)
+        coil__rr_unsupported("coil_sock_sendfile");
+#endif
     if ((err = check_nonblocking(out_fd)))
         return err;
     if (count > SSIZE_MAX)

@@ -799,7 +799,8 @@ bool coil_stream_at_eof(coil_stream_t *s)
         }
     } else if (s->sock) {
         char c;
-        r = recv(s->fd, &c, 1, MSG_PEEK | COIL__DONTWAIT);
+        r = COIL__RR_IN(COIL__SYS_RECV, &c, 1, NULL, NULL,
+                        recv(s->fd, &c, 1, MSG_PEEK | COIL__DONTWAIT));
     } else {
         /* A task reading takes what comes in (into its own buffer, or
          * gathering in ours): nothing to take from under it. */
@@ -814,7 +815,9 @@ bool coil_stream_at_eof(coil_stream_t *s)
         }
         s->rpos = 0;
         do
-            r = COIL__SYS(COIL__SYS_RECV, read(s->fd, s->rbuf, s->rcap));
+            r = COIL__RR_IN(
+                COIL__SYS_RECV, s->rbuf, s->rcap, NULL, NULL,
+                COIL__SYS(COIL__SYS_RECV, read(s->fd, s->rbuf, s->rcap)));
         while (r < 0 && errno == EINTR);
         if (r > 0) {
             s->rlen = (size_t)r;
@@ -858,9 +861,11 @@ static ssize_t raw_send(const struct coil_stream *s, const char *buf,
     if (!s->sock)
         return coil__fd_write_nosigpipe(fd, buf, n);
     for (;;) {
-        ssize_t r = COIL__SYS(COIL__SYS_SEND,
-                              send(fd, buf, COIL__CHAOS_LEN(fd, n),
-                                   COIL__SEND_FLAGS | COIL__DONTWAIT));
+        ssize_t r = COIL__RR(
+            COIL__SYS_SEND,
+            COIL__SYS(COIL__SYS_SEND,
+                      send(fd, buf, COIL__CHAOS_LEN(fd, n),
+                           COIL__SEND_FLAGS | COIL__DONTWAIT)));
         if (r >= 0)
             return r;
         if (errno == EINTR)
@@ -884,7 +889,9 @@ static int shut_write(struct coil_stream *s)
 {
     if (s->tp)
         return s->tp->shutdown(s->tp_arg);
-    return shutdown(s->fd, SHUT_WR) < 0 ? -errno : 0;
+    return COIL__RR(COIL__SYS_SHUTDOWN, shutdown(s->fd, SHUT_WR)) < 0
+               ? -errno
+               : 0;
 }
 
 static void do_shutdown(struct coil_stream *s)

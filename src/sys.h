@@ -45,6 +45,9 @@ enum coil__sys_call {
     /* subprocesses (process.c) */
     COIL__SYS_SPAWN, /* posix_spawnp (EAGAIN: out of processes) */
     COIL__SYS_PIDFD, /* pidfd_open (ENOSYS, EPERM: the SIGCHLD fallback) */
+    /* only recorded and replayed (record.c), never failed */
+    COIL__SYS_SHUTDOWN, /* shutdown(SHUT_WR) of a stream */
+    COIL__SYS_SOERROR,  /* a connection's outcome (SO_ERROR) */
     COIL__SYS_COUNT
 };
 
@@ -101,10 +104,96 @@ void coil__trace(enum coil__trace_kind kind, uint64_t value);
 uint64_t coil__trace_hash(uint64_t *events);
 void coil__trace_reset(void);
 #define COIL__TRACE(kind, value) coil__trace(kind, value)
+
+/*
+ * Record and replay (record.c): 1 while this thread records the results
+ * of the calls wrapped below, 2 while it replays them (the calls are not
+ * made), else 0.
+ */
+extern _Thread_local int coil__rr_mode;
+struct coil__event;
+bool coil__rr_replaying(void);
+void coil__rr_record_ret(enum coil__sys_call call, int64_t ret, int err);
+int64_t coil__rr_replay_ret(enum coil__sys_call call, bool *ok);
+void coil__rr_record_in(enum coil__sys_call call, int64_t ret, int err,
+                        const void *buf, const void *addr,
+                        const unsigned *addrlen);
+int64_t coil__rr_replay_in(enum coil__sys_call call, void *buf, size_t cap,
+                           void *addr, unsigned *addrlen, bool *ok);
+int coil__rr_placeholder(int family);
+/* A call record and replay do not cover (sendfile): a record made
+ * through it is refused, a replay that meets it has diverged. */
+void coil__rr_unsupported(const char *what);
+void coil__rr_record_poll(const struct coil__event *ev, int n, int err);
+int coil__rr_replay_poll(struct coil__event *ev, int max, bool *ok);
+int64_t coil__rr_clock(int64_t real);
+/* Begin recording to path, or replaying from it (-EINVAL, -EBUSY,
+ * -ENOMEM, -EILSEQ: not a record, or fopen's error); end: write the
+ * record out, or check the replay went to its end (-EILSEQ and why if
+ * it diverged). */
+int coil__rr_begin(const char *path, bool replay);
+int coil__rr_end(uint64_t *entries, char *why, size_t why_len);
+
+/* A call whose outcome is its result (a count, a status, -1 and errno):
+ * recorded, or replayed instead of made. */
+#define COIL__RR(call, expr)                                                   \
+    __extension__({                                                            \
+        __typeof__(expr) coil__v = 0;                                          \
+        bool coil__ok = false;                                                 \
+        if (__builtin_expect(coil__rr_mode == 2, 0))                           \
+            coil__v = (__typeof__(expr))coil__rr_replay_ret(call, &coil__ok);  \
+        if (!coil__ok) {                                                       \
+            coil__v = (expr);                                                  \
+            if (__builtin_expect(coil__rr_mode == 1, 0)) {                     \
+                int coil__e = errno;                                           \
+                coil__rr_record_ret(call, (int64_t)coil__v, coil__e);          \
+                errno = coil__e;                                               \
+            }                                                                  \
+        }                                                                      \
+        coil__v;                                                               \
+    })
+
+/* A call that reads into buf (at most cap bytes) and, if addr is not
+ * NULL, gives an address (addrlen: socklen_t *): the bytes and the
+ * address are recorded with the result. */
+#define COIL__RR_IN(call, buf, cap, addr, addrlen, expr)                       \
+    __extension__({                                                            \
+        __typeof__(expr) coil__v = 0;                                          \
+        bool coil__ok = false;                                                 \
+        if (__builtin_expect(coil__rr_mode == 2, 0))                           \
+            coil__v = (__typeof__(expr))coil__rr_replay_in(                    \
+                call, buf, cap, addr, (unsigned *)(addrlen), &coil__ok);       \
+        if (!coil__ok) {                                                       \
+            coil__v = (expr);                                                  \
+            if (__builtin_expect(coil__rr_mode == 1, 0)) {                     \
+                int coil__e = errno;                                           \
+                coil__rr_record_in(call, (int64_t)coil__v, coil__e, buf,       \
+                                   addr, (const unsigned *)(addrlen));         \
+                errno = coil__e;                                               \
+            }                                                                  \
+        }                                                                      \
+        coil__v;                                                               \
+    })
+
+/* accept: as COIL__RR_IN with no bytes; a replayed connection is a fresh
+ * socket of the address's family (coil__rr_placeholder). */
+#define COIL__RR_ACCEPT(addr, addrlen, expr)                                   \
+    __extension__({                                                            \
+        bool coil__rp = coil__rr_mode == 2;                                    \
+        int coil__c = COIL__RR_IN(COIL__SYS_ACCEPT, NULL, 0, addr, addrlen,    \
+                                  expr);                                       \
+        if (coil__rp && coil__rr_mode == 2 && coil__c >= 0)                    \
+            coil__c = coil__rr_placeholder(                                    \
+                (addr) ? ((const struct sockaddr *)(addr))->sa_family : 0);    \
+        coil__c;                                                               \
+    })
 #else
 #define COIL__FAULT(call) 0
 #define COIL__CHAOS_LEN(fd, n) (n)
 #define COIL__TRACE(kind, value) ((void)0)
+#define COIL__RR(call, expr) (expr)
+#define COIL__RR_IN(call, buf, cap, addr, addrlen, expr) (expr)
+#define COIL__RR_ACCEPT(addr, addrlen, expr) (expr)
 #endif
 
 /* Evaluates to -1 with errno set if call is armed to fail, else expr. */

@@ -73,6 +73,25 @@ void coil_test_seed(unsigned long seed, bool chaos_io)
     coil__seeds_set(seed, chaos_io ? seed : 0, seed);
 }
 
+int coil_test_record_begin(const char *path)
+{
+    return coil__rr_begin(path, false);
+}
+
+int coil_test_replay_begin(const char *path)
+{
+    return coil__rr_begin(path, true);
+}
+
+int coil_test_record_end(uint64_t *entries, char *why, size_t why_len)
+{
+    if (entries)
+        *entries = 0;
+    if (why && why_len)
+        why[0] = '\0';
+    return coil__rr_end(entries, why, why_len);
+}
+
 uint64_t coil_test_trace_hash(uint64_t *events)
 {
     return coil__trace_hash(events);
@@ -288,11 +307,11 @@ int coil_test_run(coil_task_fn body, void *arg,
     if (!out)
         out = &local;
     memset(out, 0, sizeof(*out));
-    if (!body)
+    coil_test_options_t o = opts ? *opts : (coil_test_options_t){0};
+    if (!body || (o.record_path && o.replay_path))
         return -EINVAL;
     if (coil_running_loop() || current)
         return -EBUSY;
-    coil_test_options_t o = opts ? *opts : (coil_test_options_t){0};
     int64_t limit = o.timeout_ns > 0 ? o.timeout_ns : 10 * COIL_SEC;
 
     unsigned long seed = o.seed;
@@ -322,9 +341,17 @@ int coil_test_run(coil_task_fn body, void *arg,
     if (o.virtual_clock)
         coil__clock_fake(true, true);
 
+    /* Recording or replaying from the loop's birth to its close. */
+    const char *rr_path = o.replay_path ? o.replay_path : o.record_path;
+    int rr_err = 0;
+    char rr_why[200] = "";
     coil_loop_t *loop;
-    int err = coil_loop_new(&loop);
-    if (err)
+    int err = rr_path ? coil__rr_begin(rr_path, o.replay_path != NULL) : 0;
+    if (err) {
+        rr_path = NULL;
+        goto out;
+    }
+    if ((err = coil_loop_new(&loop)) != 0)
         goto out;
     coil_loop_set_exception_handler(loop, on_exception, &r);
     if (o.debug && (err = coil_loop_set_debug(loop, true)) != 0) {
@@ -366,11 +393,12 @@ int coil_test_run(coil_task_fn body, void *arg,
     err = 0;
 
 out:
+    if (rr_path)
+        rr_err = coil__rr_end(&out->record_entries, rr_why, sizeof(rr_why));
     if (o.virtual_clock)
         coil__clock_fake(false, false);
     coil_test_reset_faults(); /* what the body armed ends with it */
-    if (seed)
-        coil__seeds_set(shuffle0, chaos0, sched0);
+    coil__seeds_set(shuffle0, chaos0, sched0);
     current = NULL;
     coil_set_log_hook(r.prev_fn, r.prev_arg, prev_level);
     pthread_mutex_destroy(&r.lock);
@@ -384,6 +412,14 @@ out:
                  len ? "; " : "", stubborn, stubborn == 1 ? "" : "s",
                  stubborn == 1 ? "was" : "were");
     }
+    if (rr_err) {
+        size_t len = strlen(out->message);
+        snprintf(out->message + len, sizeof(out->message) - len,
+                 "%s%s %s: %s", len ? "; " : "",
+                 o.replay_path ? "the replay of" : "recording to", rr_path,
+                 rr_why[0] ? rr_why : coil_err_name(rr_err));
+        return rr_err;
+    }
     int ret = r.timed_out ? -ETIMEDOUT
               : out->tasks_left || out->callbacks_left || out->timers_left ||
                       out->allocations_left || out->fds_left || out->reports
@@ -394,6 +430,12 @@ out:
         size_t len = strlen(out->message);
         snprintf(out->message + len, sizeof(out->message) - len,
                  " (seed %lu: rerun with COIL_TEST_SEED=%lu)", seed, seed);
+    }
+    if (ret && o.record_path) {
+        size_t len = strlen(out->message);
+        snprintf(out->message + len, sizeof(out->message) - len,
+                 " (recorded to %s: replay it with replay_path)",
+                 o.record_path);
     }
     return ret;
 }

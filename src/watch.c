@@ -316,16 +316,46 @@ static void dispatch(struct coil_loop *loop, const struct coil__event *ev)
     }
 }
 
+#ifdef COIL_TESTING
+/* A replayed event's fd: the one watched now with the registration tag
+ * it was recorded with (a replayed connection's fd may have another
+ * number), else the recorded one (the event is then stale). */
+static int fd_of_tag(const struct coil__loop_watch *p, uint32_t tag, int fd)
+{
+    for (int i = 0; i < p->len; i++) {
+        const struct coil__watch *w = p->by_fd[i];
+        if (w && w->armed && w->tag == tag)
+            return i;
+    }
+    return fd;
+}
+#endif
+
 int coil__watch_poll(struct coil_loop *loop, int64_t timeout_ns)
 {
     struct coil__loop_watch *p = &loop->watch;
-    int n = p->pops->wait(p->poller, timeout_ns, p->events,
+    int n;
+#ifdef COIL_TESTING
+    bool replayed = false;
+    if (coil__rr_mode == 2) {
+        n = coil__rr_replay_poll(p->events, COIL__POLLER_BATCH, &replayed);
+        for (int i = 0; replayed && i < n; i++)
+            p->events[i].fd = fd_of_tag(p, p->events[i].tag,
+                                        p->events[i].fd);
+    }
+    if (!replayed) {
+        n = p->pops->wait(p->poller, timeout_ns, p->events,
                           COIL__POLLER_BATCH);
+        if (n >= 0)
+            coil__shuffle(p->events, (size_t)n, sizeof(*p->events));
+        if (coil__rr_mode == 1)
+            coil__rr_record_poll(p->events, n, -n);
+    }
+#else
+    n = p->pops->wait(p->poller, timeout_ns, p->events, COIL__POLLER_BATCH);
+#endif
     if (n < 0)
         return n;
-#ifdef COIL_TESTING
-    coil__shuffle(p->events, (size_t)n, sizeof(*p->events));
-#endif
     for (int i = 0; i < n; i++) {
         COIL__TRACE(COIL__TRACE_IO,
                     (uint64_t)p->events[i].tag << 32 | p->events[i].events);

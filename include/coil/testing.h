@@ -46,6 +46,13 @@ typedef struct coil_test_options {
     unsigned long seed;
     /* With the seed, chaos I/O as well (coil_test_seed). */
     bool chaos_io;
+    /* Record the run to this file (coil_test_record_begin), or replay
+     * it from one instead (coil_test_replay_begin), from the loop's
+     * making to its close; not both. A failing recorded run's message
+     * names its file. A replay that diverges fails the run with
+     * -EILSEQ, the message saying where. */
+    const char *record_path;
+    const char *replay_path;
 } coil_test_options_t;
 
 /* What coil_test_run found. */
@@ -68,6 +75,8 @@ typedef struct coil_test_result {
      * counts. Equal runs give equal traces. */
     uint64_t trace_hash;
     uint64_t trace_events;
+    /* Recording: the results recorded; replaying: those replayed. */
+    uint64_t record_entries;
 } coil_test_result_t;
 
 /*
@@ -87,7 +96,8 @@ typedef struct coil_test_result {
  * of level warning and above (debug mode's), and every call of the
  * loop's exception handler (a failed task nobody awaited), in any mode.
  *
- * Returns, in this order: -ETIMEDOUT if the body ran out of time,
+ * Returns, in this order: the error of recording or replaying (options
+ * record_path, replay_path), -ETIMEDOUT if the body ran out of time,
  * -ENOTEMPTY if something was left (out says what), the body's own error,
  * else 0. out (may be NULL) receives the details and a one-line message,
  * for any test framework (with cmocka: `assert_int_equal(coil_test_run(
@@ -218,6 +228,64 @@ COIL_API void coil_test_seed(unsigned long seed, bool chaos_io);
  */
 COIL_API uint64_t coil_test_trace_hash(uint64_t *events);
 COIL_API void coil_test_trace_reset(void);
+
+/* ------------------------------------------------------------------ */
+/* Record and replay                                                    */
+/* ------------------------------------------------------------------ */
+
+/*
+ * Record what the system gave this thread's loops, to replay a run
+ * exactly, without the network: a failure seen once over real sockets
+ * comes back every time from its file.
+ *
+ * Recorded, in order, on the thread that called begin: the result of
+ * every socket and pipe call coil makes for its streams, servers and
+ * socket calls (accept, connect and the connection's outcome, recv,
+ * send, recvfrom, sendto, read, write, shutdown), with the bytes read
+ * and the addresses given; every batch of I/O events the loop's poll
+ * returned, in the order dispatched; every reading of the loop's clock
+ * (real or virtual); and the schedule seed (coil_test_seed). A replay
+ * hands those back in the same order instead of making the calls: no
+ * byte is sent or received, no poll waits, the clock reads what it read.
+ * A program that makes the same calls in the same order then runs the
+ * same schedule: the same task steps, the same trace hash
+ * (coil_test_trace_hash), the same outcome.
+ *
+ * Not recorded, so a run that depends on them does not replay (it
+ * diverges, or runs differently): what happens on other threads (an
+ * executor's jobs, coil_to_thread, a resolver thread, another loop);
+ * signals and child processes; sendfile (a record through it is refused
+ * with -ENOTSUP); the program's own system calls (reading an fd in an
+ * add_reader callback, a file it opens); anything the program decides
+ * from outside (the time of day, getpid, rand without a fixed seed).
+ * Sockets are still made, bound and listened on during a replay (the
+ * loop needs fds to watch: an accepted connection is a fresh unconnected
+ * socket), but nothing goes through them: a peer address asked of a
+ * replayed connection is not the recorded one.
+ *
+ * The replay checks each call against the record: when the program
+ * makes another call than the record's next (it diverged), or runs past
+ * the record's end, the replay stops there, lets the calls go through
+ * for real, and end reports it.
+ *
+ * begin: -EINVAL (path NULL or empty), -EBUSY (a record or replay is in
+ * progress), -ENOMEM, fopen's errors (the record's file is created at
+ * begin), -EILSEQ (replay: not a record). The file holds everything
+ * read: keep records of runs over sensitive data private.
+ */
+COIL_API int coil_test_record_begin(const char *path);
+COIL_API int coil_test_replay_begin(const char *path);
+
+/*
+ * End the record (writing its file) or the replay. entries (may be
+ * NULL) receives how many results were recorded or replayed; why (may
+ * be NULL) a sentence saying what went wrong, "" if nothing. Errors:
+ * -EINVAL (nothing in progress), -EILSEQ (the replay diverged, or ended
+ * before the record did), -ENOTSUP (the run called what is not
+ * recorded), -ENOMEM, -EIO and fopen's errors (writing the file).
+ */
+COIL_API int coil_test_record_end(uint64_t *entries, char *why,
+                                  size_t why_len);
 
 /* How many times op was attempted since the last coil_test_reset_faults
  * or coil_test_fail on it (failed ones included). 0 for an unknown op. */

@@ -1,0 +1,408 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * record.c - recording and replaying the seam's results (sys.h), for the
+ * testing kit's coil_test_record / coil_test_replay. Test build only.
+ *
+ * Recording keeps, in order, every result the loop's thread got from
+ * the calls wrapped with COIL__RR_* (the I/O calls on sockets and pipes,
+ * with the bytes they read and the addresses they gave), every batch of
+ * I/O events the poller returned (after the seed's shuffle), and every
+ * reading of the monotonic clock. Replaying hands the same results back
+ * in the same order without making the calls: nothing is read from or
+ * written to a peer, nothing waits. A program that makes the same calls
+ * in the same order then runs the same schedule. An accepted connection
+ * is a fresh unconnected socket in a replay (the loop needs an fd to
+ * watch), and a batch of events names each fd by its registration's tag,
+ * so that a replayed fd of another number is still found.
+ *
+ * When the replay meets a call the record does not have next (the
+ * program did something else: it diverged) or runs past its end, it says
+ * where, stops replaying and lets the calls through for real: the run
+ * then fails, and coil__rr_end reports the divergence.
+ *
+ * Only the thread that began is recorded or replayed (the mode is
+ * thread-local); the buffer is plain malloc's, outside coil's allocator,
+ * so that recording changes no allocation count and no allocation fault.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "internal.h"
+#include "poller.h"
+#include "sys.h"
+
+enum rr_kind {
+    RR_RET = 1, /* a result (and its errno) */
+    RR_IN,      /* a result, and the bytes it read */
+    RR_ADDR,    /* a result, the bytes, and an address */
+    RR_POLL,    /* a batch of I/O events */
+    RR_CLOCK,   /* a reading of the clock */
+};
+
+struct rr_entry {
+    uint8_t kind;
+    uint8_t call;
+    uint16_t pad;
+    int32_t err;
+    int64_t ret;
+    uint32_t len;  /* bytes following: data, or address, or events */
+    uint32_t len2; /* RR_ADDR: of which the address's (at the end) */
+};
+
+#define RR_MAGIC "COILRR1\n"
+
+struct rr_header {
+    char magic[8];
+    uint64_t sched_seed;
+    uint64_t entries;
+};
+
+_Thread_local int coil__rr_mode;
+
+static struct {
+    unsigned char *buf;
+    size_t len, cap, pos;
+    uint64_t entries, at;
+    char *path;
+    bool replay;
+    bool diverged;
+    char why[200];
+} rr;
+
+static void rr_free(void)
+{
+    free(rr.buf);
+    free(rr.path);
+    memset(&rr, 0, sizeof(rr));
+}
+
+static bool put(const void *p, size_t n)
+{
+    if (rr.len + n > rr.cap) {
+        size_t cap = rr.cap ? rr.cap : 64 * 1024;
+        while (cap < rr.len + n)
+            cap *= 2;
+        unsigned char *b = realloc(rr.buf, cap);
+        if (!b)
+            return false;
+        rr.buf = b;
+        rr.cap = cap;
+    }
+    memcpy(rr.buf + rr.len, p, n);
+    rr.len += n;
+    return true;
+}
+
+static void record(enum rr_kind kind, enum coil__sys_call call, int64_t ret,
+                   int err, const void *data, size_t len, const void *addr,
+                   size_t alen)
+{
+    struct rr_entry e = {.kind = (uint8_t)kind,
+                         .call = (uint8_t)call,
+                         .err = err,
+                         .ret = ret,
+                         .len = (uint32_t)(len + alen),
+                         .len2 = (uint32_t)alen};
+    if (!put(&e, sizeof(e)) || (len && !put(data, len)) ||
+        (alen && !put(addr, alen))) {
+        rr.diverged = true;
+        snprintf(rr.why, sizeof(rr.why), "out of memory recording");
+        coil__rr_mode = 0;
+        return;
+    }
+    rr.entries++;
+}
+
+static const char *call_name(int call)
+{
+    switch (call) {
+    case COIL__SYS_ACCEPT: return "accept";
+    case COIL__SYS_CONNECT: return "connect";
+    case COIL__SYS_RECV: return "recv/read";
+    case COIL__SYS_SEND: return "send/write";
+    case COIL__SYS_RECVFROM: return "recvfrom";
+    case COIL__SYS_SENDTO: return "sendto";
+    case COIL__SYS_SHUTDOWN: return "shutdown";
+    case COIL__SYS_SOERROR: return "SO_ERROR";
+    default: return "";
+    }
+}
+
+static const char *kind_name(int kind)
+{
+    static const char *names[] = {"?", "result", "read", "read with address",
+                                  "poll", "clock"};
+    return kind > 0 && kind <= RR_CLOCK ? names[kind] : "?";
+}
+
+/* The next entry, if it is of this kind and call; else the replay has
+ * diverged: said, and stopped (the calls go through for real from now). */
+static const struct rr_entry *next(enum rr_kind kind,
+                                   enum coil__sys_call call)
+{
+    if (rr.pos + sizeof(struct rr_entry) > rr.len) {
+        snprintf(rr.why, sizeof(rr.why),
+                 "the run went on past the record's end (%llu entries) "
+                 "with a %s",
+                 (unsigned long long)rr.entries, kind_name(kind));
+    } else {
+        const struct rr_entry *e = (const void *)(rr.buf + rr.pos);
+        if (e->kind == kind && (kind == RR_POLL || kind == RR_CLOCK ||
+                                e->call == (uint8_t)call)) {
+            rr.pos += sizeof(*e) + e->len;
+            rr.at++;
+            return e;
+        }
+        snprintf(rr.why, sizeof(rr.why),
+                 "at entry %llu the run asked for a %s%s%s where the "
+                 "record has a %s%s%s",
+                 (unsigned long long)rr.at, kind_name(kind),
+                 *call_name(call) ? " of " : "", call_name(call),
+                 kind_name(e->kind), *call_name(e->call) ? " of " : "",
+                 call_name(e->call));
+    }
+    rr.diverged = true;
+    coil__rr_mode = 0;
+    return NULL;
+}
+
+/* ------------------------------------------------------------------ */
+/* The hooks (sys.h)                                                    */
+/* ------------------------------------------------------------------ */
+
+bool coil__rr_replaying(void)
+{
+    return coil__rr_mode == 2;
+}
+
+void coil__rr_record_ret(enum coil__sys_call call, int64_t ret, int err)
+{
+    record(RR_RET, call, ret, ret < 0 ? err : 0, NULL, 0, NULL, 0);
+}
+
+int64_t coil__rr_replay_ret(enum coil__sys_call call, bool *ok)
+{
+    const struct rr_entry *e = next(RR_RET, call);
+    *ok = e != NULL;
+    if (!e)
+        return 0;
+    if (e->ret < 0)
+        errno = e->err;
+    return e->ret;
+}
+
+void coil__rr_record_in(enum coil__sys_call call, int64_t ret, int err,
+                        const void *buf, const void *addr,
+                        const unsigned *addrlen)
+{
+    size_t len = ret > 0 && buf ? (size_t)ret : 0;
+    size_t alen = ret >= 0 && addr && addrlen ? *addrlen : 0;
+    record(alen || addr ? RR_ADDR : RR_IN, call, ret, ret < 0 ? err : 0, buf,
+           len, addr, alen);
+}
+
+int64_t coil__rr_replay_in(enum coil__sys_call call, void *buf, size_t cap,
+                           void *addr, unsigned *addrlen, bool *ok)
+{
+    const struct rr_entry *e = next(addr ? RR_ADDR : RR_IN, call);
+    *ok = e != NULL;
+    if (!e)
+        return 0;
+    const unsigned char *data = (const unsigned char *)(e + 1);
+    size_t len = e->len - e->len2;
+    if (len > cap) { /* the program asked for less than was recorded */
+        rr.diverged = true;
+        snprintf(rr.why, sizeof(rr.why),
+                 "at entry %llu the run read into %zu bytes where the "
+                 "record has %zu",
+                 (unsigned long long)(rr.at - 1), cap, len);
+        coil__rr_mode = 0;
+        *ok = false;
+        return 0;
+    }
+    if (len)
+        memcpy(buf, data, len);
+    if (addr && addrlen) {
+        size_t alen = e->len2 < *addrlen ? e->len2 : *addrlen;
+        memcpy(addr, data + len, alen);
+        *addrlen = e->len2;
+    }
+    if (e->ret < 0)
+        errno = e->err;
+    return e->ret;
+}
+
+int coil__rr_placeholder(int family)
+{
+    /* An fd the loop can watch and the stream can wrap, in place of a
+     * connection that exists only in the record. */
+    int dom = family == AF_INET6 ? AF_INET6
+              : family == AF_UNIX ? AF_UNIX
+                                  : AF_INET;
+    int fd = socket(dom, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    return fd;
+}
+
+void coil__rr_unsupported(const char *what)
+{
+    if (!coil__rr_mode || rr.diverged)
+        return;
+    rr.diverged = true;
+    snprintf(rr.why, sizeof(rr.why), "the run called %s, which %s", what,
+             coil__rr_mode == 1 ? "is not recorded"
+                                : "a replay cannot give back");
+    coil__rr_mode = 0;
+}
+
+void coil__rr_record_poll(const struct coil__event *ev, int n, int err)
+{
+    record(RR_POLL, 0, n, n < 0 ? err : 0, ev,
+           n > 0 ? (size_t)n * sizeof(*ev) : 0, NULL, 0);
+}
+
+int coil__rr_replay_poll(struct coil__event *ev, int max, bool *ok)
+{
+    const struct rr_entry *e = next(RR_POLL, 0);
+    *ok = e != NULL;
+    if (!e)
+        return 0;
+    int n = (int)e->ret;
+    if (n > max)
+        n = max;
+    if (n > 0)
+        memcpy(ev, e + 1, (size_t)n * sizeof(*ev));
+    return n < 0 ? -e->err : n;
+}
+
+int64_t coil__rr_clock(int64_t real)
+{
+    if (coil__rr_mode == 1) {
+        record(RR_CLOCK, 0, real, 0, NULL, 0, NULL, 0);
+        return real;
+    }
+    const struct rr_entry *e = next(RR_CLOCK, 0);
+    return e ? e->ret : real;
+}
+
+/* ------------------------------------------------------------------ */
+/* Beginning and ending (the kit's calls)                               */
+/* ------------------------------------------------------------------ */
+
+int coil__rr_begin(const char *path, bool replay)
+{
+    if (!path || !*path)
+        return -EINVAL;
+    if (rr.path || coil__rr_mode)
+        return -EBUSY;
+    if (!(rr.path = strdup(path)))
+        return -ENOMEM;
+    if (!replay) {
+        struct rr_header h = {.sched_seed = coil__sched_seed()};
+        memcpy(h.magic, RR_MAGIC, 8);
+        /* Check now that the file can be written: better at the start
+         * than after the run worth keeping. */
+        FILE *f = fopen(path, "wb");
+        if (!f) {
+            int err = -errno;
+            rr_free();
+            return err;
+        }
+        fclose(f);
+        if (!put(&h, sizeof(h))) {
+            rr_free();
+            return -ENOMEM;
+        }
+        coil__rr_mode = 1;
+        return 0;
+    }
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        int err = -errno;
+        rr_free();
+        return err;
+    }
+    int err = 0;
+    for (;;) {
+        unsigned char chunk[65536];
+        size_t n = fread(chunk, 1, sizeof(chunk), f);
+        if (n && !put(chunk, n)) {
+            err = -ENOMEM;
+            break;
+        }
+        if (n < sizeof(chunk)) {
+            if (ferror(f))
+                err = -EIO;
+            break;
+        }
+    }
+    fclose(f);
+    struct rr_header h;
+    if (!err && rr.len < sizeof(h))
+        err = -EILSEQ;
+    if (!err) {
+        memcpy(&h, rr.buf, sizeof(h));
+        if (memcmp(h.magic, RR_MAGIC, 8) != 0)
+            err = -EILSEQ;
+    }
+    if (err) {
+        rr_free();
+        return err;
+    }
+    rr.entries = h.entries;
+    rr.pos = sizeof(h);
+    rr.replay = true;
+    /* The seeded choices the loop still makes itself (the order of
+     * timers against I/O, the clock's lateness) follow the record's. */
+    coil__seeds_set(0, 0, (unsigned long)h.sched_seed);
+    coil__rr_mode = 2;
+    return 0;
+}
+
+int coil__rr_end(uint64_t *entries, char *why, size_t why_len)
+{
+    if (!rr.path)
+        return -EINVAL;
+    int err = 0;
+    if (rr.replay) {
+        if (!rr.diverged && rr.pos < rr.len) {
+            rr.diverged = true;
+            snprintf(rr.why, sizeof(rr.why),
+                     "the run ended at entry %llu of the record's %llu",
+                     (unsigned long long)rr.at,
+                     (unsigned long long)rr.entries);
+        }
+        if (entries)
+            *entries = rr.at;
+        if (rr.diverged)
+            err = -EILSEQ;
+    } else {
+        struct rr_header h;
+        memcpy(&h, rr.buf, sizeof(h));
+        h.entries = rr.entries;
+        memcpy(rr.buf, &h, sizeof(h));
+        if (entries)
+            *entries = rr.entries;
+        FILE *f = fopen(rr.path, "wb");
+        if (!f)
+            err = -errno;
+        else {
+            if (fwrite(rr.buf, 1, rr.len, f) != rr.len)
+                err = -EIO;
+            if (fclose(f) != 0 && !err)
+                err = -EIO;
+        }
+        if (!err && rr.diverged)
+            err = strstr(rr.why, "memory") ? -ENOMEM : -ENOTSUP;
+    }
+    if (why && why_len)
+        snprintf(why, why_len, "%s", rr.diverged ? rr.why : "");
+    coil__rr_mode = 0;
+    rr_free();
+    return err;
+}
