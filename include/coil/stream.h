@@ -137,7 +137,8 @@ COIL_API coil_stream_t *coil_stream_ref(coil_stream_t *s);
  * exception handler and ignored. */
 COIL_API void coil_stream_unref(coil_stream_t *s);
 
-/* The stream's socket, or -1 once it is closed. Do not close it. */
+/* The stream's socket, or -1 once it is closed, or if it has no fd (the
+ * testing kit's in-memory streams). Do not close it. */
 COIL_API int coil_stream_fd(const coil_stream_t *s);
 
 /* ------------------------------------------------------------------ */
