@@ -42,16 +42,46 @@ static atomic_long live_blocks;
  * allocation from the arming fails, whatever allocator is installed. */
 static atomic_long alloc_total, alloc_fail_at;
 static atomic_bool alloc_failed;
+/* Random failures: per million allocations, and the seed. */
+static atomic_uint alloc_fail_ppm;
+static atomic_ulong alloc_fail_seed;
+
+/* Whether the nth allocation fails at random: a hash of (seed, n), so
+ * that the same allocations fail again under the same seed. */
+static bool random_fail(long n)
+{
+    unsigned ppm = atomic_load_explicit(&alloc_fail_ppm,
+                                        memory_order_relaxed);
+    if (coil__likely(ppm == 0))
+        return false;
+    uint64_t z = atomic_load_explicit(&alloc_fail_seed,
+                                      memory_order_relaxed) +
+                 (uint64_t)n * 0x9e3779b97f4a7c15ULL;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    z ^= z >> 31;
+    return z % 1000000 < ppm;
+}
 
 static bool alloc_should_fail(void)
 {
     long n = atomic_fetch_add_explicit(&alloc_total, 1,
                                        memory_order_relaxed) + 1;
     long at = atomic_load_explicit(&alloc_fail_at, memory_order_relaxed);
-    if (coil__likely(at == 0) || n != at)
+    if ((coil__likely(at == 0) || n != at) && !random_fail(n))
         return false;
     atomic_store(&alloc_failed, true);
     return true;
+}
+
+void coil__alloc_fail_random(unsigned per_million, unsigned long seed)
+{
+    atomic_store(&alloc_failed, false);
+    atomic_store(&alloc_fail_seed, seed);
+    /* counted from here, so that a seed picks the same allocations */
+    atomic_store(&alloc_total, 0);
+    atomic_store(&alloc_fail_at, 0);
+    atomic_store(&alloc_fail_ppm, per_million);
 }
 
 void coil__alloc_fail_after(long nth)

@@ -106,6 +106,7 @@ void coil__clock_advance(int64_t ns);
 /* Test build only: make the nth allocation from now fail (0: off), and
  * whether it did (alloc.c). */
 void coil__alloc_fail_after(long nth);
+void coil__alloc_fail_random(unsigned per_million, unsigned long seed);
 bool coil__alloc_failed(void);
 
 /* Test build only: told when a task suspends (its wait armed, before it

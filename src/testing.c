@@ -105,6 +105,7 @@ void coil_test_trace_reset(void)
 void coil_test_reset_faults(void)
 {
     coil__fault_reset();
+    coil__alloc_fail_random(0, 0);
     coil__alloc_fail_after(0);
 }
 
@@ -115,6 +116,14 @@ void coil_test_reset_faults(void)
 void coil_test_alloc_fail_after(long nth)
 {
     coil__alloc_fail_after(nth);
+}
+
+int coil_test_alloc_fail_random(unsigned per_million, unsigned long seed)
+{
+    if (per_million > 1000000)
+        return -EINVAL;
+    coil__alloc_fail_random(per_million, seed);
+    return 0;
 }
 
 bool coil_test_alloc_failed(void)

@@ -487,6 +487,60 @@ static void test_out_of_memory(void **state)
     assert_true(nth < 200);
 }
 
+/* The same exchange with one allocation in twenty failing at random:
+ * every run ends cleanly (the fixture finds nothing left), whatever
+ * failed. */
+struct random_oom {
+    unsigned long seed;
+    int err;
+};
+
+static int exchange_random_oom(void *arg)
+{
+    struct random_oom *o = arg;
+    coil_test_alloc_fail_random(50000, o->seed);
+    coil_test_stream_options_t opts = {.buffer_size = 8, .max_read = 3};
+    coil_stream_t *a, *b;
+    int err = coil_test_stream_pair(&opts, &a, &b);
+    if (!err) {
+        char buf[64];
+        size_t len = 0;
+        for (int i = 0; i < 4 && !err; i++)
+            err = coil_stream_write(a, "0123456789abcdef", 16);
+        if (!err && !(err = coil_stream_write_eof(a)) &&
+            !(err = coil_stream_read_all(b, buf, sizeof(buf), &len)) &&
+            len != 64)
+            err = -EPROTO;
+        coil_stream_unref(a);
+        coil_stream_unref(b);
+    }
+    coil_test_alloc_fail_random(0, 0);
+    o->err = err;
+    return 0;
+}
+
+static void test_random_out_of_memory(void **state)
+{
+    (void)state;
+    int failed = 0, passed = 0;
+    for (unsigned long seed = 1; seed <= 50; seed++) {
+        struct random_oom o = {.seed = seed};
+        coil_test_result_t r;
+        int err = coil_test_run(exchange_random_oom, &o, NULL, &r);
+        if (err)
+            fail_msg("seed %lu: %s: %s", seed, coil_err_name(err),
+                     r.message);
+        if (o.err != 0 && o.err != -ENOMEM && o.err != -EPIPE)
+            fail_msg("seed %lu gave %s", seed, coil_err_name(o.err));
+        if (o.err)
+            failed++;
+        else
+            passed++;
+    }
+    assert_true(failed > 0);
+    assert_true(passed > 0);
+}
+
 static int arguments(void *arg)
 {
     (void)arg;
@@ -557,6 +611,9 @@ int main(void)
                                         test_setup_noloop,
                                         test_teardown_noloop),
         cmocka_unit_test_setup_teardown(test_out_of_memory,
+                                        test_setup_noloop,
+                                        test_teardown_noloop),
+        cmocka_unit_test_setup_teardown(test_random_out_of_memory,
                                         test_setup_noloop,
                                         test_teardown_noloop),
         cmocka_unit_test_setup_teardown(test_arguments, test_setup_noloop,

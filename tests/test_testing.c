@@ -377,6 +377,37 @@ static void test_alloc_faults(void **state)
     assert_int_equal(coil_future_new(loop, &f), 0);
     coil_future_unref(f);
     coil_test_alloc_fail_after(0);
+
+    /* At random: about the share asked for, the same ones again under
+     * the same seed, none at 0, every one at a million. */
+    bool a[400], b[400];
+    for (int round = 0; round < 2; round++) {
+        bool *fails = round ? b : a;
+        assert_int_equal(coil_test_alloc_fail_random(250000, 42), 0);
+        for (int i = 0; i < 400; i++) {
+            void *p = coil__malloc(16); /* coil's allocator itself */
+            fails[i] = p == NULL;
+            coil__free(p);
+        }
+    }
+    int failed = 0;
+    for (int i = 0; i < 400; i++)
+        failed += a[i];
+    assert_true(failed > 50 && failed < 150);
+    assert_memory_equal(a, b, sizeof(a));
+    assert_true(coil_test_alloc_failed());
+    assert_int_equal(coil_test_alloc_fail_random(1000000, 1), 0);
+    assert_null(coil__malloc(16));
+    assert_int_equal(coil_test_alloc_fail_random(0, 1), 0);
+    void *p = coil__malloc(16);
+    assert_non_null(p);
+    coil__free(p);
+    assert_int_equal(coil_test_alloc_fail_random(1000001, 1), -EINVAL);
+    assert_int_equal(coil_test_alloc_fail_random(1000000, 1), 0);
+    coil_test_reset_faults(); /* ends it too */
+    p = coil__malloc(16);
+    assert_non_null(p);
+    coil__free(p);
     coil_loop_unref(loop);
     assert_int_equal(coil_test_alloc_live(), 0);
 }

@@ -160,6 +160,17 @@ COIL_API void coil_test_clock_advance(int64_t ns);
 COIL_API void coil_test_alloc_fail_after(long nth);
 COIL_API bool coil_test_alloc_failed(void);
 
+/*
+ * Make every allocation from now fail with a probability of per_million
+ * in a million (0 turns it off), chosen by seed: the same seed fails the
+ * same allocations (counted from this call) of a program that allocates
+ * in the same order. Replaces coil_test_alloc_fail_after's fault;
+ * coil_test_alloc_failed says whether one failed; coil_test_reset_faults
+ * ends it. Thread-safe. Errors: -EINVAL (per_million above a million).
+ */
+COIL_API int coil_test_alloc_fail_random(unsigned per_million,
+                                         unsigned long seed);
+
 /* coil allocations not freed (whichever allocator is installed). */
 COIL_API long coil_test_alloc_live(void);
 
