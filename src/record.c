@@ -57,6 +57,9 @@ struct rr_entry {
 
 #define RR_MAGIC "COILRR1\n"
 
+/* Entries start 8-byte aligned: their payloads are padded to 8. */
+#define PAD(n) (((size_t)(n) + 7) & ~(size_t)7)
+
 struct rr_header {
     char magic[8];
     uint64_t sched_seed;
@@ -109,8 +112,10 @@ static void record(enum rr_kind kind, enum coil__sys_call call, int64_t ret,
                          .ret = ret,
                          .len = (uint32_t)(len + alen),
                          .len2 = (uint32_t)alen};
+    static const char zeros[8];
+    size_t pad = PAD(len + alen) - (len + alen);
     if (!put(&e, sizeof(e)) || (len && !put(data, len)) ||
-        (alen && !put(addr, alen))) {
+        (alen && !put(addr, alen)) || (pad && !put(zeros, pad))) {
         rr.diverged = true;
         snprintf(rr.why, sizeof(rr.why), "out of memory recording");
         coil__rr_mode = 0;
@@ -146,16 +151,29 @@ static const char *kind_name(int kind)
 static const struct rr_entry *next(enum rr_kind kind,
                                    enum coil__sys_call call)
 {
-    if (rr.pos + sizeof(struct rr_entry) > rr.len) {
+    if (rr.pos < rr.len && rr.pos + sizeof(struct rr_entry) > rr.len) {
+        snprintf(rr.why, sizeof(rr.why),
+                 "the record is damaged at entry %llu (cut short)",
+                 (unsigned long long)rr.at);
+    } else if (rr.pos + sizeof(struct rr_entry) > rr.len) {
         snprintf(rr.why, sizeof(rr.why),
                  "the run went on past the record's end (%llu entries) "
                  "with a %s",
                  (unsigned long long)rr.entries, kind_name(kind));
     } else {
         const struct rr_entry *e = (const void *)(rr.buf + rr.pos);
+        if (e->len2 > e->len ||
+            PAD(e->len) > rr.len - rr.pos - sizeof(*e)) {
+            snprintf(rr.why, sizeof(rr.why),
+                     "the record is damaged at entry %llu",
+                     (unsigned long long)rr.at);
+            rr.diverged = true;
+            coil__rr_mode = 0;
+            return NULL;
+        }
         if (e->kind == kind && (kind == RR_POLL || kind == RR_CLOCK ||
                                 e->call == (uint8_t)call)) {
-            rr.pos += sizeof(*e) + e->len;
+            rr.pos += sizeof(*e) + PAD(e->len);
             rr.at++;
             return e;
         }

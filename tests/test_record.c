@@ -312,6 +312,32 @@ static void test_arguments(void **state)
     coil_test_options_t p = {.replay_path = path};
     assert_int_equal(coil_test_run(nothing, NULL, &p, NULL), -EILSEQ);
 
+    /* A record cut short, or with a length beyond its end: damaged, said
+     * so, never read past. */
+    assert_int_equal(coil_test_record_begin(path), 0);
+    (void)coil_now();
+    assert_int_equal(coil_test_record_end(NULL, NULL, 0), 0);
+    struct stat st;
+    assert_int_equal(stat(path, &st), 0);
+    assert_int_equal(truncate(path, st.st_size - 8), 0);
+    char why[128];
+    assert_int_equal(coil_test_replay_begin(path), 0);
+    (void)coil_now();
+    assert_int_equal(coil_test_record_end(NULL, why, sizeof(why)),
+                     -EILSEQ);
+    assert_non_null(strstr(why, "damaged"));
+    FILE *g = fopen(path, "r+b");
+    assert_non_null(g);
+    assert_int_equal(fseek(g, 24 + 16, SEEK_SET), 0); /* the len field */
+    uint32_t huge = 0x7fffffff;
+    assert_int_equal(fwrite(&huge, sizeof(huge), 1, g), 1);
+    fclose(g);
+    assert_int_equal(coil_test_replay_begin(path), 0);
+    (void)coil_now();
+    assert_int_equal(coil_test_record_end(NULL, why, sizeof(why)),
+                     -EILSEQ);
+    assert_non_null(strstr(why, "damaged"));
+
     /* One at a time; the outside calls work as the fixture's do. */
     assert_int_equal(coil_test_record_begin(path), 0);
     assert_int_equal(coil_test_record_begin(path), -EBUSY);
@@ -319,7 +345,6 @@ static void test_arguments(void **state)
     assert_int_equal(coil_loop_time(NULL), 0);
     int64_t t1 = coil_now();
     uint64_t entries = 0;
-    char why[128];
     assert_int_equal(coil_test_record_end(&entries, why, sizeof(why)), 0);
     assert_int_equal(entries, 1);
     assert_string_equal(why, "");
