@@ -76,7 +76,8 @@ static bool alloc_should_fail(void)
 
 void coil__alloc_fail_random(unsigned per_million, unsigned long seed)
 {
-    atomic_store(&alloc_failed, false);
+    if (per_million)
+        atomic_store(&alloc_failed, false);
     atomic_store(&alloc_fail_seed, seed);
     /* counted from here, so that a seed picks the same allocations */
     atomic_store(&alloc_total, 0);
@@ -86,7 +87,8 @@ void coil__alloc_fail_random(unsigned per_million, unsigned long seed)
 
 void coil__alloc_fail_after(long nth)
 {
-    atomic_store(&alloc_failed, false);
+    if (nth > 0) /* turning it off keeps the answer */
+        atomic_store(&alloc_failed, false);
     atomic_store(&alloc_fail_at,
                  nth > 0 ? atomic_load(&alloc_total) + nth : 0);
 }

@@ -232,15 +232,17 @@ int coil_stream_open_fd(int fd, coil_stream_t **out)
 }
 
 int coil__stream_open_transport(const struct coil__transport_ops *ops,
-                                void *t, coil_stream_t **out)
+                                void *t, coil_loop_t *loop,
+                                coil_stream_t **out)
 {
     if (out)
         *out = NULL;
     if (!ops || !out)
         return -EINVAL;
-    coil_loop_t *loop;
-    if (!(loop = coil_running_loop()))
+    if (!loop && !(loop = coil_running_loop()))
         return -EPERM;
+    if (coil__loop_closed(loop))
+        return -EINVAL;
     struct coil_stream *s = coil__calloc(1, sizeof(*s));
     if (!s)
         return -ENOMEM;

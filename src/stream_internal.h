@@ -56,12 +56,14 @@ struct coil__transport_ops {
 };
 
 /*
- * A stream over the transport t, on the running loop (-EPERM without
- * one). The stream owns t from here: it calls close(t) when it closes.
- * Errors: -EINVAL, -EPERM, -ENOMEM (then t is the caller's still).
+ * A stream over the transport t, on loop (NULL: the running loop; -EPERM
+ * without one). The stream owns t from here: it calls close(t) when it
+ * closes. Errors: -EINVAL (a closed loop too), -EPERM, -ENOMEM (then t is
+ * the caller's still).
  */
 int coil__stream_open_transport(const struct coil__transport_ops *ops,
-                                void *t, coil_stream_t **out);
+                                void *t, coil_loop_t *loop,
+                                coil_stream_t **out);
 
 /* The transport of s if it is over one with these ops and not closed,
  * else NULL. */

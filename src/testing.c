@@ -381,6 +381,7 @@ int coil_test_run(coil_task_fn body, void *arg,
         coil_handle_unref(r.timer);
         r.timer = NULL;
     }
+    coil_test_reset_faults(); /* the body's: not the cleanup's */
     void *value = NULL;
     int outcome = coil_future_result(coil_task_future(r.task), &value);
     out->outcome = outcome == -EINPROGRESS ? err

@@ -28,6 +28,7 @@
 #include "coil/testing.h"
 #include "loop_internal.h"
 #include "stream_internal.h"
+#include "sys.h"
 
 struct chunk {
     struct chunk *next;
@@ -182,6 +183,15 @@ static int wait_line(struct pair *p, struct line *l)
     return err;
 }
 
+/* A fault aimed at the operation (coil_test_fail), as the socket path
+ * meets it: 0 to go on (none, or EINTR and EAGAIN, which a socket's
+ * caller retries at once), else the error to return. */
+static int op_fault(enum coil__sys_call call)
+{
+    int f = coil__fault_hit(call);
+    return f == 0 || f == EINTR || f == EAGAIN ? 0 : -f;
+}
+
 static ssize_t mem_recv(void *t, void *buf, size_t n, bool wait_first)
 {
     (void)wait_first;
@@ -194,7 +204,11 @@ static ssize_t mem_recv(void *t, void *buf, size_t n, bool wait_first)
         if (l->err)
             return l->err;
         struct chunk *c = l->head;
-        if (c && c->ready_at <= coil_loop_time(p->loop)) {
+        bool ready = c && c->ready_at <= coil_loop_time(p->loop);
+        int f;
+        if ((ready || (!c && l->eof)) && (f = op_fault(COIL__SYS_RECV)))
+            return f;
+        if (ready) {
             size_t k = c->len - c->off;
             if (k > n)
                 k = n;
@@ -248,6 +262,13 @@ static ssize_t mem_send(void *t, const void *buf, size_t n)
         return l->err;
     if (l->eof || l->reader_gone)
         return -EPIPE;
+    int f = coil__fault_hit(COIL__SYS_SEND);
+    if (f == EAGAIN) { /* as a full socket: the writer tries again */
+        wake_writer(p, l);
+        return -EAGAIN;
+    }
+    if (f && f != EINTR)
+        return -f;
     if (l->queued >= p->cap)
         return -EAGAIN;
     size_t k = p->cap - l->queued;
@@ -394,9 +415,11 @@ int coil_test_stream_pair(const coil_test_stream_options_t *opts,
         opts ? *opts : (coil_test_stream_options_t){0};
     if (o.delay_ns < 0)
         return -EINVAL;
-    coil_loop_t *loop = coil_running_loop();
+    coil_loop_t *loop = o.loop ? o.loop : coil_running_loop();
     if (!loop)
         return -EPERM;
+    if (coil__loop_closed(loop))
+        return -EINVAL;
     struct pair *p = coil__calloc(1, sizeof(*p));
     if (!p)
         return -ENOMEM;
@@ -409,13 +432,14 @@ int coil_test_stream_pair(const coil_test_stream_options_t *opts,
         p->ends[i].side = i;
         p->lines[i].pair = p;
     }
-    int err = coil__stream_open_transport(&mem_ops, &p->ends[0], a);
+    int err = coil__stream_open_transport(&mem_ops, &p->ends[0], loop, a);
     if (err) {
         coil__free(p);
         return err;
     }
     p->refs = 1;
-    if ((err = coil__stream_open_transport(&mem_ops, &p->ends[1], b)) != 0) {
+    if ((err = coil__stream_open_transport(&mem_ops, &p->ends[1], loop,
+                                           b)) != 0) {
         /* The one end's close releases the pair; the other never was. */
         p->ends[1].closed = true;
         p->lines[0].reader_gone = true;

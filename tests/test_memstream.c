@@ -541,6 +541,85 @@ static void test_random_out_of_memory(void **state)
     assert_true(passed > 0);
 }
 
+/* Faults aimed at the operations reach the pair. */
+struct faults {
+    ssize_t read;
+    int write;
+    char after[4];
+};
+
+static int faulted(void *arg)
+{
+    struct faults *f = arg;
+    coil_stream_t *a, *b;
+    int err = coil_test_stream_pair(NULL, &a, &b);
+    if (err)
+        return err;
+    char c[4];
+    coil_test_fail(COIL_TEST_RECV, 1, 1, -ECONNRESET);
+    if (!(err = coil_stream_write(a, "abc", 3)))
+        f->read = coil_stream_read(b, c, sizeof(c));
+    coil_test_fail(COIL_TEST_SEND, 1, 1, -EPIPE);
+    f->write = coil_stream_write(b, "x", 1);
+    coil_stream_unref(a);
+    coil_stream_unref(b); /* both errors stick: a fresh pair */
+    if (err || (err = coil_test_stream_pair(NULL, &a, &b)))
+        return err;
+    /* EINTR and EAGAIN are retried: nothing lost. */
+    coil_test_fail(COIL_TEST_SEND, 1, 2, -EAGAIN);
+    coil_test_fail(COIL_TEST_RECV, 1, 2, -EINTR);
+    if (!(err = coil_stream_write(a, "def", 3)))
+        err = coil_stream_read_exactly(b, f->after, 3, NULL);
+    coil_stream_unref(a);
+    coil_stream_unref(b);
+    return err;
+}
+
+/* A pair made on a named loop, outside any task (an explorer's scenario
+ * runs so). */
+struct named {
+    coil_stream_t *a, *b;
+    char got[3];
+};
+
+static int named_reader(void *arg)
+{
+    struct named *n = arg;
+    int err = coil_stream_read_exactly(n->b, n->got, 3, NULL);
+    coil_stream_unref(n->a);
+    coil_stream_unref(n->b);
+    return err;
+}
+
+static void test_faults_and_named_loop(void **state)
+{
+    (void)state;
+    struct faults f = {0};
+    run_ok(faulted, &f, false);
+    assert_int_equal(f.read, -ECONNRESET);
+    assert_int_equal(f.write, -EPIPE);
+    assert_memory_equal(f.after, "def", 3);
+
+    coil_loop_t *loop;
+    assert_int_equal(coil_loop_new(&loop), 0);
+    struct named n = {0};
+    coil_test_stream_options_t o = {.loop = loop};
+    assert_int_equal(coil_test_stream_pair(&o, &n.a, &n.b), 0);
+    assert_int_equal(coil_stream_write(n.a, "xyz", 3), 0);
+    coil_task_t *t;
+    assert_int_equal(coil_task_spawn(loop, named_reader, &n, &t), 0);
+    assert_int_equal(coil_loop_run_until_complete(loop,
+                                                  coil_task_future(t)),
+                     0);
+    assert_int_equal(coil_future_result(coil_task_future(t), NULL), 0);
+    assert_memory_equal(n.got, "xyz", 3);
+    coil_task_unref(t);
+    coil_loop_close(loop);
+    /* A closed loop is refused. */
+    assert_int_equal(coil_test_stream_pair(&o, &n.a, &n.b), -EINVAL);
+    coil_loop_unref(loop);
+}
+
 static int arguments(void *arg)
 {
     (void)arg;
@@ -614,6 +693,9 @@ int main(void)
                                         test_setup_noloop,
                                         test_teardown_noloop),
         cmocka_unit_test_setup_teardown(test_random_out_of_memory,
+                                        test_setup_noloop,
+                                        test_teardown_noloop),
+        cmocka_unit_test_setup_teardown(test_faults_and_named_loop,
                                         test_setup_noloop,
                                         test_teardown_noloop),
         cmocka_unit_test_setup_teardown(test_arguments, test_setup_noloop,

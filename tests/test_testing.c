@@ -412,6 +412,42 @@ static void test_alloc_faults(void **state)
     assert_int_equal(coil_test_alloc_live(), 0);
 }
 
+/* A body that hits an allocation fault, and one that leaves a fault
+ * armed: the first is still known after the run, the second is cleared
+ * when the body returns (the fixture's cleanup meets none). */
+static int hits_alloc_fault(void *arg)
+{
+    (void)arg;
+    coil_test_alloc_fail_after(1);
+    coil_future_t *f;
+    int err = coil_future_new(coil_running_loop(), &f);
+    if (!err)
+        coil_future_unref(f);
+    void *p = coil__malloc(8); /* the pool may have had a future */
+    coil__free(p);
+    return 0;
+}
+
+static int leaves_fault_armed(void *arg)
+{
+    (void)arg;
+    coil_test_alloc_fail_after(1);
+    coil_test_fail(COIL_TEST_POLL, 1, 0, -EIO);
+    return 0;
+}
+
+static void test_faults_end_with_body(void **state)
+{
+    (void)state;
+    coil_test_result_t r;
+    assert_int_equal(coil_test_run(hits_alloc_fault, NULL, NULL, &r), 0);
+    assert_true(coil_test_alloc_failed());
+    int err = coil_test_run(leaves_fault_armed, NULL, NULL, &r);
+    if (err)
+        fail_msg("%s: %s", coil_err_name(err), r.message);
+    assert_false(coil_test_alloc_failed());
+}
+
 static void test_op_faults(void **state)
 {
     (void)state;
@@ -558,6 +594,7 @@ int main(void)
         TEST_NOLOOP(test_run_ignores_cancel),
         TEST_NOLOOP(test_virtual_clock),
         TEST_NOLOOP(test_alloc_faults),
+        TEST_NOLOOP(test_faults_end_with_body),
         TEST_NOLOOP(test_op_faults),
         TEST_NOLOOP(test_seed_replays),
         TEST_NOLOOP(test_arguments),

@@ -41,8 +41,11 @@ typedef struct coil_test_options {
      * with -ETIMEDOUT. */
     int64_t timeout_ns;
     /* The seed of the run's open choices (coil_test_seed), 0: none. The
-     * environment's COIL_TEST_SEED, when set, replaces it: a failing
-     * run's message names its seed, to rerun it with. */
+     * environment's COIL_TEST_SEED, when set, replaces it in every run
+     * of the process, even one that asked for none: a failing run's
+     * message names its seed, to rerun that one test with (a test that
+     * counts on exact virtual times or the default orders fails under
+     * any seed). */
     unsigned long seed;
     /* With the seed, chaos I/O as well (coil_test_seed). */
     bool chaos_io;
@@ -103,7 +106,9 @@ typedef struct coil_test_result {
  * for any test framework (with cmocka: `assert_int_equal(coil_test_run(
  * ...), 0)`, printing out.message on failure). Faults for the body are
  * armed inside it (the fixture's own setup would meet them otherwise);
- * whatever is still armed when the run ends is cleared. The counts are
+ * whatever is still armed when the body returns is cleared (so that the
+ * fixture's own cleanup meets none; coil_test_alloc_failed still says
+ * whether one hit). The counts are
  * the process's: run one at a time, with no other loop busy. Errors of
  * its own: -EINVAL (body NULL), -EBUSY (a loop runs on this thread, or
  * another run is in progress), -ENOMEM, and what coil_loop_new gives.
@@ -154,8 +159,9 @@ COIL_API void coil_test_clock_advance(int64_t ns);
 /*
  * Make the nth allocation from now (through coil's allocator, whichever
  * is installed) fail, once; 0 turns it off. coil_test_alloc_failed says
- * whether it happened. Thread-safe. (The testing build counts every
- * allocation for this: an atomic increment each.)
+ * whether an allocation failed since the fault was last armed (turning
+ * it off keeps the answer). Thread-safe. (The testing build counts
+ * every allocation for this: an atomic increment each.)
  */
 COIL_API void coil_test_alloc_fail_after(long nth);
 COIL_API bool coil_test_alloc_failed(void);
@@ -178,8 +184,10 @@ COIL_API long coil_test_alloc_live(void);
 typedef enum coil_test_op {
     COIL_TEST_ACCEPT,
     COIL_TEST_CONNECT,
-    COIL_TEST_RECV,     /* stream and socket reads */
-    COIL_TEST_SEND,     /* stream and socket writes */
+    COIL_TEST_RECV,     /* stream and socket reads (the memory pair's
+                           receives too) */
+    COIL_TEST_SEND,     /* stream and socket writes (the memory pair's
+                           sends too) */
     COIL_TEST_RECVFROM, /* datagram reads */
     COIL_TEST_SENDTO,   /* datagram writes */
     COIL_TEST_SENDFILE, /* sendfile(2) itself (not its read-and-send
@@ -322,6 +330,9 @@ typedef struct coil_test_stream_options {
     /* At most this many bytes per receive (0: no limit): 1 delivers the
      * bytes one at a time, to test a parser against every split. */
     size_t max_read;
+    /* The loop the streams belong to; NULL: the running loop. (An
+     * explorer's scenario, which runs outside any task, names its own.) */
+    coil_loop_t *loop;
 } coil_test_stream_options_t;
 
 /*
@@ -333,9 +344,12 @@ typedef struct coil_test_stream_options {
  * an unnamed Unix-domain socket's). Closing one end is the peer's end of
  * stream after the bytes already written, and its later writes fail with
  * -EPIPE; what was on its way to the closed end is dropped. Everything is
- * freed when both streams are. opts may be NULL (the defaults). Errors:
- * -EINVAL (a or b NULL or the same, delay_ns negative), -EPERM (no loop
- * runs on this thread), -ENOMEM. Does not suspend.
+ * freed when both streams are. Faults aimed at COIL_TEST_RECV and
+ * COIL_TEST_SEND reach the pair's receives and sends (EINTR and EAGAIN
+ * are retried, as on a socket; another error is returned); of chaos I/O
+ * only the spurious EAGAIN does (a send waits a turn). opts may be NULL (the defaults). Errors: -EINVAL (a or b
+ * NULL or the same, delay_ns negative, opts->loop closed), -EPERM (no
+ * loop named and none runs on this thread), -ENOMEM. Does not suspend.
  */
 COIL_API int coil_test_stream_pair(const coil_test_stream_options_t *opts,
                                    coil_stream_t **a, coil_stream_t **b);
