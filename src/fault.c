@@ -69,8 +69,9 @@ void coil__fault_reset(void)
  * With COIL_CHAOS_IO set to a seed (a nonzero number), socket I/O behaves
  * like the slowest, choppiest network the code must survive: about one
  * send/recv/sendto/recvfrom/sendfile in four fails with EAGAIN although
- * the kernel could have moved data (never twice in a row for the same
- * call, so every operation still makes progress), and on stream sockets
+ * the kernel could have moved data, or with EINTR as if a signal came
+ * (never twice in a row for the same call, so every operation still
+ * makes progress), and on stream sockets
  * each call moves a random length, one byte a quarter of the time. The
  * sequence is reproducible from the seed (per thread).
  */
@@ -138,10 +139,11 @@ static int chaos_hit(enum coil__sys_call call)
         chaos_eagain_last &= ~bit;
         return 0;
     }
-    if ((chaos_next() & 3) != 0)
+    uint64_t r = chaos_next();
+    if ((r & 3) != 0)
         return 0;
     chaos_eagain_last |= bit;
-    return EAGAIN;
+    return r & 4 ? EINTR : EAGAIN; /* a signal, or a spurious wake-up */
 }
 
 size_t coil__chaos_len(int fd, size_t n)

@@ -270,7 +270,7 @@ int test_teardown_noloop(void **state)
     test_wait_executor_threads();
     alarm(0);
     coil_test_reset_faults(); /* the operations' and the allocations' */
-    coil__clock_fake(false, false);
+    coil_test_clock_virtual(false, false);
     long fds = test_fd_count();
     long allocs = test_alloc_live();
     long fds_before = f->fds_before, allocs_before = f->allocs_before;
@@ -320,13 +320,13 @@ void test_stop_cb(void *loop)
 
 int test_setup_fake(void **state)
 {
-    coil__clock_fake(true, true);
+    coil_test_clock_virtual(true, true);
     return test_setup(state);
 }
 
 int test_setup_fake_noloop(void **state)
 {
-    coil__clock_fake(true, true);
+    coil_test_clock_virtual(true, true);
     return test_setup_noloop(state);
 }
 

@@ -20,9 +20,10 @@
  *  - an exception-handler recorder;
  *  - the testing kit (coil/testing.h): operation faults and call counts
  *    (coil_test_fail, coil_test_calls, coil_test_reset_faults), which the
- *    tests use wherever an operation covers the call;
- *  - access to the test build's internals: the virtual clock and the
- *    syscall seam's calls no operation covers (src/sys.h).
+ *    tests use wherever an operation covers the call, and the virtual
+ *    clock (coil_test_clock_virtual, coil_test_clock_advance);
+ *  - access to the test build's internals: the syscall seam's calls no
+ *    operation covers (src/sys.h).
  *
  * Tests run their tasks and callbacks first, recording what they saw, and
  * assert on the main stack afterwards (docs/testing.md).

@@ -423,7 +423,7 @@ static int busy_body(void *arg)
     if (coil_timeout_begin(10 * COIL_MSEC, &sc))
         return -ENOMEM;
     /* Busy for 20 ms of (virtual) time, without waiting. */
-    coil__clock_advance(20 * COIL_MSEC);
+    coil_test_clock_advance(20 * COIL_MSEC);
     coil_loop_update_time(b->loop);
     /* Only yields from now on: the loop must still notice the deadline. */
     int r = 0;

@@ -225,9 +225,9 @@ COIL_API int coil_test_fail(coil_test_op_t op, unsigned nth, unsigned count,
  *    jumps to: [0, 1 ms), as a real loop wakes late (a test must not
  *    count on exact virtual times under a seed);
  *  - with chaos_io, which socket sends and receives fail with EAGAIN
- *    although data could move, and how short each one is on a stream
- *    socket (never twice in a row for the same call, so everything still
- *    progresses).
+ *    although data could move or with EINTR as if a signal came, and how
+ *    short each one is on a stream socket (never twice in a row for the
+ *    same call, so everything still progresses).
  * seed 0 turns all of it off. The same seed replays the same choices on
  * the thread that runs the loop: the sequences restart here. Replaces
  * the environment's COIL_SHUFFLE and COIL_CHAOS_IO. What happens on
