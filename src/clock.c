@@ -44,7 +44,14 @@ int64_t coil__clock_now(void)
 #ifdef COIL_TESTING
     /* The virtual clock, and the record of a run (record.c). */
     int64_t now = fake_now >= 0 ? fake_now : coil__clock_real();
-    return coil__rr_mode ? coil__rr_clock(now) : now;
+    if (coil__rr_mode)
+        return coil__rr_clock(now);
+    if (coil__unlikely(coil__rr_rebase)) {
+        /* A replay stopped: on from its last reading. */
+        coil__rr_clock_offset = coil__rr_last_clock - now;
+        coil__rr_rebase = false;
+    }
+    return now + coil__rr_clock_offset;
 #else
     struct timespec ts;
     /* CLOCK_MONOTONIC cannot fail with a valid pointer. */

@@ -191,6 +191,11 @@ static inline void coil__ready_push(struct coil_loop *loop,
 }
 
 /* How many nodes are queued. */
+#ifdef COIL_TESTING
+/* The testing kit's seeded choice of timers before I/O (run.c). */
+void coil__run_timers_first(struct coil_loop *loop);
+#endif
+
 static inline size_t coil__ready_len(const struct coil_loop *loop)
 {
     return loop->ready.q.len;

@@ -25,6 +25,7 @@
  * so that recording changes no allocation count and no allocation fault.
  */
 #include <errno.h>
+#include <stdarg.h>
 #include <fcntl.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -67,6 +68,10 @@ struct rr_header {
 };
 
 _Thread_local int coil__rr_mode;
+/* After a replay stopped: the clock goes on from its last replayed
+ * reading, not from this machine's (clock.c). */
+_Thread_local bool coil__rr_rebase;
+_Thread_local int64_t coil__rr_last_clock, coil__rr_clock_offset;
 
 static struct {
     unsigned char *buf;
@@ -75,8 +80,27 @@ static struct {
     char *path;
     bool replay;
     bool diverged;
+    bool clock_replayed;
+    unsigned long seeds[3]; /* shuffle, chaos, sched: given back at end */
     char why[200];
 } rr;
+
+/* The record or replay cannot go on: say why, stop (the calls go
+ * through for real from now), and let the clock carry on from where the
+ * replay left it. */
+static void __attribute__((format(printf, 1, 2))) stop(const char *fmt, ...)
+{
+    if (!rr.diverged) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(rr.why, sizeof(rr.why), fmt, ap);
+        va_end(ap);
+    }
+    rr.diverged = true;
+    if (coil__rr_mode == 2 && rr.clock_replayed)
+        coil__rr_rebase = true;
+    coil__rr_mode = 0;
+}
 
 static void rr_free(void)
 {
@@ -116,9 +140,7 @@ static void record(enum rr_kind kind, enum coil__sys_call call, int64_t ret,
     size_t pad = PAD(len + alen) - (len + alen);
     if (!put(&e, sizeof(e)) || (len && !put(data, len)) ||
         (alen && !put(addr, alen)) || (pad && !put(zeros, pad))) {
-        rr.diverged = true;
-        snprintf(rr.why, sizeof(rr.why), "out of memory recording");
-        coil__rr_mode = 0;
+        stop("out of memory recording");
         return;
     }
     rr.entries++;
@@ -135,6 +157,8 @@ static const char *call_name(int call)
     case COIL__SYS_SENDTO: return "sendto";
     case COIL__SYS_SHUTDOWN: return "shutdown";
     case COIL__SYS_SOERROR: return "SO_ERROR";
+    case COIL__SYS_MEM_RECV: return "a memory pair's receive";
+    case COIL__SYS_MEM_SEND: return "a memory pair's send";
     default: return "";
     }
 }
@@ -152,42 +176,35 @@ static const struct rr_entry *next(enum rr_kind kind,
                                    enum coil__sys_call call)
 {
     if (rr.pos < rr.len && rr.pos + sizeof(struct rr_entry) > rr.len) {
-        snprintf(rr.why, sizeof(rr.why),
-                 "the record is damaged at entry %llu (cut short)",
-                 (unsigned long long)rr.at);
-    } else if (rr.pos + sizeof(struct rr_entry) > rr.len) {
-        snprintf(rr.why, sizeof(rr.why),
-                 "the run went on past the record's end (%llu entries) "
-                 "with a %s",
-                 (unsigned long long)rr.entries, kind_name(kind));
-    } else {
-        const struct rr_entry *e = (const void *)(rr.buf + rr.pos);
-        if (e->len2 > e->len ||
-            PAD(e->len) > rr.len - rr.pos - sizeof(*e)) {
-            snprintf(rr.why, sizeof(rr.why),
-                     "the record is damaged at entry %llu",
-                     (unsigned long long)rr.at);
-            rr.diverged = true;
-            coil__rr_mode = 0;
-            return NULL;
-        }
-        if (e->kind == kind && (kind == RR_POLL || kind == RR_CLOCK ||
-                                e->call == (uint8_t)call)) {
-            rr.pos += sizeof(*e) + PAD(e->len);
-            rr.at++;
-            return e;
-        }
-        snprintf(rr.why, sizeof(rr.why),
-                 "at entry %llu the run asked for a %s%s%s where the "
-                 "record has a %s%s%s",
-                 (unsigned long long)rr.at, kind_name(kind),
-                 *call_name(call) ? " of " : "", call_name(call),
-                 kind_name(e->kind), *call_name(e->call) ? " of " : "",
-                 call_name(e->call));
+        stop("the record is damaged at entry %llu (cut short)",
+             (unsigned long long)rr.at);
+        return NULL;
     }
-    rr.diverged = true;
-    coil__rr_mode = 0;
-    return NULL;
+    if (rr.pos + sizeof(struct rr_entry) > rr.len) {
+        stop("the run went on past the record's end (%llu entries) with a "
+             "%s",
+             (unsigned long long)rr.entries, kind_name(kind));
+        return NULL;
+    }
+    const struct rr_entry *e = (const void *)(rr.buf + rr.pos);
+    if (e->len2 > e->len || PAD(e->len) > rr.len - rr.pos - sizeof(*e)) {
+        stop("the record is damaged at entry %llu",
+             (unsigned long long)rr.at);
+        return NULL;
+    }
+    if (e->kind != kind || (kind != RR_POLL && kind != RR_CLOCK &&
+                            e->call != (uint8_t)call)) {
+        stop("at entry %llu the run asked for a %s%s%s where the record "
+             "has a %s%s%s",
+             (unsigned long long)rr.at, kind_name(kind),
+             *call_name(call) ? " of " : "", call_name(call),
+             kind_name(e->kind), *call_name(e->call) ? " of " : "",
+             call_name(e->call));
+        return NULL;
+    }
+    rr.pos += sizeof(*e) + PAD(e->len);
+    rr.at++;
+    return e;
 }
 
 /* ------------------------------------------------------------------ */
@@ -217,12 +234,20 @@ int64_t coil__rr_replay_ret(enum coil__sys_call call, bool *ok)
 
 void coil__rr_record_in(enum coil__sys_call call, int64_t ret, int err,
                         const void *buf, const void *addr,
-                        const unsigned *addrlen)
+                        const unsigned *addrlen, unsigned addrcap)
 {
     size_t len = ret > 0 && buf ? (size_t)ret : 0;
-    size_t alen = ret >= 0 && addr && addrlen ? *addrlen : 0;
-    record(alen || addr ? RR_ADDR : RR_IN, call, ret, ret < 0 ? err : 0, buf,
-           len, addr, alen);
+    /* What the call filled of the caller's buffer (an address may be cut
+     * to it), and, beside it, the address's whole length. */
+    unsigned full = ret >= 0 && addr && addrlen ? *addrlen : 0;
+    size_t alen = full < addrcap ? full : addrcap;
+    record(addr ? RR_ADDR : RR_IN, call, ret, ret < 0 ? err : 0, buf, len,
+           addr, alen);
+    if (addr && !rr.diverged) { /* the whole length, in the entry */
+        struct rr_entry *e =
+            (void *)(rr.buf + rr.len - PAD(len + alen) - sizeof(*e));
+        e->pad = (uint16_t)(full > UINT16_MAX ? UINT16_MAX : full);
+    }
 }
 
 int64_t coil__rr_replay_in(enum coil__sys_call call, void *buf, size_t cap,
@@ -234,13 +259,17 @@ int64_t coil__rr_replay_in(enum coil__sys_call call, void *buf, size_t cap,
         return 0;
     const unsigned char *data = (const unsigned char *)(e + 1);
     size_t len = e->len - e->len2;
+    if (buf && e->ret > 0 && (uint64_t)e->ret != len) {
+        stop("the record is damaged at entry %llu (a read of %lld bytes "
+             "holds %zu)",
+             (unsigned long long)(rr.at - 1), (long long)e->ret, len);
+        *ok = false;
+        return 0;
+    }
     if (len > cap) { /* the program asked for less than was recorded */
-        rr.diverged = true;
-        snprintf(rr.why, sizeof(rr.why),
-                 "at entry %llu the run read into %zu bytes where the "
-                 "record has %zu",
-                 (unsigned long long)(rr.at - 1), cap, len);
-        coil__rr_mode = 0;
+        stop("at entry %llu the run read into %zu bytes where the record "
+             "has %zu",
+             (unsigned long long)(rr.at - 1), cap, len);
         *ok = false;
         return 0;
     }
@@ -249,7 +278,7 @@ int64_t coil__rr_replay_in(enum coil__sys_call call, void *buf, size_t cap,
     if (addr && addrlen) {
         size_t alen = e->len2 < *addrlen ? e->len2 : *addrlen;
         memcpy(addr, data + len, alen);
-        *addrlen = e->len2;
+        *addrlen = e->pad;
     }
     if (e->ret < 0)
         errno = e->err;
@@ -271,11 +300,8 @@ void coil__rr_unsupported(const char *what)
 {
     if (!coil__rr_mode || rr.diverged)
         return;
-    rr.diverged = true;
-    snprintf(rr.why, sizeof(rr.why), "the run called %s, which %s", what,
-             coil__rr_mode == 1 ? "is not recorded"
-                                : "a replay cannot give back");
-    coil__rr_mode = 0;
+    stop("the run called %s, which %s", what,
+         coil__rr_mode == 1 ? "is not recorded" : "a replay cannot give back");
 }
 
 void coil__rr_record_poll(const struct coil__event *ev, int n, int err)
@@ -290,12 +316,17 @@ int coil__rr_replay_poll(struct coil__event *ev, int max, bool *ok)
     *ok = e != NULL;
     if (!e)
         return 0;
-    int n = (int)e->ret;
-    if (n > max)
-        n = max;
+    int64_t n = e->ret;
+    if (n > max || (n > 0 && (uint64_t)n * sizeof(*ev) != e->len)) {
+        stop("the record is damaged at entry %llu (a poll of %lld events "
+             "holds %u bytes)",
+             (unsigned long long)(rr.at - 1), (long long)n, e->len);
+        *ok = false;
+        return 0;
+    }
     if (n > 0)
         memcpy(ev, e + 1, (size_t)n * sizeof(*ev));
-    return n < 0 ? -e->err : n;
+    return n < 0 ? -e->err : (int)n;
 }
 
 int64_t coil__rr_clock(int64_t real)
@@ -305,7 +336,15 @@ int64_t coil__rr_clock(int64_t real)
         return real;
     }
     const struct rr_entry *e = next(RR_CLOCK, 0);
-    return e ? e->ret : real;
+    if (!e) { /* stopped here: time goes on from the last reading */
+        coil__rr_rebase = false;
+        coil__rr_clock_offset =
+            rr.clock_replayed ? coil__rr_last_clock - real : 0;
+        return real + coil__rr_clock_offset;
+    }
+    rr.clock_replayed = true;
+    coil__rr_last_clock = e->ret;
+    return e->ret;
 }
 
 /* ------------------------------------------------------------------ */
@@ -320,6 +359,11 @@ int coil__rr_begin(const char *path, bool replay)
         return -EBUSY;
     if (!(rr.path = strdup(path)))
         return -ENOMEM;
+    rr.seeds[0] = coil__shuffle_seed();
+    rr.seeds[1] = coil__chaos_seed();
+    rr.seeds[2] = coil__sched_seed();
+    coil__rr_rebase = false;
+    coil__rr_clock_offset = 0;
     if (!replay) {
         struct rr_header h = {.sched_seed = coil__sched_seed()};
         memcpy(h.magic, RR_MAGIC, 8);
@@ -421,6 +465,9 @@ int coil__rr_end(uint64_t *entries, char *why, size_t why_len)
     if (why && why_len)
         snprintf(why, why_len, "%s", rr.diverged ? rr.why : "");
     coil__rr_mode = 0;
+    coil__rr_rebase = false;
+    coil__rr_clock_offset = 0;
+    coil__seeds_set(rr.seeds[0], rr.seeds[1], rr.seeds[2]);
     rr_free();
     return err;
 }

@@ -48,6 +48,8 @@ enum coil__sys_call {
     /* only recorded and replayed (record.c), never failed */
     COIL__SYS_SHUTDOWN, /* shutdown(SHUT_WR) of a stream */
     COIL__SYS_SOERROR,  /* a connection's outcome (SO_ERROR) */
+    COIL__SYS_MEM_RECV, /* the fault met by a memory pair's receive */
+    COIL__SYS_MEM_SEND, /* and by its send */
     COIL__SYS_COUNT
 };
 
@@ -111,13 +113,21 @@ void coil__trace_reset(void);
  * made), else 0.
  */
 extern _Thread_local int coil__rr_mode;
+/* A replay stopped: the clock goes on from its last replayed reading
+ * (clock.c adds the offset; rebase asks it to be computed). */
+extern _Thread_local bool coil__rr_rebase;
+extern _Thread_local int64_t coil__rr_last_clock, coil__rr_clock_offset;
 struct coil__event;
 bool coil__rr_replaying(void);
 void coil__rr_record_ret(enum coil__sys_call call, int64_t ret, int err);
 int64_t coil__rr_replay_ret(enum coil__sys_call call, bool *ok);
 void coil__rr_record_in(enum coil__sys_call call, int64_t ret, int err,
                         const void *buf, const void *addr,
-                        const unsigned *addrlen);
+                        const unsigned *addrlen, unsigned addrcap);
+static inline unsigned coil__rr_cap(const void *addrlen)
+{
+    return addrlen ? *(const unsigned *)addrlen : 0;
+}
 int64_t coil__rr_replay_in(enum coil__sys_call call, void *buf, size_t cap,
                            void *addr, unsigned *addrlen, bool *ok);
 int coil__rr_placeholder(int family);
@@ -160,6 +170,7 @@ int coil__rr_end(uint64_t *entries, char *why, size_t why_len);
     __extension__({                                                            \
         __typeof__(expr) coil__v = 0;                                          \
         bool coil__ok = false;                                                 \
+        unsigned coil__cap = coil__rr_cap(addrlen);                            \
         if (__builtin_expect(coil__rr_mode == 2, 0))                           \
             coil__v = (__typeof__(expr))coil__rr_replay_in(                    \
                 call, buf, cap, addr, (unsigned *)(addrlen), &coil__ok);       \
@@ -168,7 +179,8 @@ int coil__rr_end(uint64_t *entries, char *why, size_t why_len);
             if (__builtin_expect(coil__rr_mode == 1, 0)) {                     \
                 int coil__e = errno;                                           \
                 coil__rr_record_in(call, (int64_t)coil__v, coil__e, buf,       \
-                                   addr, (const unsigned *)(addrlen));         \
+                                   addr, (const unsigned *)(addrlen),          \
+                                   coil__cap);                                 \
                 errno = coil__e;                                               \
             }                                                                  \
         }                                                                      \

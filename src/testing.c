@@ -165,7 +165,8 @@ struct run {
     coil_log_level_t prev_level;
 };
 
-static struct run *current; /* the run in progress (one at a time) */
+/* A run is in progress (one at a time, in the whole process). */
+static atomic_bool running;
 
 static void note(struct run *r, const char *message)
 {
@@ -243,6 +244,26 @@ static size_t settle(coil_loop_t *loop)
 /* Cancel what the body left and run until it finished, a few rounds of
  * a loop-time second each; what still runs then ignores cancellation
  * and is abandoned by the close. Returns how many are left. */
+struct finish {
+    coil_loop_t *loop;
+    int64_t until;
+    coil_handle_t *h;
+};
+
+/* Every 10 ms of loop time: stop once every task is done, or the round's
+ * second is up. */
+static void finish_check(void *arg)
+{
+    struct finish *f = arg;
+    coil_handle_unref(f->h);
+    f->h = NULL;
+    if (coil_loop_tasks(f->loop, NULL, 0) == 0 ||
+        coil_loop_time(f->loop) >= f->until ||
+        coil_loop_call_later(f->loop, 10 * COIL_MSEC, finish_check, f,
+                             &f->h) != 0)
+        coil_loop_stop(f->loop);
+}
+
 static int finish_leftovers(coil_loop_t *loop)
 {
     int left = coil_loop_tasks(loop, NULL, 0);
@@ -253,12 +274,14 @@ static int finish_leftovers(coil_loop_t *loop)
             (void)coil_task_cancel(tasks[i]);
             coil_task_unref(tasks[i]);
         }
-        coil_handle_t *h = NULL;
-        if (coil_loop_call_later(loop, COIL_SEC, stop_cb, loop, &h) != 0)
+        struct finish f = {loop, coil_loop_time(loop) + COIL_SEC, NULL};
+        if (coil_loop_call_soon(loop, finish_check, &f, &f.h) != 0)
             break;
         (void)coil_loop_run_forever(loop);
-        coil_handle_cancel(h);
-        coil_handle_unref(h);
+        if (f.h) {
+            coil_handle_cancel(f.h);
+            coil_handle_unref(f.h);
+        }
         left = coil_loop_tasks(loop, NULL, 0);
     }
     return left;
@@ -319,7 +342,7 @@ int coil_test_run(coil_task_fn body, void *arg,
     coil_test_options_t o = opts ? *opts : (coil_test_options_t){0};
     if (!body || (o.record_path && o.replay_path))
         return -EINVAL;
-    if (coil_running_loop() || current)
+    if (coil_running_loop() || atomic_exchange(&running, true))
         return -EBUSY;
     int64_t limit = o.timeout_ns > 0 ? o.timeout_ns : 10 * COIL_SEC;
 
@@ -346,7 +369,6 @@ int coil_test_run(coil_task_fn body, void *arg,
     coil_set_log_hook(on_log, &r,
                       prev_level < COIL_LOG_WARNING ? prev_level
                                                     : COIL_LOG_WARNING);
-    current = &r;
     if (o.virtual_clock)
         coil__clock_fake(true, true);
 
@@ -409,7 +431,7 @@ out:
         coil__clock_fake(false, false);
     coil_test_reset_faults(); /* what the body armed ends with it */
     coil__seeds_set(shuffle0, chaos0, sched0);
-    current = NULL;
+    atomic_store(&running, false);
     coil_set_log_hook(r.prev_fn, r.prev_arg, prev_level);
     pthread_mutex_destroy(&r.lock);
     if (err)
@@ -436,7 +458,7 @@ out:
                   ? -ENOTEMPTY
               : out->outcome < 0 ? out->outcome
                                  : 0;
-    if (ret && seed) {
+    if (ret && seed && !o.replay_path) { /* a replay's is the record's */
         size_t len = strlen(out->message);
         snprintf(out->message + len, sizeof(out->message) - len,
                  " (seed %lu: rerun with COIL_TEST_SEED=%lu)", seed, seed);

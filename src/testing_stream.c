@@ -42,6 +42,7 @@ struct line {
     struct chunk *head, *tail;
     size_t queued;        /* bytes in the chunks, not yet read */
     bool eof;             /* the writer ended it (after the chunks) */
+    int64_t eof_at;       /* when the end arrives (the delay applies) */
     bool reader_gone;     /* the reading end closed: sends fail */
     bool read_shut;       /* the reading stream left OPEN */
     int err;              /* a reset: what reads and sends fail with */
@@ -75,6 +76,22 @@ struct pair {
 };
 
 static const struct coil__transport_ops mem_ops;
+
+/* The writer ends the line: the end arrives after the delay, as bytes
+ * do. */
+static void end_line(struct pair *p, struct line *l)
+{
+    if (l->eof)
+        return;
+    l->eof = true;
+    l->eof_at = coil__add_sat(coil_loop_time(p->loop), p->delay);
+}
+
+/* The end has arrived, and nothing is before it. */
+static bool ended(const struct pair *p, const struct line *l)
+{
+    return l->eof && !l->head && l->eof_at <= coil_loop_time(p->loop);
+}
 
 static void drop_chunks(struct line *l)
 {
@@ -165,9 +182,11 @@ static int wait_line(struct pair *p, struct line *l)
     int err = coil_future_new(p->loop, &f);
     if (err)
         return err;
-    if (l->head &&
-        (err = coil_loop_call_at(p->loop, l->head->ready_at, timer_fired, l,
-                                 &l->timer)) != 0) {
+    /* Something on its way: the first chunk, or the end. */
+    int64_t at = l->head ? l->head->ready_at : l->eof ? l->eof_at : -1;
+    if (at >= 0 &&
+        (err = coil_loop_call_at(p->loop, at, timer_fired, l, &l->timer)) !=
+            0) {
         coil_future_unref(f);
         return err;
     }
@@ -188,7 +207,8 @@ static int wait_line(struct pair *p, struct line *l)
  * caller retries at once), else the error to return. */
 static int op_fault(enum coil__sys_call call)
 {
-    int f = coil__fault_hit(call);
+    /* Recorded: a replay meets the same faults (and chaos). */
+    int f = COIL__RR(COIL__SYS_MEM_RECV, coil__fault_hit(call));
     return f == 0 || f == EINTR || f == EAGAIN ? 0 : -f;
 }
 
@@ -206,7 +226,7 @@ static ssize_t mem_recv(void *t, void *buf, size_t n, bool wait_first)
         struct chunk *c = l->head;
         bool ready = c && c->ready_at <= coil_loop_time(p->loop);
         int f;
-        if ((ready || (!c && l->eof)) && (f = op_fault(COIL__SYS_RECV)))
+        if ((ready || ended(p, l)) && (f = op_fault(COIL__SYS_RECV)))
             return f;
         if (ready) {
             size_t k = c->len - c->off;
@@ -226,7 +246,7 @@ static ssize_t mem_recv(void *t, void *buf, size_t n, bool wait_first)
             wake_writer(p, l);
             return (ssize_t)k;
         }
-        if (!c && l->eof)
+        if (ended(p, l))
             return 0;
         p->refs++;
         e->in_recv = true;
@@ -250,7 +270,7 @@ static int mem_peek(void *t)
         return l->err;
     if (l->head)
         return l->head->ready_at <= coil_loop_time(p->loop) ? 1 : -EAGAIN;
-    return l->eof ? 0 : -EAGAIN;
+    return ended(p, l) ? 0 : -EAGAIN;
 }
 
 static ssize_t mem_send(void *t, const void *buf, size_t n)
@@ -262,7 +282,7 @@ static ssize_t mem_send(void *t, const void *buf, size_t n)
         return l->err;
     if (l->eof || l->reader_gone)
         return -EPIPE;
-    int f = coil__fault_hit(COIL__SYS_SEND);
+    int f = COIL__RR(COIL__SYS_MEM_SEND, coil__fault_hit(COIL__SYS_SEND));
     if (f == EAGAIN) { /* as a full socket: the writer tries again */
         wake_writer(p, l);
         return -EAGAIN;
@@ -338,7 +358,7 @@ static int mem_shutdown(void *t)
     struct line *l = &e->pair->lines[!e->side];
     if (l->err)
         return l->err;
-    l->eof = true;
+    end_line(e->pair, l);
     wake_reader(l);
     return 0;
 }
@@ -360,7 +380,7 @@ static void mem_close(void *t)
     mem_writer_stop(t);
     /* What we sent stays readable, then the end (a FIN); what was sent
      * to us is dropped, and the peer's sends fail from now on. */
-    out->eof = true;
+    end_line(p, out);
     wake_reader(out);
     in->reader_gone = true;
     drop_chunks(in);

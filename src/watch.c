@@ -356,6 +356,10 @@ int coil__watch_poll(struct coil_loop *loop, int64_t timeout_ns)
 #endif
     if (n < 0)
         return n;
+#ifdef COIL_TESTING
+    if (n > 0 && coil__sched_seed())
+        coil__run_timers_first(loop);
+#endif
     for (int i = 0; i < n; i++) {
         COIL__TRACE(COIL__TRACE_IO,
                     (uint64_t)p->events[i].tag << 32 | p->events[i].events);

@@ -196,6 +196,8 @@ static void test_buffer_holds_writer(void **state)
 
 struct timed {
     int64_t took;
+    int64_t eof_took;
+    bool at_eof_early;
     size_t first_read;
     char line[32];
     size_t line_len;
@@ -222,6 +224,20 @@ static int delayed(void *arg)
     if (!err)
         err = coil_stream_readline(b, t->line, sizeof(t->line),
                                    &t->line_len);
+    /* The end takes the same delay as the bytes. */
+    char rest[8];
+    size_t rest_len = 0;
+    if (!err && !(err = coil_stream_readline(b, rest, sizeof(rest),
+                                             &rest_len)) &&
+        rest_len != 6)
+        err = -EPROTO;
+    int64_t t1 = coil_loop_time(loop);
+    if (!err && !(err = coil_stream_write_eof(a))) {
+        t->at_eof_early = coil_stream_at_eof(b);
+        if ((n = coil_stream_read(b, c, sizeof(c))) != 0)
+            err = n < 0 ? (int)n : -EPROTO;
+        t->eof_took = coil_loop_time(loop) - t1;
+    }
     coil_stream_unref(a);
     coil_stream_unref(b);
     return err;
@@ -236,6 +252,8 @@ static void test_delay_and_max_read(void **state)
     assert_int_equal(t.first_read, 1);
     assert_int_equal(t.line_len, 5);
     assert_memory_equal(t.line, "ello\n", 5);
+    assert_false(t.at_eof_early);
+    assert_int_equal(t.eof_took, 50 * COIL_MSEC);
 }
 
 /* ------------------------------------------------------------------ */

@@ -18,7 +18,9 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "coil/testing.h"
@@ -211,6 +213,39 @@ static int sleepy(void *arg)
     return 0;
 }
 
+/* One more sleep than the record holds: the replay stops there, and the
+ * clock goes on from its last replayed reading, not from this machine's
+ * (recorded on the virtual clock, replayed on the real one: a second
+ * against the machine's uptime). */
+static int sleepier(void *arg)
+{
+    struct times *t = arg;
+    int err = sleepy(t);
+    if (err)
+        return err;
+    coil_loop_t *loop = coil_running_loop();
+    err = coil_sleep(COIL_MSEC);
+    t->at[7] = coil_loop_time(loop) - t->at[7]; /* the ninth's length */
+    return err;
+}
+
+static void test_clock_after_divergence(void **state)
+{
+    (void)state;
+    struct times rec = {0}, rep = {0};
+    coil_test_options_t o = {.virtual_clock = true, .record_path = path};
+    assert_int_equal(coil_test_run(sleepy, &rec, &o, NULL), 0);
+    assert_true(rec.at[0] < 10 * COIL_SEC); /* virtual: from 1 s */
+    coil_test_options_t p = {.replay_path = path};
+    coil_test_result_t r;
+    assert_int_equal(coil_test_run(sleepier, &rep, &p, &r), -EILSEQ);
+    assert_memory_equal(rep.at, rec.at, 7 * sizeof(rec.at[0]));
+    /* The ninth sleep took about its millisecond of real time: not a
+     * jump to this machine's clock, nor a deadline long past. */
+    assert_true(rep.at[7] >= COIL_MSEC);
+    assert_true(rep.at[7] < 5 * COIL_SEC);
+}
+
 static void test_clock_replays(void **state)
 {
     (void)state;
@@ -251,6 +286,70 @@ static void test_divergence(void **state)
     assert_int_equal(coil_test_run(sleepy, &(struct times){{0}}, &p, &r),
                      -EILSEQ);
     assert_non_null(strstr(r.message, "the replay of"));
+}
+
+/* An address longer than the caller's buffer (recvfrom cuts it; its
+ * length says how long it was): recorded as cut, replayed the same. */
+struct dgram {
+    char dir[64];
+    socklen_t len;
+    unsigned char head[4];
+    char data[8];
+};
+
+static int cut_address(void *arg)
+{
+    struct dgram *d = arg;
+    struct sockaddr_un a = {.sun_family = AF_UNIX}, b = a;
+    snprintf(a.sun_path, sizeof(a.sun_path), "%s-a", d->dir);
+    snprintf(b.sun_path, sizeof(b.sun_path), "%s-b-with-a-longer-name",
+             d->dir);
+    unlink(a.sun_path);
+    unlink(b.sun_path);
+    int ra = coil_sock_open(AF_UNIX, SOCK_DGRAM, 0);
+    int rb = coil_sock_open(AF_UNIX, SOCK_DGRAM, 0);
+    int err = ra < 0 ? ra : rb < 0 ? rb : 0;
+    if (!err && (bind(ra, (struct sockaddr *)&a, sizeof(a)) < 0 ||
+                 bind(rb, (struct sockaddr *)&b, sizeof(b)) < 0))
+        err = -errno;
+    if (!err && coil_sock_sendto(rb, "hello", 5, (struct sockaddr *)&a,
+                                 sizeof(a)) != 5)
+        err = -EIO;
+    /* Room for the family and two bytes of the name, no more: reading
+     * past it is the sanitizers' to catch. */
+    _Alignas(struct sockaddr) unsigned char from[4];
+    d->len = sizeof(from);
+    ssize_t n = err ? err
+                    : coil_sock_recvfrom(ra, d->data, sizeof(d->data),
+                                         (struct sockaddr *)&from, &d->len);
+    if (n < 0)
+        err = (int)n;
+    else
+        memcpy(d->head, from, 4);
+    coil_sock_close(ra);
+    coil_sock_close(rb);
+    unlink(a.sun_path);
+    unlink(b.sun_path);
+    return err;
+}
+
+static void test_cut_address(void **state)
+{
+    (void)state;
+    struct dgram rec = {0}, rep = {0};
+    snprintf(rec.dir, sizeof(rec.dir), "/tmp/coil-rr-%d", (int)getpid());
+    memcpy(rep.dir, rec.dir, sizeof(rec.dir));
+    coil_test_options_t o = {.record_path = path};
+    assert_int_equal(coil_test_run(cut_address, &rec, &o, NULL), 0);
+    assert_true(rec.len > 4); /* the whole length, beyond the room */
+    coil_test_options_t p = {.replay_path = path};
+    coil_test_result_t r;
+    int err = coil_test_run(cut_address, &rep, &p, &r);
+    if (err)
+        fail_msg("%s: %s", coil_err_name(err), r.message);
+    assert_int_equal(rep.len, rec.len);
+    assert_memory_equal(rep.head, rec.head, 4);
+    assert_memory_equal(rep.data, "hello", 5);
 }
 
 static int sends_file(void *arg)
@@ -338,6 +437,20 @@ static void test_arguments(void **state)
                      -EILSEQ);
     assert_non_null(strstr(why, "damaged"));
 
+    /* A replay's seeds are the record's only while it lasts. */
+    unsigned long shuffle0 = coil__shuffle_seed(), chaos0 = coil__chaos_seed(),
+                  sched0 = coil__sched_seed();
+    coil_test_seed(77, true);
+    assert_int_equal(coil_test_record_begin(path), 0);
+    assert_int_equal(coil_test_record_end(NULL, NULL, 0), 0);
+    coil_test_seed(5, false);
+    assert_int_equal(coil_test_replay_begin(path), 0);
+    assert_int_equal(coil__sched_seed(), 77);
+    assert_int_equal(coil_test_record_end(NULL, NULL, 0), 0);
+    assert_int_equal(coil__sched_seed(), 5);
+    assert_int_equal(coil__shuffle_seed(), 5);
+    coil__seeds_set(shuffle0, chaos0, sched0);
+
     /* One at a time; the outside calls work as the fixture's do. */
     assert_int_equal(coil_test_record_begin(path), 0);
     assert_int_equal(coil_test_record_begin(path), -EBUSY);
@@ -368,7 +481,8 @@ int main(void)
     test_init();
     const struct CMUnitTest tests[] = {
         T(test_conversation_replays), T(test_failure_replays),
-        T(test_clock_replays),        T(test_divergence),
+        T(test_clock_replays),        T(test_clock_after_divergence),
+        T(test_cut_address),          T(test_divergence),
         T(test_sendfile_not_recorded), T(test_arguments),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -242,6 +242,67 @@ static void test_timers_against_io(void **state)
     close(o.sv[1]);
 }
 
+/* The same with a task woken by a timer: the sleeper's step and the
+ * reader's come in either order, seed by seed. */
+static int sleeper(void *arg)
+{
+    struct order *o = arg;
+    int err = coil_sleep(5 * COIL_MSEC);
+    if (!err)
+        o->seen[o->n++] = 'S';
+    return err;
+}
+
+static int sleeper_and_io(void *arg)
+{
+    struct order *o = arg;
+    memset(o->seen, 0, sizeof(o->seen));
+    o->n = 0;
+    coil_loop_t *loop = coil_running_loop();
+    coil_task_t *r = NULL, *z = NULL;
+    int err = coil_task_spawn(loop, reader, o, &r);
+    if (!err)
+        err = coil_task_spawn(loop, sleeper, o, &z);
+    for (int i = 0; i < 3 && !err; i++)
+        err = coil_yield(); /* both wait: on the socket, on the timer */
+    /* The byte and the deadline, both there at the next poll. */
+    if (!err && send(o->sv[1], "x", 1, 0) != 1)
+        err = -errno;
+    coil_test_clock_advance(5 * COIL_MSEC);
+    int e1 = r ? coil_task_join(r) : 0, e2 = z ? coil_task_join(z) : 0;
+    coil_task_unref(r);
+    coil_task_unref(z);
+    return err ? err : e1 ? e1 : e2;
+}
+
+static void test_timer_tasks_against_io(void **state)
+{
+    (void)state;
+    struct order o;
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0,
+                                o.sv),
+                     0);
+    coil_test_result_t res;
+    coil_test_options_t opts = {.virtual_clock = true};
+    assert_int_equal(coil_test_run(sleeper_and_io, &o, &opts, &res), 0);
+    assert_string_equal(o.seen, "RS"); /* no seed: I/O first */
+    int sleeper_first = 0, reader_first = 0;
+    for (unsigned long s = 1; s <= 32; s++) {
+        opts.seed = s;
+        assert_int_equal(coil_test_run(sleeper_and_io, &o, &opts, &res), 0);
+        if (strcmp(o.seen, "SR") == 0)
+            sleeper_first++;
+        else if (strcmp(o.seen, "RS") == 0)
+            reader_first++;
+        else
+            fail_msg("seen \"%s\"", o.seen);
+    }
+    assert_true(sleeper_first > 0);
+    assert_true(reader_first > 0);
+    close(o.sv[0]);
+    close(o.sv[1]);
+}
+
 static int sleeps(void *arg)
 {
     int64_t *took = arg;
@@ -341,6 +402,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_replay_proof, test_setup_noloop,
                                         test_teardown_noloop),
         cmocka_unit_test_setup_teardown(test_timers_against_io,
+                                        test_setup_noloop,
+                                        test_teardown_noloop),
+        cmocka_unit_test_setup_teardown(test_timer_tasks_against_io,
                                         test_setup_noloop,
                                         test_teardown_noloop),
         cmocka_unit_test_setup_teardown(test_clock_jumps_late,
