@@ -282,10 +282,14 @@ COIL_API void coil_test_trace_reset(void);
  * socket), but nothing goes through them: a peer address asked of a
  * replayed connection is not the recorded one.
  *
+ * The faults and chaos a memory pair meets are recorded too. A replay
+ * makes no call, so coil_test_calls counts none during it.
+ *
  * The replay checks each call against the record: when the program
  * makes another call than the record's next (it diverged), or runs past
  * the record's end, the replay stops there, lets the calls go through
- * for real, and end reports it.
+ * for real (the clock goes on from its last replayed reading), and end
+ * reports it.
  *
  * begin: -EINVAL (path NULL or empty), -EBUSY (a record or replay is in
  * progress), -ENOMEM, fopen's errors (the record's file is created at
