@@ -189,7 +189,7 @@ static int send_loop(int fd, const char *buf, size_t n, size_t *sent)
     coil__sock_no_sigpipe(fd);
     while (*sent < n) {
         ssize_t r = COIL__RR(
-            COIL__SYS_SEND,
+            COIL__SYS_SEND, -1, n - *sent,
             COIL__SYS(COIL__SYS_SEND,
                       send(fd, buf + *sent, COIL__CHAOS_LEN(fd, n - *sent),
                            COIL__SEND_FLAGS | COIL__DONTWAIT)));
@@ -240,7 +240,7 @@ ssize_t coil__sock_sendto(struct coil__watch *w, int fd, const void *buf,
     coil__sock_no_sigpipe(fd);
     for (;;) {
         ssize_t r = COIL__RR(
-            COIL__SYS_SENDTO,
+            COIL__SYS_SENDTO, -1, n,
             COIL__SYS(COIL__SYS_SENDTO,
                       sendto(fd, buf, n, COIL__SEND_FLAGS | COIL__DONTWAIT,
                              addr, addrlen)));
@@ -342,6 +342,8 @@ static int so_error(int fd)
     socklen_t sl = sizeof(soerr);
     if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) < 0)
         return -errno;
+    if (soerr)
+        errno = soerr; /* as a failed call would leave it (recorded) */
     return -soerr;
 }
 
@@ -356,7 +358,7 @@ int coil_sock_connect(int fd, const struct sockaddr *addr, socklen_t len)
         return err;
     /* The seam's "after" form: an injected EINTR leaves the attempt under
      * way, as a real signal would. */
-    if (COIL__RR(COIL__SYS_CONNECT,
+    if (COIL__RR(COIL__SYS_CONNECT, -1, 0,
                  COIL__SYS_AFTER(COIL__SYS_CONNECT,
                                  connect(fd, addr, len))) == 0)
         return 0;
@@ -367,7 +369,7 @@ int coil_sock_connect(int fd, const struct sockaddr *addr, socklen_t len)
         return -e;
     if ((err = coil__sock_wait(NULL, fd, COIL__EV_WRITE)))
         return err;
-    return COIL__RR(COIL__SYS_SOERROR, so_error(fd));
+    return COIL__RR(COIL__SYS_SOERROR, -4095, 0, so_error(fd));
 }
 
 /* ------------------------------------------------------------------ */
@@ -471,7 +473,7 @@ ssize_t coil__fd_write_nosigpipe(int fd, const void *buf, size_t n)
     nosigpipe_begin(&ns);
     ssize_t r;
     do
-        r = COIL__RR(COIL__SYS_SEND,
+        r = COIL__RR(COIL__SYS_SEND, -1, n,
                      COIL__SYS(COIL__SYS_SEND,
                                write(fd, buf, COIL__CHAOS_LEN(fd, n))));
     while (r < 0 && errno == EINTR);

@@ -221,12 +221,25 @@ void coil__rr_record_ret(enum coil__sys_call call, int64_t ret, int err)
     record(RR_RET, call, ret, ret < 0 ? err : 0, NULL, 0, NULL, 0);
 }
 
-int64_t coil__rr_replay_ret(enum coil__sys_call call, bool *ok)
+/* A failed call's errno: 1..4095, or the record is damaged. */
+static bool errno_ok(const struct rr_entry *e)
+{
+    return e->ret >= 0 || (e->err > 0 && e->err < 4096);
+}
+
+int64_t coil__rr_replay_ret(enum coil__sys_call call, int64_t lo,
+                            int64_t hi, bool *ok)
 {
     const struct rr_entry *e = next(RR_RET, call);
     *ok = e != NULL;
     if (!e)
         return 0;
+    if (e->ret < lo || e->ret > hi || !errno_ok(e)) {
+        stop("the record is damaged at entry %llu (a result of %lld)",
+             (unsigned long long)(rr.at - 1), (long long)e->ret);
+        *ok = false;
+        return 0;
+    }
     if (e->ret < 0)
         errno = e->err;
     return e->ret;
@@ -259,7 +272,8 @@ int64_t coil__rr_replay_in(enum coil__sys_call call, void *buf, size_t cap,
         return 0;
     const unsigned char *data = (const unsigned char *)(e + 1);
     size_t len = e->len - e->len2;
-    if (buf && e->ret > 0 && (uint64_t)e->ret != len) {
+    if ((buf && e->ret > 0 && (uint64_t)e->ret != len) || e->ret < -1 ||
+        !errno_ok(e)) {
         stop("the record is damaged at entry %llu (a read of %lld bytes "
              "holds %zu)",
              (unsigned long long)(rr.at - 1), (long long)e->ret, len);
@@ -317,7 +331,8 @@ int coil__rr_replay_poll(struct coil__event *ev, int max, bool *ok)
     if (!e)
         return 0;
     int64_t n = e->ret;
-    if (n > max || (n > 0 && (uint64_t)n * sizeof(*ev) != e->len)) {
+    if (n > max || (n > 0 && (uint64_t)n * sizeof(*ev) != e->len) ||
+        (n < 0 && !errno_ok(e))) {
         stop("the record is damaged at entry %llu (a poll of %lld events "
              "holds %u bytes)",
              (unsigned long long)(rr.at - 1), (long long)n, e->len);
@@ -336,6 +351,11 @@ int64_t coil__rr_clock(int64_t real)
         return real;
     }
     const struct rr_entry *e = next(RR_CLOCK, 0);
+    if (e && rr.clock_replayed && e->ret < coil__rr_last_clock) {
+        stop("the record is damaged at entry %llu (the clock went back)",
+             (unsigned long long)(rr.at - 1));
+        e = NULL;
+    }
     if (!e) { /* stopped here: time goes on from the last reading */
         coil__rr_rebase = false;
         coil__rr_clock_offset =

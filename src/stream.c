@@ -864,7 +864,7 @@ static ssize_t raw_send(const struct coil_stream *s, const char *buf,
         return coil__fd_write_nosigpipe(fd, buf, n);
     for (;;) {
         ssize_t r = COIL__RR(
-            COIL__SYS_SEND,
+            COIL__SYS_SEND, -1, n,
             COIL__SYS(COIL__SYS_SEND,
                       send(fd, buf, COIL__CHAOS_LEN(fd, n),
                            COIL__SEND_FLAGS | COIL__DONTWAIT)));
@@ -891,7 +891,7 @@ static int shut_write(struct coil_stream *s)
 {
     if (s->tp)
         return s->tp->shutdown(s->tp_arg);
-    return COIL__RR(COIL__SYS_SHUTDOWN, shutdown(s->fd, SHUT_WR)) < 0
+    return COIL__RR(COIL__SYS_SHUTDOWN, -1, 0, shutdown(s->fd, SHUT_WR)) < 0
                ? -errno
                : 0;
 }

@@ -120,7 +120,8 @@ extern _Thread_local int64_t coil__rr_last_clock, coil__rr_clock_offset;
 struct coil__event;
 bool coil__rr_replaying(void);
 void coil__rr_record_ret(enum coil__sys_call call, int64_t ret, int err);
-int64_t coil__rr_replay_ret(enum coil__sys_call call, bool *ok);
+int64_t coil__rr_replay_ret(enum coil__sys_call call, int64_t lo,
+                            int64_t hi, bool *ok);
 void coil__rr_record_in(enum coil__sys_call call, int64_t ret, int err,
                         const void *buf, const void *addr,
                         const unsigned *addrlen, unsigned addrcap);
@@ -145,13 +146,15 @@ int coil__rr_begin(const char *path, bool replay);
 int coil__rr_end(uint64_t *entries, char *why, size_t why_len);
 
 /* A call whose outcome is its result (a count, a status, -1 and errno):
- * recorded, or replayed instead of made. */
-#define COIL__RR(call, expr)                                                   \
+ * recorded, or replayed instead of made. A replayed result outside
+ * [lo, hi] (a count above what was asked) is a damaged record. */
+#define COIL__RR(call, lo, hi, expr)                                           \
     __extension__({                                                            \
         __typeof__(expr) coil__v = 0;                                          \
         bool coil__ok = false;                                                 \
         if (__builtin_expect(coil__rr_mode == 2, 0))                           \
-            coil__v = (__typeof__(expr))coil__rr_replay_ret(call, &coil__ok);  \
+            coil__v = (__typeof__(expr))coil__rr_replay_ret(                   \
+                call, (int64_t)(lo), (int64_t)(hi), &coil__ok);                \
         if (!coil__ok) {                                                       \
             coil__v = (expr);                                                  \
             if (__builtin_expect(coil__rr_mode == 1, 0)) {                     \
@@ -203,7 +206,7 @@ int coil__rr_end(uint64_t *entries, char *why, size_t why_len);
 #define COIL__FAULT(call) 0
 #define COIL__CHAOS_LEN(fd, n) (n)
 #define COIL__TRACE(kind, value) ((void)0)
-#define COIL__RR(call, expr) (expr)
+#define COIL__RR(call, lo, hi, expr) (expr)
 #define COIL__RR_IN(call, buf, cap, addr, addrlen, expr) (expr)
 #define COIL__RR_ACCEPT(addr, addrlen, expr) (expr)
 #endif

@@ -208,7 +208,7 @@ static int wait_line(struct pair *p, struct line *l)
 static int op_fault(enum coil__sys_call call)
 {
     /* Recorded: a replay meets the same faults (and chaos). */
-    int f = COIL__RR(COIL__SYS_MEM_RECV, coil__fault_hit(call));
+    int f = COIL__RR(COIL__SYS_MEM_RECV, 0, 4095, coil__fault_hit(call));
     return f == 0 || f == EINTR || f == EAGAIN ? 0 : -f;
 }
 
@@ -282,7 +282,8 @@ static ssize_t mem_send(void *t, const void *buf, size_t n)
         return l->err;
     if (l->eof || l->reader_gone)
         return -EPIPE;
-    int f = COIL__RR(COIL__SYS_MEM_SEND, coil__fault_hit(COIL__SYS_SEND));
+    int f = COIL__RR(COIL__SYS_MEM_SEND, 0, 4095,
+                     coil__fault_hit(COIL__SYS_SEND));
     if (f == EAGAIN) { /* as a full socket: the writer tries again */
         wake_writer(p, l);
         return -EAGAIN;
