@@ -74,6 +74,13 @@ coil_explore_mode_t coil_explore_mode(const coil_explore_t *ex)
     return ex ? ex->mode : COIL_EXPLORE_NONE;
 }
 
+int coil_explore_step(const coil_explore_t *ex, bool *fired)
+{
+    if (fired)
+        *fired = ex && ex->mode != COIL_EXPLORE_NONE && ex->fired;
+    return ex && ex->mode != COIL_EXPLORE_NONE ? ex->k : 0;
+}
+
 void coil_explore_fail(coil_explore_t *ex, const char *fmt, ...)
 {
     if (!ex || !fmt)

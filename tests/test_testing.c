@@ -546,6 +546,57 @@ static int nested(void *arg)
     return 0;
 }
 
+/* coil_explore_step: each run names its k, and the disturbance fired. */
+struct steps {
+    int runs;
+    int k[16];
+    bool fired[16];
+    coil_explore_mode_t mode[16];
+};
+
+static int three_sleeps(void *arg)
+{
+    coil_explore_t *ex = arg;
+    int err = coil_explore_scope_begin(ex);
+    for (int i = 0; i < 3 && !err; i++)
+        err = coil_sleep(COIL_MSEC);
+    return coil_explore_scope_end(ex, err);
+}
+
+static void steps_scenario(coil_loop_t *loop, coil_explore_t *ex, void *arg)
+{
+    struct steps *st = arg;
+    coil_task_t *t;
+    if (coil_task_spawn(loop, three_sleeps, ex, &t) != 0)
+        return coil_explore_fail(ex, "spawn");
+    coil_explore_target(ex, t);
+    coil_explore_run(ex, loop);
+    coil_task_unref(t);
+    if (st->runs < 16) {
+        st->mode[st->runs] = coil_explore_mode(ex);
+        st->k[st->runs] = coil_explore_step(ex, &st->fired[st->runs]);
+    }
+    st->runs++;
+}
+
+static void test_explore_step(void **state)
+{
+    (void)state;
+    struct steps st = {0};
+    coil_explore_result_t res;
+    assert_int_equal(coil_explore("steps", steps_scenario, &st, &res), 0);
+    assert_int_equal(res.suspensions, 3);
+    assert_int_equal(st.runs, 10); /* undisturbed, then 3 modes x 3 */
+    assert_int_equal(st.mode[0], COIL_EXPLORE_NONE);
+    assert_int_equal(st.k[0], 0);
+    assert_false(st.fired[0]);
+    for (int i = 1; i < 10; i++) {
+        assert_int_not_equal(st.mode[i], COIL_EXPLORE_NONE);
+        assert_int_equal(st.k[i], (i - 1) % 3 + 1);
+        assert_true(st.fired[i]);
+    }
+}
+
 static void test_arguments(void **state)
 {
     (void)state;
@@ -573,6 +624,9 @@ static void test_arguments(void **state)
     assert_int_equal(coil_explore_scope_begin(NULL), -EINVAL);
     assert_int_equal(coil_explore_scope_end(NULL, 0), -EINVAL);
     assert_int_equal(coil_explore_mode(NULL), COIL_EXPLORE_NONE);
+    bool fired = true;
+    assert_int_equal(coil_explore_step(NULL, &fired), 0);
+    assert_false(fired);
     assert_null(coil_explore_mode_name((coil_explore_mode_t)9));
     assert_string_equal(coil_explore_mode_name(COIL_EXPLORE_TIMEOUT),
                         "timeout");
@@ -597,6 +651,7 @@ int main(void)
         TEST_NOLOOP(test_faults_end_with_body),
         TEST_NOLOOP(test_op_faults),
         TEST_NOLOOP(test_seed_replays),
+        TEST_NOLOOP(test_explore_step),
         TEST_NOLOOP(test_arguments),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

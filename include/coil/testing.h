@@ -448,6 +448,11 @@ COIL_API int coil_explore_scope_end(coil_explore_t *ex, int result);
 /* The mode of the run in progress (COIL_EXPLORE_NONE for NULL), and a
  * mode's name (NULL for an unknown mode). */
 COIL_API coil_explore_mode_t coil_explore_mode(const coil_explore_t *ex);
+/* The suspension the run in progress disturbs, k (1-based; 0 for the
+ * undisturbed run and for NULL); fired (may be NULL) receives whether
+ * the disturbance has happened yet (a run may end before its k-th
+ * suspension, if the target takes another path). */
+COIL_API int coil_explore_step(const coil_explore_t *ex, bool *fired);
 COIL_API const char *coil_explore_mode_name(coil_explore_mode_t mode);
 
 #ifdef __cplusplus
