@@ -1293,12 +1293,12 @@ static int cc_main(void *arg)
     coil_task_cancel(t);
     test_join(t);
     c->alive = pid_exists(c->pid) && !coil_process_returncode(c->p, NULL);
+    c->kill_r = coil_process_kill(c->p);
     /* The shell's own children (tee, still reading when the machine is
-     * slow) go with it: the whole group is killed, and those orphaned to
-     * this process (the subreaper) are reaped once they are gone. */
+     * slow) go with it: the rest of its group is killed too, and those
+     * orphaned to this process (the subreaper) are reaped once gone. */
     if (c->o.new_process_group)
         (void)kill(-c->pid, SIGKILL);
-    c->kill_r = coil_process_kill(c->p);
     c->wait_r = coil_process_wait(c->p, &c->code);
     coil_process_unref(c->p);
     for (int i = 0; i < 10000; i++) {
