@@ -571,6 +571,8 @@ static void steps_scenario(coil_loop_t *loop, coil_explore_t *ex, void *arg)
         return coil_explore_fail(ex, "spawn");
     coil_explore_target(ex, t);
     coil_explore_run(ex, loop);
+    (void)coil_future_result(coil_task_future(t), NULL); /* read: a cancel
+                                                            or timeout */
     coil_task_unref(t);
     if (st->runs < 16) {
         st->mode[st->runs] = coil_explore_mode(ex);
