@@ -27,6 +27,7 @@
 #include "coil/sync.h"
 #include "coil/task.h"
 #include "coil/timeout.h"
+#include "coil/tls.h"
 #include "coil/udp.h"
 
 #endif /* COIL_H */

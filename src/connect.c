@@ -159,3 +159,20 @@ int coil__connect_race(const struct addrinfo *list, int64_t delay_ns,
     coil__free(futs);
     return err;
 }
+
+int coil__connect_host(const char *host, const char *port, int *fd_out)
+{
+    *fd_out = -1;
+    struct addrinfo hints;
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_ADDRCONFIG;
+    struct addrinfo *res;
+    int err = coil_getaddrinfo(host, port, &hints, &res);
+    if (err)
+        return err;
+    err = coil__connect_race(res, COIL__CONNECT_DELAY, fd_out);
+    coil_freeaddrinfo(res);
+    return err;
+}

@@ -28,4 +28,10 @@
 int coil__connect_race(const struct addrinfo *list, int64_t delay_ns,
                        int *fd_out);
 
+/* Resolve host:port (TCP, any family this machine has) and race its
+ * addresses (coil__connect_race, with its delay): what coil_stream_open
+ * and coil_tls_open connect with. The resolver's errors, and the race's.
+ * May suspend. */
+int coil__connect_host(const char *host, const char *port, int *fd_out);
+
 #endif /* COIL_SRC_CONNECT_H */

@@ -80,6 +80,8 @@ struct coil_stream {
     bool fifo;                 /* a pipe or FIFO (write_eof closes it) */
     bool was_blocking;         /* not a socket, and O_NONBLOCK was off:
                                   it is put back at the close */
+    bool detached;             /* the fd was handed on: not closed */
+    bool aborted;              /* abort: the transport ends abruptly */
     struct coil__watch watch;  /* of fd, bound until CLOSED */
     struct coil__close_hook hook; /* linked until CLOSED */
     /* reading */
@@ -117,6 +119,20 @@ static void on_loop_close(struct coil__close_hook *hook);
 static void on_writable(void *arg, int result);
 static int start_writer(struct coil_stream *s);
 static void stop_writer(struct coil_stream *s);
+static void close_now(struct coil_stream *s);
+
+/* Bytes the transport took but has not handed to the kernel yet (TLS's
+ * records): part of what is unsent, for drain and close. */
+static size_t tp_pending(const struct coil_stream *s)
+{
+    return s->tp && s->tp->pending ? s->tp->pending(s->tp_arg) : 0;
+}
+
+/* Everything written is out (the stream's buffer and the transport's). */
+static bool all_sent(const struct coil_stream *s)
+{
+    return s->wlen == 0 && tp_pending(s) == 0;
+}
 
 /* ------------------------------------------------------------------ */
 /* Making, states, freeing                                              */
@@ -255,6 +271,34 @@ int coil__stream_open_transport(const struct coil__transport_ops *ops,
     return 0;
 }
 
+int coil__stream_detach(coil_stream_t *s, int *fd_out, char **rest,
+                        size_t *rest_len)
+{
+    *fd_out = -1;
+    *rest = NULL;
+    *rest_len = 0;
+    if (!s || s->tp || !s->sock)
+        return -EINVAL;
+    if (s->state != OPEN || s->eof_requested)
+        return -EPIPE;
+    if (s->write_err)
+        return s->write_err;
+    if (s->reader || s->wlen)
+        return -EBUSY;
+    if (s->rlen) {
+        if (!(*rest = coil__malloc(s->rlen)))
+            return -ENOMEM;
+        memcpy(*rest, s->rbuf + s->rpos, s->rlen);
+        *rest_len = s->rlen;
+        s->rlen = 0;
+        s->rpos = 0;
+    }
+    *fd_out = s->fd;
+    s->detached = true;
+    close_now(s); /* the caller's reference keeps s */
+    return 0;
+}
+
 void *coil__stream_transport(const coil_stream_t *s,
                              const struct coil__transport_ops *ops)
 {
@@ -364,11 +408,15 @@ static void set_state(struct coil_stream *s, enum stream_state to)
             s->wpos = 0;
         }
         if (s->tp) {
-            s->tp->close(s->tp_arg); /* once */
+            /* Clean: everything written went out, nothing aborted. */
+            s->tp->close(s->tp_arg,
+                         !s->dropped && !s->write_err && !s->aborted);
         } else {
             coil__watch_close(&s->watch);
-            restore_blocking(s->fd, s->was_blocking);
-            (void)close(s->fd); /* once, whatever it says (coil/net.h) */
+            if (!s->detached) {
+                restore_blocking(s->fd, s->was_blocking);
+                (void)close(s->fd); /* once, whatever it says */
+            }
         }
         coil__loop_on_close_cancel(&s->hook);
         coil__future_settle(&s->closed_fut);
@@ -385,7 +433,7 @@ static void begin_close(struct coil_stream *s)
     if (s->state != OPEN)
         return;
     set_state(s, CLOSING);
-    if (s->wlen == 0 || s->write_err || start_writer(s) != 0) {
+    if (all_sent(s) || s->write_err || start_writer(s) != 0) {
         close_now(s); /* the caller's hold keeps s */
         return;
     }
@@ -455,6 +503,7 @@ int coil_stream_abort(coil_stream_t *s)
     STREAM_CHECK(s, "coil_stream_abort");
     if (!s)
         return -EINVAL;
+    s->aborted = true;
     close_now(s); /* the caller's hold keeps s */
     return 0;
 }
@@ -922,11 +971,12 @@ static void flush_some(struct coil_stream *s)
     }
     if (s->wlen == 0) {
         s->wpos = 0;
-        stop_writer(s);
         if (s->eof_requested && !s->write_err)
-            do_shutdown(s);
+            do_shutdown(s); /* a transport may queue its own end here */
+        if (all_sent(s))
+            stop_writer(s);
     }
-    if (s->wlen <= s->low)
+    if (s->wlen + tp_pending(s) <= s->low)
         coil__future_settle(&s->drain_fut);
 }
 
@@ -938,7 +988,7 @@ static void on_writable(void *arg, int result)
         fail_write(s, -EBADF);
     else
         flush_some(s);
-    if (s->state == CLOSING && (s->wlen == 0 || s->write_err))
+    if (s->state == CLOSING && (all_sent(s) || s->write_err))
         close_now(s); /* may free s */
 }
 
@@ -1031,7 +1081,7 @@ int coil_stream_write(coil_stream_t *s, const void *buf, size_t n)
  */
 static int start_writer(struct coil_stream *s)
 {
-    if (writer_on(s) || s->wlen == 0)
+    if (writer_on(s) || all_sent(s))
         return 0;
     if (s->tp)
         return s->tp->writer_start(s->tp_arg, on_writable, s);
@@ -1049,7 +1099,8 @@ int coil_stream_drain(coil_stream_t *s)
     /* A sender that could not be started by write is started here: if
      * it still cannot be, say so (the data stays buffered). */
     int err = s->write_err || s->state != OPEN ? 0 : start_writer(s);
-    while (!err && !s->write_err && s->state == OPEN && s->wlen > s->high) {
+    while (!err && !s->write_err && s->state == OPEN &&
+           s->wlen + tp_pending(s) > s->high) {
         if (!s->drain_fut && (err = coil_future_new(s->loop, &s->drain_fut)))
             break;
         coil_future_t *f = coil_future_ref(s->drain_fut);
@@ -1057,7 +1108,7 @@ int coil_stream_drain(coil_stream_t *s)
         coil_future_unref(f);
         if (err)
             break;
-        if (s->wlen <= s->low)
+        if (s->wlen + tp_pending(s) <= s->low)
             break;
     }
     if (!err) {
@@ -1077,7 +1128,7 @@ int coil_stream_set_write_limits(coil_stream_t *s, size_t high, size_t low)
         return -EINVAL;
     s->high = high;
     s->low = low;
-    if (s->wlen <= low)
+    if (s->wlen + tp_pending(s) <= low)
         coil__future_settle(&s->drain_fut);
     return 0;
 }
@@ -1198,18 +1249,8 @@ int coil_stream_open(const char *host, const char *port, coil_stream_t **out)
         return -EINVAL;
     if (!coil_current_task())
         return -EPERM;
-    struct addrinfo hints;
-    memset(&hints, 0, sizeof(hints));
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
-    hints.ai_flags = AI_ADDRCONFIG;
-    struct addrinfo *res;
-    int err = coil_getaddrinfo(host, port, &hints, &res);
-    if (err)
-        return err;
     int fd;
-    err = coil__connect_race(res, COIL__CONNECT_DELAY, &fd);
-    coil_freeaddrinfo(res);
+    int err = coil__connect_host(host, port, &fd);
     if (err)
         return err;
     return wrap(fd, out);

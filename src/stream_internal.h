@@ -47,12 +47,20 @@ struct coil__transport_ops {
     /* The stream left OPEN: nothing more is received. */
     void (*shut_read)(void *t);
     /* The stream is CLOSED: release everything, once; no call of fn
-     * after it. A task still suspended in recv (possible only when the
-     * loop closed, abandoning it) never returns. */
-    void (*close)(void *t);
+     * after it. clean: everything written was sent and the stream was
+     * not aborted (TLS then ends with close_notify). A task still
+     * suspended in recv (possible only when the loop closed, abandoning
+     * it) never returns. */
+    void (*close)(void *t, bool clean);
     /* The local or peer address into addr (zeroed by the caller): its
      * length, or -errno. */
     int (*address)(void *t, struct sockaddr_storage *addr, bool peer);
+    /* Optional: bytes taken by send (or queued by shutdown) and not yet
+     * handed to the kernel. The stream counts them as unsent: drain waits
+     * for them, close flushes them first, and the writer stays started
+     * while there are any; the transport calls the writer when they
+     * shrink. NULL: none are ever kept. */
+    size_t (*pending)(const void *t);
 };
 
 /*
@@ -64,6 +72,20 @@ struct coil__transport_ops {
 int coil__stream_open_transport(const struct coil__transport_ops *ops,
                                 void *t, coil_loop_t *loop,
                                 coil_stream_t **out);
+
+/*
+ * Take s's socket away from it, for a layer that goes on over the same
+ * connection (TLS's start_tls): *fd_out receives the fd, now the
+ * caller's (still non-blocking, unwatched), and *rest (coil__free it)
+ * the *rest_len bytes s had received and not yet given out, which came
+ * from the peer after what was read. s is closed without closing the fd;
+ * its references stay the caller's. Errors: -EINVAL (s NULL, over a
+ * transport, or not a socket), -EPIPE (s not open, or its end written),
+ * -EBUSY (a task is reading s, or s holds unsent data: drain it first),
+ * s's write error, -ENOMEM (nothing changed).
+ */
+int coil__stream_detach(coil_stream_t *s, int *fd_out, char **rest,
+                        size_t *rest_len);
 
 /* The transport of s if it is over one with these ops and not closed,
  * else NULL. */

@@ -372,8 +372,10 @@ static void mem_shut_read(void *t)
     wake_reader(l);
 }
 
-static void mem_close(void *t)
+static void mem_close(void *t, bool clean)
 {
+    (void)clean; /* the end is the same either way (a reset is another
+                    call) */
     struct end *e = t;
     struct pair *p = e->pair;
     struct line *in = &p->lines[e->side], *out = &p->lines[!e->side];

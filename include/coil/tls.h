@@ -1,0 +1,154 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * coil/tls.h - TLS streams (asyncio's open_connection(ssl=...) and
+ * start_tls), on OpenSSL.
+ *
+ * A TLS stream is a coil_stream_t like any other: every call of
+ * coil/stream.h works on it unchanged (reading calls, write, drain and
+ * the water marks, close, wait_closed), and its cancellation rules are
+ * the same: a read cancelled while it waits loses nothing. Underneath,
+ * the loop owns the socket and OpenSSL works on memory buffers, so no
+ * OpenSSL call ever blocks the loop.
+ *
+ * TLS is optional: coil is built with it when CMake finds OpenSSL's
+ * headers (Debian: libssl-dev), and says at configure time whether it
+ * did. Without it every call here is present but fails with -ENOTSUP
+ * (coil_tls_available says which build this is).
+ *
+ * Verification is on by default for clients: the server's certificate
+ * must chain to a trusted authority (the system's store, or those given
+ * with coil_tls_context_load_ca) and name the host connected to. A
+ * failure is -EKEYREJECTED, and coil_tls_last_error says why.
+ *
+ * Ending: close sends TLS's close_notify after everything written, then
+ * closes the socket. A peer's close_notify is the end of the stream (a
+ * read returns 0); a connection that ends without one (the peer vanished,
+ * or someone cut the stream short) makes the read fail with
+ * -ECONNABORTED, so that a truncated reply is never taken for a whole
+ * one. write_eof sends close_notify and keeps reading (TLS 1.3's
+ * half-close).
+ *
+ * Renegotiation is refused (OpenSSL's default for servers, and set for
+ * clients); TLS 1.3 key updates and session tickets are handled inside
+ * the reads. OpenSSL's error queue is cleared around every call, so an
+ * error of one connection never shows on another.
+ */
+#ifndef COIL_TLS_H
+#define COIL_TLS_H
+
+#include "common.h"
+#include "stream.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* A TLS configuration (OpenSSL's SSL_CTX): reference counted, shared by
+ * any number of connections, of any loop; set it up before the first
+ * connection uses it. */
+typedef struct coil_tls_context coil_tls_context_t;
+
+/* Whether this build of coil has TLS. */
+COIL_API bool coil_tls_available(void);
+
+/*
+ * A context for clients (server false) or servers. A client's verifies
+ * the peer against the system's trusted authorities; a server's asks
+ * for no client certificate and needs its own (coil_tls_context_load_cert)
+ * before use. TLS 1.2 at least. Errors: -EINVAL (out NULL), -ENOMEM,
+ * -ENOTSUP (no TLS in this build).
+ */
+COIL_API int coil_tls_context_new(bool server, coil_tls_context_t **out);
+COIL_API coil_tls_context_t *coil_tls_context_ref(coil_tls_context_t *ctx);
+/* Accepts NULL. */
+COIL_API void coil_tls_context_unref(coil_tls_context_t *ctx);
+
+/* The certificate chain (PEM, the leaf first) and its private key (PEM)
+ * this side presents: a server's, or a client's when the server asks
+ * for one. Errors: -EINVAL, -ENOENT/-EACCES (the files), -EKEYREJECTED
+ * (not a certificate or key, or the key does not match; see
+ * coil_tls_last_error), -ENOTSUP. */
+COIL_API int coil_tls_context_load_cert(coil_tls_context_t *ctx,
+                                        const char *cert_file,
+                                        const char *key_file);
+
+/* Trust the authorities in ca_file (PEM) too (a client: the servers'; a
+ * server: the clients'). Errors as coil_tls_context_load_cert. */
+COIL_API int coil_tls_context_load_ca(coil_tls_context_t *ctx,
+                                      const char *ca_file);
+
+typedef enum coil_tls_verify {
+    COIL_TLS_VERIFY_NONE,     /* take any certificate, or none */
+    COIL_TLS_VERIFY_OPTIONAL, /* a server: ask, check one if given */
+    COIL_TLS_VERIFY_REQUIRED, /* the default for clients */
+} coil_tls_verify_t;
+
+/* How the peer's certificate is checked. Errors: -EINVAL, -ENOTSUP. */
+COIL_API int coil_tls_context_set_verify(coil_tls_context_t *ctx,
+                                         coil_tls_verify_t mode);
+
+/* The application protocols offered (a client) or accepted (a server,
+ * which picks the first of its own that the client offers), in order of
+ * preference, e.g. {"h2", "http/1.1"}. Errors: -EINVAL (a name empty or
+ * longer than 255 bytes, n 0), -ENOMEM, -ENOTSUP. */
+COIL_API int coil_tls_context_set_alpn(coil_tls_context_t *ctx,
+                                       const char *const *protocols,
+                                       size_t n);
+
+/* Options of the connecting calls; zero-initialise. */
+typedef struct coil_tls_options {
+    /* The name to verify the server's certificate against and send as
+     * SNI (a client); NULL: the host given to coil_tls_open (an address
+     * is verified as an address and sends no SNI). */
+    const char *server_hostname;
+    /* The handshake's limit; 0: 60 s (asyncio's). */
+    int64_t handshake_timeout_ns;
+} coil_tls_options_t;
+
+/*
+ * Connect to host:port (coil_stream_open's resolution and connection
+ * race) and make the TLS handshake as a client with ctx; *out receives
+ * the TLS stream. Errors: coil_stream_open's; -EKEYREJECTED (the
+ * server's certificate failed verification), -EPROTO (the handshake
+ * failed otherwise: no common version or cipher, a corrupted record),
+ * -ECONNRESET / -ECONNABORTED (the peer went during the handshake),
+ * -ETIMEDOUT (the handshake's limit), -ECANCELED, -EINVAL (ctx or out
+ * NULL, ctx a server's), -ENOMEM, -ENOTSUP. Every failure closes what
+ * was made. coil_tls_last_error gives the reason in words. Suspends.
+ */
+COIL_API int coil_tls_open(const char *host, const char *port,
+                           coil_tls_context_t *ctx,
+                           const coil_tls_options_t *opts,
+                           coil_stream_t **out);
+
+/*
+ * start_tls: go on over plain's connection with TLS, as a client (server
+ * false) or a server, with ctx (of that side); *out receives the TLS
+ * stream. Whatever plain had received and not given out is the start of
+ * the TLS conversation. plain must be a socket stream, open, with nothing
+ * unsent (it is drained first) and no task reading it; it is then closed
+ * without closing the socket (unref it as usual). Errors: -EINVAL,
+ * -EPIPE, -EBUSY (a task reads plain), and coil_tls_open's from the
+ * handshake; on a handshake failure the connection is closed. Suspends.
+ */
+COIL_API int coil_tls_start(coil_stream_t *plain, coil_tls_context_t *ctx,
+                            bool server, const coil_tls_options_t *opts,
+                            coil_stream_t **out);
+
+/* The application protocol agreed (ALPN), or NULL (none, or s not a TLS
+ * stream). Valid while s is. */
+COIL_API const char *coil_tls_alpn(const coil_stream_t *s);
+
+/* The protocol version in use ("TLSv1.3"...), or NULL if s is not a TLS
+ * stream. */
+COIL_API const char *coil_tls_version(const coil_stream_t *s);
+
+/* Why this thread's last TLS call failed, in words (OpenSSL's reason,
+ * the verification's); "" if nothing is known. */
+COIL_API const char *coil_tls_last_error(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* COIL_TLS_H */

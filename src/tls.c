@@ -1,0 +1,861 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * tls.c - TLS streams on OpenSSL (coil/tls.h): a stream transport
+ * (stream_internal.h) that owns the socket through a watch and runs
+ * OpenSSL over two memory BIOs.
+ *
+ * Reading: SSL_read on what has arrived; when it wants more, the reading
+ * task receives ciphertext from the socket (the one suspension, through
+ * the watch: a cancel there takes nothing) and feeds it in. Writing:
+ * SSL_write turns at most 16 KiB of plaintext into records at a time;
+ * the records are sent at once as far as the socket takes them, and the
+ * rest waits in the transport's own buffer, flushed by the watch's
+ * writer whenever the socket is writable. That buffer counts as unsent
+ * for the stream (the pending op): drain and close wait for it. Past
+ * 64 KiB of it, send takes no more plaintext (-EAGAIN) until it shrinks.
+ *
+ * The handshake runs in the task that opens the connection, before the
+ * stream exists, under a timeout scope. Verification failures become
+ * -EKEYREJECTED, other handshake failures -EPROTO, with the reason kept
+ * per thread for coil_tls_last_error. OpenSSL's error queue is cleared
+ * before each call and emptied after a failure.
+ *
+ * Lifetime: the connection is the stream's (close, once), and also held
+ * by a read in progress, which may wake (with -EBADF) after the stream
+ * closed; the last of them frees it. A read abandoned with its loop
+ * never wakes: the close drops its hold.
+ */
+#include <errno.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "coil/tls.h"
+
+static _Thread_local char last_error[256];
+
+const char *coil_tls_last_error(void)
+{
+    return last_error;
+}
+
+#ifndef COIL_HAVE_OPENSSL
+
+bool coil_tls_available(void)
+{
+    return false;
+}
+
+static int none(void)
+{
+    snprintf(last_error, sizeof(last_error),
+             "this build of coil has no TLS (OpenSSL was not found when "
+             "it was configured)");
+    return -ENOTSUP;
+}
+
+int coil_tls_context_new(bool server, coil_tls_context_t **out)
+{
+    (void)server;
+    if (out)
+        *out = NULL;
+    return out ? none() : -EINVAL;
+}
+
+coil_tls_context_t *coil_tls_context_ref(coil_tls_context_t *ctx)
+{
+    return ctx;
+}
+
+void coil_tls_context_unref(coil_tls_context_t *ctx)
+{
+    (void)ctx;
+}
+
+int coil_tls_context_load_cert(coil_tls_context_t *ctx, const char *cert,
+                               const char *key)
+{
+    (void)ctx, (void)cert, (void)key;
+    return none();
+}
+
+int coil_tls_context_load_ca(coil_tls_context_t *ctx, const char *ca)
+{
+    (void)ctx, (void)ca;
+    return none();
+}
+
+int coil_tls_context_set_verify(coil_tls_context_t *ctx,
+                                coil_tls_verify_t mode)
+{
+    (void)ctx, (void)mode;
+    return none();
+}
+
+int coil_tls_context_set_alpn(coil_tls_context_t *ctx,
+                              const char *const *protocols, size_t n)
+{
+    (void)ctx, (void)protocols, (void)n;
+    return none();
+}
+
+int coil_tls_open(const char *host, const char *port, coil_tls_context_t *ctx,
+                  const coil_tls_options_t *opts, coil_stream_t **out)
+{
+    (void)host, (void)port, (void)ctx, (void)opts;
+    if (out)
+        *out = NULL;
+    return none();
+}
+
+int coil_tls_start(coil_stream_t *plain, coil_tls_context_t *ctx,
+                   bool server, const coil_tls_options_t *opts,
+                   coil_stream_t **out)
+{
+    (void)plain, (void)ctx, (void)server, (void)opts;
+    if (out)
+        *out = NULL;
+    return none();
+}
+
+const char *coil_tls_alpn(const coil_stream_t *s)
+{
+    (void)s;
+    return NULL;
+}
+
+const char *coil_tls_version(const coil_stream_t *s)
+{
+    (void)s;
+    return NULL;
+}
+
+#else /* COIL_HAVE_OPENSSL */
+
+#include <arpa/inet.h>
+#include <netdb.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+
+#include "connect.h"
+#include "loop_internal.h"
+#include "net_internal.h"
+#include "stream_internal.h"
+#include "sys.h"
+#include "watch.h"
+
+#define RECORD_MAX (16 * 1024)  /* plaintext per SSL_write */
+#define PENDING_MAX (64 * 1024) /* records kept before send says -EAGAIN */
+#define IN_BUF (16 * 1024 + 512)
+
+bool coil_tls_available(void)
+{
+    return true;
+}
+
+/* ------------------------------------------------------------------ */
+/* Errors                                                               */
+/* ------------------------------------------------------------------ */
+
+/* Keep OpenSSL's first queued reason (after what), and empty the queue. */
+static void note_queue(const char *what)
+{
+    unsigned long e = ERR_get_error();
+    char reason[200] = "";
+    if (e)
+        ERR_error_string_n(e, reason, sizeof(reason));
+    snprintf(last_error, sizeof(last_error), "%s%s%s", what,
+             e ? ": " : "", reason);
+    ERR_clear_error();
+}
+
+/* ------------------------------------------------------------------ */
+/* Contexts                                                             */
+/* ------------------------------------------------------------------ */
+
+struct coil_tls_context {
+    atomic_uint refs;
+    bool server;
+    SSL_CTX *ctx;
+    unsigned char *alpn; /* the wire form: length-prefixed names */
+    size_t alpn_len;
+};
+
+static int select_alpn(SSL *ssl, const unsigned char **out,
+                       unsigned char *outlen, const unsigned char *in,
+                       unsigned inlen, void *arg)
+{
+    (void)ssl;
+    coil_tls_context_t *c = arg;
+    unsigned char *sel;
+    if (!c->alpn ||
+        SSL_select_next_proto(&sel, outlen, c->alpn, (unsigned)c->alpn_len,
+                              in, inlen) != OPENSSL_NPN_NEGOTIATED)
+        return SSL_TLSEXT_ERR_NOACK; /* none in common: go on without */
+    *out = sel;
+    return SSL_TLSEXT_ERR_OK;
+}
+
+int coil_tls_context_new(bool server, coil_tls_context_t **out)
+{
+    if (!out)
+        return -EINVAL;
+    *out = NULL;
+    coil_tls_context_t *c = coil__calloc(1, sizeof(*c));
+    if (!c)
+        return -ENOMEM;
+    ERR_clear_error();
+    c->ctx = SSL_CTX_new(server ? TLS_server_method() : TLS_client_method());
+    if (!c->ctx) {
+        note_queue("SSL_CTX_new");
+        coil__free(c);
+        return -ENOMEM;
+    }
+    atomic_init(&c->refs, 1);
+    c->server = server;
+    SSL_CTX_set_min_proto_version(c->ctx, TLS1_2_VERSION);
+    SSL_CTX_set_options(c->ctx, SSL_OP_NO_RENEGOTIATION);
+    if (server) {
+        SSL_CTX_set_alpn_select_cb(c->ctx, select_alpn, c);
+    } else {
+        SSL_CTX_set_verify(c->ctx, SSL_VERIFY_PEER, NULL);
+        if (SSL_CTX_set_default_verify_paths(c->ctx) != 1)
+            ERR_clear_error(); /* no system store: load_ca may add one */
+    }
+    *out = c;
+    return 0;
+}
+
+coil_tls_context_t *coil_tls_context_ref(coil_tls_context_t *ctx)
+{
+    if (ctx)
+        atomic_fetch_add(&ctx->refs, 1);
+    return ctx;
+}
+
+void coil_tls_context_unref(coil_tls_context_t *ctx)
+{
+    if (!ctx || atomic_fetch_sub(&ctx->refs, 1) != 1)
+        return;
+    SSL_CTX_free(ctx->ctx);
+    coil__free(ctx->alpn);
+    coil__free(ctx);
+}
+
+/* A file that cannot be read: its errno, said. */
+static int file_error(const char *file)
+{
+    if (access(file, R_OK) == 0)
+        return 0;
+    int err = -errno;
+    snprintf(last_error, sizeof(last_error), "%s: %s", file,
+             strerror(-err));
+    return err;
+}
+
+int coil_tls_context_load_cert(coil_tls_context_t *ctx, const char *cert,
+                               const char *key)
+{
+    if (!ctx || !cert || !key)
+        return -EINVAL;
+    int err = file_error(cert);
+    if (err || (err = file_error(key)))
+        return err;
+    ERR_clear_error();
+    if (SSL_CTX_use_certificate_chain_file(ctx->ctx, cert) != 1) {
+        note_queue(cert);
+        return -EKEYREJECTED;
+    }
+    if (SSL_CTX_use_PrivateKey_file(ctx->ctx, key, SSL_FILETYPE_PEM) != 1) {
+        note_queue(key);
+        return -EKEYREJECTED;
+    }
+    if (SSL_CTX_check_private_key(ctx->ctx) != 1) {
+        note_queue("the key does not match the certificate");
+        return -EKEYREJECTED;
+    }
+    return 0;
+}
+
+int coil_tls_context_load_ca(coil_tls_context_t *ctx, const char *ca)
+{
+    if (!ctx || !ca)
+        return -EINVAL;
+    int err = file_error(ca);
+    if (err)
+        return err;
+    ERR_clear_error();
+    if (SSL_CTX_load_verify_locations(ctx->ctx, ca, NULL) != 1) {
+        note_queue(ca);
+        return -EKEYREJECTED;
+    }
+    if (ctx->server) { /* the authorities a client may be certified by */
+        STACK_OF(X509_NAME) *names = SSL_load_client_CA_file(ca);
+        if (names)
+            SSL_CTX_set_client_CA_list(ctx->ctx, names);
+        ERR_clear_error();
+    }
+    return 0;
+}
+
+int coil_tls_context_set_verify(coil_tls_context_t *ctx,
+                                coil_tls_verify_t mode)
+{
+    if (!ctx)
+        return -EINVAL;
+    int m;
+    switch (mode) {
+    case COIL_TLS_VERIFY_NONE:
+        m = SSL_VERIFY_NONE;
+        break;
+    case COIL_TLS_VERIFY_OPTIONAL:
+        m = SSL_VERIFY_PEER;
+        break;
+    case COIL_TLS_VERIFY_REQUIRED:
+        m = SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT;
+        break;
+    default:
+        return -EINVAL;
+    }
+    SSL_CTX_set_verify(ctx->ctx, m, NULL);
+    return 0;
+}
+
+int coil_tls_context_set_alpn(coil_tls_context_t *ctx,
+                              const char *const *protocols, size_t n)
+{
+    if (!ctx || !protocols || n == 0)
+        return -EINVAL;
+    size_t len = 0;
+    for (size_t i = 0; i < n; i++) {
+        size_t l = protocols[i] ? strlen(protocols[i]) : 0;
+        if (l == 0 || l > 255)
+            return -EINVAL;
+        len += 1 + l;
+    }
+    unsigned char *wire = coil__malloc(len);
+    if (!wire)
+        return -ENOMEM;
+    unsigned char *p = wire;
+    for (size_t i = 0; i < n; i++) {
+        size_t l = strlen(protocols[i]);
+        *p++ = (unsigned char)l;
+        memcpy(p, protocols[i], l);
+        p += l;
+    }
+    /* A client offers them; a server picks from them (select_alpn). */
+    if (!ctx->server &&
+        SSL_CTX_set_alpn_protos(ctx->ctx, wire, (unsigned)len) != 0) {
+        coil__free(wire);
+        note_queue("SSL_CTX_set_alpn_protos");
+        return -ENOMEM;
+    }
+    coil__free(ctx->alpn);
+    ctx->alpn = wire;
+    ctx->alpn_len = len;
+    return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* A connection                                                         */
+/* ------------------------------------------------------------------ */
+
+struct tls {
+    unsigned refs;         /* the stream's, and a read in progress */
+    coil_loop_t *loop;
+    int fd;
+    struct coil__watch watch; /* of fd: reads wait on it, its writer
+                                 flushes the records */
+    SSL *ssl;
+    BIO *rbio, *wbio;      /* ciphertext in, out (the SSL owns them) */
+    char *out;             /* records not yet sent: out[out_pos, out_len) */
+    size_t out_pos, out_len, out_cap;
+    void (*wfn)(void *, int); /* the stream's writer, while started */
+    void *warg;
+    int werr;              /* the socket's send error, sticky */
+    bool read_shut;
+    bool closed;
+    bool in_recv;
+    char alpn[256];
+    char in[IN_BUF];       /* ciphertext just received */
+};
+
+static void tls_free(struct tls *t)
+{
+    SSL_free(t->ssl);
+    coil__free(t->out);
+    coil__free(t);
+}
+
+static void release(struct tls *t)
+{
+    if (--t->refs == 0)
+        tls_free(t);
+}
+
+static size_t unsent(const struct tls *t)
+{
+    return t->out_len - t->out_pos + BIO_ctrl_pending(t->wbio);
+}
+
+/* Move the records OpenSSL made into out. -ENOMEM keeps them in the BIO
+ * (they go out with the next collect). */
+static int collect(struct tls *t)
+{
+    size_t n;
+    while ((n = BIO_ctrl_pending(t->wbio)) > 0) {
+        if (t->out_pos == t->out_len)
+            t->out_pos = t->out_len = 0;
+        if (t->out_cap - t->out_len < n) {
+            if (t->out_pos) {
+                memmove(t->out, t->out + t->out_pos, t->out_len - t->out_pos);
+                t->out_len -= t->out_pos;
+                t->out_pos = 0;
+            }
+            size_t cap = t->out_cap ? t->out_cap : 4096;
+            while (cap - t->out_len < n)
+                cap *= 2;
+            char *b = t->out ? coil__realloc(t->out, cap) : coil__malloc(cap);
+            if (!b)
+                return -ENOMEM;
+            t->out = b;
+            t->out_cap = cap;
+        }
+        int r = BIO_read(t->wbio, t->out + t->out_len,
+                         (int)(n > INT32_MAX ? INT32_MAX : n));
+        if (r <= 0)
+            break;
+        t->out_len += (size_t)r;
+    }
+    return 0;
+}
+
+/* Send what the socket takes now, without suspending. 0, or the send
+ * error (kept: every later send fails with it). */
+static int push(struct tls *t)
+{
+    while (!t->werr && t->out_pos < t->out_len) {
+        ssize_t r = COIL__SYS(COIL__SYS_SEND,
+                              send(t->fd, t->out + t->out_pos,
+                                   t->out_len - t->out_pos,
+                                   COIL__SEND_FLAGS | COIL__DONTWAIT));
+        if (r >= 0) {
+            t->out_pos += (size_t)r;
+            continue;
+        }
+        if (errno == EINTR)
+            continue;
+        if (!coil__would_block(errno))
+            t->werr = -errno;
+        break;
+    }
+    if (t->werr) {
+        t->out_pos = t->out_len = 0;
+        BIO_reset(t->wbio);
+    }
+    return t->werr;
+}
+
+static void on_fd_writable(void *arg, int result);
+
+/* Collect and send; keep the writer going while records remain. */
+static int flush(struct tls *t)
+{
+    int err = collect(t);
+    int e = push(t);
+    if (!err)
+        err = e;
+    if ((t->out_pos < t->out_len || t->wfn) &&
+        !coil__watch_busy(&t->watch, COIL__EV_WRITE) && !t->werr)
+        (void)coil__watch_start(&t->watch, COIL__EV_WRITE, on_fd_writable, t,
+                                0); /* on failure the next flush tries */
+    return err;
+}
+
+/* The socket is writable: send, then tell the stream (which may close
+ * it: t is not touched after). */
+static void on_fd_writable(void *arg, int result)
+{
+    struct tls *t = arg;
+    if (result < 0 && !t->werr)
+        t->werr = -EBADF;
+    (void)push(t);
+    if (t->out_pos == t->out_len || t->werr)
+        coil__watch_stop(&t->watch, COIL__EV_WRITE);
+    if (t->wfn)
+        t->wfn(t->warg, 0);
+}
+
+/* A failed SSL call (e: SSL_get_error's): its error, and why. */
+static int failed(struct tls *t, int e)
+{
+    long v = SSL_get_verify_result(t->ssl);
+    if (e == SSL_ERROR_SSL && v != X509_V_OK) {
+        snprintf(last_error, sizeof(last_error),
+                 "certificate verify failed: %s",
+                 X509_verify_cert_error_string(v));
+        ERR_clear_error();
+        return -EKEYREJECTED;
+    }
+    note_queue(e == SSL_ERROR_SSL ? "TLS protocol error"
+                                  : "TLS: unexpected state");
+    return -EPROTO;
+}
+
+/* Receive ciphertext into the SSL. Suspends. > 0, or -errno: the
+ * socket's, -ECONNABORTED (it ended: no close_notify came first). */
+static ssize_t receive(struct tls *t)
+{
+    ssize_t k = coil__sock_recv(&t->watch, t->fd, t->in, sizeof(t->in), 0,
+                                NULL, NULL, false);
+    if (k == 0) {
+        snprintf(last_error, sizeof(last_error),
+                 "the peer closed the connection without TLS's "
+                 "close_notify: what came may be cut short");
+        return -ECONNABORTED;
+    }
+    if (k > 0 && BIO_write(t->rbio, t->in, (int)k) != (int)k)
+        return -ENOMEM;
+    return k;
+}
+
+/* ---- the transport ---- */
+
+static ssize_t tls_recv(void *arg, void *p, size_t n, bool wait_first)
+{
+    (void)wait_first;
+    struct tls *t = arg;
+    for (;;) {
+        if (t->read_shut)
+            return -EBADF;
+        ERR_clear_error();
+        int r = SSL_read(t->ssl, p, n > INT32_MAX ? INT32_MAX : (int)n);
+        int e = r > 0 ? SSL_ERROR_NONE : SSL_get_error(t->ssl, r);
+        (void)flush(t); /* what reading made: key updates, alerts */
+        if (r > 0)
+            return r;
+        if (e == SSL_ERROR_ZERO_RETURN)
+            return 0; /* close_notify: the end */
+        if (e != SSL_ERROR_WANT_READ)
+            return failed(t, e);
+        t->refs++;
+        t->in_recv = true;
+        ssize_t k = receive(t);
+        t->in_recv = false;
+        bool closed = t->closed;
+        release(t);
+        if (closed)
+            return -EBADF;
+        if (k < 0)
+            return k;
+    }
+}
+
+static int tls_peek(void *arg)
+{
+    struct tls *t = arg;
+    return SSL_pending(t->ssl) > 0 ? 1 : -EAGAIN;
+}
+
+static ssize_t tls_send(void *arg, const void *p, size_t n)
+{
+    struct tls *t = arg;
+    if (t->werr)
+        return t->werr;
+    if (unsent(t) >= PENDING_MAX)
+        return -EAGAIN; /* the writer is called as it shrinks */
+    ERR_clear_error();
+    int r = SSL_write(t->ssl, p, n > RECORD_MAX ? RECORD_MAX : (int)n);
+    if (r <= 0)
+        return failed(t, SSL_get_error(t->ssl, r));
+    int err = flush(t);
+    return err && err != -ENOMEM ? err : r; /* -ENOMEM: records kept */
+}
+
+static int tls_writer_start(void *arg, void (*fn)(void *, int), void *warg)
+{
+    struct tls *t = arg;
+    t->wfn = fn;
+    t->warg = warg;
+    if (coil__watch_busy(&t->watch, COIL__EV_WRITE))
+        return 0;
+    return coil__watch_start(&t->watch, COIL__EV_WRITE, on_fd_writable, t, 0);
+}
+
+static void tls_writer_stop(void *arg)
+{
+    struct tls *t = arg;
+    t->wfn = NULL;
+    t->warg = NULL;
+    if (t->out_pos == t->out_len)
+        coil__watch_stop(&t->watch, COIL__EV_WRITE);
+}
+
+static bool tls_writer_busy(const void *arg)
+{
+    const struct tls *t = arg;
+    return t->wfn != NULL;
+}
+
+static size_t tls_pending(const void *arg)
+{
+    return unsent(arg);
+}
+
+static int tls_shutdown(void *arg)
+{
+    struct tls *t = arg;
+    ERR_clear_error();
+    if (SSL_shutdown(t->ssl) < 0)
+        ERR_clear_error();
+    return flush(t);
+}
+
+static void tls_shut_read(void *arg)
+{
+    struct tls *t = arg;
+    t->read_shut = true;
+    coil__watch_shut(&t->watch, COIL__EV_READ);
+}
+
+static void tls_close(void *arg, bool clean)
+{
+    struct tls *t = arg;
+    t->closed = true;
+    t->wfn = NULL;
+    if (clean && !t->werr && t->out_pos == t->out_len) {
+        /* close_notify, as far as the socket takes it now */
+        ERR_clear_error();
+        if (SSL_shutdown(t->ssl) < 0)
+            ERR_clear_error();
+        if (collect(t) == 0)
+            (void)push(t);
+    }
+    coil__watch_close(&t->watch);
+    (void)close(t->fd);
+    if (t->in_recv && coil__loop_closed(t->loop)) {
+        t->in_recv = false; /* abandoned with the loop: never wakes */
+        release(t);
+    }
+    release(t);
+}
+
+static int tls_address(void *arg, struct sockaddr_storage *addr, bool peer)
+{
+    struct tls *t = arg;
+    socklen_t len = sizeof(*addr);
+    int r = peer ? getpeername(t->fd, (struct sockaddr *)addr, &len)
+                 : getsockname(t->fd, (struct sockaddr *)addr, &len);
+    return r < 0 ? -errno : (int)len;
+}
+
+static const struct coil__transport_ops tls_ops = {
+    .recv = tls_recv,
+    .peek = tls_peek,
+    .send = tls_send,
+    .writer_start = tls_writer_start,
+    .writer_stop = tls_writer_stop,
+    .writer_busy = tls_writer_busy,
+    .shutdown = tls_shutdown,
+    .shut_read = tls_shut_read,
+    .close = tls_close,
+    .address = tls_address,
+    .pending = tls_pending,
+};
+
+/* ---- the handshake ---- */
+
+/* Send every record made so far, waiting for the socket as needed. */
+static int flush_wait(struct tls *t)
+{
+    int err = collect(t);
+    while (!err && !(err = push(t)) && t->out_pos < t->out_len)
+        err = coil__sock_wait(&t->watch, t->fd, COIL__EV_WRITE);
+    return err;
+}
+
+static int handshake(struct tls *t, int64_t timeout)
+{
+    coil_timeout_t *scope;
+    int err = coil_timeout_begin(timeout, &scope);
+    if (err)
+        return err;
+    for (;;) {
+        ERR_clear_error();
+        int r = SSL_do_handshake(t->ssl);
+        int e = r == 1 ? SSL_ERROR_NONE : SSL_get_error(t->ssl, r);
+        if ((err = flush_wait(t)) != 0) /* an alert too, on failure */
+            break;
+        if (r == 1)
+            break;
+        if (e != SSL_ERROR_WANT_READ) {
+            err = failed(t, e);
+            break;
+        }
+        ssize_t k = receive(t);
+        if (k < 0) {
+            err = (int)k;
+            break;
+        }
+    }
+    err = coil_timeout_end(scope, err);
+    if (err == -ETIMEDOUT)
+        snprintf(last_error, sizeof(last_error),
+                 "the TLS handshake did not finish in time");
+    return err;
+}
+
+/* The name (or address) the certificate must have, and SNI. */
+static int set_host(struct tls *t, const char *host)
+{
+    unsigned char buf[sizeof(struct in6_addr)];
+    bool ip = inet_pton(AF_INET, host, buf) == 1 ||
+              inet_pton(AF_INET6, host, buf) == 1;
+    X509_VERIFY_PARAM *param = SSL_get0_param(t->ssl);
+    X509_VERIFY_PARAM_set_hostflags(param,
+                                    X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+    if (ip)
+        return X509_VERIFY_PARAM_set1_ip_asc(param, host) == 1 ? 0 : -EINVAL;
+    if (SSL_set1_host(t->ssl, host) != 1 ||
+        SSL_set_tlsext_host_name(t->ssl, host) != 1)
+        return -ENOMEM;
+    return 0;
+}
+
+/*
+ * The connection over fd (the caller's until this returns: on failure it
+ * is closed here), handshake made, as a stream in *out.
+ */
+static int connect_tls(int fd, coil_tls_context_t *ctx, bool server,
+                       const char *host, const char *rest, size_t rest_len,
+                       const coil_tls_options_t *opts, coil_stream_t **out)
+{
+    last_error[0] = '\0';
+    coil_loop_t *loop = coil_running_loop();
+    struct tls *t = coil__calloc(1, sizeof(*t));
+    if (!t) {
+        (void)close(fd);
+        return -ENOMEM;
+    }
+    t->refs = 1;
+    t->loop = loop;
+    t->fd = fd;
+    int err = coil__watch_init(&t->watch, loop, fd, COIL__WATCH_OWNED);
+    if (err) {
+        coil__free(t);
+        (void)close(fd);
+        return err;
+    }
+    coil__sock_no_sigpipe(fd);
+    coil__sock_nodelay(fd);
+    ERR_clear_error();
+    if (!(t->ssl = SSL_new(ctx->ctx)) || !(t->rbio = BIO_new(BIO_s_mem())) ||
+        !(t->wbio = BIO_new(BIO_s_mem()))) {
+        note_queue("SSL_new");
+        BIO_free(t->rbio);
+        BIO_free(t->wbio);
+        err = -ENOMEM;
+        goto fail;
+    }
+    SSL_set_bio(t->ssl, t->rbio, t->wbio);
+    BIO_set_mem_eof_return(t->rbio, -1); /* empty: "want more" */
+    if (server) {
+        SSL_set_accept_state(t->ssl);
+    } else {
+        SSL_set_connect_state(t->ssl);
+        const char *name = opts && opts->server_hostname
+                               ? opts->server_hostname
+                               : host;
+        if (name && (err = set_host(t, name)) != 0)
+            goto fail;
+    }
+    if (rest_len && BIO_write(t->rbio, rest, (int)rest_len) != (int)rest_len) {
+        err = -ENOMEM;
+        goto fail;
+    }
+    int64_t limit = opts && opts->handshake_timeout_ns > 0
+                        ? opts->handshake_timeout_ns
+                        : 60 * COIL_SEC;
+    if ((err = handshake(t, limit)) != 0)
+        goto fail;
+    const unsigned char *alpn = NULL;
+    unsigned alpn_len = 0;
+    SSL_get0_alpn_selected(t->ssl, &alpn, &alpn_len);
+    if (alpn && alpn_len) {
+        memcpy(t->alpn, alpn, alpn_len);
+        t->alpn[alpn_len] = '\0';
+    }
+    if ((err = coil__stream_open_transport(&tls_ops, t, loop, out)) != 0)
+        goto fail;
+    return 0;
+
+fail:
+    ERR_clear_error();
+    coil__watch_close(&t->watch);
+    (void)close(fd);
+    tls_free(t);
+    return err;
+}
+
+static int check(coil_tls_context_t *ctx, coil_stream_t **out)
+{
+    if (out)
+        *out = NULL;
+    if (!ctx || !out)
+        return -EINVAL;
+    if (!coil_current_task())
+        return -EPERM;
+    return 0;
+}
+
+int coil_tls_open(const char *host, const char *port, coil_tls_context_t *ctx,
+                  const coil_tls_options_t *opts, coil_stream_t **out)
+{
+    int err = check(ctx, out);
+    if (err)
+        return err;
+    if (ctx->server || !host)
+        return -EINVAL;
+    int fd;
+    if ((err = coil__connect_host(host, port, &fd)) != 0)
+        return err;
+    return connect_tls(fd, ctx, false, host, NULL, 0, opts, out);
+}
+
+int coil_tls_start(coil_stream_t *plain, coil_tls_context_t *ctx,
+                   bool server, const coil_tls_options_t *opts,
+                   coil_stream_t **out)
+{
+    int err = check(ctx, out);
+    if (err)
+        return err;
+    if (!plain || ctx->server != server)
+        return -EINVAL;
+    if ((err = coil_stream_drain(plain)) != 0)
+        return err;
+    int fd;
+    char *rest;
+    size_t rest_len;
+    if ((err = coil__stream_detach(plain, &fd, &rest, &rest_len)) != 0)
+        return err;
+    err = connect_tls(fd, ctx, server, NULL, rest, rest_len, opts, out);
+    coil__free(rest);
+    return err;
+}
+
+const char *coil_tls_alpn(const coil_stream_t *s)
+{
+    const struct tls *t = coil__stream_transport(s, &tls_ops);
+    return t && t->alpn[0] ? t->alpn : NULL;
+}
+
+const char *coil_tls_version(const coil_stream_t *s)
+{
+    const struct tls *t = coil__stream_transport(s, &tls_ops);
+    return t ? SSL_get_version(t->ssl) : NULL;
+}
+
+#endif /* COIL_HAVE_OPENSSL */

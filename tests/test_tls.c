@@ -1,0 +1,621 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * test_tls.c - TLS streams (coil/tls.h), coil to coil over TCP loopback,
+ * every run through the testing kit's fixture (nothing may be left):
+ *
+ *  - echo integrity, large and tiny writes both ways, ALPN agreed, the
+ *    version; a graceful close is the peer's end of stream (close_notify)
+ *    and an abort is not taken for one (-ECONNABORTED / -ECONNRESET);
+ *  - verification: an unknown authority, a wrong host name, an expired
+ *    certificate, each -EKEYREJECTED with the reason said;
+ *  - the handshake's limit against a peer that never answers, and a
+ *    cancel during the handshake;
+ *  - start_tls over a plain conversation, with the client's first TLS
+ *    bytes already in the server's plain buffer;
+ *  - argument checks; and, in a build without OpenSSL, -ENOTSUP.
+ *
+ * The certificates are made here, at run time, with OpenSSL (an
+ * authority, a server certificate for localhost and 127.0.0.1, an
+ * expired one): no key is ever committed.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "coil/testing.h"
+#include "coil/tls.h"
+#include "helpers.h"
+
+#ifndef COIL_HAVE_OPENSSL
+
+static void test_not_built(void **state)
+{
+    (void)state;
+    assert_false(coil_tls_available());
+    coil_tls_context_t *ctx = (void *)1;
+    assert_int_equal(coil_tls_context_new(false, &ctx), -ENOTSUP);
+    assert_null(ctx);
+    assert_non_null(strstr(coil_tls_last_error(), "no TLS"));
+    assert_null(coil_tls_alpn(NULL));
+}
+
+int main(void)
+{
+    test_init();
+    const struct CMUnitTest tests[] = {
+        TEST_NOLOOP(test_not_built),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
+
+#else
+
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509v3.h>
+
+static void run_ok(coil_task_fn body, void *arg)
+{
+    coil_test_result_t r;
+    int err = coil_test_run(body, arg, NULL, &r);
+    if (err)
+        fail_msg("coil_test_run: %s: %s", coil_err_name(err), r.message);
+}
+
+/* ------------------------------------------------------------------ */
+/* Certificates, made at run time                                       */
+/* ------------------------------------------------------------------ */
+
+static char dir[64];
+static char ca_pem[96], cert_pem[96], key_pem[96], old_pem[96],
+    other_ca_pem[96];
+
+static void add_ext(X509 *x, X509 *issuer, int nid, const char *value)
+{
+    X509V3_CTX ctx;
+    X509V3_set_ctx_nodb(&ctx);
+    X509V3_set_ctx(&ctx, issuer, x, NULL, NULL, 0);
+    X509_EXTENSION *ext = X509V3_EXT_conf_nid(NULL, &ctx, nid, value);
+    assert_non_null(ext);
+    X509_add_ext(x, ext, -1);
+    X509_EXTENSION_free(ext);
+}
+
+/* A certificate for key, signed by issuer (NULL: itself), valid from
+ * days_from to days_to (days from now). */
+static X509 *make_cert(EVP_PKEY *key, X509 *issuer, EVP_PKEY *issuer_key,
+                       const char *cn, const char *san, bool ca,
+                       long days_from, long days_to)
+{
+    static long serial = 1;
+    X509 *x = X509_new();
+    assert_non_null(x);
+    X509_set_version(x, 2);
+    ASN1_INTEGER_set(X509_get_serialNumber(x), serial++);
+    X509_gmtime_adj(X509_getm_notBefore(x), days_from * 86400);
+    X509_gmtime_adj(X509_getm_notAfter(x), days_to * 86400);
+    X509_set_pubkey(x, key);
+    X509_NAME *name = X509_get_subject_name(x);
+    X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC,
+                               (const unsigned char *)cn, -1, -1, 0);
+    X509_set_issuer_name(x, issuer ? X509_get_subject_name(issuer) : name);
+    add_ext(x, issuer ? issuer : x, NID_basic_constraints,
+            ca ? "critical,CA:TRUE" : "CA:FALSE");
+    if (ca)
+        add_ext(x, x, NID_key_usage, "critical,keyCertSign,cRLSign");
+    if (san)
+        add_ext(x, issuer ? issuer : x, NID_subject_alt_name, san);
+    assert_true(X509_sign(x, issuer_key ? issuer_key : key, EVP_sha256()) >
+                0);
+    return x;
+}
+
+static void write_cert(const char *path, X509 *x)
+{
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    assert_int_equal(PEM_write_X509(f, x), 1);
+    fclose(f);
+}
+
+static void write_key(const char *path, EVP_PKEY *key)
+{
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    assert_int_equal(
+        PEM_write_PrivateKey(f, key, NULL, NULL, 0, NULL, NULL), 1);
+    fclose(f);
+}
+
+static int make_certs(void **state)
+{
+    (void)state;
+    snprintf(dir, sizeof(dir), "/tmp/coil-tls-%d", (int)getpid());
+    if (mkdir(dir, 0700) != 0 && errno != EEXIST)
+        return -1;
+    snprintf(ca_pem, sizeof(ca_pem), "%s/ca.pem", dir);
+    snprintf(other_ca_pem, sizeof(other_ca_pem), "%s/other-ca.pem", dir);
+    snprintf(cert_pem, sizeof(cert_pem), "%s/cert.pem", dir);
+    snprintf(key_pem, sizeof(key_pem), "%s/key.pem", dir);
+    snprintf(old_pem, sizeof(old_pem), "%s/old.pem", dir);
+    EVP_PKEY *ca_key = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
+    EVP_PKEY *other_key = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
+    EVP_PKEY *key = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
+    if (!ca_key || !other_key || !key)
+        return -1;
+    X509 *ca = make_cert(ca_key, NULL, NULL, "coil test authority", NULL,
+                         true, -1, 30);
+    X509 *other = make_cert(other_key, NULL, NULL, "another authority",
+                            NULL, true, -1, 30);
+    X509 *cert = make_cert(key, ca, ca_key, "localhost",
+                           "DNS:localhost,IP:127.0.0.1", false, -1, 30);
+    X509 *old = make_cert(key, ca, ca_key, "localhost",
+                          "DNS:localhost,IP:127.0.0.1", false, -30, -1);
+    write_cert(ca_pem, ca);
+    write_cert(other_ca_pem, other);
+    write_cert(cert_pem, cert);
+    write_cert(old_pem, old);
+    write_key(key_pem, key);
+    X509_free(ca);
+    X509_free(other);
+    X509_free(cert);
+    X509_free(old);
+    EVP_PKEY_free(ca_key);
+    EVP_PKEY_free(other_key);
+    EVP_PKEY_free(key);
+    return 0;
+}
+
+static int remove_certs(void **state)
+{
+    (void)state;
+    unlink(ca_pem);
+    unlink(other_ca_pem);
+    unlink(cert_pem);
+    unlink(key_pem);
+    unlink(old_pem);
+    rmdir(dir);
+    return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* A TLS echo server (start_tls in the handler)                         */
+/* ------------------------------------------------------------------ */
+
+struct server {
+    coil_tls_context_t *ctx;
+    coil_server_t *srv;
+    char port[16];
+    bool silent;      /* accept, then say nothing (a slowloris's peer) */
+    bool abort_after; /* echo one line, then abort */
+    int handshake;    /* the last connection's handshake outcome */
+    char alpn[32];
+};
+
+static int echo_handler(coil_stream_t *plain, void *arg)
+{
+    struct server *sv = arg;
+    if (sv->silent)
+        return coil_sleep(3600 * COIL_SEC);
+    coil_stream_t *s;
+    sv->handshake = coil_tls_start(plain, sv->ctx, true, NULL, &s);
+    if (sv->handshake)
+        return 0; /* said through sv: the client checks what it saw */
+    const char *alpn = coil_tls_alpn(s);
+    snprintf(sv->alpn, sizeof(sv->alpn), "%s", alpn ? alpn : "");
+    char buf[8192];
+    int err = 0;
+    for (;;) {
+        ssize_t n = coil_stream_read(s, buf, sizeof(buf));
+        if (n <= 0) {
+            err = (int)n;
+            break;
+        }
+        if ((err = coil_stream_write(s, buf, (size_t)n)) != 0 ||
+            (err = coil_stream_drain(s)) != 0)
+            break;
+        if (sv->abort_after) {
+            coil_stream_abort(s);
+            break;
+        }
+    }
+    coil_stream_unref(s);
+    return err == -ECONNABORTED ? 0 : err;
+}
+
+static int server_open(struct server *sv, const char *cert)
+{
+    int err = coil_tls_context_new(true, &sv->ctx);
+    if (!err)
+        err = coil_tls_context_load_cert(sv->ctx, cert, key_pem);
+    if (!err)
+        err = coil_server_open("127.0.0.1", "0", echo_handler, sv, NULL,
+                               &sv->srv);
+    if (!err)
+        snprintf(sv->port, sizeof(sv->port), "%d",
+                 coil_server_port(sv->srv));
+    return err;
+}
+
+static int server_close(struct server *sv)
+{
+    int err = 0;
+    if (sv->srv) {
+        coil_server_close(sv->srv);
+        err = coil_server_wait_closed(sv->srv);
+        coil_server_unref(sv->srv);
+    }
+    coil_tls_context_unref(sv->ctx);
+    return err;
+}
+
+static int client_ctx(const char *ca, coil_tls_context_t **out)
+{
+    int err = coil_tls_context_new(false, out);
+    if (!err && ca)
+        err = coil_tls_context_load_ca(*out, ca);
+    return err;
+}
+
+/* ------------------------------------------------------------------ */
+/* Echo                                                                 */
+/* ------------------------------------------------------------------ */
+
+#define BULK (300 * 1024)
+
+struct echo {
+    struct server sv;
+    char alpn[32];
+    char version[16];
+    size_t got;
+    bool same;
+    int after_close;
+};
+
+static int echo_body(void *arg)
+{
+    struct echo *e = arg;
+    int err = server_open(&e->sv, cert_pem);
+    static const char *const server_protos[] = {"http/1.1", "x-coil"};
+    static const char *const client_protos[] = {"h2", "http/1.1"};
+    coil_tls_context_t *cctx = NULL;
+    coil_stream_t *s = NULL;
+    if (!err)
+        err = coil_tls_context_set_alpn(e->sv.ctx, server_protos, 2);
+    if (!err && !(err = client_ctx(ca_pem, &cctx)))
+        err = coil_tls_context_set_alpn(cctx, client_protos, 2);
+    if (!err)
+        err = coil_tls_open("localhost", e->sv.port, cctx, NULL, &s);
+    if (!err) {
+        snprintf(e->alpn, sizeof(e->alpn), "%s",
+                 coil_tls_alpn(s) ? coil_tls_alpn(s) : "");
+        snprintf(e->version, sizeof(e->version), "%s",
+                 coil_tls_version(s) ? coil_tls_version(s) : "");
+    }
+    /* Writes of every size, each followed by reading its echo. */
+    unsigned char *buf = malloc(BULK), *back = malloc(BULK);
+    e->same = true;
+    size_t off = 0;
+    unsigned rnd = 7;
+    while (!err && buf && back && off < BULK) {
+        rnd = rnd * 1103515245u + 12345u;
+        size_t n = (rnd >> 8) % 4 == 0 ? 1 : 1 + (rnd >> 12) % 40000;
+        if (n > BULK - off)
+            n = BULK - off;
+        for (size_t i = 0; i < n; i++)
+            buf[off + i] = (unsigned char)((off + i) * 31 + 7);
+        if (!(err = coil_stream_write(s, buf + off, n)) &&
+            !(err = coil_stream_read_exactly(s, back + off, n, NULL)))
+            e->same &= memcmp(buf + off, back + off, n) == 0;
+        off += n;
+    }
+    e->got = off;
+    free(buf);
+    free(back);
+    /* Closing: the server sees the end (close_notify) and ends too. */
+    if (s) {
+        coil_stream_close(s);
+        e->after_close = coil_stream_wait_closed(s);
+        coil_stream_unref(s);
+    }
+    coil_tls_context_unref(cctx);
+    int e2 = server_close(&e->sv);
+    return err ? err : e2;
+}
+
+static void test_echo(void **state)
+{
+    (void)state;
+    struct echo e = {0};
+    run_ok(echo_body, &e);
+    assert_int_equal(e.got, BULK);
+    assert_true(e.same);
+    assert_string_equal(e.alpn, "http/1.1");
+    assert_string_equal(e.sv.alpn, "http/1.1");
+    assert_string_equal(e.version, "TLSv1.3");
+    assert_int_equal(e.after_close, 0);
+}
+
+/* The server writes, then ends cleanly or aborts. */
+struct ending {
+    struct server sv;
+    int read_end; /* what the read after the echo gave */
+};
+
+static int ending_body(void *arg)
+{
+    struct ending *g = arg;
+    int err = server_open(&g->sv, cert_pem);
+    coil_tls_context_t *cctx = NULL;
+    coil_stream_t *s = NULL;
+    if (!err && !(err = client_ctx(ca_pem, &cctx)))
+        err = coil_tls_open("127.0.0.1", g->sv.port, cctx, NULL, &s);
+    char buf[16];
+    if (!err && !(err = coil_stream_write(s, "hello", 5)) &&
+        !(err = coil_stream_read_exactly(s, buf, 5, NULL)))
+        g->read_end = (int)coil_stream_read(s, buf, sizeof(buf));
+    coil_stream_unref(s);
+    coil_tls_context_unref(cctx);
+    int e2 = server_close(&g->sv);
+    return err ? err : e2;
+}
+
+static void test_endings(void **state)
+{
+    (void)state;
+    /* An abort is no close_notify: never taken for the end. */
+    struct ending g = {.sv.abort_after = true};
+    run_ok(ending_body, &g);
+    assert_true(g.read_end == -ECONNABORTED || g.read_end == -ECONNRESET);
+}
+
+/* ------------------------------------------------------------------ */
+/* Verification                                                         */
+/* ------------------------------------------------------------------ */
+
+struct verify {
+    const char *cert;      /* the server's */
+    const char *ca;        /* the client trusts */
+    const char *host;      /* connected to */
+    const char *name;      /* verified as (options), or NULL */
+    int open;
+    char why[256];
+};
+
+static int verify_body(void *arg)
+{
+    struct verify *v = arg;
+    struct server sv = {0};
+    int err = server_open(&sv, v->cert);
+    coil_tls_context_t *cctx = NULL;
+    coil_stream_t *s = NULL;
+    if (!err && !(err = client_ctx(v->ca, &cctx))) {
+        coil_tls_options_t o = {.server_hostname = v->name};
+        v->open = coil_tls_open(v->host, sv.port, cctx, &o, &s);
+        snprintf(v->why, sizeof(v->why), "%s", coil_tls_last_error());
+    }
+    coil_stream_unref(s);
+    coil_tls_context_unref(cctx);
+    int e2 = server_close(&sv);
+    return err ? err : e2;
+}
+
+static void verify_case(const char *cert, const char *ca, const char *host,
+                        const char *name, int want, const char *why)
+{
+    struct verify v = {cert, ca, host, name, 1, ""};
+    run_ok(verify_body, &v);
+    if (v.open != want || (why && !strstr(v.why, why)))
+        fail_msg("%s as %s: %s (%s), not %s", host, name ? name : host,
+                 coil_err_name(v.open), v.why, coil_err_name(want));
+}
+
+static void test_verification(void **state)
+{
+    (void)state;
+    verify_case(cert_pem, ca_pem, "localhost", NULL, 0, NULL);
+    verify_case(cert_pem, ca_pem, "127.0.0.1", NULL, 0, NULL);
+    /* An authority the client does not trust (not the system's either). */
+    verify_case(cert_pem, other_ca_pem, "localhost", NULL, -EKEYREJECTED,
+                "certificate verify failed");
+    /* Another name than the certificate's. */
+    verify_case(cert_pem, ca_pem, "127.0.0.1", "example.com",
+                -EKEYREJECTED, "certificate verify failed");
+    /* Expired. */
+    verify_case(old_pem, ca_pem, "localhost", NULL, -EKEYREJECTED,
+                "expired");
+}
+
+/* ------------------------------------------------------------------ */
+/* The handshake's limit, and a cancel during it                        */
+/* ------------------------------------------------------------------ */
+
+struct stalled {
+    int open;
+    char why[256];
+    bool cancel;
+};
+
+static int stalled_body(void *arg)
+{
+    struct stalled *st = arg;
+    struct server sv = {.silent = true};
+    int err = server_open(&sv, cert_pem);
+    coil_tls_context_t *cctx = NULL;
+    coil_stream_t *s = NULL;
+    if (!err && !(err = client_ctx(ca_pem, &cctx))) {
+        coil_tls_options_t o = {.handshake_timeout_ns = 100 * COIL_MSEC};
+        coil_timeout_t *outer = NULL;
+        if (st->cancel)
+            err = coil_timeout_begin(20 * COIL_MSEC, &outer);
+        if (!err) {
+            st->open = coil_tls_open("localhost", sv.port, cctx, &o, &s);
+            snprintf(st->why, sizeof(st->why), "%s", coil_tls_last_error());
+        }
+        if (outer)
+            st->open = coil_timeout_end(outer, st->open);
+    }
+    coil_stream_unref(s);
+    coil_tls_context_unref(cctx);
+    coil_server_close_clients(sv.srv);
+    int e2 = server_close(&sv);
+    return err ? err : e2;
+}
+
+static void test_handshake_limits(void **state)
+{
+    (void)state;
+    struct stalled st = {0};
+    run_ok(stalled_body, &st);
+    assert_int_equal(st.open, -ETIMEDOUT);
+    assert_non_null(strstr(st.why, "did not finish in time"));
+    /* Cancelled (by an outer scope) while it waits for the server. */
+    struct stalled c = {.cancel = true};
+    run_ok(stalled_body, &c);
+    assert_int_equal(c.open, -ETIMEDOUT); /* the outer scope's */
+}
+
+/* ------------------------------------------------------------------ */
+/* start_tls                                                            */
+/* ------------------------------------------------------------------ */
+
+struct starttls {
+    coil_tls_context_t *sctx;
+    char said[32];
+    int server_r;
+    char reply[16];
+};
+
+static int starttls_handler(coil_stream_t *plain, void *arg)
+{
+    struct starttls *st = arg;
+    size_t len = 0;
+    /* The line, and (likely) the start of the client's handshake right
+     * behind it, in the plain stream's buffer. */
+    int err = coil_stream_readline(plain, st->said, sizeof(st->said), &len);
+    coil_stream_t *s = NULL;
+    if (!err)
+        err = coil_tls_start(plain, st->sctx, true, NULL, &s);
+    char buf[8];
+    if (!err && !(err = coil_stream_read_exactly(s, buf, 4, NULL)))
+        err = coil_stream_write(s, "pong", 4);
+    if (s) {
+        coil_stream_close(s);
+        (void)coil_stream_wait_closed(s);
+    }
+    coil_stream_unref(s);
+    st->server_r = err;
+    return 0;
+}
+
+static int starttls_body(void *arg)
+{
+    struct starttls *st = arg;
+    coil_server_t *srv = NULL;
+    coil_tls_context_t *cctx = NULL;
+    coil_stream_t *plain = NULL, *s = NULL;
+    int err = coil_tls_context_new(true, &st->sctx);
+    if (!err)
+        err = coil_tls_context_load_cert(st->sctx, cert_pem, key_pem);
+    if (!err)
+        err = coil_server_open("127.0.0.1", "0", starttls_handler, st, NULL,
+                               &srv);
+    char port[16];
+    snprintf(port, sizeof(port), "%d", srv ? coil_server_port(srv) : 0);
+    if (!err)
+        err = client_ctx(ca_pem, &cctx);
+    if (!err)
+        err = coil_stream_open("127.0.0.1", port, &plain);
+    coil_tls_options_t o = {.server_hostname = "localhost"};
+    if (!err && !(err = coil_stream_write(plain, "STARTTLS\n", 9)))
+        err = coil_tls_start(plain, cctx, false, &o, &s);
+    if (!err && !(err = coil_stream_write(s, "ping", 4)))
+        err = coil_stream_read_exactly(s, st->reply, 4, NULL);
+    coil_stream_unref(s);
+    coil_stream_unref(plain);
+    coil_tls_context_unref(cctx);
+    if (srv) {
+        coil_server_close(srv);
+        int e = coil_server_wait_closed(srv);
+        err = err ? err : e;
+        coil_server_unref(srv);
+    }
+    coil_tls_context_unref(st->sctx);
+    return err;
+}
+
+static void test_start_tls(void **state)
+{
+    (void)state;
+    struct starttls st = {0};
+    run_ok(starttls_body, &st);
+    assert_string_equal(st.said, "STARTTLS\n");
+    assert_int_equal(st.server_r, 0);
+    assert_memory_equal(st.reply, "pong", 4);
+}
+
+/* ------------------------------------------------------------------ */
+/* Arguments                                                            */
+/* ------------------------------------------------------------------ */
+
+static int arguments(void *arg)
+{
+    (void)arg;
+    coil_tls_context_t *c, *sctx;
+    coil_stream_t *s = (void *)1;
+    if (coil_tls_context_new(false, &c) || coil_tls_context_new(true, &sctx))
+        return -EPROTO;
+    int bad = 0;
+    bad |= coil_tls_context_new(false, NULL) != -EINVAL;
+    bad |= coil_tls_context_load_cert(c, "/nonexistent.pem", key_pem) !=
+           -ENOENT;
+    bad |= coil_tls_context_load_cert(c, ca_pem, ca_pem) != -EKEYREJECTED;
+    bad |= coil_tls_context_load_cert(NULL, ca_pem, key_pem) != -EINVAL;
+    bad |= coil_tls_context_load_ca(c, "/nonexistent.pem") != -ENOENT;
+    bad |= coil_tls_context_load_ca(c, key_pem) != -EKEYREJECTED;
+    bad |= coil_tls_context_set_verify(c, (coil_tls_verify_t)9) != -EINVAL;
+    const char *empty[] = {""};
+    bad |= coil_tls_context_set_alpn(c, empty, 1) != -EINVAL;
+    bad |= coil_tls_context_set_alpn(c, NULL, 1) != -EINVAL;
+    bad |= coil_tls_open("localhost", "1", NULL, NULL, &s) != -EINVAL ||
+           s != NULL;
+    bad |= coil_tls_open("localhost", "1", sctx, NULL, &s) != -EINVAL;
+    bad |= coil_tls_start(NULL, c, false, NULL, &s) != -EINVAL;
+    bad |= coil_tls_alpn(NULL) != NULL || coil_tls_version(NULL) != NULL;
+    bad |= coil_tls_context_ref(c) != c;
+    coil_tls_context_unref(c);
+    coil_tls_context_unref(c);
+    coil_tls_context_unref(sctx);
+    coil_tls_context_unref(NULL);
+    return bad ? -EPROTO : 0;
+}
+
+static void test_arguments(void **state)
+{
+    (void)state;
+    assert_true(coil_tls_available());
+    run_ok(arguments, NULL);
+    coil_tls_context_t *c;
+    assert_int_equal(coil_tls_context_new(false, &c), 0);
+    coil_stream_t *s;
+    /* Not in a task. */
+    assert_int_equal(coil_tls_open("localhost", "1", c, NULL, &s), -EPERM);
+    coil_tls_context_unref(c);
+}
+
+int main(void)
+{
+    test_init();
+    const struct CMUnitTest tests[] = {
+        TEST_NOLOOP(test_echo),
+        TEST_NOLOOP(test_endings),
+        TEST_NOLOOP(test_verification),
+        TEST_NOLOOP(test_handshake_limits),
+        TEST_NOLOOP(test_start_tls),
+        TEST_NOLOOP(test_arguments),
+    };
+    return cmocka_run_group_tests(tests, make_certs, remove_certs);
+}
+
+#endif /* COIL_HAVE_OPENSSL */
