@@ -12,6 +12,9 @@
  *    cancel during the handshake;
  *  - start_tls over a plain conversation, with the client's first TLS
  *    bytes already in the server's plain buffer;
+ *  - peers coil did not write: coil's client against `openssl s_server
+ *    -rev`, `openssl s_client` against coil's server (skipped, and said
+ *    so, where the openssl command is missing; CI installs it);
  *  - argument checks; and, in a build without OpenSSL, -ENOTSUP.
  *
  * The certificates are made here, at run time, with OpenSSL (an
@@ -556,6 +559,134 @@ static void test_start_tls(void **state)
 }
 
 /* ------------------------------------------------------------------ */
+/* A peer coil did not write: openssl s_server and s_client             */
+/* ------------------------------------------------------------------ */
+
+/* Whether the openssl command is there (skipped, said, if not). */
+static bool have_openssl_cmd(void)
+{
+    return system("openssl version >/dev/null 2>&1") == 0;
+}
+
+struct interop {
+    char line[64];
+    int open;
+    char out[64];
+    size_t out_len;
+    int code;
+};
+
+/* coil's client against s_server -rev (each line sent back reversed). */
+static int s_server_body(void *arg)
+{
+    struct interop *in = arg;
+    char a0[] = "openssl", a1[] = "s_server", a2[] = "-accept",
+         a3[] = "127.0.0.1:0", a4[] = "-cert", a6[] = "-key", a8[] = "-rev",
+         a9[] = "-naccept", a10[] = "1";
+    char *argv[] = {a0, a1, a2, a3, a4, cert_pem, a6, key_pem, a8, a9, a10,
+                    NULL};
+    coil_process_options_t po = {.stdout_mode = COIL_STDIO_PIPE,
+                                 .stderr_mode = COIL_STDIO_DEVNULL,
+                                 .stdin_mode = COIL_STDIO_DEVNULL};
+    coil_process_t *p;
+    int err = coil_process_spawn("openssl", argv, &po, &p);
+    if (err)
+        return err;
+    /* "ACCEPT 127.0.0.1:PORT" once it listens. */
+    char port[16] = "";
+    for (int i = 0; i < 10 && !err && !port[0]; i++) {
+        char l[128];
+        size_t len = 0;
+        if (!(err = coil_stream_readline(coil_process_stdout(p), l,
+                                         sizeof(l) - 1, &len))) {
+            l[len] = '\0';
+            char *colon = strncmp(l, "ACCEPT", 6) ? NULL : strrchr(l, ':');
+            if (colon)
+                snprintf(port, sizeof(port), "%d", atoi(colon + 1));
+        }
+    }
+    coil_tls_context_t *cctx = NULL;
+    coil_stream_t *s = NULL;
+    if (!err && !(err = client_ctx(ca_pem, &cctx))) {
+        in->open = coil_tls_open("localhost", port, cctx, NULL, &s);
+        size_t len = 0;
+        if (!in->open &&
+            !(err = coil_stream_write(s, "hello, coil\n", 12)) &&
+            !(err = coil_stream_readline(s, in->line, sizeof(in->line) - 1,
+                                         &len)))
+            in->line[len] = '\0';
+    }
+    coil_stream_unref(s);
+    coil_tls_context_unref(cctx);
+    (void)coil_process_kill(p);
+    (void)coil_process_wait(p, NULL);
+    coil_process_unref(p);
+    return err;
+}
+
+/* s_client against coil's server: a line there and back. */
+static int s_client_body(void *arg)
+{
+    struct interop *in = arg;
+    struct server sv = {0};
+    int err = server_open(&sv, cert_pem);
+    char connect[32];
+    snprintf(connect, sizeof(connect), "127.0.0.1:%s", sv.port);
+    char a0[] = "openssl", a1[] = "s_client", a2[] = "-connect",
+         a4[] = "-CAfile", a6[] = "-servername", a7[] = "localhost",
+         a8[] = "-verify_return_error", a9[] = "-quiet",
+         a10[] = "-no_ign_eof";
+    char *argv[] = {a0, a1, a2, connect, a4, ca_pem, a6, a7, a8, a9, a10,
+                    NULL};
+    coil_process_options_t po = {.stdin_mode = COIL_STDIO_PIPE,
+                                 .stdout_mode = COIL_STDIO_PIPE,
+                                 .stderr_mode = COIL_STDIO_DEVNULL};
+    coil_process_t *p = NULL;
+    if (!err)
+        err = coil_process_spawn("openssl", argv, &po, &p);
+    char *out = NULL, *errout = NULL;
+    size_t out_len = 0, err_len = 0;
+    /* The line, then (after its echo had time to come) the end. */
+    if (!err && !(err = coil_stream_write(coil_process_stdin(p),
+                                          "ping from s_client\n", 19)) &&
+        !(err = coil_stream_readline(coil_process_stdout(p), in->out,
+                                     sizeof(in->out), &in->out_len)))
+        err = coil_process_communicate(p, NULL, 0, &out, &out_len, &errout,
+                                       &err_len);
+    coil_process_free_output(out);
+    coil_process_free_output(errout);
+    if (p) {
+        if (err)
+            (void)coil_process_kill(p);
+        (void)coil_process_wait(p, &in->code);
+        coil_process_unref(p);
+    }
+    coil_server_close_clients(sv.srv);
+    int e2 = server_close(&sv);
+    return err ? err : e2;
+}
+
+static void test_openssl_peers(void **state)
+{
+    (void)state;
+    if (!have_openssl_cmd()) {
+        fprintf(stderr, "openssl (the command) is not installed: "
+                        "the test against it is skipped\n");
+        skip();
+    }
+    struct interop a = {.open = 1};
+    run_ok(s_server_body, &a);
+    assert_int_equal(a.open, 0);
+    assert_string_equal(a.line, "lioc ,olleh\n");
+
+    struct interop b = {0};
+    run_ok(s_client_body, &b);
+    assert_int_equal(b.out_len, 19);
+    assert_memory_equal(b.out, "ping from s_client\n", 19);
+    assert_int_equal(b.code, 0);
+}
+
+/* ------------------------------------------------------------------ */
 /* Arguments                                                            */
 /* ------------------------------------------------------------------ */
 
@@ -613,6 +744,7 @@ int main(void)
         TEST_NOLOOP(test_verification),
         TEST_NOLOOP(test_handshake_limits),
         TEST_NOLOOP(test_start_tls),
+        TEST_NOLOOP(test_openssl_peers),
         TEST_NOLOOP(test_arguments),
     };
     return cmocka_run_group_tests(tests, make_certs, remove_certs);
