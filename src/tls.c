@@ -719,8 +719,12 @@ static int set_host(struct tls *t, const char *host)
                                     X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
     if (ip)
         return X509_VERIFY_PARAM_set1_ip_asc(param, host) == 1 ? 0 : -EINVAL;
+    char name[256]; /* SNI's macro takes a mutable pointer */
+    if (strlen(host) >= sizeof(name))
+        return -EINVAL;
+    memcpy(name, host, strlen(host) + 1);
     if (SSL_set1_host(t->ssl, host) != 1 ||
-        SSL_set_tlsext_host_name(t->ssl, host) != 1)
+        SSL_set_tlsext_host_name(t->ssl, name) != 1)
         return -ENOMEM;
     return 0;
 }
