@@ -193,6 +193,7 @@ struct server {
     bool silent;      /* accept, then say nothing (a slowloris's peer) */
     bool abort_after; /* echo one line, then abort */
     int handshake;    /* the last connection's handshake outcome */
+    int end;          /* its last read: 0 after close_notify */
     char alpn[32];
 };
 
@@ -212,7 +213,7 @@ static int echo_handler(coil_stream_t *plain, void *arg)
     for (;;) {
         ssize_t n = coil_stream_read(s, buf, sizeof(buf));
         if (n <= 0) {
-            err = (int)n;
+            err = sv->end = (int)n;
             break;
         }
         if ((err = coil_stream_write(s, buf, (size_t)n)) != 0 ||
@@ -330,8 +331,9 @@ static int echo_body(void *arg)
 static void test_echo(void **state)
 {
     (void)state;
-    struct echo e = {0};
+    struct echo e = {.sv.end = 1};
     run_ok(echo_body, &e);
+    assert_int_equal(e.sv.end, 0); /* the client's close_notify */
     assert_int_equal(e.got, BULK);
     assert_true(e.same);
     assert_string_equal(e.alpn, "http/1.1");
@@ -428,6 +430,78 @@ static void test_verification(void **state)
     /* Expired. */
     verify_case(old_pem, ca_pem, "localhost", NULL, -EKEYREJECTED,
                 "expired");
+}
+
+/* Client certificates: a server that requires one. */
+struct mutual {
+    bool client_cert;
+    int server_start; /* the server's coil_tls_start */
+    int client_r;     /* the client's open, then its first read */
+    char got[8];
+};
+
+static int mutual_handler(coil_stream_t *plain, void *arg)
+{
+    struct mutual *m = arg;
+    coil_tls_context_t *sctx;
+    int err = coil_tls_context_new(true, &sctx);
+    if (!err && !(err = coil_tls_context_load_cert(sctx, cert_pem, key_pem)) &&
+        !(err = coil_tls_context_load_ca(sctx, ca_pem)))
+        err = coil_tls_context_set_verify(sctx, COIL_TLS_VERIFY_REQUIRED);
+    coil_stream_t *s = NULL;
+    if (!err)
+        err = m->server_start = coil_tls_start(plain, sctx, true, NULL, &s);
+    if (!err && !(err = coil_stream_write(s, "hi", 2)))
+        err = coil_stream_drain(s);
+    coil_stream_unref(s);
+    coil_tls_context_unref(sctx);
+    return 0 * err;
+}
+
+static int mutual_body(void *arg)
+{
+    struct mutual *m = arg;
+    coil_server_t *srv;
+    int err = coil_server_open("127.0.0.1", "0", mutual_handler, m, NULL,
+                               &srv);
+    if (err)
+        return err;
+    char port[16];
+    snprintf(port, sizeof(port), "%d", coil_server_port(srv));
+    coil_tls_context_t *cctx = NULL;
+    coil_stream_t *s = NULL;
+    if (!(err = client_ctx(ca_pem, &cctx)) && m->client_cert)
+        err = coil_tls_context_load_cert(cctx, cert_pem, key_pem);
+    if (!err) {
+        m->client_r = coil_tls_open("localhost", port, cctx, NULL, &s);
+        /* TLS 1.3: the client may finish first; the server's refusal
+         * then comes with the first read. */
+        if (!m->client_r)
+            m->client_r = coil_stream_read_exactly(s, m->got, 2, NULL);
+    }
+    coil_stream_unref(s);
+    coil_tls_context_unref(cctx);
+    coil_server_close(srv);
+    int e = coil_server_wait_closed(srv);
+    coil_server_unref(srv);
+    return err ? err : e;
+}
+
+static void test_client_certificates(void **state)
+{
+    (void)state;
+    struct mutual with = {.client_cert = true, .server_start = 1};
+    run_ok(mutual_body, &with);
+    assert_int_equal(with.server_start, 0);
+    assert_int_equal(with.client_r, 0);
+    assert_memory_equal(with.got, "hi", 2);
+
+    struct mutual without = {.server_start = 1};
+    run_ok(mutual_body, &without);
+    assert_int_equal(without.server_start, -EPROTO);
+    assert_true(without.client_r == -EPROTO ||
+                without.client_r == -ECONNABORTED ||
+                without.client_r == -ECONNRESET);
 }
 
 /* ------------------------------------------------------------------ */
@@ -742,6 +816,7 @@ int main(void)
         TEST_NOLOOP(test_echo),
         TEST_NOLOOP(test_endings),
         TEST_NOLOOP(test_verification),
+        TEST_NOLOOP(test_client_certificates),
         TEST_NOLOOP(test_handshake_limits),
         TEST_NOLOOP(test_start_tls),
         TEST_NOLOOP(test_openssl_peers),
