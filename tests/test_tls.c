@@ -375,6 +375,76 @@ static void test_endings(void **state)
     assert_true(g.read_end == -ECONNABORTED || g.read_end == -ECONNRESET);
 }
 
+/* Half-close: the client ends its side (close_notify), the server reads
+ * to the end and still answers; the client reads the answer, then the
+ * server's end. */
+struct half {
+    char server_got[8];
+    int server_end;
+    char client_got[8];
+    int client_end;
+};
+
+static int half_handler(coil_stream_t *plain, void *arg)
+{
+    struct half *h = arg;
+    coil_tls_context_t *sctx;
+    int err = coil_tls_context_new(true, &sctx);
+    if (!err)
+        err = coil_tls_context_load_cert(sctx, cert_pem, key_pem);
+    coil_stream_t *s = NULL;
+    if (!err)
+        err = coil_tls_start(plain, sctx, true, NULL, &s);
+    size_t len = 0;
+    if (!err && !(err = coil_stream_read_all(s, h->server_got,
+                                             sizeof(h->server_got), &len)))
+        h->server_end = (int)coil_stream_read(s, h->server_got + len, 1);
+    if (!err && !(err = coil_stream_write(s, "xyz", 3)))
+        coil_stream_close(s);
+    coil_stream_unref(s);
+    coil_tls_context_unref(sctx);
+    return 0 * err;
+}
+
+static int half_body(void *arg)
+{
+    struct half *h = arg;
+    coil_server_t *srv;
+    int err = coil_server_open("127.0.0.1", "0", half_handler, h, NULL,
+                               &srv);
+    if (err)
+        return err;
+    char port[16];
+    snprintf(port, sizeof(port), "%d", coil_server_port(srv));
+    coil_tls_context_t *cctx = NULL;
+    coil_stream_t *s = NULL;
+    size_t len = 0;
+    if (!(err = client_ctx(ca_pem, &cctx)) &&
+        !(err = coil_tls_open("localhost", port, cctx, NULL, &s)) &&
+        !(err = coil_stream_write(s, "abc", 3)) &&
+        !(err = coil_stream_write_eof(s)) &&
+        !(err = coil_stream_read_all(s, h->client_got, sizeof(h->client_got),
+                                     &len)))
+        h->client_end = (int)coil_stream_read(s, h->client_got + len, 1);
+    coil_stream_unref(s);
+    coil_tls_context_unref(cctx);
+    coil_server_close(srv);
+    int e = coil_server_wait_closed(srv);
+    coil_server_unref(srv);
+    return err ? err : e;
+}
+
+static void test_half_close(void **state)
+{
+    (void)state;
+    struct half h = {.server_end = 1, .client_end = 1};
+    run_ok(half_body, &h);
+    assert_memory_equal(h.server_got, "abc", 3);
+    assert_int_equal(h.server_end, 0);
+    assert_memory_equal(h.client_got, "xyz", 3);
+    assert_int_equal(h.client_end, 0);
+}
+
 /* ------------------------------------------------------------------ */
 /* Verification                                                         */
 /* ------------------------------------------------------------------ */
@@ -815,6 +885,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         TEST_NOLOOP(test_echo),
         TEST_NOLOOP(test_endings),
+        TEST_NOLOOP(test_half_close),
         TEST_NOLOOP(test_verification),
         TEST_NOLOOP(test_client_certificates),
         TEST_NOLOOP(test_handshake_limits),
