@@ -36,6 +36,7 @@
 #include "coil/stream.h"
 #include "loop_internal.h"
 #include "net_internal.h"
+#include "server_internal.h"
 
 #define DEFAULT_BACKLOG 100
 #define BACKOFF_MIN (100 * COIL_MSEC)
@@ -63,6 +64,7 @@ struct coil_server {
     bool hooked;
     coil_conn_handler_fn handler;
     void *arg;
+    void (*arg_free)(void *arg); /* the server owns arg (a wrapper's) */
     struct listener *ls;
     size_t nls;
     bool is_unix;
@@ -88,9 +90,16 @@ static void server_unref(struct coil_server *srv)
         coil__loop_on_close_cancel(&srv->hook);
     coil_future_unref(srv->closed_fut);
     coil_future_unref(srv->idle_fut);
+    if (srv->arg_free)
+        srv->arg_free(srv->arg);
     coil__free(srv->ls);
     coil__free(srv);
     coil__loop_unref(loop);
+}
+
+void coil__server_set_arg_free(coil_server_t *srv, void (*fn)(void *arg))
+{
+    srv->arg_free = fn;
 }
 
 static void check_idle(struct coil_server *srv)

@@ -120,6 +120,18 @@ int coil_tls_start(coil_stream_t *plain, coil_tls_context_t *ctx,
     return none();
 }
 
+int coil_tls_server_open(const char *host, const char *port,
+                         coil_tls_context_t *ctx, coil_conn_handler_fn handler,
+                         void *arg, const coil_server_options_t *server_opts,
+                         const coil_tls_options_t *opts, coil_server_t **out)
+{
+    (void)host, (void)port, (void)ctx, (void)handler, (void)arg,
+        (void)server_opts, (void)opts;
+    if (out)
+        *out = NULL;
+    return none();
+}
+
 const char *coil_tls_alpn(const coil_stream_t *s)
 {
     (void)s;
@@ -143,6 +155,7 @@ const char *coil_tls_version(const coil_stream_t *s)
 #include "connect.h"
 #include "loop_internal.h"
 #include "net_internal.h"
+#include "server_internal.h"
 #include "stream_internal.h"
 #include "sys.h"
 #include "watch.h"
@@ -848,6 +861,60 @@ int coil_tls_start(coil_stream_t *plain, coil_tls_context_t *ctx,
     err = connect_tls(fd, ctx, server, NULL, rest, rest_len, opts, out);
     coil__free(rest);
     return err;
+}
+
+/* A TLS server: a plain one whose handler is this, over the user's. */
+struct tls_server {
+    coil_tls_context_t *ctx;
+    coil_conn_handler_fn handler;
+    void *arg;
+    coil_tls_options_t opts;
+};
+
+static int tls_conn(coil_stream_t *plain, void *arg)
+{
+    struct tls_server *ts = arg;
+    coil_stream_t *s;
+    int err = coil_tls_start(plain, ts->ctx, true, &ts->opts, &s);
+    if (err)
+        return err; /* this connection only: the server goes on */
+    err = ts->handler(s, ts->arg);
+    coil_stream_unref(s);
+    return err;
+}
+
+static void tls_server_free(void *arg)
+{
+    struct tls_server *ts = arg;
+    coil_tls_context_unref(ts->ctx);
+    coil__free(ts);
+}
+
+int coil_tls_server_open(const char *host, const char *port,
+                         coil_tls_context_t *ctx, coil_conn_handler_fn handler,
+                         void *arg, const coil_server_options_t *server_opts,
+                         const coil_tls_options_t *opts, coil_server_t **out)
+{
+    if (out)
+        *out = NULL;
+    if (!ctx || !ctx->server || !handler || !out)
+        return -EINVAL;
+    struct tls_server *ts = coil__calloc(1, sizeof(*ts));
+    if (!ts)
+        return -ENOMEM;
+    ts->ctx = coil_tls_context_ref(ctx);
+    ts->handler = handler;
+    ts->arg = arg;
+    if (opts)
+        ts->opts.handshake_timeout_ns = opts->handshake_timeout_ns;
+    int err =
+        coil_server_open(host, port, tls_conn, ts, server_opts, out);
+    if (err) {
+        tls_server_free(ts);
+        return err;
+    }
+    coil__server_set_arg_free(*out, tls_server_free);
+    return 0;
 }
 
 const char *coil_tls_alpn(const coil_stream_t *s)

@@ -21,6 +21,8 @@
  * authority, a server certificate for localhost and 127.0.0.1, an
  * expired one): no key is ever committed.
  */
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/stat.h>
@@ -41,6 +43,11 @@ static void test_not_built(void **state)
     assert_null(ctx);
     assert_non_null(strstr(coil_tls_last_error(), "no TLS"));
     assert_null(coil_tls_alpn(NULL));
+    coil_server_t *srv = (void *)1;
+    assert_int_equal(coil_tls_server_open("127.0.0.1", "0", NULL, NULL, NULL,
+                                          NULL, NULL, &srv),
+                     -ENOTSUP);
+    assert_null(srv);
 }
 
 int main(void)
@@ -623,6 +630,101 @@ static void test_handshake_limits(void **state)
     assert_int_equal(c.open, -ETIMEDOUT); /* the outer scope's */
 }
 
+/* coil_tls_server_open: a slowloris (connects, never speaks) and a
+ * client speaking plain HTTP are dropped by their handshakes; a real
+ * client is served meanwhile and after. */
+struct tserver {
+    int served;
+    char got[8];
+};
+
+static int tserver_handler(coil_stream_t *s, void *arg)
+{
+    struct tserver *ts = arg;
+    char buf[4];
+    int err = coil_stream_read_exactly(s, buf, 4, NULL);
+    if (!err && !(err = coil_stream_write(s, buf, 4)))
+        ts->served++;
+    return err;
+}
+
+static int raw_client(const char *port, const char *say, int *fd_out)
+{
+    int fd = coil_sock_open(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0)
+        return fd;
+    struct sockaddr_in sin = {.sin_family = AF_INET,
+                              .sin_port = htons((uint16_t)atoi(port)),
+                              .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    int err = coil_sock_connect(fd, (struct sockaddr *)&sin, sizeof(sin));
+    if (!err && say)
+        err = coil_sock_send_all(fd, say, strlen(say), NULL);
+    if (err) {
+        coil_sock_close(fd);
+        return err;
+    }
+    *fd_out = fd;
+    return 0;
+}
+
+static int tserver_body(void *arg)
+{
+    struct tserver *ts = arg;
+    coil_tls_context_t *sctx = NULL, *cctx = NULL;
+    coil_server_t *srv = NULL;
+    int err = coil_tls_context_new(true, &sctx);
+    if (!err)
+        err = coil_tls_context_load_cert(sctx, cert_pem, key_pem);
+    coil_tls_options_t o = {.handshake_timeout_ns = 200 * COIL_MSEC};
+    if (!err)
+        err = coil_tls_server_open("127.0.0.1", "0", sctx, tserver_handler,
+                                   ts, NULL, &o, &srv);
+    coil_tls_context_unref(sctx); /* the server holds its own */
+    char port[16];
+    snprintf(port, sizeof(port), "%d", srv ? coil_server_port(srv) : 0);
+    int slow = -1, http = -1;
+    if (!err)
+        err = raw_client(port, NULL, &slow);
+    if (!err)
+        err = raw_client(port, "GET / HTTP/1.0\r\n\r\n", &http);
+    coil_stream_t *s = NULL;
+    if (!err && !(err = client_ctx(ca_pem, &cctx)) &&
+        !(err = coil_tls_open("localhost", port, cctx, NULL, &s)) &&
+        !(err = coil_stream_write(s, "ping", 4)))
+        err = coil_stream_read_exactly(s, ts->got, 4, NULL);
+    /* Both dropped by the server: their sockets end (an alert first for
+     * the HTTP one). */
+    char junk[256];
+    ssize_t n = 1;
+    while (!err && slow >= 0 && n > 0)
+        n = coil_sock_recv(slow, junk, sizeof(junk));
+    n = 1;
+    while (!err && http >= 0 && n > 0)
+        n = coil_sock_recv(http, junk, sizeof(junk));
+    if (slow >= 0)
+        coil_sock_close(slow);
+    if (http >= 0)
+        coil_sock_close(http);
+    coil_stream_unref(s);
+    coil_tls_context_unref(cctx);
+    if (srv) {
+        coil_server_close(srv);
+        int e = coil_server_wait_closed(srv);
+        err = err ? err : e;
+        coil_server_unref(srv);
+    }
+    return err;
+}
+
+static void test_tls_server(void **state)
+{
+    (void)state;
+    struct tserver ts = {0};
+    run_ok(tserver_body, &ts);
+    assert_int_equal(ts.served, 1);
+    assert_memory_equal(ts.got, "ping", 4);
+}
+
 /* ------------------------------------------------------------------ */
 /* start_tls                                                            */
 /* ------------------------------------------------------------------ */
@@ -857,6 +959,12 @@ static int arguments(void *arg)
            s != NULL;
     bad |= coil_tls_open("localhost", "1", sctx, NULL, &s) != -EINVAL;
     bad |= coil_tls_start(NULL, c, false, NULL, &s) != -EINVAL;
+    coil_server_t *srv = (void *)1;
+    bad |= coil_tls_server_open("127.0.0.1", "0", c, echo_handler, NULL,
+                                NULL, NULL, &srv) != -EINVAL ||
+           srv != NULL;
+    bad |= coil_tls_server_open("127.0.0.1", "0", sctx, NULL, NULL, NULL,
+                                NULL, &srv) != -EINVAL;
     bad |= coil_tls_alpn(NULL) != NULL || coil_tls_version(NULL) != NULL;
     bad |= coil_tls_context_ref(c) != c;
     coil_tls_context_unref(c);
@@ -889,6 +997,7 @@ int main(void)
         TEST_NOLOOP(test_verification),
         TEST_NOLOOP(test_client_certificates),
         TEST_NOLOOP(test_handshake_limits),
+        TEST_NOLOOP(test_tls_server),
         TEST_NOLOOP(test_start_tls),
         TEST_NOLOOP(test_openssl_peers),
         TEST_NOLOOP(test_arguments),

@@ -37,6 +37,7 @@
 #define COIL_TLS_H
 
 #include "common.h"
+#include "server.h"
 #include "stream.h"
 
 #ifdef __cplusplus
@@ -134,6 +135,25 @@ COIL_API int coil_tls_open(const char *host, const char *port,
 COIL_API int coil_tls_start(coil_stream_t *plain, coil_tls_context_t *ctx,
                             bool server, const coil_tls_options_t *opts,
                             coil_stream_t **out);
+
+/*
+ * A server whose every connection is TLS (asyncio's start_server(ssl=...)):
+ * as coil_server_open, except that each connection's task first makes
+ * the handshake as a server with ctx (a server's context; opts may set
+ * its limit, 60 s by default), then calls handler with the TLS stream
+ * (whose reference is dropped when the handler returns, as for a plain
+ * server). A connection whose handshake fails (a scanner, a client that
+ * distrusts the certificate, one that never speaks) ends there: its
+ * task's outcome is the handshake's error, and the server goes on. The
+ * server holds a reference on ctx. Errors: coil_server_open's, and
+ * -EINVAL (ctx not a server's), -ENOTSUP. May suspend (resolving host).
+ */
+COIL_API int coil_tls_server_open(const char *host, const char *port,
+                                  coil_tls_context_t *ctx,
+                                  coil_conn_handler_fn handler, void *arg,
+                                  const coil_server_options_t *server_opts,
+                                  const coil_tls_options_t *opts,
+                                  coil_server_t **out);
 
 /* The application protocol agreed (ALPN), or NULL (none, or s not a TLS
  * stream). Valid while s is. */
