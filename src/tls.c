@@ -163,6 +163,7 @@ const char *coil_tls_version(const coil_stream_t *s)
 #define RECORD_MAX (16 * 1024)  /* plaintext per SSL_write */
 #define PENDING_MAX (64 * 1024) /* records kept before send says -EAGAIN */
 #define IN_BUF (16 * 1024 + 512)
+#define LINGER (30 * COIL_SEC) /* asyncio's ssl_shutdown_timeout */
 
 bool coil_tls_available(void)
 {
@@ -392,6 +393,13 @@ struct tls {
     bool read_shut;
     bool closed;
     bool in_recv;
+    /* After a clean close: the socket stays open, its write side shut,
+     * what comes is read and dropped until the peer's end or the limit;
+     * closing with unread bytes would make the kernel reset the
+     * connection, and the peer lose what it had not read yet. */
+    bool lingering;
+    coil_handle_t *linger_timer;
+    struct coil__close_hook hook;
     char alpn[256];
     char in[IN_BUF];       /* ciphertext just received */
 };
@@ -634,21 +642,109 @@ static void tls_shut_read(void *arg)
     coil__watch_shut(&t->watch, COIL__EV_READ);
 }
 
+/* The lingering close is over: the socket goes, and the hold. */
+static void linger_end(struct tls *t)
+{
+    if (!t->lingering)
+        return;
+    t->lingering = false;
+    if (t->linger_timer) {
+        coil_handle_cancel(t->linger_timer);
+        coil_handle_unref(t->linger_timer);
+        t->linger_timer = NULL;
+    }
+    coil__loop_on_close_cancel(&t->hook);
+    coil__watch_close(&t->watch);
+    (void)close(t->fd);
+    release(t);
+}
+
+static void linger_timeout(void *arg)
+{
+    struct tls *t = arg;
+    coil_handle_unref(t->linger_timer);
+    t->linger_timer = NULL;
+    linger_end(t);
+}
+
+static void linger_loop_close(struct coil__close_hook *hook)
+{
+    linger_end(coil__container_of(hook, struct tls, hook));
+}
+
+/* Readable while lingering: drop what came; the end (or an error) ends
+ * the linger. The records still unsent go out meanwhile (the writer). */
+static void linger_readable(void *arg, int result)
+{
+    struct tls *t = arg;
+    for (;;) {
+        ssize_t n = result < 0 ? -1
+                               : recv(t->fd, t->in, sizeof(t->in),
+                                      COIL__DONTWAIT);
+        if (n > 0)
+            continue;
+        if (n < 0 && result >= 0 && errno == EINTR)
+            continue;
+        if (n < 0 && result >= 0 && coil__would_block(errno))
+            return;
+        linger_end(t);
+        return;
+    }
+}
+
+static void linger_writable(void *arg, int result)
+{
+    struct tls *t = arg;
+    if (result < 0 || push(t) || t->out_pos == t->out_len) {
+        coil__watch_stop(&t->watch, COIL__EV_WRITE);
+        if (!t->werr)
+            (void)shutdown(t->fd, SHUT_WR);
+    }
+}
+
+/* Close cleanly: close_notify after everything, the write side shut once
+ * it is out, then linger (above). 0, or an error: close at once. */
+static int linger_begin(struct tls *t)
+{
+    ERR_clear_error();
+    if (SSL_shutdown(t->ssl) < 0)
+        ERR_clear_error();
+    int err = collect(t);
+    if (!err)
+        err = push(t);
+    if (err)
+        return err;
+    coil__watch_stop(&t->watch, COIL__EV_WRITE);
+    if (t->out_pos == t->out_len)
+        (void)shutdown(t->fd, SHUT_WR);
+    else if ((err = coil__watch_start(&t->watch, COIL__EV_WRITE,
+                                      linger_writable, t, 0)) != 0)
+        return err;
+    if ((err = coil__watch_start(&t->watch, COIL__EV_READ, linger_readable,
+                                 t, COIL__WATCH_REPLACE)) != 0 ||
+        (err = coil_loop_call_later(t->loop, LINGER, linger_timeout, t,
+                                    &t->linger_timer)) != 0) {
+        coil__watch_stop(&t->watch, COIL__EV_READ);
+        coil__watch_stop(&t->watch, COIL__EV_WRITE);
+        return err;
+    }
+    t->lingering = true;
+    t->refs++;
+    t->hook.on_close = linger_loop_close;
+    coil__loop_on_close(t->loop, &t->hook);
+    return 0;
+}
+
 static void tls_close(void *arg, bool clean)
 {
     struct tls *t = arg;
     t->closed = true;
     t->wfn = NULL;
-    if (clean && !t->werr && t->out_pos == t->out_len) {
-        /* close_notify, as far as the socket takes it now */
-        ERR_clear_error();
-        if (SSL_shutdown(t->ssl) < 0)
-            ERR_clear_error();
-        if (collect(t) == 0)
-            (void)push(t);
+    if (!(clean && !t->werr && !coil__loop_closed(t->loop) &&
+          linger_begin(t) == 0)) {
+        coil__watch_close(&t->watch);
+        (void)close(t->fd);
     }
-    coil__watch_close(&t->watch);
-    (void)close(t->fd);
     if (t->in_recv && coil__loop_closed(t->loop)) {
         t->in_recv = false; /* abandoned with the loop: never wakes */
         release(t);

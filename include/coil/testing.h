@@ -65,7 +65,9 @@ typedef struct coil_test_result {
     size_t callbacks_left; /* callbacks still coming after the loop ran
                               what was ready then, 100 rounds: a chain
                               that never ends */
-    size_t timers_left;   /* timers pending then */
+    size_t timers_left;   /* timers still pending after those rounds
+                             (a close that finished meanwhile, its
+                             timer cancelled, is no leftover) */
     long allocations_left; /* coil allocations not freed at the end */
     long fds_left;        /* fds opened and not closed at the end */
     int reports;          /* reports of level warning or above (debug) */
@@ -86,18 +88,21 @@ typedef struct coil_test_result {
  * Run body(arg) as a task in a fresh loop and fail on anything left
  * behind. The loop is made, the task spawned and the loop run until the
  * body returns (or its timeout, which cancels it); what is still there
- * then (tasks, which are cancelled and run until they finish; timers) is
- * counted; the callbacks ready then are run (a close finishing, a
- * cancelled handle's record: no leftovers) and those that keep coming
- * counted; the loop is closed, and the coil allocations and open fds
+ * then (tasks, which are cancelled and run until they finish) is
+ * counted; the loop then runs, without waiting, what is ready and what
+ * I/O has come, up to 100 rounds (a close finishing, a TLS goodbye, a
+ * cancelled handle's record: no leftovers), and the callbacks that keep
+ * coming and the timers still pending are counted; the loop is closed, and the coil allocations and open fds
  * compared with before the run. The body reaches its loop with
  * coil_running_loop().
  *
  * A body past its timeout is cancelled every 100 ms (loop time); one
  * that ignores ten cancels, and tasks it left that ignore theirs, are
  * abandoned with the loop (the message says so). Reports counted: those
- * of level warning and above (debug mode's), and every call of the
- * loop's exception handler (a failed task nobody awaited), in any mode.
+ * of level warning and above (debug mode's) except slow steps (they
+ * measure the machine, not the code: shown, not counted), and every call
+ * of the loop's exception handler (a failed task nobody awaited), in any
+ * mode.
  *
  * Returns, in this order: the error of recording or replaying (options
  * record_path, replay_path), -ETIMEDOUT if the body ran out of time,
