@@ -65,6 +65,23 @@ static bool no_children(void)
            errno == ECHILD;
 }
 
+/* A shell's own children (tee, still reading when the machine is slow)
+ * outlive it when it is killed: kill the rest of its process group (it
+ * was spawned with new_process_group), and reap those orphaned to this
+ * process (the subreaper) once they are gone, 10 s at most. Call once
+ * coil has reaped the shell itself. */
+static void reap_group(int pgid)
+{
+    (void)kill(-pgid, SIGKILL);
+    for (int i = 0; i < 10000; i++) {
+        pid_t r = waitpid(-1, NULL, WNOHANG);
+        if (r < 0 && errno == ECHILD)
+            break;
+        if (r == 0)
+            usleep(1000);
+    }
+}
+
 /* Whether pid names a process (a zombie too). */
 static bool pid_exists(int pid)
 {
@@ -1294,20 +1311,10 @@ static int cc_main(void *arg)
     test_join(t);
     c->alive = pid_exists(c->pid) && !coil_process_returncode(c->p, NULL);
     c->kill_r = coil_process_kill(c->p);
-    /* The shell's own children (tee, still reading when the machine is
-     * slow) go with it: the rest of its group is killed too, and those
-     * orphaned to this process (the subreaper) are reaped once gone. */
-    if (c->o.new_process_group)
-        (void)kill(-c->pid, SIGKILL);
     c->wait_r = coil_process_wait(c->p, &c->code);
     coil_process_unref(c->p);
-    for (int i = 0; i < 10000; i++) {
-        pid_t r = waitpid(-1, NULL, WNOHANG);
-        if (r < 0 && errno == ECHILD)
-            break;
-        if (r == 0)
-            usleep(1000);
-    }
+    if (c->o.new_process_group)
+        reap_group(c->pid);
     return 0;
 }
 
@@ -1502,6 +1509,7 @@ static void lc_start(void *arg)
                                                         NULL),
                                        NULL, &c->p[1]);
     o = opts(COIL_STDIO_PIPE, COIL_STDIO_PIPE, COIL_STDIO_PIPE);
+    o.new_process_group = true; /* its tee is reaped with it (reap_group) */
     c->spawn_r[2] = coil_process_spawn_shell("tee /dev/stderr; exec sleep 100",
                                              &o, &c->p[2]);
     for (int i = 0; i < 3; i++)
@@ -1530,9 +1538,11 @@ static void test_loop_close_kills(void **state)
     assert_true(pid_exists(c.pid[0]));
     assert_false(coil_process_returncode(c.p[0], NULL));
     assert_int_equal(coil_loop_close(loop), 0);
-    /* Killed and reaped by the close. */
+    /* Killed and reaped by the close (and the shell's tee, if it was
+     * still running, by the test). */
     for (int i = 0; i < 3; i++)
         assert_false(pid_exists(c.pid[i]));
+    reap_group(c.pid[2]);
     assert_true(no_children());
     int code = 0;
     assert_true(coil_process_returncode(c.p[0], &code));
