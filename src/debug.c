@@ -642,7 +642,8 @@ static COIL__COLD void report_slow(struct coil_loop *loop, const void *fn,
                                        "sampled it)");
     }
     coil__log(loop, COIL_LOG_WARNING,
-              "slow step: %s ran %.1f ms (threshold %.1f ms); blocked in: "
+              COIL__SLOW_STEP_REPORT
+              "%s ran %.1f ms (threshold %.1f ms); blocked in: "
               "%s",
               what, (double)dt / 1e6, (double)d->slow_ns / 1e6, where);
 }

@@ -45,6 +45,10 @@
 
 _Noreturn void coil__panic(const char *what, const char *file, int line);
 
+/* How debug mode's slow-step report begins (debug.c): those who let such
+ * reports through (they measure the machine, not the code) match it. */
+#define COIL__SLOW_STEP_REPORT "slow step: "
+
 /* The log hook (log.c; coil/debug.h): report through it, a no-op below
  * its level. loop may be NULL. */
 void coil__log(struct coil_loop *loop, coil_log_level_t level,

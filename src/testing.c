@@ -189,7 +189,9 @@ static void on_log(coil_log_level_t level, coil_loop_t *loop,
     }
     /* A slow step measures the machine (a loaded runner, the
      * sanitizers), not the code: shown, not counted. */
-    if (level >= COIL_LOG_WARNING && strncmp(message, "slow step: ", 11))
+    if (level >= COIL_LOG_WARNING &&
+        strncmp(message, COIL__SLOW_STEP_REPORT,
+                sizeof(COIL__SLOW_STEP_REPORT) - 1) != 0)
         note(r, message);
 }
 

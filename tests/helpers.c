@@ -209,7 +209,7 @@ static void gate_open(void)
     gate_first[0] = '\0';
     /* How long a step takes depends on the machine (sanitizers, valgrind,
      * a loaded CI runner), not on the code under test: not gated. */
-    gate_allowed[gate_nallowed++] = "slow step: ";
+    gate_allowed[gate_nallowed++] = COIL__SLOW_STEP_REPORT;
     pthread_mutex_unlock(&gate_lock);
     coil_set_log_hook(gate_hook, NULL, COIL_LOG_INFO);
 }
