@@ -162,8 +162,15 @@ const char *coil_tls_version(const coil_stream_t *s)
 
 #define RECORD_MAX (16 * 1024)  /* plaintext per SSL_write */
 #define PENDING_MAX (64 * 1024) /* records kept before send says -EAGAIN */
-#define IN_BUF (16 * 1024 + 512)
+#define IN_BUF (16 * 1024 + 512) /* a whole record at most */
+#define HANDSHAKE_LIMIT (60 * COIL_SEC) /* asyncio's ssl_handshake_timeout */
 #define LINGER (30 * COIL_SEC) /* asyncio's ssl_shutdown_timeout */
+
+/* Ciphertext just received, on its way into an SSL: one buffer a thread,
+ * not one a connection (16 KiB each, idle or not), since nothing can
+ * suspend between the recv that fills it and the BIO_write that empties
+ * it. */
+static _Thread_local char in_buf[IN_BUF];
 
 bool coil_tls_available(void)
 {
@@ -398,10 +405,11 @@ struct tls {
      * closing with unread bytes would make the kernel reset the
      * connection, and the peer lose what it had not read yet. */
     bool lingering;
+    bool unclean_eof_ok;   /* the options' accept_unclean_eof */
+    int64_t linger_ns;     /* the options' shutdown_timeout_ns */
     coil_handle_t *linger_timer;
     struct coil__close_hook hook;
     char alpn[256];
-    char in[IN_BUF];       /* ciphertext just received */
 };
 
 static void tls_free(struct tls *t)
@@ -530,7 +538,7 @@ static int failed(struct tls *t, int e)
  * socket's, -ECONNABORTED (it ended: no close_notify came first). */
 static ssize_t receive(struct tls *t)
 {
-    ssize_t k = coil__sock_recv(&t->watch, t->fd, t->in, sizeof(t->in), 0,
+    ssize_t k = coil__sock_recv(&t->watch, t->fd, in_buf, sizeof(in_buf), 0,
                                 NULL, NULL, false);
     if (k == 0) {
         snprintf(last_error, sizeof(last_error),
@@ -538,7 +546,7 @@ static ssize_t receive(struct tls *t)
                  "close_notify: what came may be cut short");
         return -ECONNABORTED;
     }
-    if (k > 0 && BIO_write(t->rbio, t->in, (int)k) != (int)k)
+    if (k > 0 && BIO_write(t->rbio, in_buf, (int)k) != (int)k)
         return -ENOMEM;
     return k;
 }
@@ -570,6 +578,8 @@ static ssize_t tls_recv(void *arg, void *p, size_t n, bool wait_first)
         release(t);
         if (closed)
             return -EBADF;
+        if (k == -ECONNABORTED && t->unclean_eof_ok)
+            return 0; /* asked for: the end, without close_notify */
         if (k < 0)
             return k;
     }
@@ -679,7 +689,7 @@ static void linger_readable(void *arg, int result)
     struct tls *t = arg;
     for (;;) {
         ssize_t n = result < 0 ? -1
-                               : recv(t->fd, t->in, sizeof(t->in),
+                               : recv(t->fd, in_buf, sizeof(in_buf),
                                       COIL__DONTWAIT);
         if (n > 0)
             continue;
@@ -722,8 +732,8 @@ static int linger_begin(struct tls *t)
         return err;
     if ((err = coil__watch_start(&t->watch, COIL__EV_READ, linger_readable,
                                  t, COIL__WATCH_REPLACE)) != 0 ||
-        (err = coil_loop_call_later(t->loop, LINGER, linger_timeout, t,
-                                    &t->linger_timer)) != 0) {
+        (err = coil_loop_call_later(t->loop, t->linger_ns, linger_timeout,
+                                    t, &t->linger_timer)) != 0) {
         coil__watch_stop(&t->watch, COIL__EV_READ);
         coil__watch_stop(&t->watch, COIL__EV_WRITE);
         return err;
@@ -891,7 +901,11 @@ static int connect_tls(int fd, coil_tls_context_t *ctx, bool server,
     }
     int64_t limit = opts && opts->handshake_timeout_ns > 0
                         ? opts->handshake_timeout_ns
-                        : 60 * COIL_SEC;
+                        : HANDSHAKE_LIMIT;
+    t->linger_ns = opts && opts->shutdown_timeout_ns > 0
+                       ? opts->shutdown_timeout_ns
+                       : LINGER;
+    t->unclean_eof_ok = opts && opts->accept_unclean_eof;
     if ((err = handshake(t, limit)) != 0)
         goto fail;
     const unsigned char *alpn = NULL;
@@ -913,11 +927,18 @@ fail:
     return err;
 }
 
-static int check(coil_tls_context_t *ctx, coil_stream_t **out)
+static bool bad_options(const coil_tls_options_t *opts)
+{
+    return opts &&
+           (opts->handshake_timeout_ns < 0 || opts->shutdown_timeout_ns < 0);
+}
+
+static int check(coil_tls_context_t *ctx, const coil_tls_options_t *opts,
+                 coil_stream_t **out)
 {
     if (out)
         *out = NULL;
-    if (!ctx || !out)
+    if (!ctx || !out || bad_options(opts))
         return -EINVAL;
     if (!coil_current_task())
         return -EPERM;
@@ -927,7 +948,7 @@ static int check(coil_tls_context_t *ctx, coil_stream_t **out)
 int coil_tls_open(const char *host, const char *port, coil_tls_context_t *ctx,
                   const coil_tls_options_t *opts, coil_stream_t **out)
 {
-    int err = check(ctx, out);
+    int err = check(ctx, opts, out);
     if (err)
         return err;
     if (ctx->server || !host)
@@ -942,7 +963,7 @@ int coil_tls_start(coil_stream_t *plain, coil_tls_context_t *ctx,
                    bool server, const coil_tls_options_t *opts,
                    coil_stream_t **out)
 {
-    int err = check(ctx, out);
+    int err = check(ctx, opts, out);
     if (err)
         return err;
     if (!plain || ctx->server != server)
@@ -993,7 +1014,7 @@ int coil_tls_server_open(const char *host, const char *port,
 {
     if (out)
         *out = NULL;
-    if (!ctx || !ctx->server || !handler || !out)
+    if (!ctx || !ctx->server || !handler || !out || bad_options(opts))
         return -EINVAL;
     struct tls_server *ts = coil__calloc(1, sizeof(*ts));
     if (!ts)
@@ -1001,8 +1022,10 @@ int coil_tls_server_open(const char *host, const char *port,
     ts->ctx = coil_tls_context_ref(ctx);
     ts->handler = handler;
     ts->arg = arg;
-    if (opts)
-        ts->opts.handshake_timeout_ns = opts->handshake_timeout_ns;
+    if (opts) {
+        ts->opts = *opts;
+        ts->opts.server_hostname = NULL; /* a client's; not kept */
+    }
     int err =
         coil_server_open(host, port, tls_conn, ts, server_opts, out);
     if (err) {

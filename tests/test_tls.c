@@ -17,9 +17,10 @@
  *    so, where the openssl command is missing; CI installs it);
  *  - argument checks; and, in a build without OpenSSL, -ENOTSUP.
  *
- * The certificates are made here, at run time, with OpenSSL (an
- * authority, a server certificate for localhost and 127.0.0.1, an
- * expired one): no key is ever committed.
+ * The certificates are made at run time (tls_helpers.c): no key is ever
+ * committed. Faults and odd peers (key updates, renegotiation, resets in
+ * the handshake, the error queue, cancels, the options) are in
+ * test_tls_faults.c.
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -31,6 +32,7 @@
 #include "coil/testing.h"
 #include "coil/tls.h"
 #include "helpers.h"
+#include "tls_helpers.h"
 
 #ifndef COIL_HAVE_OPENSSL
 
@@ -60,146 +62,6 @@ int main(void)
 }
 
 #else
-
-#include <openssl/evp.h>
-#include <openssl/pem.h>
-#include <openssl/x509v3.h>
-
-static void run_ok(coil_task_fn body, void *arg)
-{
-    coil_test_result_t r;
-    int err = coil_test_run(body, arg, NULL, &r);
-    if (err)
-        fail_msg("coil_test_run: %s: %s", coil_err_name(err), r.message);
-}
-
-/* ------------------------------------------------------------------ */
-/* Certificates, made at run time                                       */
-/* ------------------------------------------------------------------ */
-
-static char dir[64];
-static char ca_pem[96], cert_pem[96], key_pem[96], old_pem[96],
-    other_ca_pem[96];
-
-static void add_ext(X509 *x, X509 *issuer, int nid, const char *value)
-{
-    X509V3_CTX ctx;
-    X509V3_set_ctx_nodb(&ctx);
-    X509V3_set_ctx(&ctx, issuer, x, NULL, NULL, 0);
-    X509_EXTENSION *ext = X509V3_EXT_conf_nid(NULL, &ctx, nid, value);
-    assert_non_null(ext);
-    X509_add_ext(x, ext, -1);
-    X509_EXTENSION_free(ext);
-}
-
-/* A certificate for key, signed by issuer (NULL: itself), valid from
- * days_from to days_to (days from now). */
-static X509 *make_cert(EVP_PKEY *key, X509 *issuer, EVP_PKEY *issuer_key,
-                       const char *cn, const char *san, bool ca,
-                       long days_from, long days_to)
-{
-    static long serial = 1;
-    X509 *x = X509_new();
-    assert_non_null(x);
-    X509_set_version(x, 2);
-    ASN1_INTEGER_set(X509_get_serialNumber(x), serial++);
-    X509_gmtime_adj(X509_getm_notBefore(x), days_from * 86400);
-    X509_gmtime_adj(X509_getm_notAfter(x), days_to * 86400);
-    X509_set_pubkey(x, key);
-    X509_NAME *name = X509_get_subject_name(x);
-    X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC,
-                               (const unsigned char *)cn, -1, -1, 0);
-    X509_set_issuer_name(x, issuer ? X509_get_subject_name(issuer) : name);
-    add_ext(x, issuer ? issuer : x, NID_basic_constraints,
-            ca ? "critical,CA:TRUE" : "CA:FALSE");
-    if (ca)
-        add_ext(x, x, NID_key_usage, "critical,keyCertSign,cRLSign");
-    if (san)
-        add_ext(x, issuer ? issuer : x, NID_subject_alt_name, san);
-    assert_true(X509_sign(x, issuer_key ? issuer_key : key, EVP_sha256()) >
-                0);
-    return x;
-}
-
-static void write_cert(const char *path, X509 *x)
-{
-    FILE *f = fopen(path, "w");
-    assert_non_null(f);
-    assert_int_equal(PEM_write_X509(f, x), 1);
-    fclose(f);
-}
-
-static void write_key(const char *path, EVP_PKEY *key)
-{
-    FILE *f = fopen(path, "w");
-    assert_non_null(f);
-    assert_int_equal(
-        PEM_write_PrivateKey(f, key, NULL, NULL, 0, NULL, NULL), 1);
-    fclose(f);
-}
-
-static int make_certs(void **state)
-{
-    (void)state;
-    snprintf(dir, sizeof(dir), "/tmp/coil-tls-%d", (int)getpid());
-    if (mkdir(dir, 0700) != 0 && errno != EEXIST)
-        return -1;
-    snprintf(ca_pem, sizeof(ca_pem), "%s/ca.pem", dir);
-    snprintf(other_ca_pem, sizeof(other_ca_pem), "%s/other-ca.pem", dir);
-    snprintf(cert_pem, sizeof(cert_pem), "%s/cert.pem", dir);
-    snprintf(key_pem, sizeof(key_pem), "%s/key.pem", dir);
-    snprintf(old_pem, sizeof(old_pem), "%s/old.pem", dir);
-    EVP_PKEY *ca_key = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
-    EVP_PKEY *other_key = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
-    EVP_PKEY *key = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
-    if (!ca_key || !other_key || !key)
-        return -1;
-    X509 *ca = make_cert(ca_key, NULL, NULL, "coil test authority", NULL,
-                         true, -1, 30);
-    X509 *other = make_cert(other_key, NULL, NULL, "another authority",
-                            NULL, true, -1, 30);
-    X509 *cert = make_cert(key, ca, ca_key, "localhost",
-                           "DNS:localhost,IP:127.0.0.1", false, -1, 30);
-    X509 *old = make_cert(key, ca, ca_key, "localhost",
-                          "DNS:localhost,IP:127.0.0.1", false, -30, -1);
-    write_cert(ca_pem, ca);
-    write_cert(other_ca_pem, other);
-    write_cert(cert_pem, cert);
-    write_cert(old_pem, old);
-    write_key(key_pem, key);
-    X509_free(ca);
-    X509_free(other);
-    X509_free(cert);
-    X509_free(old);
-    EVP_PKEY_free(ca_key);
-    EVP_PKEY_free(other_key);
-    EVP_PKEY_free(key);
-    return 0;
-}
-
-static int remove_certs(void **state)
-{
-    (void)state;
-    unlink(ca_pem);
-    unlink(other_ca_pem);
-    unlink(cert_pem);
-    unlink(key_pem);
-    unlink(old_pem);
-    rmdir(dir);
-    return 0;
-}
-
-/* Close srv (NULL: none), wait for its connections, drop it: err, or
- * the wait's error if err is 0. */
-static int end_server(coil_server_t *srv, int err)
-{
-    if (!srv)
-        return err;
-    coil_server_close(srv);
-    int e = coil_server_wait_closed(srv);
-    coil_server_unref(srv);
-    return err ? err : e;
-}
 
 /* ------------------------------------------------------------------ */
 /* A TLS echo server (start_tls in the handler)                         */
@@ -265,14 +127,6 @@ static int server_close(struct server *sv)
 {
     int err = end_server(sv->srv, 0);
     coil_tls_context_unref(sv->ctx);
-    return err;
-}
-
-static int client_ctx(const char *ca, coil_tls_context_t **out)
-{
-    int err = coil_tls_context_new(false, out);
-    if (!err && ca)
-        err = coil_tls_context_load_ca(*out, ca);
     return err;
 }
 
@@ -394,17 +248,10 @@ static int flood_handler(coil_stream_t *s, void *arg)
 static int flood_body(void *arg)
 {
     struct flood *f = arg;
-    coil_tls_context_t *sctx = NULL, *cctx = NULL;
+    coil_tls_context_t *cctx = NULL;
     coil_server_t *srv = NULL;
-    int err = coil_tls_context_new(true, &sctx);
-    if (!err)
-        err = coil_tls_context_load_cert(sctx, cert_pem, key_pem);
-    if (!err)
-        err = coil_tls_server_open("127.0.0.1", "0", sctx, flood_handler, f,
-                                   NULL, NULL, &srv);
-    coil_tls_context_unref(sctx);
     char port[16];
-    snprintf(port, sizeof(port), "%d", srv ? coil_server_port(srv) : 0);
+    int err = tls_server(flood_handler, f, NULL, &srv, port);
     coil_stream_t *s = NULL;
     unsigned char *piece = malloc(64 * 1024);
     if (!piece)

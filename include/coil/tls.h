@@ -21,12 +21,13 @@
  * failure is -EKEYREJECTED, and coil_tls_last_error says why.
  *
  * Ending: close sends TLS's close_notify after everything written, then
- * closes the socket. A peer's close_notify is the end of the stream (a
+ * lets the socket linger until the peer's end (shutdown_timeout_ns);
+ * abort sends nothing. A peer's close_notify is the end of the stream (a
  * read returns 0); a connection that ends without one (the peer vanished,
  * or someone cut the stream short) makes the read fail with
  * -ECONNABORTED, so that a truncated reply is never taken for a whole
- * one. write_eof sends close_notify and keeps reading (TLS 1.3's
- * half-close).
+ * one (unless accept_unclean_eof). write_eof sends close_notify and keeps
+ * reading (TLS 1.3's half-close).
  *
  * Renegotiation is refused (OpenSSL's default for servers, and set for
  * clients); TLS 1.3 key updates and session tickets are handled inside
@@ -102,8 +103,22 @@ typedef struct coil_tls_options {
      * SNI (a client); NULL: the host given to coil_tls_open (an address
      * is verified as an address and sends no SNI). */
     const char *server_hostname;
-    /* The handshake's limit; 0: 60 s (asyncio's). */
+    /* The handshake's limit; 0: 60 s (asyncio's). Negative: -EINVAL. */
     int64_t handshake_timeout_ns;
+    /* A clean close (coil_stream_close) sends close_notify after what is
+     * unsent, shuts the socket's write side, then keeps reading (and
+     * dropping) until the peer's end, so that the kernel does not reset
+     * the connection under data the peer has not read yet. This is that
+     * wait's limit, after which the socket is closed anyway; the stream
+     * itself is closed at once (coil_stream_wait_closed does not wait
+     * for it). 0: 30 s (asyncio's). Negative: -EINVAL. */
+    int64_t shutdown_timeout_ns;
+    /* false (the default): the peer's end without close_notify is an
+     * error, -ECONNABORTED, since what came may have been cut short by
+     * an attacker. true: it is an end of stream (0) like a clean one;
+     * for protocols that frame their own messages (HTTP with
+     * Content-Length), whose servers often skip close_notify. */
+    bool accept_unclean_eof;
 } coil_tls_options_t;
 
 /*
