@@ -3,7 +3,7 @@
  * echo_load - load client for the echo server benchmarks, on plain epoll
  * (no coil, so the client costs the same whichever server it measures).
  *
- *   echo_load HOST PORT CONNECTIONS SIZE SECONDS NAME [SERVER_PID]
+ *   echo_load [--tls] HOST PORT CONNECTIONS SIZE SECONDS NAME [SERVER_PID]
  *
  * Opens CONNECTIONS TCP connections to HOST:PORT (loopback only:
  * 127.0.0.1, ::1 or localhost) and on each runs a ping-pong: send one
@@ -30,6 +30,18 @@
  * mismatch. On a mismatch, a closed or failed connection, or a stall, the
  * program says so on stderr and exits 1 without printing any result.
  *
+ * --tls: every connection is TLS (OpenSSL; only when the program was built
+ * with it, see bench/CMakeLists.txt). The handshakes are made one after
+ * the other, on the sockets still blocking, before the first message: they
+ * are setup, outside the warm-up and the measured interval. The server's
+ * certificate is not verified (loopback only, throwaway certificates: the
+ * benchmark measures the records, not the trust). Then the same loop runs
+ * on non-blocking sockets, with SSL_write and SSL_read in place of send
+ * and recv (one record of at most 16 KiB per SSL_write), and the same
+ * checks of every byte. The negotiated version and cipher go to stderr.
+ * Without --tls the plain path is what it was: one test of a flag per
+ * send or receive step, no other work.
+ *
  * Bounds: at most MAX_SAMPLES requests are measured (the measurement ends
  * early when that many completed); latencies are kept in a preallocated
  * array of that size; bench_guard kills a run that hangs.
@@ -41,6 +53,11 @@
 #include <sys/epoll.h>
 #include <sys/socket.h>
 
+#ifdef BENCH_TLS
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#endif
+
 #include "bench.h"
 
 #define WARMUP_NS 200000000LL  /* 0.2 s not measured */
@@ -51,6 +68,7 @@
 #define PATTERN_SLACK 256 /* messages start at offsets 0..255 */
 #define HEADER 12         /* seq (8 bytes) + connection index (4) */
 #define SCRATCH (256u << 10)
+#define TLS_RECORD (16u << 10) /* plaintext per SSL_write: one record */
 
 struct conn {
     int fd;
@@ -61,11 +79,18 @@ struct conn {
     size_t sent, rcvd;
     uint64_t seq;
     int64_t t_start;
+#ifdef BENCH_TLS
+    SSL *ssl;
+#endif
 };
 
 static size_t size;
 static int epfd;
 static unsigned char scratch[SCRATCH];
+static bool tls; /* --tls */
+
+static void pump_send_tls(struct conn *c);
+static bool pump_recv_tls(struct conn *c);
 
 static uint32_t *samples;
 static size_t nsamples;
@@ -98,6 +123,10 @@ static void start_message(struct conn *c, int64_t now)
 /* Send what the kernel takes; EPOLLOUT only while some is left. */
 static void pump_send(struct conn *c)
 {
+    if (tls) {
+        pump_send_tls(c);
+        return;
+    }
     while (c->sent < size) {
         ssize_t n = send(c->fd, c->msg + c->sent, size - c->sent,
                          MSG_NOSIGNAL);
@@ -115,6 +144,20 @@ static void pump_send(struct conn *c)
     set_out(c, c->sent < size);
 }
 
+/* Check the n echoed bytes just received into scratch, and count them. */
+static inline void take_echo(struct conn *c, size_t n)
+{
+    if (c->rcvd + n > c->sent)
+        bench_fail("connection %u: echo of bytes not yet sent",
+                   (unsigned)c->index);
+    if (memcmp(scratch, c->msg + c->rcvd, n) != 0)
+        bench_fail("connection %u: message %llu: echoed bytes "
+                   "differ from those sent (offset %zu..%zu)",
+                   (unsigned)c->index, (unsigned long long)c->seq, c->rcvd,
+                   c->rcvd + n);
+    c->rcvd += n;
+}
+
 /*
  * Receive what has arrived of the current echo (never more than the
  * message: extra bytes would belong to no message and are caught as a
@@ -122,21 +165,15 @@ static void pump_send(struct conn *c)
  */
 static bool pump_recv(struct conn *c)
 {
+    if (tls)
+        return pump_recv_tls(c);
     while (c->rcvd < size) {
         size_t want = size - c->rcvd;
         if (want > sizeof(scratch))
             want = sizeof(scratch);
         ssize_t n = recv(c->fd, scratch, want, 0);
         if (n > 0) {
-            if (c->rcvd + (size_t)n > c->sent)
-                bench_fail("connection %u: echo of bytes not yet sent",
-                           (unsigned)c->index);
-            if (memcmp(scratch, c->msg + c->rcvd, (size_t)n) != 0)
-                bench_fail("connection %u: message %llu: echoed bytes "
-                           "differ from those sent (offset %zu..%zu)",
-                           (unsigned)c->index, (unsigned long long)c->seq,
-                           c->rcvd, c->rcvd + (size_t)n);
-            c->rcvd += (size_t)n;
+            take_echo(c, (size_t)n);
         } else if (n == 0) {
             bench_fail("connection %u: closed by the server mid-message",
                        (unsigned)c->index);
@@ -151,6 +188,133 @@ static bool pump_recv(struct conn *c)
     }
     return true;
 }
+
+#ifdef BENCH_TLS
+static SSL_CTX *tls_ctx;
+
+/* Say what OpenSSL's queue and SSL_get_error (e) tell of a failed call of
+ * connection c, and exit 1. */
+static void tls_fail(struct conn *c, const char *what, int e)
+{
+    if (e == SSL_ERROR_SYSCALL && errno)
+        fprintf(stderr, "echo_load: %s\n", strerror(errno));
+    ERR_print_errors_fp(stderr);
+    bench_fail("connection %u: %s failed (SSL_get_error %d)",
+               (unsigned)c->index, what, e);
+}
+
+static void tls_setup(void)
+{
+    /* The socket BIO writes with write(), which raises SIGPIPE on a
+     * connection the server closed: make that the error it is. */
+    signal(SIGPIPE, SIG_IGN);
+    tls_ctx = SSL_CTX_new(TLS_client_method());
+    if (!tls_ctx ||
+        SSL_CTX_set_min_proto_version(tls_ctx, TLS1_2_VERSION) != 1)
+        bench_fail("SSL_CTX_new failed");
+    SSL_CTX_set_verify(tls_ctx, SSL_VERIFY_NONE, NULL);
+    /* Whole records in one recv instead of header then body: the client
+     * shares the machine with the server, the less it costs the better. */
+    SSL_CTX_set_read_ahead(tls_ctx, 1);
+}
+
+/* The handshake, on c's socket while it still blocks; the first
+ * connection's version and cipher go to stderr, after name. */
+static void tls_handshake(struct conn *c, const char *name)
+{
+    c->ssl = SSL_new(tls_ctx);
+    if (!c->ssl || SSL_set_fd(c->ssl, c->fd) != 1)
+        bench_fail("SSL_new failed");
+    int r = SSL_connect(c->ssl);
+    if (r != 1)
+        tls_fail(c, "the handshake", SSL_get_error(c->ssl, r));
+    if (c->index == 0)
+        fprintf(stderr, "echo_load: %s: %s %s\n", name,
+                SSL_get_version(c->ssl), SSL_get_cipher_name(c->ssl));
+}
+
+/*
+ * pump_send over TLS. Without SSL_MODE_ENABLE_PARTIAL_WRITE a record goes
+ * whole or not at all; after SSL_ERROR_WANT_WRITE the same call (the same
+ * pointer and length, which c->sent keeps) finishes it on EPOLLOUT.
+ */
+static void pump_send_tls(struct conn *c)
+{
+    while (c->sent < size) {
+        size_t n = size - c->sent;
+        if (n > TLS_RECORD)
+            n = TLS_RECORD;
+        int r = SSL_write(c->ssl, c->msg + c->sent, (int)n);
+        if (r > 0) {
+            c->sent += (size_t)r;
+            continue;
+        }
+        int e = SSL_get_error(c->ssl, r);
+        if (e != SSL_ERROR_WANT_WRITE)
+            tls_fail(c, "SSL_write", e);
+        break;
+    }
+    set_out(c, c->sent < size);
+}
+
+/* pump_recv over TLS. Reading stops only when the echo is whole or
+ * OpenSSL has no whole record left and the socket is empty (WANT_READ),
+ * so nothing of this echo waits inside OpenSSL unseen by epoll. */
+static bool pump_recv_tls(struct conn *c)
+{
+    while (c->rcvd < size) {
+        size_t want = size - c->rcvd;
+        if (want > sizeof(scratch))
+            want = sizeof(scratch);
+        int n = SSL_read(c->ssl, scratch, (int)want);
+        if (n > 0) {
+            take_echo(c, (size_t)n);
+            continue;
+        }
+        int e = SSL_get_error(c->ssl, n);
+        if (e == SSL_ERROR_WANT_READ)
+            return false;
+        if (e == SSL_ERROR_ZERO_RETURN)
+            bench_fail("connection %u: closed by the server mid-message",
+                       (unsigned)c->index);
+        tls_fail(c, "SSL_read", e);
+    }
+    return true;
+}
+
+/* Say goodbye with close_notify (best effort: whatever is in flight is
+ * dropped anyway) and free the SSL; the socket is closed after. */
+static void tls_close(struct conn *c)
+{
+    SSL_shutdown(c->ssl);
+    SSL_free(c->ssl);
+}
+#else
+static void tls_setup(void)
+{
+    fprintf(stderr, "echo_load: --tls: built without TLS (OpenSSL was not "
+                    "found when the benchmarks were configured)\n");
+    exit(2);
+}
+static void tls_handshake(struct conn *c, const char *name)
+{
+    (void)c;
+    (void)name;
+}
+static void pump_send_tls(struct conn *c)
+{
+    (void)c;
+}
+static bool pump_recv_tls(struct conn *c)
+{
+    (void)c;
+    return false;
+}
+static void tls_close(struct conn *c)
+{
+    (void)c;
+}
+#endif
 
 static int cmp_u32(const void *a, const void *b)
 {
@@ -233,19 +397,30 @@ static int open_conn(const char *host, int port)
     int one = 1;
     if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) < 0)
         bench_fail("TCP_NODELAY: %s", strerror(errno));
+    return fd;
+}
+
+static void set_nonblocking(int fd)
+{
     int fl = fcntl(fd, F_GETFL);
     if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
         bench_fail("O_NONBLOCK: %s", strerror(errno));
-    return fd;
 }
 
 int main(int argc, char **argv)
 {
+    if (argc > 1 && strcmp(argv[1], "--tls") == 0) {
+        tls = true;
+        argc--;
+        argv++;
+    }
     if (argc != 7 && argc != 8) {
-        fprintf(stderr, "usage: echo_load HOST PORT CONNECTIONS SIZE SECONDS "
-                        "NAME [SERVER_PID]\n");
+        fprintf(stderr, "usage: echo_load [--tls] HOST PORT CONNECTIONS SIZE "
+                        "SECONDS NAME [SERVER_PID]\n");
         return 2;
     }
+    if (tls)
+        tls_setup();
     const char *host = argv[1];
     if (strcmp(host, "127.0.0.1") != 0 && strcmp(host, "::1") != 0 &&
         strcmp(host, "localhost") != 0)
@@ -282,6 +457,9 @@ int main(int argc, char **argv)
         for (size_t j = 0; j < size + PATTERN_SLACK; j++)
             c->pattern[j] = (unsigned char)(bench_rand(&rng) >> 56);
         c->fd = open_conn(host, port);
+        if (tls)
+            tls_handshake(c, name);
+        set_nonblocking(c->fd);
         struct epoll_event ev = {.events = EPOLLIN, .data.ptr = c};
         if (epoll_ctl(epfd, EPOLL_CTL_ADD, c->fd, &ev) < 0)
             bench_fail("epoll_ctl: %s", strerror(errno));
@@ -350,11 +528,16 @@ int main(int argc, char **argv)
         cpu_end = proc_cpu_ns(server_pid);
 
     for (long i = 0; i < nconns; i++) {
+        if (tls)
+            tls_close(&conns[i]);
         close(conns[i].fd);
         free(conns[i].pattern);
     }
     free(conns);
     close(epfd);
+#ifdef BENCH_TLS
+    SSL_CTX_free(tls_ctx);
+#endif
 
     if (nsamples == 0)
         bench_fail("no round trip completed in the measured interval");

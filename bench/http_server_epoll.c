@@ -141,8 +141,9 @@ static void on_ready(struct server_conn *base, uint32_t events)
         on_readable(c);
 }
 
-static struct server_conn *new_conn(void)
+static struct server_conn *new_conn(int fd)
 {
+    (void)fd;
     struct conn *c = malloc(sizeof(*c));
     if (!c)
         return NULL;

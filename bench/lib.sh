@@ -1,16 +1,19 @@
 # shellcheck shell=bash
-# bench/lib.sh - what the server benchmarks (echo.sh, http.sh) share:
-# their command line, picking a free port, starting and stopping a
-# server, running the load program so that signals still reach the
-# script, and reading a server's CPU time. Sourced, not run, with the
-# script's arguments still in place: "-h" or "--help" prints the comment
-# block at the top of the script and exits; otherwise `build` is set to
-# the first argument (default: build-bench at the top of the tree). The
-# script then calls run_servers with its own function for one server.
+# bench/lib.sh - what the server benchmarks (echo.sh, http.sh,
+# tls_echo.sh) share: their command line, picking a free port, starting
+# and stopping a server, running the load program so that signals still
+# reach the script, a scratch directory removed on exit, and reading a
+# server's CPU time. Sourced, not run, with the script's arguments still
+# in place: "-h" or "--help" prints the comment block at the top of the
+# script and exits; otherwise `build` is set to the first argument
+# (default: build-bench at the top of the tree). The script then calls
+# run_servers with its own function for one server.
 #
 # Each server is an entry "LABEL:PATH" (LABEL is epoll, libuv or coil);
-# server_entries builds the usual three. While a server runs, `port`
-# holds its port and `server_pid` its process id.
+# server_entries builds the usual three. A server is started as
+# "PATH PORT", followed by the words of the array `server_args` if the
+# script sets it (the TLS servers' certificate and key). While a server
+# runs, `port` holds its port and `server_pid` its process id.
 #
 # BENCH_PIN=N in the environment runs every server and load program on
 # CPU N only (taskset), so that they take turns on one core instead of
@@ -42,6 +45,8 @@ fi
 
 server_pid=
 load_pid=
+server_args=()
+scratch=
 
 # Stop the running server, if any: SIGTERM, up to 2 s, then SIGKILL.
 # coil has no signal handling yet, so its servers end by SIGTERM's
@@ -76,10 +81,24 @@ cleanup() {
         load_pid=
     fi
     stop_server
+    if [ -n "$scratch" ]; then
+        rm -rf "$scratch"
+        scratch=
+    fi
 }
 trap cleanup EXIT
 trap 'cleanup; exit 130' INT
 trap 'cleanup; exit 143' TERM
+
+# Make a private temporary directory, `scratch`, removed on exit (by the
+# traps above, also when the script is interrupted).
+make_scratch() {
+    scratch=$(mktemp -d "${TMPDIR:-/tmp}/coil-bench.XXXXXX") || {
+        scratch=
+        say "cannot make a temporary directory"
+        return 1
+    }
+}
 
 # Run a load program in the background and wait for it, so that a signal
 # to the script is handled at once (bash runs traps only between
@@ -116,14 +135,16 @@ pick_port() {
     return 1
 }
 
-# Start server program $1 on a free port; sets server_pid and port.
-# Tries a few ports in case another process takes one meanwhile.
+# Start server program $1 on a free port, as "$1 PORT" followed by the
+# rest of the arguments; sets server_pid and port. Tries a few ports in
+# case another process takes one meanwhile.
 start_server() {
     local exe=$1 try i
+    shift
     for ((try = 0; try < 5; try++)); do
         port=$(pick_port) || { say "no free port found"; return 1; }
         # taskset execs the server: the pid stays the server's.
-        "${pin[@]}" "$exe" "$port" >&2 &
+        "${pin[@]}" "$exe" "$port" "$@" >&2 &
         server_pid=$!
         for ((i = 0; i < 50; i++)); do
             if ! kill -0 "$server_pid" 2>/dev/null; then
@@ -167,20 +188,24 @@ print_cpu_per_request() {
         'BEGIN { if (n > 0) printf "%s %.1f ns/req\n", name, t * 1e9 / hz / n }'
 }
 
-# The servers of benchmark $1 in the build: $1_server_epoll (the
-# reference), $1_server_libuv, and coil's example $2 (built as
-# examples/$2, or as bench/$2 by the bench build). Sets the array
-# `servers` to "LABEL:PATH" entries; PATH is empty when not found.
-server_entries() {
-    local kind=$1 example=$2 cand coil=
-    for cand in "$build/examples/$example" "$build/bench/$example"; do
+# The path of coil's example $1 in the build (examples/$1, or bench/$1
+# as the bench build makes it); nothing when it is not there.
+find_example() {
+    local cand
+    for cand in "$build/examples/$1" "$build/bench/$1"; do
         if [ -x "$cand" ]; then
-            coil=$cand
-            break
+            echo "$cand"
+            return
         fi
     done
-    servers=("epoll:$build/bench/${kind}_server_epoll"
-        "libuv:$build/bench/${kind}_server_libuv" "coil:$coil")
+}
+
+# The servers of benchmark $1 in the build: $1_server_epoll (the
+# reference), $1_server_libuv, and coil's example $2. Sets the array
+# `servers` to "LABEL:PATH" entries; PATH is empty when not found.
+server_entries() {
+    servers=("epoll:$build/bench/$1_server_epoll"
+        "libuv:$build/bench/$1_server_libuv" "coil:$(find_example "$2")")
 }
 
 # For each entry of `servers`: start the server, call function $1 with
@@ -204,7 +229,7 @@ run_servers() {
             esac
             continue
         fi
-        if ! start_server "$exe"; then
+        if ! start_server "$exe" "${server_args[@]}"; then
             say "$label: server did not start"
             status=1
             continue

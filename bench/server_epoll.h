@@ -12,7 +12,8 @@
  * registered in the epoll set with itself as the event data
  * (server_watch) and comes back as such to on_ready.
  * server_epoll_run returns when a signal arrives, after closing and
- * freeing every connection still open.
+ * freeing every connection still open. A server whose records hold more
+ * than memory (the TLS server's SSL) sets server_on_close to let go of it.
  */
 #ifndef COIL_BENCH_SERVER_EPOLL_H
 #define COIL_BENCH_SERVER_EPOLL_H
@@ -36,6 +37,9 @@ struct server_conn {
 
 static struct server_conn *server_conns;
 
+/* If set, called with each record just before its socket is closed. */
+static void (*server_on_close)(struct server_conn *c);
+
 /* Record c (allocated with malloc) as the open connection on fd. */
 static void server_conn_add(struct server_conn *c, int fd)
 {
@@ -51,6 +55,8 @@ static void server_conn_add(struct server_conn *c, int fd)
  * free it. */
 static void server_conn_close(struct server_conn *c)
 {
+    if (server_on_close)
+        server_on_close(c);
     close(c->fd);
     if (c->prev)
         c->prev->next = c->next;
@@ -81,7 +87,7 @@ static void server_watch(struct server_conn *c, uint32_t events, int op)
  * 0 when the kernel is full (the rest is left), -1 when the connection
  * failed.
  */
-static int server_send(int fd, const void *buf, size_t *off, size_t len)
+static inline int server_send(int fd, const void *buf, size_t *off, size_t len)
 {
     while (*off < len) {
         ssize_t n =
@@ -117,11 +123,11 @@ static int server_listen(int port, int backlog)
 
 /*
  * Accept every pending connection (non-blocking, TCP_NODELAY): new_conn
- * makes its record (with malloc; NULL if out of memory), which is then
- * listed as open and registered for EPOLLIN.
+ * makes the record for the socket (with malloc; NULL if it cannot), which
+ * is then listed as open and registered for EPOLLIN.
  */
 static void server_accept_all(int lfd, const char *name,
-                              struct server_conn *(*new_conn)(void))
+                              struct server_conn *(*new_conn)(int fd))
 {
     for (;;) {
         int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
@@ -136,9 +142,9 @@ static void server_accept_all(int lfd, const char *name,
         }
         int one = 1;
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-        struct server_conn *c = new_conn();
+        struct server_conn *c = new_conn(fd);
         if (!c) {
-            fprintf(stderr, "%s: out of memory\n", name);
+            fprintf(stderr, "%s: cannot make a connection record\n", name);
             close(fd);
             continue;
         }
@@ -148,20 +154,19 @@ static void server_accept_all(int lfd, const char *name,
 }
 
 /*
- * Serve "NAME PORT" (argc, argv) on 127.0.0.1:PORT: print a "listening"
- * line, then run the loop, making a record for each new connection with
- * new_conn and passing the records and events of ready ones to on_ready,
- * until SIGINT or SIGTERM.
+ * Serve on 127.0.0.1:port: print a "listening" line (on stdout, with the
+ * server's name), then run the loop, making a record for each new
+ * connection with new_conn and passing the records and events of ready
+ * ones to on_ready, until SIGINT or SIGTERM.
  * Closes every connection, the listening socket, the signalfd and the
  * epoll set before returning.
  */
-static void server_epoll_run(int argc, char **argv, const char *name,
-                             int backlog, struct server_conn *(*new_conn)(void),
-                             void (*on_ready)(struct server_conn *c,
-                                              uint32_t events))
+static void server_epoll_serve(int port, const char *name, int backlog,
+                               struct server_conn *(*new_conn)(int fd),
+                               void (*on_ready)(struct server_conn *c,
+                                                uint32_t events))
 {
     static char listen_tag, signal_tag; /* their epoll event data */
-    int port = bench_port_arg(argc, argv, name);
 
     sigset_t sigs;
     sigemptyset(&sigs);
@@ -208,6 +213,16 @@ static void server_epoll_run(int argc, char **argv, const char *name,
     close(lfd);
     close(sfd);
     close(server_epfd);
+}
+
+/* server_epoll_serve for the command line "NAME PORT" (argc, argv). */
+static inline void
+server_epoll_run(int argc, char **argv, const char *name, int backlog,
+                 struct server_conn *(*new_conn)(int fd),
+                 void (*on_ready)(struct server_conn *c, uint32_t events))
+{
+    server_epoll_serve(bench_port_arg(argc, argv, name), name, backlog,
+                       new_conn, on_ready);
 }
 
 #endif /* COIL_BENCH_SERVER_EPOLL_H */
