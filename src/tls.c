@@ -2,17 +2,21 @@
 /*
  * tls.c - TLS streams on OpenSSL (coil/tls.h): a stream transport
  * (stream_internal.h) that owns the socket through a watch and runs
- * OpenSSL over two memory BIOs.
+ * OpenSSL over a BIO of its own, which never blocks and never waits: it
+ * only moves bytes between OpenSSL and the socket's non-blocking calls.
  *
- * Reading: SSL_read on what has arrived; when it wants more, the reading
- * task receives ciphertext from the socket (the one suspension, through
- * the watch: a cancel there takes nothing) and feeds it in. Writing:
- * SSL_write turns at most 16 KiB of plaintext into records at a time;
- * the records are sent at once as far as the socket takes them, and the
- * rest waits in the transport's own buffer, flushed by the watch's
- * writer whenever the socket is writable. That buffer counts as unsent
- * for the stream (the pending op): drain and close wait for it. Past
- * 64 KiB of it, send takes no more plaintext (-EAGAIN) until it shrinks.
+ * Reading: SSL_read, whose BIO receives from the socket (with OpenSSL's
+ * read-ahead, as much as its buffer takes in one recv); when the socket
+ * is empty the BIO says "retry", and the reading task waits for the
+ * socket through the watch (the one suspension: a cancel there takes
+ * nothing), then reads again. Writing: SSL_write turns at most 16 KiB of
+ * plaintext into records at a time; the BIO sends them at once as far as
+ * the socket takes them, and keeps the rest in the transport's own
+ * buffer, flushed by the watch's writer whenever the socket is writable.
+ * That buffer counts as unsent for the stream (the pending op): drain and
+ * close wait for it. Past 64 KiB of it, send takes no more plaintext
+ * (-EAGAIN) until it shrinks. Neither way copies the ciphertext once more
+ * than OpenSSL itself does (memory BIOs would, twice each way).
  *
  * The handshake runs in the task that opens the connection, before the
  * stream exists, under a timeout scope. Verification failures become
@@ -26,6 +30,7 @@
  * never wakes: the close drops its hold.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
@@ -162,15 +167,8 @@ const char *coil_tls_version(const coil_stream_t *s)
 
 #define RECORD_MAX (16 * 1024)  /* plaintext per SSL_write */
 #define PENDING_MAX (64 * 1024) /* records kept before send says -EAGAIN */
-#define IN_BUF (16 * 1024 + 512) /* a whole record at most */
 #define HANDSHAKE_LIMIT (60 * COIL_SEC) /* asyncio's ssl_handshake_timeout */
 #define LINGER (30 * COIL_SEC) /* asyncio's ssl_shutdown_timeout */
-
-/* Ciphertext just received, on its way into an SSL: one buffer a thread,
- * not one a connection (16 KiB each, idle or not), since nothing can
- * suspend between the recv that fills it and the BIO_write that empties
- * it. */
-static _Thread_local char in_buf[IN_BUF];
 
 bool coil_tls_available(void)
 {
@@ -180,6 +178,15 @@ bool coil_tls_available(void)
 /* ------------------------------------------------------------------ */
 /* Errors                                                               */
 /* ------------------------------------------------------------------ */
+
+/* Empty this thread's error queue (before an SSL call, whose outcome
+ * SSL_get_error reads from it): a look first, since it is nearly always
+ * empty and emptying costs more. */
+static void clear_errors(void)
+{
+    if (ERR_peek_error())
+        ERR_clear_error();
+}
 
 /* Keep OpenSSL's first queued reason (after what), and empty the queue. */
 static void note_queue(const char *what)
@@ -390,10 +397,13 @@ struct tls {
     int fd;
     struct coil__watch watch; /* of fd: reads wait on it, its writer
                                  flushes the records */
-    SSL *ssl;
-    BIO *rbio, *wbio;      /* ciphertext in, out (the SSL owns them) */
+    SSL *ssl;              /* over a BIO of ours (the SSL owns it) */
     char *out;             /* records not yet sent: out[out_pos, out_len) */
     size_t out_pos, out_len, out_cap;
+    char *pre;             /* start_tls: what came before, read first */
+    size_t pre_pos, pre_len;
+    int rerr;              /* the socket's receive error, or 0 */
+    bool eof;              /* the socket's end came */
     void (*wfn)(void *, int); /* the stream's writer, while started */
     void *warg;
     int werr;              /* the socket's send error, sticky */
@@ -416,6 +426,7 @@ static void tls_free(struct tls *t)
 {
     SSL_free(t->ssl);
     coil__free(t->out);
+    coil__free(t->pre);
     coil__free(t);
 }
 
@@ -427,76 +438,160 @@ static void release(struct tls *t)
 
 static size_t unsent(const struct tls *t)
 {
-    return t->out_len - t->out_pos + BIO_ctrl_pending(t->wbio);
+    return t->out_len - t->out_pos;
 }
 
-/* Move the records OpenSSL made into out. -ENOMEM keeps them in the BIO
- * (they go out with the next collect). */
-static int collect(struct tls *t)
+/* Send what the socket takes now, from p, without waiting: the count
+ * sent; a failure is kept in werr (every later send fails with it). */
+static size_t send_now(struct tls *t, const char *p, size_t n)
 {
-    size_t n;
-    while ((n = BIO_ctrl_pending(t->wbio)) > 0) {
-        if (t->out_pos == t->out_len)
-            t->out_pos = t->out_len = 0;
-        if (t->out_cap - t->out_len < n) {
-            if (t->out_pos) {
-                memmove(t->out, t->out + t->out_pos, t->out_len - t->out_pos);
-                t->out_len -= t->out_pos;
-                t->out_pos = 0;
-            }
-            size_t cap = t->out_cap ? t->out_cap : 4096;
-            while (cap - t->out_len < n)
-                cap *= 2;
-            char *b = t->out ? coil__realloc(t->out, cap) : coil__malloc(cap);
+    size_t done = 0;
+    while (!t->werr && done < n) {
+        ssize_t r = COIL__SYS(COIL__SYS_SEND,
+                              send(t->fd, p + done, n - done,
+                                   COIL__SEND_FLAGS | COIL__DONTWAIT));
+        if (r >= 0)
+            done += (size_t)r;
+        else if (errno != EINTR && !coil__would_block(errno))
+            t->werr = -errno;
+        else if (errno != EINTR)
+            break;
+    }
+    return done;
+}
+
+/* Send the records kept, as far as the socket takes them. 0, or the
+ * send error (kept: every later send fails with it). */
+static int push(struct tls *t)
+{
+    if (t->out_pos < t->out_len)
+        t->out_pos +=
+            send_now(t, t->out + t->out_pos, t->out_len - t->out_pos);
+    if (t->werr || t->out_pos == t->out_len)
+        t->out_pos = t->out_len = 0; /* what failed is dropped */
+    return t->werr;
+}
+
+/* Keep p[0, n) after the records kept. -ENOMEM, or 0. */
+static int keep(struct tls *t, const char *p, size_t n)
+{
+    if (t->out_pos == t->out_len)
+        t->out_pos = t->out_len = 0;
+    if (t->out_cap - t->out_len < n) {
+        if (t->out_pos) {
+            memmove(t->out, t->out + t->out_pos, t->out_len - t->out_pos);
+            t->out_len -= t->out_pos;
+            t->out_pos = 0;
+        }
+        size_t cap = t->out_cap ? t->out_cap : 4096;
+        while (cap - t->out_len < n)
+            cap *= 2;
+        if (cap != t->out_cap) {
+            char *b = t->out ? coil__realloc(t->out, cap)
+                             : coil__malloc(cap);
             if (!b)
                 return -ENOMEM;
             t->out = b;
             t->out_cap = cap;
         }
-        int r = BIO_read(t->wbio, t->out + t->out_len,
-                         (int)(n > INT32_MAX ? INT32_MAX : n));
-        if (r <= 0)
-            break;
-        t->out_len += (size_t)r;
     }
+    memcpy(t->out + t->out_len, p, n);
+    t->out_len += n;
     return 0;
 }
 
-/* Send what the socket takes now, without suspending. 0, or the send
- * error (kept: every later send fails with it). */
-static int push(struct tls *t)
+/* ---- the BIO: OpenSSL's ciphertext to and from the socket ---- */
+
+/* Records from OpenSSL: sent at once as far as the socket takes them
+ * (when none are kept from before: the order stays), the rest kept. All
+ * is taken: a failure to send or keep becomes werr, which the caller
+ * reports. */
+static int bio_write(BIO *b, const char *p, int len)
 {
-    while (!t->werr && t->out_pos < t->out_len) {
-        ssize_t r = COIL__SYS(COIL__SYS_SEND,
-                              send(t->fd, t->out + t->out_pos,
-                                   t->out_len - t->out_pos,
-                                   COIL__SEND_FLAGS | COIL__DONTWAIT));
-        if (r >= 0) {
-            t->out_pos += (size_t)r;
-            continue;
+    struct tls *t = BIO_get_data(b);
+    BIO_clear_retry_flags(b);
+    size_t n = len > 0 ? (size_t)len : 0, done = 0;
+    if (t->werr)
+        return len;
+    if (t->out_pos == t->out_len)
+        done = send_now(t, p, n);
+    if (!t->werr && done < n && keep(t, p + done, n - done) != 0)
+        t->werr = -ENOMEM; /* a record cut short: no more writing */
+    return len;
+}
+
+/* Ciphertext for OpenSSL: what start_tls found first, then the socket.
+ * An empty socket is "retry" (SSL_ERROR_WANT_READ); its end, 0 with eof
+ * set; its error, -1 with rerr set. */
+static int bio_read(BIO *b, char *p, int len)
+{
+    struct tls *t = BIO_get_data(b);
+    BIO_clear_retry_flags(b);
+    size_t n = len > 0 ? (size_t)len : 0;
+    if (t->pre_pos < t->pre_len) {
+        size_t k = t->pre_len - t->pre_pos < n ? t->pre_len - t->pre_pos : n;
+        memcpy(p, t->pre + t->pre_pos, k);
+        t->pre_pos += k;
+        return (int)k;
+    }
+    for (;;) {
+        ssize_t r = COIL__RR_IN(COIL__SYS_RECV, p, n, NULL, NULL,
+                                COIL__SYS(COIL__SYS_RECV,
+                                          recv(t->fd, p,
+                                               COIL__CHAOS_LEN(t->fd, n),
+                                               COIL__DONTWAIT)));
+        if (r > 0)
+            return (int)r;
+        if (r == 0) {
+            t->eof = true;
+            return 0;
         }
         if (errno == EINTR)
             continue;
-        if (!coil__would_block(errno))
-            t->werr = -errno;
-        break;
+        if (coil__would_block(errno)) {
+            BIO_set_retry_read(b);
+            return -1;
+        }
+        t->rerr = -errno;
+        return -1;
     }
-    if (t->werr) {
-        t->out_pos = t->out_len = 0;
-        BIO_reset(t->wbio);
+}
+
+static long bio_ctrl(BIO *b, int cmd, long num, void *ptr)
+{
+    (void)b, (void)num, (void)ptr;
+    return cmd == BIO_CTRL_FLUSH; /* the records are sent as they come */
+}
+
+static int bio_create(BIO *b)
+{
+    BIO_set_init(b, 1);
+    return 1;
+}
+
+static BIO_METHOD *bio_method;
+static pthread_once_t bio_once = PTHREAD_ONCE_INIT;
+
+static void bio_method_init(void)
+{
+    BIO_METHOD *m =
+        BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "coil");
+    if (m && (BIO_meth_set_write(m, bio_write) != 1 ||
+              BIO_meth_set_read(m, bio_read) != 1 ||
+              BIO_meth_set_ctrl(m, bio_ctrl) != 1 ||
+              BIO_meth_set_create(m, bio_create) != 1)) {
+        BIO_meth_free(m);
+        m = NULL;
     }
-    return t->werr;
+    bio_method = m; /* kept for the program's life */
 }
 
 static void on_fd_writable(void *arg, int result);
 
-/* Collect and send; keep the writer going while records remain. */
+/* Send what is kept; keep the writer going while records remain. */
 static int flush(struct tls *t)
 {
-    int err = collect(t);
-    int e = push(t);
-    if (!err)
-        err = e;
+    int err = push(t);
     if ((t->out_pos < t->out_len || t->wfn) &&
         !coil__watch_busy(&t->watch, COIL__EV_WRITE) && !t->werr)
         (void)coil__watch_start(&t->watch, COIL__EV_WRITE, on_fd_writable, t,
@@ -534,33 +629,48 @@ static int failed(struct tls *t, int e)
     return -EPROTO;
 }
 
-/* Receive ciphertext into the SSL. Suspends. > 0, or -errno: the
- * socket's, -ECONNABORTED (it ended: no close_notify came first). */
-static ssize_t receive(struct tls *t)
+/* The socket's end came: -ECONNABORTED, said (no close_notify came
+ * first, so what came may have been cut short). */
+static int unclean_end(void)
 {
-    ssize_t k = coil__sock_recv(&t->watch, t->fd, in_buf, sizeof(in_buf), 0,
-                                NULL, NULL, false);
-    if (k == 0) {
-        snprintf(last_error, sizeof(last_error),
-                 "the peer closed the connection without TLS's "
-                 "close_notify: what came may be cut short");
-        return -ECONNABORTED;
-    }
-    if (k > 0 && BIO_write(t->rbio, in_buf, (int)k) != (int)k)
-        return -ENOMEM;
-    return k;
+    snprintf(last_error, sizeof(last_error),
+             "the peer closed the connection without TLS's close_notify: "
+             "what came may be cut short");
+    return -ECONNABORTED;
+}
+
+/* An SSL call that wanted more (or failed on the socket): the socket's
+ * state, if that is why (its end, its error); else 0. */
+static int socket_state(const struct tls *t)
+{
+    return t->rerr ? t->rerr : t->eof ? unclean_end() : 0;
 }
 
 /* ---- the transport ---- */
 
 static ssize_t tls_recv(void *arg, void *p, size_t n, bool wait_first)
 {
-    (void)wait_first;
     struct tls *t = arg;
+    /* After a short read the socket is most likely empty: wait first,
+     * unless OpenSSL holds bytes already (read-ahead). */
+    bool wait = wait_first && !SSL_has_pending(t->ssl) && !t->eof &&
+                !t->rerr && t->pre_pos == t->pre_len;
     for (;;) {
         if (t->read_shut)
             return -EBADF;
-        ERR_clear_error();
+        if (wait) {
+            t->refs++;
+            t->in_recv = true;
+            int err = coil__sock_wait(&t->watch, t->fd, COIL__EV_READ);
+            t->in_recv = false;
+            bool closed = t->closed;
+            release(t);
+            if (closed)
+                return -EBADF;
+            if (err)
+                return err;
+        }
+        clear_errors();
         int r = SSL_read(t->ssl, p, n > INT32_MAX ? INT32_MAX : (int)n);
         int e = r > 0 ? SSL_ERROR_NONE : SSL_get_error(t->ssl, r);
         (void)flush(t); /* what reading made: key updates, alerts */
@@ -568,20 +678,18 @@ static ssize_t tls_recv(void *arg, void *p, size_t n, bool wait_first)
             return r;
         if (e == SSL_ERROR_ZERO_RETURN)
             return 0; /* close_notify: the end */
+        int err = socket_state(t);
+        if (err == -ECONNABORTED && t->unclean_eof_ok) {
+            ERR_clear_error();
+            return 0; /* asked for: the end, without close_notify */
+        }
+        if (err) {
+            ERR_clear_error();
+            return err;
+        }
         if (e != SSL_ERROR_WANT_READ)
             return failed(t, e);
-        t->refs++;
-        t->in_recv = true;
-        ssize_t k = receive(t);
-        t->in_recv = false;
-        bool closed = t->closed;
-        release(t);
-        if (closed)
-            return -EBADF;
-        if (k == -ECONNABORTED && t->unclean_eof_ok)
-            return 0; /* asked for: the end, without close_notify */
-        if (k < 0)
-            return k;
+        wait = true;
     }
 }
 
@@ -598,12 +706,12 @@ static ssize_t tls_send(void *arg, const void *p, size_t n)
         return t->werr;
     if (unsent(t) >= PENDING_MAX)
         return -EAGAIN; /* the writer is called as it shrinks */
-    ERR_clear_error();
+    clear_errors();
     int r = SSL_write(t->ssl, p, n > RECORD_MAX ? RECORD_MAX : (int)n);
     if (r <= 0)
-        return failed(t, SSL_get_error(t->ssl, r));
+        return t->werr ? t->werr : failed(t, SSL_get_error(t->ssl, r));
     int err = flush(t);
-    return err && err != -ENOMEM ? err : r; /* -ENOMEM: records kept */
+    return err ? err : r;
 }
 
 static int tls_writer_start(void *arg, void (*fn)(void *, int), void *warg)
@@ -639,7 +747,7 @@ static size_t tls_pending(const void *arg)
 static int tls_shutdown(void *arg)
 {
     struct tls *t = arg;
-    ERR_clear_error();
+    clear_errors();
     if (SSL_shutdown(t->ssl) < 0)
         ERR_clear_error();
     return flush(t);
@@ -687,9 +795,10 @@ static void linger_loop_close(struct coil__close_hook *hook)
 static void linger_readable(void *arg, int result)
 {
     struct tls *t = arg;
+    char drop[4096];
     for (;;) {
         ssize_t n = result < 0 ? -1
-                               : recv(t->fd, in_buf, sizeof(in_buf),
+                               : recv(t->fd, drop, sizeof(drop),
                                       COIL__DONTWAIT);
         if (n > 0)
             continue;
@@ -716,12 +825,10 @@ static void linger_writable(void *arg, int result)
  * it is out, then linger (above). 0, or an error: close at once. */
 static int linger_begin(struct tls *t)
 {
-    ERR_clear_error();
+    clear_errors();
     if (SSL_shutdown(t->ssl) < 0)
         ERR_clear_error();
-    int err = collect(t);
-    if (!err)
-        err = push(t);
+    int err = t->werr ? t->werr : push(t);
     if (err)
         return err;
     coil__watch_stop(&t->watch, COIL__EV_WRITE);
@@ -790,8 +897,8 @@ static const struct coil__transport_ops tls_ops = {
 /* Send every record made so far, waiting for the socket as needed. */
 static int flush_wait(struct tls *t)
 {
-    int err = collect(t);
-    while (!err && !(err = push(t)) && t->out_pos < t->out_len)
+    int err;
+    while (!(err = push(t)) && t->out_pos < t->out_len)
         err = coil__sock_wait(&t->watch, t->fd, COIL__EV_WRITE);
     return err;
 }
@@ -803,22 +910,21 @@ static int handshake(struct tls *t, int64_t timeout)
     if (err)
         return err;
     for (;;) {
-        ERR_clear_error();
+        clear_errors();
         int r = SSL_do_handshake(t->ssl);
         int e = r == 1 ? SSL_ERROR_NONE : SSL_get_error(t->ssl, r);
         if ((err = flush_wait(t)) != 0) /* an alert too, on failure */
             break;
         if (r == 1)
             break;
+        if ((err = socket_state(t)) != 0)
+            break;
         if (e != SSL_ERROR_WANT_READ) {
             err = failed(t, e);
             break;
         }
-        ssize_t k = receive(t);
-        if (k < 0) {
-            err = (int)k;
+        if ((err = coil__sock_wait(&t->watch, t->fd, COIL__EV_READ)) != 0)
             break;
-        }
     }
     err = coil_timeout_end(scope, err);
     if (err == -ETIMEDOUT)
@@ -875,16 +981,17 @@ static int connect_tls(int fd, coil_tls_context_t *ctx, bool server,
     coil__sock_no_sigpipe(fd);
     coil__sock_nodelay(fd);
     ERR_clear_error();
-    if (!(t->ssl = SSL_new(ctx->ctx)) || !(t->rbio = BIO_new(BIO_s_mem())) ||
-        !(t->wbio = BIO_new(BIO_s_mem()))) {
+    (void)pthread_once(&bio_once, bio_method_init);
+    BIO *bio = NULL;
+    if (!bio_method || !(t->ssl = SSL_new(ctx->ctx)) ||
+        !(bio = BIO_new(bio_method))) {
         note_queue("SSL_new");
-        BIO_free(t->rbio);
-        BIO_free(t->wbio);
         err = -ENOMEM;
         goto fail;
     }
-    SSL_set_bio(t->ssl, t->rbio, t->wbio);
-    BIO_set_mem_eof_return(t->rbio, -1); /* empty: "want more" */
+    BIO_set_data(bio, t);
+    SSL_set_bio(t->ssl, bio, bio); /* one BIO both ways, the SSL's */
+    SSL_set_read_ahead(t->ssl, 1); /* whole records, and more, per recv */
     if (server) {
         SSL_set_accept_state(t->ssl);
     } else {
@@ -895,9 +1002,13 @@ static int connect_tls(int fd, coil_tls_context_t *ctx, bool server,
         if (name && (err = set_host(t, name)) != 0)
             goto fail;
     }
-    if (rest_len && BIO_write(t->rbio, rest, (int)rest_len) != (int)rest_len) {
-        err = -ENOMEM;
-        goto fail;
+    if (rest_len) {
+        if (!(t->pre = coil__malloc(rest_len))) {
+            err = -ENOMEM;
+            goto fail;
+        }
+        memcpy(t->pre, rest, rest_len);
+        t->pre_len = rest_len;
     }
     int64_t limit = opts && opts->handshake_timeout_ns > 0
                         ? opts->handshake_timeout_ns

@@ -7,8 +7,8 @@
  * coil/stream.h works on it unchanged (reading calls, write, drain and
  * the water marks, close, wait_closed), and its cancellation rules are
  * the same: a read cancelled while it waits loses nothing. Underneath,
- * the loop owns the socket and OpenSSL works on memory buffers, so no
- * OpenSSL call ever blocks the loop.
+ * the loop owns the socket and OpenSSL only ever gets what the socket
+ * has without waiting, so no OpenSSL call ever blocks the loop.
  *
  * TLS is optional: coil is built with it when CMake finds OpenSSL's
  * headers (Debian: libssl-dev), and says at configure time whether it
