@@ -1121,6 +1121,18 @@ int coil_stream_drain(coil_stream_t *s)
     return err;
 }
 
+int coil__stream_flush(coil_stream_t *s)
+{
+    if (!s)
+        return -EINVAL;
+    size_t high = s->high, low = s->low;
+    s->high = s->low = 0; /* drain's "all of it" */
+    int err = coil_stream_drain(s);
+    s->high = high;
+    s->low = low;
+    return err;
+}
+
 int coil_stream_set_write_limits(coil_stream_t *s, size_t high, size_t low)
 {
     STREAM_CHECK(s, "coil_stream_set_write_limits");

@@ -81,11 +81,17 @@ int coil__stream_open_transport(const struct coil__transport_ops *ops,
  * from the peer after what was read. s is closed without closing the fd;
  * its references stay the caller's. Errors: -EINVAL (s NULL, over a
  * transport, or not a socket), -EPIPE (s not open, or its end written),
- * -EBUSY (a task is reading s, or s holds unsent data: drain it first),
- * s's write error, -ENOMEM (nothing changed).
+ * -EBUSY (a task is reading s, or s holds unsent data:
+ * coil__stream_flush it first), s's write error, -ENOMEM (nothing
+ * changed).
  */
 int coil__stream_detach(coil_stream_t *s, int *fd_out, char **rest,
                         size_t *rest_len);
+
+/* Wait until everything written to s has gone to the kernel (drain waits
+ * only until the low-water mark). coil_stream_drain's errors; suspends.
+ */
+int coil__stream_flush(coil_stream_t *s);
 
 /* The transport of s if it is over one with these ops and not closed,
  * else NULL. */

@@ -1079,7 +1079,7 @@ int coil_tls_start(coil_stream_t *plain, coil_tls_context_t *ctx,
         return err;
     if (!plain || ctx->server != server)
         return -EINVAL;
-    if ((err = coil_stream_drain(plain)) != 0)
+    if ((err = coil__stream_flush(plain)) != 0)
         return err;
     int fd;
     char *rest;

@@ -659,6 +659,8 @@ static void test_tls_server(void **state)
 
 struct starttls {
     coil_tls_context_t *sctx;
+    size_t bulk;      /* plain bytes before the line, read late */
+    bool bulk_ok;
     char said[32];
     int server_r;
     char reply[16];
@@ -668,9 +670,21 @@ static int starttls_handler(coil_stream_t *plain, void *arg)
 {
     struct starttls *st = arg;
     size_t len = 0;
+    int err = 0;
+    if (st->bulk) { /* late, so that the client's kernel cannot take all */
+        char *b = malloc(st->bulk);
+        if (!b)
+            return -ENOMEM;
+        if (!(err = coil_sleep(50 * COIL_MSEC)) &&
+            !(err = coil_stream_read_exactly(plain, b, st->bulk, NULL)))
+            st->bulk_ok = b[0] == 'b' && b[st->bulk - 1] == 'b' &&
+                          memchr(b, '\n', st->bulk) == NULL;
+        free(b);
+    }
     /* The line, and (likely) the start of the client's handshake right
      * behind it, in the plain stream's buffer. */
-    int err = coil_stream_readline(plain, st->said, sizeof(st->said), &len);
+    if (!err)
+        err = coil_stream_readline(plain, st->said, sizeof(st->said), &len);
     coil_stream_t *s = NULL;
     if (!err)
         err = coil_tls_start(plain, st->sctx, true, NULL, &s);
@@ -705,6 +719,18 @@ static int starttls_body(void *arg)
     if (!err)
         err = coil_stream_open("127.0.0.1", port, &plain);
     coil_tls_options_t o = {.server_hostname = "localhost"};
+    if (!err && st->bulk) {
+        /* Limits above it all: drain alone would not wait for it to go. */
+        char *b = malloc(st->bulk);
+        if (b) {
+            memset(b, 'b', st->bulk);
+            if (!(err = coil_stream_set_write_limits(plain, 2 * st->bulk,
+                                                     2 * st->bulk)))
+                err = coil_stream_write(plain, b, st->bulk);
+        }
+        free(b);
+        err = b ? err : -ENOMEM;
+    }
     if (!err && !(err = coil_stream_write(plain, "STARTTLS\n", 9)))
         err = coil_tls_start(plain, cctx, false, &o, &s);
     if (!err && !(err = coil_stream_write(s, "ping", 4)))
@@ -725,6 +751,15 @@ static void test_start_tls(void **state)
     assert_string_equal(st.said, "STARTTLS\n");
     assert_int_equal(st.server_r, 0);
     assert_memory_equal(st.reply, "pong", 4);
+    /* After more plain data than the kernel takes at once: start_tls
+     * waits for all of it to go (not only drain's low-water mark), then
+     * the TLS bytes follow it. */
+    struct starttls big = {.bulk = 16 << 20};
+    run_ok(starttls_body, &big);
+    assert_true(big.bulk_ok);
+    assert_string_equal(big.said, "STARTTLS\n");
+    assert_int_equal(big.server_r, 0);
+    assert_memory_equal(big.reply, "pong", 4);
 }
 
 /* ------------------------------------------------------------------ */

@@ -518,10 +518,26 @@ static int vanishing_server(void *arg)
     int fd = coil_sock_accept(v->listen_fd, NULL, NULL);
     if (fd < 0)
         return fd;
-    char buf[512];
-    ssize_t n = coil_sock_recv(fd, buf, sizeof(buf)); /* the hello */
+    /* The whole hello (its record's header says how long), so that an
+     * orderly close is not turned into a reset by bytes left unread. */
+    unsigned char buf[4096];
+    size_t got = 0, want = 5;
+    while (got < want) {
+        ssize_t n = coil_sock_recv(fd, buf + got, want - got);
+        if (n <= 0) {
+            coil_sock_close(fd);
+            return n == 0 ? -EPIPE : (int)n;
+        }
+        got += (size_t)n;
+        if (got == 5 && want == 5)
+            want = 5 + ((size_t)buf[3] << 8 | buf[4]);
+        if (want > sizeof(buf)) {
+            coil_sock_close(fd);
+            return -EMSGSIZE;
+        }
+    }
     hang_up(fd, v->reset);
-    return n > 0 ? 0 : n == 0 ? -EPIPE : (int)n;
+    return 0;
 }
 
 struct client_gone {

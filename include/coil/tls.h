@@ -141,9 +141,9 @@ COIL_API int coil_tls_open(const char *host, const char *port,
  * start_tls: go on over plain's connection with TLS, as a client (server
  * false) or a server, with ctx (of that side); *out receives the TLS
  * stream. Whatever plain had received and not given out is the start of
- * the TLS conversation. plain must be a socket stream, open, with nothing
- * unsent (it is drained first) and no task reading it; it is then closed
- * without closing the socket (unref it as usual). Errors: -EINVAL,
+ * the TLS conversation. plain must be a socket stream, open, with no
+ * task reading it (what was written to it goes out first); it is then
+ * closed without closing the socket (unref it as usual). Errors: -EINVAL,
  * -EPIPE, -EBUSY (a task reads plain), and coil_tls_open's from the
  * handshake; on a handshake failure the connection is closed. Suspends.
  */
