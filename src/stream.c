@@ -119,13 +119,17 @@ static void on_loop_close(struct coil__close_hook *hook);
 static void on_writable(void *arg, int result);
 static int start_writer(struct coil_stream *s);
 static void stop_writer(struct coil_stream *s);
+static void take_tp_error(struct coil_stream *s);
 static void close_now(struct coil_stream *s);
 
 /* Bytes the transport took but has not handed to the kernel yet (TLS's
  * records): part of what is unsent, for drain and close. */
 static size_t tp_pending(const struct coil_stream *s)
 {
-    return s->tp && s->tp->pending ? s->tp->pending(s->tp_arg) : 0;
+    /* CLOSED: the transport is gone (a drainer woken by an abort). */
+    return s->tp && s->tp->pending && s->state != CLOSED
+               ? s->tp->pending(s->tp_arg)
+               : 0;
 }
 
 /* Everything written is out (the stream's buffer and the transport's). */
@@ -432,6 +436,7 @@ static void begin_close(struct coil_stream *s)
 {
     if (s->state != OPEN)
         return;
+    take_tp_error(s);
     set_state(s, CLOSING);
     if (all_sent(s) || s->write_err || start_writer(s) != 0) {
         close_now(s); /* the caller's hold keeps s */
@@ -641,8 +646,14 @@ static void consume(struct coil_stream *s, void *buf, size_t n)
         memcpy(buf, s->rbuf + s->rpos, n);
     s->rpos += n;
     s->rlen -= n;
-    if (s->rlen == 0)
+    if (s->rlen == 0) {
         s->rpos = 0;
+        if (s->rcap > RBUF_MIN) { /* grown for a burst: not kept idle */
+            coil__free(s->rbuf);
+            s->rbuf = NULL;
+            s->rcap = 0;
+        }
+    }
 }
 
 /*
@@ -956,8 +967,27 @@ static void do_shutdown(struct coil_stream *s)
 }
 
 /* Send what the socket takes now. Never frees s. */
+/* An empty write buffer is given back: an idle connection keeps none. */
+static void release_wbuf(struct coil_stream *s)
+{
+    coil__free(s->wbuf);
+    s->wbuf = NULL;
+    s->wpos = s->wcap = 0;
+}
+
+/* The transport failed to send what it had taken: that is the stream's
+ * write error from now on (fail_write). */
+static void take_tp_error(struct coil_stream *s)
+{
+    int err;
+    if (s->tp && s->tp->send_error && s->state != CLOSED && !s->write_err &&
+        (err = s->tp->send_error(s->tp_arg)) != 0)
+        fail_write(s, err);
+}
+
 static void flush_some(struct coil_stream *s)
 {
+    take_tp_error(s);
     while (s->wlen) {
         ssize_t r = raw_send(s, s->wbuf + s->wpos, s->wlen);
         if (r == -EAGAIN)
@@ -970,7 +1000,7 @@ static void flush_some(struct coil_stream *s)
         s->wlen -= (size_t)r;
     }
     if (s->wlen == 0) {
-        s->wpos = 0;
+        release_wbuf(s);
         if (s->eof_requested && !s->write_err)
             do_shutdown(s); /* a transport may queue its own end here */
         if (all_sent(s))
@@ -1045,10 +1075,9 @@ int coil_stream_write(coil_stream_t *s, const void *buf, size_t n)
         return -EPIPE;
     if (n == 0)
         return 0;
-    /* Room for all of it first, so that a failure changes nothing. */
-    int err = reserve(s, n);
-    if (err)
-        return err;
+    /* Nothing queued: straight to the kernel, and only what it does not
+     * take is buffered. Request/response traffic never allocates, and an
+     * idle stream holds no write buffer. */
     const char *p = buf;
     if (s->wlen == 0 && !writer_on(s)) {
         ssize_t r = raw_send(s, p, n);
@@ -1062,6 +1091,14 @@ int coil_stream_write(coil_stream_t *s, const void *buf, size_t n)
         }
         if (n == 0)
             return 0;
+    }
+    int err = reserve(s, n);
+    if (err) {
+        /* With a prefix gone, the rest cannot be taken back or kept: the
+         * stream can write no more (the peer has a cut stream). */
+        if (p != buf)
+            fail_write(s, err);
+        return err;
     }
     memcpy(s->wbuf + s->wpos + s->wlen, p, n);
     s->wlen += n;
@@ -1098,6 +1135,7 @@ int coil_stream_drain(coil_stream_t *s)
     hold(s);
     /* A sender that could not be started by write is started here: if
      * it still cannot be, say so (the data stays buffered). */
+    take_tp_error(s);
     int err = s->write_err || s->state != OPEN ? 0 : start_writer(s);
     while (!err && !s->write_err && s->state == OPEN &&
            s->wlen + tp_pending(s) > s->high) {
@@ -1108,6 +1146,7 @@ int coil_stream_drain(coil_stream_t *s)
         coil_future_unref(f);
         if (err)
             break;
+        take_tp_error(s);
         if (s->wlen + tp_pending(s) <= s->low)
             break;
     }

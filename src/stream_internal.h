@@ -61,6 +61,10 @@ struct coil__transport_ops {
      * while there are any; the transport calls the writer when they
      * shrink. NULL: none are ever kept. */
     size_t (*pending)(const void *t);
+    /* Optional: why the transport failed to send bytes it had taken (and
+     * dropped them), or 0. The stream takes it as its write error, so a
+     * drain, close or write reports it. NULL: sends fail only in send. */
+    int (*send_error)(const void *t);
 };
 
 /*

@@ -404,6 +404,7 @@ struct tls {
     size_t pre_pos, pre_len;
     int rerr;              /* the socket's receive error, or 0 */
     bool eof;              /* the socket's end came */
+    bool peer_ended;       /* lingering: the peer's end came first */
     void (*wfn)(void *, int); /* the stream's writer, while started */
     void *warg;
     int werr;              /* the socket's send error, sticky */
@@ -616,8 +617,13 @@ static void on_fd_writable(void *arg, int result)
 /* A failed SSL call (e: SSL_get_error's): its error, and why. */
 static int failed(struct tls *t, int e)
 {
+    /* The verification's own failure only: with VERIFY_NONE a failed
+     * result is kept but ignored, and must not name later errors. */
+    unsigned long top = ERR_peek_error();
     long v = SSL_get_verify_result(t->ssl);
-    if (e == SSL_ERROR_SSL && v != X509_V_OK) {
+    if (e == SSL_ERROR_SSL && v != X509_V_OK &&
+        ERR_GET_LIB(top) == ERR_LIB_SSL &&
+        ERR_GET_REASON(top) == SSL_R_CERTIFICATE_VERIFY_FAILED) {
         snprintf(last_error, sizeof(last_error),
                  "certificate verify failed: %s",
                  X509_verify_cert_error_string(v));
@@ -744,6 +750,12 @@ static size_t tls_pending(const void *arg)
     return unsent(arg);
 }
 
+static int tls_send_error(const void *arg)
+{
+    const struct tls *t = arg;
+    return t->werr;
+}
+
 static int tls_shutdown(void *arg)
 {
     struct tls *t = arg;
@@ -790,8 +802,9 @@ static void linger_loop_close(struct coil__close_hook *hook)
     linger_end(coil__container_of(hook, struct tls, hook));
 }
 
-/* Readable while lingering: drop what came; the end (or an error) ends
- * the linger. The records still unsent go out meanwhile (the writer). */
+/* Readable while lingering: drop what came. The peer's end ends the
+ * linger once the records still unsent are out too (the peer may have
+ * shut only its own side, and still read); an error ends it at once. */
 static void linger_readable(void *arg, int result)
 {
     struct tls *t = arg;
@@ -806,6 +819,11 @@ static void linger_readable(void *arg, int result)
             continue;
         if (n < 0 && result >= 0 && coil__would_block(errno))
             return;
+        if (n == 0 && t->out_pos < t->out_len && !t->werr) {
+            t->peer_ended = true; /* linger_writable ends it */
+            coil__watch_stop(&t->watch, COIL__EV_READ);
+            return;
+        }
         linger_end(t);
         return;
     }
@@ -816,8 +834,10 @@ static void linger_writable(void *arg, int result)
     struct tls *t = arg;
     if (result < 0 || push(t) || t->out_pos == t->out_len) {
         coil__watch_stop(&t->watch, COIL__EV_WRITE);
-        if (!t->werr)
+        if (!t->werr && result >= 0)
             (void)shutdown(t->fd, SHUT_WR);
+        if (t->peer_ended || t->werr || result < 0)
+            linger_end(t);
     }
 }
 
@@ -890,6 +910,7 @@ static const struct coil__transport_ops tls_ops = {
     .close = tls_close,
     .address = tls_address,
     .pending = tls_pending,
+    .send_error = tls_send_error,
 };
 
 /* ---- the handshake ---- */
@@ -933,6 +954,16 @@ static int handshake(struct tls *t, int64_t timeout)
     return err;
 }
 
+/* The loop closed while the handshake waited: its task never resumes,
+ * so what it made is let go here. */
+static void handshake_loop_close(struct coil__close_hook *hook)
+{
+    struct tls *t = coil__container_of(hook, struct tls, hook);
+    coil__watch_close(&t->watch);
+    (void)close(t->fd);
+    tls_free(t);
+}
+
 /* The name (or address) the certificate must have, and SNI. */
 static int set_host(struct tls *t, const char *host)
 {
@@ -972,6 +1003,7 @@ static int connect_tls(int fd, coil_tls_context_t *ctx, bool server,
     t->refs = 1;
     t->loop = loop;
     t->fd = fd;
+    coil__list_init(&t->hook.link); /* linked only while it waits */
     int err = coil__watch_init(&t->watch, loop, fd, COIL__WATCH_OWNED);
     if (err) {
         coil__free(t);
@@ -1017,7 +1049,11 @@ static int connect_tls(int fd, coil_tls_context_t *ctx, bool server,
                        ? opts->shutdown_timeout_ns
                        : LINGER;
     t->unclean_eof_ok = opts && opts->accept_unclean_eof;
-    if ((err = handshake(t, limit)) != 0)
+    t->hook.on_close = handshake_loop_close;
+    coil__loop_on_close(loop, &t->hook);
+    err = handshake(t, limit);
+    coil__loop_on_close_cancel(&t->hook);
+    if (err)
         goto fail;
     const unsigned char *alpn = NULL;
     unsigned alpn_len = 0;
@@ -1041,7 +1077,8 @@ fail:
 static bool bad_options(const coil_tls_options_t *opts)
 {
     return opts &&
-           (opts->handshake_timeout_ns < 0 || opts->shutdown_timeout_ns < 0);
+           (opts->handshake_timeout_ns < 0 || opts->shutdown_timeout_ns < 0 ||
+            (opts->server_hostname && !opts->server_hostname[0]));
 }
 
 static int check(coil_tls_context_t *ctx, const coil_tls_options_t *opts,
@@ -1079,6 +1116,15 @@ int coil_tls_start(coil_stream_t *plain, coil_tls_context_t *ctx,
         return err;
     if (!plain || ctx->server != server)
         return -EINVAL;
+    /* A client that verifies must know whom: any trusted certificate
+     * would do otherwise. */
+    if (!server && !(opts && opts->server_hostname) &&
+        (SSL_CTX_get_verify_mode(ctx->ctx) & SSL_VERIFY_PEER)) {
+        snprintf(last_error, sizeof(last_error),
+                 "start_tls as a client that verifies needs "
+                 "opts->server_hostname");
+        return -EINVAL;
+    }
     if ((err = coil__stream_flush(plain)) != 0)
         return err;
     int fd;

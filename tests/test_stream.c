@@ -1749,6 +1749,72 @@ static void test_alloc_failure(void **state)
     assert_true(done);
 }
 
+/* Memory while idle: a write the kernel takes whole allocates nothing; a
+ * write buffer exists only while bytes wait in it; a read buffer grown
+ * past its least size for a burst is freed once emptied. And when the kernel took a prefix
+ * and the rest cannot be buffered, the stream fails for writing (the
+ * peer has a cut stream; nothing is dropped silently). */
+struct idle {
+    coil_loop_t *loop;
+    int fds[2];
+    long after_small, while_buffered, after_flush;
+    bool same;
+    int partial_r, later_r, drain_r;
+};
+
+static int idle_main(void *arg)
+{
+    struct idle *x = arg;
+    coil_stream_t *s = NULL, *peer = NULL;
+    if (coil_stream_open_fd(x->fds[0], &s) ||
+        coil_stream_open_fd(x->fds[1], &peer))
+        return -1;
+    static unsigned char data[SENDER_BYTES], got[SENDER_BYTES];
+    for (size_t i = 0; i < sizeof(data); i++)
+        data[i] = test_pattern(i, 5);
+    long base = coil_test_alloc_live();
+    int err = coil_stream_write(s, data, 64);
+    if (!err) /* read: straight into got (read_exactly keeps a buffer) */
+        err = coil_stream_read(peer, got, 64) == 64 ? 0 : -EIO;
+    x->after_small = coil_test_alloc_live() - base;
+    if (!err)
+        err = coil_stream_write(s, data, sizeof(data)); /* > the socket */
+    x->while_buffered = coil_test_alloc_live() - base;
+    if (!err)
+        err = coil_stream_set_write_limits(s, 0, 0);
+    if (!err && !(err = coil_stream_read_exactly(peer, got, sizeof(got),
+                                                 NULL)))
+        err = coil_stream_drain(s);
+    x->same = memcmp(data, got, sizeof(data)) == 0;
+    x->after_flush = coil_test_alloc_live() - base;
+    /* A prefix goes (the socket is empty), the rest cannot be kept. */
+    coil_test_alloc_fail_after(1);
+    x->partial_r = coil_stream_write(s, data, sizeof(data));
+    coil_test_alloc_fail_after(0);
+    x->later_r = coil_stream_write(s, data, 1);
+    x->drain_r = coil_stream_drain(s);
+    coil_stream_close(s);
+    coil_stream_close(peer);
+    coil_stream_unref(s);
+    coil_stream_unref(peer);
+    return err;
+}
+
+static void test_idle_buffers(void **state)
+{
+    test_exact_io(); /* the kernel must take what it can, at once */
+    struct idle x = {.loop = test_loop(state)};
+    make_pair(x.fds, true);
+    assert_int_equal(test_run_task(x.loop, idle_main, &x), 0);
+    assert_int_equal(x.after_small, 0);
+    assert_true(x.while_buffered >= 1);
+    assert_true(x.same);
+    assert_int_equal(x.after_flush, 0); /* both buffers given back */
+    assert_int_equal(x.partial_r, -ENOMEM);
+    assert_int_equal(x.later_r, -ENOMEM);
+    assert_int_equal(x.drain_r, -ENOMEM);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1782,6 +1848,7 @@ int main(void)
         TEST(test_at_eof_keeps_reset),
         TEST(test_read_all_without_limit),
         TEST(test_alloc_failure),
+        TEST(test_idle_buffers),
     };
     const struct CMUnitTest epoll_tests[] = {
         TEST(test_sender_start_fails),

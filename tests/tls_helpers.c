@@ -4,6 +4,7 @@
  */
 #include <errno.h>
 #include <stdio.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -171,5 +172,74 @@ int tls_server(coil_conn_handler_fn handler, void *arg,
     coil_tls_context_unref(sctx); /* the server holds its own */
     if (!err)
         snprintf(port, 16, "%d", coil_server_port(*srv));
+    return err;
+}
+
+struct pair_server {
+    coil_stream_t *plain;
+    coil_stream_t *out;
+};
+
+static int pair_server(void *arg)
+{
+    struct pair_server *p = arg;
+    coil_tls_context_t *sctx = NULL;
+    int err = coil_tls_context_new(true, &sctx);
+    if (!err)
+        err = coil_tls_context_load_cert(sctx, cert_pem, key_pem);
+    if (!err)
+        err = coil_tls_start(p->plain, sctx, true, NULL, &p->out);
+    coil_tls_context_unref(sctx);
+    return err;
+}
+
+int tls_pair(int sndbuf, coil_tls_context_t *cctx,
+             const coil_tls_options_t *opts, coil_stream_t **client,
+             coil_stream_t **server, int *server_fd)
+{
+    int sv[2];
+    *client = *server = NULL;
+    if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) != 0)
+        return -errno;
+    if (sndbuf > 0)
+        setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf));
+    if (server_fd)
+        *server_fd = sv[1];
+    coil_stream_t *plain = NULL;
+    struct pair_server ps = {0};
+    coil_task_t *task = NULL;
+    coil_tls_context_t *own = NULL;
+    int err = coil_stream_open_fd(sv[0], &plain);
+    if (err) {
+        close(sv[0]);
+        close(sv[1]);
+        return err;
+    }
+    if ((err = coil_stream_open_fd(sv[1], &ps.plain)) != 0) {
+        close(sv[1]);
+        coil_stream_unref(plain);
+        return err;
+    }
+    if (!cctx && !(err = client_ctx(ca_pem, &own)))
+        cctx = own;
+    if (!err)
+        err = coil_task_spawn(coil_running_loop(), pair_server, &ps, &task);
+    if (!err) {
+        err = coil_tls_start(plain, cctx, false, opts, client);
+        if (err)
+            coil_task_cancel(task); /* it would wait for the handshake */
+        int e = coil_task_join(task);
+        err = err ? err : e;
+    }
+    coil_task_unref(task);
+    coil_tls_context_unref(own);
+    coil_stream_unref(plain);
+    coil_stream_unref(ps.plain);
+    *server = ps.out;
+    if (err) {
+        coil_stream_unref(*client);
+        coil_stream_unref(*server);
+        *client = *server = NULL;
+    }
     return err;
 }

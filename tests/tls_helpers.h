@@ -37,6 +37,15 @@ int tls_server(coil_conn_handler_fn handler, void *arg,
                const coil_tls_options_t *opts, coil_server_t **srv,
                char port[16]);
 
+/* A TLS conversation over a Unix socket pair, made in the running loop
+ * (suspends): *client (with cctx, NULL: trusting ca_pem; opts as for
+ * coil_tls_start) and *server (cert_pem); *server_fd (if not NULL) is the
+ * server's socket, for tests that write raw bytes to the client. sndbuf
+ * > 0 sets the client socket's SO_SNDBUF. On failure both are NULL. */
+int tls_pair(int sndbuf, coil_tls_context_t *cctx,
+             const coil_tls_options_t *opts, coil_stream_t **client,
+             coil_stream_t **server, int *server_fd);
+
 /* A client context trusting ca (NULL: the system's store only). */
 int client_ctx(const char *ca, coil_tls_context_t **out);
 

@@ -242,8 +242,13 @@ COIL_API int coil_stream_set_limit(coil_stream_t *s, size_t limit);
  * the kernel took part of buf at once but the background sender could
  * not be started (the poller out of memory), the rest is buffered, in
  * order, and goes out once a later write, drain or close starts the
- * sender. Nothing is dropped either way. Does not suspend; works outside
- * a task.
+ * sender; or, when the kernel took part of buf at once and the rest
+ * could not be buffered (out of memory), the stream fails for writing:
+ * this and every later write, drain and close say -ENOMEM (the peer
+ * gets a stream cut after that part). Nothing is dropped silently.
+ * Memory: what the kernel takes at once is never copied; only the rest
+ * is buffered, and the buffer is freed once it has gone, so an idle
+ * stream holds none. Does not suspend; works outside a task.
  */
 COIL_API int coil_stream_write(coil_stream_t *s, const void *buf, size_t n);
 

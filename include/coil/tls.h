@@ -101,7 +101,8 @@ COIL_API int coil_tls_context_set_alpn(coil_tls_context_t *ctx,
 typedef struct coil_tls_options {
     /* The name to verify the server's certificate against and send as
      * SNI (a client); NULL: the host given to coil_tls_open (an address
-     * is verified as an address and sends no SNI). */
+     * is verified as an address and sends no SNI). coil_tls_start as a
+     * client that verifies needs it (it knows no host). "": -EINVAL. */
     const char *server_hostname;
     /* The handshake's limit; 0: 60 s (asyncio's). Negative: -EINVAL. */
     int64_t handshake_timeout_ns;
@@ -127,10 +128,21 @@ typedef struct coil_tls_options {
  * the TLS stream. Errors: coil_stream_open's; -EKEYREJECTED (the
  * server's certificate failed verification), -EPROTO (the handshake
  * failed otherwise: no common version or cipher, a corrupted record),
- * -ECONNRESET / -ECONNABORTED (the peer went during the handshake),
- * -ETIMEDOUT (the handshake's limit), -ECANCELED, -EINVAL (ctx or out
- * NULL, ctx a server's), -ENOMEM, -ENOTSUP. Every failure closes what
- * was made. coil_tls_last_error gives the reason in words. Suspends.
+ * -ECONNRESET / -ECONNABORTED / -EPIPE (the peer went during the
+ * handshake), -ETIMEDOUT (the handshake's limit), -ECANCELED, -EINVAL
+ * (ctx or out NULL, ctx a server's, a negative limit, an empty
+ * server_hostname), -EPERM (not in a task), -ENOMEM, -ENOTSUP. Every
+ * failure closes what was made, and so does closing the loop while the
+ * handshake waits. coil_tls_last_error gives the reason in words.
+ * Suspends; a cancel during it is -ECANCELED (or the timeout scope's
+ * -ETIMEDOUT), with everything closed.
+ *
+ * Once open, a TLS stream's errors are a plain stream's, plus -EPROTO
+ * (a record that fails its checks, a fatal alert from the peer: the
+ * reason in coil_tls_last_error) and -ECONNABORTED (the peer's end
+ * without close_notify, unless accept_unclean_eof). A send that fails
+ * after the stream handed its bytes to TLS is reported by the next
+ * drain, write or close, as on a plain stream.
  */
 COIL_API int coil_tls_open(const char *host, const char *port,
                            coil_tls_context_t *ctx,
@@ -143,7 +155,8 @@ COIL_API int coil_tls_open(const char *host, const char *port,
  * stream. Whatever plain had received and not given out is the start of
  * the TLS conversation. plain must be a socket stream, open, with no
  * task reading it (what was written to it goes out first); it is then
- * closed without closing the socket (unref it as usual). Errors: -EINVAL,
+ * closed without closing the socket (unref it as usual). Errors: -EINVAL
+ * (also: a client whose context verifies, without opts->server_hostname),
  * -EPIPE, -EBUSY (a task reads plain), and coil_tls_open's from the
  * handshake; on a handshake failure the connection is closed. Suspends.
  */
