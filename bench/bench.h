@@ -187,4 +187,17 @@ static inline void bench_print(const char *name, double value, const char *unit)
     fflush(stdout);
 }
 
+/* The number s says (what names it in the message), in [lo, hi]; exits
+ * with a message if it is not one. */
+static inline long bench_parse_long(const char *s, const char *what, long lo,
+                                    long hi)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || end == s || *end || v < lo || v > hi)
+        bench_fail("bad %s '%s' (want %ld..%ld)", what, s, lo, hi);
+    return v;
+}
+
 #endif /* COIL_BENCH_H */

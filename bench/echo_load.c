@@ -360,16 +360,6 @@ static int64_t proc_cpu_ns(long pid)
     return (int64_t)((utime + stime) * 1000000000ull / (unsigned long)hz);
 }
 
-static long parse_long(const char *s, const char *what, long lo, long hi)
-{
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (errno || end == s || *end || v < lo || v > hi)
-        bench_fail("bad %s '%s' (want %ld..%ld)", what, s, lo, hi);
-    return v;
-}
-
 static int open_conn(const char *host, int port)
 {
     struct sockaddr_storage ss;
@@ -426,13 +416,13 @@ int main(int argc, char **argv)
         strcmp(host, "localhost") != 0)
         bench_fail("refusing host '%s': loopback only (127.0.0.1, ::1, "
                    "localhost)", host);
-    int port = (int)parse_long(argv[2], "port", 1, 65535);
-    long nconns = parse_long(argv[3], "connection count", 1, MAX_CONNS);
-    size = (size_t)parse_long(argv[4], "size", 1, MAX_SIZE);
-    long seconds = parse_long(argv[5], "duration (seconds)", 1, 600);
+    int port = (int)bench_parse_long(argv[2], "port", 1, 65535);
+    long nconns = bench_parse_long(argv[3], "connection count", 1, MAX_CONNS);
+    size = (size_t)bench_parse_long(argv[4], "size", 1, MAX_SIZE);
+    long seconds = bench_parse_long(argv[5], "duration (seconds)", 1, 600);
     const char *name = argv[6];
     long server_pid =
-        argc == 8 ? parse_long(argv[7], "server pid", 1, INT32_MAX) : 0;
+        argc == 8 ? bench_parse_long(argv[7], "server pid", 1, INT32_MAX) : 0;
     if (server_pid)
         proc_cpu_ns(server_pid); /* fail now, not after the run */
 

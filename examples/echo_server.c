@@ -17,16 +17,19 @@
 static int echo(coil_stream_t *s, void *arg)
 {
     (void)arg;
-    /* 64 KiB per connection, on the heap: a task's stack (256 KiB by
-     * default) costs only what its task touches, but a connection's
-     * buffer is better sized and freed on its own. */
-    enum { BUF = 64 * 1024 };
-    char *buf = malloc(BUF);
-    if (!buf)
-        return -ENOMEM;
+    /* Memory while idle is what a server with many connections pays for:
+     * a connection waiting to read keeps only its task's touched stack
+     * (one page) and a small buffer on it. A read that fills the small
+     * buffer says big messages are coming: they go through 64 KiB on the
+     * heap, given back when a read brings a small one again. */
+    enum { SMALL = 2048, BIG = 64 * 1024 };
+    char small[SMALL];
+    char *big = NULL;
     int err = 0;
     for (;;) {
-        ssize_t n = coil_stream_read(s, buf, BUF);
+        char *buf = big ? big : small;
+        size_t cap = big ? BIG : SMALL;
+        ssize_t n = coil_stream_read(s, buf, cap);
         if (n <= 0) {
             err = (int)n; /* 0: the peer closed; else its error */
             break;
@@ -36,8 +39,14 @@ static int echo(coil_stream_t *s, void *arg)
             err = coil_stream_drain(s); /* backpressure: wait if behind */
         if (err)
             break;
+        if (!big && (size_t)n == cap) {
+            big = malloc(BIG); /* NULL: go on with the small one */
+        } else if (big && (size_t)n <= SMALL) {
+            free(big);
+            big = NULL;
+        }
     }
-    free(buf);
+    free(big);
     return err;
 }
 
