@@ -7,7 +7,8 @@
  *    version; a graceful close is the peer's end of stream (close_notify)
  *    and an abort is not taken for one (-ECONNABORTED / -ECONNRESET);
  *  - verification: an unknown authority, a wrong host name, an expired
- *    certificate, each -EKEYREJECTED with the reason said;
+ *    certificate, a self-signed one, each -EKEYREJECTED with the reason
+ *    said;
  *  - the handshake's limit against a peer that never answers, and a
  *    cancel during the handshake;
  *  - start_tls over a plain conversation, with the client's first TLS
@@ -442,6 +443,9 @@ static void test_verification(void **state)
     /* Expired. */
     verify_case(old_pem, ca_pem, "localhost", NULL, -EKEYREJECTED,
                 "expired");
+    /* Self-signed (the right name and key, no authority behind it). */
+    verify_case(self_pem, ca_pem, "localhost", NULL, -EKEYREJECTED,
+                "self-signed");
 }
 
 /* Client certificates: a server that requires one. */

@@ -18,7 +18,8 @@
 #include "tls_helpers.h"
 
 static char dir[64];
-char ca_pem[96], cert_pem[96], key_pem[96], old_pem[96], other_ca_pem[96];
+char ca_pem[96], cert_pem[96], key_pem[96], old_pem[96], other_ca_pem[96],
+    self_pem[96];
 
 static void add_ext(X509 *x, X509 *issuer, int nid, const char *value)
 {
@@ -88,6 +89,7 @@ int make_certs(void **state)
     snprintf(cert_pem, sizeof(cert_pem), "%s/cert.pem", dir);
     snprintf(key_pem, sizeof(key_pem), "%s/key.pem", dir);
     snprintf(old_pem, sizeof(old_pem), "%s/old.pem", dir);
+    snprintf(self_pem, sizeof(self_pem), "%s/self.pem", dir);
     EVP_PKEY *ca_key = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
     EVP_PKEY *other_key = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
     EVP_PKEY *key = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
@@ -101,15 +103,19 @@ int make_certs(void **state)
                            "DNS:localhost,IP:127.0.0.1", false, -1, 30);
     X509 *old = make_cert(key, ca, ca_key, "localhost",
                           "DNS:localhost,IP:127.0.0.1", false, -30, -1);
+    X509 *self = make_cert(key, NULL, NULL, "localhost",
+                           "DNS:localhost,IP:127.0.0.1", false, -1, 30);
     write_cert(ca_pem, ca);
     write_cert(other_ca_pem, other);
     write_cert(cert_pem, cert);
     write_cert(old_pem, old);
+    write_cert(self_pem, self);
     write_key(key_pem, key);
     X509_free(ca);
     X509_free(other);
     X509_free(cert);
     X509_free(old);
+    X509_free(self);
     EVP_PKEY_free(ca_key);
     EVP_PKEY_free(other_key);
     EVP_PKEY_free(key);
@@ -124,6 +130,7 @@ int remove_certs(void **state)
     unlink(cert_pem);
     unlink(key_pem);
     unlink(old_pem);
+    unlink(self_pem);
     rmdir(dir);
     return 0;
 }

@@ -9,7 +9,8 @@
  *
  *  - ca_pem: an authority; cert_pem / key_pem: a certificate it signed
  *    for localhost and 127.0.0.1, and its key (EC P-256);
- *  - old_pem: the same, expired; other_ca_pem: an unrelated authority.
+ *  - old_pem: the same, expired; self_pem: the same, signed by its own
+ *    key (self-signed); other_ca_pem: an unrelated authority.
  */
 #ifndef COIL_TEST_TLS_HELPERS_H
 #define COIL_TEST_TLS_HELPERS_H
@@ -17,7 +18,7 @@
 #include "coil/tls.h"
 
 extern char ca_pem[96], cert_pem[96], key_pem[96], old_pem[96],
-    other_ca_pem[96];
+    other_ca_pem[96], self_pem[96];
 
 int make_certs(void **state);
 int remove_certs(void **state);
