@@ -18,13 +18,16 @@
 static int echo(coil_stream_t *s, void *arg)
 {
     (void)arg;
-    enum { BUF = 16 * 1024 }; /* one TLS record's worth */
-    char *buf = malloc(BUF);
-    if (!buf)
-        return -ENOMEM;
+    /* As echo_server: a small buffer on the task's stack while messages
+     * are small, one TLS record's worth on the heap while they are not. */
+    enum { SMALL = 2048, BIG = 16 * 1024 };
+    char small[SMALL];
+    char *big = NULL;
     int err = 0;
     for (;;) {
-        ssize_t n = coil_stream_read(s, buf, BUF);
+        char *buf = big ? big : small;
+        size_t cap = big ? BIG : SMALL;
+        ssize_t n = coil_stream_read(s, buf, cap);
         if (n <= 0) {
             err = (int)n; /* 0: the peer's close_notify; else its error */
             break;
@@ -34,8 +37,14 @@ static int echo(coil_stream_t *s, void *arg)
             err = coil_stream_drain(s);
         if (err)
             break;
+        if (!big && (size_t)n == cap) {
+            big = malloc(BIG); /* NULL: go on with the small one */
+        } else if (big && (size_t)n <= SMALL) {
+            free(big);
+            big = NULL;
+        }
     }
-    free(buf);
+    free(big);
     return err;
 }
 

@@ -1024,6 +1024,9 @@ static int connect_tls(int fd, coil_tls_context_t *ctx, bool server,
     BIO_set_data(bio, t);
     SSL_set_bio(t->ssl, bio, bio); /* one BIO both ways, the SSL's */
     SSL_set_read_ahead(t->ssl, 1); /* whole records, and more, per recv */
+    /* OpenSSL's record buffers (some 34 KiB) only while records are in
+     * them: an idle connection keeps none. */
+    SSL_set_mode(t->ssl, SSL_MODE_RELEASE_BUFFERS);
     if (server) {
         SSL_set_accept_state(t->ssl);
     } else {
