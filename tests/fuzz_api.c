@@ -117,6 +117,9 @@ struct end {
     coil_stream_t *s; /* the model's reference; NULL once unref'd */
     bool closed;      /* close or abort was called */
     bool eof_sent;    /* write_eof returned 0 */
+    bool nomem_write; /* a write said -ENOMEM with nothing buffered: the
+                         stream may have failed for writing for good
+                         (a prefix went, the rest could not be kept) */
     bool handled;     /* a server's end: its handler holds a reference
                          until the stream is closed, so dropping the
                          model's reference closes it as well */
@@ -459,7 +462,8 @@ static void stream_drain(struct worker *w, struct end *e, coil_stream_t *s)
     int r = coil_stream_drain(s);
     trace(R, "drain = %d", r);
     ALLOWED(R, "drain", r,
-            r == 0 || common_err(R, w, r) || (r == -ENOMEM && fuzz_mem.hit) ||
+            r == 0 || common_err(R, w, r) ||
+                (r == -ENOMEM && (fuzz_mem.hit || e->nomem_write)) ||
                 ((r == -EPIPE || r == -ECONNRESET) &&
                  (e->closed || peer_gone(e) || tainted(R))));
 }
@@ -503,22 +507,27 @@ static void stream_flush(struct worker *w, struct end *e, coil_stream_t *s)
     int r = coil_stream_drain(s);
     trace(R, "flush: drain = %d", r);
     ALLOWED(R, "drain (flush)", r,
-            r == 0 || (r == -ENOMEM && fuzz_mem.hit) || ((r == -EPIPE || r == -ECONNRESET || r == -ENOTCONN) &&
-                       (e->out->lossy || tainted(R))));
+            r == 0 || (r == -ENOMEM && (fuzz_mem.hit || e->nomem_write)) ||
+                ((r == -EPIPE || r == -ECONNRESET || r == -ENOTCONN) &&
+                 (e->out->lossy || tainted(R))));
     if (r != 0)
         e->out->lossy = true;
     r = coil_stream_write_eof(s);
     trace(R, "flush: write_eof = %d", r);
     ALLOWED(R, "write_eof (flush)", r,
-            r == 0 || (r == -ENOMEM && fuzz_mem.hit) || ((r == -EPIPE || r == -ECONNRESET || r == -ENOTCONN) &&
-                       (e->out->lossy || tainted(R))));
+            r == 0 || (r == -ENOMEM && (fuzz_mem.hit || e->nomem_write)) ||
+                ((r == -EPIPE || r == -ECONNRESET || r == -ENOTCONN) &&
+                 (e->out->lossy || tainted(R))));
     e->out->shut = true;
     if (r == 0) {
         e->eof_sent = true;
     } else {
         /* The stream failed but its socket lives on: only closing it
-         * ends the peer's reading. */
+         * ends the peer's reading. What the peer sent it and it did not
+         * read makes that close a reset, which the peer's own flush may
+         * meet (end_gone). */
         e->out->lossy = true;
+        end_gone(e, false);
         e->closed = true;
         CHECK(R, coil_stream_close(s) == 0);
     }
@@ -1005,14 +1014,21 @@ static void op_write(struct run *R, struct end *e, size_t n)
             CHECK(R, n == 0 || !"write after close or write_eof");
         d->sent += n;
     } else {
-        /* -ENOMEM: nothing of buf taken, or a prefix sent at once and the
-         * rest buffered (the sender could not be started): then all of
-         * it goes out later, and the buffer grew. */
+        /* -ENOMEM: nothing of buf taken; or a prefix sent at once and
+         * the rest buffered (the sender could not be started): then all
+         * of it goes out later, and the buffer grew; or a prefix sent
+         * and the rest not kept: the stream writes no more, and the
+         * receiver may get up to n bytes past what was handed over. */
         if (r == -ENOMEM && coil_stream_write_buffered(e->s) > before)
             d->sent += n;
+        else if (r == -ENOMEM) {
+            d->inflight += n; /* the reader may get part of buf... */
+            d->lossy = true;  /* ...and then the end, anywhere */
+            e->nomem_write = true;
+        }
         ALLOWED(R, "write", r,
                 (r == -EPIPE && (e->closed || e->eof_sent)) ||
-                    (r == -ENOMEM && fuzz_mem.hit) ||
+                    (r == -ENOMEM && (fuzz_mem.hit || e->nomem_write)) ||
                     ((r == -EPIPE || r == -ECONNRESET) &&
                      (peer_gone(e) || tainted(R) || e->out->lossy)));
     }
