@@ -23,6 +23,22 @@
 #include <time.h>
 #include <unistd.h>
 
+/*
+ * Instruction counts (bench/instr.sh): the copies of the programs built
+ * with -DBENCH_INSTR run under callgrind with --collect-atstart=no, and a
+ * program calls bench_instr_toggle() right after it reads the clock that
+ * starts its timed interval and right before the one that ends it, so
+ * that only what it times is counted (not the set-up, such as the timer
+ * benchmarks' arrays of deadlines, nor the tear-down). Nothing at all in
+ * the ordinary builds.
+ */
+#ifdef BENCH_INSTR
+#include <valgrind/callgrind.h>
+#define bench_instr_toggle() CALLGRIND_TOGGLE_COLLECT
+#else
+#define bench_instr_toggle() ((void)0)
+#endif
+
 /* Monotonic wall clock, ns. */
 static inline int64_t bench_wall_ns(void)
 {

@@ -13,8 +13,12 @@
 
 #include "bench.h"
 
+#ifndef N
 #define N 1000000L
+#endif
+#ifndef REPS
 #define REPS 3
+#endif
 
 struct batch {
     coil_loop_t *loop;
@@ -35,10 +39,12 @@ static double run_once(void)
     if (err)
         bench_fail("coil_loop_new: %d", err);
     int64_t t0 = bench_wall_ns();
+    bench_instr_toggle();
     for (long i = 0; i < N; i++)
         if (coil_loop_call_soon(b.loop, bump, &b, NULL) != 0)
             bench_fail("call_soon failed");
     err = coil_loop_run_forever(b.loop);
+    bench_instr_toggle();
     int64_t t1 = bench_wall_ns();
     if (err)
         bench_fail("coil_loop_run_forever: %d", err);

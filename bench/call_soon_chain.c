@@ -14,8 +14,12 @@
 
 #include "bench.h"
 
+#ifndef HOPS
 #define HOPS 5000000L
+#endif
+#ifndef REPS
 #define REPS 3
+#endif
 
 struct chain {
     coil_loop_t *loop;
@@ -40,9 +44,11 @@ static double run_once(void)
     if (err)
         bench_fail("coil_loop_new: %d", err);
     int64_t t0 = bench_wall_ns();
+    bench_instr_toggle();
     if (coil_loop_call_soon(c.loop, hop, &c, NULL) != 0)
         bench_fail("call_soon failed");
     err = coil_loop_run_forever(c.loop);
+    bench_instr_toggle();
     int64_t t1 = bench_wall_ns();
     if (err)
         bench_fail("coil_loop_run_forever: %d", err);

@@ -18,8 +18,12 @@
 
 #include "bench.h"
 
+#ifndef HOPS
 #define HOPS 5000000L
+#endif
+#ifndef REPS
 #define REPS 3
+#endif
 
 static long left;
 
@@ -41,8 +45,10 @@ static double run_once(void)
     ev_idle_init(&idle, hop);
     left = HOPS;
     int64_t t0 = bench_wall_ns();
+    bench_instr_toggle();
     ev_idle_start(loop, &idle);
     ev_run(loop, 0);
+    bench_instr_toggle();
     int64_t t1 = bench_wall_ns();
     if (left != 0)
         bench_fail("chain stopped %ld hops early", left);

@@ -26,7 +26,9 @@
 
 #include "bench.h"
 
+#ifndef N
 #define N 1000000L
+#endif
 #define MAX_DELAY_NS 100000000L
 
 static ev_timer *timers;
@@ -55,6 +57,7 @@ int main(void)
     int64_t rss0 = bench_rss_baseline();
     int64_t cpu0 = bench_cpu_ns();
     int64_t t0 = bench_wall_ns();
+    bench_instr_toggle();
     timers = malloc(N * sizeof(*timers));
     if (!timers)
         bench_fail("out of memory");
@@ -66,6 +69,7 @@ int main(void)
     for (long i = 0; i < N; i += 2)
         ev_timer_stop(loop, &timers[i]);
     ev_run(loop, 0);
+    bench_instr_toggle();
     int64_t t1 = bench_wall_ns();
     int64_t cpu1 = bench_cpu_ns();
     int64_t peak = bench_peak_rss();

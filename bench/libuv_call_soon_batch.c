@@ -18,8 +18,12 @@
 #include "bench.h"
 #include "soonq.h"
 
+#ifndef N
 #define N 1000000L
+#endif
+#ifndef REPS
 #define REPS 3
+#endif
 
 struct soon_loop {
     uv_loop_t loop;
@@ -64,9 +68,11 @@ static double run_once(void)
     soonq_init(&sl.q);
     count = 0;
     int64_t t0 = bench_wall_ns();
+    bench_instr_toggle();
     for (long i = 0; i < N; i++)
         call_soon(&sl, bump, NULL);
     uv_run(&sl.loop, UV_RUN_DEFAULT);
+    bench_instr_toggle();
     int64_t t1 = bench_wall_ns();
     if (count != N)
         bench_fail("%ld callbacks ran, expected %ld", count, N);

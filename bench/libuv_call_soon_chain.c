@@ -16,8 +16,12 @@
 
 #include "bench.h"
 
+#ifndef HOPS
 #define HOPS 5000000L
+#endif
+#ifndef REPS
 #define REPS 3
+#endif
 
 static long left;
 
@@ -39,8 +43,10 @@ static double run_once(void)
     uv_idle_init(&loop, &idle);
     left = HOPS;
     int64_t t0 = bench_wall_ns();
+    bench_instr_toggle();
     uv_idle_start(&idle, hop);
     uv_run(&loop, UV_RUN_DEFAULT);
+    bench_instr_toggle();
     int64_t t1 = bench_wall_ns();
     if (left != 0)
         bench_fail("chain stopped %ld hops early", left);

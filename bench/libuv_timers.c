@@ -27,7 +27,9 @@
 
 #include "bench.h"
 
+#ifndef N
 #define N 1000000L
+#endif
 #define MAX_DELAY_NS 100000000L
 
 static uv_timer_t *timers;
@@ -56,6 +58,7 @@ int main(void)
     int64_t rss0 = bench_rss_baseline();
     int64_t cpu0 = bench_cpu_ns();
     int64_t t0 = bench_wall_ns();
+    bench_instr_toggle();
     timers = malloc(N * sizeof(*timers));
     if (!timers)
         bench_fail("out of memory");
@@ -70,6 +73,7 @@ int main(void)
     for (long i = 0; i < N; i += 2)
         uv_timer_stop(&timers[i]);
     uv_run(&loop, UV_RUN_DEFAULT);
+    bench_instr_toggle();
     int64_t t1 = bench_wall_ns();
     int64_t cpu1 = bench_cpu_ns();
     int64_t peak = bench_peak_rss();

@@ -14,7 +14,9 @@
 #ifndef TASKS
 #define TASKS 10000
 #endif
+#ifndef ROUNDS
 #define ROUNDS 100
+#endif
 
 static int sleeper(void *arg)
 {
@@ -51,9 +53,11 @@ int main(void)
         bench_fail("coil_loop_new");
     coil_task_t *d;
     int64_t c0 = bench_cpu_ns(), t0 = bench_wall_ns();
+    bench_instr_toggle();
     if (coil_task_spawn(loop, driver, loop, &d))
         bench_fail("spawn");
     int err = coil_loop_run_until_complete(loop, coil_task_future(d));
+    bench_instr_toggle();
     int64_t t1 = bench_wall_ns(), c1 = bench_cpu_ns();
     if (err)
         bench_fail("driver: %d", err);

@@ -34,9 +34,11 @@ int main(void)
         coil_task_spawn(loop, handoff_player, &a, &ta))
         bench_fail("spawn");
     int64_t t0 = bench_wall_ns();
+    bench_instr_toggle();
     int err = coil_loop_run_until_complete(loop, coil_task_future(tb));
     if (!err)
         err = coil_loop_run_until_complete(loop, coil_task_future(ta));
+    bench_instr_toggle();
     int64_t t1 = bench_wall_ns();
     if (err)
         bench_fail("players: %d", err);

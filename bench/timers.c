@@ -25,7 +25,9 @@
 
 #include "bench.h"
 
+#ifndef N
 #define N 1000000L
+#endif
 #define MAX_DELAY (100 * COIL_MSEC)
 
 static coil_loop_t *loop;
@@ -54,6 +56,7 @@ int main(void)
     int64_t rss0 = bench_rss_baseline();
     int64_t cpu0 = bench_cpu_ns();
     int64_t t0 = bench_wall_ns();
+    bench_instr_toggle();
     coil_loop_update_time(loop);
     for (long i = 0; i < N; i++) {
         coil_handle_t **out = i % 2 == 0 ? &handles[i / 2] : NULL;
@@ -67,6 +70,7 @@ int main(void)
         coil_handle_unref(handles[i]);
     }
     err = coil_loop_run_forever(loop);
+    bench_instr_toggle();
     int64_t t1 = bench_wall_ns();
     int64_t cpu1 = bench_cpu_ns();
     int64_t peak = bench_peak_rss();
