@@ -1167,6 +1167,51 @@ static void test_loop_closed_in_handshake(void **state)
     close(c.listen_fd);
 }
 
+/* ------------------------------------------------------------------ */
+/* A lingering close whose goodbye waits for room                       */
+/* ------------------------------------------------------------------ */
+
+/* The peer has ended its side (its FIN is here) but still reads; the
+ * client closes cleanly and its close_notify finds no room for a while
+ * (EAGAIN injected into its first three sends, so that it is still
+ * queued when the linger reads the FIN): the linger must send it before
+ * closing, not end on the FIN with it queued. The peer then reads a
+ * clean end. */
+struct goodbye {
+    int end;
+};
+
+static int goodbye_body(void *arg)
+{
+    struct goodbye *g = arg;
+    coil_stream_t *c = NULL, *sv = NULL;
+    int fd = -1;
+    int err = tls_pair(0, NULL, &local, &c, &sv, &fd);
+    if (!err && shutdown(fd, SHUT_WR) != 0)
+        err = -errno;
+    if (!err)
+        err = coil_sleep(10 * COIL_MSEC); /* the FIN is at the client */
+    if (!err) {
+        coil_test_fail(COIL_TEST_SEND, 1, 3, -EAGAIN); /* and the retries */
+        coil_stream_close(c);
+        char x;
+        g->end = (int)coil_stream_read(sv, &x, 1);
+        coil_test_reset_faults();
+    }
+    coil_stream_unref(c);
+    coil_stream_unref(sv);
+    return err;
+}
+
+static void test_linger_sends_goodbye(void **state)
+{
+    (void)state;
+    test_exact_io(); /* the injected EAGAIN must hit the goodbye */
+    struct goodbye g = {.end = 1};
+    run_ok(goodbye_body, &g);
+    assert_int_equal(g.end, 0); /* close_notify arrived */
+}
+
 int main(void)
 {
     test_init();
@@ -1182,6 +1227,7 @@ int main(void)
         TEST_NOLOOP(test_peer_goes_while_writing),
         TEST_NOLOOP(test_errors_named),
         TEST_NOLOOP(test_loop_closed_in_handshake),
+        TEST_NOLOOP(test_linger_sends_goodbye),
     };
     return cmocka_run_group_tests(tests, make_certs, remove_certs);
 }
