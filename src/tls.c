@@ -699,10 +699,34 @@ static ssize_t tls_recv(void *arg, void *p, size_t n, bool wait_first)
     }
 }
 
+/* at_eof's look: what has arrived is processed (SSL_peek moves records
+ * from the socket into OpenSSL, where the next read finds them), so a
+ * close_notify that came shows as the end. Not while a task waits to
+ * read: taking the socket's bytes would leave it waiting for them. */
 static int tls_peek(void *arg)
 {
     struct tls *t = arg;
-    return SSL_pending(t->ssl) > 0 ? 1 : -EAGAIN;
+    if (SSL_pending(t->ssl) > 0)
+        return 1;
+    if (t->in_recv || t->read_shut)
+        return -EAGAIN;
+    char c;
+    clear_errors();
+    int r = SSL_peek(t->ssl, &c, 1);
+    int e = r > 0 ? SSL_ERROR_NONE : SSL_get_error(t->ssl, r);
+    (void)flush(t); /* what reading made: key updates, alerts */
+    if (r > 0)
+        return 1;
+    if (e == SSL_ERROR_ZERO_RETURN)
+        return 0;
+    int err = socket_state(t);
+    if (err || e == SSL_ERROR_WANT_READ) {
+        ERR_clear_error();
+        if (err == -ECONNABORTED && t->unclean_eof_ok)
+            return 0;
+        return err ? err : -EAGAIN;
+    }
+    return failed(t, e);
 }
 
 static ssize_t tls_send(void *arg, const void *p, size_t n)

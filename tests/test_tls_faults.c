@@ -1212,6 +1212,50 @@ static void test_linger_sends_goodbye(void **state)
     assert_int_equal(g.end, 0); /* close_notify arrived */
 }
 
+/* ------------------------------------------------------------------ */
+/* at_eof on a TLS stream                                               */
+/* ------------------------------------------------------------------ */
+
+/* The peer's close_notify has arrived, unread: at_eof says so without a
+ * read, and the next read is the end; before it, at_eof is false and
+ * takes nothing (the bytes still come whole). */
+struct ateof {
+    bool before, after;
+    int got, end;
+};
+
+static int ateof_body(void *arg)
+{
+    struct ateof *a = arg;
+    coil_stream_t *c = NULL, *sv = NULL;
+    int err = tls_pair(0, NULL, &local, &c, &sv, NULL);
+    char buf[8];
+    if (!err && !(err = coil_stream_write(sv, "bytes", 5)) &&
+        !(err = coil_stream_drain(sv)) && !(err = coil_sleep(COIL_MSEC))) {
+        a->before = coil_stream_at_eof(c);
+        a->got = (int)coil_stream_read(c, buf, sizeof(buf));
+        coil_stream_close(sv);
+        if (!(err = coil_sleep(10 * COIL_MSEC))) {
+            a->after = coil_stream_at_eof(c);
+            a->end = (int)coil_stream_read(c, buf, sizeof(buf));
+        }
+    }
+    coil_stream_unref(c);
+    coil_stream_unref(sv);
+    return err;
+}
+
+static void test_at_eof(void **state)
+{
+    (void)state;
+    struct ateof a = {.before = true, .end = 1};
+    run_ok(ateof_body, &a);
+    assert_false(a.before);
+    assert_int_equal(a.got, 5);
+    assert_true(a.after);
+    assert_int_equal(a.end, 0);
+}
+
 int main(void)
 {
     test_init();
@@ -1228,6 +1272,7 @@ int main(void)
         TEST_NOLOOP(test_errors_named),
         TEST_NOLOOP(test_loop_closed_in_handshake),
         TEST_NOLOOP(test_linger_sends_goodbye),
+        TEST_NOLOOP(test_at_eof),
     };
     return cmocka_run_group_tests(tests, make_certs, remove_certs);
 }
