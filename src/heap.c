@@ -54,26 +54,39 @@ static void sift_up(struct coil__heap *h, uint32_t i)
     place(h, i, e);
 }
 
+/*
+ * Fill the hole at i with e, which is not less than i's parent: the hole
+ * goes down along the least children to the bottom without comparing
+ * them with e (e comes from the end of the array, so it nearly always
+ * belongs near the bottom), then e sifts up from there, stopping at i at
+ * the highest. Three comparisons a level instead of four.
+ */
 static void sift_down(struct coil__heap *h, uint32_t i)
 {
     struct coil__heap_entry e = h->v[i];
+    struct coil__heap_entry *v = h->v;
+    uint32_t len = h->len;
     for (;;) {
         uint32_t first = i * ARITY + 1;
-        if (first >= h->len)
+        if (first >= len)
             break;
-        uint32_t last = first + ARITY;
-        if (last > h->len)
-            last = h->len;
-        uint32_t best = first;
-        for (uint32_t c = first + 1; c < last; c++)
-            if (less(&h->v[c], &h->v[best]))
-                best = c;
-        if (!less(&h->v[best], &e))
-            break;
-        place(h, i, h->v[best]);
+        uint32_t best;
+        if (len - first >= ARITY) { /* a full set: a tournament */
+            uint32_t a = less(&v[first + 1], &v[first]) ? first + 1 : first;
+            uint32_t b =
+                less(&v[first + 3], &v[first + 2]) ? first + 3 : first + 2;
+            best = less(&v[b], &v[a]) ? b : a;
+        } else {
+            best = first;
+            for (uint32_t c = first + 1; c < len; c++)
+                if (less(&v[c], &v[best]))
+                    best = c;
+        }
+        place(h, i, v[best]);
         i = best;
     }
     place(h, i, e);
+    sift_up(h, i);
 }
 
 int coil__heap_insert(struct coil__heap *h, struct coil__heap_node *node,

@@ -15,6 +15,22 @@ struct item {
     bool in;
 };
 
+/* Every parent is not after any of its children, and every entry knows
+ * its own index. */
+static void check_heap(const struct coil__heap *h)
+{
+    for (uint32_t i = 0; i < h->len; i++) {
+        assert_int_equal(h->v[i].node->index, i);
+        if (i == 0)
+            continue;
+        const struct coil__heap_entry *p = &h->v[(i - 1) / 4];
+        const struct coil__heap_entry *c = &h->v[i];
+        assert_true(p->key < c->key ||
+                    (p->key == c->key &&
+                     (int32_t)(p->node->seq - c->node->seq) < 0));
+    }
+}
+
 /* Pop everything and check the order is (key, insertion) ascending. */
 static void drain_check(struct coil__heap *h, int *popped)
 {
@@ -85,6 +101,8 @@ static void test_remove_anywhere(void **state)
         assert_false(coil__heap_contains(&items[i].node));
         items[i].in = false;
         removed++;
+        if (k % 7 == 0)
+            check_heap(&h);
         if (k % 100 == 0) {
             const struct coil__heap_entry *m = coil__heap_min(&h);
             if (m) {
