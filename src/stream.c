@@ -412,9 +412,12 @@ static void set_state(struct coil_stream *s, enum stream_state to)
             s->wpos = 0;
         }
         if (s->tp) {
-            /* Clean: everything written went out, nothing aborted. */
-            s->tp->close(s->tp_arg,
-                         !s->dropped && !s->write_err && !s->aborted);
+            /* Clean: everything written went out, nothing aborted. What
+             * the transport still holds goes only with a clean close. */
+            bool clean = !s->dropped && !s->write_err && !s->aborted;
+            if (!clean && s->tp->pending && s->tp->pending(s->tp_arg))
+                s->dropped = true;
+            s->tp->close(s->tp_arg, clean);
         } else {
             coil__watch_close(&s->watch);
             if (!s->detached) {
@@ -646,14 +649,8 @@ static void consume(struct coil_stream *s, void *buf, size_t n)
         memcpy(buf, s->rbuf + s->rpos, n);
     s->rpos += n;
     s->rlen -= n;
-    if (s->rlen == 0) {
+    if (s->rlen == 0)
         s->rpos = 0;
-        if (s->rcap > RBUF_MIN) { /* grown for a burst: not kept idle */
-            coil__free(s->rbuf);
-            s->rbuf = NULL;
-            s->rcap = 0;
-        }
-    }
 }
 
 /*
@@ -1153,7 +1150,8 @@ int coil_stream_drain(coil_stream_t *s)
     if (!err) {
         if (s->write_err)
             err = s->write_err;
-        else if (s->dropped || (s->state != OPEN && s->wlen))
+        else if (s->dropped ||
+                 (s->state != OPEN && (s->wlen || tp_pending(s))))
             err = -EPIPE; /* closed with data still unsent */
     }
     unhold(s);

@@ -244,8 +244,10 @@ COIL_API int coil_stream_set_limit(coil_stream_t *s, size_t limit);
  * order, and goes out once a later write, drain or close starts the
  * sender; or, when the kernel took part of buf at once and the rest
  * could not be buffered (out of memory), the stream fails for writing:
- * this and every later write, drain and close say -ENOMEM (the peer
- * gets a stream cut after that part). Nothing is dropped silently.
+ * this and every later write and drain say -ENOMEM, and the peer gets
+ * that part, then the end when the stream closes (over TLS, an end
+ * without close_notify: -ECONNABORTED there). Nothing is dropped without
+ * an error here.
  * Memory: what the kernel takes at once is never copied; only the rest
  * is buffered, and the buffer is freed once it has gone, so an idle
  * stream holds none. Does not suspend; works outside a task.
