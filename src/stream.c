@@ -132,10 +132,16 @@ static size_t tp_pending(const struct coil_stream *s)
                : 0;
 }
 
-/* Everything written is out (the stream's buffer and the transport's). */
+/* Everything written and not yet handed to the kernel: the stream's
+ * buffer and the transport's. What drain and the water marks count. */
+static size_t unsent(const struct coil_stream *s)
+{
+    return s->wlen + tp_pending(s);
+}
+
 static bool all_sent(const struct coil_stream *s)
 {
-    return s->wlen == 0 && tp_pending(s) == 0;
+    return unsent(s) == 0;
 }
 
 /* ------------------------------------------------------------------ */
@@ -394,6 +400,7 @@ static void set_state(struct coil_stream *s, enum stream_state to)
     enum stream_state from = s->state;
     if (to <= from)
         return;
+    bool held = to == CLOSED && tp_pending(s) > 0; /* before: then gone */
     s->state = (uint8_t)to;
     if (from == OPEN) {
         /* Nothing more is received: a waiting reader wakes (-EBADF), and
@@ -415,7 +422,7 @@ static void set_state(struct coil_stream *s, enum stream_state to)
             /* Clean: everything written went out, nothing aborted. What
              * the transport still holds goes only with a clean close. */
             bool clean = !s->dropped && !s->write_err && !s->aborted;
-            if (!clean && s->tp->pending && s->tp->pending(s->tp_arg))
+            if (!clean && held)
                 s->dropped = true;
             s->tp->close(s->tp_arg, clean);
         } else {
@@ -963,7 +970,6 @@ static void do_shutdown(struct coil_stream *s)
         s->write_err = err;
 }
 
-/* Send what the socket takes now. Never frees s. */
 /* An empty write buffer is given back: an idle connection keeps none. */
 static void release_wbuf(struct coil_stream *s)
 {
@@ -982,6 +988,7 @@ static void take_tp_error(struct coil_stream *s)
         fail_write(s, err);
 }
 
+/* Send what the socket takes now. Never frees s. */
 static void flush_some(struct coil_stream *s)
 {
     take_tp_error(s);
@@ -1003,7 +1010,7 @@ static void flush_some(struct coil_stream *s)
         if (all_sent(s))
             stop_writer(s);
     }
-    if (s->wlen + tp_pending(s) <= s->low)
+    if (unsent(s) <= s->low)
         coil__future_settle(&s->drain_fut);
 }
 
@@ -1122,20 +1129,17 @@ static int start_writer(struct coil_stream *s)
     return coil__watch_start(&s->watch, COIL__EV_WRITE, on_writable, s, 0);
 }
 
-int coil_stream_drain(coil_stream_t *s)
+/* Wait until at most high is unsent, then on to low; coil_stream_drain's
+ * errors. The writer wakes waiters at the stream's low-water mark and
+ * below, so a caller asking for less waits again until it is reached. */
+static int drain_to(struct coil_stream *s, size_t high, size_t low)
 {
-    STREAM_CHECK(s, "coil_stream_drain");
-    if (!s)
-        return -EINVAL;
-    if (!coil_current_task())
-        return -EPERM;
     hold(s);
     /* A sender that could not be started by write is started here: if
      * it still cannot be, say so (the data stays buffered). */
     take_tp_error(s);
     int err = s->write_err || s->state != OPEN ? 0 : start_writer(s);
-    while (!err && !s->write_err && s->state == OPEN &&
-           s->wlen + tp_pending(s) > s->high) {
+    while (!err && !s->write_err && s->state == OPEN && unsent(s) > high) {
         if (!s->drain_fut && (err = coil_future_new(s->loop, &s->drain_fut)))
             break;
         coil_future_t *f = coil_future_ref(s->drain_fut);
@@ -1144,30 +1148,36 @@ int coil_stream_drain(coil_stream_t *s)
         if (err)
             break;
         take_tp_error(s);
-        if (s->wlen + tp_pending(s) <= s->low)
+        if (unsent(s) <= low)
             break;
     }
     if (!err) {
         if (s->write_err)
             err = s->write_err;
-        else if (s->dropped ||
-                 (s->state != OPEN && (s->wlen || tp_pending(s))))
+        else if (s->dropped || (s->state != OPEN && unsent(s)))
             err = -EPIPE; /* closed with data still unsent */
     }
     unhold(s);
     return err;
 }
 
+int coil_stream_drain(coil_stream_t *s)
+{
+    STREAM_CHECK(s, "coil_stream_drain");
+    if (!s)
+        return -EINVAL;
+    if (!coil_current_task())
+        return -EPERM;
+    return drain_to(s, s->high, s->low);
+}
+
 int coil__stream_flush(coil_stream_t *s)
 {
     if (!s)
         return -EINVAL;
-    size_t high = s->high, low = s->low;
-    s->high = s->low = 0; /* drain's "all of it" */
-    int err = coil_stream_drain(s);
-    s->high = high;
-    s->low = low;
-    return err;
+    if (!coil_current_task())
+        return -EPERM;
+    return drain_to(s, 0, 0);
 }
 
 int coil_stream_set_write_limits(coil_stream_t *s, size_t high, size_t low)
@@ -1177,7 +1187,7 @@ int coil_stream_set_write_limits(coil_stream_t *s, size_t high, size_t low)
         return -EINVAL;
     s->high = high;
     s->low = low;
-    if (s->wlen + tp_pending(s) <= low)
+    if (unsent(s) <= low)
         coil__future_settle(&s->drain_fut);
     return 0;
 }
