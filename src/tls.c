@@ -654,6 +654,28 @@ static int socket_state(const struct tls *t)
 
 /* ---- the transport ---- */
 
+/* After SSL_read or SSL_peek returned r: r (> 0), 0 at the end
+ * (close_notify; an unclean end too, if asked for), -EAGAIN if OpenSSL
+ * wants more from the socket, or the error. What reading made (key
+ * updates, alerts) is sent. */
+static int read_outcome(struct tls *t, int r)
+{
+    int e = r > 0 ? SSL_ERROR_NONE : SSL_get_error(t->ssl, r);
+    (void)flush(t);
+    if (r > 0)
+        return r;
+    if (e == SSL_ERROR_ZERO_RETURN)
+        return 0;
+    int err = socket_state(t);
+    if (err || e == SSL_ERROR_WANT_READ) {
+        ERR_clear_error();
+        if (err == -ECONNABORTED && t->unclean_eof_ok)
+            return 0; /* asked for: the end, without close_notify */
+        return err ? err : -EAGAIN;
+    }
+    return failed(t, e);
+}
+
 static ssize_t tls_recv(void *arg, void *p, size_t n, bool wait_first)
 {
     struct tls *t = arg;
@@ -677,24 +699,10 @@ static ssize_t tls_recv(void *arg, void *p, size_t n, bool wait_first)
                 return err;
         }
         clear_errors();
-        int r = SSL_read(t->ssl, p, n > INT32_MAX ? INT32_MAX : (int)n);
-        int e = r > 0 ? SSL_ERROR_NONE : SSL_get_error(t->ssl, r);
-        (void)flush(t); /* what reading made: key updates, alerts */
-        if (r > 0)
+        int r = read_outcome(
+            t, SSL_read(t->ssl, p, n > INT32_MAX ? INT32_MAX : (int)n));
+        if (r != -EAGAIN)
             return r;
-        if (e == SSL_ERROR_ZERO_RETURN)
-            return 0; /* close_notify: the end */
-        int err = socket_state(t);
-        if (err == -ECONNABORTED && t->unclean_eof_ok) {
-            ERR_clear_error();
-            return 0; /* asked for: the end, without close_notify */
-        }
-        if (err) {
-            ERR_clear_error();
-            return err;
-        }
-        if (e != SSL_ERROR_WANT_READ)
-            return failed(t, e);
         wait = true;
     }
 }
@@ -712,21 +720,8 @@ static int tls_peek(void *arg)
         return -EAGAIN;
     char c;
     clear_errors();
-    int r = SSL_peek(t->ssl, &c, 1);
-    int e = r > 0 ? SSL_ERROR_NONE : SSL_get_error(t->ssl, r);
-    (void)flush(t); /* what reading made: key updates, alerts */
-    if (r > 0)
-        return 1;
-    if (e == SSL_ERROR_ZERO_RETURN)
-        return 0;
-    int err = socket_state(t);
-    if (err || e == SSL_ERROR_WANT_READ) {
-        ERR_clear_error();
-        if (err == -ECONNABORTED && t->unclean_eof_ok)
-            return 0;
-        return err ? err : -EAGAIN;
-    }
-    return failed(t, e);
+    int r = read_outcome(t, SSL_peek(t->ssl, &c, 1));
+    return r > 0 ? 1 : r;
 }
 
 static ssize_t tls_send(void *arg, const void *p, size_t n)
