@@ -116,11 +116,7 @@ static int server_open(struct server *sv, const char *cert)
     if (!err)
         err = coil_tls_context_load_cert(sv->ctx, cert, key_pem);
     if (!err)
-        err = coil_server_open("127.0.0.1", "0", echo_handler, sv, NULL,
-                               &sv->srv);
-    if (!err)
-        snprintf(sv->port, sizeof(sv->port), "%d",
-                 coil_server_port(sv->srv));
+        err = plain_server(echo_handler, sv, &sv->srv, sv->port);
     return err;
 }
 
@@ -356,12 +352,10 @@ static int half_body(void *arg)
 {
     struct half *h = arg;
     coil_server_t *srv;
-    int err = coil_server_open("127.0.0.1", "0", half_handler, h, NULL,
-                               &srv);
+    char port[16];
+    int err = plain_server(half_handler, h, &srv, port);
     if (err)
         return err;
-    char port[16];
-    snprintf(port, sizeof(port), "%d", coil_server_port(srv));
     coil_tls_context_t *cctx = NULL;
     coil_stream_t *s = NULL;
     size_t len = 0;
@@ -479,12 +473,10 @@ static int mutual_body(void *arg)
 {
     struct mutual *m = arg;
     coil_server_t *srv;
-    int err = coil_server_open("127.0.0.1", "0", mutual_handler, m, NULL,
-                               &srv);
+    char port[16];
+    int err = plain_server(mutual_handler, m, &srv, port);
     if (err)
         return err;
-    char port[16];
-    snprintf(port, sizeof(port), "%d", coil_server_port(srv));
     coil_tls_context_t *cctx = NULL;
     coil_stream_t *s = NULL;
     if (!(err = client_ctx(ca_pem, &cctx)) && m->client_cert)
@@ -710,14 +702,12 @@ static int starttls_body(void *arg)
     coil_server_t *srv = NULL;
     coil_tls_context_t *cctx = NULL;
     coil_stream_t *plain = NULL, *s = NULL;
+    char port[16] = "0";
     int err = coil_tls_context_new(true, &st->sctx);
     if (!err)
         err = coil_tls_context_load_cert(st->sctx, cert_pem, key_pem);
     if (!err)
-        err = coil_server_open("127.0.0.1", "0", starttls_handler, st, NULL,
-                               &srv);
-    char port[16];
-    snprintf(port, sizeof(port), "%d", srv ? coil_server_port(srv) : 0);
+        err = plain_server(starttls_handler, st, &srv, port);
     if (!err)
         err = client_ctx(ca_pem, &cctx);
     if (!err)

@@ -476,11 +476,12 @@ static int server_sees_gone(void *arg)
     coil_server_t *srv = NULL;
     coil_tls_context_t *cctx = NULL;
     coil_stream_t *s = NULL;
+    char port[16] = "0", back[4];
     int err = coil_tls_context_new(true, &g->sctx);
     if (!err)
         err = coil_tls_context_load_cert(g->sctx, cert_pem, key_pem);
     if (!err)
-        err = coil_server_open("127.0.0.1", "0", gone_handler, g, NULL, &srv);
+        err = plain_server(gone_handler, g, &srv, port);
     for (int i = 0; !err && i < 2; i++) {
         int fd;
         if ((err = tcp_connect(coil_server_port(srv), &fd)) != 0 ||
@@ -492,8 +493,6 @@ static int server_sees_gone(void *arg)
         for (int w = 0; w < 5000 && g->n == i; w++)
             (void)coil_sleep(COIL_MSEC);
     }
-    char port[16], back[4];
-    snprintf(port, sizeof(port), "%d", srv ? coil_server_port(srv) : 0);
     if (!err && !(err = client_ctx(ca_pem, &cctx)) &&
         !(err = coil_tls_open("localhost", port, cctx, NULL, &s)) &&
         !(err = coil_stream_write(s, "ping", 4)) &&

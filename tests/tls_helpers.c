@@ -163,6 +163,16 @@ int client_ctx(const char *ca, coil_tls_context_t **out)
     return err;
 }
 
+int plain_server(coil_conn_handler_fn handler, void *arg,
+                 coil_server_t **srv, char port[16])
+{
+    snprintf(port, 16, "0");
+    int err = coil_server_open("127.0.0.1", "0", handler, arg, NULL, srv);
+    if (!err)
+        snprintf(port, 16, "%d", coil_server_port(*srv));
+    return err;
+}
+
 int tls_server(coil_conn_handler_fn handler, void *arg,
                const coil_tls_options_t *opts, coil_server_t **srv,
                char port[16])

@@ -31,6 +31,12 @@ void run_ok(coil_task_fn body, void *arg);
  * the wait's error if err is 0. */
 int end_server(coil_server_t *srv, int err);
 
+/* A plain server on 127.0.0.1, on a free port (in port, "0" on
+ * failure), calling handler(s, arg) for each connection (which makes its
+ * own TLS with coil_tls_start, or not). *srv NULL on failure. */
+int plain_server(coil_conn_handler_fn handler, void *arg,
+                 coil_server_t **srv, char port[16]);
+
 /* A TLS server on 127.0.0.1, on a free port (in port, "0" on failure),
  * with cert_pem: handler(s, arg) for each connection; opts may be NULL.
  * *srv NULL on failure. */
