@@ -93,8 +93,8 @@ int coil__stream_detach(coil_stream_t *s, int *fd_out, char **rest,
                         size_t *rest_len);
 
 /* Wait until everything written to s has gone to the kernel (drain waits
- * only until the low-water mark). coil_stream_drain's errors; suspends.
- */
+ * only until the low-water mark); s's water marks are left alone.
+ * coil_stream_drain's errors (-EPERM outside a task); suspends. */
 int coil__stream_flush(coil_stream_t *s);
 
 /* The transport of s if it is over one with these ops and not closed,
