@@ -25,15 +25,28 @@
  *  - One fd may appear in two events of one batch (kqueue reports each
  *    direction separately); the loop queues each direction once.
  *  - A watch() that fails changes nothing.
+ *  - io_uring keeps the contract with one-shot polls re-armed at each
+ *    wait; a poll in flight holds its file open (poller_io_uring.c says
+ *    what follows from that).
  */
 #ifndef COIL_POLLER_H
 #define COIL_POLLER_H
 
+#include <stdbool.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #define COIL__EV_READ 1u
 #define COIL__EV_WRITE 2u
 #define COIL__EV_INVALID 4u
+/*
+ * Passed with a non-zero mask to watch(), never reported: the loop sees
+ * every close of this fd before it happens (watch.h's OWNED kind), so a
+ * backend may trust that the number still names the file it registered
+ * and skip the checks it makes for raw fds (io_uring). Backends that do
+ * not need it ignore it.
+ */
+#define COIL__EV_OWNED 8u
 
 struct coil__poller; /* each backend defines its own, privately */
 
@@ -85,6 +98,15 @@ struct coil__poller_ops {
  */
 int coil__poller_find(const char *name, const struct coil__poller_ops **out);
 
+/*
+ * Find the backend as above and open it. When io_uring was asked for and
+ * the kernel refuses it (seccomp, io_uring_disabled, too old), a warning
+ * says why and epoll is opened instead: *ops says which was. Errors as
+ * coil__poller_find and open.
+ */
+int coil__poller_open(const char *name, const struct coil__poller_ops **ops,
+                      struct coil__poller **out);
+
 /* Milliseconds for a poll-style timeout, rounded up; -1 stays -1. */
 static inline int coil__timeout_ms(int64_t timeout_ns)
 {
@@ -95,6 +117,25 @@ static inline int coil__timeout_ms(int64_t timeout_ns)
 }
 
 
+
+/*
+ * Which file an fd number names, for the backends that register numbers
+ * rather than open files (poll) or re-arm by number (io_uring): its
+ * (device, inode), and for pipes and anonymous-inode files (eventfd,
+ * timerfd...), whose inode other files share (both ends of a pipe), also
+ * its access mode (else -1). Two files that share an inode and a mode
+ * (two eventfds) look alike.
+ */
+struct coil__file_id {
+    dev_t dev;
+    ino_t ino;
+    int mode;
+};
+/* false if fd is not open. Costs an fstat (and an fcntl for the files
+ * that need the mode). */
+bool coil__file_identify(int fd, struct coil__file_id *id);
+bool coil__file_same(const struct coil__file_id *a,
+                     const struct coil__file_id *b);
 
 /* The most events one wait() delivers; the loop's buffer has this size. */
 #define COIL__POLLER_BATCH 256

@@ -127,6 +127,7 @@ static int kq_watch(struct coil__poller *p, int fd, unsigned old_mask,
         drop(p, fd, old_mask);
         return 0;
     }
+    mask &= COIL__EV_READ | COIL__EV_WRITE; /* not COIL__EV_OWNED */
 #ifdef LIBKQUEUE
     drop(p, fd, mask & old_mask);
     old_mask &= ~mask;

@@ -27,48 +27,15 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <stdlib.h>
-#include <sys/stat.h>
 
 #include "internal.h"
 #include "poller.h"
 #include "sys.h"
 
 struct slot_info {
-    uint32_t tag; /* the loop's tag */
-    dev_t dev;    /* identity of the file registered */
-    ino_t ino;
-    int mode;     /* its access mode, where the inode is shared, else -1 */
+    uint32_t tag;             /* the loop's tag */
+    struct coil__file_id id;  /* the file registered */
 };
-
-/* Files whose inode others share: pipes and FIFOs (both ends), and
- * anonymous-inode files (no file type: eventfd, timerfd, signalfd...). */
-static bool shares_inode(const struct stat *st)
-{
-    return S_ISFIFO(st->st_mode) || (st->st_mode & S_IFMT) == 0;
-}
-
-/* The identity of the file fd names now; false if fd is not open. */
-static bool identify(int fd, struct slot_info *id)
-{
-    struct stat st;
-    if (fstat(fd, &st) < 0)
-        return false;
-    id->dev = st.st_dev;
-    id->ino = st.st_ino;
-    id->mode = -1;
-    if (shares_inode(&st)) {
-        int fl = fcntl(fd, F_GETFL);
-        if (fl < 0)
-            return false;
-        id->mode = fl & O_ACCMODE;
-    }
-    return true;
-}
-
-static bool same_file(const struct slot_info *a, const struct slot_info *b)
-{
-    return a->dev == b->dev && a->ino == b->ino && a->mode == b->mode;
-}
 
 struct coil__poller {
     struct pollfd *fds; /* dense array of watched fds */
@@ -160,10 +127,10 @@ static int pl_watch(struct coil__poller *p, int fd, unsigned old_mask,
     if (fl < 0 || (fl & O_PATH))
         return -EBADF; /* not open, or only a path (poll says POLLNVAL) */
 #endif
-    struct slot_info id;
-    if (!identify(fd, &id))
+    struct coil__file_id id;
+    if (!coil__file_identify(fd, &id))
         return -EBADF;
-    int fresh = i >= 0 && !same_file(&id, &p->info[i]);
+    int fresh = i >= 0 && !coil__file_same(&id, &p->info[i].id);
     if (i < 0) {
         int err = grow_slots(p, fd);
         if (!err)
@@ -174,10 +141,9 @@ static int pl_watch(struct coil__poller *p, int fd, unsigned old_mask,
         p->fds[i].fd = fd;
         p->slot[fd] = i;
     }
-    p->fds[i].events = to_poll(mask);
+    p->fds[i].events = to_poll(mask); /* (COIL__EV_OWNED: not needed) */
     p->fds[i].revents = 0;
-    id.tag = tag;
-    p->info[i] = id;
+    p->info[i] = (struct slot_info){.tag = tag, .id = id};
     return fresh;
 }
 
@@ -206,9 +172,9 @@ static int pl_wait(struct coil__poller *p, int64_t timeout_ns,
             ev |= COIL__EV_WRITE;
         if (re & (POLLERR | POLLHUP))
             ev |= COIL__EV_READ | COIL__EV_WRITE;
-        struct slot_info id;
-        if ((re & POLLNVAL) || !identify(p->fds[i].fd, &id) ||
-            !same_file(&id, &p->info[i]))
+        struct coil__file_id id;
+        if ((re & POLLNVAL) || !coil__file_identify(p->fds[i].fd, &id) ||
+            !coil__file_same(&id, &p->info[i].id))
             ev = COIL__EV_INVALID;
         out[n].fd = p->fds[i].fd;
         out[n].tag = p->info[i].tag;

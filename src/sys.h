@@ -50,6 +50,9 @@ enum coil__sys_call {
     COIL__SYS_SOERROR,  /* a connection's outcome (SO_ERROR) */
     COIL__SYS_MEM_RECV, /* the fault met by a memory pair's receive */
     COIL__SYS_MEM_SEND, /* and by its send */
+    /* the io_uring backend (poller_io_uring.c) */
+    COIL__SYS_IO_URING_SETUP, /* ENOSYS, EPERM: the fallback to epoll */
+    COIL__SYS_IO_URING_ENTER,
     COIL__SYS_COUNT
 };
 

@@ -26,7 +26,7 @@
 /* ------------------------------------------------------------------ */
 
 /* The seam's calls behind each operation (sys.h), -1 ended. */
-static const int op_calls[COIL_TEST_OP_COUNT][4] = {
+static const int op_calls[COIL_TEST_OP_COUNT][5] = {
     [COIL_TEST_ACCEPT] = {COIL__SYS_ACCEPT, -1},
     [COIL_TEST_CONNECT] = {COIL__SYS_CONNECT, -1},
     [COIL_TEST_RECV] = {COIL__SYS_RECV, -1},
@@ -36,7 +36,7 @@ static const int op_calls[COIL_TEST_OP_COUNT][4] = {
     [COIL_TEST_SENDFILE] = {COIL__SYS_SENDFILE, -1},
     [COIL_TEST_SPAWN] = {COIL__SYS_SPAWN, -1},
     [COIL_TEST_POLL] = {COIL__SYS_EPOLL_WAIT, COIL__SYS_POLL,
-                        COIL__SYS_KEVENT, -1},
+                        COIL__SYS_KEVENT, COIL__SYS_IO_URING_ENTER, -1},
     [COIL_TEST_WAKEUP] = {COIL__SYS_EVENTFD, -1},
     [COIL_TEST_PIPE] = {COIL__SYS_PIPE, -1},
     [COIL_TEST_STACK] = {COIL__SYS_MMAP, -1},

@@ -36,10 +36,7 @@ int coil__watch_part_init(struct coil_loop *loop, const char *backend)
     p->len = 0;
     p->next_tag = 1;
     p->poller = NULL;
-    int err = coil__poller_find(backend, &p->pops);
-    if (err)
-        return err;
-    return p->pops->open(&p->poller);
+    return coil__poller_open(backend, &p->pops, &p->poller);
 }
 
 static void unbind(struct coil__watch *w)
@@ -100,7 +97,9 @@ static int reg(struct coil__watch *w, unsigned mask)
 {
     struct coil__loop_watch *p = &w->loop->watch;
     uint32_t tag = mask ? new_tag(p) : 0;
-    int r = p->pops->watch(p->poller, w->fd, w->armed, mask, tag);
+    unsigned owned =
+        mask && w->kind == COIL__WATCH_OWNED ? COIL__EV_OWNED : 0;
+    int r = p->pops->watch(p->poller, w->fd, w->armed, mask | owned, tag);
     if (r < 0)
         return r;
     w->armed = mask;

@@ -49,8 +49,9 @@ static void test_backends(void **state)
     coil_loop_unref(loop);
     assert_int_equal(coil_loop_new_opts(NULL, &loop), 0);
     coil_loop_unref(loop);
-    static const char *const names[] = {"epoll", "kqueue", "poll"};
-    for (int i = 0; i < 3; i++) {
+    static const char *const names[] = {"epoll", "io_uring", "kqueue",
+                                        "poll"};
+    for (int i = 0; i < 4; i++) {
         opts = (coil_loop_options_t){.backend = names[i]};
         int err = coil_loop_new_opts(&opts, &loop);
         if (coil_backend_available(names[i])) {

@@ -27,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -1591,6 +1592,149 @@ static void test_epoll_pwait2(void **state)
 #endif
 
 /* A test with a poller of the backend under test (setup/teardown). */
+/* ------------------------------------------------------------------ */
+/* io_uring's own                                                       */
+/* ------------------------------------------------------------------ */
+
+/* Raise the soft fd limit to the hard one; false if under need. */
+static bool fds_up_to(rlim_t need)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return false;
+    if (rl.rlim_cur < need && rl.rlim_max >= need) {
+        rl.rlim_cur = need;
+        (void)setrlimit(RLIMIT_NOFILE, &rl);
+        (void)getrlimit(RLIMIT_NOFILE, &rl);
+    }
+    return rl.rlim_cur >= need;
+}
+
+/*
+ * A kernel that refuses io_uring_setup (seccomp's EPERM, ENOSYS) makes
+ * the loop fall back to epoll with a warning saying why; a setup that
+ * runs out of memory or fds is an error as it would be on epoll. A
+ * kernel that does not know the newer setup flags (EINVAL) gets asked
+ * again without them.
+ */
+static void test_uring_setup_refused(void **state)
+{
+    (void)state;
+    const struct coil__poller_ops *o;
+    struct coil__poller *p;
+    static const int refused[] = {EPERM, ENOSYS, EACCES};
+    for (size_t i = 0; i < sizeof(refused) / sizeof(*refused); i++) {
+        test_allow_reports("io_uring cannot be used");
+        int before = test_reports_seen();
+        coil__fault_arm(COIL__SYS_IO_URING_SETUP, 1, 2, refused[i]);
+        assert_int_equal(coil__poller_open("io_uring", &o, &p), 0);
+        assert_string_equal(o->name, "epoll");
+        assert_int_equal(test_reports_seen(), before + 1);
+        o->close(p);
+        /* A loop asked for io_uring says which backend it has. */
+        coil__fault_arm(COIL__SYS_IO_URING_SETUP, 1, 2, refused[i]);
+        coil_loop_t *loop;
+        coil_loop_options_t opts = {.backend = "io_uring"};
+        assert_int_equal(coil_loop_new_opts(&opts, &loop), 0);
+        assert_string_equal(coil_loop_backend(loop), "epoll");
+        coil_loop_unref(loop);
+    }
+    static const int fatal[] = {ENOMEM, EMFILE, ENFILE};
+    for (size_t i = 0; i < sizeof(fatal) / sizeof(*fatal); i++) {
+        coil__fault_arm(COIL__SYS_IO_URING_SETUP, 1, 2, fatal[i]);
+        assert_int_equal(coil__poller_open("io_uring", &o, &p), -fatal[i]);
+    }
+    coil__fault_arm(COIL__SYS_IO_URING_SETUP, 1, 1, EINVAL);
+    assert_int_equal(coil__poller_open("io_uring", &o, &p), 0);
+    assert_string_equal(o->name, "io_uring");
+    assert_int_equal(coil__fault_calls(COIL__SYS_IO_URING_SETUP), 2);
+    o->close(p);
+}
+
+/*
+ * More fds to arm than the submission ring holds (256), and more ready
+ * at once than the completion ring (4096): the arms go in several
+ * submissions, the completions past the ring wait in the kernel
+ * (IORING_FEAT_NODROP), and every fd is reported, each once per round,
+ * round after round (level-triggered).
+ */
+static void test_uring_rings_overflow(void **state)
+{
+    (void)state;
+    enum { PAIRS = 2200, FDS = 2 * PAIRS };
+    if (!fds_up_to(FDS + 64))
+        skip(); /* the machine's hard limit is too low */
+    int (*sv)[2] = calloc(PAIRS, sizeof(*sv));
+    unsigned char *seen = calloc(FDS + 64, 1);
+    assert_non_null(sv);
+    assert_non_null(seen);
+    int hi = -1;
+    for (int i = 0; i < PAIRS; i++) {
+        test_socketpair(sv[i]);
+        for (int e = 0; e < 2; e++) {
+            assert_int_equal(watch(sv[i][e], 0, WRITE, TAG(200)), 0);
+            hi = sv[i][e] > hi ? sv[i][e] : hi;
+        }
+    }
+    assert_true(hi < FDS + 64);
+    for (int round = 0; round < 2; round++) {
+        memset(seen, 0, FDS + 64);
+        int got_fds = 0;
+        struct batch b;
+        for (int waits = 0; got_fds < FDS && waits < 4 * FDS; waits++) {
+            wait_all(0, &b);
+            for (int i = 0; i < b.n; i++) {
+                assert_int_equal(b.ev[i].events, WRITE);
+                assert_int_equal(b.ev[i].tag, TAG(200));
+                if (!seen[b.ev[i].fd]++)
+                    got_fds++;
+            }
+        }
+        assert_int_equal(got_fds, FDS);
+    }
+    for (int i = 0; i < PAIRS; i++) {
+        for (int e = 0; e < 2; e++)
+            assert_int_equal(watch(sv[i][e], WRITE, 0, 0), 0);
+        test_close_pair(sv[i]);
+    }
+    free(seen);
+    free(sv);
+}
+
+/*
+ * A removal whose submission fails (the enter interrupted, or refused)
+ * stays queued and goes with the next wait; the poll it removes never
+ * reports under the forgotten registration, and the fd can be watched
+ * again at once with a new tag.
+ */
+static void test_uring_removal_submit_fails(void **state)
+{
+    (void)state;
+    struct batch b;
+    int sv[2];
+    test_socketpair(sv);
+    assert_int_equal(watch(sv[0], 0, READ, TAG(201)), 0);
+    poll_now(&b); /* the poll is in flight */
+    expect_quiet(&b, sv[0]);
+    static const int errs[] = {EINTR, EBUSY, ENOMEM};
+    for (size_t i = 0; i < sizeof(errs) / sizeof(*errs); i++) {
+        coil__fault_arm(COIL__SYS_IO_URING_ENTER, 1, 1, errs[i]);
+        assert_int_equal(watch(sv[0], READ, 0, 0), 0);
+        test_put_byte(sv[1]);
+        poll_now(&b);
+        expect_quiet(&b, sv[0]);
+        assert_int_equal(watch(sv[0], 0, READ, TAG(202 + (int)i)), 0);
+        poll_now(&b);
+        expect(&b, sv[0], TAG(202 + (int)i), READ);
+        char c;
+        assert_int_equal(read(sv[0], &c, 1), 1);
+        poll_now(&b);
+        expect_quiet(&b, sv[0]);
+    }
+    assert_int_equal(watch(sv[0], READ, 0, 0), 0);
+    test_close_pair(sv);
+}
+
 #define TEST_POLLER(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 int main(void)
@@ -1655,6 +1799,11 @@ int main(void)
         TEST_POLLER(test_epoll_pwait2),
 #endif
     };
+    const struct CMUnitTest uring_tests[] = {
+        TEST_NOLOOP(test_uring_setup_refused),
+        TEST_POLLER(test_uring_rings_overflow),
+        TEST_POLLER(test_uring_removal_submit_fails),
+    };
     test_init();
     int failed = cmocka_run_group_tests(tests, NULL, NULL);
     failed += TEST_RUN_IF(test_on_backend("poll"),
@@ -1671,5 +1820,9 @@ int main(void)
                           "they check epoll's own errors, faults and "
                           "stale registrations",
                           epoll_tests);
+    failed += TEST_RUN_IF(test_on_backend("io_uring"),
+                          "they check io_uring's own set-up, ring sizes "
+                          "and removals",
+                          uring_tests);
     return failed;
 }

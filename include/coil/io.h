@@ -16,7 +16,10 @@
  * if the closed fd had a dup that stays open, the kernel keeps reporting
  * the old file (coil drops those events, but the loop wakes for them
  * until the dup is closed); with poll, a new file that shares the old
- * one's inode and access mode (another eventfd) looks like the old one.
+ * one's inode and access mode (another eventfd) looks like the old one;
+ * with io_uring, the closed file stays open in the kernel (a peer sees no
+ * end) until the loop next hears of it: when it becomes ready, or its
+ * watcher is removed, since the backend's poll in flight holds it.
  * An fd that belongs to a coil object (a stream, server or UDP endpoint)
  * cannot be watched here (-EBUSY).
  */

@@ -28,9 +28,10 @@ extern "C" {
 
 /*
  * Create a loop with the default poller backend: the one named by the
- * COIL_BACKEND environment variable if set ("epoll", "kqueue", "poll"),
- * else the best one compiled in (epoll on Linux, kqueue on BSD/macOS,
- * poll elsewhere).
+ * COIL_BACKEND environment variable if set ("epoll", "io_uring", "kqueue",
+ * "poll"), else the best one compiled in (epoll on Linux, kqueue on
+ * BSD/macOS, poll elsewhere). io_uring is chosen only by name: see
+ * coil_loop_options_t's backend.
  *
  * Errors: -EINVAL (loop_out NULL, or COIL_BACKEND names no backend),
  * -ENOSYS (COIL_BACKEND names a backend not built on this system),
@@ -40,8 +41,10 @@ COIL_API int coil_loop_new(coil_loop_t **loop_out);
 
 /* Options for coil_loop_new_opts; zero-initialise, then set fields. */
 typedef struct coil_loop_options {
-    /* The poller backend ("epoll", "kqueue", "poll"); NULL: as
-     * coil_loop_new (COIL_BACKEND, else the best). */
+    /* The poller backend ("epoll", "io_uring", "kqueue", "poll"); NULL:
+     * as coil_loop_new (COIL_BACKEND, else the best). When the kernel
+     * refuses io_uring (seccomp, kernel.io_uring_disabled, older than
+     * 5.11), the loop uses epoll and a warning says why. */
     const char *backend;
     /* The context switch of its tasks ("asm", "ucontext"); NULL:
      * COIL_CONTEXT, else the best built here. */
@@ -60,10 +63,12 @@ typedef struct coil_loop_options {
 COIL_API int coil_loop_new_opts(const coil_loop_options_t *opts,
                                 coil_loop_t **loop_out);
 
-/* Whether a backend of that name is compiled in and usable here. */
+/* Whether a backend of that name is compiled in and usable here (for
+ * io_uring: the kernel lets this process set up a ring). */
 COIL_API bool coil_backend_available(const char *backend);
 
-/* The name of the loop's backend ("epoll", "poll", "kqueue"). */
+/* The name of the loop's backend ("epoll", "io_uring", "kqueue", "poll"):
+ * the one in use, epoll after a fallback from io_uring. */
 COIL_API const char *coil_loop_backend(const coil_loop_t *loop);
 
 /*

@@ -199,7 +199,8 @@ typedef enum coil_test_op {
                            fallback) */
     COIL_TEST_SPAWN,    /* starting a child process */
     COIL_TEST_POLL,     /* the loop's wait for I/O (on kqueue, the kevent
-                           calls that register interest count too) */
+                           calls that register interest count too; on
+                           io_uring, the enters that submit a removal) */
     COIL_TEST_WAKEUP,   /* making an eventfd: a loop's wake-up channel,
                            its signal channel */
     COIL_TEST_PIPE,     /* making a pipe (children's stdio, the wake-up
