@@ -200,8 +200,21 @@ fail:
     return err;
 }
 
+static bool remove_poll(struct coil__poller *p, int fd);
+static int submit(struct coil__poller *p, unsigned min_complete,
+                  unsigned flags, const struct timespec *ts);
+
 static void ur_close(struct coil__poller *p)
 {
+    /* Closing the ring lets the kernel drop its polls later, on a work
+     * queue: remove them here, so that each file is let go now (a peer
+     * sees the FIN of a socket closed next). */
+    bool any = false;
+    for (int fd = 0; fd < p->nfds; fd++)
+        if (p->fds[fd].inflight)
+            any |= remove_poll(p, fd);
+    if (any)
+        (void)submit(p, 0, IORING_ENTER_GETEVENTS, NULL);
     unmap(p);
     close(p->ring); /* cancels every request in flight */
     coil__free(p->fds);
@@ -211,7 +224,8 @@ static void ur_close(struct coil__poller *p)
 
 /* Publish the SQEs written and hand them to the kernel, waiting for
  * min_complete completions (with GETEVENTS in flags) up to ts. Returns
- * 0 or a negative errno that cannot be retried. */
+ * 0, 1 if the wait was interrupted or timed out, or a negative errno
+ * that cannot be retried. */
 static int submit(struct coil__poller *p, unsigned min_complete,
                   unsigned flags, const struct timespec *ts)
 {
@@ -235,6 +249,7 @@ static int submit(struct coil__poller *p, unsigned min_complete,
     switch (errno) {
     case EINTR:  /* a signal: zero events */
     case ETIME:  /* the timeout passed */
+        return 1;
     case EAGAIN: /* out of memory for requests for now: next time */
     case EBUSY:  /* completions overflowing: the reap makes room */
         return 0;
@@ -359,7 +374,10 @@ static int ur_watch(struct coil__poller *p, int fd, unsigned old_mask,
     bool joins = !r->mask && !r->queued;
     if (joins && (err = reserve_arm(p)) < 0)
         return err;
-    bool other = !r->mask || (!owned && !coil__file_same(&id, &r->id));
+    /* Two files that share an inode and a mode (two eventfds) look
+     * alike: for those a raw start always re-arms by number. */
+    bool other = !r->mask ||
+                 (!owned && (!coil__file_same(&id, &r->id) || id.mode != -1));
     /* A raw file new to this record: one that open and fstat accept but
      * poll cannot watch (an O_PATH fd) is refused now, as epoll does,
      * rather than reported closed at the next wait. */
@@ -367,7 +385,7 @@ static int ur_watch(struct coil__poller *p, int fd, unsigned old_mask,
     if (!owned && other &&
         ((fl = fcntl(fd, F_GETFL)) < 0 || (fl & O_PATH)))
         return -EBADF;
-    int fresh = old_mask && r->mask && other;
+    int fresh = old_mask && r->mask && !coil__file_same(&id, &r->id);
     /* A poll in flight on another file, or for other directions, goes;
      * the next wait arms the one wanted. (Removal then addition in one
      * submission: the kernel takes SQEs in order.) A poll on another
@@ -393,8 +411,8 @@ static int ur_watch(struct coil__poller *p, int fd, unsigned old_mask,
 /* Waiting                                                              */
 /* ------------------------------------------------------------------ */
 
-/* SQEs for the fds on the arm list. Returns a negative errno if the
- * kernel cannot take submissions at all (those fds stay listed). */
+/* SQEs for the fds on the arm list. Returns -EAGAIN if the kernel took
+ * no more submissions for now (the fds left stay listed). */
 static int arm_queued(struct coil__poller *p)
 {
     int i = 0;
@@ -463,6 +481,12 @@ static int reap(struct coil__poller *p, struct coil__event *out, int max)
         if (!r->mask)
             continue;
         unsigned ev = 0;
+        if (c->res < 0 && c->res != -EBADF) {
+            /* The kernel could not arm it now (-ENOMEM, -EAGAIN): ask
+             * again at the next wait rather than call the fd gone. */
+            queue_arm(p, fd);
+            continue;
+        }
         struct coil__file_id id;
         if (c->res < 0 || (r->raw && (!coil__file_identify(fd, &id) ||
                                       !coil__file_same(&id, &r->id)))) {
@@ -488,22 +512,42 @@ static int reap(struct coil__poller *p, struct coil__event *out, int max)
     return n;
 }
 
+static int64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/*
+ * Completions that carry no event (a removed poll's -ECANCELED, a failed
+ * removal's) also end the kernel's wait: reap them and wait again for
+ * what is left of the timeout, so that a wait never returns early with
+ * nothing. An interrupted wait is zero events, as the contract says.
+ */
 static int ur_wait(struct coil__poller *p, int64_t timeout_ns,
                    struct coil__event *out, int max)
 {
-    int err = arm_queued(p);
-    if (err && err != -EAGAIN)
-        return err;
-    unsigned min = 1;
-    if (timeout_ns == 0 || !cq_empty(p))
-        min = 0;
-    struct timespec ts = {(time_t)(timeout_ns / 1000000000),
-                          (long)(timeout_ns % 1000000000)};
-    err = submit(p, min, IORING_ENTER_GETEVENTS,
-                 timeout_ns > 0 && min ? &ts : NULL);
-    if (err < 0)
-        return err;
-    return reap(p, out, max);
+    int64_t deadline = timeout_ns > 0 ? now_ns() + timeout_ns : 0;
+    for (;;) {
+        int err = arm_queued(p);
+        if (err && err != -EAGAIN)
+            return err;
+        /* Fds left unarmed (no SQE to be had) must not wait: poll. */
+        int64_t left = timeout_ns;
+        if (timeout_ns > 0 && (left = deadline - now_ns()) < 0)
+            left = 0;
+        unsigned min = left != 0 && !err && cq_empty(p) ? 1 : 0;
+        struct timespec ts = {(time_t)(left / 1000000000),
+                              (long)(left % 1000000000)};
+        int r = submit(p, min, IORING_ENTER_GETEVENTS,
+                       left > 0 && min ? &ts : NULL);
+        if (r < 0)
+            return r;
+        int n = reap(p, out, max);
+        if (n > 0 || r > 0 || min == 0)
+            return n;
+    }
 }
 
 const struct coil__poller_ops coil__poller_io_uring = {
