@@ -528,7 +528,8 @@ static int64_t now_ns(void)
 static int ur_wait(struct coil__poller *p, int64_t timeout_ns,
                    struct coil__event *out, int max)
 {
-    int64_t deadline = timeout_ns > 0 ? now_ns() + timeout_ns : 0;
+    int64_t deadline =
+        timeout_ns > 0 ? coil__add_sat(now_ns(), timeout_ns) : 0;
     for (;;) {
         int err = arm_queued(p);
         if (err && err != -EAGAIN)
