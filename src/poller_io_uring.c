@@ -349,14 +349,17 @@ static int ur_watch(struct coil__poller *p, int fd, unsigned old_mask,
         if (fd >= p->nfds)
             return 0;
         struct fdrec *r = &p->fds[fd];
-        if (r->mask && !r->queued)
-            p->nlive--;
+        bool was_live = r->mask || r->queued;
         r->mask = 0;
         /* The owner may close fd next: let go of the file now. If no
-         * SQE can be had the poll stays until it fires (and is then
-         * dropped as unwatched). */
+         * SQE can be had, the removal is owed: the fd stays listed (in
+         * the room it had while watched) and the next wait retries. */
         if (r->inflight && remove_poll(p, fd))
             (void)submit(p, 0, 0, NULL);
+        if (r->inflight && was_live)
+            queue_arm(p, fd);
+        else if (was_live && !r->queued)
+            p->nlive--;
         return 0;
     }
     /* An owned fd is coil's own, open, and names the file registered for
@@ -419,6 +422,8 @@ static int arm_queued(struct coil__poller *p)
     for (; i < p->narm; i++) {
         int fd = p->arm[i];
         struct fdrec *r = &p->fds[fd];
+        if (!r->mask && r->inflight && !remove_poll(p, fd))
+            break; /* a removal still owed: try again next wait */
         if (!r->mask || r->inflight) {
             r->queued = false;
             p->nlive -= !r->mask; /* neither listed nor watched now */

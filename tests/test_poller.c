@@ -1735,6 +1735,44 @@ static void test_uring_removal_submit_fails(void **state)
     test_close_pair(sv);
 }
 
+/*
+ * Removals that cannot even be queued (the submission ring full, the
+ * kernel refusing every enter) are owed: the next waits submit them, and
+ * once each fd is closed its peer sees the end (the idle polls, which
+ * would never fire, let go of the files).
+ */
+static void test_uring_removal_owed(void **state)
+{
+    (void)state;
+    enum { PAIRS = 300 };
+    if (!fds_up_to(2 * PAIRS + 64))
+        skip();
+    int (*sv)[2] = calloc(PAIRS, sizeof(*sv));
+    assert_non_null(sv);
+    struct batch b;
+    for (int i = 0; i < PAIRS; i++) {
+        test_socketpair(sv[i]);
+        assert_int_equal(watch(sv[i][0], 0, READ, TAG(210)), 0);
+    }
+    poll_now(&b); /* every poll in flight */
+    assert_int_equal(b.n, 0);
+    coil__fault_arm(COIL__SYS_IO_URING_ENTER, 1, 100000, ENOMEM);
+    for (int i = 0; i < PAIRS; i++)
+        assert_int_equal(watch(sv[i][0], READ, 0, 0), 0);
+    coil__fault_arm(COIL__SYS_IO_URING_ENTER, 1, 0, 0);
+    for (int k = 0; k < 3; k++) {
+        wait_all(0, &b);
+        assert_int_equal(b.n, 0);
+    }
+    for (int i = 0; i < PAIRS; i++) {
+        char c;
+        test_close_fd(&sv[i][0]);
+        assert_int_equal(recv(sv[i][1], &c, 1, MSG_DONTWAIT), 0);
+        test_close_fd(&sv[i][1]);
+    }
+    free(sv);
+}
+
 #define TEST_POLLER(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 int main(void)
@@ -1803,6 +1841,7 @@ int main(void)
         TEST_NOLOOP(test_uring_setup_refused),
         TEST_POLLER(test_uring_rings_overflow),
         TEST_POLLER(test_uring_removal_submit_fails),
+        TEST_POLLER(test_uring_removal_owed),
     };
     test_init();
     int failed = cmocka_run_group_tests(tests, NULL, NULL);
