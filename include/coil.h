@@ -18,6 +18,7 @@
 #include "coil/group.h"
 #include "coil/io.h"
 #include "coil/loop.h"
+#include "coil/loop_group.h"
 #include "coil/net.h"
 #include "coil/process.h"
 #include "coil/queue.h"
