@@ -16,6 +16,7 @@
 #ifndef COIL_BENCH_SERVER_LIBUV_H
 #define COIL_BENCH_SERVER_LIBUV_H
 
+#include <sys/socket.h>
 #include <uv.h>
 
 #include "bench.h"
@@ -136,7 +137,22 @@ static void server_uv_run(int argc, char **argv, const char *name, int backlog,
     server.data = NULL;
     struct sockaddr_in addr;
     uv_ip4_addr("127.0.0.1", port, &addr);
-    err = uv_tcp_bind(&server, (const struct sockaddr *)&addr, 0);
+    /* BENCH_REUSEPORT=1: a socket of our own with SO_REUSEPORT (libuv
+     * 1.44 has no flag for it), so that several processes share the
+     * port (bench/scale.sh). */
+    const char *reuse = getenv("BENCH_REUSEPORT");
+    if (reuse && strcmp(reuse, "1") == 0) {
+        int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        int one = 1;
+        if (fd < 0 ||
+            setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0 ||
+            setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
+            bind(fd, (const struct sockaddr *)&addr, sizeof(addr)) != 0)
+            bench_fail("SO_REUSEPORT socket on port %d", port);
+        err = uv_tcp_open(&server, fd);
+    } else {
+        err = uv_tcp_bind(&server, (const struct sockaddr *)&addr, 0);
+    }
     if (!err)
         err = uv_listen((uv_stream_t *)&server, backlog, on_connection);
     if (err)

@@ -11,7 +11,8 @@
  * Transfer-Encoding) get 501 and the connection is closed; headers over
  * 8 KiB get 431 and the connection is closed.
  *
- * Usage: http_hello PORT   (listens on 127.0.0.1; PORT 0 picks a free one)
+ * Usage: http_hello PORT [LOOPS]   (listens on 127.0.0.1; PORT 0 picks a
+ *        free one; LOOPS > 1: that many loops on as many threads)
  *        curl http://127.0.0.1:PORT/
  *        wrk -t1 -c10 -d2s http://127.0.0.1:PORT/
  * Stop it with Ctrl-C.
@@ -19,6 +20,7 @@
 #include <coil.h>
 
 #include <errno.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -147,21 +149,67 @@ static int serve_http(coil_stream_t *s, void *arg)
     return err == -ECONNRESET ? 0 : err;
 }
 
+/* With more than one loop: the loops of a group (coil/loop_group.h), each
+ * with its own listener on the same port (SO_REUSEPORT), the kernel
+ * spreading connections over them. Loop 0 opens first, so that port 0
+ * picks one port for all. */
+struct site {
+    const char *port;
+    unsigned loops;
+    coil_loop_group_t *group;
+    _Atomic int bound; /* the port loop 0 got; 0 until then, -1 failed */
+};
+
+/* Ctrl-C on loop 0 (coil/signal.h): cancel every loop's main, as
+ * coil_run does for its one. */
+static void on_sigint(void *arg)
+{
+    coil_loop_group_cancel(arg);
+    /* A second Ctrl-C takes the default action, as with coil_run. */
+    coil_loop_remove_signal_handler(coil_running_loop(), SIGINT);
+}
+
 static int serve(void *arg)
 {
-    const char *port = arg;
+    struct site *site = arg;
+    int index = site->group ? coil_loop_group_index(site->group,
+                                                    coil_running_loop())
+                            : 0;
+    char port[16];
+    snprintf(port, sizeof(port), "%s", site->port);
+    if (index > 0) {
+        while (site->bound == 0) /* loop 0 is opening */
+            if (coil_sleep(1000000) != 0)
+                return 0;
+        if (site->bound < 0)
+            return 0;
+        snprintf(port, sizeof(port), "%d", site->bound);
+    }
     coil_server_t *srv;
-    coil_server_options_t opts = {.backlog = 1024};
+    coil_server_options_t opts = {.backlog = 1024,
+                                  .reuse_port = site->loops > 1};
     int err =
         coil_server_open("127.0.0.1", port, serve_http, NULL, &opts, &srv);
     if (err) {
         fprintf(stderr, "http_hello: 127.0.0.1:%s: %s\n", port,
                 coil_strerror(err));
+        if (index == 0)
+            site->bound = -1;
+        if (site->group) /* no half-served port: end every loop */
+            coil_loop_group_cancel(site->group);
         return err;
     }
-    printf("http_hello: listening on http://127.0.0.1:%d/\n",
-           coil_server_port(srv));
-    fflush(stdout);
+    if (index == 0) {
+        if (site->group)
+            coil_loop_add_signal_handler(coil_running_loop(), SIGINT,
+                                         on_sigint, site->group);
+        site->bound = coil_server_port(srv);
+        printf("http_hello: listening on http://127.0.0.1:%d/", site->bound);
+        if (site->loops > 1)
+            printf(" (%u loops)", site->loops);
+        printf("\n");
+        fflush(stdout);
+    }
     err = coil_server_serve_forever(srv);
     coil_server_unref(srv);
     return err;
@@ -169,9 +217,22 @@ static int serve(void *arg)
 
 int main(int argc, char **argv)
 {
-    if (argc != 2 || strcmp(argv[1], "-h") == 0) {
-        fprintf(stderr, "usage: http_hello PORT\n");
+    if (argc < 2 || argc > 3 || strcmp(argv[1], "-h") == 0) {
+        fprintf(stderr, "usage: http_hello PORT [LOOPS]\n");
         return 2;
     }
-    return coil_run(serve, argv[1]) < 0;
+    struct site site = {.port = argv[1], .loops = 1};
+    if (argc == 3)
+        site.loops = (unsigned)strtoul(argv[2], NULL, 10);
+    if (site.loops <= 1)
+        return coil_run(serve, &site) < 0;
+    coil_loop_group_options_t opts = {.loops = site.loops};
+    int err = coil_loop_group_start(&opts, serve, &site, &site.group);
+    if (err) {
+        fprintf(stderr, "http_hello: %s\n", coil_strerror(err));
+        return 1;
+    }
+    err = coil_loop_group_join(site.group);
+    coil_loop_group_free(site.group);
+    return err < 0 && err != -ECANCELED;
 }
