@@ -10,6 +10,7 @@
 #define COIL_VERSION_MINOR 1
 #define COIL_VERSION_PATCH 0
 
+#include "coil/channel.h"
 #include "coil/common.h"
 #include "coil/combinators.h"
 #include "coil/debug.h"
