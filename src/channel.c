@@ -51,6 +51,9 @@ struct coil_channel {
     void **ring;
     size_t head, count, cap;    /* the ring's first, length, size */
     size_t capacity;            /* the limit on puts; 0: none */
+    size_t owed;                /* getters handed an item, not yet
+                                   resumed: the ring keeps room to take
+                                   each back (their loop may close) */
     bool closed;
     struct coil__list getters, putters;
 };
@@ -59,11 +62,14 @@ struct coil_channel {
 /* Items                                                                */
 /* ------------------------------------------------------------------ */
 
-static int grow(struct coil_channel *ch)
+/* Room in the ring for n items. */
+static int reserve(struct coil_channel *ch, size_t n)
 {
-    if (ch->count < ch->cap)
+    if (n <= ch->cap)
         return 0;
-    size_t cap = ch->cap ? ch->cap * 2 : 16;
+    size_t cap = ch->cap ? ch->cap : 16;
+    while (cap < n)
+        cap *= 2;
     void **ring = coil__malloc(cap * sizeof(*ring));
     if (!ring)
         return -ENOMEM;
@@ -76,24 +82,28 @@ static int grow(struct coil_channel *ch)
     return 0;
 }
 
+/* Room for the items, the owed ones, and n more. */
+static int room(struct coil_channel *ch, size_t n)
+{
+    return reserve(ch, ch->count + ch->owed + n);
+}
+
 static int push_back(struct coil_channel *ch, void *item)
 {
-    int err = grow(ch);
+    int err = room(ch, 1);
     if (err)
         return err;
     ch->ring[(ch->head + ch->count++) % ch->cap] = item;
     return 0;
 }
 
-static int push_front(struct coil_channel *ch, void *item)
+/* An owed item back, first in line: its room is kept (owed). */
+static void push_front_owed(struct coil_channel *ch, void *item)
 {
-    int err = grow(ch);
-    if (err)
-        return err;
+    ch->owed--;
     ch->head = (ch->head + ch->cap - 1) % ch->cap;
     ch->ring[ch->head] = item;
     ch->count++;
-    return 0;
 }
 
 static void *pop_front(struct coil_channel *ch)
@@ -120,7 +130,8 @@ static bool serve(struct waiter *w, int result)
     coil__list_remove(&w->link);
     w->state = SERVED;
     w->result = result;
-    if (coil__threadsafe_post(w->loop, &w->wake) == 0)
+    /* The waiter's hold (wait_in_line) covers this post. */
+    if (coil__threadsafe_post_held(w->loop, &w->wake) == 0)
         return true;
     w->state = DEAD;
     return false;
@@ -132,17 +143,34 @@ static struct waiter *first(struct coil__list *line)
     return l ? coil__container_of(l, struct waiter, link) : NULL;
 }
 
-/* Hand item to the first getter whose loop takes the wake. */
-static bool give_to_getter(struct coil_channel *ch, void *item)
+/* Hand item to the first getter whose loop takes the wake: 1; 0 if no
+ * getter waits; -ENOMEM if no room could be kept to take it back. */
+static int give_to_getter(struct coil_channel *ch, void *item)
 {
     struct waiter *w;
     while ((w = first(&ch->getters))) {
+        if (room(ch, 1) != 0)
+            return -ENOMEM;
         w->item = item;
-        if (serve(w, 0))
-            return true;
+        if (serve(w, 0)) {
+            ch->owed++;
+            return 1;
+        }
         w->item = NULL;
     }
-    return false;
+    return 0;
+}
+
+/* A getter handed an item will never resume (its loop closed): the item
+ * goes to the next getter, or back to the front of the line. Never
+ * fails: its room was kept. */
+static void give_back(struct coil_channel *ch, void *item)
+{
+    ch->owed--;
+    if (give_to_getter(ch, item) != 1) {
+        ch->owed++;
+        push_front_owed(ch, item);
+    }
 }
 
 /* Room was made: take waiting putters' items in, in line order. */
@@ -150,8 +178,9 @@ static void take_from_putters(struct coil_channel *ch)
 {
     struct waiter *w;
     while (!full(ch) && (w = first(&ch->putters))) {
+        /* Putters wait only on a full ring, so it has room for them. */
         if (push_back(ch, w->item) != 0)
-            return; /* out of memory: they wait for the next get */
+            return;
         (void)serve(w, 0); /* (a task gone with its loop: the item is
                               in anyway, and nothing is lost) */
     }
@@ -177,12 +206,8 @@ static void wake_discard(struct coil_loop *loop, struct coil__ready *node)
     struct coil_channel *ch = w->ch;
     pthread_mutex_lock(&ch->lock);
     w->state = DEAD;
-    if (w->getter && w->result == 0 && !give_to_getter(ch, w->item) &&
-        push_front(ch, w->item) != 0)
-        coil__log(NULL, COIL_LOG_ERROR,
-                  "channel %p: out of memory giving back an item of a "
-                  "closed loop's getter: the item is lost",
-                  (void *)ch);
+    if (w->getter && w->result == 0)
+        give_back(ch, w->item);
     pthread_mutex_unlock(&ch->lock);
 }
 
@@ -209,6 +234,10 @@ static void w_abandon(struct coil__wait *wait)
     pthread_mutex_lock(&w->ch->lock);
     if (w->state == WAITING)
         coil__list_remove(&w->link);
+    /* Served, its wake run (a discarded one made it DEAD), but the task
+     * never ran again: a handed item goes back. */
+    if (w->state == SERVED && w->getter && w->result == 0)
+        give_back(w->ch, w->item);
     w->state = DEAD;
     pthread_mutex_unlock(&w->ch->lock);
     coil__threadsafe_release(w->loop);
@@ -220,8 +249,12 @@ static void w_describe(struct coil__wait *wait, struct coil_task *t,
 {
     (void)t;
     struct waiter *w = coil__container_of(wait, struct waiter, wait);
-    snprintf(buf, n, "channel %p %s", (void *)w->ch,
-             w->getter ? "get (empty)" : "put (full)");
+    pthread_mutex_lock(&w->ch->lock);
+    bool served = w->state != WAITING;
+    pthread_mutex_unlock(&w->ch->lock);
+    snprintf(buf, n, "channel %p %s %s", (void *)w->ch,
+             w->getter ? "get" : "put",
+             served ? "(served)" : w->getter ? "(empty)" : "(full)");
 }
 
 static const struct coil__wait_ops wait_ops = {
@@ -240,13 +273,19 @@ static int wait_in_line(struct coil_channel *ch, struct coil_task *t,
     w->loop = coil__task_loop(t);
     w->wake.ops = &wake_ops;
     w->state = WAITING;
+    /* Another thread may be the one to wake it: debug mode's stuck-loop
+     * check must not call the loop stuck meanwhile (the hold also covers
+     * the wake's post). */
+    coil__threadsafe_hold(w->loop);
     coil__list_push_back(line, &w->link);
     pthread_mutex_unlock(&ch->lock);
-    /* Another thread may be the one to wake it: debug mode's stuck-loop
-     * check must not call the loop stuck meanwhile. */
-    coil__threadsafe_hold(w->loop);
     int err = coil__task_suspend(t, &w->wait);
     coil__threadsafe_release(w->loop);
+    if (w->getter && err == 0) {
+        pthread_mutex_lock(&ch->lock);
+        ch->owed--; /* resumed with its item */
+        pthread_mutex_unlock(&ch->lock);
+    }
     coil_channel_unref(ch);
     return err;
 }
@@ -299,8 +338,9 @@ static int put_now(struct coil_channel *ch, void *item)
 {
     if (ch->closed)
         return -EPIPE;
-    if (give_to_getter(ch, item))
-        return 0;
+    int given = give_to_getter(ch, item);
+    if (given)
+        return given < 0 ? given : 0;
     if (full(ch))
         return -EAGAIN;
     return push_back(ch, item);

@@ -210,6 +210,21 @@ static void serve_then_cancel(void *arg)
     coil_task_cancel(s->task);            /* before its wake ran */
 }
 
+static int put_then_sleep(void *arg)
+{
+    struct served *s = arg;
+    s->r = coil_channel_put(s->ch, ITEM(6));
+    s->next = coil_sleep(0);
+    return 0;
+}
+
+static void take_then_cancel(void *arg)
+{
+    struct served *s = arg;
+    coil_channel_try_get(s->ch, &s->v); /* lets the waiting putter in */
+    coil_task_cancel(s->task);          /* before its wake ran */
+}
+
 static void test_cancel(void **state)
 {
     coil_loop_t *loop = test_loop(state);
@@ -240,6 +255,21 @@ static void test_cancel(void **state)
     assert_int_equal(NUM(s.v), 5);
     assert_int_equal(s.next, -ECANCELED);
     assert_int_equal(coil_channel_size(o.ch), 0);
+
+    /* A putter let in, then cancelled: its item is in, the put says 0. */
+    assert_int_equal(coil_channel_try_put(o.ch, ITEM(1)), 0);
+    s = (struct served){.ch = o.ch};
+    s.task = test_spawn(loop, put_then_sleep, &s);
+    test_run_bounded(loop, 1000000);
+    assert_int_equal(coil_loop_call_soon(loop, take_then_cancel, &s, NULL),
+                     0);
+    test_run_done(loop, s.task);
+    coil_task_unref(s.task);
+    assert_int_equal(NUM(s.v), 1);
+    assert_int_equal(s.r, 0);
+    assert_int_equal(s.next, -ECANCELED);
+    assert_int_equal(coil_channel_try_get(o.ch, &v), 0);
+    assert_int_equal(NUM(v), 6);
     coil_channel_unref(o.ch);
 }
 
@@ -266,6 +296,20 @@ static void test_loop_closes_with_waiters(void **state)
     assert_int_equal(NUM(v), 11); /* back, first in line */
     assert_int_equal(coil_channel_try_get(o.ch, &v), 0);
     assert_int_equal(NUM(v), 12);
+
+    /* Served, its wake run, but the loop stopped before the task's step:
+     * the close abandons it, and the item goes back all the same. */
+    assert_int_equal(coil_loop_new(&loop), 0);
+    t = test_spawn(loop, getter, &o);
+    test_run_bounded(loop, 1000000);
+    assert_int_equal(coil_channel_try_put(o.ch, ITEM(13)), 0);
+    coil_loop_stop(loop);
+    assert_int_equal(coil_loop_run_forever(loop), 0); /* one iteration */
+    assert_int_equal(o.n, 0);
+    coil_task_unref(t);
+    coil_loop_unref(loop);
+    assert_int_equal(coil_channel_try_get(o.ch, &v), 0);
+    assert_int_equal(NUM(v), 13);
 
     assert_int_equal(coil_loop_new(&loop), 0);
     assert_int_equal(coil_channel_try_put(o.ch, ITEM(1)), 0);
@@ -376,6 +420,95 @@ static void test_thread_to_loop(void **state)
     coil_channel_unref(p.ch);
 }
 
+/* A thread puts 1..SN into a channel of two while getters on a loop are
+ * cancelled at random, in line or just served: every item is got once
+ * (or left in the channel), none twice. */
+enum { SN = 5000 };
+
+struct stress {
+    coil_channel_t *ch;
+    atomic_bool fed;
+    unsigned char seen[SN + 1];
+    int bad;
+};
+
+static void note(struct stress *st, void *v)
+{
+    int n = NUM(v);
+    st->bad += n < 1 || n > SN || st->seen[n]++;
+}
+
+static int stress_get(void *arg)
+{
+    struct stress *st = arg;
+    void *v;
+    int r;
+    while ((r = coil_channel_get(st->ch, &v)) == 0)
+        note(st, v);
+    return 0;
+}
+
+static void *stress_feed(void *arg)
+{
+    struct stress *st = arg;
+    for (int i = 1; i <= SN;) {
+        int r = coil_channel_try_put(st->ch, ITEM(i));
+        if (r == 0)
+            i++;
+        else
+            sched_yield();
+    }
+    atomic_store(&st->fed, true);
+    return NULL;
+}
+
+static int stress_main(void *arg)
+{
+    struct stress *st = arg;
+    coil_task_t *t[4] = {0};
+    unsigned seed = 7;
+    while (!atomic_load(&st->fed) || coil_channel_size(st->ch)) {
+        for (int i = 0; i < 4; i++) {
+            if (t[i] && coil_future_done(coil_task_future(t[i]))) {
+                coil_task_unref(t[i]);
+                t[i] = NULL;
+            }
+            if (!t[i])
+                t[i] = test_spawn(coil_running_loop(), stress_get, st);
+            else if (rand_r(&seed) % 3 == 0)
+                coil_task_cancel(t[i]);
+        }
+        coil_sleep(0);
+    }
+    coil_channel_close(st->ch);
+    for (int i = 0; i < 4; i++)
+        if (t[i])
+            test_join(t[i]);
+    return 0;
+}
+
+static void test_cancel_stress(void **state)
+{
+    coil_loop_t *loop = test_loop(state);
+    struct stress *st = calloc(1, sizeof(*st));
+    assert_non_null(st);
+    assert_int_equal(coil_channel_new(2, &st->ch), 0);
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, stress_feed, st), 0);
+    assert_int_equal(test_run_task(loop, stress_main, st), 0);
+    assert_int_equal(pthread_join(th, NULL), 0);
+    void *v;
+    while (coil_channel_try_get(st->ch, &v) == 0)
+        note(st, v);
+    int missing = 0;
+    for (int i = 1; i <= SN; i++)
+        missing += !st->seen[i];
+    assert_int_equal(missing, 0);
+    assert_int_equal(st->bad, 0);
+    coil_channel_unref(st->ch);
+    free(st);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -386,6 +519,7 @@ int main(void)
         TEST_NOLOOP(test_loop_closes_with_waiters),
         TEST_NOLOOP(test_two_loops),
         TEST(test_thread_to_loop),
+        TEST(test_cancel_stress),
     };
     test_init();
     return cmocka_run_group_tests(tests, NULL, NULL);
