@@ -2468,6 +2468,41 @@ static void die_foreign_cancel(void)
     die_foreign(2);
 }
 
+/* A loop group: loop 1's main completes a future of loop 0's. Loops of
+ * a group are their threads' as any loop is. */
+struct group_foreign {
+    coil_loop_group_t *g;
+    coil_future_t *fut;
+    atomic_int ready;
+};
+
+static int group_foreign_main(void *arg)
+{
+    struct group_foreign *f = arg;
+    coil_loop_t *loop = coil_running_loop();
+    if (coil_loop_set_debug(loop, true) != 0)
+        return -1;
+    if (coil_loop_group_index(f->g, loop) == 0) {
+        if (coil_future_new(loop, &f->fut) != 0)
+            return -1;
+        atomic_store(&f->ready, 1);
+        return coil_sleep(10 * COIL_SEC);
+    }
+    while (!atomic_load(&f->ready))
+        coil_sleep(COIL_MSEC);
+    coil_future_set_result(f->fut, NULL); /* loop 0's future, here */
+    return 0;
+}
+
+static void die_group_foreign(void)
+{
+    static struct group_foreign f;
+    coil_loop_group_options_t opts = {.loops = 2};
+    if (coil_loop_group_start(&opts, group_foreign_main, &f, &f.g) != 0)
+        _exit(2);
+    coil_loop_group_join(f.g);
+}
+
 static void test_misuse_double_unref(void **state)
 {
     (void)state;
@@ -2494,6 +2529,9 @@ static void test_misuse_foreign_thread(void **state)
                  "coil_task_spawn called on a thread that is not its loop's");
     expect_death(die_foreign_cancel,
                  "coil_task_cancel called on a thread that is not its "
+                 "loop's");
+    expect_death(die_group_foreign,
+                 "coil_future_set_result called on a thread that is not its "
                  "loop's");
 }
 
