@@ -54,6 +54,9 @@ static const char *refusal(int err)
         return "refused: a seccomp filter, or kernel.io_uring_disabled";
     case -ENOSYS:
         return "this kernel has no io_uring, or one older than 5.11";
+    case -ENOBUFS:
+        return "the kernel could not lock the ring's memory "
+               "(RLIMIT_MEMLOCK)";
     default:
         return coil_strerror(err);
     }

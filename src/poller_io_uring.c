@@ -148,7 +148,10 @@ static int ur_open(struct coil__poller **out)
     }
     int err = 0;
     if (p->ring < 0) {
-        err = -errno;
+        /* The kernel's ENOMEM here is the ring's locked memory (charged to
+         * RLIMIT_MEMLOCK before 5.12), not the allocator's: say so, so
+         * that the loop falls back to epoll instead of failing. */
+        err = errno == ENOMEM ? -ENOBUFS : -errno;
         coil__free(p);
         return err;
     }

@@ -44,7 +44,8 @@ typedef struct coil_loop_options {
     /* The poller backend ("epoll", "io_uring", "kqueue", "poll"); NULL:
      * as coil_loop_new (COIL_BACKEND, else the best). When the kernel
      * refuses io_uring (seccomp, kernel.io_uring_disabled, older than
-     * 5.11), the loop uses epoll and a warning says why. */
+     * 5.11, the ring's locked memory over RLIMIT_MEMLOCK), the loop uses
+     * epoll and a warning says why. */
     const char *backend;
     /* The context switch of its tasks ("asm", "ucontext"); NULL:
      * COIL_CONTEXT, else the best built here. */
