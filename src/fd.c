@@ -4,6 +4,7 @@
  */
 #include <dirent.h>
 #include <fcntl.h>
+#include <string.h>
 #include <unistd.h>
 #ifdef __linux__
 #include <sys/eventfd.h>
@@ -12,6 +13,24 @@
 
 #include "internal.h"
 #include "sys.h"
+
+void *coil__fd_table_grow(void *table, int *len, int fd, size_t size)
+{
+    if (fd < *len)
+        return table;
+    int n = *len ? *len : 64;
+    while (n <= fd) {
+        if (n > INT32_MAX / 2)
+            return NULL;
+        n *= 2;
+    }
+    char *v = coil__realloc(table, (size_t)n * size);
+    if (!v)
+        return NULL;
+    memset(v + (size_t)*len * size, 0, (size_t)(n - *len) * size);
+    *len = n;
+    return v;
+}
 
 int coil__fd_nonblock_cloexec(int fd)
 {

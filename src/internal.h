@@ -73,6 +73,14 @@ void coil__free(void *ptr);
 /* Blocks from coil__malloc not freed yet. */
 long coil__alloc_live(void);
 
+/*
+ * A table indexed by fd number (fd.c): table, of *len entries of size
+ * bytes, grown to hold entry fd, doubling from 64; the new entries are
+ * zero. Returns the table (moved, maybe), or NULL when out of memory
+ * (table and *len unchanged).
+ */
+void *coil__fd_table_grow(void *table, int *len, int fd, size_t size);
+
 /* Make fd non-blocking and close-on-exec (fd.c). Returns 0 or -errno. */
 int coil__fd_nonblock_cloexec(int fd);
 /* How many fds the process has open (the testing kit's leak counts). */

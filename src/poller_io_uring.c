@@ -284,20 +284,10 @@ static struct io_uring_sqe *get_sqe(struct coil__poller *p)
 
 static int grow_fds(struct coil__poller *p, int fd)
 {
-    if (fd < p->nfds)
-        return 0;
-    int n = p->nfds ? p->nfds : 64;
-    while (n <= fd) {
-        if (n > INT32_MAX / 2)
-            return -ENOMEM;
-        n *= 2;
-    }
-    struct fdrec *v = coil__realloc(p->fds, (size_t)n * sizeof(*v));
-    if (!v)
+    struct fdrec *t = coil__fd_table_grow(p->fds, &p->nfds, fd, sizeof(*t));
+    if (!t)
         return -ENOMEM;
-    memset(v + p->nfds, 0, (size_t)(n - p->nfds) * sizeof(*v));
-    p->fds = v;
-    p->nfds = n;
+    p->fds = t;
     return 0;
 }
 

@@ -65,18 +65,13 @@ static void pl_close(struct coil__poller *p)
 
 static int grow_slots(struct coil__poller *p, int fd)
 {
-    if (fd < p->nslot)
-        return 0;
-    int n = p->nslot ? p->nslot : 64;
-    while (n <= fd)
-        n *= 2;
-    int *s = coil__realloc(p->slot, (size_t)n * sizeof(*s));
-    if (!s)
+    int old = p->nslot;
+    int *t = coil__fd_table_grow(p->slot, &p->nslot, fd, sizeof(*t));
+    if (!t)
         return -ENOMEM;
-    for (int i = p->nslot; i < n; i++)
-        s[i] = -1;
-    p->slot = s;
-    p->nslot = n;
+    for (int i = old; i < p->nslot; i++)
+        t[i] = -1; /* no slot */
+    p->slot = t;
     return 0;
 }
 

@@ -159,22 +159,11 @@ static void drop_stale(struct coil__watch *w, int d)
 
 static int grow(struct coil__loop_watch *p, int fd)
 {
-    if (fd < p->len)
-        return 0;
-    int len = p->len ? p->len : 64;
-    while (len <= fd) {
-        if (len > INT32_MAX / 2)
-            return -ENOMEM;
-        len *= 2;
-    }
-    struct coil__watch **v =
-        coil__realloc(p->by_fd, (size_t)len * sizeof(*v));
-    if (!v)
+    struct coil__watch **t =
+        coil__fd_table_grow(p->by_fd, &p->len, fd, sizeof(*t));
+    if (!t)
         return -ENOMEM;
-    for (int i = p->len; i < len; i++)
-        v[i] = NULL;
-    p->by_fd = v;
-    p->len = len;
+    p->by_fd = t; /* the new entries are zero: NULL */
     return 0;
 }
 
