@@ -806,15 +806,7 @@ static void start_run(struct coil_loop *loop, struct coil__ready *node)
 {
     struct remote *r = coil__container_of(node, struct remote, start);
     coil_task_t *t;
-    int err = coil_task_spawn(loop, r->fn, r->arg, &t);
-    if (!err) {
-        err = coil_future_add_done_callback(coil_task_future(t), remote_done,
-                                            r);
-        if (err) {
-            coil_task_cancel(t); /* before it starts: fn never runs */
-            coil_task_unref(t);
-        }
-    }
+    int err = coil__task_spawn_then(loop, r->fn, r->arg, remote_done, r, &t);
     if (err) {
         remote_end(r, err);
         return;

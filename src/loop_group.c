@@ -218,15 +218,7 @@ static void start_run(struct coil_loop *loop, struct coil__ready *node)
 {
     struct xcall *x = coil__container_of(node, struct xcall, start);
     coil_task_t *t;
-    int err = coil_task_spawn(loop, x->fn, x->arg, &t);
-    if (!err) {
-        err = coil_future_add_done_callback(coil_task_future(t), b_task_done,
-                                            x);
-        if (err) {
-            coil_task_cancel(t); /* before it starts: fn never runs */
-            coil_task_unref(t);
-        }
-    }
+    int err = coil__task_spawn_then(loop, x->fn, x->arg, b_task_done, x, &t);
     if (err) {
         b_report(x, err, NULL);
         return;

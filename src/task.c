@@ -1096,6 +1096,24 @@ void coil__tasks_enter(struct coil_loop *loop)
     ts->sched_thread = me;
 }
 
+int coil__task_spawn_then(struct coil_loop *loop, coil_task_fn fn,
+                          void *arg, coil_done_fn done, void *ctx,
+                          coil_task_t **out)
+{
+    coil_task_t *t;
+    int err = coil_task_spawn(loop, fn, arg, &t);
+    if (err)
+        return err;
+    err = coil_future_add_done_callback(coil_task_future(t), done, ctx);
+    if (err) {
+        coil_task_cancel(t); /* before it starts: fn never runs */
+        coil_task_unref(t);
+        return err;
+    }
+    *out = t;
+    return 0;
+}
+
 void coil__tasks_close(struct coil_loop *loop)
 {
     struct coil__list *l;

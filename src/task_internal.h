@@ -197,6 +197,16 @@ int coil__task_begin_wait(struct coil_task **out);
 /* Suspend the running task t in w; returns the wait's result. */
 int coil__task_suspend(struct coil_task *t, struct coil__wait *w);
 
+/*
+ * Spawn fn(arg) on loop with done(fut, ctx) on its future, for work run
+ * on behalf of another thread or loop: either both happen or neither
+ * (fn never runs). Errors as coil_task_spawn and
+ * coil_future_add_done_callback.
+ */
+int coil__task_spawn_then(struct coil_loop *loop, coil_task_fn fn,
+                          void *arg, coil_done_fn done, void *ctx,
+                          coil_task_t **out);
+
 /* Make t resume with result (queues its node). t must be suspended and
  * not yet woken. */
 void coil__task_wake(struct coil_task *t, int result);
