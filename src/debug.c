@@ -37,6 +37,7 @@
 
 #include "debug_internal.h"
 #include "loop_internal.h"
+#include "sys.h"
 
 #define SAMPLE_SIGNAL SIGURG
 #define SAMPLE_FRAMES 32
@@ -436,7 +437,7 @@ static int watchdog_start(struct coil_loop *loop)
     sigset_t all, old;
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
-    int err = pthread_create(&wd->thread, NULL, watchdog_main, wd);
+    int err = COIL__THREAD_CREATE(&wd->thread, NULL, watchdog_main, wd);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (err) {
         pthread_cond_destroy(&wd->cv);
@@ -637,6 +638,9 @@ static COIL__COLD void report_slow(struct coil_loop *loop, const void *fn,
                  sampler_installed()
                      ? "(the sample did not arrive before the step ended)"
                      : "(no sample: SIGURG has another handler)");
+    } else if (!wd) {
+        snprintf(where, sizeof(where), "(no sample: the watchdog thread "
+                                       "could not be started)");
     } else {
         snprintf(where, sizeof(where), "(ended before the watchdog "
                                        "sampled it)");

@@ -38,6 +38,7 @@
 
 #include "executor_internal.h"
 #include "loop_internal.h"
+#include "sys.h"
 #include "task_internal.h"
 #include "threadsafe.h"
 
@@ -406,7 +407,7 @@ static int start_worker(struct coil_executor *ex)
     atomic_fetch_add(&coil__executor_threads, 1);
     pthread_sigmask(SIG_SETMASK, &all, &old);
     pthread_t th;
-    err = pthread_create(&th, &attr, worker, ex);
+    err = COIL__THREAD_CREATE(&th, &attr, worker, ex);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     pthread_attr_destroy(&attr);
     if (err) {

@@ -26,6 +26,7 @@
 #include "coil/loop_group.h"
 #include "executor_internal.h"
 #include "loop_internal.h"
+#include "sys.h"
 #include "task_internal.h"
 #include "threadsafe.h"
 
@@ -445,7 +446,7 @@ int coil_loop_group_start(const coil_loop_group_options_t *opts,
     for (; started < n; started++) {
         struct slot *s = &g->slots[started];
         s->g = g;
-        err = pthread_create(&s->thread, NULL, thread_main, s);
+        err = COIL__THREAD_CREATE(&s->thread, NULL, thread_main, s);
         if (err) {
             err = -err; /* EAGAIN */
             break;

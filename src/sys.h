@@ -53,6 +53,9 @@ enum coil__sys_call {
     /* the io_uring backend (poller_io_uring.c) */
     COIL__SYS_IO_URING_SETUP, /* ENOSYS, EPERM: the fallback to epoll */
     COIL__SYS_IO_URING_ENTER,
+    /* threads (the executor's workers, a loop group's loops, debug mode's
+     * watchdog): pthread_create (EAGAIN: out of threads) */
+    COIL__SYS_THREAD,
     COIL__SYS_COUNT
 };
 
@@ -219,6 +222,14 @@ int coil__rr_end(uint64_t *entries, char *why, size_t why_len);
     __extension__({                                                            \
         int coil__f = COIL__FAULT(call);                                       \
         coil__f ? (errno = coil__f, -1) : (expr);                              \
+    })
+
+/* pthread_create through the seam: 0 or its error number (pthread's
+ * convention, not -1 and errno), the armed error when armed to fail. */
+#define COIL__THREAD_CREATE(thread, attr, fn, arg)                             \
+    __extension__({                                                            \
+        int coil__f = COIL__FAULT(COIL__SYS_THREAD);                           \
+        coil__f ? coil__f : pthread_create(thread, attr, fn, arg);             \
     })
 
 /*

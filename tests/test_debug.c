@@ -644,6 +644,39 @@ static void test_slow_callback_enabled_while_running(void **state)
                "debug_test_block_in_callback");
 }
 
+/* The watchdog's thread cannot be started (pthread_create's EAGAIN,
+ * through the seam). Turned on while the loop runs: -EAGAIN, debug mode
+ * stays off. A loop run in debug mode says so once and still reports a
+ * slow step, without its sample. */
+static void test_watchdog_thread_fails_enabled_while_running(void **state)
+{
+    coil_loop_t *loop = test_loop(state);
+    assert_int_equal(coil_loop_set_slow_duration(loop, SLOW_NS), 0);
+    struct slow s = {BLOCK_MS, 0, loop, 1};
+    coil__fault_arm(COIL__SYS_THREAD, 1, 1, EAGAIN);
+    assert_int_equal(coil_loop_call_soon(loop, enable_cb, &s, NULL), 0);
+    test_run(loop);
+    assert_int_equal(s.set_debug, -EAGAIN);
+    assert_int_equal(coil__fault_calls(COIL__SYS_THREAD), 1);
+    assert_false(coil_loop_debug(loop));
+    assert_int_equal(s.ran, 1);
+    log_expect_none("slow step");
+}
+
+static void test_watchdog_thread_fails_at_run(void **state)
+{
+    coil_loop_t *loop = test_loop(state);
+    assert_int_equal(coil_loop_set_slow_duration(loop, SLOW_NS), 0);
+    struct slow s = {BLOCK_MS, 0, loop, 0};
+    coil__fault_arm(COIL__SYS_THREAD, 1, 1, EAGAIN);
+    run_slow_callback(loop, &s);
+    assert_int_equal(coil__fault_calls(COIL__SYS_THREAD), 1);
+    log_expect("debug mode: the watchdog thread could not be started",
+               NULL);
+    log_expect("slow step: callback debug_test_slow_callback+0x",
+               "(no sample: the watchdog thread could not be started)");
+}
+
 NAMED int debug_test_slow_body(void *arg)
 {
     debug_test_block_in_task(*(int *)arg);
@@ -2578,6 +2611,8 @@ int main(void)
         T_DEBUG(test_slow_callback_no_sample),
         T_PLAIN(test_slow_callback_not_in_plain_mode),
         T_PLAIN(test_slow_callback_enabled_while_running),
+        T_PLAIN(test_watchdog_thread_fails_enabled_while_running),
+        T_DEBUG(test_watchdog_thread_fails_at_run),
         T_DEBUG(test_slow_task_step),
         T_DEBUG(test_cpu_time),
         T_PLAIN(test_metrics),

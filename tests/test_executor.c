@@ -843,6 +843,52 @@ static void test_executor_bad_arguments(void **state)
 /* Out of memory                                                        */
 /* ------------------------------------------------------------------ */
 
+/* A worker that cannot be started (pthread_create's EAGAIN, through the
+ * seam). With no worker running the submission is refused with -EAGAIN:
+ * the job never runs and is not disposed (arg stays the caller's). With
+ * one running it is queued for that one, which runs it once free:
+ * nothing is lost. */
+static void test_executor_thread_start_fails(void **state)
+{
+    coil_loop_t *loop = test_loop(state);
+    coil_executor_t *ex;
+    coil_executor_options_t o = {.max_threads = 2};
+    assert_int_equal(coil_executor_new(&o, &ex), 0);
+    struct jobarg a = {.ret = 7}, busy = {.ret = 1};
+    coil_future_t *fa = (coil_future_t *)1, *fb;
+    coil__fault_arm(COIL__SYS_THREAD, 1, 1, EAGAIN);
+    assert_int_equal(coil_executor_submit(ex, loop, job, &a, dispose, &fa),
+                     -EAGAIN);
+    assert_int_equal(coil__fault_calls(COIL__SYS_THREAD), 1);
+    assert_null(fa);
+    /* One worker, held at the gate; a second cannot be started. */
+    struct gate g;
+    gate_init(&g);
+    busy.gate = &g;
+    assert_int_equal(
+        coil_executor_submit(ex, loop, job, &busy, dispose, &fb), 0);
+    gate_wait_arrived(&g, 1);
+    coil__fault_arm(COIL__SYS_THREAD, 1, 1, EAGAIN);
+    assert_int_equal(coil_executor_submit(ex, loop, job, &a, dispose, &fa),
+                     0);
+    assert_int_equal(coil__fault_calls(COIL__SYS_THREAD), 1);
+    assert_false(atomic_load(&a.ran));
+    gate_open(&g);
+    void *v = NULL;
+    test_run_until(loop, fa);
+    assert_int_equal(coil_future_result(fa, &v), 0);
+    assert_int_equal((intptr_t)v, 7);
+    test_run_until(loop, fb);
+    assert_int_equal(coil_future_result(fb, &v), 0);
+    assert_int_equal((intptr_t)v, 1);
+    assert_int_equal(atomic_load(&a.disposed), 0);
+    coil_future_unref(fa);
+    coil_future_unref(fb);
+    assert_int_equal(coil_executor_shutdown(ex, COIL_NO_TIMEOUT), 0);
+    coil_executor_unref(ex);
+    gate_destroy(&g);
+}
+
 static void test_executor_alloc_failure(void **state)
 {
     coil_loop_t *loop = test_loop(state);
@@ -879,6 +925,7 @@ int main(void)
         T(test_run_task_threadsafe),
         T_NOLOOP(test_run_task_threadsafe_loop_closed),
         T(test_executor_alloc_failure),
+        T(test_executor_thread_start_fails),
         T(test_executor_shutdown_misuse),
         T(test_executor_job_returns_ecanceled),
         T_NOLOOP(test_executor_closed_loop),

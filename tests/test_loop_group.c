@@ -136,6 +136,33 @@ static int main_join_self(void *arg)
     return r == -EDEADLK ? 0 : -EPROTO;
 }
 
+/* A thread that cannot be started (pthread_create's EAGAIN, through the
+ * seam), the first or a later one: start says -EAGAIN, no main runs,
+ * the threads already started end (the gate and the sanitizers see
+ * nothing left), and a start after it works. */
+static void test_group_thread_start_fails(void **state)
+{
+    (void)state;
+    for (unsigned nth = 1; nth <= 3; nth++) {
+        struct shared s = {0};
+        coil_loop_group_t *g = (coil_loop_group_t *)1;
+        coil_loop_group_options_t opts = {.loops = 3};
+        coil__fault_arm(COIL__SYS_THREAD, nth, 1, EAGAIN);
+        assert_int_equal(coil_loop_group_start(&opts, main_count, &s, &g),
+                         -EAGAIN);
+        assert_int_equal(coil__fault_calls(COIL__SYS_THREAD), nth);
+        assert_null(g);
+        assert_int_equal(atomic_load(&s.ran), 0);
+    }
+    coil__fault_reset();
+    struct shared s = {0};
+    coil_loop_group_options_t opts = {.loops = 3};
+    assert_int_equal(coil_loop_group_start(&opts, main_count, &s, &s.g), 0);
+    assert_int_equal(coil_loop_group_join(s.g), 0);
+    assert_int_equal(atomic_load(&s.ran), 3);
+    coil_loop_group_free(s.g);
+}
+
 static void test_group_bad_arguments(void **state)
 {
     (void)state;
@@ -518,6 +545,7 @@ int main(void)
         TEST_NOLOOP(test_group_join_reports_failure),
         TEST_NOLOOP(test_group_cancel),
         TEST_NOLOOP(test_group_bad_arguments),
+        TEST_NOLOOP(test_group_thread_start_fails),
         TEST_NOLOOP(test_spawn_on_result),
         TEST_NOLOOP(test_spawn_on_error),
         TEST_NOLOOP(test_spawn_on_cancel),
