@@ -11,8 +11,13 @@
  * Transfer-Encoding) get 501 and the connection is closed; headers over
  * 8 KiB get 431 and the connection is closed.
  *
- * Usage: http_hello PORT [LOOPS]   (listens on 127.0.0.1; PORT 0 picks a
- *        free one; LOOPS > 1: that many loops on as many threads)
+ * Usage: http_hello PORT [LOOPS [reuseport|handoff]]
+ *        (listens on 127.0.0.1; PORT 0 picks a free one; LOOPS > 1: that
+ *        many loops on as many threads, which share the connections in
+ *        one of two ways: "reuseport", the default, a listener per loop
+ *        on the same port and the kernel spreading connections over them;
+ *        "handoff", one listener on loop 0 that accepts every connection
+ *        and hands them out in turn, each loop's share through a channel)
  *        curl http://127.0.0.1:PORT/
  *        wrk -t1 -c10 -d2s http://127.0.0.1:PORT/
  * Stop it with Ctrl-C.
@@ -26,6 +31,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
+#include <sys/socket.h>
 
 #define MAX_HEADER (8 * 1024)
 
@@ -149,16 +158,105 @@ static int serve_http(coil_stream_t *s, void *arg)
     return err == -ECONNRESET ? 0 : err;
 }
 
-/* With more than one loop: the loops of a group (coil/loop_group.h), each
- * with its own listener on the same port (SO_REUSEPORT), the kernel
- * spreading connections over them. Loop 0 opens first, so that port 0
- * picks one port for all. */
+/* With more than one loop: the loops of a group (coil/loop_group.h).
+ * With reuseport each has its own listener on the same port
+ * (SO_REUSEPORT), the kernel spreading connections over them; loop 0
+ * opens first, so that port 0 picks one port for all. With handoff loop
+ * 0 alone listens, and every other loop takes its connections from its
+ * channel (coil/channel.h). */
 struct site {
     const char *port;
     unsigned loops;
+    bool handoff;
     coil_loop_group_t *group;
+    coil_channel_t **inbox; /* handoff: one per loop (inbox[0] unused) */
     _Atomic int bound; /* the port loop 0 got; 0 until then, -1 failed */
 };
+
+/* handoff: one connection, a task on the loop it was handed to. */
+static int connection(void *arg)
+{
+    int fd = (int)(intptr_t)arg;
+    coil_stream_t *s;
+    int err = coil_stream_open_fd(fd, &s);
+    if (err) {
+        close(fd);
+        return err;
+    }
+    err = serve_http(s, NULL);
+    coil_stream_close(s);
+    coil_stream_unref(s);
+    /* A client that went away, or the loop ending: no failure. */
+    return err == -ECONNRESET || err == -EPIPE || err == -ECANCELED ? 0
+                                                                     : err;
+}
+
+static int start_connection(int fd)
+{
+    int err = coil_task_spawn(coil_running_loop(), connection,
+                              (void *)(intptr_t)fd, NULL);
+    if (err)
+        close(fd);
+    return err;
+}
+
+/* handoff, loops 1..n-1: serve what loop 0 hands over until cancelled. */
+static int take_connections(coil_channel_t *inbox)
+{
+    void *item;
+    int err;
+    while ((err = coil_channel_get(inbox, &item)) == 0)
+        start_connection((int)(intptr_t)item);
+    return err == -ECANCELED ? 0 : err;
+}
+
+/* handoff, loop 0: a listener of its own; each connection in turn to the
+ * next loop (itself included). */
+static int accept_and_hand_out(struct site *site, int port)
+{
+    int lfd = coil_sock_open(AF_INET, SOCK_STREAM, 0);
+    if (lfd < 0)
+        return lfd;
+    int one = 1;
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons((uint16_t)port),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof(a);
+    int err = 0;
+    if (setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) ||
+        bind(lfd, (struct sockaddr *)&a, sizeof(a)) || listen(lfd, 1024) ||
+        getsockname(lfd, (struct sockaddr *)&a, &len))
+        err = -errno;
+    if (err) {
+        coil_sock_close(lfd);
+        return err;
+    }
+    site->bound = ntohs(a.sin_port);
+    printf("http_hello: listening on http://127.0.0.1:%d/ (%u loops, "
+           "handoff)\n", site->bound, site->loops);
+    fflush(stdout);
+    for (unsigned next = 0;; next = (next + 1) % site->loops) {
+        int fd = coil_sock_accept(lfd, NULL, NULL);
+        if (fd == -EMFILE || fd == -ENFILE || fd == -ENOBUFS ||
+            fd == -ENOMEM) {
+            err = coil_sleep(10 * COIL_MSEC); /* back off, then retry */
+            if (err)
+                break;
+            continue;
+        }
+        if (fd < 0) {
+            err = fd == -ECANCELED ? 0 : fd;
+            break;
+        }
+        if (next == 0)
+            start_connection(fd);
+        else if (coil_channel_try_put(site->inbox[next],
+                                      (void *)(intptr_t)fd) != 0)
+            close(fd); /* that loop is gone (closed channel) */
+    }
+    coil_sock_close(lfd);
+    return err;
+}
 
 /* Ctrl-C on loop 0 (coil/signal.h): cancel every loop's main, as
  * coil_run does for its one. */
@@ -177,6 +275,18 @@ static int serve(void *arg)
                             : 0;
     char port[16];
     snprintf(port, sizeof(port), "%s", site->port);
+    if (site->handoff && index > 0)
+        return take_connections(site->inbox[index]);
+    if (site->handoff) {
+        coil_loop_add_signal_handler(coil_running_loop(), SIGINT, on_sigint,
+                                     site->group);
+        int err = accept_and_hand_out(site, atoi(port));
+        if (err)
+            fprintf(stderr, "http_hello: 127.0.0.1:%s: %s\n", port,
+                    coil_strerror(err));
+        coil_loop_group_cancel(site->group); /* the other loops too */
+        return err;
+    }
     if (index > 0) {
         while (site->bound == 0) /* loop 0 is opening */
             if (coil_sleep(1000000) != 0)
@@ -215,24 +325,58 @@ static int serve(void *arg)
     return err;
 }
 
+/* handoff: each loop's channel, made before the group starts and freed
+ * after it ended, with the connections no loop took. */
+static void inboxes_free(struct site *site)
+{
+    for (unsigned i = 1; i < site->loops && site->inbox; i++) {
+        void *item;
+        while (site->inbox[i] &&
+               coil_channel_try_get(site->inbox[i], &item) == 0)
+            close((int)(intptr_t)item);
+        coil_channel_unref(site->inbox[i]);
+    }
+    free(site->inbox);
+}
+
+static int inboxes_new(struct site *site)
+{
+    site->inbox = calloc(site->loops, sizeof(*site->inbox));
+    if (!site->inbox)
+        return -ENOMEM;
+    for (unsigned i = 1; i < site->loops; i++) {
+        int err = coil_channel_new(0, &site->inbox[i]);
+        if (err)
+            return err;
+    }
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
-    if (argc < 2 || argc > 3 || strcmp(argv[1], "-h") == 0) {
-        fprintf(stderr, "usage: http_hello PORT [LOOPS]\n");
+    if (argc < 2 || argc > 4 || strcmp(argv[1], "-h") == 0 ||
+        (argc == 4 && strcmp(argv[3], "reuseport") != 0 &&
+         strcmp(argv[3], "handoff") != 0)) {
+        fprintf(stderr, "usage: http_hello PORT [LOOPS [reuseport|handoff]]\n");
         return 2;
     }
     struct site site = {.port = argv[1], .loops = 1};
-    if (argc == 3)
+    if (argc >= 3)
         site.loops = (unsigned)strtoul(argv[2], NULL, 10);
     if (site.loops <= 1)
         return coil_run(serve, &site) < 0;
+    site.handoff = argc == 4 && strcmp(argv[3], "handoff") == 0;
+    int err = site.handoff ? inboxes_new(&site) : 0;
     coil_loop_group_options_t opts = {.loops = site.loops};
-    int err = coil_loop_group_start(&opts, serve, &site, &site.group);
+    if (!err)
+        err = coil_loop_group_start(&opts, serve, &site, &site.group);
     if (err) {
         fprintf(stderr, "http_hello: %s\n", coil_strerror(err));
+        inboxes_free(&site);
         return 1;
     }
     err = coil_loop_group_join(site.group);
     coil_loop_group_free(site.group);
+    inboxes_free(&site);
     return err < 0 && err != -ECANCELED;
 }
