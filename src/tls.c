@@ -420,12 +420,17 @@ struct tls {
     int64_t linger_ns;     /* the options' shutdown_timeout_ns */
     coil_handle_t *linger_timer;
     struct coil__close_hook hook;
+    /* A reference to the context it was made with: the server's ALPN
+     * callback reads the context's list during the handshake, whoever
+     * else drops theirs meanwhile. */
+    coil_tls_context_t *ctx;
     char alpn[256];
 };
 
 static void tls_free(struct tls *t)
 {
     SSL_free(t->ssl);
+    coil_tls_context_unref(t->ctx);
     coil__free(t->out);
     coil__free(t->pre);
     coil__free(t);
@@ -1029,6 +1034,7 @@ static int connect_tls(int fd, coil_tls_context_t *ctx, bool server,
         (void)close(fd);
         return err;
     }
+    t->ctx = coil_tls_context_ref(ctx);
     coil__sock_no_sigpipe(fd);
     coil__sock_nodelay(fd);
     ERR_clear_error();

@@ -756,6 +756,85 @@ static void test_start_tls(void **state)
     assert_memory_equal(big.reply, "pong", 4);
 }
 
+/* The server's context dropped by its last other holder while a
+ * handshake made with it waits for the client's hello: the connection
+ * holds its own reference (the ALPN callback reads the context's list
+ * then), and the handshake goes through with the protocol chosen. */
+struct ctx_dropped {
+    coil_tls_context_t *sctx;
+    bool waiting; /* the handler is about to start the handshake */
+    int server_r;
+    char alpn[32];
+    char reply[4];
+};
+
+static int ctx_dropped_handler(coil_stream_t *plain, void *arg)
+{
+    struct ctx_dropped *d = arg;
+    coil_stream_t *s;
+    d->waiting = true;
+    d->server_r = coil_tls_start(plain, d->sctx, true, NULL, &s);
+    if (d->server_r)
+        return 0;
+    snprintf(d->alpn, sizeof(d->alpn), "%s",
+             coil_tls_alpn(s) ? coil_tls_alpn(s) : "");
+    char buf[4];
+    int err = coil_stream_read_exactly(s, buf, 4, NULL);
+    if (!err)
+        err = coil_stream_write(s, "pong", 4);
+    if (!err)
+        err = coil_stream_drain(s);
+    coil_stream_unref(s);
+    return err;
+}
+
+static int ctx_dropped_body(void *arg)
+{
+    struct ctx_dropped *d = arg;
+    static const char *const protos[] = {"x-coil"};
+    coil_server_t *srv = NULL;
+    coil_tls_context_t *cctx = NULL;
+    coil_stream_t *plain = NULL, *s = NULL;
+    char port[16] = "0";
+    int err = coil_tls_context_new(true, &d->sctx);
+    if (!err)
+        err = coil_tls_context_load_cert(d->sctx, cert_pem, key_pem);
+    if (!err)
+        err = coil_tls_context_set_alpn(d->sctx, protos, 1);
+    if (!err)
+        err = plain_server(ctx_dropped_handler, d, &srv, port);
+    if (!err && !(err = client_ctx(ca_pem, &cctx)))
+        err = coil_tls_context_set_alpn(cctx, protos, 1);
+    if (!err)
+        err = coil_stream_open("127.0.0.1", port, &plain);
+    for (int i = 0; !err && !d->waiting && i < 1000; i++)
+        err = coil_sleep(COIL_MSEC);
+    if (!err)
+        err = coil_yield(); /* the handler now waits for the hello */
+    coil_tls_context_unref(d->sctx); /* the only reference but its own */
+    d->sctx = NULL;
+    coil_tls_options_t o = {.server_hostname = "localhost"};
+    if (!err)
+        err = coil_tls_start(plain, cctx, false, &o, &s);
+    if (!err && !(err = coil_stream_write(s, "ping", 4)))
+        err = coil_stream_read_exactly(s, d->reply, 4, NULL);
+    coil_stream_unref(s);
+    coil_stream_unref(plain);
+    coil_tls_context_unref(cctx);
+    return end_server(srv, err);
+}
+
+static void test_context_dropped_mid_handshake(void **state)
+{
+    (void)state;
+    struct ctx_dropped d = {0};
+    run_ok(ctx_dropped_body, &d);
+    assert_true(d.waiting);
+    assert_int_equal(d.server_r, 0);
+    assert_string_equal(d.alpn, "x-coil");
+    assert_memory_equal(d.reply, "pong", 4);
+}
+
 /* ------------------------------------------------------------------ */
 /* A peer coil did not write: openssl s_server and s_client             */
 /* ------------------------------------------------------------------ */
@@ -957,6 +1036,7 @@ int main(void)
         TEST_NOLOOP(test_handshake_limits),
         TEST_NOLOOP(test_tls_server),
         TEST_NOLOOP(test_start_tls),
+        TEST_NOLOOP(test_context_dropped_mid_handshake),
         TEST_NOLOOP(test_openssl_peers),
         TEST_NOLOOP(test_arguments),
     };
