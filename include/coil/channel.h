@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
-/*
- * coil/channel.h - a queue between loops: tasks of any loops (and plain
+/**
+ * @file coil/channel.h
+ * a queue between loops: tasks of any loops (and plain
  * threads, without waiting) put pointers in and get them out, first in,
  * first out, with backpressure.
  *
@@ -27,24 +28,25 @@
 extern "C" {
 #endif
 
+/** A channel between loops (see the top of this file). */
 typedef struct coil_channel coil_channel_t;
 
-/*
+/**
  * Make a channel holding at most capacity items (0: no limit; puts then
  * never wait). The caller owns the one reference. Thread-safe.
  * Errors: -EINVAL (out NULL), -ENOMEM.
  */
 COIL_API int coil_channel_new(size_t capacity, coil_channel_t **out);
 
-/* Take a reference; returns ch (NULL gives NULL). Any thread. */
+/** Take a reference; returns ch (NULL gives NULL). Any thread. */
 COIL_API coil_channel_t *coil_channel_ref(coil_channel_t *ch);
 
-/* Drop a reference; the last one frees the channel with whatever items
+/** Drop a reference; the last one frees the channel with whatever items
  * it still holds (they are the caller's to have drained). No task may
  * be waiting on it then. Accepts NULL. Any thread. */
 COIL_API void coil_channel_unref(coil_channel_t *ch);
 
-/*
+/**
  * From a task of any loop: put item, waiting while the channel is full.
  * May suspend. Returns 0 (the item is in the channel, or was handed to a
  * getter). Errors: -EINVAL (NULL ch), -EPERM (not in a task), -EPIPE
@@ -53,7 +55,7 @@ COIL_API void coil_channel_unref(coil_channel_t *ch);
  */
 COIL_API int coil_channel_put(coil_channel_t *ch, void *item);
 
-/*
+/**
  * From a task of any loop: take the first item into *item_out, waiting
  * while the channel is empty. May suspend. Errors: -EINVAL (NULL),
  * -EPERM (not in a task), -EPIPE (closed and empty), -ECANCELED (the task
@@ -61,15 +63,16 @@ COIL_API int coil_channel_put(coil_channel_t *ch, void *item);
  */
 COIL_API int coil_channel_get(coil_channel_t *ch, void **item_out);
 
-/*
+/**
  * From any thread, never waiting: put, or -EAGAIN when full; take, or
  * -EAGAIN when empty. Errors also -EINVAL (NULL), -EPIPE (closed; for
  * try_get, closed and empty), -ENOMEM (try_put).
  */
 COIL_API int coil_channel_try_put(coil_channel_t *ch, void *item);
+/** @copydoc coil_channel_try_put */
 COIL_API int coil_channel_try_get(coil_channel_t *ch, void **item_out);
 
-/*
+/**
  * Close: later puts get -EPIPE, and so do the waiting putters (their
  * items stay theirs); getters take what is left, then get -EPIPE, the
  * waiting ones at once. Closing twice does nothing. Any thread.
@@ -77,7 +80,7 @@ COIL_API int coil_channel_try_get(coil_channel_t *ch, void **item_out);
  */
 COIL_API int coil_channel_close(coil_channel_t *ch);
 
-/* How many items the channel holds now (0 for NULL). Any thread. */
+/** How many items the channel holds now (0 for NULL). Any thread. */
 COIL_API size_t coil_channel_size(coil_channel_t *ch);
 
 #ifdef __cplusplus

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
-/*
- * coil/combinators.h - waiting for many futures at once: gather, wait,
+/**
+ * @file coil/combinators.h
+ * waiting for many futures at once: gather, wait,
  * as_completed (asyncio's functions of the same names). Tasks are futures
  * here through coil_task_future(). Each call may suspend and returns
  * -EPERM outside a task. The futures must belong to the running task's
@@ -15,10 +16,10 @@
 extern "C" {
 #endif
 
-/* Flags of coil_gather. */
-#define COIL_GATHER_RETURN_ERRORS 1u /* errors per slot, cancel nothing */
+/** Flags of coil_gather. */
+#define COIL_GATHER_RETURN_ERRORS 1u /**< errors per slot, cancel nothing */
 
-/*
+/**
  * Wait for every future and collect the results in argument order into
  * results[i] (if results is not NULL; a slot whose future failed gets
  * NULL).
@@ -40,14 +41,14 @@ extern "C" {
 COIL_API int coil_gather(coil_future_t *const *futs, size_t n, void **results,
                          unsigned flags);
 
-/* Modes of coil_wait. */
+/** Modes of coil_wait. */
 enum coil_wait_mode {
-    COIL_ALL_COMPLETED,   /* every future is done */
-    COIL_FIRST_COMPLETED, /* any future is done */
-    COIL_FIRST_EXCEPTION, /* any future failed (or all are done) */
+    COIL_ALL_COMPLETED,   /**< every future is done */
+    COIL_FIRST_COMPLETED, /**< any future is done */
+    COIL_FIRST_EXCEPTION, /**< any future failed (or all are done) */
 };
 
-/*
+/**
  * Wait until mode is satisfied or timeout_ns passes (COIL_NO_TIMEOUT: no
  * limit; zero or negative: only what is done by the next iteration).
  * Cancels nothing. Returns how many of the futures are done (check each
@@ -59,9 +60,10 @@ enum coil_wait_mode {
 COIL_API int coil_wait(coil_future_t *const *futs, size_t n,
                        enum coil_wait_mode mode, int64_t timeout_ns);
 
+/** An iteration over futures as they complete (coil_as_completed_begin). */
 typedef struct coil_as_completed coil_as_completed_t;
 
-/*
+/**
  * Start iterating over futs in the order they complete, with an overall
  * timeout (COIL_NO_TIMEOUT: none; zero or negative: only what is done by
  * the next iteration). The futures are referenced by the iterator; the
@@ -73,7 +75,7 @@ COIL_API int coil_as_completed_begin(coil_future_t *const *futs, size_t n,
                                      int64_t timeout_ns,
                                      coil_as_completed_t **it_out);
 
-/*
+/**
  * The next future to complete, in *fut_out (borrowed from the caller's
  * array). Returns 1 with a future, 0 when every future has been
  * delivered, -ETIMEDOUT when the timeout passed first, -ECANCELED when the
@@ -82,7 +84,7 @@ COIL_API int coil_as_completed_begin(coil_future_t *const *futs, size_t n,
 COIL_API int coil_as_completed_next(coil_as_completed_t *it,
                                     coil_future_t **fut_out);
 
-/* Finish iterating; cancels nothing. Accepts NULL. */
+/** Finish iterating; cancels nothing. Accepts NULL. */
 COIL_API void coil_as_completed_end(coil_as_completed_t *it);
 
 #ifdef __cplusplus

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
-/*
- * coil/common.h - what every other coil header needs: the export macro,
+/**
+ * @file coil/common.h
+ * what every other coil header needs: the export macro,
  * time units, the opaque types, error names and the replaceable allocator.
  *
  * Conventions that hold for every coil function (docs/conventions.md has
@@ -30,6 +31,12 @@
 extern "C" {
 #endif
 
+/**
+ * Marks every function of the API: default visibility (exported from the
+ * shared library, which hides everything else) with GCC and clang;
+ * nothing when COIL_STATIC_DEFINE is defined, as it is for the static
+ * library (coil::coil_static, pkg-config coil-static).
+ */
 #if defined(COIL_STATIC_DEFINE)
 #define COIL_API
 #elif defined(__GNUC__) || defined(__clang__)
@@ -42,38 +49,42 @@ extern "C" {
 /* Time: int64_t nanoseconds on the monotonic clock.                   */
 /* ------------------------------------------------------------------ */
 
-#define COIL_NSEC ((int64_t)1)
-#define COIL_USEC ((int64_t)1000)
-#define COIL_MSEC ((int64_t)1000000)
-#define COIL_SEC ((int64_t)1000000000)
+#define COIL_NSEC ((int64_t)1)          /**< A nanosecond, coil's time unit. */
+#define COIL_USEC ((int64_t)1000)       /**< A microsecond, in nanoseconds. */
+#define COIL_MSEC ((int64_t)1000000)    /**< A millisecond, in nanoseconds. */
+#define COIL_SEC ((int64_t)1000000000)  /**< A second, in nanoseconds. */
 
-/*
- * "No limit", for every timeout and deadline parameter (coil_wait_for,
- * coil_wait, coil_as_completed_begin, coil_timeout_begin...). Every other
- * value is a limit: zero or a negative one has passed already.
+/**
+ * The value meaning "no limit", for every timeout and deadline parameter
+ * (coil_wait_for, coil_wait, coil_as_completed_begin, coil_timeout_begin...).
+ * Every other value is a limit: zero or a negative one has passed already.
  */
 #define COIL_NO_TIMEOUT INT64_MAX
 
-/* The current time of the monotonic clock, in nanoseconds. Never fails. */
+/** The current time of the monotonic clock, in nanoseconds. Never fails. */
 COIL_API int64_t coil_now(void);
 
 /* ------------------------------------------------------------------ */
 /* Opaque types                                                         */
 /* ------------------------------------------------------------------ */
 
+/** An event loop (coil/loop.h). */
 typedef struct coil_loop coil_loop_t;
+/** A scheduled call of the loop, to cancel it (coil_loop_call_soon). */
 typedef struct coil_handle coil_handle_t;
+/** A future (coil/future.h). */
 typedef struct coil_future coil_future_t;
+/** A task (coil/task.h); its future is coil_task_future's. */
 typedef struct coil_task coil_task_t;
 
-/* A plain callback: everything it needs comes through arg. */
+/** A plain callback: everything it needs comes through arg. */
 typedef void (*coil_callback_fn)(void *arg);
 
 /* ------------------------------------------------------------------ */
 /* Errors                                                               */
 /* ------------------------------------------------------------------ */
 
-/*
+/**
  * A description of a coil error code (negative errno), such as
  * "Operation canceled" for -ECANCELED, "Timed out" for -ETIMEDOUT, and
  * "Success" for 0. Never NULL; the string is static. Positive codes are
@@ -81,7 +92,7 @@ typedef void (*coil_callback_fn)(void *arg);
  */
 COIL_API const char *coil_strerror(int err);
 
-/*
+/**
  * The symbolic name of an error code, such as "ECANCELED" for -ECANCELED;
  * "OK" for 0. Never NULL; unknown codes give "EUNKNOWN". The string is
  * static.
@@ -92,7 +103,7 @@ COIL_API const char *coil_err_name(int err);
 /* The replaceable allocator                                            */
 /* ------------------------------------------------------------------ */
 
-/*
+/**
  * Every allocation coil makes goes through these three functions. They
  * follow malloc/realloc/free, plus a context pointer. realloc is only ever
  * called with a non-NULL pointer and a non-zero size. If coil is used from
@@ -100,13 +111,17 @@ COIL_API const char *coil_err_name(int err);
  * thread-safe.
  */
 typedef struct coil_allocator {
+    /** As malloc(3): size bytes (never 0), or NULL. */
     void *(*malloc)(size_t size, void *ctx);
+    /** As realloc(3): ptr is never NULL and size never 0. */
     void *(*realloc)(void *ptr, size_t size, void *ctx);
+    /** As free(3): ptr is never NULL. */
     void (*free)(void *ptr, void *ctx);
+    /** Passed to each of the three as it is. */
     void *ctx;
 } coil_allocator_t;
 
-/*
+/**
  * Replace the allocator. NULL restores the C library's malloc/realloc/free.
  * The table is copied.
  *

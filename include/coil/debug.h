@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
-/*
- * coil/debug.h - debug mode, the log hook, the task dump and the loop's
+/**
+ * @file coil/debug.h
+ * debug mode, the log hook, the task dump and the loop's
  * metrics.
  *
  * Debug mode (asyncio's loop.set_debug) is off by default and turned on
@@ -64,15 +65,16 @@ extern "C" {
 /* The log hook                                                         */
 /* ------------------------------------------------------------------ */
 
+/** The level of a report (coil_log_fn, coil_set_log_hook). */
 typedef enum coil_log_level {
-    COIL_LOG_DEBUG = 10,
-    COIL_LOG_INFO = 20,
-    COIL_LOG_WARNING = 30,
-    COIL_LOG_ERROR = 40,
-    COIL_LOG_FATAL = 50, /* a misuse; the process aborts after the hook */
+    COIL_LOG_DEBUG = 10,   /**< detail, below the default minimum */
+    COIL_LOG_INFO = 20,    /**< information; the default minimum */
+    COIL_LOG_WARNING = 30, /**< a problem that may be a bug */
+    COIL_LOG_ERROR = 40,   /**< an error: a loop stuck for good, say */
+    COIL_LOG_FATAL = 50, /**< a misuse; the process aborts after the hook */
 } coil_log_level_t;
 
-/*
+/**
  * Receives every report. loop is the loop concerned (NULL if none);
  * message is one line without a newline, valid during the call only. A
  * hook runs on the loop's thread, except for the reports of misuse made
@@ -82,7 +84,7 @@ typedef enum coil_log_level {
 typedef void (*coil_log_fn)(coil_log_level_t level, coil_loop_t *loop,
                             const char *message, void *arg);
 
-/*
+/**
  * Install the process-wide log hook (fn NULL: the default, which writes
  * "coil[<level>]: <message>" and a newline to stderr, one write per
  * report). Reports below min_level are dropped before any formatting
@@ -96,10 +98,11 @@ typedef void (*coil_log_fn)(coil_log_level_t level, coil_loop_t *loop,
 COIL_API int coil_set_log_hook(coil_log_fn fn, void *arg,
                                coil_log_level_t min_level);
 
-/* "debug", "info", "warning", "error", "fatal"; NULL for anything else. */
+/** The name of level: "debug", "info", "warning", "error", "fatal"; NULL
+ * for anything else. */
 COIL_API const char *coil_log_level_name(coil_log_level_t level);
 
-/* The default hook (for a hook that adds to it). */
+/** The default hook (for a hook that adds to it). */
 COIL_API void coil_log_default(coil_log_level_t level, coil_loop_t *loop,
                                const char *message, void *arg);
 
@@ -107,7 +110,7 @@ COIL_API void coil_log_default(coil_log_level_t level, coil_loop_t *loop,
 /* Debug mode                                                           */
 /* ------------------------------------------------------------------ */
 
-/*
+/**
  * Turn debug mode on or off for loop, on the loop's thread (or while no
  * thread runs it). Takes effect at once, except that the quarantine and
  * stack measurements apply to what is made or freed from then on.
@@ -117,18 +120,19 @@ COIL_API void coil_log_default(coil_log_level_t level, coil_loop_t *loop,
  */
 COIL_API int coil_loop_set_debug(coil_loop_t *loop, bool on);
 
-/* Whether loop is in debug mode. false for NULL. */
+/** Whether loop is in debug mode. false for NULL. */
 COIL_API bool coil_loop_debug(const coil_loop_t *loop);
 
-/*
+/**
  * The slow threshold (asyncio's slow_callback_duration): a callback or
  * task step that runs at least this long is reported in debug mode.
  * Default 100 ms. Errors: -EINVAL (NULL, or ns <= 0).
  */
 COIL_API int coil_loop_set_slow_duration(coil_loop_t *loop, int64_t ns);
+/** @copydoc coil_loop_set_slow_duration */
 COIL_API int64_t coil_loop_slow_duration(const coil_loop_t *loop);
 
-/*
+/**
  * The signal that makes every loop running in debug mode print its task
  * dump to stderr (process-wide; default SIGQUIT; 0: none). The dump runs
  * on each loop's thread, between callbacks. The handler is installed
@@ -144,7 +148,7 @@ COIL_API int coil_set_dump_signal(int signum);
 /* Holding a loop for another thread                                    */
 /* ------------------------------------------------------------------ */
 
-/*
+/**
  * Tell the loop that some thread will call into it later (a *_threadsafe
  * function), so that the stuck-loop detection of debug mode does not take
  * tasks waiting for that thread as stuck. Executors, name lookups,
@@ -155,13 +159,14 @@ COIL_API int coil_set_dump_signal(int signum);
  * (NULL), -EALREADY (coil_loop_release without a hold).
  */
 COIL_API int coil_loop_hold(coil_loop_t *loop);
+/** @copydoc coil_loop_hold */
 COIL_API int coil_loop_release(coil_loop_t *loop);
 
 /* ------------------------------------------------------------------ */
 /* The task dump                                                        */
 /* ------------------------------------------------------------------ */
 
-/*
+/**
  * Write every unfinished task of loop to out: its id, name, state, what
  * it waits on (sleep until T, fd N readable, future F, join of task X,
  * group G, lock, queue...), its age and the time since it last ran, the
@@ -175,7 +180,7 @@ COIL_API int coil_loop_release(coil_loop_t *loop);
  */
 COIL_API int coil_loop_dump_tasks(coil_loop_t *loop, FILE *out);
 
-/* The dump of the loop running in this thread. Errors as above, and
+/** The dump of the loop running in this thread. Errors as above, and
  * -ESRCH (no loop runs in this thread). */
 COIL_API int coil_dump_tasks(FILE *out);
 
@@ -183,11 +188,11 @@ COIL_API int coil_dump_tasks(FILE *out);
 /* Per-task and per-loop measurements                                   */
 /* ------------------------------------------------------------------ */
 
-/* The time task ran (between its resumes and suspends), ns, counted while
+/** The time task ran (between its resumes and suspends), ns, counted while
  * its loop was in debug mode. 0 for NULL. */
 COIL_API int64_t coil_task_cpu_time(const coil_task_t *task);
 
-/*
+/**
  * How deep task's stack has gone so far (bytes), measured on stacks that
  * debug mode cleared; for a finished task, the depth it reached. Errors:
  * -EINVAL (NULL), -ENODATA (not measured: the task was spawned with debug
@@ -195,23 +200,25 @@ COIL_API int64_t coil_task_cpu_time(const coil_task_t *task);
  */
 COIL_API int coil_task_stack_used(const coil_task_t *task, size_t *used_out);
 
-/* What a loop has done since it was made. */
+/** What a loop has done since it was made. */
 typedef struct coil_loop_metrics {
-    uint64_t iterations;   /* batches of ready callbacks run */
-    uint64_t polls;        /* I/O polls (blocking or not) */
-    uint64_t events;       /* fd events dispatched by the polls */
-    int64_t poll_ns;       /* time spent in polls that could sleep */
-    int64_t run_ns;        /* time spent running, outside those polls */
+    uint64_t iterations;   /**< batches of ready callbacks run */
+    uint64_t polls;        /**< I/O polls (blocking or not) */
+    uint64_t events;       /**< fd events dispatched by the polls */
+    int64_t poll_ns;       /**< time spent in polls that could sleep */
+    int64_t run_ns;        /**< time spent running, outside those polls */
     /* Debug mode only (counting them would cost the hot paths): */
-    uint64_t callbacks;    /* callbacks run (timers', task steps too) */
-    uint64_t task_steps;   /* task steps run */
-    /* Debug mode only (0 otherwise): the longest callback or step, and
+    uint64_t callbacks;    /**< callbacks run (timers', task steps too);
+                                debug mode only */
+    uint64_t task_steps;   /**< task steps run; debug mode only */
+    /** Debug mode only (0 otherwise): the longest callback or step, and
      * what ran it ("task 'name' (id N, ...)" or a callback's function). */
     int64_t longest_step_ns;
-    char longest_step_what[96];
+    char longest_step_what[96]; /**< what ran the longest step (see
+                                     longest_step_ns); debug mode only */
 } coil_loop_metrics_t;
 
-/* Fill *out. Errors: -EINVAL (NULL). */
+/** Fill *out. Errors: -EINVAL (NULL). */
 COIL_API int coil_loop_metrics(const coil_loop_t *loop,
                                coil_loop_metrics_t *out);
 

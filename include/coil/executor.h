@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
-/*
- * coil/executor.h - running blocking calls on threads (asyncio's
+/**
+ * @file coil/executor.h
+ * running blocking calls on threads (asyncio's
  * to_thread, run_in_executor and ThreadPoolExecutor), and reaching a loop
  * from other threads (run_coroutine_threadsafe, completing a future).
  *
@@ -45,25 +46,26 @@
 extern "C" {
 #endif
 
+/** An executor: a pool of worker threads for jobs that may block. */
 typedef struct coil_executor coil_executor_t;
 
-/* A job: runs on a worker thread; returns a result (>= 0) or -errno. */
+/** A job: runs on a worker thread; returns a result (>= 0) or -errno. */
 typedef int (*coil_job_fn)(void *arg);
 
-/* Frees what a job that nobody waits for any more was given. */
+/** Frees what a job that nobody waits for any more was given. */
 typedef void (*coil_job_dispose_fn)(void *arg, int result);
 
-/* Options for coil_executor_new; zero-initialise, then set fields. */
+/** Options for coil_executor_new; zero-initialise, then set fields. */
 typedef struct coil_executor_options {
-    /* At most this many worker threads; 0: the number of CPUs plus 4,
+    /** At most this many worker threads; 0: the number of CPUs plus 4,
      * at most 32 (Python's ThreadPoolExecutor default). */
     unsigned max_threads;
-    /* At most this many jobs waiting for a thread (submitting more gives
+    /** At most this many jobs waiting for a thread (submitting more gives
      * -EAGAIN); 0: no limit. */
     size_t max_queued;
 } coil_executor_options_t;
 
-/*
+/**
  * Make an executor (opts NULL: the defaults). Threads start only as jobs
  * come. Thread-safe. Errors: -EINVAL (out NULL), -ENOMEM, and
  * pthread's errors.
@@ -71,15 +73,15 @@ typedef struct coil_executor_options {
 COIL_API int coil_executor_new(const coil_executor_options_t *opts,
                                coil_executor_t **out);
 
-/* Take a reference; returns ex (NULL for NULL). Thread-safe. */
+/** Take a reference; returns ex (NULL for NULL). Thread-safe. */
 COIL_API coil_executor_t *coil_executor_ref(coil_executor_t *ex);
 
-/* Drop a reference. The last one shuts the executor down without waiting
+/** Drop a reference. The last one shuts the executor down without waiting
  * (coil_executor_shutdown with a timeout of 0); the memory goes when the
  * last running job has returned. Accepts NULL. Thread-safe. */
 COIL_API void coil_executor_unref(coil_executor_t *ex);
 
-/*
+/**
  * Submit fn(arg) to ex on behalf of the calling thread's running loop
  * (or loop, if given: then from the loop's thread, running or not) and
  * make a future of its outcome: done with (void *)(intptr_t)result, or
@@ -96,7 +98,7 @@ COIL_API int coil_executor_submit(coil_executor_t *ex, coil_loop_t *loop,
                                   coil_job_dispose_fn dispose,
                                   coil_future_t **fut_out);
 
-/*
+/**
  * asyncio's loop.run_in_executor: submit fn(arg) to ex (NULL: the running
  * loop's default executor) and wait for its outcome, which is returned.
  * May suspend; -EPERM outside a task; -ECANCELED if the waiting task was
@@ -106,15 +108,15 @@ COIL_API int coil_executor_submit(coil_executor_t *ex, coil_loop_t *loop,
 COIL_API int coil_executor_run(coil_executor_t *ex, coil_job_fn fn, void *arg,
                                coil_job_dispose_fn dispose);
 
-/* asyncio.to_thread: coil_executor_run on the default executor. */
+/** asyncio.to_thread: coil_executor_run on the default executor. */
 COIL_API int coil_to_thread(coil_job_fn fn, void *arg,
                             coil_job_dispose_fn dispose);
 
-/* Inside a job: whether whoever waited for it has let go (the job may
+/** Inside a job: whether whoever waited for it has let go (the job may
  * stop early: its result will be disposed of). false outside a job. */
 COIL_API bool coil_job_cancelled(void);
 
-/*
+/**
  * Shut ex down: later submissions fail with -ESHUTDOWN, jobs still
  * waiting for a thread fail with -ESHUTDOWN (their futures complete with
  * it), and the running ones are waited for, at most timeout_ns
@@ -132,7 +134,7 @@ COIL_API bool coil_job_cancelled(void);
  */
 COIL_API int coil_executor_shutdown(coil_executor_t *ex, int64_t timeout_ns);
 
-/*
+/**
  * The loop's default executor (no new reference: it lives as long as the
  * loop is open), made with the defaults on first use. Errors: -EINVAL,
  * -EBADF (loop closed), -ENOMEM. From the loop's thread only.
@@ -140,7 +142,7 @@ COIL_API int coil_executor_shutdown(coil_executor_t *ex, int64_t timeout_ns);
 COIL_API int coil_loop_default_executor(coil_loop_t *loop,
                                         coil_executor_t **ex_out);
 
-/*
+/**
  * Make ex (a new reference is taken) the loop's default executor from now
  * on; the previous one, if any, is let go (unref'd, so shut down if it
  * was the last reference). NULL: back to "made on first use". Errors:
@@ -153,7 +155,7 @@ COIL_API int coil_loop_set_default_executor(coil_loop_t *loop,
 /* From other threads                                                   */
 /* ------------------------------------------------------------------ */
 
-/*
+/**
  * asyncio.run_coroutine_threadsafe(...).result(timeout): from a thread
  * that is not loop's, run fn(arg) as a task on loop and block until it
  * finishes; returns its outcome (result >= 0, error, or -ECANCELED). If
@@ -166,7 +168,7 @@ COIL_API int coil_loop_set_default_executor(coil_loop_t *loop,
 COIL_API int coil_loop_run_task_threadsafe(coil_loop_t *loop, coil_task_fn fn,
                                            void *arg, int64_t timeout_ns);
 
-/*
+/**
  * Complete fut from any thread: as coil_future_set_result /
  * coil_future_set_error, carried out on fut's loop. The call consumes one
  * reference to fut, which the caller must have taken (coil_future_ref) on
@@ -178,6 +180,7 @@ COIL_API int coil_loop_run_task_threadsafe(coil_loop_t *loop, coil_task_fn fn,
  */
 COIL_API int coil_future_set_result_threadsafe(coil_future_t *fut,
                                                void *value);
+/** @copydoc coil_future_set_result_threadsafe */
 COIL_API int coil_future_set_error_threadsafe(coil_future_t *fut, int error);
 
 #ifdef __cplusplus

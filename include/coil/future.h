@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
-/*
- * coil/future.h - futures: a result or an error that arrives later, with
+/**
+ * @file coil/future.h
+ * futures: a result or an error that arrives later, with
  * callbacks run when it does (asyncio.Future).
  *
  * A future is reference counted: coil_future_new gives the caller one
@@ -21,22 +22,22 @@
 extern "C" {
 #endif
 
-/* Called once the future is done, through the loop (never re-entrantly). */
+/** Called once the future is done, through the loop (never re-entrantly). */
 typedef void (*coil_done_fn)(coil_future_t *fut, void *arg);
 
-/*
+/**
  * A new pending future on loop.
  * Errors: -EINVAL (NULL argument), -EBADF (loop closed), -ENOMEM.
  */
 COIL_API int coil_future_new(coil_loop_t *loop, coil_future_t **fut_out);
 
-/* Take another reference; returns fut. NULL gives NULL. */
+/** Take another reference; returns fut. NULL gives NULL. */
 COIL_API coil_future_t *coil_future_ref(coil_future_t *fut);
 
-/* Drop a reference; the last one frees the future. Accepts NULL. */
+/** Drop a reference; the last one frees the future. Accepts NULL. */
 COIL_API void coil_future_unref(coil_future_t *fut);
 
-/*
+/**
  * Complete with a result (an opaque pointer; coil never dereferences it).
  * Done callbacks are scheduled with call_soon, in registration order.
  * Errors: -EINVAL (NULL), -EALREADY (already done; nothing changes),
@@ -44,7 +45,7 @@ COIL_API void coil_future_unref(coil_future_t *fut);
  */
 COIL_API int coil_future_set_result(coil_future_t *fut, void *value);
 
-/*
+/**
  * Complete with an error: a negative errno code other than -ECANCELED
  * (use coil_future_cancel for that).
  * Errors: -EINVAL (NULL, error >= 0, or -ECANCELED), -EALREADY, -EPERM
@@ -52,32 +53,32 @@ COIL_API int coil_future_set_result(coil_future_t *fut, void *value);
  */
 COIL_API int coil_future_set_error(coil_future_t *fut, int error);
 
-/*
+/**
  * Cancel: a pending future becomes done with -ECANCELED and its callbacks
  * are scheduled. On a task's future this is coil_task_cancel (a request
  * the task handles). Errors: -EINVAL (NULL), -EALREADY (already done).
  */
 COIL_API int coil_future_cancel(coil_future_t *fut);
 
-/* Whether it is done (result, error or cancelled). false for NULL. */
+/** Whether it is done (result, error or cancelled). false for NULL. */
 COIL_API bool coil_future_done(const coil_future_t *fut);
 
-/* Whether it was cancelled. false for NULL. */
+/** Whether it was cancelled. false for NULL. */
 COIL_API bool coil_future_cancelled(const coil_future_t *fut);
 
-/*
+/**
  * The outcome; on 0, *value_out (if not NULL) receives the result.
  * Returns -EINPROGRESS while pending, -EINVAL for NULL fut.
  */
 COIL_API int coil_future_result(const coil_future_t *fut, void **value_out);
 
-/* The outcome code alone (see the top of this file). -EINVAL for NULL. */
+/** The outcome code alone (see the top of this file). -EINVAL for NULL. */
 COIL_API int coil_future_error(const coil_future_t *fut);
 
-/* The loop the future belongs to. NULL for NULL. */
+/** The loop the future belongs to. NULL for NULL. */
 COIL_API coil_loop_t *coil_future_loop(const coil_future_t *fut);
 
-/*
+/**
  * Call fn(fut, arg) through the loop once fut is done; if it is done
  * already the call is scheduled at once. Callbacks run in the order they
  * were added. If the loop is closed before they run they never run.
@@ -86,7 +87,7 @@ COIL_API coil_loop_t *coil_future_loop(const coil_future_t *fut);
 COIL_API int coil_future_add_done_callback(coil_future_t *fut, coil_done_fn fn,
                                            void *arg);
 
-/*
+/**
  * Remove every not-yet-scheduled callback equal to (fn, arg). Returns how
  * many were removed (0 or more); -EINVAL for NULL fut or fn.
  */

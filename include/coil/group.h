@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
-/*
- * coil/group.h - task groups: structured concurrency (asyncio.TaskGroup).
+/**
+ * @file coil/group.h
+ * task groups: structured concurrency (asyncio.TaskGroup).
  *
  * A group belongs to the task that made it (its parent). Children are
  * spawned into it; coil_group_wait suspends the parent until every child
@@ -36,13 +37,14 @@
 extern "C" {
 #endif
 
+/** A task group (see the top of this file). */
 typedef struct coil_group coil_group_t;
 
-/* A group whose parent is the running task.
+/** A group whose parent is the running task.
  * Errors: -EINVAL (NULL), -EPERM (not in a task), -ENOMEM. */
 COIL_API int coil_group_new(coil_group_t **group_out);
 
-/*
+/**
  * Spawn a child (as coil_task_spawn_opts on the parent's loop; opts may be
  * NULL). Any task may add children (a child its siblings) until
  * coil_group_wait has returned, also while the parent waits: the wait
@@ -55,10 +57,10 @@ COIL_API int coil_group_spawn(coil_group_t *group, coil_task_fn fn, void *arg,
                               const coil_task_options_t *opts,
                               coil_task_t **task_out);
 
-/* Cancel every child still running. Errors: -EINVAL. */
+/** Cancel every child still running. Errors: -EINVAL. */
 COIL_API int coil_group_cancel(coil_group_t *group);
 
-/*
+/**
  * Wait for every child (see the top of this file). Only the parent may
  * call it, once. Returns 0, the first child error, or -ECANCELED.
  * Errors: -EINVAL, -EPERM (not the parent), -EALREADY (called before).
@@ -66,7 +68,7 @@ COIL_API int coil_group_cancel(coil_group_t *group);
  */
 COIL_API int coil_group_wait(coil_group_t *group);
 
-/*
+/**
  * The errors of the children that failed, in the order they failed:
  * fills errors[0..n) and returns how many there are in all (if memory ran
  * out while recording them, the count still includes every failure but
@@ -77,7 +79,7 @@ COIL_API int coil_group_wait(coil_group_t *group);
 COIL_API int coil_group_errors(const coil_group_t *group, int *errors,
                                size_t n);
 
-/*
+/**
  * Drop the group (its one holder is the parent; there is no _ref). If it
  * was not waited for, its children are cancelled (and finish on their
  * own; the memory goes with the last of them). If the loop closes while

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
-/*
- * coil/io.h - fd readiness watchers (asyncio's add_reader / add_writer).
+/**
+ * @file coil/io.h
+ * fd readiness watchers (asyncio's add_reader / add_writer).
  *
  * A watcher's callback runs, through the loop, in every iteration in which
  * the fd is readable (or writable) until the watcher is removed: readiness
@@ -32,7 +33,7 @@
 extern "C" {
 #endif
 
-/*
+/**
  * Call fn(arg) whenever fd is readable. Replaces an existing reader of fd.
  * The fd should be non-blocking.
  * Errors: -EINVAL (NULL loop or fn), -EBADF (fd negative or not open, or
@@ -44,18 +45,18 @@ extern "C" {
 COIL_API int coil_loop_add_reader(coil_loop_t *loop, int fd,
                                   coil_callback_fn fn, void *arg);
 
-/* As coil_loop_add_reader, for writability. */
+/** As coil_loop_add_reader, for writability. */
 COIL_API int coil_loop_add_writer(coil_loop_t *loop, int fd,
                                   coil_callback_fn fn, void *arg);
 
-/*
+/**
  * Stop watching fd for readability. May be called from the watcher's own
  * callback. Returns 1 if a reader was removed, 0 if there was none;
  * -EINVAL for NULL loop or a negative fd.
  */
 COIL_API int coil_loop_remove_reader(coil_loop_t *loop, int fd);
 
-/* As coil_loop_remove_reader, for the writer. */
+/** As coil_loop_remove_reader, for the writer. */
 COIL_API int coil_loop_remove_writer(coil_loop_t *loop, int fd);
 
 #ifdef __cplusplus

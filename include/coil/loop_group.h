@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
-/*
- * coil/loop_group.h - a loop per core: N loops on N threads, each running
+/**
+ * @file coil/loop_group.h
+ * a loop per core: N loops on N threads, each running
  * its own copy of a main task, and tasks of one loop running work on
  * another and awaiting it.
  *
@@ -26,18 +27,19 @@
 extern "C" {
 #endif
 
+/** A loop group: loops, each on a thread of its own. */
 typedef struct coil_loop_group coil_loop_group_t;
 
-/* Options for coil_loop_group_start; zero-initialise, then set fields. */
+/** Options for coil_loop_group_start; zero-initialise, then set fields. */
 typedef struct coil_loop_group_options {
-    /* How many loops (and threads); 0: one per online CPU. At most 1024. */
+    /** How many loops (and threads); 0: one per online CPU. At most 1024. */
     unsigned loops;
-    /* Each loop's options (backend, context, stack size); NULL fields as
+    /** Each loop's options (backend, context, stack size); NULL fields as
      * coil_loop_new_opts. */
     coil_loop_options_t loop;
 } coil_loop_group_options_t;
 
-/*
+/**
  * Start the group: each of its threads makes its loop and runs main(arg)
  * there as that loop's first task, as coil_run does on one thread (when
  * main returns, the loop's other tasks are cancelled and awaited, its
@@ -57,10 +59,10 @@ COIL_API int coil_loop_group_start(const coil_loop_group_options_t *opts,
                                    coil_task_fn main, void *arg,
                                    coil_loop_group_t **group_out);
 
-/* How many loops the group has; 0 for NULL. Any thread. */
+/** How many loops the group has; 0 for NULL. Any thread. */
 COIL_API unsigned coil_loop_group_size(const coil_loop_group_t *group);
 
-/*
+/**
  * Loop i of the group (0 <= i < size), or NULL. Any thread; the loop
  * stays valid to post to (coil_loop_call_soon_threadsafe,
  * coil_task_spawn_on: -EBADF once it closed) until coil_loop_group_free.
@@ -70,18 +72,18 @@ COIL_API unsigned coil_loop_group_size(const coil_loop_group_t *group);
 COIL_API coil_loop_t *coil_loop_group_loop(const coil_loop_group_t *group,
                                            unsigned i);
 
-/* The index of loop in the group, or -EINVAL (NULL, or not the group's). */
+/** The index of loop in the group, or -EINVAL (NULL, or not the group's). */
 COIL_API int coil_loop_group_index(const coil_loop_group_t *group,
                                    const coil_loop_t *loop);
 
-/*
+/**
  * Any thread: cancel every loop's main task that has not ended, as a
  * Ctrl-C cancels coil_run's. Each main unwinds as for any cancellation.
  * Errors: -EINVAL (NULL).
  */
 COIL_API int coil_loop_group_cancel(coil_loop_group_t *group);
 
-/*
+/**
  * Wait until every thread of the group has ended (every main returned
  * and its loop closed). Returns 0 if every main returned 0 or more, else
  * the first error in loop order other than -ECANCELED, else -ECANCELED
@@ -92,7 +94,7 @@ COIL_API int coil_loop_group_cancel(coil_loop_group_t *group);
  */
 COIL_API int coil_loop_group_join(coil_loop_group_t *group);
 
-/*
+/**
  * Free the group and its loops. Other threads must no longer post to its
  * loops, and no join may be under way. Accepts NULL. A group not joined yet is cancelled and joined
  * first. Called on one of the group's own threads it does nothing (the
@@ -100,7 +102,7 @@ COIL_API int coil_loop_group_join(coil_loop_group_t *group);
  */
 COIL_API void coil_loop_group_free(coil_loop_group_t *group);
 
-/*
+/**
  * From a task of loop A (the running loop): run fn(arg) as a task on loop
  * target and make *fut_out, a future of A, that gets the task's outcome:
  * its result as (void *)(intptr_t)result, its error, or -ECANCELED if the

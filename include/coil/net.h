@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
-/*
- * coil/net.h - suspending socket calls for tasks on raw, non-blocking fds
+/**
+ * @file coil/net.h
+ * suspending socket calls for tasks on raw, non-blocking fds
  * (asyncio's loop.sock_recv, sock_sendall, sock_accept, sock_connect,
  * sock_recvfrom, sock_sendto, sock_sendfile and getaddrinfo).
  *
@@ -64,7 +65,7 @@ struct addrinfo;
 extern "C" {
 #endif
 
-/*
+/**
  * socket(2) made for coil: non-blocking and close-on-exec (and
  * SO_NOSIGPIPE where MSG_NOSIGNAL is missing, as on macOS). Returns the
  * new fd (the caller's, to close with close(2) or coil_sock_close: see
@@ -74,7 +75,7 @@ extern "C" {
  */
 COIL_API int coil_sock_open(int domain, int type, int protocol);
 
-/*
+/**
  * Close fd once (never retried: on Linux the number is released even
  * when close reports EINTR, and a retry could close another thread's new
  * fd; EINTR therefore counts as success). Called from a thread that runs
@@ -86,7 +87,7 @@ COIL_API int coil_sock_open(int domain, int type, int protocol);
  */
 COIL_API int coil_sock_close(int fd);
 
-/*
+/**
  * Receive up to n bytes into buf (recv(2) with no flags). Returns how
  * many (>= 1), 0 at end of stream (the peer shut down writing; also for
  * n == 0), or -errno: -ECONNRESET (peer reset), -ENOTCONN, -ETIMEDOUT
@@ -98,7 +99,7 @@ COIL_API int coil_sock_close(int fd);
  */
 COIL_API ssize_t coil_sock_recv(int fd, void *buf, size_t n);
 
-/*
+/**
  * Send all n bytes of buf, suspending as often as needed. Returns 0 when
  * every byte was handed to the kernel, or -errno: -EPIPE or -ECONNRESET
  * (peer gone; no SIGPIPE), -EBADF, -EINVAL (buf NULL with n > 0),
@@ -111,7 +112,7 @@ COIL_API ssize_t coil_sock_recv(int fd, void *buf, size_t n);
 COIL_API int coil_sock_send_all(int fd, const void *buf, size_t n,
                                 size_t *sent_out);
 
-/*
+/**
  * Accept a connection on listening socket fd. Returns the new connection's
  * fd, non-blocking and close-on-exec (accept4 where available; the
  * caller owns it), with its peer address in addr/addrlen as accept(2)
@@ -129,7 +130,7 @@ COIL_API int coil_sock_send_all(int fd, const void *buf, size_t n,
 COIL_API int coil_sock_accept(int fd, struct sockaddr *addr,
                               socklen_t *addrlen);
 
-/*
+/**
  * Connect fd to addr (len bytes). A connection in progress (EINPROGRESS,
  * or EINTR: the attempt goes on and connect is not issued again) is
  * waited for until fd is writable, and its outcome read with SO_ERROR.
@@ -143,7 +144,7 @@ COIL_API int coil_sock_accept(int fd, struct sockaddr *addr,
 COIL_API int coil_sock_connect(int fd, const struct sockaddr *addr,
                                socklen_t len);
 
-/*
+/**
  * Receive one datagram (recvfrom(2)): up to n bytes into buf, the
  * sender's address into addr/addrlen (both NULL or both set, as
  * coil_sock_accept). Returns the datagram's length as received (a longer
@@ -153,7 +154,7 @@ COIL_API int coil_sock_connect(int fd, const struct sockaddr *addr,
 COIL_API ssize_t coil_sock_recvfrom(int fd, void *buf, size_t n,
                                     struct sockaddr *addr, socklen_t *addrlen);
 
-/*
+/**
  * Send one datagram of n bytes to addr (addrlen bytes; addr NULL with
  * addrlen 0 on a connected socket). Returns n, or -errno: -EMSGSIZE,
  * -ECONNREFUSED (a previous datagram was refused, on a connected UDP
@@ -165,7 +166,7 @@ COIL_API ssize_t coil_sock_sendto(int fd, const void *buf, size_t n,
                                   const struct sockaddr *addr,
                                   socklen_t addrlen);
 
-/*
+/**
  * Send up to count bytes of the file in_fd to socket out_fd, starting at
  * *offset (advanced as bytes are sent; in_fd's own position is left
  * alone) or, with offset NULL, at in_fd's position (which advances).
@@ -184,7 +185,7 @@ COIL_API ssize_t coil_sock_sendto(int fd, const void *buf, size_t n,
 COIL_API ssize_t coil_sock_sendfile(int out_fd, int in_fd, off_t *offset,
                                     size_t count);
 
-/*
+/**
  * getaddrinfo(3) without blocking the loop: the lookup runs on one of the
  * loop's resolver threads (a pool of 4 kept apart from the default
  * executor, so that jobs there cannot hold lookups up) while the task is
@@ -192,20 +193,22 @@ COIL_API ssize_t coil_sock_sendfile(int out_fd, int in_fd, off_t *offset,
  * returns 0 and *res_out holds the list (free it with coil_freeaddrinfo;
  * plain freeaddrinfo is the same function). host or service may be NULL
  * (not both); hints may be NULL. On failure *res_out is NULL.
- * The EAI_* codes map to:
- *   EAI_NONAME, EAI_NODATA    -> -ENOENT        no such name (or address)
- *   EAI_ADDRFAMILY            -> -EADDRNOTAVAIL no address in that family
- *   EAI_SERVICE               -> -EPROTONOSUPPORT service not available
- *                                                for that socket type
- *   EAI_AGAIN                 -> -EAGAIN        temporary failure: retry
- *   EAI_FAIL                  -> -EIO           permanent failure
- *   EAI_MEMORY                -> -ENOMEM
- *   EAI_FAMILY                -> -EAFNOSUPPORT
- *   EAI_SOCKTYPE              -> -ESOCKTNOSUPPORT
- *   EAI_BADFLAGS              -> -EINVAL
- *   EAI_OVERFLOW              -> -EOVERFLOW
- *   EAI_SYSTEM                -> -errno (-EIO if errno was 0)
- *   anything else             -> -EIO
+ * The `EAI_*` codes map to:
+ *
+ *     EAI_NONAME, EAI_NODATA    -> -ENOENT        no such name (or address)
+ *     EAI_ADDRFAMILY            -> -EADDRNOTAVAIL no address in that family
+ *     EAI_SERVICE               -> -EPROTONOSUPPORT service not available
+ *                                                  for that socket type
+ *     EAI_AGAIN                 -> -EAGAIN        temporary failure: retry
+ *     EAI_FAIL                  -> -EIO           permanent failure
+ *     EAI_MEMORY                -> -ENOMEM
+ *     EAI_FAMILY                -> -EAFNOSUPPORT
+ *     EAI_SOCKTYPE              -> -ESOCKTNOSUPPORT
+ *     EAI_BADFLAGS              -> -EINVAL
+ *     EAI_OVERFLOW              -> -EOVERFLOW
+ *     EAI_SYSTEM                -> -errno (-EIO if errno was 0)
+ *     anything else             -> -EIO
+ *
  * Other errors: -EINVAL (res_out NULL, host and service both NULL), -EPERM,
  * -ENOMEM, -EAGAIN (no thread could be started), -ECANCELED: the call returns
  * at once; the lookup finishes on its own and its result is freed then (nothing
@@ -218,10 +221,10 @@ COIL_API int coil_getaddrinfo(const char *host, const char *service,
                               const struct addrinfo *hints,
                               struct addrinfo **res_out);
 
-/* Free a list from coil_getaddrinfo (freeaddrinfo). Accepts NULL. */
+/** Free a list from coil_getaddrinfo (freeaddrinfo). Accepts NULL. */
 COIL_API void coil_freeaddrinfo(struct addrinfo *res);
 
-/*
+/**
  * getnameinfo(3) without blocking the loop: the name (and/or service) of
  * the address sa (salen bytes, copied) into host (hostlen bytes) and serv
  * (servlen bytes); either may be NULL, not both. flags are getnameinfo's

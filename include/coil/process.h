@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
-/*
- * coil/process.h - subprocesses (asyncio's create_subprocess_exec,
+/**
+ * @file coil/process.h
+ * subprocesses (asyncio's create_subprocess_exec,
  * create_subprocess_shell and asyncio.subprocess.Process).
  *
  * A coil_process_t is a child process started by the loop running in the
@@ -58,6 +59,7 @@
  *    the first SIGCHLD after it is gone).
  *  - The disposition of SIGCHLD from before is put back once the loop's
  *    last child is reaped.
+ *
  * Either way, do not reap coil's children yourself (waitpid(-1, ...) or
  * waitpid(pid) elsewhere in the program, SIGCHLD set to SIG_IGN): coil
  * then cannot learn the status and reports return code 255 through the
@@ -83,27 +85,28 @@
 extern "C" {
 #endif
 
+/** A child process (see the top of this file). */
 typedef struct coil_process coil_process_t;
 
-/* What a child's stdin, stdout or stderr is (coil_process_options_t). */
+/** What a child's stdin, stdout or stderr is (coil_process_options_t). */
 typedef enum coil_stdio {
-    COIL_STDIO_INHERIT = 0, /* the parent's own fd 0, 1 or 2 (default) */
-    COIL_STDIO_PIPE,        /* a pipe; the parent's end is a coil stream */
-    COIL_STDIO_DEVNULL,     /* /dev/null */
-    COIL_STDIO_STDOUT,      /* stderr only: wherever stdout goes (merged) */
+    COIL_STDIO_INHERIT = 0, /**< the parent's own fd 0, 1 or 2 (default) */
+    COIL_STDIO_PIPE,        /**< a pipe; the parent's end is a coil stream */
+    COIL_STDIO_DEVNULL,     /**< /dev/null */
+    COIL_STDIO_STDOUT,      /**< stderr only: wherever stdout goes (merged) */
 } coil_stdio_t;
 
-/* Options of coil_process_spawn (all zero: the defaults). */
+/** Options of coil_process_spawn (all zero: the defaults). */
 typedef struct coil_process_options {
-    coil_stdio_t stdin_mode;  /* COIL_STDIO_INHERIT, _PIPE or _DEVNULL */
-    coil_stdio_t stdout_mode; /* COIL_STDIO_INHERIT, _PIPE or _DEVNULL */
-    coil_stdio_t stderr_mode; /* as stdout, or COIL_STDIO_STDOUT */
-    const char *cwd;          /* the child's working directory; NULL: ours.
+    coil_stdio_t stdin_mode;  /**< COIL_STDIO_INHERIT, _PIPE or _DEVNULL */
+    coil_stdio_t stdout_mode; /**< COIL_STDIO_INHERIT, _PIPE or _DEVNULL */
+    coil_stdio_t stderr_mode; /**< as stdout, or COIL_STDIO_STDOUT */
+    const char *cwd;          /**< the child's working directory; NULL: ours.
                                  Entered before exec: a relative file
                                  (with a '/') is found from there, as
                                  Python's subprocess does */
-    char *const *envp;        /* the child's environment; NULL: ours */
-    bool new_process_group;   /* setpgid(0, 0) in the child: its own group,
+    char *const *envp;        /**< the child's environment; NULL: ours */
+    bool new_process_group;   /**< setpgid(0, 0) in the child: its own group,
                                  whose id is its pid (start_new_session's
                                  cousin; Ctrl-C at the terminal does not
                                  reach it) */
@@ -113,7 +116,7 @@ typedef struct coil_process_options {
 /* Starting                                                             */
 /* ------------------------------------------------------------------ */
 
-/*
+/**
  * Start file with the arguments argv (NULL-terminated; argv[0] is the
  * program's name, as for execvp) as a child of the running loop, and
  * return it in *out. argv and envp have exec's types (char *const[]):
@@ -154,7 +157,7 @@ COIL_API int coil_process_spawn(const char *file, char *const argv[],
                                 const coil_process_options_t *opts,
                                 coil_process_t **out);
 
-/*
+/**
  * Start "/bin/sh -c cmd" (asyncio's create_subprocess_shell): the shell
  * parses cmd, so quote what comes from elsewhere. As coil_process_spawn
  * (-EINVAL also for cmd NULL). The return code is the shell's (usually
@@ -164,12 +167,12 @@ COIL_API int coil_process_spawn_shell(const char *cmd,
                                       const coil_process_options_t *opts,
                                       coil_process_t **out);
 
-/* Take a reference; returns p. NULL gives NULL. On a process whose last
+/** Take a reference; returns p. NULL gives NULL. On a process whose last
  * reference was dropped (and whose memory the loop still holds) it
  * reports the misuse through the exception handler and returns NULL. */
 COIL_API coil_process_t *coil_process_ref(coil_process_t *p);
 
-/* Drop a reference (see the top of this file: the child is neither
+/** Drop a reference (see the top of this file: the child is neither
  * killed nor waited for; the last reference closes the pipes). Accepts
  * NULL. One unref too many, while the memory is still held, is reported
  * through the exception handler and ignored. */
@@ -179,7 +182,7 @@ COIL_API void coil_process_unref(coil_process_t *p);
 /* Pipes and identity                                                   */
 /* ------------------------------------------------------------------ */
 
-/*
+/**
  * The parent's end of the child's stdin (write to it; coil_stream_close
  * or coil_stream_write_eof ends the child's input), stdout and stderr
  * (read them): streams of coil/stream.h. NULL unless that stdio was
@@ -190,10 +193,12 @@ COIL_API void coil_process_unref(coil_process_t *p);
  * child (and whatever inherited the pipe) has exited or closed it.
  */
 COIL_API coil_stream_t *coil_process_stdin(const coil_process_t *p);
+/** @copydoc coil_process_stdin */
 COIL_API coil_stream_t *coil_process_stdout(const coil_process_t *p);
+/** @copydoc coil_process_stdin */
 COIL_API coil_stream_t *coil_process_stderr(const coil_process_t *p);
 
-/* The child's process id (still after it was reaped, as asyncio's pid),
+/** The child's process id (still after it was reaped, as asyncio's pid),
  * or -EINVAL for NULL. */
 COIL_API int coil_process_pid(const coil_process_t *p);
 
@@ -201,7 +206,7 @@ COIL_API int coil_process_pid(const coil_process_t *p);
 /* Exit                                                                 */
 /* ------------------------------------------------------------------ */
 
-/*
+/**
  * Whether the child has exited and been reaped (asyncio's returncode is
  * not None); if so and returncode is not NULL, *returncode is its return
  * code (see the top). Does not wait: the exit is seen by the loop (the
@@ -211,7 +216,7 @@ COIL_API int coil_process_pid(const coil_process_t *p);
 COIL_API bool coil_process_returncode(const coil_process_t *p,
                                       int *returncode);
 
-/*
+/**
  * Suspend the running task until the child has exited (at once if it
  * has), and put its return code in *returncode (if not NULL). Any number
  * of tasks may wait, and wait again: each gets the code.
@@ -236,7 +241,7 @@ COIL_API bool coil_process_returncode(const coil_process_t *p,
  */
 COIL_API int coil_process_wait(coil_process_t *p, int *returncode);
 
-/*
+/**
  * coil_process_wait with a limit of timeout_ns (COIL_NO_TIMEOUT: none;
  * zero or less: only a child that already exited): -ETIMEDOUT when it
  * passes (the child keeps running). Errors as coil_process_wait, and
@@ -249,7 +254,7 @@ COIL_API int coil_process_wait_for(coil_process_t *p, int64_t timeout_ns,
 /* Signals                                                              */
 /* ------------------------------------------------------------------ */
 
-/*
+/**
  * Send signal sig to the child (asyncio's send_signal). Through the
  * child's pidfd where there is one, so a recycled pid is never
  * signalled; else with kill(2), which coil only does before it has
@@ -263,10 +268,10 @@ COIL_API int coil_process_wait_for(coil_process_t *p, int64_t timeout_ns,
  */
 COIL_API int coil_process_send_signal(coil_process_t *p, int sig);
 
-/* coil_process_send_signal(p, SIGTERM): ask the child to stop. */
+/** coil_process_send_signal(p, SIGTERM): ask the child to stop. */
 COIL_API int coil_process_terminate(coil_process_t *p);
 
-/* coil_process_send_signal(p, SIGKILL): stop the child now; its return
+/** coil_process_send_signal(p, SIGKILL): stop the child now; its return
  * code will be -9 (unless it exited before the signal came). */
 COIL_API int coil_process_kill(coil_process_t *p);
 
@@ -274,7 +279,7 @@ COIL_API int coil_process_kill(coil_process_t *p);
 /* communicate                                                          */
 /* ------------------------------------------------------------------ */
 
-/*
+/**
  * asyncio's communicate(input): write input_len bytes of input to the
  * child's stdin and close it (closed even with no input, if it is a
  * pipe), read its stdout and stderr to their ends at the same time (in
@@ -315,7 +320,7 @@ COIL_API int coil_process_communicate(coil_process_t *p, const void *input,
                                       size_t *out_len, char **err,
                                       size_t *err_len);
 
-/* Free a buffer coil_process_communicate returned. Accepts NULL. */
+/** Free a buffer coil_process_communicate returned. Accepts NULL. */
 COIL_API void coil_process_free_output(char *buf);
 
 #ifdef __cplusplus

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
-/*
- * coil/server.h - servers: listening sockets that hand each accepted
+/**
+ * @file coil/server.h
+ * servers: listening sockets that hand each accepted
  * connection to a task of its own, with a stream (asyncio's start_server
  * and Server).
  *
@@ -21,9 +22,10 @@
 extern "C" {
 #endif
 
+/** A server: its listening sockets and its connections' tasks. */
 typedef struct coil_server coil_server_t;
 
-/*
+/**
  * A connection handler: runs in a task of its own for each accepted
  * connection (started on the server's loop), with a stream holding one
  * reference that is dropped when the handler returns (which closes the
@@ -32,16 +34,16 @@ typedef struct coil_server coil_server_t;
  */
 typedef int (*coil_conn_handler_fn)(coil_stream_t *s, void *arg);
 
-/* Options for the listening sockets; zero-initialise. NULL options mean
+/** Options for the listening sockets; zero-initialise. NULL options mean
  * the defaults. */
 typedef struct coil_server_options {
-    int backlog;           /* listen(2) backlog; 0: 100 (asyncio's) */
-    bool no_reuse_address; /* do not set SO_REUSEADDR (set by default) */
-    bool reuse_port;       /* set SO_REUSEPORT (-EOPNOTSUPP if missing) */
-    bool keep_socket_file; /* Unix servers: leave the file at close */
+    int backlog;           /**< listen(2) backlog; 0: 100 (asyncio's) */
+    bool no_reuse_address; /**< do not set SO_REUSEADDR (set by default) */
+    bool reuse_port;       /**< set SO_REUSEPORT (-EOPNOTSUPP if missing) */
+    bool keep_socket_file; /**< Unix servers: leave the file at close */
 } coil_server_options_t;
 
-/*
+/**
  * Listen on every address host resolves to (NULL: every interface, IPv4
  * and IPv6) at port ("0", or NULL, picks a free port, per listening
  * socket; see coil_server_port), and serve: one accept task per
@@ -65,7 +67,7 @@ COIL_API int coil_server_open(const char *host, const char *port,
                               const coil_server_options_t *opts,
                               coil_server_t **out);
 
-/*
+/**
  * As coil_server_open, on a Unix-domain socket bound at path. A socket
  * file already at path that nothing accepts on (left by a server that is
  * gone) is removed first; a live server's socket or any other file there
@@ -82,19 +84,19 @@ COIL_API int coil_server_open_unix(const char *path,
                                    const coil_server_options_t *opts,
                                    coil_server_t **out);
 
-/*
+/**
  * Stop serving: the listening sockets are closed at once and their accept
  * tasks end; connections already accepted carry on. Calling it again
  * does nothing. Returns 0 or -EINVAL. Does not suspend.
  */
 COIL_API int coil_server_close(coil_server_t *server);
 
-/* Cancel the task of every open connection (their handlers see
+/** Cancel the task of every open connection (their handlers see
  * -ECANCELED from their current or next wait). Returns how many were
  * cancelled, or -EINVAL. Does not suspend. */
 COIL_API int coil_server_close_clients(coil_server_t *server);
 
-/*
+/**
  * Wait until the server is closed and every connection task (and accept
  * task) has finished and been cleaned up: after it returns 0, freeing the
  * server releases everything at once. Returns 0, -EINVAL, -EPERM, -ECANCELED.
@@ -102,7 +104,7 @@ COIL_API int coil_server_close_clients(coil_server_t *server);
  */
 COIL_API int coil_server_wait_closed(coil_server_t *server);
 
-/*
+/**
  * Wait until the server is closed (by coil_server_close from another
  * task). If the waiting task is cancelled the server is closed and
  * -ECANCELED returned (asyncio's serve_forever). Returns 0, -EINVAL,
@@ -110,23 +112,23 @@ COIL_API int coil_server_wait_closed(coil_server_t *server);
  */
 COIL_API int coil_server_serve_forever(coil_server_t *server);
 
-/* Whether the server still accepts. false for NULL. */
+/** Whether the server still accepts. false for NULL. */
 COIL_API bool coil_server_is_serving(const coil_server_t *server);
 
-/* The local port of the first listening socket (the one to use with port
+/** The local port of the first listening socket (the one to use with port
  * "0"), or -EINVAL (NULL, a Unix server) or -EBADF (closed). */
 COIL_API int coil_server_port(const coil_server_t *server);
 
-/* How many connection tasks are running. 0 for NULL. */
+/** How many connection tasks are running. 0 for NULL. */
 COIL_API size_t coil_server_connections(const coil_server_t *server);
 
-/* Take another reference; returns server. NULL gives NULL. Only while
+/** Take another reference; returns server. NULL gives NULL. Only while
  * the caller holds a reference: on a server whose last one was dropped
  * (and whose memory its connection tasks still hold) it reports the
  * misuse through the exception handler and returns NULL. */
 COIL_API coil_server_t *coil_server_ref(coil_server_t *server);
 
-/*
+/**
  * Drop a reference; the last one closes the server (coil_server_close).
  * Connection tasks still running keep what they use; the memory goes when
  * the last one finishes. Accepts NULL. One unref too many, while the

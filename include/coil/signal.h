@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
-/*
- * coil/signal.h - Unix signals as loop callbacks and task waits (asyncio's
+/**
+ * @file coil/signal.h
+ * Unix signals as loop callbacks and task waits (asyncio's
  * loop.add_signal_handler / remove_signal_handler, and a wait for tasks).
  *
  * A handled signal never runs user code inside the signal handler: coil's
@@ -48,7 +49,7 @@
 extern "C" {
 #endif
 
-/*
+/**
  * Call fn(arg) on loop once per delivery of signal signum to the process,
  * from the ready queue (never inside the signal handler), until the
  * handler is removed or the loop closed. Adding a handler for a signal
@@ -66,7 +67,7 @@ extern "C" {
 COIL_API int coil_loop_add_signal_handler(coil_loop_t *loop, int signum,
                                           coil_callback_fn fn, void *arg);
 
-/*
+/**
  * Remove loop's handler for signum. Deliveries seen but not yet
  * dispatched are dropped: once this returns, the callback is not called
  * again, and arg may be freed. If nothing else of the loop uses signum
@@ -81,7 +82,7 @@ COIL_API int coil_loop_add_signal_handler(coil_loop_t *loop, int signum,
  */
 COIL_API int coil_loop_remove_signal_handler(coil_loop_t *loop, int signum);
 
-/*
+/**
  * Suspend the running task until signal signum is delivered to the
  * process, and return signum. The running task's loop takes the signal
  * for as long as the wait lasts, as a handler does: with or without a

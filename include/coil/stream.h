@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
-/*
- * coil/stream.h - buffered byte streams over connected sockets, pipes,
+/**
+ * @file coil/stream.h
+ * buffered byte streams over connected sockets, pipes,
  * FIFOs, ttys and other character devices (asyncio's open_connection,
  * StreamReader, StreamWriter, connect_read_pipe, connect_write_pipe).
  * Servers that hand each accepted connection to a task with a stream are
@@ -58,18 +59,24 @@
 extern "C" {
 #endif
 
+/** A byte stream over one fd (see the top of this file). */
 typedef struct coil_stream coil_stream_t;
 
 /* Defaults. */
+/** The default limit of readline and readuntil (coil_stream_set_limit). */
 #define COIL_STREAM_LIMIT (64 * 1024)
+/** The default high-water mark of the write buffer
+ * (coil_stream_set_write_limits). */
 #define COIL_STREAM_HIGH_WATER (64 * 1024)
+/** The default low-water mark of the write buffer
+ * (coil_stream_set_write_limits). */
 #define COIL_STREAM_LOW_WATER (16 * 1024)
 
 /* ------------------------------------------------------------------ */
 /* Making streams                                                       */
 /* ------------------------------------------------------------------ */
 
-/*
+/**
  * Connect to host (a name or a numeric address) at port (a number or a
  * service name) over TCP and return a stream in *out. The name is
  * resolved with coil_getaddrinfo (IPv4 and IPv6). With several addresses
@@ -90,13 +97,13 @@ typedef struct coil_stream coil_stream_t;
 COIL_API int coil_stream_open(const char *host, const char *port,
                               coil_stream_t **out);
 
-/* As coil_stream_open, to a Unix-domain stream socket at path. Errors as
+/** As coil_stream_open, to a Unix-domain stream socket at path. Errors as
  * coil_stream_open, and -EINVAL (path NULL or empty), -ENAMETOOLONG (a
  * path that does not fit sockaddr_un), -EAGAIN (the listener's backlog
  * is full: nothing is in progress, try again later). May suspend. */
 COIL_API int coil_stream_open_unix(const char *path, coil_stream_t **out);
 
-/*
+/**
  * Wrap fd: a connected stream socket (from coil_sock_open and
  * coil_sock_connect, coil_sock_accept, or a socketpair), or a pipe, a
  * FIFO, a tty or another character device (stdin and stdout: asyncio's
@@ -126,18 +133,18 @@ COIL_API int coil_stream_open_unix(const char *path, coil_stream_t **out);
  */
 COIL_API int coil_stream_open_fd(int fd, coil_stream_t **out);
 
-/* Take a reference; returns s. NULL gives NULL. Only while the caller
+/** Take a reference; returns s. NULL gives NULL. Only while the caller
  * holds a reference: on a stream whose last one was dropped (and whose
  * memory a call in progress still holds) it reports the misuse through
  * the exception handler and returns NULL. */
 COIL_API coil_stream_t *coil_stream_ref(coil_stream_t *s);
 
-/* Drop a reference (see the top of this file). Accepts NULL. One unref
+/** Drop a reference (see the top of this file). Accepts NULL. One unref
  * too many, while the memory is still held, is reported through the
  * exception handler and ignored. */
 COIL_API void coil_stream_unref(coil_stream_t *s);
 
-/* The stream's socket, or -1 once it is closed, or if it has no fd (the
+/** The stream's socket, or -1 once it is closed, or if it has no fd (the
  * testing kit's in-memory streams). Do not close it. */
 COIL_API int coil_stream_fd(const coil_stream_t *s);
 
@@ -145,7 +152,7 @@ COIL_API int coil_stream_fd(const coil_stream_t *s);
 /* Reading (one reading task at a time)                                 */
 /* ------------------------------------------------------------------ */
 
-/*
+/**
  * Read up to n bytes into buf: what is buffered if anything is, else
  * waits for the socket. Returns how many (>= 1), 0 at end of stream (or
  * for n == 0), or -errno: -ECONNRESET, -EBADF (the stream was closed and
@@ -155,7 +162,7 @@ COIL_API int coil_stream_fd(const coil_stream_t *s);
  */
 COIL_API ssize_t coil_stream_read(coil_stream_t *s, void *buf, size_t n);
 
-/*
+/**
  * Read exactly n bytes into buf. The bytes are gathered in the stream's
  * buffer and taken out together, so a cancelled call consumes nothing.
  * The buffer grows with the data (at most doubling per receive), never
@@ -172,7 +179,7 @@ COIL_API ssize_t coil_stream_read(coil_stream_t *s, void *buf, size_t n);
 COIL_API int coil_stream_read_exactly(coil_stream_t *s, void *buf, size_t n,
                                       size_t *got);
 
-/*
+/**
  * Read everything up to the end of the stream (asyncio's read(-1)) into
  * buf (cap bytes); *len receives the length. The data is gathered in the
  * stream's buffer, bounded by the stream's limit, and taken out only on
@@ -188,7 +195,7 @@ COIL_API int coil_stream_read_exactly(coil_stream_t *s, void *buf, size_t n,
 COIL_API int coil_stream_read_all(coil_stream_t *s, void *buf, size_t cap,
                                   size_t *len);
 
-/*
+/**
  * Read up to and including the first occurrence of sep (seplen >= 1
  * bytes) into buf (cap bytes); *len receives the length (sep included).
  * Returns 0, or:
@@ -208,7 +215,7 @@ COIL_API int coil_stream_readuntil(coil_stream_t *s, const void *sep,
                                    size_t seplen, void *buf, size_t cap,
                                    size_t *len);
 
-/*
+/**
  * coil_stream_readuntil with "\n", except that at end of stream the rest
  * of the data is returned as the last line (0, not -EPIPE) and an empty
  * *len means the stream ended (asyncio's readline). Not NUL-terminated.
@@ -216,24 +223,24 @@ COIL_API int coil_stream_readuntil(coil_stream_t *s, const void *sep,
 COIL_API int coil_stream_readline(coil_stream_t *s, void *buf, size_t cap,
                                   size_t *len);
 
-/* Whether the peer ended the stream and everything buffered was read
+/** Whether the peer ended the stream and everything buffered was read
  * (asyncio's at_eof). With nothing buffered it looks at the socket
  * (without taking anything: one recv with MSG_PEEK), so it is true as
  * soon as the end has arrived, without another read. false for NULL and
  * for a closed stream. Does not suspend. */
 COIL_API bool coil_stream_at_eof(coil_stream_t *s);
 
-/* How many received bytes are buffered, not yet read. 0 for NULL. */
+/** How many received bytes are buffered, not yet read. 0 for NULL. */
 COIL_API size_t coil_stream_read_buffered(const coil_stream_t *s);
 
-/* Set the limit of readline/readuntil (>= 1). Errors: -EINVAL. */
+/** Set the limit of readline/readuntil (>= 1). Errors: -EINVAL. */
 COIL_API int coil_stream_set_limit(coil_stream_t *s, size_t limit);
 
 /* ------------------------------------------------------------------ */
 /* Writing                                                              */
 /* ------------------------------------------------------------------ */
 
-/*
+/**
  * Queue n bytes for sending (see the top of this file). Returns 0 (every
  * byte sent or buffered), or -errno: -EPIPE (the stream was closed or
  * write_eof'd), the peer error met earlier or right now (-EPIPE,
@@ -254,7 +261,7 @@ COIL_API int coil_stream_set_limit(coil_stream_t *s, size_t limit);
  */
 COIL_API int coil_stream_write(coil_stream_t *s, const void *buf, size_t n);
 
-/*
+/**
  * Flow control: if more than the high-water mark is buffered, wait until
  * the buffer is down to the low-water mark. Returns 0, or the peer error
  * the background sender met (-EPIPE, -ECONNRESET; also when it met it
@@ -266,17 +273,17 @@ COIL_API int coil_stream_write(coil_stream_t *s, const void *buf, size_t n);
  */
 COIL_API int coil_stream_drain(coil_stream_t *s);
 
-/*
+/**
  * Set the high- and low-water marks of the write buffer (low <= high;
  * high 0 makes drain wait for an empty buffer). Errors: -EINVAL.
  */
 COIL_API int coil_stream_set_write_limits(coil_stream_t *s, size_t high,
                                           size_t low);
 
-/* How many bytes are buffered, not yet handed to the kernel. */
+/** How many bytes are buffered, not yet handed to the kernel. */
 COIL_API size_t coil_stream_write_buffered(const coil_stream_t *s);
 
-/*
+/**
  * Half-close: once the buffered data is sent, shut the sending side
  * (shutdown SHUT_WR): the peer reads end of stream and may still send.
  * Later writes give -EPIPE. Calling it again does nothing. Returns 0, or
@@ -290,7 +297,7 @@ COIL_API size_t coil_stream_write_buffered(const coil_stream_t *s);
  */
 COIL_API int coil_stream_write_eof(coil_stream_t *s);
 
-/*
+/**
  * Close the stream: nothing more is received and no more writes are taken
  * (-EPIPE); data still in the write buffer is sent in the background,
  * then the fd is closed (at once if nothing is buffered, or the peer
@@ -304,28 +311,29 @@ COIL_API int coil_stream_write_eof(coil_stream_t *s);
  */
 COIL_API int coil_stream_close(coil_stream_t *s);
 
-/* As coil_stream_close, discarding the unsent data: the fd is closed at
+/** As coil_stream_close, discarding the unsent data: the fd is closed at
  * once (received data stays readable, as after close). Returns 0 or
  * -EINVAL. */
 COIL_API int coil_stream_abort(coil_stream_t *s);
 
-/* Whether close (or abort) was called. false for NULL. */
+/** Whether close (or abort) was called. false for NULL. */
 COIL_API bool coil_stream_is_closing(const coil_stream_t *s);
 
-/*
+/**
  * Wait until the fd is closed (after coil_stream_close, once the buffer
  * is flushed). Returns 0, -EINVAL, -EPERM, -ECANCELED (the close goes on).
  * May suspend.
  */
 COIL_API int coil_stream_wait_closed(coil_stream_t *s);
 
-/*
+/**
  * The address of the peer (getpeername) or of this end (getsockname),
  * into *addr. Returns the address's length (> 0), or -EINVAL (NULL),
  * -EBADF (closed), -ENOTCONN, ... Does not suspend.
  */
 COIL_API int coil_stream_peer_address(const coil_stream_t *s,
                                       struct sockaddr_storage *addr);
+/** @copydoc coil_stream_peer_address */
 COIL_API int coil_stream_local_address(const coil_stream_t *s,
                                        struct sockaddr_storage *addr);
 

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
-/*
- * coil/task.h - tasks: functions that run as stackful coroutines on the
+/**
+ * @file coil/task.h
+ * tasks: functions that run as stackful coroutines on the
  * loop, and the waits that suspend them (asyncio.Task, await, sleep).
  *
  * A task runs fn(arg) on a stack of its own. Whenever it waits (await,
@@ -42,13 +43,13 @@
 extern "C" {
 #endif
 
-/* A task's body: returns its result (>= 0) or a negative errno. */
+/** A task's body: returns its result (>= 0) or a negative errno. */
 typedef int (*coil_task_fn)(void *arg);
 
-/* Options for coil_task_spawn_opts; zero-initialise, then set fields. */
+/** Options for coil_task_spawn_opts; zero-initialise, then set fields. */
 typedef struct coil_task_options {
-    const char *name;  /* copied; NULL gives "Task-<id>" */
-    size_t stack_size; /* usable stack bytes; 0: the loop's default (256 KiB
+    const char *name;  /**< copied; NULL gives "Task-<id>" */
+    size_t stack_size; /**< usable stack bytes; 0: the loop's default (256 KiB
                           unless changed: coil_loop_set_stack_size) */
 } coil_task_options_t;
 
@@ -56,7 +57,7 @@ typedef struct coil_task_options {
 /* Creating and inspecting tasks                                        */
 /* ------------------------------------------------------------------ */
 
-/*
+/**
  * Create a task that runs fn(arg) on loop, starting in the loop's next
  * iteration (like asyncio.create_task). The loop holds the task until it
  * finishes. If task_out is not NULL it receives a reference the caller
@@ -68,7 +69,7 @@ typedef struct coil_task_options {
 COIL_API int coil_task_spawn(coil_loop_t *loop, coil_task_fn fn, void *arg,
                              coil_task_t **task_out);
 
-/*
+/**
  * As coil_task_spawn, with a name and a stack size (at least 16 KiB, at
  * most 1 GiB; rounded up so that the stack and its bookkeeping fill whole
  * pages, so coil_task_stack_size may report a little more). Errors as
@@ -78,27 +79,27 @@ COIL_API int coil_task_spawn_opts(coil_loop_t *loop, coil_task_fn fn, void *arg,
                                   const coil_task_options_t *opts,
                                   coil_task_t **task_out);
 
-/* Take a reference; returns task. NULL gives NULL. */
+/** Take a reference; returns task. NULL gives NULL. */
 COIL_API coil_task_t *coil_task_ref(coil_task_t *task);
 
-/* Drop a reference. Accepts NULL. A running task is not stopped by this:
+/** Drop a reference. Accepts NULL. A running task is not stopped by this:
  * the loop keeps its own reference until the task finishes. */
 COIL_API void coil_task_unref(coil_task_t *task);
 
-/* The future inside the task (no new reference). NULL for NULL. */
+/** The future inside the task (no new reference). NULL for NULL. */
 COIL_API coil_future_t *coil_task_future(coil_task_t *task);
 
-/* The task's name; valid while the task is. NULL for NULL. */
+/** The task's name; valid while the task is. NULL for NULL. */
 COIL_API const char *coil_task_name(coil_task_t *task);
 
-/* Rename (the string is copied). Errors: -EINVAL, -ENOMEM. */
+/** Rename (the string is copied). Errors: -EINVAL, -ENOMEM. */
 COIL_API int coil_task_set_name(coil_task_t *task, const char *name);
 
-/* The usable stack size of the task; 0 once it has finished (its stack is
+/** The usable stack size of the task; 0 once it has finished (its stack is
  * gone) and for NULL. */
 COIL_API size_t coil_task_stack_size(const coil_task_t *task);
 
-/*
+/**
  * The task running now, or NULL outside a task. No new reference: the
  * pointer is valid while the task runs.
  */
@@ -108,7 +109,7 @@ COIL_API coil_task_t *coil_current_task(void);
 /* Cancellation                                                         */
 /* ------------------------------------------------------------------ */
 
-/*
+/**
  * Ask the task to stop (see the top of this file). Cancelling a task
  * again before it handled the first request does nothing more. Returns 0
  * if the request was made. Errors: -EINVAL (NULL), -EALREADY (finished).
@@ -116,11 +117,11 @@ COIL_API coil_task_t *coil_current_task(void);
  */
 COIL_API int coil_task_cancel(coil_task_t *task);
 
-/* How many cancel requests the task has that were not withdrawn with
+/** How many cancel requests the task has that were not withdrawn with
  * coil_task_uncancel (asyncio's Task.cancelling). 0 for NULL. */
 COIL_API unsigned coil_task_cancelling(const coil_task_t *task);
 
-/*
+/**
  * Withdraw one cancel request and return how many remain. When none
  * remain, a cancellation not yet delivered is dropped. For code that
  * turns its own cancellation into something else (timeouts do). 0 for
@@ -132,7 +133,7 @@ COIL_API unsigned coil_task_uncancel(coil_task_t *task);
 /* Waiting (each may suspend; -EPERM outside a task)                     */
 /* ------------------------------------------------------------------ */
 
-/*
+/**
  * Wait for fut to be done and return its outcome: 0 with *value_out (if
  * not NULL) set to the result, its error, or -ECANCELED (fut was
  * cancelled, or the waiting task was). If the waiting task is cancelled,
@@ -146,26 +147,26 @@ COIL_API unsigned coil_task_uncancel(coil_task_t *task);
  */
 COIL_API int coil_await(coil_future_t *fut, void **value_out);
 
-/*
+/**
  * Wait for a task and return its outcome: its result (>= 0), its error,
  * or -ECANCELED. Errors as coil_await.
  */
 COIL_API int coil_task_join(coil_task_t *task);
 
-/*
+/**
  * As coil_await, except that cancelling the waiting task does not cancel
  * fut: the wait returns -ECANCELED and fut carries on (asyncio.shield);
  * a cancellation pending when the call starts is delivered at once.
  */
 COIL_API int coil_shield(coil_future_t *fut, void **value_out);
 
-/*
+/**
  * Suspend for delay_ns (<= 0: just yield). Returns 0, or -ECANCELED.
  * Errors: -EPERM (not in a task), -ENOMEM (no timer could be made).
  */
 COIL_API int coil_sleep(int64_t delay_ns);
 
-/*
+/**
  * Let every other ready callback and task run, then resume (asyncio's
  * sleep(0)). Returns 0 or -ECANCELED; -EPERM outside a task.
  */
@@ -175,7 +176,7 @@ COIL_API int coil_yield(void);
 /* asyncio.run                                                          */
 /* ------------------------------------------------------------------ */
 
-/*
+/**
  * Create a loop, run main(arg) as a task until it finishes, then cancel
  * every task still running and wait for them, shut the loop's default
  * executor down (its running jobs waited for, up to 300 s, as asyncio.run

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
-/*
- * coil/testing.h - the testing kit: what coil's own suite uses to test
+/**
+ * @file coil/testing.h
+ * the testing kit: what coil's own suite uses to test
  * asynchronous code, for a program's tests.
  *
  * These calls exist only in the testing build of the library, which has
@@ -29,62 +30,62 @@ extern "C" {
 /* The fixture (asyncio's IsolatedAsyncioTestCase)                      */
 /* ------------------------------------------------------------------ */
 
-/* Options of coil_test_run; zero-initialise, then set fields. */
+/** Options of coil_test_run; zero-initialise, then set fields. */
 typedef struct coil_test_options {
-    /* Run the loop in debug mode (coil/debug.h): a report of level
+    /** Run the loop in debug mode (coil/debug.h): a report of level
      * warning or above then counts as something left behind. */
     bool debug;
-    /* The virtual clock (see below), with autojump, for the run. */
+    /** The virtual clock (see below), with autojump, for the run. */
     bool virtual_clock;
-    /* How long the body may take (loop time: virtual with the virtual
+    /** How long the body may take (loop time: virtual with the virtual
      * clock); 0: 10 s. Past it the body is cancelled, and the run fails
      * with -ETIMEDOUT. */
     int64_t timeout_ns;
-    /* The seed of the run's open choices (coil_test_seed), 0: none. The
+    /** The seed of the run's open choices (coil_test_seed), 0: none. The
      * environment's COIL_TEST_SEED, when set, replaces it in every run
      * of the process, even one that asked for none: a failing run's
      * message names its seed, to rerun that one test with (a test that
      * counts on exact virtual times or the default orders fails under
      * any seed). */
     unsigned long seed;
-    /* With the seed, chaos I/O as well (coil_test_seed). */
+    /** With the seed, chaos I/O as well (coil_test_seed). */
     bool chaos_io;
-    /* Record the run to this file (coil_test_record_begin), or replay
+    /** Record the run to this file (coil_test_record_begin), or replay
      * it from one instead (coil_test_replay_begin), from the loop's
      * making to its close; not both. A failing recorded run's message
      * names its file. A replay that diverges fails the run with
      * -EILSEQ, the message saying where. */
     const char *record_path;
-    const char *replay_path;
+    const char *replay_path; /**< the file to replay: see record_path */
 } coil_test_options_t;
 
-/* What coil_test_run found. */
+/** What coil_test_run found. */
 typedef struct coil_test_result {
-    int outcome;          /* the body's: its result (>= 0) or its error */
-    int tasks_left;       /* unfinished when the body returned */
-    size_t callbacks_left; /* callbacks still coming after the loop ran
+    int outcome;          /**< the body's: its result (>= 0) or its error */
+    int tasks_left;       /**< unfinished when the body returned */
+    size_t callbacks_left; /**< callbacks still coming after the loop ran
                               what was ready then, 100 rounds: a chain
                               that never ends */
-    size_t timers_left;   /* timers still pending after those rounds
+    size_t timers_left;   /**< timers still pending after those rounds
                              (a close that finished meanwhile, its
                              timer cancelled, is no leftover) */
-    long allocations_left; /* coil allocations not freed at the end */
-    long fds_left;        /* fds opened and not closed at the end */
-    int reports;          /* reports of level warning or above (debug) */
-    char first_report[256];
-    char message[512];    /* one line saying what failed, "" if nothing;
+    long allocations_left; /**< coil allocations not freed at the end */
+    long fds_left;        /**< fds opened and not closed at the end */
+    int reports;          /**< reports of level warning or above (debug) */
+    char first_report[256]; /**< the first of those reports, "" if none */
+    char message[512];    /**< one line saying what failed, "" if nothing;
                              with a seed, it ends naming it */
-    unsigned long seed;   /* the run's seed, 0 if none */
-    /* The trace of the body's run: a hash of its schedule, up to the
+    unsigned long seed;   /**< the run's seed, 0 if none */
+    /** The trace of the body's run: a hash of its schedule, up to the
      * body's return (coil_test_trace_hash), and how many events it
      * counts. Equal runs give equal traces. */
     uint64_t trace_hash;
-    uint64_t trace_events;
-    /* Recording: the results recorded; replaying: those replayed. */
+    uint64_t trace_events; /**< how many events the trace counts */
+    /** Recording: the results recorded; replaying: those replayed. */
     uint64_t record_entries;
 } coil_test_result_t;
 
-/*
+/**
  * Run body(arg) as a task in a fresh loop and fail on anything left
  * behind. The loop is made, the task spawned and the loop run until the
  * body returns (or its timeout, which cancels it); what is still there
@@ -122,7 +123,7 @@ COIL_API int coil_test_run(coil_task_fn body, void *arg,
                            const coil_test_options_t *opts,
                            coil_test_result_t *out);
 
-/*
+/**
  * Hunt for a schedule that breaks a test: coil_test_run with each seed
  * from first to first + count - 1 in turn (opts->seed is ignored), until
  * one fails. Returns 0 if none did, else that run's return, out holding
@@ -140,7 +141,7 @@ COIL_API int coil_test_run_seeds(coil_task_fn body, void *arg,
 /* The virtual clock (Trio's MockClock)                                 */
 /* ------------------------------------------------------------------ */
 
-/*
+/**
  * Replace the monotonic clock of every loop of the process by a virtual
  * one that moves only when told (coil_test_clock_advance) or, with
  * autojump, by itself: whenever the loop would sleep with nothing ready
@@ -153,7 +154,7 @@ COIL_API int coil_test_run_seeds(coil_task_fn body, void *arg,
  */
 COIL_API void coil_test_clock_virtual(bool on, bool autojump);
 
-/* Move the virtual clock forward by ns (>= 0); the loop sees it at its
+/** Move the virtual clock forward by ns (>= 0); the loop sees it at its
  * next poll. No effect while the clock is real. */
 COIL_API void coil_test_clock_advance(int64_t ns);
 
@@ -161,7 +162,7 @@ COIL_API void coil_test_clock_advance(int64_t ns);
 /* Faults                                                               */
 /* ------------------------------------------------------------------ */
 
-/*
+/**
  * Make the nth allocation from now (through coil's allocator, whichever
  * is installed) fail, once; 0 turns it off. coil_test_alloc_failed says
  * whether an allocation failed since the fault was last armed (turning
@@ -169,9 +170,10 @@ COIL_API void coil_test_clock_advance(int64_t ns);
  * every allocation for this: an atomic increment each.)
  */
 COIL_API void coil_test_alloc_fail_after(long nth);
+/** @copydoc coil_test_alloc_fail_after */
 COIL_API bool coil_test_alloc_failed(void);
 
-/*
+/**
  * Make every allocation from now fail with a probability of per_million
  * in a million (0 turns it off), chosen by seed: the same seed fails the
  * same allocations (counted from this call) of a program that allocates
@@ -182,35 +184,35 @@ COIL_API bool coil_test_alloc_failed(void);
 COIL_API int coil_test_alloc_fail_random(unsigned per_million,
                                          unsigned long seed);
 
-/* coil allocations not freed (whichever allocator is installed). */
+/** coil allocations not freed (whichever allocator is installed). */
 COIL_API long coil_test_alloc_live(void);
 
-/* The operations a fault can be aimed at. */
+/** The operations a fault can be aimed at. */
 typedef enum coil_test_op {
-    COIL_TEST_ACCEPT,
-    COIL_TEST_CONNECT,
-    COIL_TEST_RECV,     /* stream and socket reads (the memory pair's
+    COIL_TEST_ACCEPT,   /**< accepting a connection */
+    COIL_TEST_CONNECT,  /**< connecting a socket */
+    COIL_TEST_RECV,     /**< stream and socket reads (the memory pair's
                            receives too) */
-    COIL_TEST_SEND,     /* stream and socket writes (the memory pair's
+    COIL_TEST_SEND,     /**< stream and socket writes (the memory pair's
                            sends too) */
-    COIL_TEST_RECVFROM, /* datagram reads */
-    COIL_TEST_SENDTO,   /* datagram writes */
-    COIL_TEST_SENDFILE, /* sendfile(2) itself (not its read-and-send
+    COIL_TEST_RECVFROM, /**< datagram reads */
+    COIL_TEST_SENDTO,   /**< datagram writes */
+    COIL_TEST_SENDFILE, /**< sendfile(2) itself (not its read-and-send
                            fallback) */
-    COIL_TEST_SPAWN,    /* starting a child process */
-    COIL_TEST_POLL,     /* the loop's wait for I/O (on kqueue, the kevent
+    COIL_TEST_SPAWN,    /**< starting a child process */
+    COIL_TEST_POLL,     /**< the loop's wait for I/O (on kqueue, the kevent
                            calls that register interest count too; on
                            io_uring, the enters that submit a removal) */
-    COIL_TEST_WAKEUP,   /* making an eventfd: a loop's wake-up channel,
+    COIL_TEST_WAKEUP,   /**< making an eventfd: a loop's wake-up channel,
                            its signal channel */
-    COIL_TEST_PIPE,     /* making a pipe (children's stdio, the wake-up
+    COIL_TEST_PIPE,     /**< making a pipe (children's stdio, the wake-up
                            channel's fallback) */
-    COIL_TEST_STACK,    /* mapping a task's stack (mmap; also a thread's
+    COIL_TEST_STACK,    /**< mapping a task's stack (mmap; also a thread's
                            signal stack, on its first run) */
-    COIL_TEST_OP_COUNT
+    COIL_TEST_OP_COUNT  /**< the number of operations (not one) */
 } coil_test_op_t;
 
-/*
+/**
  * Make op fail with error (a negative errno code) at its nth call from
  * now (1: the next), and the count - 1 calls after it (count 0: every
  * call from then on). Replaces what was set for op before. Errors:
@@ -219,7 +221,7 @@ typedef enum coil_test_op {
 COIL_API int coil_test_fail(coil_test_op_t op, unsigned nth, unsigned count,
                             int error);
 
-/*
+/**
  * One seed for every choice the loop's contract leaves open, made at
  * random from it in the testing build:
  *  - the order in which each batch of ready fds is dispatched (the
@@ -234,6 +236,7 @@ COIL_API int coil_test_fail(coil_test_op_t op, unsigned nth, unsigned count,
  *    although data could move or with EINTR as if a signal came, and how
  *    short each one is on a stream socket (never twice in a row for the
  *    same call, so everything still progresses).
+ *
  * seed 0 turns all of it off. The same seed replays the same choices on
  * the thread that runs the loop: the sequences restart here. Replaces
  * the environment's COIL_SHUFFLE and COIL_CHAOS_IO. What happens on
@@ -242,7 +245,7 @@ COIL_API int coil_test_fail(coil_test_op_t op, unsigned nth, unsigned count,
  */
 COIL_API void coil_test_seed(unsigned long seed, bool chaos_io);
 
-/*
+/**
  * The trace of this thread's schedule since coil_test_trace_reset (or
  * the start of the current coil_test_run): a hash of every task step (by
  * the task's number in its loop), every I/O event dispatched (by the
@@ -252,13 +255,14 @@ COIL_API void coil_test_seed(unsigned long seed, bool chaos_io);
  * schedule: the proof that a seed replays. Thread-safe (per thread).
  */
 COIL_API uint64_t coil_test_trace_hash(uint64_t *events);
+/** @copydoc coil_test_trace_hash */
 COIL_API void coil_test_trace_reset(void);
 
 /* ------------------------------------------------------------------ */
 /* Record and replay                                                    */
 /* ------------------------------------------------------------------ */
 
-/*
+/**
  * Record what the system gave this thread's loops, to replay a run
  * exactly, without the network: a failure seen once over real sockets
  * comes back every time from its file.
@@ -303,9 +307,10 @@ COIL_API void coil_test_trace_reset(void);
  * read: keep records of runs over sensitive data private.
  */
 COIL_API int coil_test_record_begin(const char *path);
+/** @copydoc coil_test_record_begin */
 COIL_API int coil_test_replay_begin(const char *path);
 
-/*
+/**
  * End the record (writing its file) or the replay. entries (may be
  * NULL) receives how many results were recorded or replayed; why (may
  * be NULL) a sentence saying what went wrong, "" if nothing. Errors:
@@ -316,11 +321,11 @@ COIL_API int coil_test_replay_begin(const char *path);
 COIL_API int coil_test_record_end(uint64_t *entries, char *why,
                                   size_t why_len);
 
-/* How many times op was attempted since the last coil_test_reset_faults
+/** How many times op was attempted since the last coil_test_reset_faults
  * or coil_test_fail on it (failed ones included). 0 for an unknown op. */
 COIL_API unsigned coil_test_calls(coil_test_op_t op);
 
-/* Clear every fault set with coil_test_fail and coil_test_alloc_fail_after,
+/** Clear every fault set with coil_test_fail and coil_test_alloc_fail_after,
  * and the call counts. */
 COIL_API void coil_test_reset_faults(void);
 
@@ -328,24 +333,24 @@ COIL_API void coil_test_reset_faults(void);
 /* The in-memory stream pair                                            */
 /* ------------------------------------------------------------------ */
 
-/* Options of coil_test_stream_pair; zero-initialise, then set fields. */
+/** Options of coil_test_stream_pair; zero-initialise, then set fields. */
 typedef struct coil_test_stream_options {
-    /* Bytes each direction holds, in flight and unread (a socket's send
+    /** Bytes each direction holds, in flight and unread (a socket's send
      * and receive buffers together); 0: 64 KiB. A write beyond it stays
      * in the writing stream, and drain waits, as on a socket. */
     size_t buffer_size;
-    /* One-way latency: bytes written become readable this much later
+    /** One-way latency: bytes written become readable this much later
      * (loop time: with the virtual clock, no real time passes). */
     int64_t delay_ns;
-    /* At most this many bytes per receive (0: no limit): 1 delivers the
+    /** At most this many bytes per receive (0: no limit): 1 delivers the
      * bytes one at a time, to test a parser against every split. */
     size_t max_read;
-    /* The loop the streams belong to; NULL: the running loop. (An
+    /** The loop the streams belong to; NULL: the running loop. (An
      * explorer's scenario, which runs outside any task, names its own.) */
     coil_loop_t *loop;
 } coil_test_stream_options_t;
 
-/*
+/**
  * Two streams joined like the ends of a socket pair, in memory: what is
  * written to one is read from the other, through the whole stream API
  * (coil/stream.h: reading calls, write, drain and the water marks,
@@ -364,7 +369,7 @@ typedef struct coil_test_stream_options {
 COIL_API int coil_test_stream_pair(const coil_test_stream_options_t *opts,
                                    coil_stream_t **a, coil_stream_t **b);
 
-/*
+/**
  * Reset the connection from s's side, as a socket closed with SO_LINGER
  * 0 does: s is aborted (coil_stream_abort: its unsent data dropped; the
  * caller still unrefs it), what was on its way to the peer is lost, and
@@ -377,7 +382,7 @@ COIL_API int coil_test_stream_reset(coil_stream_t *s);
 /* The cancellation explorer                                            */
 /* ------------------------------------------------------------------ */
 
-/*
+/**
  * Run a scenario again and again, cancelling a chosen task at each of its
  * suspensions in turn, and check after every run that nothing was lost,
  * duplicated, leaked or stuck.
@@ -405,60 +410,70 @@ COIL_API int coil_test_stream_reset(coil_stream_t *s);
  * suspensions of a disturbed run are those of the undisturbed one.
  */
 typedef enum coil_explore_mode {
-    COIL_EXPLORE_NONE,
-    COIL_EXPLORE_CANCEL_WAIT,
-    COIL_EXPLORE_CANCEL_WOKEN,
-    COIL_EXPLORE_TIMEOUT,
+    COIL_EXPLORE_NONE,         /**< undisturbed */
+    COIL_EXPLORE_CANCEL_WAIT,  /**< cancel at the k-th suspension */
+    COIL_EXPLORE_CANCEL_WOKEN, /**< cancel after the k-th wait completed */
+    COIL_EXPLORE_TIMEOUT,      /**< the scope expires at the k-th suspension */
 } coil_explore_mode_t;
 
+/** A run of the explorer, as its scenario sees it. */
 typedef struct coil_explore coil_explore_t;
+/** A scenario (see coil_explore_mode_t): its objects on loop, its tasks,
+ * its target named with ex, the run, its check. */
 typedef void (*coil_explore_fn)(coil_loop_t *loop, coil_explore_t *ex,
                                 void *arg);
 
+/** What coil_explore found. */
 typedef struct coil_explore_result {
-    int suspensions;      /* of the target, undisturbed */
-    int runs;
-    int failures;
-    coil_explore_mode_t first_mode; /* of the first failing run */
-    int first_k;
-    char first_message[256];
+    int suspensions;      /**< of the target, undisturbed */
+    int runs;             /**< runs made, the undisturbed one included */
+    int failures;         /**< runs that failed */
+    coil_explore_mode_t first_mode; /**< of the first failing run */
+    int first_k;          /**< k of the first failing run (0: undisturbed) */
+    char first_message[256]; /**< the first failing run's message */
 } coil_explore_result_t;
 
-/* Explore fn(loop, ex, arg) (name, may be NULL, only for
+/** Explore fn(loop, ex, arg) (name, may be NULL, only for
  * COIL_EXPLORE_VERBOSE=1's summary on stderr). Returns how many runs
  * failed; res (may be NULL) receives the details. Call while no loop runs
  * on the thread. Errors: -EINVAL (fn NULL; res zeroed). */
 COIL_API int coil_explore(const char *name, coil_explore_fn fn, void *arg,
                           coil_explore_result_t *res);
 
-/* The scenario's calls: the task to disturb; run the loop until every
+/** The scenario's calls: the task to disturb; run the loop until every
  * task has finished (a virtual hour at most; a NULL loop is reported as a
  * failure); report a broken invariant (the first message is kept). A NULL
  * ex does nothing. */
 COIL_API void coil_explore_target(coil_explore_t *ex, coil_task_t *task);
+/** @copydoc coil_explore_target */
 COIL_API void coil_explore_run(coil_explore_t *ex, coil_loop_t *loop);
+/** @copydoc coil_explore_target */
 COIL_API void coil_explore_fail(coil_explore_t *ex, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
+/** Unless cond holds, report a broken invariant: coil_explore_fail(ex,
+ * ...) with the printf-style message that follows cond. */
 #define COIL_EXPLORE_CHECK(ex, cond, ...)                                      \
     do {                                                                       \
         if (!(cond))                                                           \
             coil_explore_fail((ex), __VA_ARGS__);                              \
     } while (0)
 
-/* For the target's body: a timeout scope (coil/timeout.h) with no
+/** For the target's body: a timeout scope (coil/timeout.h) with no
  * deadline, that COIL_EXPLORE_TIMEOUT makes expire; end returns what
  * coil_timeout_end does. Errors: -EINVAL (ex NULL), and coil_timeout's. */
 COIL_API int coil_explore_scope_begin(coil_explore_t *ex);
+/** @copydoc coil_explore_scope_begin */
 COIL_API int coil_explore_scope_end(coil_explore_t *ex, int result);
 
-/* The mode of the run in progress (COIL_EXPLORE_NONE for NULL), and a
+/** The mode of the run in progress (COIL_EXPLORE_NONE for NULL), and a
  * mode's name (NULL for an unknown mode). */
 COIL_API coil_explore_mode_t coil_explore_mode(const coil_explore_t *ex);
-/* The suspension the run in progress disturbs, k (1-based; 0 for the
+/** The suspension the run in progress disturbs, k (1-based; 0 for the
  * undisturbed run and for NULL); fired (may be NULL) receives whether
  * the disturbance has happened yet (a run may end before its k-th
  * suspension, if the target takes another path). */
 COIL_API int coil_explore_step(const coil_explore_t *ex, bool *fired);
+/** @copydoc coil_explore_mode */
 COIL_API const char *coil_explore_mode_name(coil_explore_mode_t mode);
 
 #ifdef __cplusplus

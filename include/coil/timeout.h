@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
-/*
- * coil/timeout.h - timeout scopes (asyncio.timeout, Trio's cancel scopes)
+/**
+ * @file coil/timeout.h
+ * timeout scopes (asyncio.timeout, Trio's cancel scopes)
  * and wait_for.
  *
  * A scope puts a deadline on every wait of the running task between
@@ -26,9 +27,10 @@
 extern "C" {
 #endif
 
+/** A timeout scope, from coil_timeout_begin to coil_timeout_end. */
 typedef struct coil_timeout coil_timeout_t;
 
-/*
+/**
  * Begin a scope ending delay_ns from now (the loop's time); a negative or
  * zero delay expires at the next wait. COIL_NO_TIMEOUT means no deadline
  * (one can be set later with coil_timeout_reschedule).
@@ -37,10 +39,10 @@ typedef struct coil_timeout coil_timeout_t;
  */
 COIL_API int coil_timeout_begin(int64_t delay_ns, coil_timeout_t **scope_out);
 
-/* As coil_timeout_begin, with an absolute deadline in loop time. */
+/** As coil_timeout_begin, with an absolute deadline in loop time. */
 COIL_API int coil_timeout_begin_at(int64_t when_ns, coil_timeout_t **scope_out);
 
-/*
+/**
  * End the scope and free it. Pass the result of the code inside; returns
  * it, except that -ECANCELED caused by this scope's deadline (and by
  * nothing else: the task's cancel count, coil_task_cancelling, has not
@@ -51,18 +53,18 @@ COIL_API int coil_timeout_begin_at(int64_t when_ns, coil_timeout_t **scope_out);
  */
 COIL_API int coil_timeout_end(coil_timeout_t *scope, int result);
 
-/* Move the deadline (loop time; COIL_NO_TIMEOUT: none). Errors: -EINVAL
+/** Move the deadline (loop time; COIL_NO_TIMEOUT: none). Errors: -EINVAL
  * (NULL), -EALREADY (the deadline has already passed: the cancel is out),
  * -ENOMEM (the old deadline stays in force). */
 COIL_API int coil_timeout_reschedule(coil_timeout_t *scope, int64_t when_ns);
 
-/* The deadline (loop time), COIL_NO_TIMEOUT if none. 0 for NULL. */
+/** The deadline (loop time), COIL_NO_TIMEOUT if none. 0 for NULL. */
 COIL_API int64_t coil_timeout_when(const coil_timeout_t *scope);
 
-/* Whether the deadline has passed (and cancelled the task). */
+/** Whether the deadline has passed (and cancelled the task). */
 COIL_API bool coil_timeout_expired(const coil_timeout_t *scope);
 
-/*
+/**
  * Await fut for at most timeout_ns (COIL_NO_TIMEOUT: no limit). On timeout
  * fut is cancelled and waited for, and -ETIMEDOUT returned; if fut
  * produced its result meanwhile, that result is returned instead (never

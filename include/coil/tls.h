@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
-/*
- * coil/tls.h - TLS streams (asyncio's open_connection(ssl=...) and
+/**
+ * @file coil/tls.h
+ * TLS streams (asyncio's open_connection(ssl=...) and
  * start_tls), on OpenSSL.
  *
  * A TLS stream is a coil_stream_t like any other: every call of
@@ -45,15 +46,15 @@
 extern "C" {
 #endif
 
-/* A TLS configuration (OpenSSL's SSL_CTX): reference counted, shared by
+/** A TLS configuration (OpenSSL's SSL_CTX): reference counted, shared by
  * any number of connections, of any loop; set it up before the first
  * connection uses it. */
 typedef struct coil_tls_context coil_tls_context_t;
 
-/* Whether this build of coil has TLS. */
+/** Whether this build of coil has TLS. */
 COIL_API bool coil_tls_available(void);
 
-/*
+/**
  * A context for clients (server false) or servers. A client's verifies
  * the peer against the system's trusted authorities; a server's asks
  * for no client certificate and needs its own (coil_tls_context_load_cert)
@@ -61,11 +62,15 @@ COIL_API bool coil_tls_available(void);
  * -ENOTSUP (no TLS in this build).
  */
 COIL_API int coil_tls_context_new(bool server, coil_tls_context_t **out);
+/** Take a reference; returns ctx. NULL gives NULL. Thread-safe. */
 COIL_API coil_tls_context_t *coil_tls_context_ref(coil_tls_context_t *ctx);
-/* Accepts NULL. */
+/** Drop a reference; the last one frees the context. Accepts NULL.
+ * Thread-safe. Every TLS stream (and a handshake in progress) holds a
+ * reference of its own to the context it was made with, so a context may
+ * be dropped while its connections live. */
 COIL_API void coil_tls_context_unref(coil_tls_context_t *ctx);
 
-/* The certificate chain (PEM, the leaf first) and its private key (PEM)
+/** The certificate chain (PEM, the leaf first) and its private key (PEM)
  * this side presents: a server's, or a client's when the server asks
  * for one. Errors: -EINVAL, -ENOENT/-EACCES (the files), -EKEYREJECTED
  * (not a certificate or key, or the key does not match; see
@@ -74,39 +79,40 @@ COIL_API int coil_tls_context_load_cert(coil_tls_context_t *ctx,
                                         const char *cert_file,
                                         const char *key_file);
 
-/* Trust the authorities in ca_file (PEM) too (a client: the servers'; a
+/** Trust the authorities in ca_file (PEM) too (a client: the servers'; a
  * server: the clients'). Errors as coil_tls_context_load_cert. */
 COIL_API int coil_tls_context_load_ca(coil_tls_context_t *ctx,
                                       const char *ca_file);
 
+/** How the peer's certificate is checked (coil_tls_context_set_verify). */
 typedef enum coil_tls_verify {
-    COIL_TLS_VERIFY_NONE,     /* take any certificate, or none */
-    COIL_TLS_VERIFY_OPTIONAL, /* a server: ask, check one if given */
-    COIL_TLS_VERIFY_REQUIRED, /* the default for clients */
+    COIL_TLS_VERIFY_NONE,     /**< take any certificate, or none */
+    COIL_TLS_VERIFY_OPTIONAL, /**< a server: ask, check one if given */
+    COIL_TLS_VERIFY_REQUIRED, /**< the default for clients */
 } coil_tls_verify_t;
 
-/* How the peer's certificate is checked. Errors: -EINVAL, -ENOTSUP. */
+/** How the peer's certificate is checked. Errors: -EINVAL, -ENOTSUP. */
 COIL_API int coil_tls_context_set_verify(coil_tls_context_t *ctx,
                                          coil_tls_verify_t mode);
 
-/* The application protocols offered (a client) or accepted (a server,
+/** The application protocols offered (a client) or accepted (a server,
  * which picks the first of its own that the client offers), in order of
- * preference, e.g. {"h2", "http/1.1"}. Errors: -EINVAL (a name empty or
+ * preference, e.g.\ {"h2", "http/1.1"}. Errors: -EINVAL (a name empty or
  * longer than 255 bytes, n 0), -ENOMEM, -ENOTSUP. */
 COIL_API int coil_tls_context_set_alpn(coil_tls_context_t *ctx,
                                        const char *const *protocols,
                                        size_t n);
 
-/* Options of the connecting calls; zero-initialise. */
+/** Options of the connecting calls; zero-initialise. */
 typedef struct coil_tls_options {
-    /* The name to verify the server's certificate against and send as
+    /** The name to verify the server's certificate against and send as
      * SNI (a client); NULL: the host given to coil_tls_open (an address
      * is verified as an address and sends no SNI). coil_tls_start as a
      * client that verifies needs it (it knows no host). "": -EINVAL. */
     const char *server_hostname;
-    /* The handshake's limit; 0: 60 s (asyncio's). Negative: -EINVAL. */
+    /** The handshake's limit; 0: 60 s (asyncio's). Negative: -EINVAL. */
     int64_t handshake_timeout_ns;
-    /* A clean close (coil_stream_close) sends close_notify after what is
+    /** A clean close (coil_stream_close) sends close_notify after what is
      * unsent, shuts the socket's write side, then keeps reading (and
      * dropping) until the peer's end, so that the kernel does not reset
      * the connection under data the peer has not read yet. This is that
@@ -114,7 +120,7 @@ typedef struct coil_tls_options {
      * itself is closed at once (coil_stream_wait_closed does not wait
      * for it). 0: 30 s (asyncio's). Negative: -EINVAL. */
     int64_t shutdown_timeout_ns;
-    /* false (the default): the peer's end without close_notify is an
+    /** false (the default): the peer's end without close_notify is an
      * error, -ECONNABORTED, since what came may have been cut short by
      * an attacker. true: it is an end of stream (0) like a clean one;
      * for protocols that frame their own messages (HTTP with
@@ -122,7 +128,7 @@ typedef struct coil_tls_options {
     bool accept_unclean_eof;
 } coil_tls_options_t;
 
-/*
+/**
  * Connect to host:port (coil_stream_open's resolution and connection
  * race) and make the TLS handshake as a client with ctx; *out receives
  * the TLS stream. Errors: coil_stream_open's; -EKEYREJECTED (the
@@ -149,7 +155,7 @@ COIL_API int coil_tls_open(const char *host, const char *port,
                            const coil_tls_options_t *opts,
                            coil_stream_t **out);
 
-/*
+/**
  * start_tls: go on over plain's connection with TLS, as a client (server
  * false) or a server, with ctx (of that side); *out receives the TLS
  * stream. Whatever plain had received and not given out is the start of
@@ -164,7 +170,7 @@ COIL_API int coil_tls_start(coil_stream_t *plain, coil_tls_context_t *ctx,
                             bool server, const coil_tls_options_t *opts,
                             coil_stream_t **out);
 
-/*
+/**
  * A server whose every connection is TLS (asyncio's start_server(ssl=...)):
  * as coil_server_open, except that each connection's task first makes
  * the handshake as a server with ctx (a server's context; opts may set
@@ -183,15 +189,15 @@ COIL_API int coil_tls_server_open(const char *host, const char *port,
                                   const coil_tls_options_t *opts,
                                   coil_server_t **out);
 
-/* The application protocol agreed (ALPN), or NULL (none, or s not a TLS
+/** The application protocol agreed (ALPN), or NULL (none, or s not a TLS
  * stream). Valid while s is. */
 COIL_API const char *coil_tls_alpn(const coil_stream_t *s);
 
-/* The protocol version in use ("TLSv1.3"...), or NULL if s is not a TLS
+/** The protocol version in use ("TLSv1.3"...), or NULL if s is not a TLS
  * stream. */
 COIL_API const char *coil_tls_version(const coil_stream_t *s);
 
-/* Why this thread's last TLS call failed, in words (OpenSSL's reason,
+/** Why this thread's last TLS call failed, in words (OpenSSL's reason,
  * the verification's); "" if nothing is known. */
 COIL_API const char *coil_tls_last_error(void);
 

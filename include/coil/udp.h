@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
-/*
- * coil/udp.h - UDP endpoints for tasks (asyncio's create_datagram_endpoint,
+/**
+ * @file coil/udp.h
+ * UDP endpoints for tasks (asyncio's create_datagram_endpoint,
  * in coil's suspending style: no protocol callbacks, a task calls recv and
  * is suspended until a datagram arrives).
  *
@@ -33,9 +34,10 @@
 extern "C" {
 #endif
 
+/** A UDP endpoint (see the top of this file). */
 typedef struct coil_udp coil_udp_t;
 
-/*
+/**
  * Open an endpoint. Names are resolved with coil_getaddrinfo (numeric
  * addresses and names, IPv4 and IPv6; ports as numbers or service names).
  *
@@ -63,7 +65,7 @@ COIL_API int coil_udp_open(const char *local_host, const char *local_port,
                            const char *remote_host, const char *remote_port,
                            coil_udp_t **out);
 
-/*
+/**
  * Send one datagram of n bytes (n may be 0) to the connected peer.
  * Returns n, or -errno: -EDESTADDRREQ (not connected), -EMSGSIZE (too
  * large for UDP), -ECONNREFUSED (the peer's port was closed: an ICMP
@@ -74,7 +76,7 @@ COIL_API int coil_udp_open(const char *local_host, const char *local_port,
  */
 COIL_API ssize_t coil_udp_send(coil_udp_t *u, const void *buf, size_t n);
 
-/*
+/**
  * Send one datagram to addr (addrlen bytes) from an unconnected endpoint.
  * Returns n, or -errno as coil_udp_send, and -EISCONN (the endpoint is
  * connected: use coil_udp_send), -EINVAL (addr NULL or addrlen 0),
@@ -84,7 +86,7 @@ COIL_API ssize_t coil_udp_sendto(coil_udp_t *u, const void *buf, size_t n,
                                  const struct sockaddr *addr,
                                  socklen_t addrlen);
 
-/*
+/**
  * Receive one datagram into buf (up to n bytes), suspending until one
  * arrives. Returns the datagram's full size: a datagram longer than n is
  * truncated to n bytes in buf, the rest discarded, and the return value
@@ -100,7 +102,7 @@ COIL_API ssize_t coil_udp_sendto(coil_udp_t *u, const void *buf, size_t n,
  */
 COIL_API ssize_t coil_udp_recv(coil_udp_t *u, void *buf, size_t n);
 
-/*
+/**
  * As coil_udp_recv, and the sender's address into addr (*addrlen is the
  * capacity in, the address's length out; both NULL, or both set:
  * -EINVAL otherwise). May suspend.
@@ -108,7 +110,7 @@ COIL_API ssize_t coil_udp_recv(coil_udp_t *u, void *buf, size_t n);
 COIL_API ssize_t coil_udp_recvfrom(coil_udp_t *u, void *buf, size_t n,
                                    struct sockaddr *addr, socklen_t *addrlen);
 
-/*
+/**
  * The endpoint's local address (getsockname) into *addr. Returns its
  * length, or -errno: -EINVAL (NULL argument), -EBADF (closed). An
  * endpoint never bound nor used reports the wildcard address, port 0.
@@ -117,7 +119,7 @@ COIL_API ssize_t coil_udp_recvfrom(coil_udp_t *u, void *buf, size_t n,
 COIL_API int coil_udp_local_address(const coil_udp_t *u,
                                     struct sockaddr_storage *addr);
 
-/*
+/**
  * The connected peer's address (getpeername) into *addr. Returns its
  * length, or -errno: -EINVAL, -EBADF (closed), -ENOTCONN (unconnected).
  * Does not suspend.
@@ -125,7 +127,7 @@ COIL_API int coil_udp_local_address(const coil_udp_t *u,
 COIL_API int coil_udp_peer_address(const coil_udp_t *u,
                                    struct sockaddr_storage *addr);
 
-/*
+/**
  * Close the socket: tasks suspended in a receive or send on the endpoint
  * wake with -EBADF, and every later call returns -EBADF. The endpoint
  * itself stays valid until its last coil_udp_unref. Closing the loop
@@ -134,13 +136,13 @@ COIL_API int coil_udp_peer_address(const coil_udp_t *u,
  */
 COIL_API int coil_udp_close(coil_udp_t *u);
 
-/* Take a reference; returns u. NULL gives NULL. Only while the caller
+/** Take a reference; returns u. NULL gives NULL. Only while the caller
  * holds a reference: on an endpoint whose last one was dropped (and whose
  * memory a call in progress still holds) it reports the misuse through
  * the exception handler and returns NULL. */
 COIL_API coil_udp_t *coil_udp_ref(coil_udp_t *u);
 
-/*
+/**
  * Drop a reference; the last one closes the endpoint (if coil_udp_close
  * was not called) and frees it. A call in progress holds a reference of
  * its own, so a task still suspended on the endpoint is safe: it wakes
