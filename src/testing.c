@@ -40,6 +40,7 @@ static const int op_calls[COIL_TEST_OP_COUNT][5] = {
     [COIL_TEST_WAKEUP] = {COIL__SYS_EVENTFD, -1},
     [COIL_TEST_PIPE] = {COIL__SYS_PIPE, -1},
     [COIL_TEST_STACK] = {COIL__SYS_MMAP, -1},
+    [COIL_TEST_THREAD] = {COIL__SYS_THREAD, -1},
 };
 
 static bool op_valid(coil_test_op_t op)

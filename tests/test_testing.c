@@ -599,6 +599,41 @@ static void test_explore_step(void **state)
     }
 }
 
+/* A thread that cannot be started, through the kit: to_thread on a
+ * fresh executor says -EAGAIN (its job never ran), then works. */
+static int job_seven(void *arg)
+{
+    (void)arg;
+    return 7;
+}
+
+static int thread_refused_body(void *arg)
+{
+    int *r = arg;
+    coil_executor_t *ex;
+    int err = coil_executor_new(NULL, &ex);
+    if (err)
+        return err;
+    coil_test_fail(COIL_TEST_THREAD, 1, 1, -EAGAIN);
+    r[0] = coil_executor_run(ex, job_seven, NULL, NULL);
+    r[1] = (int)coil_test_calls(COIL_TEST_THREAD);
+    r[2] = coil_executor_run(ex, job_seven, NULL, NULL);
+    err = coil_executor_shutdown(ex, COIL_NO_TIMEOUT);
+    coil_executor_unref(ex);
+    return err;
+}
+
+static void test_fail_thread(void **state)
+{
+    (void)state;
+    int r[3] = {0};
+    coil_test_result_t res;
+    assert_int_equal(coil_test_run(thread_refused_body, r, NULL, &res), 0);
+    assert_int_equal(r[0], -EAGAIN);
+    assert_int_equal(r[1], 1);
+    assert_int_equal(r[2], 7);
+}
+
 static void test_arguments(void **state)
 {
     (void)state;
@@ -655,6 +690,7 @@ int main(void)
         TEST_NOLOOP(test_seed_replays),
         TEST_NOLOOP(test_explore_step),
         TEST_NOLOOP(test_arguments),
+        TEST_NOLOOP(test_fail_thread),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

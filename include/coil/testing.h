@@ -209,6 +209,9 @@ typedef enum coil_test_op {
                            channel's fallback) */
     COIL_TEST_STACK,    /**< mapping a task's stack (mmap; also a thread's
                            signal stack, on its first run) */
+    COIL_TEST_THREAD,   /**< starting a thread (pthread_create): an
+                           executor's worker, a loop group's loop, debug
+                           mode's watchdog */
     COIL_TEST_OP_COUNT  /**< the number of operations (not one) */
 } coil_test_op_t;
 
