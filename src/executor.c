@@ -33,6 +33,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
+#include <string.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -74,6 +75,12 @@ struct coil_executor {
     size_t queued, max_queued;
     unsigned threads, idle_threads, max_threads;
     bool shut;
+    /* The workers started and not yet joined or detached: joinable, so
+     * that a shutdown that waited for them also waits until each thread
+     * is gone (a detached one may still be exiting when the program
+     * ends, its thread-local memory not yet freed). */
+    pthread_t *tids;
+    unsigned ntids, tids_cap;
 };
 
 /* Live worker threads of every executor (the tests wait for 0). */
@@ -133,6 +140,11 @@ static void ex_release(struct coil_executor *ex)
 {
     if (atomic_fetch_sub(&ex->refs, 1) != 1)
         return;
+    /* Nobody joined them: every worker has let go of ex, so each is
+     * exiting (or is this thread); detached, each frees itself. */
+    for (unsigned i = 0; i < ex->ntids; i++)
+        pthread_detach(ex->tids[i]);
+    coil__free(ex->tids);
     pthread_cond_destroy(&ex->idle);
     pthread_cond_destroy(&ex->work);
     pthread_mutex_destroy(&ex->lock);
@@ -398,11 +410,21 @@ static int start_worker(struct coil_executor *ex)
     sigdelset(&all, SIGBUS);
     sigdelset(&all, SIGFPE);
     sigdelset(&all, SIGILL);
+    if (ex->ntids == ex->tids_cap) {
+        unsigned cap = ex->tids_cap ? 2 * ex->tids_cap : 4;
+        pthread_t *n = coil__malloc(cap * sizeof(*n));
+        if (!n)
+            return -ENOMEM;
+        if (ex->ntids)
+            memcpy(n, ex->tids, ex->ntids * sizeof(*n));
+        coil__free(ex->tids);
+        ex->tids = n;
+        ex->tids_cap = cap;
+    }
     pthread_attr_t attr;
     int err = pthread_attr_init(&attr);
     if (err)
         return -err;
-    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
     atomic_fetch_add(&ex->refs, 1);
     atomic_fetch_add(&coil__executor_threads, 1);
     pthread_sigmask(SIG_SETMASK, &all, &old);
@@ -415,6 +437,7 @@ static int start_worker(struct coil_executor *ex)
         atomic_fetch_sub(&ex->refs, 1); /* not the last: the caller's */
         return -err;
     }
+    ex->tids[ex->ntids++] = th;
     ex->threads++;
     return 0;
 }
@@ -574,6 +597,27 @@ static void shut(struct coil_executor *ex)
     pthread_cond_broadcast(&ex->work);
 }
 
+/* No worker is left running: join them (the caller holds a reference,
+ * and is none of them), so that each thread is gone, not just done with
+ * its jobs. Each has only its exit left, so the join is short; another
+ * caller that comes meanwhile finds the list empty. */
+static void join_workers(struct coil_executor *ex)
+{
+    pthread_mutex_lock(&ex->lock);
+    pthread_t *tids = NULL;
+    unsigned n = 0;
+    if (ex->threads == 0) {
+        tids = ex->tids;
+        n = ex->ntids;
+        ex->tids = NULL;
+        ex->ntids = ex->tids_cap = 0;
+    }
+    pthread_mutex_unlock(&ex->lock);
+    for (unsigned i = 0; i < n; i++)
+        pthread_join(tids[i], NULL);
+    coil__free(tids);
+}
+
 /* Block the calling thread until no worker is left, or until deadline
  * (CLOCK_MONOTONIC ns; COIL_NO_TIMEOUT: none). */
 static int wait_threads(struct coil_executor *ex, int64_t deadline)
@@ -592,6 +636,8 @@ static int wait_threads(struct coil_executor *ex, int64_t deadline)
             err = -ETIMEDOUT;
     }
     pthread_mutex_unlock(&ex->lock);
+    if (!err)
+        join_workers(ex);
     return err;
 }
 
@@ -631,8 +677,10 @@ int coil_executor_shutdown(coil_executor_t *ex, int64_t timeout_ns)
      * from the last worker to every loop that may be waiting. */
     int64_t step = 50 * COIL_USEC;
     for (;;) {
-        if (live_threads(ex) == 0)
+        if (live_threads(ex) == 0) {
+            join_workers(ex);
             return 0;
+        }
         now = coil__clock_real();
         if (deadline != COIL_NO_TIMEOUT && now >= deadline)
             return -ETIMEDOUT;

@@ -889,6 +889,107 @@ static void test_executor_thread_start_fails(void **state)
     gate_destroy(&g);
 }
 
+/* A worker thread's last act: a thread-specific value's destructor,
+ * which runs after the thread's function returned, as the thread exits.
+ * It takes its time, so that a shutdown that returned before the
+ * threads were gone is seen. */
+static pthread_key_t exit_key;
+static atomic_int threads_marked, threads_exited;
+
+static void on_thread_exit(void *value)
+{
+    (void)value;
+    struct timespec t = {0, 30 * 1000000};
+    nanosleep(&t, NULL);
+    atomic_fetch_add(&threads_exited, 1);
+}
+
+static int marking_job(void *arg)
+{
+    if (!pthread_getspecific(exit_key)) {
+        atomic_fetch_add(&threads_marked, 1);
+        pthread_setspecific(exit_key, (void *)1);
+    }
+    return job(arg);
+}
+
+struct gone_ctx {
+    coil_executor_t *ex;
+    struct jobarg a[3];
+    int r[3];
+    int shut;
+};
+
+static int gone_job_body(void *arg)
+{
+    struct gone_ctx *c = arg;
+    coil_loop_t *loop = coil_running_loop();
+    coil_future_t *f[3];
+    for (int i = 0; i < 3; i++)
+        if (coil_executor_submit(c->ex, loop, marking_job, &c->a[i], dispose,
+                                 &f[i]))
+            return -EIO;
+    for (int i = 0; i < 3; i++) {
+        void *v;
+        c->r[i] = coil_await(f[i], &v) ? -1 : (int)(intptr_t)v;
+        coil_future_unref(f[i]);
+    }
+    /* From a task: the shutdown looks again at intervals, then joins. */
+    c->shut = coil_executor_shutdown(c->ex, COIL_NO_TIMEOUT);
+    return 0;
+}
+
+/* A shutdown that waited returns once the workers' threads are gone,
+ * not only done with their jobs (they are joined): from a thread and
+ * from a task. */
+static void test_executor_shutdown_joins_threads(void **state)
+{
+    coil_loop_t *loop = test_loop(state);
+    assert_int_equal(pthread_key_create(&exit_key, on_thread_exit), 0);
+    for (int from_task = 0; from_task < 2; from_task++) {
+        atomic_store(&threads_marked, 0);
+        atomic_store(&threads_exited, 0);
+        struct gone_ctx c = {0};
+        coil_executor_options_t o = {.max_threads = 3};
+        assert_int_equal(coil_executor_new(&o, &c.ex), 0);
+        struct gate g;
+        gate_init(&g);
+        for (int i = 0; i < 3; i++) {
+            c.a[i].ret = i + 1;
+            c.a[i].gate = from_task ? NULL : &g;
+        }
+        if (from_task) {
+            assert_int_equal(test_run_task(loop, gone_job_body, &c), 0);
+            assert_int_equal(c.shut, 0);
+            for (int i = 0; i < 3; i++)
+                assert_int_equal(c.r[i], i + 1);
+        } else {
+            coil_future_t *f[3];
+            for (int i = 0; i < 3; i++)
+                assert_int_equal(coil_executor_submit(c.ex, loop,
+                                                      marking_job, &c.a[i],
+                                                      dispose, &f[i]),
+                                 0);
+            gate_wait_arrived(&g, 3); /* three workers, each in a job */
+            gate_open(&g);
+            assert_int_equal(coil_executor_shutdown(c.ex, COIL_NO_TIMEOUT),
+                             0);
+            for (int i = 0; i < 3; i++) {
+                test_run_until(loop, f[i]);
+                coil_future_unref(f[i]);
+            }
+        }
+        /* Three workers ran jobs (one, two or three in the task's case,
+         * where nothing holds a job) and each is gone. */
+        assert_true(atomic_load(&threads_marked) >= (from_task ? 1 : 3));
+        assert_int_equal(atomic_load(&threads_exited),
+                         atomic_load(&threads_marked));
+        coil_executor_unref(c.ex);
+        gate_destroy(&g);
+    }
+    pthread_key_delete(exit_key);
+}
+
 static void test_executor_alloc_failure(void **state)
 {
     coil_loop_t *loop = test_loop(state);
@@ -926,6 +1027,7 @@ int main(void)
         T_NOLOOP(test_run_task_threadsafe_loop_closed),
         T(test_executor_alloc_failure),
         T(test_executor_thread_start_fails),
+        T(test_executor_shutdown_joins_threads),
         T(test_executor_shutdown_misuse),
         T(test_executor_job_returns_ecanceled),
         T_NOLOOP(test_executor_closed_loop),
