@@ -122,8 +122,9 @@ COIL_API bool coil_job_cancelled(void);
  * it), and the running ones are waited for, at most timeout_ns
  * (COIL_NO_TIMEOUT: as long as they take; 0: not at all). Called in a
  * task it suspends the task (the loop goes on); called from any other
- * thread it blocks that thread. Returns 0 when no job runs any more, or
- * -ETIMEDOUT (the jobs still running finish on their own, and their
+ * thread it blocks that thread. Returns 0 when no job runs any more and,
+ * if it waited, every worker thread has exited (joined); or -ETIMEDOUT
+ * (the jobs still running finish on their own, and their
  * results are delivered or disposed of as usual). Shutting down again
  * waits again. Errors: -EINVAL (NULL), -ECANCELED (the waiting task was
  * cancelled; the shutdown itself stands), -EDEADLK (called from a job of
