@@ -380,7 +380,12 @@ static void *thread_main(void *arg)
     if (go) {
         s->outcome = run_main(s);
     } else if (s->main) {
-        coil_task_cancel(s->main); /* before it starts: main never runs */
+        /* Cancelled before it starts, main never runs; the loop's one
+         * step completes it, so that the loop closes with nothing left
+         * (debug mode would report a task left behind). */
+        coil_task_cancel(s->main);
+        (void)coil_loop_run_until_complete(s->loop,
+                                           coil_task_future(s->main));
         coil_task_unref(s->main);
         s->main = NULL;
     }

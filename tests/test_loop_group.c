@@ -150,7 +150,9 @@ static void test_group_thread_start_fails(void **state)
         coil__fault_arm(COIL__SYS_THREAD, nth, 1, EAGAIN);
         assert_int_equal(coil_loop_group_start(&opts, main_count, &s, &g),
                          -EAGAIN);
-        assert_int_equal(coil__fault_calls(COIL__SYS_THREAD), nth);
+        /* nth made the group's threads fail; in debug mode the loops
+         * made meanwhile start their watchdog threads too. */
+        assert_true(coil__fault_calls(COIL__SYS_THREAD) >= nth);
         assert_null(g);
         assert_int_equal(atomic_load(&s.ran), 0);
     }
