@@ -96,9 +96,9 @@ COIL_API int coil_loop_group_join(coil_loop_group_t *group);
 
 /**
  * Free the group and its loops. Other threads must no longer post to its
- * loops, and no join may be under way. Accepts NULL. A group not joined yet is cancelled and joined
- * first. Called on one of the group's own threads it does nothing (the
- * group cannot end there).
+ * loops, and no join may be under way. Accepts NULL. A group not joined yet
+ * is cancelled and joined first. Called on one of the group's own threads it
+ * does nothing (the group cannot end there).
  */
 COIL_API void coil_loop_group_free(coil_loop_group_t *group);
 

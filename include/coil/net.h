@@ -34,20 +34,19 @@
  *  - Peer and system errors come back as negative errno (-ECONNRESET,
  *    -EPIPE, -ECONNREFUSED, -ENOTCONN, -EMFILE, ...).
  *
- * Closing. These are raw fds: close them with close(2) or
- * coil_sock_close as you like. Every wait registers the fd with the
- * poller again (one epoll_ctl per wait; asyncio's sock_recv pays two), so
- * a number closed and given to a new file is always watched as the new
- * file. coil_sock_close adds one thing: called on the loop's thread, it
- * wakes a task suspended on the fd with -EBADF (after a plain close(2)
- * such a task sleeps on: epoll and kqueue forget a closed fd silently;
- * poll notices and wakes it with -EBADF). On io_uring, prefer
- * coil_sock_close: after a wait the loop keeps a poll armed on the fd,
- * and that poll holds the file open in the kernel, so after a plain
- * close(2) a peer sees no end until the number is watched again or the
- * loop closes; coil_sock_close removes the poll first. An fd that belongs to a coil
- * object (a stream, a server, a UDP endpoint) is that object's: these
- * calls refuse it with -EBUSY; use the object's own calls.
+ * Closing. These are raw fds: close them with close(2) or coil_sock_close as
+ * you like. Every wait registers the fd with the poller again (one epoll_ctl
+ * per wait; asyncio's sock_recv pays two), so a number closed and given to a
+ * new file is always watched as the new file. coil_sock_close adds one
+ * thing: called on the loop's thread, it wakes a task suspended on the fd
+ * with -EBADF (after a plain close(2) such a task sleeps on: epoll and
+ * kqueue forget a closed fd silently; poll notices and wakes it with
+ * -EBADF). On io_uring, prefer coil_sock_close: after a wait the loop keeps
+ * a poll armed on the fd, and that poll holds the file open in the kernel,
+ * so after a plain close(2) a peer sees no end until the number is watched
+ * again or the loop closes; coil_sock_close removes the poll first. An fd
+ * that belongs to a coil object (a stream, a server, a UDP endpoint) is that
+ * object's: these calls refuse it with -EBUSY; use the object's own calls.
  */
 #ifndef COIL_NET_H
 #define COIL_NET_H

@@ -280,7 +280,7 @@ COIL_API int coil_stream_drain(coil_stream_t *s);
 COIL_API int coil_stream_set_write_limits(coil_stream_t *s, size_t high,
                                           size_t low);
 
-/** How many bytes are buffered, not yet handed to the kernel. */
+/** How many bytes are buffered, not yet handed to the kernel. 0 for NULL. */
 COIL_API size_t coil_stream_write_buffered(const coil_stream_t *s);
 
 /**

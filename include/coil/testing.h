@@ -86,15 +86,15 @@ typedef struct coil_test_result {
 } coil_test_result_t;
 
 /**
- * Run body(arg) as a task in a fresh loop and fail on anything left
- * behind. The loop is made, the task spawned and the loop run until the
- * body returns (or its timeout, which cancels it); what is still there
- * then (tasks, which are cancelled and run until they finish) is
- * counted; the loop then runs, without waiting, what is ready and what
- * I/O has come, up to 100 rounds (a close finishing, a TLS goodbye, a
- * cancelled handle's record: no leftovers), and the callbacks that keep
- * coming and the timers still pending are counted; the loop is closed, and the coil allocations and open fds
- * compared with before the run. The body reaches its loop with
+ * Run body(arg) as a task in a fresh loop and fail on anything left behind.
+ * The loop is made, the task spawned and the loop run until the body returns
+ * (or its timeout, which cancels it); what is still there then (tasks, which
+ * are cancelled and run until they finish) is counted; the loop then runs,
+ * without waiting, what is ready and what I/O has come, up to 100 rounds (a
+ * close finishing, a TLS goodbye, a cancelled handle's record: no
+ * leftovers), and the callbacks that keep coming and the timers still
+ * pending are counted; the loop is closed, and the coil allocations and open
+ * fds compared with before the run. The body reaches its loop with
  * coil_running_loop().
  *
  * A body past its timeout is cancelled every 100 ms (loop time); one
@@ -356,18 +356,18 @@ typedef struct coil_test_stream_options {
 /**
  * Two streams joined like the ends of a socket pair, in memory: what is
  * written to one is read from the other, through the whole stream API
- * (coil/stream.h: reading calls, write, drain and the water marks,
- * write_eof as a half-close, close, abort, at_eof, wait_closed), on the
- * running loop, with no fd (coil_stream_fd gives -1; the addresses are
- * an unnamed Unix-domain socket's). Closing one end is the peer's end of
- * stream after the bytes already written, and its later writes fail with
- * -EPIPE; what was on its way to the closed end is dropped. Everything is
- * freed when both streams are. Faults aimed at COIL_TEST_RECV and
- * COIL_TEST_SEND reach the pair's receives and sends (EINTR and EAGAIN
- * are retried, as on a socket; another error is returned); of chaos I/O
- * only the spurious EAGAIN does (a send waits a turn). opts may be NULL (the defaults). Errors: -EINVAL (a or b
- * NULL or the same, delay_ns negative, opts->loop closed), -EPERM (no
- * loop named and none runs on this thread), -ENOMEM. Does not suspend.
+ * (coil/stream.h: reading calls, write, drain and the water marks, write_eof
+ * as a half-close, close, abort, at_eof, wait_closed), on the running loop,
+ * with no fd (coil_stream_fd gives -1; the addresses are an unnamed
+ * Unix-domain socket's). Closing one end is the peer's end of stream after
+ * the bytes already written, and its later writes fail with -EPIPE; what was
+ * on its way to the closed end is dropped. Everything is freed when both
+ * streams are. Faults aimed at COIL_TEST_RECV and COIL_TEST_SEND reach the
+ * pair's receives and sends (EINTR and EAGAIN are retried, as on a socket;
+ * another error is returned); of chaos I/O only the spurious EAGAIN does (a
+ * send waits a turn). opts may be NULL (the defaults). Errors: -EINVAL (a or
+ * b NULL or the same, delay_ns negative, opts->loop closed), -EPERM (no loop
+ * named and none runs on this thread), -ENOMEM. Does not suspend.
  */
 COIL_API int coil_test_stream_pair(const coil_test_stream_options_t *opts,
                                    coil_stream_t **a, coil_stream_t **b);

@@ -61,7 +61,8 @@ COIL_API int coil_timeout_reschedule(coil_timeout_t *scope, int64_t when_ns);
 /** The deadline (loop time), COIL_NO_TIMEOUT if none. 0 for NULL. */
 COIL_API int64_t coil_timeout_when(const coil_timeout_t *scope);
 
-/** Whether the deadline has passed (and cancelled the task). */
+/** Whether the deadline has passed (and cancelled the task). false for
+ * NULL. */
 COIL_API bool coil_timeout_expired(const coil_timeout_t *scope);
 
 /**
