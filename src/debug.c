@@ -543,10 +543,12 @@ void coil__debug_enter(struct coil_loop *loop)
     d->owner = coil__thread_token();
     if (!loop->debug_on)
         return;
-    if (watchdog_start(loop) != 0)
+    if (watchdog_start(loop) != 0 && !d->wd_failed_said) {
+        d->wd_failed_said = true; /* once a loop; each run tries again */
         coil__log(loop, COIL_LOG_WARNING,
                   "debug mode: the watchdog thread could not be started; "
                   "slow steps are reported without a sample");
+    }
     if (d->wd)
         watchdog_target(d->wd, true);
     reg_add(loop);

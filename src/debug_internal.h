@@ -41,6 +41,7 @@ struct coil__loop_debug {
     int64_t slow_ns;
     const void *owner;        /* coil__thread_token() of the loop's thread */
     struct coil__watchdog *wd; /* made on the first run in debug mode */
+    bool wd_failed_said;       /* its thread could not be started: said */
     /* Freed objects kept poisoned, oldest first (debug.c). */
     struct coil__quarantined *q_head, *q_tail;
     size_t q_len;

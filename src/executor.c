@@ -480,7 +480,7 @@ int coil_executor_submit(coil_executor_t *ex, coil_loop_t *loop,
         err = start_worker(ex);
         if (err && ex->threads > 0)
             err = 0; /* the running workers will get to it */
-        else if (err)
+        else if (err && err != -ENOMEM)
             err = -EAGAIN;
     }
     if (err) {
@@ -599,23 +599,18 @@ static void shut(struct coil_executor *ex)
 
 /* No worker is left running: join them (the caller holds a reference,
  * and is none of them), so that each thread is gone, not just done with
- * its jobs. Each has only its exit left, so the join is short; another
- * caller that comes meanwhile finds the list empty. */
+ * its jobs. Under the lock: a second waiter returns only once the first
+ * has joined them all. No worker takes the lock again once it left the
+ * count, and each has only its exit left, so the joins are short. */
 static void join_workers(struct coil_executor *ex)
 {
     pthread_mutex_lock(&ex->lock);
-    pthread_t *tids = NULL;
-    unsigned n = 0;
     if (ex->threads == 0) {
-        tids = ex->tids;
-        n = ex->ntids;
-        ex->tids = NULL;
-        ex->ntids = ex->tids_cap = 0;
+        for (unsigned i = 0; i < ex->ntids; i++)
+            pthread_join(ex->tids[i], NULL);
+        ex->ntids = 0;
     }
     pthread_mutex_unlock(&ex->lock);
-    for (unsigned i = 0; i < n; i++)
-        pthread_join(tids[i], NULL);
-    coil__free(tids);
 }
 
 /* Block the calling thread until no worker is left, or until deadline

@@ -675,6 +675,15 @@ static void test_watchdog_thread_fails_at_run(void **state)
                NULL);
     log_expect("slow step: callback debug_test_slow_callback+0x",
                "(no sample: the watchdog thread could not be started)");
+    /* Each run tries again; the loop says it once. */
+    coil__fault_arm(COIL__SYS_THREAD, 1, 1000, EAGAIN);
+    s.ran = 0;
+    run_slow_callback(loop, &s);
+    assert_true(coil__fault_calls(COIL__SYS_THREAD) >= 1);
+    assert_int_equal(
+        log_count("debug mode: the watchdog thread could not be started"), 1);
+    assert_int_equal(log_count("slow step: callback debug_test_slow_callback"),
+                     2);
 }
 
 NAMED int debug_test_slow_body(void *arg)

@@ -939,6 +939,20 @@ static int gone_job_body(void *arg)
     return 0;
 }
 
+struct both_shut {
+    coil_executor_t *ex;
+    int shut;
+    int exited_then; /* worker threads gone when the shutdown returned */
+};
+
+static void *shut_and_count(void *arg)
+{
+    struct both_shut *b = arg;
+    b->shut = coil_executor_shutdown(b->ex, COIL_NO_TIMEOUT);
+    b->exited_then = atomic_load(&threads_exited);
+    return NULL;
+}
+
 /* A shutdown that waited returns once the workers' threads are gone,
  * not only done with their jobs (they are joined): from a thread and
  * from a task. */
@@ -987,6 +1001,40 @@ static void test_executor_shutdown_joins_threads(void **state)
         coil_executor_unref(c.ex);
         gate_destroy(&g);
     }
+    /* Two threads shut down at once: neither returns before the threads
+     * are gone (the second waits for the first one's joins). */
+    atomic_store(&threads_marked, 0);
+    atomic_store(&threads_exited, 0);
+    struct gone_ctx c = {0};
+    coil_executor_options_t o = {.max_threads = 3};
+    assert_int_equal(coil_executor_new(&o, &c.ex), 0);
+    struct gate g;
+    gate_init(&g);
+    coil_future_t *f[3];
+    for (int i = 0; i < 3; i++) {
+        c.a[i].gate = &g;
+        assert_int_equal(coil_executor_submit(c.ex, loop, marking_job,
+                                              &c.a[i], dispose, &f[i]),
+                         0);
+    }
+    gate_wait_arrived(&g, 3);
+    struct both_shut b[2] = {{c.ex, -1, -1}, {c.ex, -1, -1}};
+    pthread_t th[2];
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(pthread_create(&th[i], NULL, shut_and_count, &b[i]),
+                         0);
+    gate_open(&g);
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(pthread_join(th[i], NULL), 0);
+        assert_int_equal(b[i].shut, 0);
+        assert_int_equal(b[i].exited_then, 3);
+    }
+    for (int i = 0; i < 3; i++) {
+        test_run_until(loop, f[i]);
+        coil_future_unref(f[i]);
+    }
+    coil_executor_unref(c.ex);
+    gate_destroy(&g);
     pthread_key_delete(exit_key);
 }
 
@@ -1001,6 +1049,12 @@ static void test_executor_alloc_failure(void **state)
     struct jobarg a = {0};
     coil_future_t *fut = (coil_future_t *)1;
     test_alloc_fail_after(1);
+    assert_int_equal(coil_executor_submit(ex, loop, job, &a, dispose, &fut),
+                     -ENOMEM);
+    assert_null(fut);
+    assert_false(atomic_load(&a.ran));
+    /* The second allocation: the record of the first worker's thread. */
+    test_alloc_fail_after(2);
     assert_int_equal(coil_executor_submit(ex, loop, job, &a, dispose, &fut),
                      -ENOMEM);
     assert_null(fut);
