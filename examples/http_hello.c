@@ -173,10 +173,39 @@ struct site {
     _Atomic int bound; /* the port loop 0 got; 0 until then, -1 failed */
 };
 
+/* handoff: a connection handed to this loop, until its task starts. A
+ * task cancelled before its first step never runs (as in asyncio), so
+ * the fd stays the spawner's until the task takes it: the loop's main
+ * closes what no task took when it ends (Ctrl-C between a spawn and the
+ * task's start). */
+struct pending {
+    int fd;
+    struct pending *prev, *next;
+};
+
+static void pending_unlink(struct pending *p)
+{
+    p->prev->next = p->next;
+    p->next->prev = p->prev;
+}
+
+static void pending_close_all(struct pending *head)
+{
+    while (head->next != head) {
+        struct pending *p = head->next;
+        pending_unlink(p);
+        close(p->fd);
+        free(p);
+    }
+}
+
 /* handoff: one connection, a task on the loop it was handed to. */
 static int connection(void *arg)
 {
-    int fd = (int)(intptr_t)arg;
+    struct pending *p = arg;
+    int fd = p->fd;
+    pending_unlink(p); /* ours from now on */
+    free(p);
     coil_stream_t *s;
     int err = coil_stream_open_fd(fd, &s);
     if (err) {
@@ -191,22 +220,35 @@ static int connection(void *arg)
                                                                      : err;
 }
 
-static int start_connection(int fd)
+static void start_connection(struct pending *head, int fd)
 {
-    int err = coil_task_spawn(coil_running_loop(), connection,
-                              (void *)(intptr_t)fd, NULL);
-    if (err)
+    struct pending *p = malloc(sizeof(*p));
+    if (!p) {
         close(fd);
-    return err;
+        return;
+    }
+    *p = (struct pending){fd, head, head->next};
+    head->next->prev = p;
+    head->next = p;
+    if (coil_task_spawn(coil_running_loop(), connection, p, NULL) != 0) {
+        pending_unlink(p);
+        close(fd);
+        free(p);
+    }
 }
 
-/* handoff, loops 1..n-1: serve what loop 0 hands over until cancelled. */
+/* handoff, loops 1..n-1: serve what loop 0 hands over until cancelled.
+ * The channel is closed when this ends, so that loop 0 hands no more to
+ * a loop that ended early (it closes them instead). */
 static int take_connections(coil_channel_t *inbox)
 {
+    struct pending head = {-1, &head, &head};
     void *item;
     int err;
     while ((err = coil_channel_get(inbox, &item)) == 0)
-        start_connection((int)(intptr_t)item);
+        start_connection(&head, (int)(intptr_t)item);
+    coil_channel_close(inbox);
+    pending_close_all(&head);
     return err == -ECANCELED ? 0 : err;
 }
 
@@ -235,6 +277,7 @@ static int accept_and_hand_out(struct site *site, int port)
     printf("http_hello: listening on http://127.0.0.1:%d/ (%u loops, "
            "handoff)\n", site->bound, site->loops);
     fflush(stdout);
+    struct pending head = {-1, &head, &head};
     for (unsigned next = 0;; next = (next + 1) % site->loops) {
         int fd = coil_sock_accept(lfd, NULL, NULL);
         if (fd == -EMFILE || fd == -ENFILE || fd == -ENOBUFS ||
@@ -249,12 +292,13 @@ static int accept_and_hand_out(struct site *site, int port)
             break;
         }
         if (next == 0)
-            start_connection(fd);
+            start_connection(&head, fd);
         else if (coil_channel_try_put(site->inbox[next],
                                       (void *)(intptr_t)fd) != 0)
-            close(fd); /* that loop is gone (closed channel) */
+            close(fd); /* that loop has ended (its channel is closed) */
     }
     coil_sock_close(lfd);
+    pending_close_all(&head);
     return err;
 }
 
