@@ -193,6 +193,14 @@ int coil_loop_set_exception_handler(coil_loop_t *loop,
     return 0;
 }
 
+coil_exception_handler_fn coil_loop_exception_handler(const coil_loop_t *loop,
+                                                     void **arg_out)
+{
+    if (arg_out)
+        *arg_out = loop ? loop->exc_arg : NULL;
+    return loop ? loop->exc_fn : NULL;
+}
+
 void coil_loop_default_exception_handler(coil_loop_t *loop, int error,
                                          const char *message, void *arg)
 {

@@ -584,6 +584,11 @@ bool coil_server_is_serving(const coil_server_t *srv)
     return srv && !srv->closed;
 }
 
+coil_loop_t *coil_server_loop(const coil_server_t *srv)
+{
+    return srv ? srv->loop : NULL;
+}
+
 int coil_server_port(const coil_server_t *srv)
 {
     if (!srv || srv->is_unix || srv->nls == 0)

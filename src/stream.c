@@ -1192,6 +1192,19 @@ int coil_stream_set_write_limits(coil_stream_t *s, size_t high, size_t low)
     return 0;
 }
 
+int coil_stream_write_limits(const coil_stream_t *s, size_t *high_out,
+                             size_t *low_out)
+{
+    STREAM_CHECK(s, "coil_stream_write_limits");
+    if (!s)
+        return -EINVAL;
+    if (high_out)
+        *high_out = s->high;
+    if (low_out)
+        *low_out = s->low;
+    return 0;
+}
+
 size_t coil_stream_write_buffered(const coil_stream_t *s)
 {
     STREAM_CHECK(s, "coil_stream_write_buffered");

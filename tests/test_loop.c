@@ -301,8 +301,16 @@ static void test_loop_unref_too_many(void **state)
     struct fixture *f = *state;
     coil_loop_t *loop = f->loop;
     struct exc_log log = {0};
+    assert_null(coil_loop_exception_handler(loop, NULL));
     assert_int_equal(
         coil_loop_set_exception_handler(loop, test_exc_record, &log), 0);
+    void *harg = NULL;
+    assert_ptr_equal(coil_loop_exception_handler(loop, &harg),
+                     test_exc_record);
+    assert_ptr_equal(harg, &log);
+    harg = &harg;
+    assert_null(coil_loop_exception_handler(NULL, &harg));
+    assert_null(harg);
     coil_future_t *fut;
     assert_int_equal(coil_future_new(loop, &fut), 0);
     coil_loop_unref(loop);

@@ -147,6 +147,8 @@ static int echo_main(void *arg)
         return 0;
     if (!e->unix_path)
         snprintf(e->port, sizeof(e->port), "%d", coil_server_port(e->srv));
+    if (coil_server_loop(e->srv) != e->loop || coil_server_loop(NULL))
+        test_task_failure();
     coil_task_t *t[CLIENTS];
     for (int i = 0; i < CLIENTS; i++)
         t[i] = test_spawn(e->loop, client, e);

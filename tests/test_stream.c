@@ -332,7 +332,16 @@ static void bulk_run(coil_loop_t *loop, int fds[2])
     struct wrap w = {{fds[0], fds[1]}, b.s, 0};
     assert_int_equal(test_run_task(loop, wrap_main, &w), 0);
     assert_int_equal(w.r, 0);
+    size_t high = 0, low = 0;
+    assert_int_equal(coil_stream_write_limits(b.s[0], &high, &low), 0);
+    assert_int_equal(high, COIL_STREAM_HIGH_WATER);
+    assert_int_equal(low, COIL_STREAM_LOW_WATER);
     coil_stream_set_write_limits(b.s[0], 8192, 1024);
+    assert_int_equal(coil_stream_write_limits(b.s[0], &high, NULL), 0);
+    assert_int_equal(coil_stream_write_limits(b.s[0], NULL, &low), 0);
+    assert_int_equal(high, 8192);
+    assert_int_equal(low, 1024);
+    assert_int_equal(coil_stream_write_limits(NULL, &high, &low), -EINVAL);
     assert_int_equal(test_run_task(loop, bulk_main, &b), 0);
     coil_stream_unref(b.s[0]);
     coil_stream_unref(b.s[1]);

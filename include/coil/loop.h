@@ -295,6 +295,14 @@ COIL_API int coil_loop_set_exception_handler(coil_loop_t *loop,
                                              void *arg);
 
 /**
+ * The handler installed with coil_loop_set_exception_handler and, in
+ * *arg_out (if not NULL), its arg (asyncio's loop.get_exception_handler).
+ * NULL (and arg NULL) while the default is in place, and for a NULL loop.
+ */
+COIL_API coil_exception_handler_fn
+coil_loop_exception_handler(const coil_loop_t *loop, void **arg_out);
+
+/**
  * Report a problem through the loop's handler.
  * Errors: -EINVAL (loop or message NULL).
  */

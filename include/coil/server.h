@@ -115,6 +115,10 @@ COIL_API int coil_server_serve_forever(coil_server_t *server);
 /** Whether the server still accepts. false for NULL. */
 COIL_API bool coil_server_is_serving(const coil_server_t *server);
 
+/** The loop the server belongs to (asyncio's Server.get_loop): the one
+ * running where it was opened. No new reference; NULL for NULL. */
+COIL_API coil_loop_t *coil_server_loop(const coil_server_t *server);
+
 /** The local port of the first listening socket (the one to use with port
  * "0"), or -EINVAL (NULL, a Unix server) or -EBADF (closed). */
 COIL_API int coil_server_port(const coil_server_t *server);

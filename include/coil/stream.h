@@ -280,6 +280,12 @@ COIL_API int coil_stream_drain(coil_stream_t *s);
 COIL_API int coil_stream_set_write_limits(coil_stream_t *s, size_t high,
                                           size_t low);
 
+/** The write buffer's high and low water marks (asyncio's
+ * get_write_buffer_limits), into *high_out and *low_out (either may be
+ * NULL). Errors: -EINVAL (s NULL). */
+COIL_API int coil_stream_write_limits(const coil_stream_t *s, size_t *high_out,
+                                      size_t *low_out);
+
 /** How many bytes are buffered, not yet handed to the kernel. 0 for NULL. */
 COIL_API size_t coil_stream_write_buffered(const coil_stream_t *s);
 
