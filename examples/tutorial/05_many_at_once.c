@@ -180,10 +180,13 @@ static int show_wait_for(void)
 
 static int show_timeout_scope(void)
 {
-    printf("5. a 250 ms timeout scope around three 100 ms fetches in a row\n");
-    struct fetch pages[3] = {{"page1", 100 * COIL_MSEC, 0},
-                             {"page2", 100 * COIL_MSEC, 0},
-                             {"page3", 100 * COIL_MSEC, 0}};
+    printf("5. a 250 ms timeout scope around fetches of 50, 50 and 1000 ms"
+           " in a row\n");
+    /* The deadline falls 150 ms into page 3: far from any fetch's end,
+     * so that a late wake-up on a busy machine cannot change the story. */
+    struct fetch pages[3] = {{"page1", 50 * COIL_MSEC, 0},
+                             {"page2", 50 * COIL_MSEC, 0},
+                             {"page3", 1000 * COIL_MSEC, 0}};
     coil_timeout_t *scope;
     int err = coil_timeout_begin(250 * COIL_MSEC, &scope);
     if (err)

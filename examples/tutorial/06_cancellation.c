@@ -80,7 +80,8 @@ static int cancel_a_wait(void)
 static int save(void *arg)
 {
     (void)arg;
-    int err = coil_sleep(100 * COIL_MSEC);
+    int err = coil_sleep(500 * COIL_MSEC); /* far longer than the 20 ms
+                                              before the cancel */
     printf("    save: %s\n", err ? "interrupted" : "written");
     return err;
 }

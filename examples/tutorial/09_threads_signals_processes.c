@@ -49,11 +49,16 @@ struct handoff {
 };
 
 /* Runs on the loop's thread, as a callback: only there may the future be
- * completed (coil_future_set_result is a loop-only call). */
+ * completed (coil_future_set_result is a loop-only call). It gets the
+ * future, with a reference of its own, not h: by the time it runs the
+ * waiting task may have been cancelled and returned, h gone with its
+ * stack. Completing a future nobody waits for any more does nothing
+ * (-EALREADY, when the cancel cancelled it too). */
 static void deliver(void *arg)
 {
-    struct handoff *h = arg;
-    coil_future_set_result(h->done, NULL);
+    coil_future_t *done = arg;
+    coil_future_set_result(done, NULL);
+    coil_future_unref(done);
 }
 
 /* A plain pthread: it knows nothing of tasks and may block at will. */
@@ -64,12 +69,15 @@ static void *summing_thread(void *arg)
         h->sum += i;
     blocking_sleep(20 * COIL_MSEC); /* more slow work */
     printf("  thread: summed 1..1000000, handing the result over\n");
+    coil_loop_t *loop = h->loop; /* h is not touched after the post */
     /* The only loop call a foreign thread may make (besides the other
-     * *_threadsafe ones): deliver(h) will run on the loop's thread. */
-    int err = coil_loop_call_soon_threadsafe(h->loop, deliver, h);
+     * *_threadsafe ones): deliver(done) will run on the loop's thread.
+     * It fails only if the loop has closed (or memory ran out): then
+     * nothing will run deliver, and nobody waits any more either. */
+    int err = coil_loop_call_soon_threadsafe(loop, deliver, h->done);
     if (err)
         fprintf(stderr, "thread: %s\n", coil_strerror(err));
-    coil_loop_release(h->loop); /* our last call into the loop is made */
+    coil_loop_release(loop); /* our last call into the loop is made */
     return NULL;
 }
 
@@ -83,17 +91,21 @@ static int thread_handoff(void)
     /* Tell the loop a thread will call in later: debug mode (step 10)
      * would otherwise take a task waiting for it as stuck forever. */
     coil_loop_hold(h.loop);
+    coil_future_ref(h.done); /* deliver's reference */
     pthread_t thread;
     err = -pthread_create(&thread, NULL, summing_thread, &h);
     if (err) {
         coil_loop_release(h.loop);
+        coil_future_unref(h.done); /* deliver's: it will not run */
         coil_future_unref(h.done);
         return err;
     }
     err = coil_await(h.done, NULL); /* suspends this task only */
     /* h lives on this task's stack, so the thread must be finished with
-     * it before we return, whatever happened: join it. (It has made its
-     * last call, or is about to: the join is short.) */
+     * it before we return: join it. After a result the thread has made
+     * its last call and the join is short; after a cancel it waits for
+     * the thread's remaining work, blocking the loop meanwhile (long work
+     * belongs on the executor, next section, which needs no join). */
     pthread_join(thread, NULL);
     coil_future_unref(h.done);
     if (err)
