@@ -1079,9 +1079,11 @@ static void op_stream(struct run *R, enum op code, const uint8_t *o)
     case OP_WRITE_EOF:
         r = coil_stream_write_eof(e->s);
         trace(R, "write_eof = %d", r);
+        /* -ENOMEM also after a write that could keep only part of its
+         * data: the stream writes no more, and says so (sticky). */
         ALLOWED(R, "write_eof", r,
                 r == 0 || (r == -EPIPE && e->closed) ||
-                    (r == -ENOMEM && fuzz_mem.hit) ||
+                    (r == -ENOMEM && (fuzz_mem.hit || e->nomem_write)) ||
                     ((r == -EPIPE || r == -ECONNRESET || r == -ENOTCONN) &&
                      (peer_gone(e) || tainted(R) || e->out->lossy)));
         if (r == 0) {

@@ -293,7 +293,9 @@ COIL_API size_t coil_stream_write_buffered(const coil_stream_t *s);
  * Half-close: once the buffered data is sent, shut the sending side
  * (shutdown SHUT_WR): the peer reads end of stream and may still send.
  * Later writes give -EPIPE. Calling it again does nothing. Returns 0, or
- * -EINVAL, -EPIPE (closed), the peer error met earlier, -ENOTCONN,
+ * -EINVAL, -EPIPE (closed), the error a write met earlier (a peer's, or
+ * -ENOMEM after a write that sent a part and could not keep the rest:
+ * the stream writes no more), -ENOTCONN,
  * -ENOMEM (the background sender could not be started, see
  * coil_stream_write: nothing changed, try again). Does not suspend.
  * On a pipe's (or FIFO's) writing end it closes the stream
