@@ -26,6 +26,7 @@
 #include "coil/loop_group.h"
 #include "executor_internal.h"
 #include "loop_internal.h"
+#include "runner_internal.h"
 #include "sys.h"
 #include "task_internal.h"
 #include "threadsafe.h"
@@ -344,17 +345,9 @@ static int run_main(struct slot *s)
 {
     coil_loop_t *loop = s->loop;
     coil_task_t *t = s->main;
-    int err;
-    coil_future_t *fut = coil_task_future(t);
-    coil_loop_run_until_complete(loop, fut);
-    if (!coil_future_done(fut))
-        coil_task_cancel(t);
-    coil__tasks_cancel_all(loop);
+    coil__run_main_to_end(loop, t);
     coil__loop_shutdown_default_executor(loop);
-    void *v = NULL;
-    err = coil_future_result(fut, &v);
-    if (err == 0)
-        err = (int)(intptr_t)v;
+    int err = coil__run_outcome(t);
     s->main = NULL;
     coil_task_unref(t);
     return err;

@@ -12,6 +12,7 @@
 
 #include "executor_internal.h"
 #include "loop_internal.h"
+#include "runner_internal.h"
 #include "signal_internal.h"
 #include "task_internal.h"
 
@@ -26,6 +27,22 @@ static void on_sigint(void *arg)
 {
     struct sigint *si = arg;
     coil_task_cancel(si->main);
+}
+
+void coil__run_main_to_end(coil_loop_t *loop, coil_task_t *t)
+{
+    coil_future_t *fut = coil_task_future(t);
+    coil_loop_run_until_complete(loop, fut);
+    if (!coil_future_done(fut))
+        coil_task_cancel(t); /* the loop was stopped early */
+    coil__tasks_cancel_all(loop);
+}
+
+int coil__run_outcome(coil_task_t *t)
+{
+    void *v = NULL;
+    int err = coil_future_result(coil_task_future(t), &v);
+    return err ? err : (int)(intptr_t)v;
 }
 
 int coil_run(coil_task_fn main, void *arg)
@@ -44,7 +61,6 @@ int coil_run(coil_task_fn main, void *arg)
         coil_loop_unref(loop);
         return err;
     }
-    coil_future_t *fut = coil_task_future(t);
     /* Only over SIGINT's default action: a program that ignores it (run
      * in the background) or handles it keeps its choice; and not if
      * another loop of the process has SIGINT. Either way it runs without
@@ -54,17 +70,11 @@ int coil_run(coil_task_fn main, void *arg)
                                     COIL__SIGNAL_ONCE |
                                         COIL__SIGNAL_IF_DEFAULT |
                                         COIL__SIGNAL_QUIET);
-    coil_loop_run_until_complete(loop, fut);
-    if (!coil_future_done(fut))
-        coil_task_cancel(t); /* the loop was stopped early */
-    coil__tasks_cancel_all(loop);
+    coil__run_main_to_end(loop, t);
     (void)coil__signal_remove_internal(loop, SIGINT);
     /* The default executor's jobs are waited for, as asyncio.run does. */
     coil__loop_shutdown_default_executor(loop);
-    void *v = NULL;
-    err = coil_future_result(fut, &v);
-    if (err == 0)
-        err = (int)(intptr_t)v;
+    err = coil__run_outcome(t);
     coil_task_unref(t);
     coil_loop_unref(loop);
     return err;
