@@ -953,71 +953,79 @@ static void *shut_and_count(void *arg)
     return NULL;
 }
 
+/* An executor of three workers, each held at g in a marking job (f: the
+ * jobs' futures); the thread counts start from 0. */
+static void gone_start(coil_loop_t *loop, struct gone_ctx *c, struct gate *g,
+                       coil_future_t *f[3])
+{
+    atomic_store(&threads_marked, 0);
+    atomic_store(&threads_exited, 0);
+    coil_executor_options_t o = {.max_threads = 3};
+    assert_int_equal(coil_executor_new(&o, &c->ex), 0);
+    gate_init(g);
+    for (int i = 0; i < 3; i++) {
+        c->a[i].ret = i + 1;
+        c->a[i].gate = g;
+        assert_int_equal(coil_executor_submit(c->ex, loop, marking_job,
+                                              &c->a[i], dispose, &f[i]),
+                         0);
+    }
+    gate_wait_arrived(g, 3); /* three workers, each in a job */
+}
+
+/* The jobs' outcomes delivered, and everything let go. */
+static void gone_end(coil_loop_t *loop, struct gone_ctx *c, struct gate *g,
+                     coil_future_t *f[3])
+{
+    for (int i = 0; i < 3; i++) {
+        test_run_until(loop, f[i]);
+        coil_future_unref(f[i]);
+    }
+    coil_executor_unref(c->ex);
+    gate_destroy(g);
+}
+
 /* A shutdown that waited returns once the workers' threads are gone,
- * not only done with their jobs (they are joined): from a thread and
- * from a task. */
+ * not only done with their jobs (they are joined): from a thread, from a
+ * task, and from two threads at once (the second waits for the first
+ * one's joins). */
 static void test_executor_shutdown_joins_threads(void **state)
 {
     coil_loop_t *loop = test_loop(state);
     assert_int_equal(pthread_key_create(&exit_key, on_thread_exit), 0);
-    for (int from_task = 0; from_task < 2; from_task++) {
-        atomic_store(&threads_marked, 0);
-        atomic_store(&threads_exited, 0);
-        struct gone_ctx c = {0};
-        coil_executor_options_t o = {.max_threads = 3};
-        assert_int_equal(coil_executor_new(&o, &c.ex), 0);
-        struct gate g;
-        gate_init(&g);
-        for (int i = 0; i < 3; i++) {
-            c.a[i].ret = i + 1;
-            c.a[i].gate = from_task ? NULL : &g;
-        }
-        if (from_task) {
-            assert_int_equal(test_run_task(loop, gone_job_body, &c), 0);
-            assert_int_equal(c.shut, 0);
-            for (int i = 0; i < 3; i++)
-                assert_int_equal(c.r[i], i + 1);
-        } else {
-            coil_future_t *f[3];
-            for (int i = 0; i < 3; i++)
-                assert_int_equal(coil_executor_submit(c.ex, loop,
-                                                      marking_job, &c.a[i],
-                                                      dispose, &f[i]),
-                                 0);
-            gate_wait_arrived(&g, 3); /* three workers, each in a job */
-            gate_open(&g);
-            assert_int_equal(coil_executor_shutdown(c.ex, COIL_NO_TIMEOUT),
-                             0);
-            for (int i = 0; i < 3; i++) {
-                test_run_until(loop, f[i]);
-                coil_future_unref(f[i]);
-            }
-        }
-        /* Three workers ran jobs (one, two or three in the task's case,
-         * where nothing holds a job) and each is gone. */
-        assert_true(atomic_load(&threads_marked) >= (from_task ? 1 : 3));
-        assert_int_equal(atomic_load(&threads_exited),
-                         atomic_load(&threads_marked));
-        coil_executor_unref(c.ex);
-        gate_destroy(&g);
-    }
-    /* Two threads shut down at once: neither returns before the threads
-     * are gone (the second waits for the first one's joins). */
+
+    /* From a thread. */
+    struct gone_ctx c = {0};
+    struct gate g;
+    coil_future_t *f[3];
+    gone_start(loop, &c, &g, f);
+    gate_open(&g);
+    assert_int_equal(coil_executor_shutdown(c.ex, COIL_NO_TIMEOUT), 0);
+    assert_int_equal(atomic_load(&threads_marked), 3);
+    assert_int_equal(atomic_load(&threads_exited), 3);
+    gone_end(loop, &c, &g, f);
+
+    /* From a task: the shutdown looks again at intervals, then joins.
+     * Nothing holds a job, so one, two or three workers run them. */
     atomic_store(&threads_marked, 0);
     atomic_store(&threads_exited, 0);
-    struct gone_ctx c = {0};
+    c = (struct gone_ctx){0};
     coil_executor_options_t o = {.max_threads = 3};
     assert_int_equal(coil_executor_new(&o, &c.ex), 0);
-    struct gate g;
-    gate_init(&g);
-    coil_future_t *f[3];
-    for (int i = 0; i < 3; i++) {
-        c.a[i].gate = &g;
-        assert_int_equal(coil_executor_submit(c.ex, loop, marking_job,
-                                              &c.a[i], dispose, &f[i]),
-                         0);
-    }
-    gate_wait_arrived(&g, 3);
+    for (int i = 0; i < 3; i++)
+        c.a[i].ret = i + 1;
+    assert_int_equal(test_run_task(loop, gone_job_body, &c), 0);
+    assert_int_equal(c.shut, 0);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(c.r[i], i + 1);
+    assert_true(atomic_load(&threads_marked) >= 1);
+    assert_int_equal(atomic_load(&threads_exited),
+                     atomic_load(&threads_marked));
+    coil_executor_unref(c.ex);
+
+    /* From two threads at once. */
+    c = (struct gone_ctx){0};
+    gone_start(loop, &c, &g, f);
     struct both_shut b[2] = {{c.ex, -1, -1}, {c.ex, -1, -1}};
     pthread_t th[2];
     for (int i = 0; i < 2; i++)
@@ -1029,12 +1037,7 @@ static void test_executor_shutdown_joins_threads(void **state)
         assert_int_equal(b[i].shut, 0);
         assert_int_equal(b[i].exited_then, 3);
     }
-    for (int i = 0; i < 3; i++) {
-        test_run_until(loop, f[i]);
-        coil_future_unref(f[i]);
-    }
-    coil_executor_unref(c.ex);
-    gate_destroy(&g);
+    gone_end(loop, &c, &g, f);
     pthread_key_delete(exit_key);
 }
 
