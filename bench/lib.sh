@@ -19,14 +19,8 @@
 # CPU N only (taskset), so that they take turns on one core instead of
 # waking each other across two.
 
-say() { echo "${0##*/}: $*" >&2; }
-
-case "${1:-}" in
--h | --help)
-    awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"
-    exit 0
-    ;;
-esac
+# shellcheck source=bench/cli.sh
+. "$(dirname "${BASH_SOURCE[0]}")/cli.sh" # say, --help
 build=${1:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/build-bench}
 
 pin=() # the command prefix that applies BENCH_PIN
@@ -49,8 +43,8 @@ server_args=()
 scratch=
 
 # Stop the running server, if any: SIGTERM, up to 2 s, then SIGKILL.
-# coil has no signal handling yet, so its servers end by SIGTERM's
-# default action (status 143): that counts as a clean stop too.
+# coil's example servers leave SIGTERM to its default action (status
+# 143): that counts as a clean stop too.
 stop_server() {
     [ -n "$server_pid" ] || return 0
     local pid=$server_pid i status

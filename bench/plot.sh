@@ -37,14 +37,8 @@
 set -euo pipefail
 export LC_ALL=C # "." as the decimal sign, in awk and gnuplot alike
 
-say() { echo "${0##*/}: $*" >&2; }
-
-case "${1:-}" in
--h | --help)
-    awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"
-    exit 0
-    ;;
-esac
+# shellcheck source=bench/cli.sh
+. "$(dirname "${BASH_SOURCE[0]}")/cli.sh" # say, --help
 
 if [ $# -ne 2 ]; then
     say "usage: bench/plot.sh RESULTS OUTDIR (--help for more)"
