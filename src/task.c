@@ -195,6 +195,16 @@ static COIL__COLD void report_swallowed(struct coil_task *t, int r)
               coil_task_name(t), (unsigned long long)t->id, site, r);
 }
 
+/* fn will never run (cancelled before its first step, or its loop
+ * closed): arg goes back through the options' dispose, once. */
+static COIL__COLD void never_ran(struct coil_task *t)
+{
+    void (*dispose)(void *) = t->dispose;
+    t->dispose = NULL;
+    if (dispose)
+        dispose(t->arg);
+}
+
 static COIL__COLD void complete(struct coil_task *t, int r)
 {
     if (r == -EINPROGRESS) {
@@ -289,6 +299,7 @@ static bool prepare_step(struct coil_loop *loop, struct coil_task *t)
     if (t->state == COIL__TASK_PENDING && t->must_cancel) {
         /* Cancelled before it started: its body never runs. */
         t->must_cancel = false;
+        never_ran(t);
         complete(t, -ECANCELED);
         retire(loop, t);
         return false;
@@ -519,6 +530,7 @@ static int spawn(coil_loop_t *loop, coil_task_fn fn, void *arg,
     t->loop = loop;
     t->fn = fn;
     t->arg = arg;
+    t->dispose = opts ? opts->dispose : NULL;
     t->wait = NULL;
     t->wait_ops = NULL;
     t->wake_result = 0;
@@ -1130,6 +1142,8 @@ void coil__tasks_close(struct coil_loop *loop)
             t->wait_ops = NULL;
         }
         coil__list_remove(&t->fw.link);
+        if (t->state == COIL__TASK_PENDING)
+            never_ran(t);
         if (t->state != COIL__TASK_DONE)
             complete(t, -ECANCELED);
         retire(loop, t);

@@ -107,6 +107,7 @@ struct coil_task {
     struct coil_future fut;   /* the outcome; holds the references */
     coil_task_fn fn;
     void *arg;
+    void (*dispose)(void *arg); /* arg's, if fn never runs (options) */
     struct coil__list link;   /* in loop->tasks.all until finished */
     unsigned cancelling;      /* cancel requests not withdrawn */
     uint64_t id;

@@ -137,6 +137,72 @@ static void test_spawn_runs_next_iteration(void **state)
     test_assert_no_tasks(f->loop);
 }
 
+/* The options' dispose: arg goes back when fn never runs. */
+struct disposed {
+    int ran, disposed;
+};
+
+static int dispose_probe_run(void *arg)
+{
+    ((struct disposed *)arg)->ran++;
+    return 0;
+}
+
+static void count_dispose(void *arg)
+{
+    ((struct disposed *)arg)->disposed++;
+}
+
+/* Cancelled before its first step, or its loop closed first: fn never
+ * runs and dispose gets arg, once. Started: dispose is not called. A
+ * spawn that fails leaves arg to the caller. */
+static void test_spawn_dispose(void **state)
+{
+    struct fixture *f = *state;
+    coil_task_options_t o = {.dispose = count_dispose};
+    struct disposed d = {0};
+    coil_task_t *t;
+    assert_int_equal(
+        coil_task_spawn_opts(f->loop, dispose_probe_run, &d, &o, &t), 0);
+    assert_int_equal(coil_task_cancel(t), 0);
+    test_run_until(f->loop, coil_task_future(t));
+    assert_true(coil_future_cancelled(coil_task_future(t)));
+    assert_int_equal(d.ran, 0);
+    assert_int_equal(d.disposed, 1);
+    assert_int_equal(coil_task_cancel(t), -EALREADY);
+    coil_task_unref(t);
+    assert_int_equal(d.disposed, 1);
+
+    d = (struct disposed){0};
+    assert_int_equal(
+        coil_task_spawn_opts(f->loop, dispose_probe_run, &d, &o, &t), 0);
+    test_run_until(f->loop, coil_task_future(t));
+    assert_int_equal(coil_task_cancel(t), -EALREADY);
+    coil_task_unref(t);
+    assert_int_equal(d.ran, 1);
+    assert_int_equal(d.disposed, 0);
+
+    /* The name's copy is the spawn's first allocation (the task and its
+     * stack come from the loop's pools, filled above). */
+    d = (struct disposed){0};
+    coil_task_options_t named = {.name = "probe", .dispose = count_dispose};
+    test_alloc_fail_after(1);
+    assert_int_equal(
+        coil_task_spawn_opts(f->loop, dispose_probe_run, &d, &named, &t),
+        -ENOMEM);
+    test_alloc_fail_after(0);
+    assert_null(t);
+    assert_int_equal(d.disposed, 0);
+
+    /* The loop closes before the task's first step. */
+    test_allow_reports("loop closed with"); /* on purpose */
+    assert_int_equal(
+        coil_task_spawn_opts(f->loop, dispose_probe_run, &d, &o, NULL), 0);
+    coil_loop_close(f->loop);
+    assert_int_equal(d.ran, 0);
+    assert_int_equal(d.disposed, 1);
+}
+
 static void test_spawn_bad_arguments(void **state)
 {
     struct fixture *f = *state;
@@ -1626,6 +1692,7 @@ int main(void)
                                         test_setup_noloop,
                                         test_teardown_noloop),
         TEST_FAKE(test_spawn_bad_arguments),
+        TEST_FAKE(test_spawn_dispose),
         TEST_FAKE(test_result_and_error),
         TEST_FAKE(test_yield_round_robin),
         TEST_FAKE(test_sleep_order),

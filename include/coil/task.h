@@ -51,6 +51,12 @@ typedef struct coil_task_options {
     const char *name;  /**< copied; NULL gives "Task-<id>" */
     size_t stack_size; /**< usable stack bytes; 0: the loop's default (256 KiB
                           unless changed: coil_loop_set_stack_size) */
+    /** If not NULL, called with arg, on the loop's thread, when fn never
+     * runs: the task was cancelled, or its loop closed, before its first
+     * step (what arg holds, an fd, memory, would otherwise be lost). Not
+     * called once fn has started (fn owns arg then), nor when the spawn
+     * fails (arg stays the caller's). */
+    void (*dispose)(void *arg);
 } coil_task_options_t;
 
 /* ------------------------------------------------------------------ */
