@@ -173,39 +173,10 @@ struct site {
     _Atomic int bound; /* the port loop 0 got; 0 until then, -1 failed */
 };
 
-/* handoff: a connection handed to this loop, until its task starts. A
- * task cancelled before its first step never runs (as in asyncio), so
- * the fd stays the spawner's until the task takes it: the loop's main
- * closes what no task took when it ends (Ctrl-C between a spawn and the
- * task's start). */
-struct pending {
-    int fd;
-    struct pending *prev, *next;
-};
-
-static void pending_unlink(struct pending *p)
-{
-    p->prev->next = p->next;
-    p->next->prev = p->prev;
-}
-
-static void pending_close_all(struct pending *head)
-{
-    while (head->next != head) {
-        struct pending *p = head->next;
-        pending_unlink(p);
-        close(p->fd);
-        free(p);
-    }
-}
-
 /* handoff: one connection, a task on the loop it was handed to. */
 static int connection(void *arg)
 {
-    struct pending *p = arg;
-    int fd = p->fd;
-    pending_unlink(p); /* ours from now on */
-    free(p);
+    int fd = (int)(intptr_t)arg;
     coil_stream_t *s;
     int err = coil_stream_open_fd(fd, &s);
     if (err) {
@@ -220,21 +191,19 @@ static int connection(void *arg)
                                                                      : err;
 }
 
-static void start_connection(struct pending *head, int fd)
+/* A connection whose task never ran (cancelled before its first step:
+ * Ctrl-C between the spawn and the start) is closed all the same. */
+static void close_unserved(void *arg)
 {
-    struct pending *p = malloc(sizeof(*p));
-    if (!p) {
+    close((int)(intptr_t)arg);
+}
+
+static void start_connection(int fd)
+{
+    coil_task_options_t o = {.dispose = close_unserved};
+    if (coil_task_spawn_opts(coil_running_loop(), connection,
+                             (void *)(intptr_t)fd, &o, NULL) != 0)
         close(fd);
-        return;
-    }
-    *p = (struct pending){fd, head, head->next};
-    head->next->prev = p;
-    head->next = p;
-    if (coil_task_spawn(coil_running_loop(), connection, p, NULL) != 0) {
-        pending_unlink(p);
-        close(fd);
-        free(p);
-    }
 }
 
 /* handoff, loops 1..n-1: serve what loop 0 hands over until cancelled.
@@ -242,13 +211,11 @@ static void start_connection(struct pending *head, int fd)
  * a loop that ended early (it closes them instead). */
 static int take_connections(coil_channel_t *inbox)
 {
-    struct pending head = {-1, &head, &head};
     void *item;
     int err;
     while ((err = coil_channel_get(inbox, &item)) == 0)
-        start_connection(&head, (int)(intptr_t)item);
+        start_connection((int)(intptr_t)item);
     coil_channel_close(inbox);
-    pending_close_all(&head);
     return err == -ECANCELED ? 0 : err;
 }
 
@@ -277,7 +244,6 @@ static int accept_and_hand_out(struct site *site, int port)
     printf("http_hello: listening on http://127.0.0.1:%d/ (%u loops, "
            "handoff)\n", site->bound, site->loops);
     fflush(stdout);
-    struct pending head = {-1, &head, &head};
     for (unsigned next = 0;; next = (next + 1) % site->loops) {
         int fd = coil_sock_accept(lfd, NULL, NULL);
         if (fd == -EMFILE || fd == -ENFILE || fd == -ENOBUFS ||
@@ -292,13 +258,12 @@ static int accept_and_hand_out(struct site *site, int port)
             break;
         }
         if (next == 0)
-            start_connection(&head, fd);
+            start_connection(fd);
         else if (coil_channel_try_put(site->inbox[next],
                                       (void *)(intptr_t)fd) != 0)
             close(fd); /* that loop has ended (its channel is closed) */
     }
     coil_sock_close(lfd);
-    pending_close_all(&head);
     return err;
 }
 
