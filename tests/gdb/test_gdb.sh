@@ -176,7 +176,10 @@ expect "bt main_task" "$frame.*coil_task_join " \
     "coil_task_join in main_task's frames"
 expect "bt main_task" "$frame.*run_pipeline " \
     "run_pipeline in main_task's frames"
-expect "bt loop" "$frame.* in coil_run " "coil_run in the loop's frames"
+# coil_run's frame, with its address ("0x... in coil_run (") or inlined
+# into it ("coil_run (": a frame gdb shows for the function inlined).
+expect "bt loop" "$frame(0x[0-9a-f]+ in )?coil_run \(" \
+    "coil_run in the loop's frames"
 expect "bt loop" "$frame.* in main \(" "main in the loop's frames"
 section "regs before" >"$work/before"
 section "regs after" >"$work/after"
