@@ -162,6 +162,73 @@ ssize_t coil__sock_recv(struct coil__watch *w, int fd, void *buf, size_t n,
     }
 }
 
+/*
+ * A stream's receive on its own socket. Where the loop's backend
+ * completes receives (io_uring: watch.h), a receive that would wait is
+ * submitted instead and completes with the bytes, one system call less
+ * than readiness followed by recv(2). It is tried with recv(2) first when
+ * the last receive filled its room (more is likely waiting: bulk data),
+ * else submitted at once. What a completion brings is kept by the watch
+ * until taken, so a cancel loses nothing. The testing kit's receive
+ * faults and chaos lengths apply where the bytes are taken. Record and
+ * replay see recv(2) calls: no receive is submitted while either runs.
+ */
+ssize_t coil__sock_recv_owned(struct coil__watch *w, int fd, void *buf,
+                              size_t n, bool wait_first)
+{
+    bool submit = coil__watch_can_recv(w);
+#ifdef COIL_TESTING
+    submit &= coil__rr_mode == 0;
+#endif
+    if (!submit && coil__watch_recv_peek(w) == -EAGAIN) {
+        ssize_t r = wait_first ? coil__sock_wait(w, fd, COIL__EV_READ) : 0;
+        return r ? r : coil__sock_recv(w, fd, buf, n, 0, NULL, NULL, false);
+    }
+    int err = sock_begin(fd);
+    if (err)
+        return err;
+    if (!buf || n == 0)
+        return -EINVAL;
+    for (;;) {
+        ssize_t st = coil__watch_recv_peek(w);
+        if (st != -EAGAIN && st != -EINPROGRESS) {
+            int f = COIL__FAULT(COIL__SYS_RECV);
+            if (f == EINTR || f == EAGAIN)
+                continue; /* as recv(2) interrupted, or asked again */
+            if (f)
+                return -f;
+            ssize_t r = coil__watch_recv_take(w, buf, COIL__CHAOS_LEN(fd, n));
+            if (r == -ENOBUFS) /* no buffer was free: the plain way */
+                return coil__sock_recv(w, fd, buf, n, 0, NULL, NULL, false);
+            if (r != -ECANCELED && r != -EINTR && r != -EAGAIN)
+                return r;
+            continue; /* ended by the kernel, not by the peer: again */
+        }
+        if (st == -EAGAIN) {
+            if (!wait_first) {
+                ssize_t r = COIL__SYS(COIL__SYS_RECV,
+                                      recv(fd, buf, COIL__CHAOS_LEN(fd, n),
+                                           COIL__DONTWAIT));
+                if (r >= 0)
+                    return r;
+                if (errno == EINTR)
+                    continue;
+                if (!coil__would_block(errno))
+                    return -errno;
+                wait_first = true;
+            }
+            err = submit ? coil__watch_recv(w, n) : -ENOTSUP;
+            if (err == -ENOTSUP)
+                return coil__sock_recv(w, fd, buf, n, 0, NULL, NULL, false);
+            if (err)
+                return err;
+        }
+        err = coil__watch_wait_recv(w);
+        if (err)
+            return err;
+    }
+}
+
 ssize_t coil_sock_recv(int fd, void *buf, size_t n)
 {
     if (n == 0) {

@@ -75,6 +75,16 @@ ssize_t coil__sock_recv(struct coil__watch *w, int fd, void *buf, size_t n,
                         int flags, struct sockaddr *addr, socklen_t *addrlen,
                         bool from);
 
+/*
+ * A stream's receive on fd, its own socket (OWNED watch w): up to n (> 0)
+ * bytes into buf, waiting for some. wait_first: the last receive came up
+ * short, so wait before trying. By completion where the loop's backend
+ * has it (net.c says how), else as coil__sock_recv. Errors as
+ * coil__sock_recv.
+ */
+ssize_t coil__sock_recv_owned(struct coil__watch *w, int fd, void *buf,
+                              size_t n, bool wait_first);
+
 /* coil_sock_sendto on fd of watch w. */
 ssize_t coil__sock_sendto(struct coil__watch *w, int fd, const void *buf,
                           size_t n, const struct sockaddr *addr,

@@ -47,6 +47,12 @@
  * not need it ignore it.
  */
 #define COIL__EV_OWNED 8u
+/*
+ * Reported, alone, by a backend that completes receives (recv below): the
+ * receive submitted on fd finished. The event's tag is the one recv was
+ * given; res and data say how it went.
+ */
+#define COIL__EV_RECV 16u
 
 struct coil__poller; /* each backend defines its own, privately */
 
@@ -54,6 +60,13 @@ struct coil__event {
     int fd;
     unsigned events; /* COIL__EV_* */
     uint32_t tag;    /* the tag the fd was watched with */
+    /* COIL__EV_RECV only: res > 0 bytes at data, in the backend's buffer
+     * number buf (the loop gives it back with recv_release); 0, the end
+     * of the stream; or -errno (-ENOBUFS: no buffer was free, nothing was
+     * received). */
+    int32_t res;
+    uint32_t buf;
+    const char *data;
 };
 
 struct coil__poller_ops {
@@ -90,6 +103,24 @@ struct coil__poller_ops {
      */
     int (*wait)(struct coil__poller *p, int64_t timeout_ns,
                 struct coil__event *events, int max);
+
+    /*
+     * Optional: receiving by completion (io_uring; NULL elsewhere, and
+     * the loop keeps to readiness). recv submits, with the next wait, one
+     * receive of at most len bytes on the socket fd into a buffer the
+     * backend owns, chosen when the bytes arrive (a receive that waits
+     * pins no memory); its completion is reported by a wait as a
+     * COIL__EV_RECV event with tag. At most one per fd. Errors: -ENOTSUP
+     * (the kernel has no buffer rings: use readiness), -ENOMEM.
+     */
+    int (*recv)(struct coil__poller *p, int fd, size_t len, uint32_t tag);
+    /* Cancel fd's receive in flight, at once (its owner may close fd
+     * next). Unless report, its completion is never reported (a buffer
+     * it filled goes back to the backend); with report it is, as usual:
+     * -ECANCELED if the cancel came first, else what it received. */
+    void (*recv_cancel)(struct coil__poller *p, int fd, bool report);
+    /* Give back buffer buf of a reported receive: its data is gone. */
+    void (*recv_release)(struct coil__poller *p, uint32_t buf);
 };
 
 /*

@@ -34,6 +34,14 @@
  *    file's identity (as poll does), so the loop is told of a reused
  *    number there. Known limit, as with libuv's poll handles: remove the
  *    watchers of a raw fd before closing it.
+ *
+ * Receives by completion (poller.h's recv ops, a stream's reads: see
+ * docs/architecture.md) are IORING_OP_RECV requests with a buffer chosen
+ * by the kernel from a ring of provided buffers, registered at the first
+ * receive; a completion names its buffer, which is the loop's until
+ * recv_release puts it back on the ring. A receive's user_data has
+ * RECV_BIT set, its own generation and the fd, so that a cancelled one's
+ * completion is recognised and its buffer given back at once.
  */
 #include <fcntl.h>
 #include <linux/io_uring.h>
@@ -56,8 +64,17 @@
 #define CQ_ENTRIES 4096u
 
 /* user_data of a removal request, whose completion is ignored; a poll's
- * is gen << 32 | fd, and fd < 2^31. */
+ * is gen << 32 | fd, and fd < 2^31; a receive's gen << 32 | RECV_BIT | fd. */
 #define REMOVAL_UD UINT64_MAX
+#define RECV_BIT 0x80000000u
+
+/* The provided buffers receives complete into (one ring per poller, set
+ * up at the first receive): RBUF_COUNT buffers of RBUF_SIZE bytes, in
+ * group 0. A buffer is the kernel's until a completion names it, then the
+ * loop's until recv_release; pages never filled cost no memory. */
+#define RBUF_COUNT 256u
+#define RBUF_SIZE 4096u
+#define RBUF_NONE UINT32_MAX
 
 struct fdrec {
     uint32_t tag;      /* the loop's tag */
@@ -66,6 +83,9 @@ struct fdrec {
     uint8_t inflight;  /* interest of the poll in flight, 0: none */
     bool queued;       /* on the arm list */
     bool raw;          /* not COIL__EV_OWNED: check the file at events */
+    bool rinflight;    /* a receive is in flight, not cancelled */
+    uint32_t rgen;     /* generation of the last receive submitted */
+    uint32_t rtag;     /* its tag */
     struct coil__file_id id; /* the file registered */
 };
 
@@ -92,6 +112,12 @@ struct coil__poller {
      * fd (at a completion, in the wait) never fails. */
     int *arm;
     int narm, arm_cap, nlive;
+    /* receiving by completion */
+    int rstate;        /* 0: not set up yet, 1: ready, -1: unsupported */
+    unsigned nrecv;    /* receives the kernel holds (cancelled ones too) */
+    struct io_uring_buf_ring *br;
+    char *rbufs;
+    uint16_t br_tail;  /* our tail of the buffer ring */
 };
 
 static int enter(int ring, unsigned to_submit, unsigned min_complete,
@@ -204,6 +230,8 @@ fail:
 }
 
 static bool remove_poll(struct coil__poller *p, int fd);
+static bool cancel_recv(struct coil__poller *p, int fd, bool report);
+static void recvs_settle(struct coil__poller *p);
 static int submit(struct coil__poller *p, unsigned min_complete,
                   unsigned flags, const struct timespec *ts);
 
@@ -211,15 +239,24 @@ static void ur_close(struct coil__poller *p)
 {
     /* Closing the ring lets the kernel drop its polls later, on a work
      * queue: remove them here, so that each file is let go now (a peer
-     * sees the FIN of a socket closed next). */
+     * sees the FIN of a socket closed next). Receives are cancelled and
+     * waited for: their buffers are unmapped next. */
     bool any = false;
-    for (int fd = 0; fd < p->nfds; fd++)
+    for (int fd = 0; fd < p->nfds; fd++) {
         if (p->fds[fd].inflight)
             any |= remove_poll(p, fd);
+        if (p->fds[fd].rinflight)
+            any |= cancel_recv(p, fd, false);
+    }
     if (any)
         (void)submit(p, 0, IORING_ENTER_GETEVENTS, NULL);
+    recvs_settle(p);
     unmap(p);
     close(p->ring); /* cancels every request in flight */
+    if (p->br) {
+        munmap(p->br, RBUF_COUNT * sizeof(struct io_uring_buf));
+        munmap(p->rbufs, (size_t)RBUF_COUNT * RBUF_SIZE);
+    }
     coil__free(p->fds);
     coil__free(p->arm);
     coil__free(p);
@@ -452,6 +489,167 @@ static bool cq_empty(const struct coil__poller *p)
     return __atomic_load_n(p->cq_tail, __ATOMIC_ACQUIRE) == *p->cq_head;
 }
 
+/* ------------------------------------------------------------------ */
+/* Receiving by completion                                              */
+/* ------------------------------------------------------------------ */
+
+static void buf_give(struct coil__poller *p, uint32_t bid)
+{
+    struct io_uring_buf *b = &p->br->bufs[p->br_tail & (RBUF_COUNT - 1)];
+    b->addr = (uint64_t)(uintptr_t)(p->rbufs + (size_t)bid * RBUF_SIZE);
+    b->len = RBUF_SIZE;
+    b->bid = (uint16_t)bid;
+    p->br_tail++;
+    __atomic_store_n(&p->br->tail, p->br_tail, __ATOMIC_RELEASE);
+}
+
+/* Map and register the buffer ring: 0, -ENOTSUP (a kernel before 5.19:
+ * for good), or -ENOMEM (try again at the next receive). */
+static int rbufs_setup(struct coil__poller *p)
+{
+    size_t rlen = RBUF_COUNT * sizeof(struct io_uring_buf);
+    size_t blen = (size_t)RBUF_COUNT * RBUF_SIZE;
+    void *r = mmap(NULL, rlen, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (r == MAP_FAILED)
+        return -ENOMEM;
+    void *b = mmap(NULL, blen, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (b == MAP_FAILED) {
+        munmap(r, rlen);
+        return -ENOMEM;
+    }
+    struct io_uring_buf_reg reg;
+    memset(&reg, 0, sizeof(reg));
+    reg.ring_addr = (uint64_t)(uintptr_t)r;
+    reg.ring_entries = RBUF_COUNT;
+    reg.bgid = 0;
+    if (syscall(SYS_io_uring_register, p->ring, IORING_REGISTER_PBUF_RING,
+                &reg, 1) < 0) {
+        int err = errno == ENOMEM ? -ENOMEM : -ENOTSUP;
+        munmap(r, rlen);
+        munmap(b, blen);
+        return err;
+    }
+    p->br = r;
+    p->rbufs = b;
+    p->br_tail = 0;
+    for (uint32_t i = 0; i < RBUF_COUNT; i++)
+        buf_give(p, i);
+    return 0;
+}
+
+static int ur_recv(struct coil__poller *p, int fd, size_t len, uint32_t tag)
+{
+    if (p->rstate == 0) {
+        int err = rbufs_setup(p);
+        if (err == -ENOMEM)
+            return err;
+        p->rstate = err ? -1 : 1;
+    }
+    if (p->rstate < 0)
+        return -ENOTSUP;
+    int err = grow_fds(p, fd);
+    if (err)
+        return err;
+    struct fdrec *r = &p->fds[fd];
+    if (r->rinflight)
+        return -EBUSY;
+    struct io_uring_sqe *sqe = get_sqe(p);
+    if (!sqe)
+        return -ENOMEM;
+    r->rgen++;
+    r->rinflight = true;
+    r->rtag = tag;
+    p->nrecv++;
+    sqe->opcode = IORING_OP_RECV;
+    sqe->fd = fd;
+    sqe->len = len < RBUF_SIZE ? (uint32_t)len : RBUF_SIZE;
+    sqe->flags = IOSQE_BUFFER_SELECT;
+    sqe->buf_group = 0;
+    sqe->user_data = (uint64_t)r->rgen << 32 | RECV_BIT | (uint32_t)fd;
+    return 0;
+}
+
+/* Ask the kernel to cancel fd's receive; unless report, its completion
+ * is stale from now. Returns false if no SQE could be had (the receive
+ * then ends when the socket has data or is closed). */
+static bool cancel_recv(struct coil__poller *p, int fd, bool report)
+{
+    struct fdrec *r = &p->fds[fd];
+    r->rinflight = report;
+    struct io_uring_sqe *sqe = get_sqe(p);
+    if (!sqe)
+        return false;
+    sqe->opcode = IORING_OP_ASYNC_CANCEL;
+    sqe->fd = -1;
+    sqe->addr = (uint64_t)r->rgen << 32 | RECV_BIT | (uint32_t)fd;
+    sqe->user_data = REMOVAL_UD;
+    if (p->skip_success)
+        sqe->flags = IOSQE_CQE_SKIP_SUCCESS;
+    return true;
+}
+
+static void ur_recv_cancel(struct coil__poller *p, int fd, bool report)
+{
+    if (fd < p->nfds && p->fds[fd].rinflight && cancel_recv(p, fd, report))
+        (void)submit(p, 0, 0, NULL);
+}
+
+static void ur_recv_release(struct coil__poller *p, uint32_t buf)
+{
+    if (buf < RBUF_COUNT)
+        buf_give(p, buf);
+}
+
+/* A receive's completion: 1 if it made an event in *ev, 0 if stale. */
+static int recv_done(struct coil__poller *p, const struct io_uring_cqe *c,
+                     struct coil__event *ev)
+{
+    p->nrecv--;
+    uint32_t bid = c->flags & IORING_CQE_F_BUFFER
+                       ? c->flags >> IORING_CQE_BUFFER_SHIFT
+                       : RBUF_NONE;
+    int fd = (int)((uint32_t)c->user_data & ~RECV_BIT);
+    uint32_t gen = (uint32_t)(c->user_data >> 32);
+    struct fdrec *r = fd < p->nfds ? &p->fds[fd] : NULL;
+    if (!r || !r->rinflight || r->rgen != gen) {
+        if (bid < RBUF_COUNT)
+            buf_give(p, bid); /* cancelled: its bytes go with the fd */
+        return 0;
+    }
+    r->rinflight = false;
+    ev->fd = fd;
+    ev->events = COIL__EV_RECV;
+    ev->tag = r->rtag;
+    ev->res = c->res;
+    ev->buf = bid < RBUF_COUNT ? bid : RBUF_NONE;
+    ev->data = bid < RBUF_COUNT ? p->rbufs + (size_t)bid * RBUF_SIZE : NULL;
+    if (c->res > 0 && bid >= RBUF_COUNT)
+        ev->res = -EIO; /* bytes without a buffer: never seen */
+    return 1;
+}
+
+/* Closing: wait (a little) for the receives the kernel still holds, so
+ * that none writes into a buffer about to be unmapped. */
+static void recvs_settle(struct coil__poller *p)
+{
+    for (int tries = 0; p->nrecv > 0 && tries < 100; tries++) {
+        struct timespec ts = {0, 10000000};
+        if (submit(p, 1, IORING_ENTER_GETEVENTS, &ts) < 0)
+            break;
+        uint32_t head = *p->cq_head;
+        uint32_t tail = __atomic_load_n(p->cq_tail, __ATOMIC_ACQUIRE);
+        for (; head != tail; head++) {
+            const struct io_uring_cqe *c = &p->cqes[head & p->cq_mask];
+            if (c->user_data != REMOVAL_UD &&
+                ((uint32_t)c->user_data & RECV_BIT))
+                p->nrecv--;
+        }
+        __atomic_store_n(p->cq_head, head, __ATOMIC_RELEASE);
+    }
+}
+
 /* Turn up to max completions into events. */
 static int reap(struct coil__poller *p, struct coil__event *out, int max)
 {
@@ -462,6 +660,10 @@ static int reap(struct coil__poller *p, struct coil__event *out, int max)
         const struct io_uring_cqe *c = &p->cqes[head & p->cq_mask];
         if (c->user_data == REMOVAL_UD)
             continue;
+        if ((uint32_t)c->user_data & RECV_BIT) {
+            n += recv_done(p, c, &out[n]);
+            continue;
+        }
         int fd = (int)(uint32_t)c->user_data;
         uint32_t gen = (uint32_t)(c->user_data >> 32);
         if (fd >= p->nfds)
@@ -555,4 +757,7 @@ const struct coil__poller_ops coil__poller_io_uring = {
     .close = ur_close,
     .watch = ur_watch,
     .wait = ur_wait,
+    .recv = ur_recv,
+    .recv_cancel = ur_recv_cancel,
+    .recv_release = ur_recv_release,
 };

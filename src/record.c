@@ -318,10 +318,20 @@ void coil__rr_unsupported(const char *what)
          coil__rr_mode == 1 ? "is not recorded" : "a replay cannot give back");
 }
 
+/* A poll's event as it is kept in a record: what a readiness event has
+ * (receives by completion are not made while recording: net.c). */
+struct rr_event {
+    int32_t fd;
+    uint32_t events, tag;
+};
+
 void coil__rr_record_poll(const struct coil__event *ev, int n, int err)
 {
-    record(RR_POLL, 0, n, n < 0 ? err : 0, ev,
-           n > 0 ? (size_t)n * sizeof(*ev) : 0, NULL, 0);
+    struct rr_event out[COIL__POLLER_BATCH];
+    for (int i = 0; i < n && i < COIL__POLLER_BATCH; i++)
+        out[i] = (struct rr_event){ev[i].fd, ev[i].events, ev[i].tag};
+    record(RR_POLL, 0, n, n < 0 ? err : 0, out,
+           n > 0 ? (size_t)n * sizeof(*out) : 0, NULL, 0);
 }
 
 int coil__rr_replay_poll(struct coil__event *ev, int max, bool *ok)
@@ -331,7 +341,7 @@ int coil__rr_replay_poll(struct coil__event *ev, int max, bool *ok)
     if (!e)
         return 0;
     int64_t n = e->ret;
-    if (n > max || (n > 0 && (uint64_t)n * sizeof(*ev) != e->len) ||
+    if (n > max || (n > 0 && (uint64_t)n * sizeof(struct rr_event) != e->len) ||
         (n < 0 && !errno_ok(e))) {
         stop("the record is damaged at entry %llu (a poll of %lld events "
              "holds %u bytes)",
@@ -339,8 +349,12 @@ int coil__rr_replay_poll(struct coil__event *ev, int max, bool *ok)
         *ok = false;
         return 0;
     }
-    if (n > 0)
-        memcpy(ev, e + 1, (size_t)n * sizeof(*ev));
+    for (int64_t i = 0; i < n; i++) {
+        struct rr_event r;
+        memcpy(&r, (const char *)(e + 1) + i * sizeof(r), sizeof(r));
+        ev[i] = (struct coil__event){.fd = r.fd, .events = r.events,
+                                     .tag = r.tag};
+    }
     return n < 0 ? -e->err : (int)n;
 }
 

@@ -53,6 +53,7 @@
 #include "net_internal.h"
 #include "stream_internal.h"
 #include "sys.h"
+#include "watch_wait.h"
 
 /* The smallest read buffer, and the first size of the write buffer. */
 #define RBUF_MIN 4096
@@ -293,13 +294,19 @@ int coil__stream_detach(coil_stream_t *s, int *fd_out, char **rest,
         return -EPIPE;
     if (s->write_err)
         return s->write_err;
-    if (s->reader || s->wlen)
+    /* A receive a cancelled read left in flight may still bring bytes
+     * that belong after rest. */
+    ssize_t rx = coil__watch_recv_peek(&s->watch);
+    if (s->reader || s->wlen || rx == -EINPROGRESS)
         return -EBUSY;
-    if (s->rlen) {
-        if (!(*rest = coil__malloc(s->rlen)))
+    size_t kept = rx > 0 ? (size_t)rx : 0;
+    if (s->rlen || kept) {
+        if (!(*rest = coil__malloc(s->rlen + kept)))
             return -ENOMEM;
         memcpy(*rest, s->rbuf + s->rpos, s->rlen);
-        *rest_len = s->rlen;
+        if (kept)
+            (void)coil__watch_recv_take(&s->watch, *rest + s->rlen, kept);
+        *rest_len = s->rlen + kept;
         s->rlen = 0;
         s->rpos = 0;
     }
@@ -590,13 +597,13 @@ static ssize_t recv_some(struct coil_stream *s, void *p, size_t n)
     r = 0;
     if (s->tp)
         r = s->tp->recv(s->tp_arg, p, n, s->drained);
+    else if (s->sock)
+        r = coil__sock_recv_owned(&s->watch, s->fd, p, n, s->drained);
     else {
         if (s->drained)
             r = coil__sock_wait(&s->watch, s->fd, COIL__EV_READ);
         if (r == 0)
-            r = s->sock ? coil__sock_recv(&s->watch, s->fd, p, n, 0, NULL,
-                                          NULL, false)
-                        : coil__fd_read(&s->watch, s->fd, p, n);
+            r = coil__fd_read(&s->watch, s->fd, p, n);
     }
     s->reader = NULL;
     s->drained = r > 0 && (size_t)r < n;
@@ -864,6 +871,14 @@ bool coil_stream_at_eof(coil_stream_t *s)
             r = -1;
         }
     } else if (s->sock) {
+        /* What a receive by completion brought is kept by the watch. */
+        ssize_t rx = coil__watch_recv_peek(&s->watch);
+        if (rx == 0) {
+            s->eof = true;
+            return true;
+        }
+        if (rx != -EAGAIN && rx != -EINPROGRESS)
+            return false; /* bytes, or an error for the next read */
         char c;
         r = COIL__RR_IN(COIL__SYS_RECV, &c, 1, NULL, NULL,
                         recv(s->fd, &c, 1, MSG_PEEK | COIL__DONTWAIT));
@@ -1177,7 +1192,15 @@ int coil__stream_flush(coil_stream_t *s)
         return -EINVAL;
     if (!coil_current_task())
         return -EPERM;
-    return drain_to(s, 0, 0);
+    int err = drain_to(s, 0, 0);
+    if (err || s->tp || !s->sock || s->reader)
+        return err;
+    /* A receive a cancelled read left in flight: end it, so that what it
+     * got is kept for detach and nothing comes in after. */
+    hold(s);
+    err = coil__watch_recv_settle(&s->watch);
+    unhold(s);
+    return err;
 }
 
 int coil_stream_set_write_limits(coil_stream_t *s, size_t high, size_t low)

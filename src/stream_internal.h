@@ -93,8 +93,11 @@ int coil__stream_detach(coil_stream_t *s, int *fd_out, char **rest,
                         size_t *rest_len);
 
 /* Wait until everything written to s has gone to the kernel (drain waits
- * only until the low-water mark); s's water marks are left alone.
- * coil_stream_drain's errors (-EPERM outside a task); suspends. */
+ * only until the low-water mark); s's water marks are left alone. Then,
+ * if no task reads s, end a receive a cancelled read left in flight
+ * (io_uring), keeping what it got: after a flush, coil__stream_detach
+ * finds nothing in flight. coil_stream_drain's errors (-EPERM outside a
+ * task); suspends. */
 int coil__stream_flush(coil_stream_t *s);
 
 /* The transport of s if it is over one with these ops and not closed,

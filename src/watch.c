@@ -15,6 +15,7 @@
  * looks the number up again and stops if the watch is gone or changed.
  */
 #include <fcntl.h>
+#include <string.h>
 
 #include "loop_internal.h"
 #include "sys.h"
@@ -52,8 +53,10 @@ void coil__watch_part_close(struct coil_loop *loop)
         struct coil__watch *w = p->by_fd[fd];
         if (!w)
             continue;
-        /* The poller goes next, and every registration with it. */
+        /* The poller goes next, and every registration with it (and
+         * every receive and buffer). */
         w->armed = 0;
+        w->rx.state = COIL__RX_IDLE;
         w->user[0].fn = w->user[1].fn = NULL;
         unbind(w);
         if (w->unbound)
@@ -116,6 +119,7 @@ static int reg(struct coil__watch *w, unsigned mask)
  */
 static void forget(struct coil__watch *w, int err, bool asked)
 {
+    coil__watch_recv_drop(w);
     if (w->armed)
         (void)reg(w, 0); /* forgetting never fails */
     struct coil__watch_user u[2] = {w->user[0], w->user[1]};
@@ -206,7 +210,8 @@ int coil__watch_start(struct coil__watch *w, unsigned dir, coil__watch_fn fn,
     /* A raw fd's number may name a new file since the last registration:
      * register again whatever the mask says (the poller notices). */
     unsigned bit = coil__watch_dir(d);
-    if (w->kind == COIL__WATCH_RAW || !(w->armed & bit)) {
+    if (!(flags & COIL__WATCH_NOARM) &&
+        (w->kind == COIL__WATCH_RAW || !(w->armed & bit))) {
         int r = reg(w, w->armed | bit);
         if (r == -EBADF) {
             forget(w, -EBADF, false); /* not open: whatever was is gone */
@@ -242,6 +247,8 @@ void coil__watch_stop(struct coil__watch *w, unsigned dir)
 
 void coil__watch_shut(struct coil__watch *w, unsigned dir)
 {
+    if (dir == COIL__EV_READ)
+        coil__watch_recv_drop(w);
     struct coil__watch_user u = w->user[which(dir)];
     coil__watch_stop(w, dir);
     if (u.fn)
@@ -252,10 +259,112 @@ void coil__watch_close(struct coil__watch *w)
 {
     if (!w->bound) {
         w->user[0].fn = w->user[1].fn = NULL;
+        w->rx.state = COIL__RX_IDLE;
         return;
     }
     unbind(w);
     forget(w, -EBADF, true);
+}
+
+/* ------------------------------------------------------------------ */
+/* Receiving by completion                                              */
+/* ------------------------------------------------------------------ */
+
+bool coil__watch_can_recv(const struct coil__watch *w)
+{
+    const struct coil__loop_watch *p = &w->loop->watch;
+    return w->bound && w->kind == COIL__WATCH_OWNED && p->pops->recv &&
+           !p->no_recv;
+}
+
+int coil__watch_recv(struct coil__watch *w, size_t len)
+{
+    struct coil__loop_watch *p = &w->loop->watch;
+    if (!w->bound)
+        return -EBADF;
+    if (w->kind != COIL__WATCH_OWNED || !p->pops->recv || p->no_recv)
+        return -ENOTSUP;
+    if (w->rx.state != COIL__RX_IDLE)
+        return -EBUSY;
+    uint32_t tag = new_tag(p);
+    int err = p->pops->recv(p->poller, w->fd, len, tag);
+    if (err == -ENOTSUP)
+        p->no_recv = true;
+    if (err)
+        return err;
+    w->rx.state = COIL__RX_INFLIGHT;
+    w->rx.tag = tag;
+    return 0;
+}
+
+static void release(struct coil__watch *w)
+{
+    if (w->rx.res > 0) {
+        struct coil__loop_watch *p = &w->loop->watch;
+        p->pops->recv_release(p->poller, w->rx.buf);
+    }
+    w->rx.state = COIL__RX_IDLE;
+}
+
+ssize_t coil__watch_recv_take(struct coil__watch *w, void *p, size_t n)
+{
+    struct coil__watch_rx *rx = &w->rx;
+    if (rx->state != COIL__RX_KEPT)
+        return -EAGAIN;
+    if (rx->res <= 0) {
+        rx->state = COIL__RX_IDLE;
+        return rx->res;
+    }
+    size_t k = n < rx->len ? n : rx->len;
+    memcpy(p, rx->data, k);
+    rx->data += k;
+    rx->len -= (uint32_t)k;
+    if (rx->len == 0)
+        release(w);
+    return (ssize_t)k;
+}
+
+void coil__watch_recv_drop(struct coil__watch *w)
+{
+    struct coil__loop_watch *p = &w->loop->watch;
+    if (w->rx.state == COIL__RX_INFLIGHT)
+        p->pops->recv_cancel(p->poller, w->fd, false);
+    else if (w->rx.state == COIL__RX_KEPT)
+        release(w);
+    w->rx.state = COIL__RX_IDLE;
+}
+
+void coil__watch_recv_cut(struct coil__watch *w)
+{
+    struct coil__loop_watch *p = &w->loop->watch;
+    if (w->rx.state == COIL__RX_INFLIGHT)
+        p->pops->recv_cancel(p->poller, w->fd, true);
+}
+
+/* A receive completed: keep it and wake the reader. A completion for a
+ * receive since dropped (its watch closed, and the number taken by
+ * another) gives its buffer back. */
+static void recv_done(struct coil_loop *loop, const struct coil__event *ev)
+{
+    struct coil__loop_watch *p = &loop->watch;
+    struct coil__watch *w = coil__watch_find(loop, ev->fd);
+    if (!w || w->rx.state != COIL__RX_INFLIGHT || w->rx.tag != ev->tag) {
+        if (ev->res > 0)
+            p->pops->recv_release(p->poller, ev->buf);
+        return;
+    }
+    w->rx = (struct coil__watch_rx){.data = ev->data,
+                                    .len = ev->res > 0 ? (uint32_t)ev->res
+                                                       : 0,
+                                    .res = ev->res,
+                                    .buf = ev->buf,
+                                    .state = COIL__RX_KEPT};
+    struct coil__watch_user u = w->user[0];
+    if (!u.fn)
+        return;
+    if (u.once)
+        w->user[0].fn = NULL;
+    u.fn(u.arg, 0);
 }
 
 /* ------------------------------------------------------------------ */
@@ -264,6 +373,10 @@ void coil__watch_close(struct coil__watch *w)
 
 static void dispatch(struct coil_loop *loop, const struct coil__event *ev)
 {
+    if (ev->events & COIL__EV_RECV) {
+        recv_done(loop, ev);
+        return;
+    }
     struct coil__watch *w = coil__watch_find(loop, ev->fd);
     if (!w || !w->armed || w->tag != ev->tag)
         return; /* stale: from a registration that no longer exists */

@@ -50,6 +50,9 @@
 #ifndef COIL_WATCH_H
 #define COIL_WATCH_H
 
+#include <errno.h>
+#include <sys/types.h>
+
 #include "internal.h"
 #include "poller.h"
 
@@ -69,6 +72,22 @@ struct coil__watch_user {
     bool once;         /* dropped before it is called */
 };
 
+/* A receive by completion (coil__watch_recv): its state and what it left. */
+enum coil__watch_rx_state {
+    COIL__RX_IDLE,     /* none submitted */
+    COIL__RX_INFLIGHT, /* submitted, not completed */
+    COIL__RX_KEPT,     /* completed: res and the bytes left are kept */
+};
+
+struct coil__watch_rx {
+    const char *data; /* KEPT with res > 0: the bytes left */
+    uint32_t len;     /* how many */
+    int32_t res;      /* KEPT: > 0 (bytes), 0 (end of stream), -errno */
+    uint32_t buf;     /* the backend's buffer holding them */
+    uint32_t tag;     /* INFLIGHT: the tag its completion carries */
+    uint8_t state;    /* enum coil__watch_rx_state */
+};
+
 struct coil__watch {
     struct coil_loop *loop;
     int fd;
@@ -80,6 +99,7 @@ struct coil__watch {
     /* RAW watches only: the loop unbinds the watch on its own (a watch
      * of another kind took the fd, or the loop closes); io.c frees it. */
     void (*unbound)(struct coil__watch *w);
+    struct coil__watch_rx rx; /* OWNED watches only */
 };
 
 /* The loop's part owned by watch.c: the poller and the fd table. */
@@ -89,6 +109,7 @@ struct coil__loop_watch {
     struct coil__watch **by_fd; /* by_fd[fd]: the bound watch, or NULL */
     int len;                    /* entries in by_fd */
     uint32_t next_tag;
+    bool no_recv; /* the poller refused a receive by completion */
     struct coil__event events[COIL__POLLER_BATCH];
 };
 
@@ -124,6 +145,8 @@ struct coil__watch *coil__watch_find(struct coil_loop *loop, int fd);
 /* Flags of coil__watch_start. */
 #define COIL__WATCH_ONCE 1u    /* the user is dropped before it is called */
 #define COIL__WATCH_REPLACE 2u /* replace the direction's user, if any */
+#define COIL__WATCH_NOARM 4u   /* no readiness wanted: the user waits for a
+                                  receive's completion (coil__watch_recv) */
 
 /*
  * Give direction dir (COIL__EV_READ or COIL__EV_WRITE) the user fn(arg)
@@ -163,6 +186,57 @@ static inline bool coil__watch_user_is(const struct coil__watch *w,
     const struct coil__watch_user *u = &w->user[dir == COIL__EV_WRITE];
     return u->fn && u->arg == arg;
 }
+
+/*
+ * Receiving by completion. On a backend that completes receives
+ * (io_uring), an OWNED watch of a socket may have the kernel receive for
+ * it instead of reporting readiness: coil__watch_recv submits a receive
+ * (it goes to the kernel with the loop's next wait), and its completion
+ * is kept in w->rx and wakes the read direction's user with 0 (a task
+ * waits for it with coil__watch_wait_recv, watch_wait.h). The bytes land
+ * in the loop's buffers, never in a caller's: a cancelled waiter loses
+ * nothing, since the completion is kept for the next reader. Leaving the
+ * read direction (coil__watch_shut of READ, coil__watch_close, the fd
+ * found gone) cancels what is in flight and drops what is kept.
+ */
+
+/* Whether coil__watch_recv may work on w: an OWNED bound watch on a
+ * backend that completes receives (and has not refused one). */
+bool coil__watch_can_recv(const struct coil__watch *w);
+
+/*
+ * Submit a receive of at most len (> 0) bytes on w's socket. Errors:
+ * -ENOTSUP (not here: use readiness, for good), -EBUSY (one in flight or
+ * kept), -EBADF (w unbound), -ENOMEM.
+ */
+int coil__watch_recv(struct coil__watch *w, size_t len);
+
+/*
+ * Take what a completed receive left: up to n (> 0) bytes into p (what is
+ * left stays kept), or its end (0: end of stream; -errno, -ENOBUFS if no
+ * buffer was free: nothing was received), which is taken whole. -EAGAIN:
+ * nothing is kept.
+ */
+ssize_t coil__watch_recv_take(struct coil__watch *w, void *p, size_t n);
+
+/* Where w's receive stands: -EAGAIN (none), -EINPROGRESS (in flight),
+ * else what is kept: the bytes left (> 0), 0 (end of stream) or -errno. */
+static inline ssize_t coil__watch_recv_peek(const struct coil__watch *w)
+{
+    const struct coil__watch_rx *rx = &w->rx;
+    if (rx->state == COIL__RX_INFLIGHT)
+        return -EINPROGRESS;
+    if (rx->state != COIL__RX_KEPT)
+        return -EAGAIN;
+    return rx->res > 0 ? (ssize_t)rx->len : rx->res;
+}
+
+/* Ask the kernel to end a receive in flight now: it completes soon,
+ * with -ECANCELED or with what it received first. */
+void coil__watch_recv_cut(struct coil__watch *w);
+
+/* Cancel a receive in flight and drop what is kept. */
+void coil__watch_recv_drop(struct coil__watch *w);
 
 /* Forget the fd (see the top). Idempotent; w may be freed right after. */
 void coil__watch_close(struct coil__watch *w);

@@ -60,16 +60,42 @@ static const struct coil__wait_ops ww_ops = {
     .describe = ww_describe,
 };
 
-int coil__watch_wait(struct coil__watch *w, unsigned dir)
+static int wait_flags(struct coil__watch *w, unsigned dir, unsigned flags)
 {
     struct coil_task *t;
     int err = coil__task_begin_wait(&t);
     if (err)
         return err;
     assert(dir == COIL__EV_READ || dir == COIL__EV_WRITE);
-    err = coil__watch_start(w, dir, woken, t, COIL__WATCH_ONCE);
+    err = coil__watch_start(w, dir, woken, t, COIL__WATCH_ONCE | flags);
     if (err)
         return err;
     struct watch_wait ww = {{&ww_ops, false}, w, dir, t};
     return coil__task_suspend(t, &ww.wait);
+}
+
+int coil__watch_wait(struct coil__watch *w, unsigned dir)
+{
+    return wait_flags(w, dir, 0);
+}
+
+int coil__watch_recv_settle(struct coil__watch *w)
+{
+    bool cut = false;
+    while (w->rx.state == COIL__RX_INFLIGHT) {
+        if (!cut)
+            coil__watch_recv_cut(w);
+        cut = true;
+        int err = wait_flags(w, COIL__EV_READ, COIL__WATCH_NOARM);
+        if (err)
+            return err;
+    }
+    return w->bound ? 0 : -EBADF;
+}
+
+int coil__watch_wait_recv(struct coil__watch *w)
+{
+    if (w->rx.state != COIL__RX_INFLIGHT)
+        return w->bound ? 0 : -EBADF; /* completed, or none to wait for */
+    return wait_flags(w, COIL__EV_READ, COIL__WATCH_NOARM);
 }

@@ -20,4 +20,22 @@
  */
 int coil__watch_wait(struct coil__watch *w, unsigned dir);
 
+/*
+ * Suspend the running task until the receive submitted on w
+ * (coil__watch_recv) completes: 0 (take it: coil__watch_recv_take;
+ * returned at once if it already completed, or none is in flight),
+ * -EBADF (w closed, or its read side shut), -ECANCELED (the receive stays
+ * in flight and what it gets is kept for the next reader), and the
+ * errors of coil__watch_wait. Arms no readiness.
+ */
+int coil__watch_wait_recv(struct coil__watch *w);
+
+/*
+ * End a receive left in flight on w (a cancelled reader's) and wait for
+ * its completion, which comes soon: what it received is then kept in w
+ * (a -ECANCELED is kept if it received nothing). 0 at once if none is in
+ * flight. Errors as coil__watch_wait_recv.
+ */
+int coil__watch_recv_settle(struct coil__watch *w);
+
 #endif /* COIL_WATCH_WAIT_H */
