@@ -86,6 +86,7 @@ struct fdrec {
     bool rinflight;    /* a receive is in flight, not cancelled */
     uint32_t rgen;     /* generation of the last receive submitted */
     uint32_t rtag;     /* its tag */
+    uint32_t rlen;     /* and the most it could take */
     struct coil__file_id id; /* the file registered */
 };
 
@@ -561,10 +562,11 @@ static int ur_recv(struct coil__poller *p, int fd, size_t len, uint32_t tag)
     r->rgen++;
     r->rinflight = true;
     r->rtag = tag;
+    r->rlen = len < RBUF_SIZE ? (uint32_t)len : RBUF_SIZE;
     p->nrecv++;
     sqe->opcode = IORING_OP_RECV;
     sqe->fd = fd;
-    sqe->len = len < RBUF_SIZE ? (uint32_t)len : RBUF_SIZE;
+    sqe->len = r->rlen;
     sqe->flags = IOSQE_BUFFER_SELECT;
     sqe->buf_group = 0;
     sqe->user_data = (uint64_t)r->rgen << 32 | RECV_BIT | (uint32_t)fd;
@@ -624,6 +626,7 @@ static int recv_done(struct coil__poller *p, const struct io_uring_cqe *c,
     ev->tag = r->rtag;
     ev->res = c->res;
     ev->buf = bid < RBUF_COUNT ? bid : RBUF_NONE;
+    ev->full = c->res > 0 && (uint32_t)c->res == r->rlen;
     ev->data = bid < RBUF_COUNT ? p->rbufs + (size_t)bid * RBUF_SIZE : NULL;
     if (c->res > 0 && bid >= RBUF_COUNT)
         ev->res = -EIO; /* bytes without a buffer: never seen */

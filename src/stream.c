@@ -305,7 +305,8 @@ int coil__stream_detach(coil_stream_t *s, int *fd_out, char **rest,
             return -ENOMEM;
         memcpy(*rest, s->rbuf + s->rpos, s->rlen);
         if (kept)
-            (void)coil__watch_recv_take(&s->watch, *rest + s->rlen, kept);
+            (void)coil__watch_recv_take(&s->watch, *rest + s->rlen, kept,
+                                        NULL);
         *rest_len = s->rlen + kept;
         s->rlen = 0;
         s->rpos = 0;

@@ -306,9 +306,12 @@ static void release(struct coil__watch *w)
     w->rx.state = COIL__RX_IDLE;
 }
 
-ssize_t coil__watch_recv_take(struct coil__watch *w, void *p, size_t n)
+ssize_t coil__watch_recv_take(struct coil__watch *w, void *p, size_t n,
+                              bool *full)
 {
     struct coil__watch_rx *rx = &w->rx;
+    if (full)
+        *full = false;
     if (rx->state != COIL__RX_KEPT)
         return -EAGAIN;
     if (rx->res <= 0) {
@@ -319,9 +322,18 @@ ssize_t coil__watch_recv_take(struct coil__watch *w, void *p, size_t n)
     memcpy(p, rx->data, k);
     rx->data += k;
     rx->len -= (uint32_t)k;
-    if (rx->len == 0)
+    if (rx->len == 0) {
+        if (full)
+            *full = rx->full;
         release(w);
+    }
     return (ssize_t)k;
+}
+
+void coil__watch_recv_keep(struct coil__watch *w, int res)
+{
+    if (w->rx.state == COIL__RX_IDLE && res <= 0)
+        w->rx = (struct coil__watch_rx){.res = res, .state = COIL__RX_KEPT};
 }
 
 void coil__watch_recv_drop(struct coil__watch *w)
@@ -358,7 +370,8 @@ static void recv_done(struct coil_loop *loop, const struct coil__event *ev)
                                                        : 0,
                                     .res = ev->res,
                                     .buf = ev->buf,
-                                    .state = COIL__RX_KEPT};
+                                    .state = COIL__RX_KEPT,
+                                    .full = ev->full};
     struct coil__watch_user u = w->user[0];
     if (!u.fn)
         return;
