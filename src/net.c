@@ -244,7 +244,7 @@ ssize_t coil__sock_recv_owned(struct coil__watch *w, int fd, void *buf,
                 wait_first = true;
             }
             err = submit ? coil__watch_recv(w, n) : -ENOTSUP;
-            if (err == -ENOTSUP)
+            if (err == -ENOTSUP || err == -ENOMEM) /* this time: readiness */
                 return coil__sock_recv(w, fd, buf, n, 0, NULL, NULL, false);
             if (err)
                 return err;

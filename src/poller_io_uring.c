@@ -84,6 +84,7 @@ struct fdrec {
     bool queued;       /* on the arm list */
     bool raw;          /* not COIL__EV_OWNED: check the file at events */
     bool rinflight;    /* a receive is in flight, not cancelled */
+    bool rowed;        /* its cancel could not be submitted yet */
     uint32_t rgen;     /* generation of the last receive submitted */
     uint32_t rtag;     /* its tag */
     uint32_t rlen;     /* and the most it could take */
@@ -116,6 +117,7 @@ struct coil__poller {
     /* receiving by completion */
     int rstate;        /* 0: not set up yet, 1: ready, -1: unsupported */
     unsigned nrecv;    /* receives the kernel holds (cancelled ones too) */
+    unsigned nowed;    /* records whose receive's cancel is owed */
     struct io_uring_buf_ring *br;
     char *rbufs;
     uint16_t br_tail;  /* our tail of the buffer ring */
@@ -246,7 +248,7 @@ static void ur_close(struct coil__poller *p)
     for (int fd = 0; fd < p->nfds; fd++) {
         if (p->fds[fd].inflight)
             any |= remove_poll(p, fd);
-        if (p->fds[fd].rinflight)
+        if (p->fds[fd].rinflight || p->fds[fd].rowed)
             any |= cancel_recv(p, fd, false);
     }
     if (any)
@@ -254,7 +256,9 @@ static void ur_close(struct coil__poller *p)
     recvs_settle(p);
     unmap(p);
     close(p->ring); /* cancels every request in flight */
-    if (p->br) {
+    /* A receive the kernel still held after a second: its buffers stay
+     * mapped (1 MiB lost) rather than be written after reuse. */
+    if (p->br && p->nrecv == 0) {
         munmap(p->br, RBUF_COUNT * sizeof(struct io_uring_buf));
         munmap(p->rbufs, (size_t)RBUF_COUNT * RBUF_SIZE);
     }
@@ -540,6 +544,8 @@ static int rbufs_setup(struct coil__poller *p)
     return 0;
 }
 
+static bool cancel_recv(struct coil__poller *p, int fd, bool report);
+
 static int ur_recv(struct coil__poller *p, int fd, size_t len, uint32_t tag)
 {
     if (p->rstate == 0) {
@@ -556,6 +562,10 @@ static int ur_recv(struct coil__poller *p, int fd, size_t len, uint32_t tag)
     struct fdrec *r = &p->fds[fd];
     if (r->rinflight)
         return -EBUSY;
+    /* The cancel owed to the last receive goes first: it names that
+     * receive's generation, which the next one changes. */
+    if (r->rowed && !cancel_recv(p, fd, false))
+        return -ENOMEM;
     struct io_uring_sqe *sqe = get_sqe(p);
     if (!sqe)
         return -ENOMEM;
@@ -581,8 +591,19 @@ static bool cancel_recv(struct coil__poller *p, int fd, bool report)
     struct fdrec *r = &p->fds[fd];
     r->rinflight = report;
     struct io_uring_sqe *sqe = get_sqe(p);
-    if (!sqe)
+    if (!sqe) {
+        /* Owed: retried at each wait (a receive left running holds
+         * its file, and its buffers must not go before it ends). */
+        if (!report && !r->rowed) {
+            r->rowed = true;
+            p->nowed++;
+        }
         return false;
+    }
+    if (r->rowed) {
+        r->rowed = false;
+        p->nowed--;
+    }
     sqe->opcode = IORING_OP_ASYNC_CANCEL;
     sqe->fd = -1;
     sqe->addr = (uint64_t)r->rgen << 32 | RECV_BIT | (uint32_t)fd;
@@ -618,9 +639,17 @@ static int recv_done(struct coil__poller *p, const struct io_uring_cqe *c,
     if (!r || !r->rinflight || r->rgen != gen) {
         if (bid < RBUF_COUNT)
             buf_give(p, bid); /* cancelled: its bytes go with the fd */
+        if (r && r->rowed && r->rgen == gen) {
+            r->rowed = false; /* it ended before its cancel went */
+            p->nowed--;
+        }
         return 0;
     }
     r->rinflight = false;
+    if (c->res <= 0 && bid < RBUF_COUNT) {
+        buf_give(p, bid); /* named with no bytes (older kernels) */
+        bid = RBUF_NONE;
+    }
     ev->fd = fd;
     ev->events = COIL__EV_RECV;
     ev->tag = r->rtag;
@@ -734,6 +763,10 @@ static int ur_wait(struct coil__poller *p, int64_t timeout_ns,
     int64_t deadline =
         timeout_ns > 0 ? coil__add_sat(now_ns(), timeout_ns) : 0;
     for (;;) {
+        if (p->nowed)
+            for (int fd = 0; fd < p->nfds && p->nowed; fd++)
+                if (p->fds[fd].rowed)
+                    (void)cancel_recv(p, fd, false);
         int err = arm_queued(p);
         if (err && err != -EAGAIN)
             return err;

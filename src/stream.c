@@ -105,6 +105,14 @@ struct coil_stream {
     coil_future_t *closed_fut; /* for wait_closed, or NULL */
 };
 
+/* A kept receive's end that says nothing about the peer (net.c tries
+ * again): no buffer was free, or the kernel ended it. */
+static bool transient_recv(int res)
+{
+    return res == -ENOBUFS || res == -ECANCELED || res == -EINTR ||
+           res == -EAGAIN;
+}
+
 static void *grow(void *p, size_t n)
 {
     return p ? coil__realloc(p, n) : coil__malloc(n);
@@ -299,6 +307,8 @@ int coil__stream_detach(coil_stream_t *s, int *fd_out, char **rest,
     ssize_t rx = coil__watch_recv_peek(&s->watch);
     if (s->reader || s->wlen || rx == -EINPROGRESS)
         return -EBUSY;
+    if (rx < 0 && rx != -EAGAIN && !transient_recv((int)rx))
+        return (int)rx; /* a reset a receive met: the connection's end */
     size_t kept = rx > 0 ? (size_t)rx : 0;
     if (s->rlen || kept) {
         if (!(*rest = coil__malloc(s->rlen + kept)))
@@ -874,11 +884,14 @@ bool coil_stream_at_eof(coil_stream_t *s)
     } else if (s->sock) {
         /* What a receive by completion brought is kept by the watch. */
         ssize_t rx = coil__watch_recv_peek(&s->watch);
+        if (rx == -EINPROGRESS)
+            return false; /* it may hold bytes taken before what a peek
+                             would see: its completion tells */
         if (rx == 0) {
             s->eof = true;
             return true;
         }
-        if (rx != -EAGAIN && rx != -EINPROGRESS)
+        if (rx > 0 || (rx != -EAGAIN && !transient_recv((int)rx)))
             return false; /* bytes, or an error for the next read */
         char c;
         r = COIL__RR_IN(COIL__SYS_RECV, &c, 1, NULL, NULL,

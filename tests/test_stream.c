@@ -2027,6 +2027,121 @@ static void test_close_while_receiving(void **state)
     assert_int_equal(c.peer_r, 0);
 }
 
+/*
+ * at_eof while a cancelled reader's receive is still in flight: the
+ * receive may already hold bytes that came before the end (its
+ * completion not yet handed over: a wait hands over at most 256), so a
+ * peek at the socket, which sees only the end, must not decide. The
+ * pipes' wake-ups and the sockets' bytes and ends come interleaved, more
+ * than one wait hands over; every pipe reader woken asks each socket
+ * stream at_eof before anything is read from them. Every stream then
+ * gives its bytes, and only then its end.
+ */
+#define EOF_SOCKS 200
+#define EOF_PIPES 100
+
+struct eof_flight {
+    coil_loop_t *loop;
+    int sp[EOF_SOCKS][2], pp[EOF_PIPES][2];
+    coil_stream_t *s[EOF_SOCKS], *ps[EOF_PIPES];
+    int eof_early, ok, lost, eof_after;
+};
+
+struct eof_arg {
+    struct eof_flight *e;
+    int i;
+};
+
+static int eof_sock_reader(void *arg)
+{
+    struct eof_arg *a = arg;
+    char c[64];
+    (void)coil_stream_read(a->e->s[a->i], c, sizeof(c));
+    return 0;
+}
+
+static int eof_pipe_reader(void *arg)
+{
+    struct eof_arg *a = arg;
+    struct eof_flight *e = a->e;
+    char c;
+    (void)coil_stream_read(e->ps[a->i], &c, 1);
+    for (int i = 0; i < EOF_SOCKS; i++)
+        e->eof_early += coil_stream_at_eof(e->s[i]);
+    return 0;
+}
+
+static int eof_flight_main(void *arg)
+{
+    struct eof_flight *e = arg;
+    static struct eof_arg sa[EOF_SOCKS], pa[EOF_PIPES];
+    coil_task_t *t[EOF_SOCKS], *pt[EOF_PIPES];
+    for (int i = 0; i < EOF_SOCKS; i++)
+        if (coil_stream_open_fd(e->sp[i][0], &e->s[i]))
+            return -1;
+    for (int k = 0; k < EOF_PIPES; k++)
+        if (coil_stream_open_fd(e->pp[k][0], &e->ps[k]))
+            return -1;
+    for (int i = 0; i < EOF_SOCKS; i++) {
+        sa[i] = (struct eof_arg){e, i};
+        t[i] = test_spawn(e->loop, eof_sock_reader, &sa[i]);
+    }
+    coil_sleep(5 * COIL_MSEC);
+    for (int i = 0; i < EOF_SOCKS; i++)
+        coil_task_cancel(t[i]);
+    for (int i = 0; i < EOF_SOCKS; i++)
+        test_join(t[i]);
+    for (int k = 0; k < EOF_PIPES; k++) {
+        pa[k] = (struct eof_arg){e, k};
+        pt[k] = test_spawn(e->loop, eof_pipe_reader, &pa[k]);
+    }
+    coil_sleep(5 * COIL_MSEC);
+    for (int i = 0; i < EOF_SOCKS; i++) {
+        if (i % 2 == 0 && write(e->pp[i / 2][1], "x", 1) != 1)
+            test_task_failure();
+        put(e->sp[i][1], "data");
+        shutdown(e->sp[i][1], SHUT_WR);
+    }
+    for (int k = 0; k < EOF_PIPES; k++)
+        test_join(pt[k]);
+    for (int i = 0; i < EOF_SOCKS; i++) {
+        char got[64];
+        ssize_t r = coil_stream_read(e->s[i], got, sizeof(got));
+        if (r == 4 && memcmp(got, "data", 4) == 0)
+            e->ok++;
+        else
+            e->lost++;
+        e->eof_after += coil_stream_read(e->s[i], got, sizeof(got)) == 0 &&
+                        coil_stream_at_eof(e->s[i]);
+        coil_stream_unref(e->s[i]);
+    }
+    for (int k = 0; k < EOF_PIPES; k++)
+        coil_stream_unref(e->ps[k]);
+    return 0;
+}
+
+static void test_at_eof_with_receive_in_flight(void **state)
+{
+    test_exact_io(); /* each stream's four bytes in one read */
+    test_allow_reports("swallowed its cancellation"); /* on purpose */
+    static struct eof_flight e;
+    memset(&e, 0, sizeof(e));
+    e.loop = test_loop(state);
+    for (int i = 0; i < EOF_SOCKS; i++)
+        make_pair(e.sp[i], false);
+    for (int k = 0; k < EOF_PIPES; k++)
+        assert_int_equal(pipe(e.pp[k]), 0);
+    assert_int_equal(test_run_task(e.loop, eof_flight_main, &e), 0);
+    for (int i = 0; i < EOF_SOCKS; i++)
+        close(e.sp[i][1]);
+    for (int k = 0; k < EOF_PIPES; k++)
+        close(e.pp[k][1]);
+    assert_int_equal(e.eof_early, 0);
+    assert_int_equal(e.lost, 0);
+    assert_int_equal(e.ok, EOF_SOCKS);
+    assert_int_equal(e.eof_after, EOF_SOCKS);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -2064,6 +2179,7 @@ int main(void)
         TEST(test_cancelled_reads_keep_what_comes),
         TEST(test_faults_after_a_wait),
         TEST(test_close_while_receiving),
+        TEST(test_at_eof_with_receive_in_flight),
     };
     const struct CMUnitTest epoll_tests[] = {
         TEST(test_sender_start_fails),
