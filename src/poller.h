@@ -115,6 +115,8 @@ struct coil__poller_ops {
      * (the kernel has no buffer rings: use readiness), -ENOMEM.
      */
     int (*recv)(struct coil__poller *p, int fd, size_t len, uint32_t tag);
+    /* The most one such receive takes (its buffers' size). */
+    size_t recv_size;
     /* Cancel fd's receive in flight, at once (its owner may close fd
      * next). Unless report, its completion is never reported (a buffer
      * it filled goes back to the backend); with report it is, as usual:

@@ -579,6 +579,10 @@ static int ur_recv(struct coil__poller *p, int fd, size_t len, uint32_t tag)
     sqe->len = r->rlen;
     sqe->flags = IOSQE_BUFFER_SELECT;
     sqe->buf_group = 0;
+    /* The loop submits a receive only once the socket was found empty:
+     * wait for data before the first try (5.19+; older kernels ignore
+     * the flag). */
+    sqe->ioprio = IORING_RECVSEND_POLL_FIRST;
     sqe->user_data = (uint64_t)r->rgen << 32 | RECV_BIT | (uint32_t)fd;
     return 0;
 }
@@ -794,6 +798,7 @@ const struct coil__poller_ops coil__poller_io_uring = {
     .watch = ur_watch,
     .wait = ur_wait,
     .recv = ur_recv,
+    .recv_size = RBUF_SIZE,
     .recv_cancel = ur_recv_cancel,
     .recv_release = ur_recv_release,
 };
