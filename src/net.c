@@ -186,17 +186,17 @@ static size_t recv_more(struct coil__watch *w, int fd, char *buf, size_t n)
 
 /*
  * A stream's receive on its own socket. Where the loop's backend
- * completes receives (io_uring: watch.h), a receive of at most a buffer's
- * size (4 KiB) that would wait is submitted instead and completes with
- * the bytes, one system call less than readiness followed by recv(2). A
- * bigger read says bulk data: it waits for readiness and takes all there
- * is with one recv(2), as the other backends do (a 4 KiB completion and
- * a recv(2) for the rest cost more: a 10 KiB echo 15%). It is tried with recv(2) first when
- * the last receive filled its room (more is likely waiting: bulk data),
- * else submitted at once. What a completion brings is kept by the watch
- * until taken, so a cancel loses nothing. The testing kit's receive
- * faults and chaos lengths apply where the bytes are taken. Record and
- * replay see recv(2) calls: no receive is submitted while either runs.
+ * completes receives (io_uring: watch.h), a read of at most a buffer's
+ * size (4 KiB) that would wait submits a receive, which completes with
+ * the bytes: one system call less than readiness followed by recv(2). It
+ * tries recv(2) first when the last receive filled its room (more is
+ * likely waiting), else submits at once. A bigger read says bulk data:
+ * it waits for readiness and takes all there is with one recv(2), as on
+ * the other backends. What a completion brings is kept by the watch until
+ * taken, so a cancel loses nothing, and no recv(2) is made while a
+ * receive is in flight. The testing kit's receive faults and chaos
+ * lengths apply where kept bytes are taken. Record and replay see
+ * recv(2) calls: no receive is submitted while either runs.
  */
 ssize_t coil__sock_recv_owned(struct coil__watch *w, int fd, void *buf,
                               size_t n, bool wait_first)

@@ -85,6 +85,7 @@ struct fdrec {
     bool raw;          /* not COIL__EV_OWNED: check the file at events */
     bool rinflight;    /* a receive is in flight, not cancelled */
     bool rowed;        /* its cancel could not be submitted yet */
+    bool rowed_report; /* and is to be reported (recv_cancel's report) */
     uint32_t rgen;     /* generation of the last receive submitted */
     uint32_t rtag;     /* its tag */
     uint32_t rlen;     /* and the most it could take */
@@ -596,12 +597,14 @@ static bool cancel_recv(struct coil__poller *p, int fd, bool report)
     r->rinflight = report;
     struct io_uring_sqe *sqe = get_sqe(p);
     if (!sqe) {
-        /* Owed: retried at each wait (a receive left running holds
-         * its file, and its buffers must not go before it ends). */
-        if (!report && !r->rowed) {
+        /* Owed: retried at each wait (a receive left running holds its
+         * file, its buffers must not go before it ends, and a reported
+         * cancel has a task waiting for it). */
+        if (!r->rowed) {
             r->rowed = true;
             p->nowed++;
         }
+        r->rowed_report = report;
         return false;
     }
     if (r->rowed) {
@@ -640,13 +643,13 @@ static int recv_done(struct coil__poller *p, const struct io_uring_cqe *c,
     int fd = (int)((uint32_t)c->user_data & ~RECV_BIT);
     uint32_t gen = (uint32_t)(c->user_data >> 32);
     struct fdrec *r = fd < p->nfds ? &p->fds[fd] : NULL;
+    if (r && r->rowed && r->rgen == gen) {
+        r->rowed = false; /* it ended before its cancel went */
+        p->nowed--;
+    }
     if (!r || !r->rinflight || r->rgen != gen) {
         if (bid < RBUF_COUNT)
             buf_give(p, bid); /* cancelled: its bytes go with the fd */
-        if (r && r->rowed && r->rgen == gen) {
-            r->rowed = false; /* it ended before its cancel went */
-            p->nowed--;
-        }
         return 0;
     }
     r->rinflight = false;
@@ -770,7 +773,7 @@ static int ur_wait(struct coil__poller *p, int64_t timeout_ns,
         if (p->nowed)
             for (int fd = 0; fd < p->nfds && p->nowed; fd++)
                 if (p->fds[fd].rowed)
-                    (void)cancel_recv(p, fd, false);
+                    (void)cancel_recv(p, fd, p->fds[fd].rowed_report);
         int err = arm_queued(p);
         if (err && err != -EAGAIN)
             return err;

@@ -2142,6 +2142,78 @@ static void test_at_eof_with_receive_in_flight(void **state)
     assert_int_equal(e.eof_after, EOF_SOCKS);
 }
 
+/*
+ * Closing streams whose cancelled readers left receives in flight, while
+ * the kernel takes no submissions (io_uring's enter failing): the cancels
+ * that find no room are owed and go at the next wait, so every peer sees
+ * the end (a receive left running would hold its socket open). The
+ * failure touches no other backend here: nothing waits meanwhile.
+ */
+#define OWED_STREAMS 270
+
+struct owed {
+    coil_loop_t *loop;
+    int fds[OWED_STREAMS][2];
+    coil_stream_t *s[OWED_STREAMS];
+    int ended; /* peers that saw the end */
+};
+
+struct owed_arg {
+    struct owed *o;
+    int i;
+};
+
+static int owed_reader(void *arg)
+{
+    struct owed_arg *a = arg;
+    char c[64];
+    (void)coil_stream_read(a->o->s[a->i], c, sizeof(c));
+    return 0;
+}
+
+static int owed_main(void *arg)
+{
+    struct owed *o = arg;
+    static struct owed_arg oa[OWED_STREAMS];
+    coil_task_t *t[OWED_STREAMS];
+    for (int i = 0; i < OWED_STREAMS; i++)
+        if (coil_stream_open_fd(o->fds[i][0], &o->s[i]))
+            return -1;
+    for (int i = 0; i < OWED_STREAMS; i++) {
+        oa[i] = (struct owed_arg){o, i};
+        t[i] = test_spawn(o->loop, owed_reader, &oa[i]);
+    }
+    coil_sleep(5 * COIL_MSEC);
+    for (int i = 0; i < OWED_STREAMS; i++)
+        coil_task_cancel(t[i]);
+    for (int i = 0; i < OWED_STREAMS; i++)
+        test_join(t[i]);
+    coil_test_fail(COIL_TEST_POLL, 1, 0, -ENOMEM);
+    for (int i = 0; i < OWED_STREAMS; i++)
+        coil_stream_unref(o->s[i]);
+    coil_test_reset_faults();
+    coil_sleep(10 * COIL_MSEC);
+    for (int i = 0; i < OWED_STREAMS; i++) {
+        char c;
+        o->ended += recv(o->fds[i][1], &c, 1, MSG_DONTWAIT) == 0;
+    }
+    return 0;
+}
+
+static void test_close_with_no_room_to_cancel(void **state)
+{
+    test_allow_reports("swallowed its cancellation"); /* on purpose */
+    static struct owed o;
+    memset(&o, 0, sizeof(o));
+    o.loop = test_loop(state);
+    for (int i = 0; i < OWED_STREAMS; i++)
+        make_pair(o.fds[i], false);
+    assert_int_equal(test_run_task(o.loop, owed_main, &o), 0);
+    for (int i = 0; i < OWED_STREAMS; i++)
+        close(o.fds[i][1]);
+    assert_int_equal(o.ended, OWED_STREAMS);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -2180,6 +2252,7 @@ int main(void)
         TEST(test_faults_after_a_wait),
         TEST(test_close_while_receiving),
         TEST(test_at_eof_with_receive_in_flight),
+        TEST(test_close_with_no_room_to_cancel),
     };
     const struct CMUnitTest epoll_tests[] = {
         TEST(test_sender_start_fails),
