@@ -1835,6 +1835,48 @@ static void test_idle_buffers(void **state)
 /* Receives left in flight by cancelled reads                           */
 /* ------------------------------------------------------------------ */
 
+struct cancelled_read {
+    coil_stream_t *s;
+    int r;
+};
+
+static int cancelled_read_task(void *arg)
+{
+    struct cancelled_read *c = arg;
+    char b[64];
+    c->r = (int)coil_stream_read(c->s, b, sizeof(b));
+    return 0;
+}
+
+/* Leave a cancelled read on each of the n streams: a reader waits on
+ * each, then all are cancelled (on io_uring their receives stay in
+ * flight). Returns how many reads ended otherwise than -ECANCELED. */
+static int cancel_reads(coil_loop_t *loop, coil_stream_t **s, int n)
+{
+    struct cancelled_read *c = calloc((size_t)n, sizeof(*c));
+    coil_task_t **t = calloc((size_t)n, sizeof(*t));
+    if (!c || !t) {
+        free(c);
+        free(t);
+        return n;
+    }
+    for (int i = 0; i < n; i++) {
+        c[i] = (struct cancelled_read){s[i], 1};
+        t[i] = test_spawn(loop, cancelled_read_task, &c[i]);
+    }
+    coil_sleep(5 * COIL_MSEC); /* each reader waits */
+    for (int i = 0; i < n; i++)
+        coil_task_cancel(t[i]);
+    int other = 0;
+    for (int i = 0; i < n; i++) {
+        test_join(t[i]);
+        other += c[i].r != -ECANCELED;
+    }
+    free(c);
+    free(t);
+    return other;
+}
+
 /*
  * On io_uring a reader's receive is submitted to the kernel and lands in
  * one of the loop's buffers (256 of them); a cancelled reader leaves it
@@ -1849,44 +1891,20 @@ struct held {
     coil_loop_t *loop;
     int fds[HELD_STREAMS][2];
     coil_stream_t *s[HELD_STREAMS];
-    int cancelled[HELD_STREAMS];
+    int not_cancelled; /* reads that ended otherwise */
     int eof_early; /* at_eof said true with bytes waiting */
     int wrong;     /* reads that did not give back what was sent */
     int eof_r[HELD_STREAMS];
 };
 
-struct held_reader {
-    struct held *h;
-    int i;
-};
-
-static int held_read(void *arg)
-{
-    struct held_reader *hr = arg;
-    char c[64];
-    hr->h->cancelled[hr->i] = (int)coil_stream_read(hr->h->s[hr->i], c,
-                                                    sizeof(c));
-    return 0;
-}
-
 static int held_main(void *arg)
 {
     struct held *h = arg;
-    static struct held_reader hr[HELD_STREAMS];
-    coil_task_t *t[HELD_STREAMS];
     for (int i = 0; i < HELD_STREAMS; i++)
         if (coil_stream_open_fd(h->fds[i][0], &h->s[i]))
             return -1;
     for (int round = 0; round < 2; round++) {
-        for (int i = 0; i < HELD_STREAMS; i++) {
-            hr[i] = (struct held_reader){h, i};
-            t[i] = test_spawn(h->loop, held_read, &hr[i]);
-        }
-        coil_sleep(5 * COIL_MSEC); /* each reader waits */
-        for (int i = 0; i < HELD_STREAMS; i++)
-            coil_task_cancel(t[i]);
-        for (int i = 0; i < HELD_STREAMS; i++)
-            test_join(t[i]);
+        h->not_cancelled += cancel_reads(h->loop, h->s, HELD_STREAMS);
         char msg[32], got[64];
         for (int i = 0; i < HELD_STREAMS; i++) {
             snprintf(msg, sizeof(msg), "round %d stream %03d", round, i);
@@ -1925,8 +1943,8 @@ static void test_cancelled_reads_keep_what_comes(void **state)
     for (int i = 0; i < HELD_STREAMS; i++)
         make_pair(h.fds[i], false);
     assert_int_equal(test_run_task(h.loop, held_main, &h), 0);
+    assert_int_equal(h.not_cancelled, 0);
     for (int i = 0; i < HELD_STREAMS; i++) {
-        assert_int_equal(h.cancelled[i], -ECANCELED);
         assert_int_equal(h.eof_r[i], 0);
         close(h.fds[i][1]);
     }
@@ -2044,21 +2062,13 @@ struct eof_flight {
     coil_loop_t *loop;
     int sp[EOF_SOCKS][2], pp[EOF_PIPES][2];
     coil_stream_t *s[EOF_SOCKS], *ps[EOF_PIPES];
-    int eof_early, ok, lost, eof_after;
+    int not_cancelled, eof_early, ok, lost, eof_after;
 };
 
 struct eof_arg {
     struct eof_flight *e;
     int i;
 };
-
-static int eof_sock_reader(void *arg)
-{
-    struct eof_arg *a = arg;
-    char c[64];
-    (void)coil_stream_read(a->e->s[a->i], c, sizeof(c));
-    return 0;
-}
 
 static int eof_pipe_reader(void *arg)
 {
@@ -2074,23 +2084,15 @@ static int eof_pipe_reader(void *arg)
 static int eof_flight_main(void *arg)
 {
     struct eof_flight *e = arg;
-    static struct eof_arg sa[EOF_SOCKS], pa[EOF_PIPES];
-    coil_task_t *t[EOF_SOCKS], *pt[EOF_PIPES];
+    static struct eof_arg pa[EOF_PIPES];
+    coil_task_t *pt[EOF_PIPES];
     for (int i = 0; i < EOF_SOCKS; i++)
         if (coil_stream_open_fd(e->sp[i][0], &e->s[i]))
             return -1;
     for (int k = 0; k < EOF_PIPES; k++)
         if (coil_stream_open_fd(e->pp[k][0], &e->ps[k]))
             return -1;
-    for (int i = 0; i < EOF_SOCKS; i++) {
-        sa[i] = (struct eof_arg){e, i};
-        t[i] = test_spawn(e->loop, eof_sock_reader, &sa[i]);
-    }
-    coil_sleep(5 * COIL_MSEC);
-    for (int i = 0; i < EOF_SOCKS; i++)
-        coil_task_cancel(t[i]);
-    for (int i = 0; i < EOF_SOCKS; i++)
-        test_join(t[i]);
+    e->not_cancelled = cancel_reads(e->loop, e->s, EOF_SOCKS);
     for (int k = 0; k < EOF_PIPES; k++) {
         pa[k] = (struct eof_arg){e, k};
         pt[k] = test_spawn(e->loop, eof_pipe_reader, &pa[k]);
@@ -2136,6 +2138,7 @@ static void test_at_eof_with_receive_in_flight(void **state)
         close(e.sp[i][1]);
     for (int k = 0; k < EOF_PIPES; k++)
         close(e.pp[k][1]);
+    assert_int_equal(e.not_cancelled, 0);
     assert_int_equal(e.eof_early, 0);
     assert_int_equal(e.lost, 0);
     assert_int_equal(e.ok, EOF_SOCKS);
@@ -2155,39 +2158,17 @@ struct owed {
     coil_loop_t *loop;
     int fds[OWED_STREAMS][2];
     coil_stream_t *s[OWED_STREAMS];
+    int not_cancelled;
     int ended; /* peers that saw the end */
 };
-
-struct owed_arg {
-    struct owed *o;
-    int i;
-};
-
-static int owed_reader(void *arg)
-{
-    struct owed_arg *a = arg;
-    char c[64];
-    (void)coil_stream_read(a->o->s[a->i], c, sizeof(c));
-    return 0;
-}
 
 static int owed_main(void *arg)
 {
     struct owed *o = arg;
-    static struct owed_arg oa[OWED_STREAMS];
-    coil_task_t *t[OWED_STREAMS];
     for (int i = 0; i < OWED_STREAMS; i++)
         if (coil_stream_open_fd(o->fds[i][0], &o->s[i]))
             return -1;
-    for (int i = 0; i < OWED_STREAMS; i++) {
-        oa[i] = (struct owed_arg){o, i};
-        t[i] = test_spawn(o->loop, owed_reader, &oa[i]);
-    }
-    coil_sleep(5 * COIL_MSEC);
-    for (int i = 0; i < OWED_STREAMS; i++)
-        coil_task_cancel(t[i]);
-    for (int i = 0; i < OWED_STREAMS; i++)
-        test_join(t[i]);
+    o->not_cancelled = cancel_reads(o->loop, o->s, OWED_STREAMS);
     coil_test_fail(COIL_TEST_POLL, 1, 0, -ENOMEM);
     for (int i = 0; i < OWED_STREAMS; i++)
         coil_stream_unref(o->s[i]);
@@ -2211,6 +2192,7 @@ static void test_close_with_no_room_to_cancel(void **state)
     assert_int_equal(test_run_task(o.loop, owed_main, &o), 0);
     for (int i = 0; i < OWED_STREAMS; i++)
         close(o.fds[i][1]);
+    assert_int_equal(o.not_cancelled, 0);
     assert_int_equal(o.ended, OWED_STREAMS);
 }
 
