@@ -112,7 +112,8 @@ struct coil__poller_ops {
      * backend owns, chosen when the bytes arrive (a receive that waits
      * pins no memory); its completion is reported by a wait as a
      * COIL__EV_RECV event with tag. At most one per fd. Errors: -ENOTSUP
-     * (the kernel has no buffer rings: use readiness), -ENOMEM.
+     * (no buffer ring here: the kernel has none, or it could not be set
+     * up; use readiness), -ENOMEM (no room to submit now).
      */
     int (*recv)(struct coil__poller *p, int fd, size_t len, uint32_t tag);
     /* The most one such receive takes (its buffers' size). */

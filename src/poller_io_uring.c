@@ -509,8 +509,8 @@ static void buf_give(struct coil__poller *p, uint32_t bid)
     __atomic_store_n(&p->br->tail, p->br_tail, __ATOMIC_RELEASE);
 }
 
-/* Map and register the buffer ring: 0, -ENOTSUP (a kernel before 5.19:
- * for good), or -ENOMEM (try again at the next receive). */
+/* Map and register the buffer ring: 0, -ENOTSUP (a kernel before 5.19)
+ * or -ENOMEM. */
 static int rbufs_setup(struct coil__poller *p)
 {
     size_t rlen = RBUF_COUNT * sizeof(struct io_uring_buf);
@@ -549,12 +549,11 @@ static bool cancel_recv(struct coil__poller *p, int fd, bool report);
 
 static int ur_recv(struct coil__poller *p, int fd, size_t len, uint32_t tag)
 {
-    if (p->rstate == 0) {
-        int err = rbufs_setup(p);
-        if (err == -ENOMEM)
-            return err;
-        p->rstate = err ? -1 : 1;
-    }
+    /* A ring that cannot be set up (an old kernel, the locked-memory
+     * limit, no address space) leaves this loop to readiness for good,
+     * rather than have each read try again. */
+    if (p->rstate == 0)
+        p->rstate = rbufs_setup(p) ? -1 : 1;
     if (p->rstate < 0)
         return -ENOTSUP;
     int err = grow_fds(p, fd);
