@@ -218,8 +218,15 @@ ssize_t coil__sock_recv_owned(struct coil__watch *w, int fd, void *buf,
         ssize_t st = coil__watch_recv_peek(w);
         if (st != -EAGAIN && st != -EINPROGRESS) {
             int f = COIL__FAULT(COIL__SYS_RECV);
-            if (f == EINTR || f == EAGAIN)
-                continue; /* as recv(2) interrupted, or asked again */
+            if (f == EINTR)
+                continue; /* as recv(2) interrupted: at once */
+            if (f == EAGAIN) {
+                /* As a spurious EAGAIN on the other backends: a turn of
+                 * the loop before the bytes are taken. */
+                if ((err = coil_yield()) != 0)
+                    return err;
+                continue;
+            }
             if (f)
                 return -f;
             bool full;

@@ -673,6 +673,9 @@ static int recv_done(struct coil__poller *p, const struct io_uring_cqe *c,
 static void recvs_settle(struct coil__poller *p)
 {
     for (int tries = 0; p->nrecv > 0 && tries < 100; tries++) {
+        for (int fd = 0; fd < p->nfds && p->nowed; fd++)
+            if (p->fds[fd].rowed)
+                (void)cancel_recv(p, fd, false);
         struct timespec ts = {0, 10000000};
         if (submit(p, 1, IORING_ENTER_GETEVENTS, &ts) < 0)
             break;
@@ -776,11 +779,13 @@ static int ur_wait(struct coil__poller *p, int64_t timeout_ns,
         int err = arm_queued(p);
         if (err && err != -EAGAIN)
             return err;
-        /* Fds left unarmed (no SQE to be had) must not wait: poll. */
+        /* Fds left unarmed or cancels owed (no SQE to be had) must not
+         * wait: poll. */
         int64_t left = timeout_ns;
         if (timeout_ns > 0 && (left = deadline - now_ns()) < 0)
             left = 0;
-        unsigned min = left != 0 && !err && cq_empty(p) ? 1 : 0;
+        unsigned min =
+            left != 0 && !err && !p->nowed && cq_empty(p) ? 1 : 0;
         struct timespec ts = {(time_t)(left / 1000000000),
                               (long)(left % 1000000000)};
         int r = submit(p, min, IORING_ENTER_GETEVENTS,

@@ -313,7 +313,8 @@ int coil__stream_detach(coil_stream_t *s, int *fd_out, char **rest,
     if (s->rlen || kept) {
         if (!(*rest = coil__malloc(s->rlen + kept)))
             return -ENOMEM;
-        memcpy(*rest, s->rbuf + s->rpos, s->rlen);
+        if (s->rlen)
+            memcpy(*rest, s->rbuf + s->rpos, s->rlen);
         if (kept)
             (void)coil__watch_recv_take(&s->watch, *rest + s->rlen, kept,
                                         NULL);

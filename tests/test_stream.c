@@ -1955,11 +1955,12 @@ static void test_cancelled_reads_keep_what_comes(void **state)
 /*
  * The receive faults of the testing kit reach a read that waited first
  * (after a short one), where io_uring takes a completed receive instead
- * of calling recv(2): interruptions are retried, a reset stays.
+ * of calling recv(2): interruptions and spurious EAGAINs are retried, a
+ * reset stays.
  */
 struct waited_faults {
     int fds[2];
-    ssize_t first, eintr, reset, reset2;
+    ssize_t first, eintr, eagain, reset, reset2;
     char buf[16];
 };
 
@@ -1974,10 +1975,13 @@ static int waited_faults_main(void *arg)
     put(f->fds[1], "bc");
     coil_test_fail(COIL_TEST_RECV, 1, 3, -EINTR);
     f->eintr = coil_stream_read(s, f->buf, sizeof(f->buf));
+    put(f->fds[1], "e");
+    coil_test_fail(COIL_TEST_RECV, 1, 2, -EAGAIN);
+    f->eagain = coil_stream_read(s, f->buf + 2, sizeof(f->buf) - 2);
     put(f->fds[1], "d");
     coil_test_fail(COIL_TEST_RECV, 1, 1, -ECONNRESET);
-    f->reset = coil_stream_read(s, f->buf + 2, sizeof(f->buf) - 2);
-    f->reset2 = coil_stream_read(s, f->buf + 2, sizeof(f->buf) - 2);
+    f->reset = coil_stream_read(s, f->buf + 3, sizeof(f->buf) - 3);
+    f->reset2 = coil_stream_read(s, f->buf + 3, sizeof(f->buf) - 3);
     coil_test_reset_faults();
     coil_stream_unref(s);
     return 0;
@@ -1993,7 +1997,8 @@ static void test_faults_after_a_wait(void **state)
     close(f.fds[1]);
     assert_int_equal(f.first, 1);
     assert_int_equal(f.eintr, 2);
-    assert_memory_equal(f.buf, "bc", 2);
+    assert_memory_equal(f.buf, "bce", 3);
+    assert_int_equal(f.eagain, 1);
     assert_int_equal(f.reset, -ECONNRESET);
     assert_int_equal(f.reset2, -ECONNRESET);
 }

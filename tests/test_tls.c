@@ -27,6 +27,7 @@
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -1015,6 +1016,22 @@ static int arguments(void *arg)
            s != NULL;
     bad |= coil_tls_open("localhost", "1", sctx, NULL, &s) != -EINVAL;
     bad |= coil_tls_start(NULL, c, false, NULL, &s) != -EINVAL;
+    /* A plain stream already closed: -EPIPE (nothing of it to take). */
+    int sv[2];
+    coil_stream_t *plain = NULL;
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0) {
+        if (coil_stream_open_fd(sv[0], &plain) == 0) {
+            coil_stream_close(plain);
+            bad |= coil_tls_start(plain, sctx, true, NULL, &s) != -EPIPE;
+            coil_stream_unref(plain);
+        } else {
+            close(sv[0]);
+            bad = true;
+        }
+        close(sv[1]);
+    } else {
+        bad = true;
+    }
     coil_server_t *srv = (void *)1;
     bad |= coil_tls_server_open("127.0.0.1", "0", c, echo_handler, NULL,
                                 NULL, NULL, &srv) != -EINVAL ||
