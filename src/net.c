@@ -163,28 +163,6 @@ ssize_t coil__sock_recv(struct coil__watch *w, int fd, void *buf, size_t n,
 }
 
 /*
- * After a receive by completion that took all it could (a buffer's worth:
- * bulk data is coming), take what else is there with recv(2) at once
- * rather than one buffer per turn of the loop: the bytes it got, or 0.
- * An end it meets is kept for the next read.
- */
-static size_t recv_more(struct coil__watch *w, int fd, char *buf, size_t n)
-{
-    for (;;) {
-        ssize_t r = COIL__SYS(COIL__SYS_RECV,
-                              recv(fd, buf, COIL__CHAOS_LEN(fd, n),
-                                   COIL__DONTWAIT));
-        if (r > 0)
-            return (size_t)r;
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r == 0 || !coil__would_block(errno))
-            coil__watch_recv_keep(w, r == 0 ? 0 : -errno);
-        return 0;
-    }
-}
-
-/*
  * A stream's receive on its own socket. Where the loop's backend
  * completes receives (io_uring: watch.h), a read of at most a buffer's
  * size (4 KiB) that would wait submits a receive, which completes with
@@ -229,15 +207,9 @@ ssize_t coil__sock_recv_owned(struct coil__watch *w, int fd, void *buf,
             }
             if (f)
                 return -f;
-            bool full;
-            ssize_t r = coil__watch_recv_take(w, buf, COIL__CHAOS_LEN(fd, n),
-                                              &full);
+            ssize_t r = coil__watch_recv_take(w, buf, COIL__CHAOS_LEN(fd, n));
             if (r == -ENOBUFS) /* no buffer was free: the plain way */
                 return coil__sock_recv(w, fd, buf, n, 0, NULL, NULL, false);
-            if (r == -ECANCELED || r == -EINTR || r == -EAGAIN)
-                continue; /* ended by the kernel, not by the peer: again */
-            if (full && (size_t)r < n)
-                r += recv_more(w, fd, (char *)buf + r, n - (size_t)r);
             return r;
         }
         if (st == -EAGAIN) {

@@ -67,7 +67,6 @@ struct coil__event {
     int32_t res;
     uint32_t buf;
     const char *data;
-    bool full; /* res is all the receive could take: more may wait */
 };
 
 struct coil__poller_ops {

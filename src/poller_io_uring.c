@@ -88,7 +88,6 @@ struct fdrec {
     bool rowed_report; /* and is to be reported (recv_cancel's report) */
     uint32_t rgen;     /* generation of the last receive submitted */
     uint32_t rtag;     /* its tag */
-    uint32_t rlen;     /* and the most it could take */
     struct coil__file_id id; /* the file registered */
 };
 
@@ -572,11 +571,10 @@ static int ur_recv(struct coil__poller *p, int fd, size_t len, uint32_t tag)
     r->rgen++;
     r->rinflight = true;
     r->rtag = tag;
-    r->rlen = len < RBUF_SIZE ? (uint32_t)len : RBUF_SIZE;
     p->nrecv++;
     sqe->opcode = IORING_OP_RECV;
     sqe->fd = fd;
-    sqe->len = r->rlen;
+    sqe->len = len < RBUF_SIZE ? (uint32_t)len : RBUF_SIZE;
     sqe->flags = IOSQE_BUFFER_SELECT;
     sqe->buf_group = 0;
     /* The loop submits a receive only once the socket was found empty:
@@ -661,7 +659,6 @@ static int recv_done(struct coil__poller *p, const struct io_uring_cqe *c,
     ev->tag = r->rtag;
     ev->res = c->res;
     ev->buf = bid < RBUF_COUNT ? bid : RBUF_NONE;
-    ev->full = c->res > 0 && (uint32_t)c->res == r->rlen;
     ev->data = bid < RBUF_COUNT ? p->rbufs + (size_t)bid * RBUF_SIZE : NULL;
     if (c->res > 0 && bid >= RBUF_COUNT)
         ev->res = -EIO; /* bytes without a buffer: never seen */

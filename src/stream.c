@@ -105,14 +105,6 @@ struct coil_stream {
     coil_future_t *closed_fut; /* for wait_closed, or NULL */
 };
 
-/* A kept receive's end that says nothing about the peer (net.c tries
- * again): no buffer was free, or the kernel ended it. */
-static bool transient_recv(int res)
-{
-    return res == -ENOBUFS || res == -ECANCELED || res == -EINTR ||
-           res == -EAGAIN;
-}
-
 static void *grow(void *p, size_t n)
 {
     return p ? coil__realloc(p, n) : coil__malloc(n);
@@ -307,7 +299,7 @@ int coil__stream_detach(coil_stream_t *s, int *fd_out, char **rest,
     ssize_t rx = coil__watch_recv_peek(&s->watch);
     if (s->reader || s->wlen || rx == -EINPROGRESS)
         return -EBUSY;
-    if (rx < 0 && rx != -EAGAIN && !transient_recv((int)rx))
+    if (rx < 0 && rx != -EAGAIN && rx != -ENOBUFS)
         return (int)rx; /* a reset a receive met: the connection's end */
     size_t kept = rx > 0 ? (size_t)rx : 0;
     if (s->rlen || kept) {
@@ -316,8 +308,7 @@ int coil__stream_detach(coil_stream_t *s, int *fd_out, char **rest,
         if (s->rlen)
             memcpy(*rest, s->rbuf + s->rpos, s->rlen);
         if (kept)
-            (void)coil__watch_recv_take(&s->watch, *rest + s->rlen, kept,
-                                        NULL);
+            (void)coil__watch_recv_take(&s->watch, *rest + s->rlen, kept);
         *rest_len = s->rlen + kept;
         s->rlen = 0;
         s->rpos = 0;
@@ -892,7 +883,7 @@ bool coil_stream_at_eof(coil_stream_t *s)
             s->eof = true;
             return true;
         }
-        if (rx > 0 || (rx != -EAGAIN && !transient_recv((int)rx)))
+        if (rx > 0 || (rx != -EAGAIN && rx != -ENOBUFS))
             return false; /* bytes, or an error for the next read */
         char c;
         r = COIL__RR_IN(COIL__SYS_RECV, &c, 1, NULL, NULL,

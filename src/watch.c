@@ -306,12 +306,9 @@ static void release(struct coil__watch *w)
     w->rx.state = COIL__RX_IDLE;
 }
 
-ssize_t coil__watch_recv_take(struct coil__watch *w, void *p, size_t n,
-                              bool *full)
+ssize_t coil__watch_recv_take(struct coil__watch *w, void *p, size_t n)
 {
     struct coil__watch_rx *rx = &w->rx;
-    if (full)
-        *full = false;
     if (rx->state != COIL__RX_KEPT)
         return -EAGAIN;
     if (rx->res <= 0) {
@@ -322,18 +319,9 @@ ssize_t coil__watch_recv_take(struct coil__watch *w, void *p, size_t n,
     memcpy(p, rx->data, k);
     rx->data += k;
     rx->len -= (uint32_t)k;
-    if (rx->len == 0) {
-        if (full)
-            *full = rx->full;
+    if (rx->len == 0)
         release(w);
-    }
     return (ssize_t)k;
-}
-
-void coil__watch_recv_keep(struct coil__watch *w, int res)
-{
-    if (w->rx.state == COIL__RX_IDLE && res <= 0)
-        w->rx = (struct coil__watch_rx){.res = res, .state = COIL__RX_KEPT};
 }
 
 void coil__watch_recv_drop(struct coil__watch *w)
@@ -365,13 +353,15 @@ static void recv_done(struct coil_loop *loop, const struct coil__event *ev)
             p->pops->recv_release(p->poller, ev->buf);
         return;
     }
+    bool nothing = ev->res == -ECANCELED || ev->res == -EINTR ||
+                   ev->res == -EAGAIN; /* the kernel's, not the peer's */
     w->rx = (struct coil__watch_rx){.data = ev->data,
                                     .len = ev->res > 0 ? (uint32_t)ev->res
                                                        : 0,
                                     .res = ev->res,
                                     .buf = ev->buf,
-                                    .state = COIL__RX_KEPT,
-                                    .full = ev->full};
+                                    .state = nothing ? COIL__RX_IDLE
+                                                     : COIL__RX_KEPT};
     struct coil__watch_user u = w->user[0];
     if (!u.fn)
         return;

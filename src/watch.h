@@ -86,7 +86,6 @@ struct coil__watch_rx {
     uint32_t buf;     /* the backend's buffer holding them */
     uint32_t tag;     /* INFLIGHT: the tag its completion carries */
     uint8_t state;    /* enum coil__watch_rx_state */
-    bool full;        /* KEPT: the receive took all it could */
 };
 
 struct coil__watch {
@@ -217,16 +216,11 @@ int coil__watch_recv(struct coil__watch *w, size_t len);
  * Take what a completed receive left: up to n (> 0) bytes into p (what is
  * left stays kept), or its end (0: end of stream; -errno, -ENOBUFS if no
  * buffer was free: nothing was received), which is taken whole. -EAGAIN:
- * nothing is kept. *full (may be NULL): the take emptied a receive that
- * took all it could (the socket likely holds more).
+ * nothing is kept. A receive the kernel ended without a word about the
+ * peer (-ECANCELED: cancelled; -EINTR, -EAGAIN) keeps nothing: its
+ * watch is idle again, as if none had been submitted.
  */
-ssize_t coil__watch_recv_take(struct coil__watch *w, void *p, size_t n,
-                              bool *full);
-
-/* Keep res (0: end of stream, or -errno) as a receive's end for the
- * next take, when none is in flight or kept (a recv(2) made right after
- * a take met it). */
-void coil__watch_recv_keep(struct coil__watch *w, int res);
+ssize_t coil__watch_recv_take(struct coil__watch *w, void *p, size_t n);
 
 /* Where w's receive stands: -EAGAIN (none), -EINPROGRESS (in flight),
  * else what is kept: the bytes left (> 0), 0 (end of stream) or -errno. */

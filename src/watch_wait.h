@@ -33,7 +33,7 @@ int coil__watch_wait_recv(struct coil__watch *w);
 /*
  * End a receive left in flight on w (a cancelled reader's) and wait for
  * its completion, which comes soon: what it received is then kept in w
- * (a -ECANCELED is kept if it received nothing). 0 at once if none is in
+ * (nothing, if the cancel came first). 0 at once if none is in
  * flight (w bound or not). Errors as coil__watch_wait_recv.
  */
 int coil__watch_recv_settle(struct coil__watch *w);
