@@ -1877,6 +1877,41 @@ static int cancel_reads(coil_loop_t *loop, coil_stream_t **s, int n)
     return other;
 }
 
+/* Many socket pairs, a stream on end 0 of each: the tests of receives
+ * left in flight, more of them than io_uring's 256 buffers. */
+#define MANY_MAX 270
+
+struct many {
+    int n;
+    int fds[MANY_MAX][2];
+    coil_stream_t *s[MANY_MAX];
+};
+
+/* Before the test's task: the pairs (each test cancels reads on purpose). */
+static void many_pairs(struct many *m, int n)
+{
+    test_allow_reports("swallowed its cancellation");
+    m->n = n;
+    for (int i = 0; i < n; i++)
+        make_pair(m->fds[i], false);
+}
+
+/* In the task: the streams. 0, or -1 if one could not be opened. */
+static int many_open(struct many *m)
+{
+    for (int i = 0; i < m->n; i++)
+        if (coil_stream_open_fd(m->fds[i][0], &m->s[i]))
+            return -1;
+    return 0;
+}
+
+/* After the task: the peers' ends. */
+static void many_close_peers(struct many *m)
+{
+    for (int i = 0; i < m->n; i++)
+        close(m->fds[i][1]);
+}
+
 /*
  * On io_uring a reader's receive is submitted to the kernel and lands in
  * one of the loop's buffers (256 of them); a cancelled reader leaves it
@@ -1889,8 +1924,7 @@ static int cancel_reads(coil_loop_t *loop, coil_stream_t **s, int n)
 
 struct held {
     coil_loop_t *loop;
-    int fds[HELD_STREAMS][2];
-    coil_stream_t *s[HELD_STREAMS];
+    struct many m;
     int not_cancelled; /* reads that ended otherwise */
     int eof_early; /* at_eof said true with bytes waiting */
     int wrong;     /* reads that did not give back what was sent */
@@ -1900,24 +1934,23 @@ struct held {
 static int held_main(void *arg)
 {
     struct held *h = arg;
-    for (int i = 0; i < HELD_STREAMS; i++)
-        if (coil_stream_open_fd(h->fds[i][0], &h->s[i]))
-            return -1;
+    if (many_open(&h->m))
+        return -1;
     for (int round = 0; round < 2; round++) {
-        h->not_cancelled += cancel_reads(h->loop, h->s, HELD_STREAMS);
+        h->not_cancelled += cancel_reads(h->loop, h->m.s, HELD_STREAMS);
         char msg[32], got[64];
         for (int i = 0; i < HELD_STREAMS; i++) {
             snprintf(msg, sizeof(msg), "round %d stream %03d", round, i);
-            put(h->fds[i][1], msg);
+            put(h->m.fds[i][1], msg);
         }
         coil_sleep(10 * COIL_MSEC); /* the receives in flight complete */
         for (int i = 0; i < HELD_STREAMS; i++) {
             snprintf(msg, sizeof(msg), "round %d stream %03d", round, i);
             size_t n = strlen(msg), k = 0;
-            h->eof_early += coil_stream_at_eof(h->s[i]);
+            h->eof_early += coil_stream_at_eof(h->m.s[i]);
             /* A few bytes a read: what is kept is taken in pieces. */
             while (k < n) {
-                ssize_t r = coil_stream_read(h->s[i], got + k, 5);
+                ssize_t r = coil_stream_read(h->m.s[i], got + k, 5);
                 if (r <= 0)
                     break;
                 k += (size_t)r;
@@ -1926,28 +1959,25 @@ static int held_main(void *arg)
         }
     }
     for (int i = 0; i < HELD_STREAMS; i++) {
-        shutdown(h->fds[i][1], SHUT_WR);
+        shutdown(h->m.fds[i][1], SHUT_WR);
         char c;
-        h->eof_r[i] = (int)coil_stream_read(h->s[i], &c, 1);
-        coil_stream_unref(h->s[i]);
+        h->eof_r[i] = (int)coil_stream_read(h->m.s[i], &c, 1);
+        coil_stream_unref(h->m.s[i]);
     }
     return 0;
 }
 
 static void test_cancelled_reads_keep_what_comes(void **state)
 {
-    test_allow_reports("swallowed its cancellation"); /* on purpose */
     static struct held h;
     memset(&h, 0, sizeof(h));
     h.loop = test_loop(state);
-    for (int i = 0; i < HELD_STREAMS; i++)
-        make_pair(h.fds[i], false);
+    many_pairs(&h.m, HELD_STREAMS);
     assert_int_equal(test_run_task(h.loop, held_main, &h), 0);
+    many_close_peers(&h.m);
     assert_int_equal(h.not_cancelled, 0);
-    for (int i = 0; i < HELD_STREAMS; i++) {
+    for (int i = 0; i < HELD_STREAMS; i++)
         assert_int_equal(h.eof_r[i], 0);
-        close(h.fds[i][1]);
-    }
     assert_int_equal(h.eof_early, 0);
     assert_int_equal(h.wrong, 0);
 }
@@ -2065,8 +2095,9 @@ static void test_close_while_receiving(void **state)
 
 struct eof_flight {
     coil_loop_t *loop;
-    int sp[EOF_SOCKS][2], pp[EOF_PIPES][2];
-    coil_stream_t *s[EOF_SOCKS], *ps[EOF_PIPES];
+    struct many m;
+    int pp[EOF_PIPES][2];
+    coil_stream_t *ps[EOF_PIPES];
     int not_cancelled, eof_early, ok, lost, eof_after;
 };
 
@@ -2082,7 +2113,7 @@ static int eof_pipe_reader(void *arg)
     char c;
     (void)coil_stream_read(e->ps[a->i], &c, 1);
     for (int i = 0; i < EOF_SOCKS; i++)
-        e->eof_early += coil_stream_at_eof(e->s[i]);
+        e->eof_early += coil_stream_at_eof(e->m.s[i]);
     return 0;
 }
 
@@ -2091,13 +2122,12 @@ static int eof_flight_main(void *arg)
     struct eof_flight *e = arg;
     static struct eof_arg pa[EOF_PIPES];
     coil_task_t *pt[EOF_PIPES];
-    for (int i = 0; i < EOF_SOCKS; i++)
-        if (coil_stream_open_fd(e->sp[i][0], &e->s[i]))
-            return -1;
+    if (many_open(&e->m))
+        return -1;
     for (int k = 0; k < EOF_PIPES; k++)
         if (coil_stream_open_fd(e->pp[k][0], &e->ps[k]))
             return -1;
-    e->not_cancelled = cancel_reads(e->loop, e->s, EOF_SOCKS);
+    e->not_cancelled = cancel_reads(e->loop, e->m.s, EOF_SOCKS);
     for (int k = 0; k < EOF_PIPES; k++) {
         pa[k] = (struct eof_arg){e, k};
         pt[k] = test_spawn(e->loop, eof_pipe_reader, &pa[k]);
@@ -2106,21 +2136,21 @@ static int eof_flight_main(void *arg)
     for (int i = 0; i < EOF_SOCKS; i++) {
         if (i % 2 == 0 && write(e->pp[i / 2][1], "x", 1) != 1)
             test_task_failure();
-        put(e->sp[i][1], "data");
-        shutdown(e->sp[i][1], SHUT_WR);
+        put(e->m.fds[i][1], "data");
+        shutdown(e->m.fds[i][1], SHUT_WR);
     }
     for (int k = 0; k < EOF_PIPES; k++)
         test_join(pt[k]);
     for (int i = 0; i < EOF_SOCKS; i++) {
         char got[64];
-        ssize_t r = coil_stream_read(e->s[i], got, sizeof(got));
+        ssize_t r = coil_stream_read(e->m.s[i], got, sizeof(got));
         if (r == 4 && memcmp(got, "data", 4) == 0)
             e->ok++;
         else
             e->lost++;
-        e->eof_after += coil_stream_read(e->s[i], got, sizeof(got)) == 0 &&
-                        coil_stream_at_eof(e->s[i]);
-        coil_stream_unref(e->s[i]);
+        e->eof_after += coil_stream_read(e->m.s[i], got, sizeof(got)) == 0 &&
+                        coil_stream_at_eof(e->m.s[i]);
+        coil_stream_unref(e->m.s[i]);
     }
     for (int k = 0; k < EOF_PIPES; k++)
         coil_stream_unref(e->ps[k]);
@@ -2130,17 +2160,14 @@ static int eof_flight_main(void *arg)
 static void test_at_eof_with_receive_in_flight(void **state)
 {
     test_exact_io(); /* each stream's four bytes in one read */
-    test_allow_reports("swallowed its cancellation"); /* on purpose */
     static struct eof_flight e;
     memset(&e, 0, sizeof(e));
     e.loop = test_loop(state);
-    for (int i = 0; i < EOF_SOCKS; i++)
-        make_pair(e.sp[i], false);
+    many_pairs(&e.m, EOF_SOCKS);
     for (int k = 0; k < EOF_PIPES; k++)
         assert_int_equal(pipe(e.pp[k]), 0);
     assert_int_equal(test_run_task(e.loop, eof_flight_main, &e), 0);
-    for (int i = 0; i < EOF_SOCKS; i++)
-        close(e.sp[i][1]);
+    many_close_peers(&e.m);
     for (int k = 0; k < EOF_PIPES; k++)
         close(e.pp[k][1]);
     assert_int_equal(e.not_cancelled, 0);
@@ -2161,8 +2188,7 @@ static void test_at_eof_with_receive_in_flight(void **state)
 
 struct owed {
     coil_loop_t *loop;
-    int fds[OWED_STREAMS][2];
-    coil_stream_t *s[OWED_STREAMS];
+    struct many m;
     int not_cancelled;
     int ended; /* peers that saw the end */
 };
@@ -2170,33 +2196,29 @@ struct owed {
 static int owed_main(void *arg)
 {
     struct owed *o = arg;
-    for (int i = 0; i < OWED_STREAMS; i++)
-        if (coil_stream_open_fd(o->fds[i][0], &o->s[i]))
-            return -1;
-    o->not_cancelled = cancel_reads(o->loop, o->s, OWED_STREAMS);
+    if (many_open(&o->m))
+        return -1;
+    o->not_cancelled = cancel_reads(o->loop, o->m.s, OWED_STREAMS);
     coil_test_fail(COIL_TEST_POLL, 1, 0, -ENOMEM);
     for (int i = 0; i < OWED_STREAMS; i++)
-        coil_stream_unref(o->s[i]);
+        coil_stream_unref(o->m.s[i]);
     coil_test_reset_faults();
     coil_sleep(10 * COIL_MSEC);
     for (int i = 0; i < OWED_STREAMS; i++) {
         char c;
-        o->ended += recv(o->fds[i][1], &c, 1, MSG_DONTWAIT) == 0;
+        o->ended += recv(o->m.fds[i][1], &c, 1, MSG_DONTWAIT) == 0;
     }
     return 0;
 }
 
 static void test_close_with_no_room_to_cancel(void **state)
 {
-    test_allow_reports("swallowed its cancellation"); /* on purpose */
     static struct owed o;
     memset(&o, 0, sizeof(o));
     o.loop = test_loop(state);
-    for (int i = 0; i < OWED_STREAMS; i++)
-        make_pair(o.fds[i], false);
+    many_pairs(&o.m, OWED_STREAMS);
     assert_int_equal(test_run_task(o.loop, owed_main, &o), 0);
-    for (int i = 0; i < OWED_STREAMS; i++)
-        close(o.fds[i][1]);
+    many_close_peers(&o.m);
     assert_int_equal(o.not_cancelled, 0);
     assert_int_equal(o.ended, OWED_STREAMS);
 }
