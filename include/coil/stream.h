@@ -226,8 +226,11 @@ COIL_API int coil_stream_readline(coil_stream_t *s, void *buf, size_t cap,
 /** Whether the peer ended the stream and everything buffered was read
  * (asyncio's at_eof). With nothing buffered it looks at the socket
  * (without taking anything: one recv with MSG_PEEK), so it is true as
- * soon as the end has arrived, without another read. false for NULL and
- * for a closed stream. Does not suspend. */
+ * soon as the end has arrived, without another read; on io_uring, after a
+ * read that was cancelled while it waited, only once the loop has taken
+ * in the receive that read left running (a turn of the loop later: until
+ * then it says false, since that receive may hold bytes before the end).
+ * false for NULL and for a closed stream. Does not suspend. */
 COIL_API bool coil_stream_at_eof(coil_stream_t *s);
 
 /** How many received bytes are buffered, not yet read. 0 for NULL. */

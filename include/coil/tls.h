@@ -163,8 +163,12 @@ COIL_API int coil_tls_open(const char *host, const char *port,
  * task reading it (what was written to it goes out first); it is then
  * closed without closing the socket (unref it as usual). Errors: -EINVAL
  * (also: a client whose context verifies, without opts->server_hostname),
- * -EPIPE, -EBUSY (a task reads plain), and coil_tls_open's from the
- * handshake; on a handshake failure the connection is closed. Suspends.
+ * -EPIPE, -EBUSY (a task reads plain), a reset or other peer error plain
+ * met and had not reported yet, and coil_tls_open's from the handshake;
+ * on a handshake failure the connection is closed. Suspends: first until
+ * what was written to plain has gone, and (io_uring) until a receive a
+ * cancelled read of plain left running has ended, so that what it got
+ * goes to TLS too.
  */
 COIL_API int coil_tls_start(coil_stream_t *plain, coil_tls_context_t *ctx,
                             bool server, const coil_tls_options_t *opts,
