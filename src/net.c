@@ -164,22 +164,23 @@ ssize_t coil__sock_recv(struct coil__watch *w, int fd, void *buf, size_t n,
 
 /*
  * A stream's receive on its own socket. Where the loop's backend
- * completes receives (io_uring: watch.h), a read of at most a buffer's
- * size (4 KiB) that would wait submits a receive, which completes with
- * the bytes: one system call less than readiness followed by recv(2). It
- * tries recv(2) first when the last receive filled its room (more is
- * likely waiting), else submits at once. A bigger read says bulk data:
- * it waits for readiness and takes all there is with one recv(2), as on
- * the other backends. What a completion brings is kept by the watch until
+ * completes receives (io_uring: watch.h), a read that would wait submits
+ * a receive of up to a buffer (4 KiB), which completes with the bytes:
+ * one system call less than readiness followed by recv(2). It tries
+ * recv(2) first when the last receive filled its room (more is likely
+ * waiting), else submits at once. Messages that come a buffer or more at
+ * a time (the last receive brought that much) say bulk data: such a read
+ * waits for readiness and takes all there is with one recv(2), as on the
+ * other backends. What a completion brings is kept by the watch until
  * taken, so a cancel loses nothing, and no recv(2) is made while a
  * receive is in flight. The testing kit's receive faults and chaos
  * lengths apply where kept bytes are taken. Record and replay see
  * recv(2) calls: no receive is submitted while either runs.
  */
 ssize_t coil__sock_recv_owned(struct coil__watch *w, int fd, void *buf,
-                              size_t n, bool wait_first)
+                              size_t n, bool wait_first, size_t last)
 {
-    bool submit = coil__watch_can_recv(w, n);
+    bool submit = coil__watch_can_recv(w, last);
 #ifdef COIL_TESTING
     submit &= coil__rr_mode == 0;
 #endif

@@ -78,12 +78,12 @@ ssize_t coil__sock_recv(struct coil__watch *w, int fd, void *buf, size_t n,
 /*
  * A stream's receive on fd, its own socket (OWNED watch w): up to n (> 0)
  * bytes into buf, waiting for some. wait_first: the last receive came up
- * short, so wait before trying. By completion where the loop's backend
- * has it (net.c says how), else as coil__sock_recv. Errors as
- * coil__sock_recv.
+ * short, so wait before trying; last: how much it brought (0: none yet).
+ * By completion where the loop's backend has it (net.c says how), else as
+ * coil__sock_recv. Errors as coil__sock_recv.
  */
 ssize_t coil__sock_recv_owned(struct coil__watch *w, int fd, void *buf,
-                              size_t n, bool wait_first);
+                              size_t n, bool wait_first, size_t last);
 
 /* coil_sock_sendto on fd of watch w. */
 ssize_t coil__sock_sendto(struct coil__watch *w, int fd, const void *buf,

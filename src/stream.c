@@ -91,6 +91,7 @@ struct coil_stream {
     size_t limit;
     coil_task_t *reader;  /* the task suspended reading, or NULL */
     bool drained;         /* the last receive came up short */
+    size_t last_got;      /* what it brought (0: none yet, or failed) */
     bool eof;             /* the peer ended the stream */
     int read_err;         /* a sticky read error (-ECONNRESET...) or 0 */
     /* writing */
@@ -601,7 +602,8 @@ static ssize_t recv_some(struct coil_stream *s, void *p, size_t n)
     if (s->tp)
         r = s->tp->recv(s->tp_arg, p, n, s->drained);
     else if (s->sock)
-        r = coil__sock_recv_owned(&s->watch, s->fd, p, n, s->drained);
+        r = coil__sock_recv_owned(&s->watch, s->fd, p, n, s->drained,
+                                  s->last_got);
     else {
         if (s->drained)
             r = coil__sock_wait(&s->watch, s->fd, COIL__EV_READ);
@@ -610,6 +612,7 @@ static ssize_t recv_some(struct coil_stream *s, void *p, size_t n)
     }
     s->reader = NULL;
     s->drained = r > 0 && (size_t)r < n;
+    s->last_got = r > 0 ? (size_t)r : 0;
     if (r < 0 && s->state != OPEN)
         return -EBADF;
     if (r == 0)

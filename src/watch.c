@@ -270,11 +270,11 @@ void coil__watch_close(struct coil__watch *w)
 /* Receiving by completion                                              */
 /* ------------------------------------------------------------------ */
 
-bool coil__watch_can_recv(const struct coil__watch *w, size_t n)
+bool coil__watch_can_recv(const struct coil__watch *w, size_t last)
 {
     const struct coil__loop_watch *p = &w->loop->watch;
     return w->bound && w->kind == COIL__WATCH_OWNED && p->pops->recv &&
-           !p->no_recv && n <= p->pops->recv_size;
+           !p->no_recv && last < p->pops->recv_size;
 }
 
 int coil__watch_recv(struct coil__watch *w, size_t len)

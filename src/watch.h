@@ -200,10 +200,12 @@ static inline bool coil__watch_user_is(const struct coil__watch *w,
  * found gone) cancels what is in flight and drops what is kept.
  */
 
-/* Whether coil__watch_recv may work on w for a read of n bytes: an
- * OWNED bound watch on a backend that completes receives (and has not
- * refused one), whose buffers hold n. */
-bool coil__watch_can_recv(const struct coil__watch *w, size_t n);
+/* Whether coil__watch_recv may work on w and is worth it: an OWNED
+ * bound watch on a backend that completes receives (and has not refused
+ * one), whose last receive brought less than one of its buffers holds
+ * (last bytes; a bigger one says bulk data, better taken whole by one
+ * recv(2) than a buffer per completion). */
+bool coil__watch_can_recv(const struct coil__watch *w, size_t last);
 
 /*
  * Submit a receive of at most len (> 0) bytes on w's socket. Errors:
